@@ -1,0 +1,165 @@
+//! Tayori's channel adapters: the protocol side of delivery.
+//!
+//! This crate turns a rendered [`Message`] into what a provider receives (a MIME
+//! mail, a LINE push request, an SMS gateway request, a direct-mail row) and
+//! hands it to a transport. It knows nothing of Redis, queues or retries: an
+//! adapter answers one question — what happened to this send — with a
+//! [`Sent`] or a [`SendError`] whose variant tells the daemon what to do next.
+
+pub mod dm;
+pub mod email;
+pub mod file;
+pub mod line;
+mod message;
+pub mod sms;
+
+pub use file::{FileTransport, NullTransport};
+pub use message::{Content, Message, PostalAddress, Recipient};
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The delivery channels Tayori knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChannelKind {
+    Email,
+    Line,
+    Sms,
+    Dm,
+}
+
+impl ChannelKind {
+    pub const ALL: [ChannelKind; 4] = [Self::Email, Self::Line, Self::Sms, Self::Dm];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Line => "line",
+            Self::Sms => "sms",
+            Self::Dm => "dm",
+        }
+    }
+}
+
+impl fmt::Display for ChannelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ChannelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown channel {s:?} (known: email, line, sms, dm)"))
+    }
+}
+
+/// A send the provider accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    /// The provider's id for the message (Message-ID, LINE request id, gateway sid, file name).
+    pub provider_id: String,
+}
+
+/// Why a send did not go through, classified by what the caller should do next.
+///
+/// `code` is a short machine-readable token (`smtp_550`, `invalid_message`, …)
+/// and `message` a human-readable explanation; both end up in the event.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// Worth retrying later with backoff (timeouts, 5xx, connection errors).
+    #[error("transient failure ({code}): {message}")]
+    Transient { code: String, message: String },
+    /// The provider asked us to slow down; retry after `retry_after` if it said.
+    #[error("rate limited ({code}): {message}")]
+    RateLimited {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// This channel cannot reach the recipient (blocked, unknown user, no address):
+    /// the job should fall back to its next channel.
+    #[error("recipient unreachable ({code}): {message}")]
+    Unreachable { code: String, message: String },
+    /// The message can never be sent as it is (invalid content, rejected address).
+    #[error("permanent failure ({code}): {message}")]
+    Permanent { code: String, message: String },
+}
+
+impl SendError {
+    pub fn transient(code: &str, message: impl Into<String>) -> Self {
+        Self::Transient {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+    pub fn permanent(code: &str, message: impl Into<String>) -> Self {
+        Self::Permanent {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+    pub fn unreachable(code: &str, message: impl Into<String>) -> Self {
+        Self::Unreachable {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Transient { code, .. }
+            | Self::RateLimited { code, .. }
+            | Self::Unreachable { code, .. }
+            | Self::Permanent { code, .. } => code,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Transient { message, .. }
+            | Self::RateLimited { message, .. }
+            | Self::Unreachable { message, .. }
+            | Self::Permanent { message, .. } => message,
+        }
+    }
+
+    /// A short label for metrics: transient, rate_limited, unreachable, permanent.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Transient { .. } => "transient",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unreachable { .. } => "unreachable",
+            Self::Permanent { .. } => "permanent",
+        }
+    }
+}
+
+/// What a provider receives for one message, as bytes: the protocol half of an adapter.
+///
+/// An encoder is pure (no I/O) so that the same encoding is written by the file
+/// transport and sent by the real one, and `tayori render` can show it.
+pub trait Encode: Send + Sync {
+    /// The file extension of the encoded form (`eml`, `json`).
+    fn extension(&self) -> &'static str;
+    fn encode(&self, message: &Message) -> Result<Vec<u8>, SendError>;
+}
+
+impl<E: Encode + ?Sized> Encode for Box<E> {
+    fn extension(&self) -> &'static str {
+        (**self).extension()
+    }
+    fn encode(&self, message: &Message) -> Result<Vec<u8>, SendError> {
+        (**self).encode(message)
+    }
+}
+
+/// One channel's way of delivering a message.
+#[async_trait::async_trait]
+pub trait Channel: Send + Sync {
+    async fn send(&self, message: &Message) -> Result<Sent, SendError>;
+}

@@ -1,0 +1,84 @@
+//! LINE: the Messaging API push request and the limits the API does not encode in its spec.
+
+use serde_json::{json, Value};
+
+use crate::{Content, Encode, Message, SendError};
+
+/// Limits from LINE's documentation (not in the OpenAPI file).
+pub const MAX_MESSAGES: usize = 5;
+pub const MAX_TEXT_UTF16: usize = 5000;
+pub const MAX_ALT_TEXT_UTF16: usize = 1500;
+
+/// Builds the body of `POST /v2/bot/message/push`.
+#[derive(Default)]
+pub struct LineEncoder;
+
+impl LineEncoder {
+    pub fn push_body(&self, message: &Message) -> Result<Value, SendError> {
+        let Content::Line { messages } = &message.content else {
+            return Err(SendError::permanent("invalid_message", "no LINE content"));
+        };
+        validate_messages(messages).map_err(|e| SendError::permanent("invalid_message", e))?;
+        Ok(json!({ "to": message.to.address, "messages": messages }))
+    }
+}
+
+impl Encode for LineEncoder {
+    fn extension(&self) -> &'static str {
+        "json"
+    }
+    fn encode(&self, message: &Message) -> Result<Vec<u8>, SendError> {
+        serde_json::to_vec(&self.push_body(message)?).map_err(|e| SendError::permanent("invalid_message", e.to_string()))
+    }
+}
+
+/// Checks a `messages` array against the limits LINE enforces.
+pub fn validate_messages(messages: &[Value]) -> Result<(), String> {
+    if messages.is_empty() || messages.len() > MAX_MESSAGES {
+        return Err(format!("line.messages must hold 1 to {MAX_MESSAGES} message objects, not {}", messages.len()));
+    }
+    for (i, m) in messages.iter().enumerate() {
+        let kind = m.get("type").and_then(Value::as_str).ok_or_else(|| format!("line.messages[{i}].type is missing"))?;
+        if kind == "text" {
+            let text = m.get("text").and_then(Value::as_str).ok_or_else(|| format!("line.messages[{i}].text is missing"))?;
+            check_len(text, MAX_TEXT_UTF16, &format!("line.messages[{i}].text"))?;
+        }
+        if let Some(alt) = m.get("altText") {
+            let alt = alt.as_str().ok_or_else(|| format!("line.messages[{i}].altText must be a string"))?;
+            check_len(alt, MAX_ALT_TEXT_UTF16, &format!("line.messages[{i}].altText"))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_len(s: &str, max: usize, field: &str) -> Result<(), String> {
+    let units = s.encode_utf16().count();
+    if units == 0 || units > max {
+        return Err(format!("{field} must be 1 to {max} UTF-16 units, not {units}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_count_utf16_units() {
+        let ok = "a".repeat(5000);
+        assert!(validate_messages(&[json!({"type":"text","text": ok})]).is_ok());
+        // 2500 emoji outside the BMP are 5000 UTF-16 units: still fine; one more is not.
+        let emoji = "😀".repeat(2500);
+        assert!(validate_messages(&[json!({"type":"text","text": emoji})]).is_ok());
+        let too_long = format!("{emoji}a");
+        assert!(validate_messages(&[json!({"type":"text","text": too_long})]).is_err());
+    }
+
+    #[test]
+    fn one_to_five_messages() {
+        let m = json!({"type":"text","text":"hi"});
+        assert!(validate_messages(&[]).is_err());
+        assert!(validate_messages(&vec![m.clone(); 5]).is_ok());
+        assert!(validate_messages(&vec![m; 6]).is_err());
+    }
+}

@@ -1,0 +1,55 @@
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A personalized message ready for one channel: templates are already rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub job_id: String,
+    /// 1 for the first try; retries and redeliveries count up.
+    pub attempt: u32,
+    /// Stable across retries of the same job on the same channel; adapters whose
+    /// provider supports idempotency keys send it so a retry never delivers twice.
+    pub idempotency_key: String,
+    pub to: Recipient,
+    pub content: Content,
+}
+
+/// Who receives the message on this channel.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Recipient {
+    /// Display name (`山田 太郎`), if known.
+    pub name: Option<String>,
+    /// The channel's address: an email address, a LINE user id, a phone number;
+    /// for direct mail the postal code.
+    pub address: String,
+    /// The postal address, for direct mail.
+    pub postal: Option<PostalAddress>,
+}
+
+/// A Japanese postal address as a label printer needs it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PostalAddress {
+    pub postal_code: String,
+    pub address1: String,
+    #[serde(default)]
+    pub address2: String,
+    pub name: String,
+    #[serde(default)]
+    pub honorific: String,
+}
+
+/// The rendered content, one shape per channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    Email {
+        subject: String,
+        html: Option<String>,
+        text: Option<String>,
+    },
+    /// LINE message objects, as the Messaging API's `messages` array.
+    Line { messages: Vec<serde_json::Value> },
+    Sms { text: String },
+    /// Named fields for the print file (coupon code, message lines…).
+    Dm { fields: BTreeMap<String, String> },
+}

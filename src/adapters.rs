@@ -1,0 +1,38 @@
+//! Builds each enabled channel's adapter from its config section.
+
+use std::sync::Arc;
+
+use tayori_channels::dm::DmEncoder;
+use tayori_channels::email::EmailEncoder;
+use tayori_channels::line::LineEncoder;
+use tayori_channels::sms::SmsEncoder;
+use tayori_channels::{Channel, ChannelKind, Encode, FileTransport, NullTransport};
+
+use crate::config::ChannelConfig;
+
+/// The protocol encoder for a channel.
+pub fn encoder(kind: ChannelKind, ch: &ChannelConfig) -> Result<Box<dyn Encode>, String> {
+    Ok(match kind {
+        ChannelKind::Email => {
+            let from = ch.from.as_deref().ok_or("channels.email.from is required")?;
+            Box::new(EmailEncoder::new(from, ch.reply_to.as_deref())?)
+        }
+        ChannelKind::Line => Box::new(LineEncoder),
+        ChannelKind::Sms => Box::new(SmsEncoder),
+        ChannelKind::Dm => Box::new(DmEncoder),
+    })
+}
+
+/// The adapter for a channel: its encoder behind the configured transport.
+pub fn build(kind: ChannelKind, ch: &ChannelConfig) -> Result<Arc<dyn Channel>, String> {
+    let enc = encoder(kind, ch)?;
+    match ch.transport.as_deref() {
+        Some("file") => {
+            let dir = ch.dir.as_ref().ok_or_else(|| format!("channels.{kind}.dir is required for transport = \"file\""))?;
+            let t = FileTransport::new(dir, enc).map_err(|e| format!("channels.{kind}.dir {}: {e}", dir.display()))?;
+            Ok(Arc::new(t))
+        }
+        Some("null") => Ok(Arc::new(NullTransport::new(enc))),
+        other => Err(format!("channels.{kind}.transport {other:?} is not available in this build")),
+    }
+}

@@ -1,0 +1,153 @@
+//! `tayori stats` and `tayori dead list|retry`: what ops look at on call.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use redis::Value;
+use tayori_channels::ChannelKind;
+
+use crate::config::Config;
+use crate::queue::{self, Queue};
+
+async fn open(config: &Config) -> anyhow::Result<Queue> {
+    Queue::connect(&config.redis.url, &config.redis.prefix, 0)
+        .await
+        .with_context(|| format!("connecting to Redis at {}", config.redis.url))
+}
+
+pub async fn stats(config: &Config, json: bool) -> anyhow::Result<i32> {
+    let q = open(config).await?;
+    let s = q.stats(&ChannelKind::ALL).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(0);
+    }
+    println!("{:<8} {:>10} {:>10} {:>10} {:>10}", "channel", "backlog", "pending", "stream", "consumers");
+    for c in &s.channels {
+        println!("{:<8} {:>10} {:>10} {:>10} {:>10}", c.channel, c.lag, c.pending, c.length, c.consumers);
+    }
+    println!("delayed {} ({} due)   dead letters {}   results {}", s.delayed, s.delayed_due, s.dead, s.results);
+    Ok(0)
+}
+
+/// One dead letter: its entry id and fields.
+struct DeadLetter {
+    id: String,
+    fields: Vec<(String, String)>,
+}
+
+impl DeadLetter {
+    fn get(&self, k: &str) -> &str {
+        self.fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str()).unwrap_or("")
+    }
+}
+
+async fn read_dead(q: &Queue, ids: &[String], count: usize) -> anyhow::Result<Vec<DeadLetter>> {
+    let mut c = q.conn();
+    let key = q.keys().dead();
+    let replies: Vec<Value> = if ids.is_empty() {
+        let v: Value = redis::cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(count).query_async(&mut c).await?;
+        vec![v]
+    } else {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("XRANGE").arg(&key).arg(id).arg(id);
+        }
+        pipe.query_async(&mut c).await?
+    };
+    let mut out = Vec::new();
+    for reply in replies {
+        let Value::Array(items) = reply else { continue };
+        for item in items {
+            let Value::Array(pair) = item else { continue };
+            let [Value::BulkString(id), Value::Array(flat)] = pair.as_slice() else { continue };
+            let fields = flat
+                .chunks(2)
+                .filter_map(|kv| match kv {
+                    [Value::BulkString(k), Value::BulkString(v)] => {
+                        Some((String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            out.push(DeadLetter { id: String::from_utf8_lossy(id).into_owned(), fields });
+        }
+    }
+    Ok(out)
+}
+
+pub async fn list(config: &Config, count: usize, json: bool) -> anyhow::Result<i32> {
+    let q = open(config).await?;
+    let letters = read_dead(&q, &[], count).await?;
+    for d in &letters {
+        if json {
+            let obj: serde_json::Map<String, serde_json::Value> =
+                d.fields.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+            println!("{}", serde_json::json!({ "id": d.id, "fields": obj }));
+        } else {
+            let reason: serde_json::Value = serde_json::from_str(d.get("reason")).unwrap_or_default();
+            let job_id = serde_json::from_str::<serde_json::Value>(d.get("job"))
+                .ok()
+                .and_then(|v| v.get("id")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "-".into());
+            println!(
+                "{}  {:<6} job {:<24} {}: {}",
+                d.id,
+                d.get("channel"),
+                job_id,
+                reason["code"].as_str().unwrap_or("?"),
+                reason["message"].as_str().unwrap_or(d.get("reason"))
+            );
+        }
+    }
+    if !json {
+        eprintln!("{} dead letters shown", letters.len());
+    }
+    Ok(0)
+}
+
+/// Re-drives dead letters: each goes back to its channel stream with its
+/// original identity (so deduplication lets it through) and a fresh attempt
+/// count, and leaves the dead-letter stream in the same transaction.
+pub async fn retry(config: &Config, ids: &[String]) -> anyhow::Result<i32> {
+    let q = open(config).await?;
+    let letters = read_dead(&q, ids, usize::MAX.min(1_000_000)).await?;
+    let mut c = queue::connect(&config.redis.url, Duration::from_secs(30)).await?;
+    let mut moved = 0;
+    let mut skipped = 0;
+    for d in &letters {
+        let Ok(kind) = d.get("channel").parse::<ChannelKind>() else {
+            skipped += 1;
+            eprintln!("{}: no channel recorded; left in place", d.id);
+            continue;
+        };
+        let routing = queue::Routing {
+            attempt: 0,
+            origin: Some(d.get("origin").to_owned()).filter(|o| !o.is_empty()),
+            first_at_ms: Some(jiff::Timestamp::now().as_millisecond()),
+            hop: d.get("hop").parse().unwrap_or(0),
+        };
+        let fields = routing.fields(d.get("job"));
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("XADD")
+            .arg(q.keys().jobs(kind))
+            .arg("*")
+            .arg(&fields)
+            .ignore()
+            .cmd("XDEL")
+            .arg(q.keys().dead())
+            .arg(&d.id)
+            .ignore();
+        pipe.query_async::<()>(&mut c).await?;
+        moved += 1;
+    }
+    for id in ids {
+        if !letters.iter().any(|d| &d.id == id) {
+            eprintln!("{id}: no such dead letter");
+            skipped += 1;
+        }
+    }
+    eprintln!("re-queued {moved} dead letters");
+    Ok(if skipped > 0 { 1 } else { 0 })
+}

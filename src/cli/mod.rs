@@ -1,0 +1,100 @@
+//! The `tayori` command line. Each subcommand is a small function; errors are
+//! reported once, in `main`.
+
+mod dead;
+mod enqueue;
+mod inspect;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "tayori", version, about = "Multichannel message delivery: Redis streams in, email/LINE/SMS/DM out, every reaction back.")]
+pub struct Cli {
+    /// Config file [default: $TAYORI_CONFIG or config/tayori.toml]
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the daemon: workers, scheduler, HTTP server and metrics. SIGTERM drains and exits 0.
+    Run {
+        /// Exit once every queue is empty (demos and benchmarks).
+        #[arg(long)]
+        drain: bool,
+    },
+    /// Validate jobs (JSON Lines) and add them to their channel streams. Bad lines are
+    /// reported by number and not enqueued; the exit code is 1 if there were any.
+    Enqueue {
+        /// A .jsonl file, or - for standard input.
+        file: PathBuf,
+    },
+    /// Print the personalized message a job would send, for each of its channels, without sending.
+    Render {
+        /// A file holding one job (JSON).
+        job: PathBuf,
+    },
+    /// Check the config, the templates and the channels' settings; exit 1 on any error.
+    CheckConfig,
+    /// Per-channel backlog, pending, delayed and dead letters.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and re-drive dead letters.
+    Dead {
+        #[command(subcommand)]
+        command: DeadCommand,
+    },
+    /// Print the job format as JSON Schema (published as docs/job.schema.json).
+    Schema,
+}
+
+#[derive(Subcommand)]
+pub enum DeadCommand {
+    /// List dead letters, oldest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        /// Print JSON Lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back on their channel streams (all of them when no ID is given).
+    Retry {
+        /// Dead-letter entry ids, as `dead list` shows them.
+        ids: Vec<String>,
+    },
+}
+
+/// Runs the parsed command; the result is the process exit code.
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let path = Config::resolve_path(cli.config.as_deref());
+    if let Command::Schema = cli.command {
+        print!("{}", crate::job::json_schema());
+        return Ok(0);
+    }
+    let config = Config::load(&path)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Run { drain } => {
+            rt.block_on(crate::daemon::run(config, crate::daemon::RunOptions { drain }))?;
+            Ok(0)
+        }
+        Command::Enqueue { file } => rt.block_on(enqueue::run(&config, &file)),
+        Command::Render { job } => inspect::render(&config, &job),
+        Command::CheckConfig => inspect::check_config(&config),
+        Command::Stats { json } => rt.block_on(dead::stats(&config, json)),
+        Command::Dead { command: DeadCommand::List { count, json } } => rt.block_on(dead::list(&config, count, json)),
+        Command::Dead { command: DeadCommand::Retry { ids } } => rt.block_on(dead::retry(&config, &ids)),
+        Command::Schema => Ok(0),
+    }
+}

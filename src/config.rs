@@ -1,0 +1,444 @@
+//! The TOML configuration: what ops write, checked at start with errors that
+//! name the file, the key and the fix.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tayori_channels::ChannelKind;
+
+pub const DEFAULT_PATH: &str = "config/tayori.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("{file}: key `{key}`: {message}")]
+    Key { file: String, key: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub redis: RedisConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub queue: QueueConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub templates: TemplatesConfig,
+    #[serde(default)]
+    pub channels: ChannelsConfig,
+    /// Where the config was read from (for messages and relative template paths).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    #[serde(default = "default_redis_url")]
+    pub url: String,
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Empty disables the HTTP server.
+    pub listen: String,
+    pub public_url: String,
+    pub tracking_secret: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            tracking_secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Entries read per XREADGROUP.
+    pub read_batch: usize,
+    /// How long a blocking read waits for new entries.
+    #[serde(with = "duration")]
+    pub block: Duration,
+    /// Pending entries idle this long belong to a dead consumer and are reclaimed.
+    #[serde(with = "duration")]
+    pub reclaim_idle: Duration,
+    /// A job delivered this many times without an outcome goes to the dead letters.
+    pub max_deliveries: u32,
+    /// How long a job id is remembered for deduplication.
+    #[serde(with = "duration")]
+    pub dedupe_window: Duration,
+    /// Jobs larger than this (bytes of JSON) are refused.
+    pub max_job_bytes: usize,
+    /// On SIGTERM, how long in-flight sends may take before the daemon exits anyway.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Approximate cap on the results stream (XADD MAXLEN ~); 0 keeps everything.
+    pub results_max_len: u64,
+    /// How often delayed jobs are checked and queue gauges sampled.
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            read_batch: 256,
+            block: Duration::from_secs(1),
+            reclaim_idle: Duration::from_secs(60),
+            max_deliveries: 5,
+            dedupe_window: Duration::from_secs(7 * 24 * 3600),
+            max_job_bytes: 256 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+            results_max_len: 0,
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    #[serde(with = "duration")]
+    pub max_age: Duration,
+    #[serde(with = "duration")]
+    pub base_delay: Duration,
+    #[serde(with = "duration")]
+    pub max_delay: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            max_age: Duration::from_secs(24 * 3600),
+            base_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatesConfig {
+    /// Defaults to `templates/` beside the config file.
+    pub dir: Option<PathBuf>,
+    /// minijinja fuel per render: bounds runaway loops in templates.
+    pub fuel: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsConfig {
+    pub email: Option<ChannelConfig>,
+    pub line: Option<ChannelConfig>,
+    pub sms: Option<ChannelConfig>,
+    pub dm: Option<ChannelConfig>,
+}
+
+impl ChannelsConfig {
+    pub fn get(&self, kind: ChannelKind) -> Option<&ChannelConfig> {
+        match kind {
+            ChannelKind::Email => self.email.as_ref(),
+            ChannelKind::Line => self.line.as_ref(),
+            ChannelKind::Sms => self.sms.as_ref(),
+            ChannelKind::Dm => self.dm.as_ref(),
+        }
+    }
+
+    /// The enabled channels, in a fixed order.
+    pub fn enabled(&self) -> impl Iterator<Item = (ChannelKind, &ChannelConfig)> {
+        ChannelKind::ALL.into_iter().filter_map(|k| self.get(k).map(|c| (k, c)))
+    }
+}
+
+/// Settings every channel has, plus the channel-specific ones kept as TOML
+/// until their adapters read them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChannelConfig {
+    /// `file` writes what would be sent into `dir`; `null` encodes and discards (benchmarks).
+    pub transport: Option<String>,
+    pub dir: Option<PathBuf>,
+    #[serde(default = "default_rate")]
+    pub rate: Rate,
+    pub burst: Option<NonZeroU32>,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Email: the From header.
+    pub from: Option<String>,
+    pub reply_to: Option<String>,
+    /// Provider-specific settings (`[channels.email.smtp]`, `api_base`, …).
+    #[serde(flatten)]
+    pub provider: BTreeMap<String, toml::Value>,
+}
+
+/// A rate such as `100/s`, `6000/min` or `1000/h`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub per: Duration,
+}
+
+impl Rate {
+    pub fn quota(&self, burst: Option<NonZeroU32>) -> governor::Quota {
+        let period = self.per / self.count.get();
+        let period = period.max(Duration::from_nanos(1));
+        governor::Quota::with_period(period)
+            .unwrap_or_else(|| governor::Quota::per_second(self.count))
+            .allow_burst(burst.unwrap_or(self.count))
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let hint = || format!("invalid rate {s:?}: write COUNT/UNIT, e.g. \"100/s\", \"6000/min\", \"1000/h\"");
+        let (count, unit) = s.split_once('/').ok_or_else(hint)?;
+        let count: NonZeroU32 = count.trim().parse().map_err(|_| hint())?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            "d" | "day" => Duration::from_secs(86400),
+            _ => return Err(hint()),
+        };
+        Ok(Rate { count, per })
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379".into()
+}
+fn default_prefix() -> String {
+    "tayori".into()
+}
+fn default_rate() -> Rate {
+    Rate {
+        count: NonZeroU32::new(100).unwrap_or(NonZeroU32::MIN),
+        per: Duration::from_secs(1),
+    }
+}
+fn default_concurrency() -> usize {
+    16
+}
+
+/// Durations written as `30s`, `10m`, `7d`, `1h 30m` (jiff's friendly format).
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+
+    pub fn parse(s: &str) -> Result<Duration, String> {
+        let d: jiff::SignedDuration = s
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: write e.g. \"500ms\", \"30s\", \"10m\", \"24h\", \"7d\""))?;
+        Duration::try_from(d).map_err(|_| format!("invalid duration {s:?}: must not be negative"))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Config {
+    /// The config path from the flag, `TAYORI_CONFIG`, or the default.
+    pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
+        flag.map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("TAYORI_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse(&text, path, |name| std::env::var(name).ok())
+    }
+
+    /// Parses config text; `env` supplies `${VAR}` values (the process environment in production).
+    pub fn parse(text: &str, path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        expand_env(&mut value, &mut String::new(), &env).map_err(|(key, message)| ConfigError::Key {
+            file: file.clone(),
+            key,
+            message,
+        })?;
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Key {
+            file: file.clone(),
+            key: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+        config.source = path.to_path_buf();
+        config.validate().map_err(|(key, message)| ConfigError::Key { file, key, message })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let key = |k: &str, m: String| Err((k.to_owned(), m));
+        if self.redis.prefix.is_empty() || self.redis.prefix.contains(char::is_whitespace) {
+            return key("redis.prefix", "must be a non-empty word such as \"tayori\"".into());
+        }
+        if self.queue.read_batch == 0 {
+            return key("queue.read_batch", "must be at least 1".into());
+        }
+        if self.retry.max_attempts == 0 {
+            return key("retry.max_attempts", "must be at least 1".into());
+        }
+        for (kind, ch) in self.channels.enabled() {
+            let k = |f: &str| format!("channels.{kind}.{f}");
+            if ch.concurrency == 0 {
+                return key(&k("concurrency"), "must be at least 1".into());
+            }
+            match ch.transport.as_deref() {
+                Some("file") if ch.dir.is_none() => {
+                    return key(&k("dir"), "transport = \"file\" needs a directory: add dir = \"./outbox/...\"".into())
+                }
+                Some("file") | Some("null") => {}
+                other => {
+                    let name = other.unwrap_or("(default)");
+                    return key(
+                        &k("transport"),
+                        format!(
+                            "transport {name:?} is not available in this build; use transport = \"file\" with dir = \"...\" \
+                             (writes what would be sent) until the {kind} provider adapter lands"
+                        ),
+                    );
+                }
+            }
+            if kind == ChannelKind::Email {
+                let from = ch.from.as_deref().ok_or((k("from"), "required: the sender, e.g. \"Shop <news@example.com>\"".to_owned()))?;
+                tayori_channels::email::EmailEncoder::new(from, ch.reply_to.as_deref()).map_err(|m| (k("from"), m))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn templates_dir(&self) -> PathBuf {
+        match &self.templates.dir {
+            Some(dir) => dir.clone(),
+            None => self.source.parent().unwrap_or(Path::new(".")).join("templates"),
+        }
+    }
+}
+
+/// Replaces `${VAR}` in every string value. Expansion happens on parsed values,
+/// never on the raw text, so a variable cannot inject TOML.
+fn expand_env(
+    value: &mut toml::Value,
+    path: &mut String,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), (String, String)> {
+    match value {
+        toml::Value::String(s) if s.contains("${") => {
+            *s = expand_str(s, env).map_err(|m| (path.clone(), m))?;
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                expand_env(v, path, env)?;
+                path.truncate(len);
+            }
+        }
+        toml::Value::Array(a) => {
+            for (i, v) in a.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                expand_env(v, path, env)?;
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand_str(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or("unterminated ${...}")?;
+        let name = &after[..end];
+        let value = env(name).ok_or_else(|| {
+            format!("environment variable {name} is not set: export {name}=... before starting tayori")
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("t.toml"), |v| (v == "SET").then(|| "value".to_owned()))
+    }
+
+    #[test]
+    fn rates_and_durations() {
+        let r: Rate = "6000/min".parse().unwrap();
+        assert_eq!(r.count.get(), 6000);
+        assert_eq!(r.per, Duration::from_secs(60));
+        assert!("fast".parse::<Rate>().is_err());
+        assert_eq!(duration::parse("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(duration::parse("500ms").unwrap(), Duration::from_millis(500));
+        assert!(duration::parse("soon").is_err());
+    }
+
+    #[test]
+    fn env_vars_expand_and_missing_ones_are_named() {
+        let c = parse("[redis]\nurl = \"redis://${SET}:1\"\n").unwrap();
+        assert_eq!(c.redis.url, "redis://value:1");
+        let e = parse("[http]\ntracking_secret = \"${NOPE}\"\n[redis]\n").unwrap_err().to_string();
+        assert!(e.contains("t.toml") && e.contains("http.tracking_secret") && e.contains("NOPE"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_fix() {
+        let e = parse("[redis]\n[channels.sms]\nrate = \"lots\"\ntransport = \"null\"\n").unwrap_err().to_string();
+        assert!(e.contains("channels.sms.rate") && e.contains("100/s"), "{e}");
+        let e = parse("[redis]\n[channels.dm]\ntransport = \"file\"\n").unwrap_err().to_string();
+        assert!(e.contains("channels.dm.dir"), "{e}");
+        let e = parse("[redis]\n[queue]\nreclaim_idel = \"1s\"\n").unwrap_err().to_string();
+        assert!(e.contains("reclaim_idel"), "{e}");
+    }
+}

@@ -1,0 +1,247 @@
+//! `tayori run`: wires the workers, the delayed-job mover, the gauges sampler
+//! and the HTTP server together, and shuts them down without losing a job.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tayori_channels::ChannelKind;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::http::{AppState, Health};
+use crate::metrics as m;
+use crate::queue::Queue;
+use crate::render::Renderer;
+use crate::worker::ChannelWorker;
+use crate::adapters;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Exit once every stream, the delayed set and the workers are empty (demos, benchmarks).
+    pub drain: bool,
+}
+
+/// Jobs moved from the delayed set per script call.
+const MOVE_BATCH: usize = 1000;
+
+pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
+    let handle = m::install().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+    let renderer = Arc::new(
+        Renderer::load(&config.templates_dir(), config.templates.fuel)
+            .map_err(|e| anyhow::anyhow!("templates: {}", e.0))?,
+    );
+    let health = Arc::new(Health::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    if !config.http.listen.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&config.http.listen)
+            .await
+            .with_context(|| format!("http.listen {}: cannot listen", config.http.listen))?;
+        tracing::info!(listen = %config.http.listen, "HTTP server up (/healthz, /readyz, /metrics)");
+        let app = crate::http::router(AppState { health: health.clone(), metrics: handle });
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+    }
+
+    let queue = connect_until_up(&config, &health, stop_rx.clone()).await?;
+    let Some(queue) = queue else { return Ok(()) };
+    let consumer = consumer_name();
+    tracing::info!(consumer = %consumer, "joined consumer group");
+
+    let finished = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    let mut writers = Vec::new();
+    let mut kinds = Vec::new();
+    for (kind, ch) in config.channels.enabled() {
+        queue.ensure_group(kind).await.with_context(|| format!("creating consumer group on {}", queue.keys().jobs(kind)))?;
+        let adapter = adapters::build(kind, ch).map_err(anyhow::Error::msg)?;
+        let (worker, writer) =
+            ChannelWorker::spawn(kind, ch, consumer.clone(), queue.clone(), adapter, renderer.clone(), &config, finished.clone());
+        tokio::spawn(worker.clone().read_loop(config.redis.url.clone(), stop_rx.clone()));
+        tokio::spawn(worker.clone().reclaim_loop(stop_rx.clone()));
+        tracing::info!(channel = %kind, transport = ch.transport.as_deref().unwrap_or(""), concurrency = ch.concurrency, "channel worker started");
+        workers.push(worker);
+        writers.push(writer);
+        kinds.push(kind);
+    }
+    if workers.is_empty() {
+        tracing::warn!("no channel is enabled: add a [channels.email] (or line, sms, dm) section");
+    }
+    health.workers_running.store(true, Ordering::Relaxed);
+
+    let started = Instant::now();
+    let (idle_tx, mut idle_rx) = watch::channel(false);
+    let housekeeping = tokio::spawn(housekeeping(
+        queue.clone(),
+        kinds,
+        workers.clone(),
+        config.queue.poll_interval,
+        health.clone(),
+        opts.drain.then_some(idle_tx),
+        stop_rx.clone(),
+    ));
+
+    tokio::select! {
+        signal = shutdown_signal() => tracing::info!(signal, "shutting down: no new jobs are taken"),
+        _ = idle_rx.wait_for(|i| *i) => tracing::info!("drained: every queue is empty"),
+    }
+    let _ = stop_tx.send(true);
+    health.workers_running.store(false, Ordering::Relaxed);
+
+    // In-flight jobs finish within the grace period; any still running then stay
+    // pending in Redis and are reclaimed by another consumer (or the next start).
+    let grace = config.queue.shutdown_grace;
+    let drained = tokio::time::timeout(grace, async {
+        for w in &workers {
+            w.wait_idle().await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        let left: usize = workers.iter().map(|w| w.in_flight()).sum();
+        tracing::warn!(in_flight = left, "grace period over; unfinished jobs stay pending and will be reclaimed");
+    }
+    drop(workers);
+    // The completion writers end once every job's outcome is written.
+    for w in writers {
+        if tokio::time::timeout(grace.max(Duration::from_secs(5)), w).await.is_err() {
+            tracing::warn!("outcomes not yet written at exit; their jobs stay pending and will be reclaimed");
+        }
+    }
+    housekeeping.abort();
+    let n = finished.load(Ordering::Relaxed);
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(jobs = n, seconds = format!("{secs:.2}"), per_second = format!("{:.0}", n as f64 / secs.max(1e-9)), "stopped");
+    if opts.drain {
+        println!("drained {n} jobs in {secs:.2} s ({:.0} jobs/s)", n as f64 / secs.max(1e-9));
+    }
+    Ok(())
+}
+
+/// Connects to Redis, retrying until it answers or a signal arrives (`None`).
+async fn connect_until_up(config: &Config, health: &Health, mut stop: watch::Receiver<bool>) -> anyhow::Result<Option<Queue>> {
+    let mut failures = 0u32;
+    loop {
+        match Queue::connect(&config.redis.url, &config.redis.prefix, config.queue.results_max_len).await {
+            Ok(q) => {
+                health.redis_ok.store(true, Ordering::Relaxed);
+                return Ok(Some(q));
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, "cannot reach Redis; retrying");
+                let wait = Duration::from_millis((250u64 << failures.min(5)).min(5000));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    s = shutdown_signal() => { tracing::info!(signal = s, "stopping before Redis came up"); return Ok(None) }
+                    _ = stop.changed() => return Ok(None),
+                }
+            }
+        }
+    }
+}
+
+/// Moves due delayed jobs, samples queue gauges and readiness, and (in drain
+/// mode) reports when everything is empty.
+async fn housekeeping(
+    queue: Queue,
+    kinds: Vec<ChannelKind>,
+    workers: Vec<Arc<ChannelWorker>>,
+    every: Duration,
+    health: Arc<Health>,
+    idle: Option<watch::Sender<bool>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut idle_polls = 0;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = jiff::Timestamp::now().as_millisecond();
+        loop {
+            match queue.move_due(now, MOVE_BATCH).await {
+                Ok(n) if n == MOVE_BATCH => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    metrics::counter!(m::REDIS_ERRORS, "op" => "move_due").increment(1);
+                    tracing::debug!(error = %e, "moving delayed jobs failed");
+                    break;
+                }
+            }
+        }
+        match queue.stats(&kinds).await {
+            Ok(stats) => {
+                health.redis_ok.store(true, Ordering::Relaxed);
+                metrics::gauge!(m::UP).set(1.0);
+                for c in &stats.channels {
+                    metrics::gauge!(m::QUEUE_BACKLOG, "channel" => c.channel.clone()).set(c.lag as f64);
+                    metrics::gauge!(m::QUEUE_PENDING, "channel" => c.channel.clone()).set(c.pending as f64);
+                }
+                metrics::gauge!(m::DELAYED).set(stats.delayed as f64);
+                metrics::gauge!(m::DEAD_LETTER_SIZE).set(stats.dead as f64);
+                for w in &workers {
+                    metrics::gauge!(m::IN_FLIGHT, "channel" => w.kind().as_str()).set(w.in_flight() as f64);
+                }
+                let busy: usize = workers.iter().map(|w| w.in_flight()).sum();
+                if let Some(idle) = &idle {
+                    idle_polls = if stats.is_idle() && busy == 0 { idle_polls + 1 } else { 0 };
+                    if idle_polls >= 2 {
+                        let _ = idle.send(true);
+                    }
+                }
+            }
+            Err(e) => {
+                health.redis_ok.store(false, Ordering::Relaxed);
+                metrics::gauge!(m::UP).set(0.0);
+                metrics::counter!(m::REDIS_ERRORS, "op" => "stats").increment(1);
+                tracing::warn!(error = %e, "Redis check failed");
+            }
+        }
+    }
+}
+
+/// A consumer name unique to this process, so a dead process's pending jobs are
+/// recognizably orphaned and reclaimed.
+fn consumer_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tayori".into());
+    format!("{host}-{}-{:04x}", std::process::id(), fastrand::u16(..))
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
+}

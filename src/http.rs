@@ -1,0 +1,78 @@
+//! The HTTP server: health, readiness and metrics. Handlers are small; state is explicit.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::metrics as m;
+
+/// What readiness depends on, updated by the daemon.
+#[derive(Default)]
+pub struct Health {
+    pub redis_ok: AtomicBool,
+    pub workers_running: AtomicBool,
+}
+
+impl Health {
+    pub fn ready(&self) -> bool {
+        self.redis_ok.load(Ordering::Relaxed) && self.workers_running.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub health: Arc<Health>,
+    pub metrics: PrometheusHandle,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_page))
+        .layer(middleware::from_fn(count_requests))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let h = &state.health;
+    if h.ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let why = match (h.redis_ok.load(Ordering::Relaxed), h.workers_running.load(Ordering::Relaxed)) {
+            (false, _) => "not ready: redis unreachable\n",
+            _ => "not ready: workers not running\n",
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
+    }
+}
+
+async fn metrics_page(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.render(),
+    )
+}
+
+/// Counts requests by matched route (never the raw path, which may carry tokens).
+async fn count_requests(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let resp = next.run(req).await;
+    metrics::counter!(m::HTTP_REQUESTS, "route" => route, "status" => resp.status().as_u16().to_string()).increment(1);
+    resp
+}

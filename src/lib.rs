@@ -1,0 +1,15 @@
+//! Tayori, the daemon: queue, workers, scheduling, HTTP, metrics and CLI.
+//! Protocol code lives in the `tayori-channels` crate; this crate orchestrates.
+
+pub mod adapters;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod event;
+pub mod http;
+pub mod job;
+pub mod metrics;
+pub mod queue;
+pub mod render;
+pub mod retry_policy;
+pub mod worker;

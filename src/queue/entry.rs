@@ -1,0 +1,97 @@
+//! A job-stream entry as read from Redis.
+
+use redis::Value;
+
+/// Routing state Tayori carries beside the job when it writes an entry back
+/// (retry, fallback, re-driven dead letter). A CRM's own entries have none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Routing {
+    /// Send attempts already made on this channel.
+    pub attempt: u32,
+    /// The entry id the job first arrived as: its identity for deduplication.
+    pub origin: Option<String>,
+    /// When the job first arrived (ms since the epoch), for `retry.max_age`.
+    pub first_at_ms: Option<i64>,
+    /// Position in `[channel] + fallback`: 0 is the job's own channel.
+    pub hop: usize,
+}
+
+impl Routing {
+    /// Stream fields for writing a job back, with its routing.
+    pub fn fields(&self, job: &str) -> Vec<(String, String)> {
+        let mut f = vec![("job".to_owned(), job.to_owned()), ("attempt".to_owned(), self.attempt.to_string())];
+        if let Some(o) = &self.origin {
+            f.push(("origin".to_owned(), o.clone()));
+        }
+        if let Some(t) = self.first_at_ms {
+            f.push(("first_at".to_owned(), t.to_string()));
+        }
+        f.push(("hop".to_owned(), self.hop.to_string()));
+        f
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The stream entry id.
+    pub id: String,
+    /// The raw job JSON (`None` if the entry has no `job` field).
+    pub job: Option<String>,
+    pub routing: Routing,
+    /// How many times the group has delivered this entry (1 for a fresh read).
+    pub deliveries: u32,
+}
+
+impl Entry {
+    /// The job's identity for deduplication: its first entry id.
+    pub fn origin(&self) -> &str {
+        self.routing.origin.as_deref().unwrap_or(&self.id)
+    }
+
+    /// When the job first arrived, in ms since the epoch (from the entry id if not carried).
+    pub fn first_at_ms(&self) -> i64 {
+        self.routing
+            .first_at_ms
+            .or_else(|| self.origin().split('-').next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Appends the entries of an XREADGROUP/XAUTOCLAIM entry list.
+pub(super) fn parse_entries(list: Value, deliveries: u32, out: &mut Vec<Entry>) {
+    let Value::Array(items) = list else { return };
+    for item in items {
+        let Value::Array(mut pair) = item else { continue };
+        if pair.len() != 2 {
+            continue;
+        }
+        let fields = pair.pop();
+        let Some(Value::BulkString(id)) = pair.pop() else { continue };
+        let mut entry = Entry {
+            id: String::from_utf8_lossy(&id).into_owned(),
+            job: None,
+            routing: Routing::default(),
+            deliveries,
+        };
+        // A deleted entry still pending in the group comes back with nil fields.
+        let flat = match fields {
+            Some(Value::Array(f)) => f,
+            Some(Value::Map(m)) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            _ => Vec::new(),
+        };
+        let mut it = flat.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else { continue };
+            let v = String::from_utf8_lossy(&v).into_owned();
+            match k.as_slice() {
+                b"job" => entry.job = Some(v),
+                b"attempt" => entry.routing.attempt = v.parse().unwrap_or(0),
+                b"origin" => entry.routing.origin = Some(v),
+                b"first_at" => entry.routing.first_at_ms = v.parse().ok(),
+                b"hop" => entry.routing.hop = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        out.push(entry);
+    }
+}

@@ -1,0 +1,336 @@
+//! The Redis side of Tayori: job streams, the results stream, the delayed set,
+//! dead letters and deduplication claims.
+//!
+//! Keys (with `{p}` the configured prefix):
+//!
+//! | key              | type       | holds                                            |
+//! |------------------|------------|--------------------------------------------------|
+//! | `{p}:jobs:{ch}`  | stream     | jobs per channel, consumer group `tayori`        |
+//! | `{p}:results`    | stream     | events for the CRM                               |
+//! | `{p}:delayed`    | sorted set | scheduled jobs and retries, scored by due time   |
+//! | `{p}:dead`       | stream     | jobs that cannot be processed, with the reason   |
+//! | `{p}:seen:{id}`  | string     | dedupe claim: the job's origin entry id (TTL)    |
+//!
+//! Entries Tayori itself writes back to a job stream (retries, fallbacks,
+//! re-driven dead letters) carry routing fields beside `job`: `attempt`,
+//! `origin`, `first_at`, `hop`. A CRM only ever writes `job`.
+
+mod entry;
+mod stats;
+
+pub use entry::{Entry, Routing};
+pub use stats::{ChannelStats, QueueStats};
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script, Value};
+use tayori_channels::ChannelKind;
+
+/// The consumer group every daemon joins.
+pub const GROUP: &str = "tayori";
+
+pub type RedisResult<T> = Result<T, redis::RedisError>;
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    pub fn jobs(&self, kind: ChannelKind) -> String {
+        format!("{}:jobs:{kind}", self.prefix)
+    }
+    pub fn results(&self) -> String {
+        format!("{}:results", self.prefix)
+    }
+    pub fn delayed(&self) -> String {
+        format!("{}:delayed", self.prefix)
+    }
+    pub fn dead(&self) -> String {
+        format!("{}:dead", self.prefix)
+    }
+    pub fn seen(&self, job_id: &str) -> String {
+        format!("{}:seen:{job_id}", self.prefix)
+    }
+}
+
+/// One step of a job's outcome, applied atomically with its acknowledgement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Append an event (JSON) to the results stream.
+    Event(String),
+    /// Put a job into the delayed set until `due_ms`.
+    Delay { due_ms: i64, channel: ChannelKind, fields: Vec<(String, String)> },
+    /// Append an entry to a stream (dead letters, the next channel's jobs).
+    Append { key: String, fields: Vec<(String, String)> },
+}
+
+/// A job's outcome: the entry to acknowledge and what to record with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub stream: String,
+    pub id: String,
+    pub ops: Vec<Op>,
+}
+
+/// What a deduplication claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// First time this id is seen, or a redelivery of the same job: go on.
+    Mine,
+    /// Another job with this id was claimed earlier: do not send.
+    Duplicate,
+}
+
+/// Connection to Redis plus the scripts. Cheap to clone (the connection is multiplexed).
+#[derive(Clone)]
+pub struct Queue {
+    conn: ConnectionManager,
+    keys: Keys,
+    finish: Script,
+    move_due: Script,
+    results_max_len: u64,
+}
+
+/// Reply timeout for ordinary commands (redis-rs's default of 500 ms is too
+/// tight for a big scripted batch on a busy server).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a self-reconnecting connection. `reply_timeout` must exceed any BLOCK
+/// used on it: blocking readers get their own connection with a longer one.
+pub async fn connect(url: &str, reply_timeout: Duration) -> RedisResult<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(reply_timeout))
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_min_delay(Duration::from_millis(100))
+        .set_max_delay(Duration::from_secs(5))
+        .set_number_of_retries(3);
+    client.get_connection_manager_with_config(config).await
+}
+
+impl Queue {
+    pub async fn connect(url: &str, prefix: &str, results_max_len: u64) -> RedisResult<Queue> {
+        let conn = connect(url, REPLY_TIMEOUT).await?;
+        Ok(Queue {
+            conn,
+            keys: Keys::new(prefix),
+            finish: Script::new(include_str!("finish.lua")),
+            move_due: Script::new(include_str!("move_due.lua")),
+            results_max_len,
+        })
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub async fn ping(&self) -> RedisResult<()> {
+        let mut c = self.conn.clone();
+        redis::cmd("PING").query_async::<()>(&mut c).await
+    }
+
+    /// Creates the consumer group on a job stream if it does not exist. It starts
+    /// at `0` so jobs enqueued before the first daemon started are processed.
+    pub async fn ensure_group(&self, kind: ChannelKind) -> RedisResult<()> {
+        let mut c = self.conn.clone();
+        let r: RedisResult<()> = c.xgroup_create_mkstream(self.keys.jobs(kind), GROUP, "0").await;
+        match r {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Reads up to `count` new entries for `consumer`, waiting up to `block`.
+    /// `conn` must be a connection of its own (see [`connect`]).
+    pub async fn read(
+        &self,
+        conn: &mut ConnectionManager,
+        kind: ChannelKind,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> RedisResult<Vec<Entry>> {
+        let reply: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(self.keys.jobs(kind))
+            .arg(">")
+            .query_async(conn)
+            .await?;
+        let mut entries = Vec::new();
+        if let Value::Array(streams) | Value::Set(streams) = reply {
+            for stream in streams {
+                if let Value::Array(mut pair) = stream {
+                    if pair.len() == 2 {
+                        entry::parse_entries(pair.swap_remove(1), 1, &mut entries);
+                    }
+                } else if let Value::Map(pairs) = stream {
+                    for (_, v) in pairs {
+                        entry::parse_entries(v, 1, &mut entries);
+                    }
+                }
+            }
+        } else if let Value::Map(pairs) = reply {
+            for (_, v) in pairs {
+                entry::parse_entries(v, 1, &mut entries);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Takes over entries other consumers have held for longer than `min_idle`
+    /// (XAUTOCLAIM) and reports how often each has been delivered.
+    pub async fn reclaim(&self, kind: ChannelKind, consumer: &str, min_idle: Duration, count: usize) -> RedisResult<Vec<Entry>> {
+        let mut c = self.conn.clone();
+        let stream = self.keys.jobs(kind);
+        let reply: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&stream)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut c)
+            .await?;
+        let mut entries = Vec::new();
+        if let Value::Array(mut parts) = reply {
+            if parts.len() >= 2 {
+                entry::parse_entries(parts.swap_remove(1), 1, &mut entries);
+            }
+        }
+        if entries.is_empty() {
+            return Ok(entries);
+        }
+        // XAUTOCLAIM does not say how often an entry was delivered; XPENDING does.
+        let first = entries.first().map(|e| e.id.clone()).unwrap_or_default();
+        let last = entries.last().map(|e| e.id.clone()).unwrap_or_default();
+        let pending: Value = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg(GROUP)
+            .arg(&first)
+            .arg(&last)
+            .arg(entries.len() * 2)
+            .arg(consumer)
+            .query_async(&mut c)
+            .await?;
+        let mut counts = std::collections::HashMap::new();
+        if let Value::Array(rows) = pending {
+            for row in rows {
+                if let Value::Array(f) = row {
+                    if let (Some(Value::BulkString(id)), Some(Value::Int(n))) = (f.first(), f.get(3)) {
+                        counts.insert(String::from_utf8_lossy(id).into_owned(), *n as u32);
+                    }
+                }
+            }
+        }
+        for e in &mut entries {
+            e.deliveries = counts.get(&e.id).copied().unwrap_or(2);
+        }
+        Ok(entries)
+    }
+
+    /// Claims job ids for deduplication in one round trip. `claims` are
+    /// `(job id, origin)`; the origin (the entry id the job first arrived as)
+    /// lets a retry, a fallback or a redelivery of the same job through while
+    /// stopping a second job that reuses the id.
+    pub async fn claim(&self, claims: &[(&str, &str)], window: Duration) -> RedisResult<Vec<Claim>> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (id, origin) in claims {
+            pipe.cmd("SET")
+                .arg(self.keys.seen(id))
+                .arg(*origin)
+                .arg("NX")
+                .arg("GET")
+                .arg("EX")
+                .arg(window.as_secs().max(1));
+        }
+        let mut c = self.conn.clone();
+        let replies: Vec<Option<String>> = pipe.query_async(&mut c).await?;
+        Ok(replies
+            .into_iter()
+            .zip(claims)
+            .map(|(old, (_, origin))| match old {
+                None => Claim::Mine,
+                Some(old) if old == *origin => Claim::Mine,
+                Some(_) => Claim::Duplicate,
+            })
+            .collect())
+    }
+
+    /// Records outcomes and acknowledges their entries, all in one script call.
+    /// Returns how many entries were acknowledged by this call.
+    pub async fn finish(&self, batch: &[Completion]) -> RedisResult<usize> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = self.finish.prepare_invoke();
+        inv.arg(self.keys.prefix()).arg(GROUP).arg(self.results_max_len);
+        for c in batch {
+            inv.arg(&c.stream).arg(&c.id).arg(c.ops.len());
+            for op in &c.ops {
+                match op {
+                    Op::Event(json) => {
+                        inv.arg("E").arg(json);
+                    }
+                    Op::Delay { due_ms, channel, fields } => {
+                        inv.arg("Z").arg(*due_ms).arg(delayed_member(*channel, fields));
+                    }
+                    Op::Append { key, fields } => {
+                        inv.arg("X").arg(key).arg(fields.len() * 2);
+                        for (k, v) in fields {
+                            inv.arg(k).arg(v);
+                        }
+                    }
+                }
+            }
+        }
+        let mut c = self.conn.clone();
+        inv.invoke_async(&mut c).await
+    }
+
+    /// Moves up to `limit` due delayed jobs back to their streams; returns how many.
+    pub async fn move_due(&self, now_ms: i64, limit: usize) -> RedisResult<usize> {
+        let mut c = self.conn.clone();
+        self.move_due
+            .arg(self.keys.prefix())
+            .arg(now_ms)
+            .arg(limit)
+            .invoke_async(&mut c)
+            .await
+    }
+
+    /// Appends events that belong to no job (webhook reactions, invalid entries).
+    pub async fn add_event(&self, json: &str) -> RedisResult<()> {
+        let mut c = self.conn.clone();
+        let _: String = c.xadd(self.keys.results(), "*", &[("event", json)]).await?;
+        Ok(())
+    }
+}
+
+/// The delayed-set member for a job: JSON the mover script can read.
+fn delayed_member(channel: ChannelKind, fields: &[(String, String)]) -> String {
+    let flat: Vec<&str> = fields.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]).collect();
+    serde_json::json!({ "c": channel.as_str(), "f": flat }).to_string()
+}

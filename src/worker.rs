@@ -1,0 +1,496 @@
+//! One channel's worker pool: the path of a job, top to bottom.
+//!
+//! read (XREADGROUP, batched) → parse and validate → dedupe claim (batched) →
+//! expiry / schedule → address → render → rate limit → adapter → outcome →
+//! completion (event + ack, batched and atomic, see `queue/finish.lua`).
+//!
+//! Each channel has its own reader, its own in-flight bound (`concurrency`),
+//! its own rate limiter and its own completion writer, so a slow or throttled
+//! channel never holds up another.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Jitter};
+use redis::aio::ConnectionManager;
+use tayori_channels::{Channel, ChannelKind, Message, SendError};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{ChannelConfig, Config, QueueConfig};
+use crate::event::{Event, EventType};
+use crate::job::{Job, JobError};
+use crate::metrics as m;
+use crate::queue::{self, Claim, Completion, Entry, Op, Queue};
+use crate::render::Renderer;
+use crate::retry_policy::{Decision, RetryPolicy};
+
+/// Most completions written in one script call.
+const FINISH_BATCH: usize = 512;
+
+pub struct ChannelWorker {
+    kind: ChannelKind,
+    stream: String,
+    consumer: String,
+    queue: Queue,
+    adapter: Arc<dyn Channel>,
+    limiter: DefaultDirectRateLimiter,
+    renderer: Arc<Renderer>,
+    retry: RetryPolicy,
+    cfg: QueueConfig,
+    /// Channels enabled in this daemon, for choosing a fallback.
+    enabled: Vec<ChannelKind>,
+    done: mpsc::Sender<Completion>,
+    slots: Arc<Semaphore>,
+    concurrency: usize,
+    /// Jobs brought to an outcome (for the drain summary).
+    pub finished: Arc<AtomicU64>,
+}
+
+/// What the batched first pass decided for an entry.
+enum Prepared {
+    Done(Completion),
+    Deliver(Box<Job>),
+}
+
+impl ChannelWorker {
+    /// Builds the worker and spawns its completion writer.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn(
+        kind: ChannelKind,
+        ch: &ChannelConfig,
+        consumer: String,
+        queue: Queue,
+        adapter: Arc<dyn Channel>,
+        renderer: Arc<Renderer>,
+        config: &Config,
+        finished: Arc<AtomicU64>,
+    ) -> (Arc<ChannelWorker>, tokio::task::JoinHandle<()>) {
+        let (done, rx) = mpsc::channel(ch.concurrency.max(FINISH_BATCH) * 2);
+        let writer = tokio::spawn(write_completions(queue.clone(), kind, rx));
+        let worker = Arc::new(ChannelWorker {
+            kind,
+            stream: queue.keys().jobs(kind),
+            consumer,
+            queue,
+            adapter,
+            limiter: governor::RateLimiter::direct(ch.rate.quota(ch.burst)),
+            renderer,
+            retry: RetryPolicy::new(config.retry.clone()),
+            cfg: config.queue.clone(),
+            enabled: config.channels.enabled().map(|(k, _)| k).collect(),
+            done,
+            slots: Arc::new(Semaphore::new(ch.concurrency)),
+            concurrency: ch.concurrency,
+            finished,
+        });
+        (worker, writer)
+    }
+
+    pub fn kind(&self) -> ChannelKind {
+        self.kind
+    }
+
+    /// Jobs currently held by this worker.
+    pub fn in_flight(&self) -> usize {
+        self.concurrency - self.slots.available_permits()
+    }
+
+    /// Waits until every in-flight job has handed over its completion.
+    pub async fn wait_idle(&self) {
+        if let Ok(all) = self.slots.acquire_many(self.concurrency as u32).await {
+            drop(all);
+        }
+    }
+
+    /// Reads new jobs until `stop` turns true. Entries already read are always processed.
+    pub async fn read_loop(self: Arc<Self>, url: String, mut stop: watch::Receiver<bool>) {
+        let mut conn: Option<ConnectionManager> = None;
+        let mut failures = 0u32;
+        while !*stop.borrow() {
+            let first = tokio::select! {
+                p = self.slots.clone().acquire_owned() => p.ok(),
+                _ = stop.changed() => None,
+            };
+            let Some(first) = first else { break };
+            let mut permits = vec![first];
+            while permits.len() < self.cfg.read_batch {
+                match self.slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let result = match conn.as_mut() {
+                Some(c) => self.queue.read(c, self.kind, &self.consumer, permits.len(), self.cfg.block).await,
+                None => match queue::connect(&url, self.cfg.block + Duration::from_secs(10)).await {
+                    Ok(c) => {
+                        conn = Some(c);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match result {
+                Ok(entries) => {
+                    failures = 0;
+                    if !entries.is_empty() {
+                        self.dispatch(entries, permits).await;
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    metrics::counter!(m::REDIS_ERRORS, "op" => "read").increment(1);
+                    if e.code() == Some("NOGROUP") {
+                        let _ = self.queue.ensure_group(self.kind).await;
+                    } else {
+                        tracing::warn!(channel = %self.kind, error = %e, "reading jobs failed; retrying");
+                    }
+                    drop(permits);
+                    pause(failures, &mut stop).await;
+                }
+            }
+        }
+    }
+
+    /// Takes over entries that a dead consumer left pending, every so often.
+    pub async fn reclaim_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let every = (self.cfg.reclaim_idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            let want = self.slots.available_permits().min(self.cfg.read_batch);
+            if want == 0 {
+                continue;
+            }
+            match self.queue.reclaim(self.kind, &self.consumer, self.cfg.reclaim_idle, want).await {
+                Ok(entries) if !entries.is_empty() => {
+                    metrics::counter!(m::RECLAIMED, "channel" => self.kind.as_str()).increment(entries.len() as u64);
+                    tracing::info!(channel = %self.kind, count = entries.len(), "reclaimed jobs from a stopped consumer");
+                    let mut permits = Vec::with_capacity(entries.len());
+                    for _ in 0..entries.len() {
+                        match self.slots.clone().acquire_owned().await {
+                            Ok(p) => permits.push(p),
+                            Err(_) => return,
+                        }
+                    }
+                    self.dispatch(entries, permits).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    metrics::counter!(m::REDIS_ERRORS, "op" => "reclaim").increment(1);
+                    tracing::warn!(channel = %self.kind, error = %e, "reclaiming jobs failed");
+                }
+            }
+        }
+    }
+
+    /// First pass over a batch (parse, claim, schedule), then one task per job to deliver.
+    async fn dispatch(self: &Arc<Self>, entries: Vec<Entry>, permits: Vec<OwnedSemaphorePermit>) {
+        metrics::counter!(m::JOBS_TAKEN, "channel" => self.kind.as_str()).increment(entries.len() as u64);
+        let prepared = self.prepare(&entries).await;
+        for ((entry, prepared), permit) in entries.into_iter().zip(prepared).zip(permits) {
+            match prepared {
+                Prepared::Done(c) => {
+                    let _ = self.done.send(c).await;
+                    drop(permit);
+                }
+                Prepared::Deliver(job) => {
+                    let me = Arc::clone(self);
+                    tokio::spawn(async move {
+                        let c = me.deliver(&entry, &job).await;
+                        let _ = me.done.send(c).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    }
+
+    async fn prepare(&self, entries: &[Entry]) -> Vec<Prepared> {
+        let mut out: Vec<Option<Prepared>> = Vec::with_capacity(entries.len());
+        let mut jobs: Vec<Option<Job>> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match self.validate(entry) {
+                Ok(job) => {
+                    out.push(None);
+                    jobs.push(Some(job));
+                }
+                Err(c) => {
+                    out.push(Some(Prepared::Done(c)));
+                    jobs.push(None);
+                }
+            }
+        }
+        let claims: Vec<(&str, &str)> = entries
+            .iter()
+            .zip(&jobs)
+            .filter_map(|(e, j)| j.as_ref().map(|j| (j.id.as_str(), e.origin())))
+            .collect();
+        let mut verdicts = self.claim_with_retry(&claims).await.into_iter();
+        let now = jiff::Timestamp::now();
+        for ((slot, job), entry) in out.iter_mut().zip(jobs).zip(entries) {
+            let Some(job) = job else { continue };
+            let attempt = self.attempt(entry);
+            let prepared = if verdicts.next() == Some(Claim::Duplicate) {
+                Prepared::Done(self.complete(entry, vec![self.event(EventType::Duplicate, &job, attempt).into()]))
+            } else if job.expires_at().is_some_and(|t| t <= now) {
+                Prepared::Done(self.complete(entry, vec![self.event(EventType::Expired, &job, attempt).into()]))
+            } else if let Some(due) = job.send_at().filter(|t| *t > now) {
+                let mut routing = entry.routing.clone();
+                routing.origin = Some(entry.origin().to_owned());
+                routing.first_at_ms = Some(entry.first_at_ms());
+                metrics::counter!(m::MESSAGES, "channel" => self.kind.as_str(), "outcome" => "scheduled").increment(1);
+                let raw = entry.job.clone().unwrap_or_default();
+                Prepared::Done(self.complete(
+                    entry,
+                    vec![Op::Delay { due_ms: due.as_millisecond(), channel: self.kind, fields: routing.fields(&raw) }],
+                ))
+            } else {
+                Prepared::Deliver(Box::new(job))
+            };
+            *slot = Some(prepared);
+        }
+        out.into_iter().map(|p| p.unwrap_or_else(|| Prepared::Done(self.complete_noop()))).collect()
+    }
+
+    /// Dedupe claims must succeed before anything is sent: retry until Redis answers.
+    async fn claim_with_retry(&self, claims: &[(&str, &str)]) -> Vec<Claim> {
+        let mut failures = 0;
+        loop {
+            match self.queue.claim(claims, self.cfg.dedupe_window).await {
+                Ok(v) => return v,
+                Err(e) => {
+                    failures += 1;
+                    metrics::counter!(m::REDIS_ERRORS, "op" => "claim").increment(1);
+                    tracing::warn!(channel = %self.kind, error = %e, "dedupe claim failed; retrying");
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+            }
+        }
+    }
+
+    /// Parses the entry's job and checks it belongs here; a bad one becomes a dead letter.
+    fn validate(&self, entry: &Entry) -> Result<Job, Completion> {
+        if entry.deliveries > self.cfg.max_deliveries {
+            let msg = format!("delivered {} times without an outcome (a worker crashed on it each time)", entry.deliveries);
+            let job = entry.job.as_deref().and_then(|raw| Job::parse(raw, usize::MAX).ok());
+            return Err(self.dead(entry, job.as_ref(), "too_many_deliveries", &msg));
+        }
+        let raw = entry.job.as_deref().ok_or_else(|| {
+            self.dead(entry, None, "invalid_job", "job: the stream entry has no `job` field")
+        })?;
+        let job = Job::parse(raw, self.cfg.max_job_bytes).map_err(|e| self.dead_invalid(entry, raw, &e))?;
+        match job.channel_at(entry.routing.hop) {
+            Some(k) if k == self.kind => Ok(job),
+            _ => {
+                let e = JobError::new("channel", format!("job is for {:?} but was added to stream {}", job.channel, self.stream));
+                Err(self.dead_invalid(entry, raw, &e))
+            }
+        }
+    }
+
+    /// Address → render → rate limit → send → outcome.
+    async fn deliver(&self, entry: &Entry, job: &Job) -> Completion {
+        let attempt = self.attempt(entry);
+        if job.address(self.kind).is_none() {
+            let field = Job::address_field(self.kind);
+            return self.not_here(entry, job, attempt, "no_address", &format!("{field} is missing"));
+        }
+        let content = match self.renderer.render(job, self.kind) {
+            Ok(c) => c,
+            Err(e) => return self.not_here(entry, job, attempt, "template", &e.0),
+        };
+        let message = Message {
+            job_id: job.id.clone(),
+            attempt,
+            idempotency_key: format!("{}/{}", job.id, self.kind),
+            to: job.recipient(self.kind),
+            content,
+        };
+        if self.limiter.check().is_err() {
+            metrics::counter!(m::RATE_LIMIT_WAITS, "channel" => self.kind.as_str()).increment(1);
+            self.limiter.until_ready_with_jitter(Jitter::up_to(Duration::from_millis(5))).await;
+        }
+        let started = Instant::now();
+        let result = self.adapter.send(&message).await;
+        metrics::histogram!(m::SEND_SECONDS, "channel" => self.kind.as_str()).record(started.elapsed());
+        match result {
+            Ok(sent) => {
+                let age_ms = jiff::Timestamp::now().as_millisecond() - entry.first_at_ms();
+                metrics::histogram!(m::END_TO_END_SECONDS, "channel" => self.kind.as_str()).record(age_ms.max(0) as f64 / 1000.0);
+                let ev = self.event(EventType::Sent, job, attempt).with("provider_id", sent.provider_id);
+                self.complete(entry, vec![ev.into()])
+            }
+            Err(e @ (SendError::Transient { .. } | SendError::RateLimited { .. })) => self.retry_or_fail(entry, job, attempt, &e),
+            Err(e) => self.not_here(entry, job, attempt, e.code(), e.message()),
+        }
+    }
+
+    fn retry_or_fail(&self, entry: &Entry, job: &Job, attempt: u32, err: &SendError) -> Completion {
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let age = Duration::from_millis((now_ms - entry.first_at_ms()).max(0) as u64);
+        let hint = match err {
+            SendError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        match self.retry.decide(attempt, age, hint) {
+            Decision::RetryIn(wait) => {
+                metrics::counter!(m::RETRIES, "channel" => self.kind.as_str(), "class" => err.class()).increment(1);
+                let due_ms = now_ms + wait.as_millis() as i64;
+                let retry_at = jiff::Timestamp::from_millisecond(due_ms).map(|t| format!("{t:.3}")).unwrap_or_default();
+                let ev = self
+                    .event(EventType::Deferred, job, attempt)
+                    .with_error(err.code(), err.message())
+                    .with("retry_at", retry_at);
+                let mut routing = entry.routing.clone();
+                routing.attempt = attempt;
+                routing.origin = Some(entry.origin().to_owned());
+                routing.first_at_ms = Some(entry.first_at_ms());
+                let raw = entry.job.clone().unwrap_or_default();
+                self.complete(entry, vec![ev.into(), Op::Delay { due_ms, channel: self.kind, fields: routing.fields(&raw) }])
+            }
+            Decision::GiveUp => {
+                let msg = format!("gave up after {attempt} attempts: {}", err.message());
+                let ev = self.event(EventType::Failed, job, attempt).with_error(err.code(), &msg);
+                self.complete(entry, vec![ev.into()])
+            }
+        }
+    }
+
+    /// This channel cannot deliver the job: move it to the next fallback channel, or fail it.
+    fn not_here(&self, entry: &Entry, job: &Job, attempt: u32, code: &str, message: &str) -> Completion {
+        let mut hop = entry.routing.hop + 1;
+        while let Some(next) = job.channel_at(hop) {
+            if self.enabled.contains(&next) {
+                let ev = self
+                    .event(EventType::Fallback, job, attempt)
+                    .with("to_channel", next.as_str())
+                    .with_error(code, message);
+                let routing = queue::Routing {
+                    attempt: 0,
+                    origin: Some(entry.origin().to_owned()),
+                    first_at_ms: Some(entry.first_at_ms()),
+                    hop,
+                };
+                let raw = entry.job.clone().unwrap_or_default();
+                let forward = Op::Append { key: self.queue.keys().jobs(next), fields: routing.fields(&raw) };
+                return self.complete(entry, vec![ev.into(), forward]);
+            }
+            hop += 1;
+        }
+        let ev = self.event(EventType::Failed, job, attempt).with_error(code, message);
+        self.complete(entry, vec![ev.into()])
+    }
+
+    fn dead_invalid(&self, entry: &Entry, raw: &str, e: &JobError) -> Completion {
+        // Salvage the id for the event when the JSON is readable.
+        let id = serde_json::from_str::<serde_json::Value>(raw)
+            .ok()
+            .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
+        let mut c = self.dead(entry, None, "invalid_job", &e.to_string());
+        if let (Some(id), Some(Op::Event(json))) = (id, c.ops.last_mut()) {
+            if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(json) {
+                v["job_id"] = id.into();
+                v["error"]["field"] = e.field.clone().into();
+                *json = v.to_string();
+            }
+        } else if let Some(Op::Event(json)) = c.ops.last_mut() {
+            if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(json) {
+                v["error"]["field"] = e.field.clone().into();
+                *json = v.to_string();
+            }
+        }
+        c
+    }
+
+    /// A dead letter plus its `failed` event.
+    fn dead(&self, entry: &Entry, job: Option<&Job>, code: &str, message: &str) -> Completion {
+        metrics::counter!(m::DEAD_LETTERS, "channel" => self.kind.as_str(), "reason" => code.to_owned()).increment(1);
+        tracing::warn!(channel = %self.kind, entry = %entry.id, code, "dead letter: {message}");
+        let reason = serde_json::json!({ "code": code, "message": message }).to_string();
+        let mut fields = entry.routing.fields(entry.job.as_deref().unwrap_or(""));
+        if entry.routing.origin.is_none() {
+            fields.push(("origin".into(), entry.id.clone()));
+        }
+        fields.extend([
+            ("channel".into(), self.kind.as_str().into()),
+            ("reason".into(), reason),
+            ("deliveries".into(), entry.deliveries.to_string()),
+            ("failed_at".into(), crate::event::now_rfc3339()),
+        ]);
+        let mut ev = Event::for_job(EventType::Failed, job, None, self.kind.as_str(), self.attempt(entry)).with_error(code, message);
+        if job.is_none() {
+            ev.event_id = format!("{}/{}/failed", self.stream, entry.id);
+        }
+        self.complete(entry, vec![Op::Append { key: self.queue.keys().dead(), fields }, ev.into()])
+    }
+
+    fn event(&self, kind: EventType, job: &Job, attempt: u32) -> Event {
+        Event::for_job(kind, Some(job), None, self.kind.as_str(), attempt)
+    }
+
+    fn attempt(&self, entry: &Entry) -> u32 {
+        entry.routing.attempt + entry.deliveries.max(1)
+    }
+
+    /// Packs the outcome with the entry to acknowledge; counts it by event type.
+    fn complete(&self, entry: &Entry, ops: Vec<Op>) -> Completion {
+        for kind in ops.iter().filter_map(event_type) {
+            metrics::counter!(m::MESSAGES, "channel" => self.kind.as_str(), "outcome" => kind.to_owned()).increment(1);
+        }
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        Completion { stream: self.stream.clone(), id: entry.id.clone(), ops }
+    }
+
+    fn complete_noop(&self) -> Completion {
+        Completion { stream: self.stream.clone(), id: String::new(), ops: Vec::new() }
+    }
+}
+
+/// The `type` of an event op (the first field `Event` serializes), for the outcome counter.
+fn event_type(op: &Op) -> Option<&str> {
+    match op {
+        Op::Event(json) => json.strip_prefix(r#"{"type":""#)?.split('"').next(),
+        _ => None,
+    }
+}
+
+/// Writes completions in batches until every sender is gone. A batch that fails
+/// is retried as it is: the script only records outcomes for entries it
+/// acknowledges, so a retry after a lost reply cannot double an event.
+async fn write_completions(queue: Queue, kind: ChannelKind, mut rx: mpsc::Receiver<Completion>) {
+    let mut batch = Vec::with_capacity(FINISH_BATCH);
+    while rx.recv_many(&mut batch, FINISH_BATCH).await > 0 {
+        batch.retain(|c| !c.id.is_empty());
+        let mut failures = 0;
+        loop {
+            match queue.finish(&batch).await {
+                Ok(_) => break,
+                Err(e) => {
+                    failures += 1;
+                    metrics::counter!(m::REDIS_ERRORS, "op" => "finish").increment(1);
+                    tracing::warn!(channel = %kind, error = %e, jobs = batch.len(), "recording outcomes failed; retrying");
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1 << failures.min(6)).min(5_000);
+    Duration::from_millis(ms + fastrand::u64(0..=ms / 2))
+}
+
+async fn pause(failures: u32, stop: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(backoff(failures)) => {}
+        _ = stop.changed() => {}
+    }
+}
