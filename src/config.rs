@@ -352,7 +352,7 @@ impl Config {
     }
 }
 
-/// Replaces `${VAR}` in every string value. Expansion happens on parsed values,
+/// Replaces `${VAR}` (or `${VAR:-default}`) in every string value. Expansion happens on parsed values,
 /// never on the raw text, so a variable cannot inject TOML.
 fn expand_env(
     value: &mut toml::Value,
@@ -394,8 +394,11 @@ fn expand_str(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, 
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let end = after.find('}').ok_or("unterminated ${...}")?;
-        let name = &after[..end];
-        let value = env(name).ok_or_else(|| {
+        let (name, default) = match after[..end].split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (&after[..end], None),
+        };
+        let value = env(name).or_else(|| default.map(str::to_owned)).ok_or_else(|| {
             format!("environment variable {name} is not set: export {name}=... before starting tayori")
         })?;
         out.push_str(&value);
@@ -426,8 +429,9 @@ mod tests {
 
     #[test]
     fn env_vars_expand_and_missing_ones_are_named() {
-        let c = parse("[redis]\nurl = \"redis://${SET}:1\"\n").unwrap();
+        let c = parse("[redis]\nurl = \"redis://${SET}:1\"\nprefix = \"${UNSET:-dflt}\"\n").unwrap();
         assert_eq!(c.redis.url, "redis://value:1");
+        assert_eq!(c.redis.prefix, "dflt");
         let e = parse("[http]\ntracking_secret = \"${NOPE}\"\n[redis]\n").unwrap_err().to_string();
         assert!(e.contains("t.toml") && e.contains("http.tracking_secret") && e.contains("NOPE"), "{e}");
     }

@@ -334,15 +334,7 @@ fn as_array(v: Value) -> Vec<Value> {
 }
 
 fn describe(what: &str, e: &minijinja::Error) -> String {
-    let mut msg = format!("{what}: {}", e.kind());
-    if let Some(detail) = e.detail() {
-        msg.push_str(": ");
-        msg.push_str(detail);
-    }
-    if let Some(line) = e.line() {
-        msg.push_str(&format!(" (line {line})"));
-    }
-    msg
+    format!("{what}: {e}")
 }
 
 #[cfg(test)]

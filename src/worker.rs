@@ -8,7 +8,7 @@
 //! its own rate limiter and its own completion writer, so a slow or throttled
 //! channel never holds up another.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,8 @@ pub struct ChannelWorker {
     done: mpsc::Sender<Completion>,
     slots: Arc<Semaphore>,
     concurrency: usize,
+    /// Jobs taken and not yet handed to the completion writer.
+    active: AtomicUsize,
     /// Jobs brought to an outcome (for the drain summary).
     pub finished: Arc<AtomicU64>,
 }
@@ -82,6 +84,7 @@ impl ChannelWorker {
             done,
             slots: Arc::new(Semaphore::new(ch.concurrency)),
             concurrency: ch.concurrency,
+            active: AtomicUsize::new(0),
             finished,
         });
         (worker, writer)
@@ -91,9 +94,9 @@ impl ChannelWorker {
         self.kind
     }
 
-    /// Jobs currently held by this worker.
+    /// Jobs taken whose outcome is not yet handed to the completion writer.
     pub fn in_flight(&self) -> usize {
-        self.concurrency - self.slots.available_permits()
+        self.active.load(Ordering::Relaxed)
     }
 
     /// Waits until every in-flight job has handed over its completion.
@@ -192,11 +195,13 @@ impl ChannelWorker {
     /// First pass over a batch (parse, claim, schedule), then one task per job to deliver.
     async fn dispatch(self: &Arc<Self>, entries: Vec<Entry>, permits: Vec<OwnedSemaphorePermit>) {
         metrics::counter!(m::JOBS_TAKEN, "channel" => self.kind.as_str()).increment(entries.len() as u64);
+        self.active.fetch_add(entries.len(), Ordering::Relaxed);
         let prepared = self.prepare(&entries).await;
         for ((entry, prepared), permit) in entries.into_iter().zip(prepared).zip(permits) {
             match prepared {
                 Prepared::Done(c) => {
                     let _ = self.done.send(c).await;
+                    self.active.fetch_sub(1, Ordering::Relaxed);
                     drop(permit);
                 }
                 Prepared::Deliver(job) => {
@@ -204,6 +209,7 @@ impl ChannelWorker {
                     tokio::spawn(async move {
                         let c = me.deliver(&entry, &job).await;
                         let _ = me.done.send(c).await;
+                        me.active.fetch_sub(1, Ordering::Relaxed);
                         drop(permit);
                     });
                 }
