@@ -90,9 +90,16 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         stop_rx.clone(),
     ));
 
+    let drained = async {
+        // Without --drain the sender is gone at once; only a signal stops the daemon.
+        if opts.drain && idle_rx.wait_for(|i| *i).await.is_ok() {
+            return;
+        }
+        std::future::pending::<()>().await
+    };
     tokio::select! {
         signal = shutdown_signal() => tracing::info!(signal, "shutting down: no new jobs are taken"),
-        _ = idle_rx.wait_for(|i| *i) => tracing::info!("drained: every queue is empty"),
+        _ = drained => tracing::info!("drained: every queue is empty"),
     }
     let _ = stop_tx.send(true);
     health.workers_running.store(false, Ordering::Relaxed);

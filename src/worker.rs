@@ -285,10 +285,12 @@ impl ChannelWorker {
         if entry.deliveries > self.cfg.max_deliveries {
             let msg = format!("delivered {} times without an outcome (a worker crashed on it each time)", entry.deliveries);
             let job = entry.job.as_deref().and_then(|raw| Job::parse(raw, usize::MAX).ok());
-            return Err(self.dead(entry, job.as_ref(), "too_many_deliveries", &msg));
+            let reason = Reason { code: "too_many_deliveries", message: &msg, field: None };
+            return Err(self.dead(entry, job.as_ref(), None, reason));
         }
         let raw = entry.job.as_deref().ok_or_else(|| {
-            self.dead(entry, None, "invalid_job", "job: the stream entry has no `job` field")
+            let reason = Reason { code: "invalid_job", message: "the stream entry has no `job` field", field: Some("job") };
+            self.dead(entry, None, None, reason)
         })?;
         let job = Job::parse(raw, self.cfg.max_job_bytes).map_err(|e| self.dead_invalid(entry, raw, &e))?;
         match job.channel_at(entry.routing.hop) {
@@ -389,6 +391,11 @@ impl ChannelWorker {
             }
             hop += 1;
         }
+        if code == "no_address" {
+            // A job that names no address for its channel is bad input: keep it for inspection.
+            let reason = Reason { code, message, field: Some(Job::address_field(self.kind)) };
+            return self.dead(entry, Some(job), None, reason);
+        }
         let ev = self.event(EventType::Failed, job, attempt).with_error(code, message);
         self.complete(entry, vec![ev.into()])
     }
@@ -398,39 +405,31 @@ impl ChannelWorker {
         let id = serde_json::from_str::<serde_json::Value>(raw)
             .ok()
             .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
-        let mut c = self.dead(entry, None, "invalid_job", &e.to_string());
-        if let (Some(id), Some(Op::Event(json))) = (id, c.ops.last_mut()) {
-            if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(json) {
-                v["job_id"] = id.into();
-                v["error"]["field"] = e.field.clone().into();
-                *json = v.to_string();
-            }
-        } else if let Some(Op::Event(json)) = c.ops.last_mut() {
-            if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(json) {
-                v["error"]["field"] = e.field.clone().into();
-                *json = v.to_string();
-            }
-        }
-        c
+        let reason = Reason { code: "invalid_job", message: &e.to_string(), field: Some(&e.field) };
+        self.dead(entry, None, id.as_deref(), reason)
     }
 
-    /// A dead letter plus its `failed` event.
-    fn dead(&self, entry: &Entry, job: Option<&Job>, code: &str, message: &str) -> Completion {
+    /// A dead letter plus its `failed` event naming the reason (and the field, if one is to blame).
+    fn dead(&self, entry: &Entry, job: Option<&Job>, job_id: Option<&str>, reason: Reason) -> Completion {
+        let Reason { code, message, field } = reason;
         metrics::counter!(m::DEAD_LETTERS, "channel" => self.kind.as_str(), "reason" => code.to_owned()).increment(1);
         tracing::warn!(channel = %self.kind, entry = %entry.id, code, "dead letter: {message}");
-        let reason = serde_json::json!({ "code": code, "message": message }).to_string();
+        let mut error = serde_json::json!({ "code": code, "message": message });
+        if let Some(field) = field {
+            error["field"] = field.into();
+        }
         let mut fields = entry.routing.fields(entry.job.as_deref().unwrap_or(""));
         if entry.routing.origin.is_none() {
             fields.push(("origin".into(), entry.id.clone()));
         }
         fields.extend([
             ("channel".into(), self.kind.as_str().into()),
-            ("reason".into(), reason),
+            ("reason".into(), error.to_string()),
             ("deliveries".into(), entry.deliveries.to_string()),
             ("failed_at".into(), crate::event::now_rfc3339()),
         ]);
-        let mut ev = Event::for_job(EventType::Failed, job, None, self.kind.as_str(), self.attempt(entry)).with_error(code, message);
-        if job.is_none() {
+        let mut ev = Event::for_job(EventType::Failed, job, job_id, self.kind.as_str(), self.attempt(entry)).with("error", error);
+        if ev.job_id.is_none() {
             ev.event_id = format!("{}/{}/failed", self.stream, entry.id);
         }
         self.complete(entry, vec![Op::Append { key: self.queue.keys().dead(), fields }, ev.into()])
@@ -456,6 +455,13 @@ impl ChannelWorker {
     fn complete_noop(&self) -> Completion {
         Completion { stream: self.stream.clone(), id: String::new(), ops: Vec::new() }
     }
+}
+
+/// Why a job goes to the dead letters.
+struct Reason<'a> {
+    code: &'a str,
+    message: &'a str,
+    field: Option<&'a str>,
 }
 
 /// The `type` of an event op (the first field `Event` serializes), for the outcome counter.

@@ -1,0 +1,343 @@
+//! Test harness: a private `redis-server` per test on a free port, the real
+//! `tayori` binary as a child process, and helpers to enqueue jobs and read
+//! results. Nothing here is mocked.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// A redis-server of the test's own, with AOF persistence so a restart keeps its data.
+pub struct Redis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut r = Redis { port: free_port(), dir, child: None };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed: run ./scripts/test.sh, which installs it, or apt-get install redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut c) = self.try_conn() {
+                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn try_conn(&self) -> redis::RedisResult<redis::Connection> {
+        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.try_conn() {
+                Ok(c) => return c,
+                Err(e) if Instant::now() > deadline => panic!("cannot connect to test redis: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+
+    /// Stops the server (flushing the AOF) and starts it again on the same port and data.
+    pub fn restart(&mut self, down_for: Duration) {
+        if let Ok(mut c) = self.try_conn() {
+            let _ = redis::cmd("SHUTDOWN").query::<()>(&mut c);
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        std::thread::sleep(down_for);
+        self.spawn();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A working directory with a config and outbox dirs for one daemon setup.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+/// The four channels writing into `outbox/{channel}` under the setup dir.
+/// `extra` is appended to the config (it may override sections by adding keys
+/// only to tables not defined here).
+pub fn setup(redis: &Redis, queue: &str, channels: &str) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
+    let out = dir.path().join("outbox");
+    let channels = channels.replace("{outbox}", &out.display().to_string());
+    let text = format!(
+        r#"
+[redis]
+url = "{url}"
+prefix = "t"
+
+[http]
+listen = ""
+
+[templates]
+dir = "{templates}"
+
+[queue]
+poll_interval = "50ms"
+block = "200ms"
+{queue}
+
+{channels}
+"#,
+        url = redis.url(),
+        templates = templates.display(),
+    );
+    let config = dir.path().join("tayori.toml");
+    std::fs::write(&config, text).expect("write config");
+    Setup { dir, config }
+}
+
+/// File transports for all four channels.
+pub const ALL_FILE: &str = r#"
+[channels.email]
+transport = "file"
+dir = "{outbox}/email"
+from = "Example Shop <news@example.com>"
+rate = "100000/s"
+concurrency = 64
+
+[channels.line]
+transport = "file"
+dir = "{outbox}/line"
+rate = "100000/s"
+concurrency = 64
+
+[channels.sms]
+transport = "file"
+dir = "{outbox}/sms"
+rate = "100000/s"
+concurrency = 64
+
+[channels.dm]
+transport = "file"
+dir = "{outbox}/dm"
+rate = "100000/s"
+concurrency = 64
+"#;
+
+impl Setup {
+    pub fn outbox(&self, channel: &str) -> PathBuf {
+        self.dir.path().join("outbox").join(channel)
+    }
+
+    /// Files in a channel's outbox (not counting temporaries).
+    pub fn outbox_files(&self, channel: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.outbox(channel))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    pub fn tayori(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tayori"));
+        c.arg("--config").arg(&self.config).current_dir(self.dir.path());
+        c.env("TAYORI_LOG", "warn");
+        c
+    }
+
+    pub fn start(&self) -> Daemon {
+        let child = self.tayori().arg("run").stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("start tayori");
+        Daemon { child: Some(child) }
+    }
+}
+
+pub struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status (waits up to `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A job for `channel` with the recipient fields every channel needs.
+pub fn job(id: &str, channel: &str) -> Value {
+    json!({
+        "id": id,
+        "campaign": "test",
+        "customer_id": format!("C-{id}"),
+        "channel": channel,
+        "to": {
+            "name": "山田 太郎",
+            "email": "taro@example.com",
+            "line_user_id": "U4af4980629a1b2c3d4e5f60718293a4b",
+            "phone": "090-1234-5678",
+            "postal": {"postal_code": "100-0001", "address1": "東京都千代田区千代田1-1", "name": "山田 太郎", "honorific": "様"}
+        },
+        "template": "spring_sale",
+        "vars": {"points": 1200, "items": [{"name": "化粧水", "url": "https://shop.example.com/p/1"}]}
+    })
+}
+
+/// XADDs raw `job` field values to `t:jobs:{channel}`, pipelined.
+pub fn enqueue_raw(conn: &mut redis::Connection, channel: &str, jobs: &[String]) {
+    for chunk in jobs.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for j in chunk {
+            pipe.cmd("XADD").arg(format!("t:jobs:{channel}")).arg("*").arg("job").arg(j).ignore();
+        }
+        pipe.query::<()>(conn).expect("XADD");
+    }
+}
+
+pub fn enqueue(conn: &mut redis::Connection, jobs: &[Value]) {
+    let mut by_channel: HashMap<String, Vec<String>> = HashMap::new();
+    for j in jobs {
+        let ch = j["channel"].as_str().unwrap_or("email").to_owned();
+        by_channel.entry(ch).or_default().push(j.to_string());
+    }
+    for (ch, raws) in by_channel {
+        enqueue_raw(conn, &ch, &raws);
+    }
+}
+
+/// All events in `t:results`, in order.
+pub fn events(conn: &mut redis::Connection) -> Vec<Value> {
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("t:results")
+        .arg("-")
+        .arg("+")
+        .query::<redis::Value>(conn)
+        .ok()
+        .and_then(|v| redis::from_redis_value(v).ok())
+        .unwrap_or_default();
+    entries
+        .into_iter()
+        .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "event"))
+        .filter_map(|(_, v)| serde_json::from_str(&v).ok())
+        .collect()
+}
+
+pub const TERMINAL: [&str; 5] = ["sent", "failed", "suppressed", "expired", "duplicate"];
+
+/// Waits until `pred(events)` holds, returning the events; panics with them after `timeout`.
+pub fn wait_for(conn: &mut redis::Connection, timeout: Duration, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let evs = events(conn);
+        if pred(&evs) {
+            return evs;
+        }
+        if Instant::now() > deadline {
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            for e in &evs {
+                *counts.entry(e["type"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+            }
+            panic!("timed out waiting for {what}; events so far by type: {counts:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn count(evs: &[Value], kind: &str) -> usize {
+    evs.iter().filter(|e| e["type"] == kind).count()
+}
+
+/// Terminal events per job id.
+pub fn terminal_by_job(evs: &[Value]) -> HashMap<String, Vec<String>> {
+    let mut m: HashMap<String, Vec<String>> = HashMap::new();
+    for e in evs {
+        let t = e["type"].as_str().unwrap_or("");
+        if TERMINAL.contains(&t) {
+            if let Some(id) = e["job_id"].as_str() {
+                m.entry(id.to_owned()).or_default().push(t.to_owned());
+            }
+        }
+    }
+    m
+}
+
+pub fn xlen(conn: &mut redis::Connection, key: &str) -> usize {
+    redis::cmd("XLEN").arg(key).query(conn).unwrap_or(0)
+}
