@@ -9,9 +9,11 @@
 //! channel never holds up another.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use governor::{DefaultDirectRateLimiter, Jitter};
 use redis::aio::ConnectionManager;
 use tayori_channels::{Channel, ChannelKind, Message, SendError};
@@ -207,7 +209,14 @@ impl ChannelWorker {
                 Prepared::Deliver(job) => {
                     let me = Arc::clone(self);
                     tokio::spawn(async move {
-                        let c = me.deliver(&entry, &job).await;
+                        // A panicking adapter must not lose the job's outcome (or leak its slot).
+                        let c = match AssertUnwindSafe(me.deliver(&entry, &job)).catch_unwind().await {
+                            Ok(c) => c,
+                            Err(_) => {
+                                let reason = Reason { code: "internal", message: "the channel adapter panicked on this job", field: None };
+                                me.dead(&entry, Some(&job), None, reason)
+                            }
+                        };
                         let _ = me.done.send(c).await;
                         me.active.fetch_sub(1, Ordering::Relaxed);
                         drop(permit);

@@ -42,7 +42,10 @@ impl EmailEncoder {
             .address
             .parse()
             .map_err(|e| SendError::unreachable("invalid_address", format!("recipient address: {e}")))?;
-        let to = Mailbox::new(message.to.name.clone(), address);
+        // lettre's header Display fails (and `to_string` panics) on a display name with
+        // CR/LF; control characters never belong in a name anyway.
+        let name = message.to.name.as_deref().map(|n| n.chars().map(|c| if c.is_control() { ' ' } else { c }).collect());
+        let to = Mailbox::new(name, address);
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -110,6 +113,15 @@ mod tests {
     fn crlf_in_subject_cannot_inject_headers() {
         let enc = EmailEncoder::new("news@example.com", None).unwrap();
         let eml = String::from_utf8(enc.encode(&message("hi\r\nBcc: evil@example.net")).unwrap()).unwrap();
+        assert!(!eml.contains("\r\nBcc:"), "{eml}");
+    }
+
+    #[test]
+    fn crlf_in_the_display_name_is_neutralized() {
+        let enc = EmailEncoder::new("news@example.com", None).unwrap();
+        let mut m = message("x");
+        m.to.name = Some("Eve\r\nBcc: victim@example.net".into());
+        let eml = String::from_utf8(enc.encode(&m).unwrap()).unwrap();
         assert!(!eml.contains("\r\nBcc:"), "{eml}");
     }
 
