@@ -17,7 +17,7 @@ use futures_util::FutureExt;
 use governor::{DefaultDirectRateLimiter, Jitter};
 use redis::aio::ConnectionManager;
 use tayori_channels::{Channel, ChannelKind, Message, SendError};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::{ChannelConfig, Config, QueueConfig};
 use crate::event::{Event, EventType};
@@ -113,20 +113,18 @@ impl ChannelWorker {
         let mut conn: Option<ConnectionManager> = None;
         let mut failures = 0u32;
         while !*stop.borrow() {
-            let first = tokio::select! {
-                p = self.slots.clone().acquire_owned() => p.ok(),
-                _ = stop.changed() => None,
+            // Wait for a free slot, but hold none while blocked in XREADGROUP: the
+            // reclaimer needs slots too, and entries read are ours in Redis anyway.
+            let free = tokio::select! {
+                p = self.slots.acquire() => p.map(drop).is_ok(),
+                _ = stop.changed() => false,
             };
-            let Some(first) = first else { break };
-            let mut permits = vec![first];
-            while permits.len() < self.cfg.read_batch {
-                match self.slots.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
-                }
+            if !free {
+                break;
             }
+            let count = self.slots.available_permits().clamp(1, self.cfg.read_batch);
             let result = match conn.as_mut() {
-                Some(c) => self.queue.read(c, self.kind, &self.consumer, permits.len(), self.cfg.block).await,
+                Some(c) => self.queue.read(c, self.kind, &self.consumer, count, self.cfg.block).await,
                 None => match queue::connect(&url, self.cfg.block + Duration::from_secs(10)).await {
                     Ok(c) => {
                         conn = Some(c);
@@ -138,9 +136,7 @@ impl ChannelWorker {
             match result {
                 Ok(entries) => {
                     failures = 0;
-                    if !entries.is_empty() {
-                        self.dispatch(entries, permits).await;
-                    }
+                    self.dispatch(entries).await;
                 }
                 Err(e) => {
                     failures += 1;
@@ -150,7 +146,6 @@ impl ChannelWorker {
                     } else {
                         tracing::warn!(channel = %self.kind, error = %e, "reading jobs failed; retrying");
                     }
-                    drop(permits);
                     pause(failures, &mut stop).await;
                 }
             }
@@ -176,14 +171,7 @@ impl ChannelWorker {
                 Ok(entries) if !entries.is_empty() => {
                     metrics::counter!(m::RECLAIMED, "channel" => self.kind.as_str()).increment(entries.len() as u64);
                     tracing::info!(channel = %self.kind, count = entries.len(), "reclaimed jobs from a stopped consumer");
-                    let mut permits = Vec::with_capacity(entries.len());
-                    for _ in 0..entries.len() {
-                        match self.slots.clone().acquire_owned().await {
-                            Ok(p) => permits.push(p),
-                            Err(_) => return,
-                        }
-                    }
-                    self.dispatch(entries, permits).await;
+                    self.dispatch(entries).await;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -195,11 +183,17 @@ impl ChannelWorker {
     }
 
     /// First pass over a batch (parse, claim, schedule), then one task per job to deliver.
-    async fn dispatch(self: &Arc<Self>, entries: Vec<Entry>, permits: Vec<OwnedSemaphorePermit>) {
+    async fn dispatch(self: &Arc<Self>, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        // One slot per job until its completion is handed over: bounds in-flight work.
+        let Ok(mut slots) = self.slots.clone().acquire_many_owned(entries.len() as u32).await else { return };
         metrics::counter!(m::JOBS_TAKEN, "channel" => self.kind.as_str()).increment(entries.len() as u64);
         self.active.fetch_add(entries.len(), Ordering::Relaxed);
         let prepared = self.prepare(&entries).await;
-        for ((entry, prepared), permit) in entries.into_iter().zip(prepared).zip(permits) {
+        for (entry, prepared) in entries.into_iter().zip(prepared) {
+            let permit = slots.split(1);
             match prepared {
                 Prepared::Done(c) => {
                     let _ = self.done.send(c).await;

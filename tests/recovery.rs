@@ -1,0 +1,156 @@
+//! Crashes, restarts and shutdowns: every job ends with exactly one terminal event.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+
+const RECLAIM_FAST: &str = "reclaim_idle = \"1s\"\nshutdown_grace = \"1s\"";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Reads `n` entries as a consumer that then "dies" (never acknowledges).
+fn ghost_reads(conn: &mut redis::Connection, channel: &str, n: usize) -> Vec<String> {
+    let _: redis::RedisResult<()> =
+        redis::cmd("XGROUP").arg("CREATE").arg(format!("t:jobs:{channel}")).arg("tayori").arg("0").arg("MKSTREAM").query(conn);
+    let reply: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("tayori")
+        .arg("ghost")
+        .arg("COUNT")
+        .arg(n)
+        .arg("STREAMS")
+        .arg(format!("t:jobs:{channel}"))
+        .arg(">")
+        .query(conn)
+        .unwrap();
+    let parsed: Vec<(String, Vec<(String, Vec<(String, String)>)>)> = redis::from_redis_value(reply).unwrap();
+    parsed.into_iter().flat_map(|(_, es)| es.into_iter().map(|(id, _)| id)).collect()
+}
+
+fn assert_exactly_one_terminal(evs: &[serde_json::Value], ids: &HashSet<String>) {
+    let by_job = terminal_by_job(evs);
+    let missing: Vec<_> = ids.iter().filter(|id| !by_job.contains_key(*id)).take(5).collect();
+    assert!(missing.is_empty(), "jobs without an outcome, e.g. {missing:?}");
+    let doubled: Vec<_> = by_job.iter().filter(|(_, v)| v.len() != 1).take(5).collect();
+    assert!(doubled.is_empty(), "jobs with more than one terminal event: {doubled:?}");
+}
+
+#[test]
+fn jobs_held_by_a_dead_consumer_are_reclaimed_and_sent_once() {
+    let redis = Redis::start();
+    let s = setup(&redis, RECLAIM_FAST, ALL_FILE);
+    let mut conn = redis.conn();
+    let jobs: Vec<_> = (0..30).map(|i| job(&format!("orphan-{i}"), "line")).collect();
+    enqueue(&mut conn, &jobs);
+    let held = ghost_reads(&mut conn, "line", 20);
+    assert_eq!(held.len(), 20);
+    let _d = s.start();
+    let evs = wait_for(&mut conn, WAIT, "30 sent", |e| count(e, "sent") == 30);
+    let ids: HashSet<String> = (0..30).map(|i| format!("orphan-{i}")).collect();
+    assert_exactly_one_terminal(&evs, &ids);
+    // The reclaimed ones say they are a second delivery.
+    let second: usize = evs.iter().filter(|e| e["type"] == "sent" && e["attempt"] == 2).count();
+    assert_eq!(second, 20);
+    assert_eq!(s.outbox_files("line").len(), 30);
+    let pending: redis::Value = redis::cmd("XPENDING").arg("t:jobs:line").arg("tayori").query(&mut conn).unwrap();
+    let summary: (u64, Option<String>, Option<String>, Option<Vec<(String, String)>>) = redis::from_redis_value(pending).unwrap();
+    assert_eq!(summary.0, 0, "nothing left pending");
+}
+
+#[test]
+fn a_job_that_keeps_crashing_workers_goes_to_dead_letters_and_can_be_retried() {
+    let redis = Redis::start();
+    let s = setup(&redis, &format!("{RECLAIM_FAST}\nmax_deliveries = 3"), ALL_FILE);
+    let mut conn = redis.conn();
+    enqueue(&mut conn, &[job("poison-1", "dm")]);
+    let held = ghost_reads(&mut conn, "dm", 1);
+    // As if three workers had taken it and died.
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg("t:jobs:dm")
+        .arg("tayori")
+        .arg("ghost")
+        .arg(0)
+        .arg(&held[0])
+        .arg("RETRYCOUNT")
+        .arg(3)
+        .query(&mut conn)
+        .unwrap();
+    let mut d = s.start();
+    let evs = wait_for(&mut conn, WAIT, "failed event", |e| count(e, "failed") == 1);
+    let failed = evs.iter().find(|e| e["type"] == "failed").unwrap();
+    assert_eq!(failed["error"]["code"], "too_many_deliveries");
+    assert_eq!(failed["job_id"], "poison-1");
+    assert_eq!(xlen(&mut conn, "t:dead"), 1);
+    assert!(s.outbox_files("dm").is_empty());
+    assert_eq!(d.terminate(Duration::from_secs(20)), Some(0));
+
+    // `tayori dead list` shows it; `tayori dead retry` re-drives it, and dedupe lets it through.
+    let out = s.tayori().args(["dead", "list"]).output().unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains("poison-1") && listing.contains("too_many_deliveries"), "{listing}");
+    let status = s.tayori().args(["dead", "retry"]).status().unwrap();
+    assert!(status.success());
+    assert_eq!(xlen(&mut conn, "t:dead"), 0);
+    let _d = s.start();
+    wait_for(&mut conn, WAIT, "sent after retry", |e| count(e, "sent") == 1);
+    assert_eq!(s.outbox_files("dm"), vec!["poison-1.json"]);
+}
+
+#[test]
+fn sigterm_drains_in_flight_jobs_and_a_restart_finishes_the_rest() {
+    let redis = Redis::start();
+    // SMS is slow (rate limited): SIGTERM arrives with jobs read but not sent.
+    let channels = ALL_FILE.replace("dir = \"{outbox}/sms\"\nrate = \"100000/s\"", "dir = \"{outbox}/sms\"\nrate = \"25/s\"\nburst = 1");
+    let s = setup(&redis, RECLAIM_FAST, &channels);
+    let mut conn = redis.conn();
+    let jobs: Vec<_> = (0..100).map(|i| job(&format!("term-{i}"), "sms")).collect();
+    enqueue(&mut conn, &jobs);
+    let mut d = s.start();
+    wait_for(&mut conn, WAIT, "some sends", |e| count(e, "sent") >= 10);
+    assert_eq!(d.terminate(Duration::from_secs(20)), Some(0), "SIGTERM exits 0");
+    let before = count(&events(&mut conn), "sent");
+    assert!(before < 100, "the test needs jobs left over ({before} sent)");
+    let _d = s.start();
+    let evs = wait_for(&mut conn, WAIT, "100 sent", |e| count(e, "sent") == 100);
+    let ids: HashSet<String> = (0..100).map(|i| format!("term-{i}")).collect();
+    assert_exactly_one_terminal(&evs, &ids);
+    assert_eq!(s.outbox_files("sms").len(), 100);
+}
+
+#[test]
+fn kill_9_mid_run_loses_nothing_and_doubles_no_event() {
+    let redis = Redis::start();
+    let s = setup(&redis, RECLAIM_FAST, ALL_FILE);
+    let mut conn = redis.conn();
+    let n = 3000;
+    let jobs: Vec<_> = (0..n).map(|i| job(&format!("k{i}"), if i % 2 == 0 { "email" } else { "line" })).collect();
+    enqueue(&mut conn, &jobs);
+    let mut d = s.start();
+    wait_for(&mut conn, WAIT, "a first share sent", |e| count(e, "sent") >= 300);
+    d.kill9();
+    let _d = s.start();
+    let evs = wait_for(&mut conn, WAIT, "all sent", |e| count(e, "sent") >= n);
+    let ids: HashSet<String> = (0..n).map(|i| format!("k{i}")).collect();
+    assert_exactly_one_terminal(&evs, &ids);
+    assert_eq!(s.outbox_files("email").len() + s.outbox_files("line").len(), n);
+}
+
+#[test]
+fn a_redis_restart_under_load_loses_no_job() {
+    let mut redis = Redis::start();
+    let channels = ALL_FILE.replace("rate = \"100000/s\"", "rate = \"1500/s\"");
+    let s = setup(&redis, RECLAIM_FAST, &channels);
+    let mut conn = redis.conn();
+    let n = 3000;
+    let jobs: Vec<_> = (0..n).map(|i| job(&format!("r{i}"), ["email", "line", "sms", "dm"][i % 4])).collect();
+    enqueue(&mut conn, &jobs);
+    let _d = s.start();
+    wait_for(&mut conn, WAIT, "a first share sent", |e| count(e, "sent") >= 300);
+    redis.restart(Duration::from_millis(1500));
+    let mut conn = redis.conn();
+    let evs = wait_for(&mut conn, WAIT, "all sent", |e| count(e, "sent") >= n);
+    let ids: HashSet<String> = (0..n).map(|i| format!("r{i}")).collect();
+    assert_exactly_one_terminal(&evs, &ids);
+}
