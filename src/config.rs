@@ -79,7 +79,7 @@ pub struct QueueConfig {
     /// Pending entries idle this long belong to a dead consumer and are reclaimed.
     #[serde(with = "duration")]
     pub reclaim_idle: Duration,
-    /// A job delivered this many times without an outcome goes to the dead letters.
+    /// A job delivered more than this many times without an outcome goes to the dead letters.
     pub max_deliveries: u32,
     /// How long a job id is remembered for deduplication.
     #[serde(with = "duration")]
@@ -253,6 +253,10 @@ pub mod duration {
     use serde::Deserialize;
 
     pub fn parse(s: &str) -> Result<Duration, String> {
+        // jiff's durations stop at hours (days vary in calendars); a queue's day is 24 h.
+        if let Some(days) = s.trim().strip_suffix('d').and_then(|n| n.trim().parse::<u64>().ok()) {
+            return Ok(Duration::from_secs(days * 86_400));
+        }
         let d: jiff::SignedDuration = s
             .parse()
             .map_err(|_| format!("invalid duration {s:?}: write e.g. \"500ms\", \"30s\", \"10m\", \"24h\", \"7d\""))?;
@@ -344,12 +348,25 @@ impl Config {
         Ok(())
     }
 
+    /// The Redis URL with any password replaced, for messages and logs.
+    pub fn redis_url_redacted(&self) -> String {
+        redact_url(&self.redis.url)
+    }
+
     pub fn templates_dir(&self) -> PathBuf {
         match &self.templates.dir {
             Some(dir) => dir.clone(),
             None => self.source.parent().unwrap_or(Path::new(".")).join("templates"),
         }
     }
+}
+
+/// `redis://user:secret@host` → `redis://user:***@host`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_owned() };
+    let user = userinfo.split_once(':').map(|(u, _)| format!("{u}:***")).unwrap_or_else(|| "***".to_owned());
+    format!("{scheme}://{user}@{host}")
 }
 
 /// Replaces `${VAR}` (or `${VAR:-default}`) in every string value. Expansion happens on parsed values,
@@ -423,6 +440,7 @@ mod tests {
         assert_eq!(r.per, Duration::from_secs(60));
         assert!("fast".parse::<Rate>().is_err());
         assert_eq!(duration::parse("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(duration::parse("7d").unwrap(), Duration::from_secs(7 * 86_400));
         assert_eq!(duration::parse("500ms").unwrap(), Duration::from_millis(500));
         assert!(duration::parse("soon").is_err());
     }
@@ -434,6 +452,13 @@ mod tests {
         assert_eq!(c.redis.prefix, "dflt");
         let e = parse("[http]\ntracking_secret = \"${NOPE}\"\n[redis]\n").unwrap_err().to_string();
         assert!(e.contains("t.toml") && e.contains("http.tracking_secret") && e.contains("NOPE"), "{e}");
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(redact_url("redis://:s3cret@db:6379/0"), "redis://:***@db:6379/0");
+        assert_eq!(redact_url("rediss://app:p@ss@db"), "rediss://app:***@db");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 
     #[test]

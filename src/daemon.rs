@@ -97,17 +97,24 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         }
         std::future::pending::<()>().await
     };
-    tokio::select! {
-        signal = shutdown_signal() => tracing::info!(signal, "shutting down: no new jobs are taken"),
-        _ = drained => tracing::info!("drained: every queue is empty"),
-    }
+    let by_drain = tokio::select! {
+        signal = shutdown_signal() => {
+            tracing::info!(signal, "shutting down: no new jobs are taken");
+            false
+        }
+        _ = drained => {
+            tracing::info!("drained: every queue is empty");
+            true
+        }
+    };
     let _ = stop_tx.send(true);
     health.workers_running.store(false, Ordering::Relaxed);
 
     // In-flight jobs finish within the grace period; any still running then stay
     // pending in Redis and are reclaimed by another consumer (or the next start).
-    let grace = config.queue.shutdown_grace;
-    let drained = tokio::time::timeout(grace, async {
+    // One deadline for the whole shutdown: finishing sends, then writing outcomes.
+    let deadline = tokio::time::Instant::now() + config.queue.shutdown_grace;
+    let drained = tokio::time::timeout_at(deadline, async {
         for w in &workers {
             w.wait_idle().await;
         }
@@ -119,8 +126,9 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     }
     drop(workers);
     // The completion writers end once every job's outcome is written.
+    let writers_deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(2));
     for w in writers {
-        if tokio::time::timeout(grace.max(Duration::from_secs(5)), w).await.is_err() {
+        if tokio::time::timeout_at(writers_deadline, w).await.is_err() {
             tracing::warn!("outcomes not yet written at exit; their jobs stay pending and will be reclaimed");
         }
     }
@@ -128,7 +136,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     let n = finished.load(Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(jobs = n, seconds = format!("{secs:.2}"), per_second = format!("{:.0}", n as f64 / secs.max(1e-9)), "stopped");
-    if opts.drain {
+    if by_drain {
         println!("drained {n} jobs in {secs:.2} s ({:.0} jobs/s)", n as f64 / secs.max(1e-9));
     }
     Ok(())
@@ -145,7 +153,8 @@ async fn connect_until_up(config: &Config, health: &Health, mut stop: watch::Rec
             }
             Err(e) => {
                 failures += 1;
-                tracing::warn!(error = %e, "cannot reach Redis; retrying");
+                metrics::gauge!(m::UP).set(0.0);
+                tracing::warn!(error = %e, url = %config.redis_url_redacted(), "cannot reach Redis; retrying");
                 let wait = Duration::from_millis((250u64 << failures.min(5)).min(5000));
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

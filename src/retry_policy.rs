@@ -1,6 +1,7 @@
 //! When to retry a transient failure, and how long to wait.
 //!
-//! Exponential backoff with full jitter, from `backon` (the maintained successor
+//! Exponential backoff with jitter (each wait is the exponential delay plus up to
+//! as much again at random), from `backon` (the maintained successor
 //! of the `backoff` crate, which RustSec marks unmaintained: RUSTSEC-2025-0012).
 
 use std::time::Duration;

@@ -47,6 +47,8 @@ pub struct ChannelWorker {
     concurrency: usize,
     /// Jobs taken and not yet handed to the completion writer.
     active: AtomicUsize,
+    /// Entry ids taken and not yet acknowledged: kept alive by the heartbeat.
+    held: Held,
     /// Jobs brought to an outcome (for the drain summary).
     pub finished: Arc<AtomicU64>,
 }
@@ -71,7 +73,8 @@ impl ChannelWorker {
         finished: Arc<AtomicU64>,
     ) -> (Arc<ChannelWorker>, tokio::task::JoinHandle<()>) {
         let (done, rx) = mpsc::channel(ch.concurrency.max(FINISH_BATCH) * 2);
-        let writer = tokio::spawn(write_completions(queue.clone(), kind, rx));
+        let held = Held::default();
+        let writer = tokio::spawn(write_completions(queue.clone(), kind, rx, held.clone()));
         let worker = Arc::new(ChannelWorker {
             kind,
             stream: queue.keys().jobs(kind),
@@ -87,6 +90,7 @@ impl ChannelWorker {
             slots: Arc::new(Semaphore::new(ch.concurrency)),
             concurrency: ch.concurrency,
             active: AtomicUsize::new(0),
+            held,
             finished,
         });
         (worker, writer)
@@ -155,6 +159,8 @@ impl ChannelWorker {
     /// Takes over entries that a dead consumer left pending, every so often.
     pub async fn reclaim_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let every = (self.cfg.reclaim_idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        let prune_every = (Duration::from_secs(300).as_millis() / every.as_millis().max(1)).max(1) as u64;
+        let mut passes = 0u64;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -162,6 +168,19 @@ impl ChannelWorker {
             }
             if *stop.borrow() {
                 return;
+            }
+            passes += 1;
+            if let Err(e) = self.queue.heartbeat(self.kind, &self.consumer, &self.held.ids()).await {
+                metrics::counter!(m::REDIS_ERRORS, "op" => "heartbeat").increment(1);
+                tracing::debug!(channel = %self.kind, error = %e, "heartbeat failed");
+            }
+            if passes % prune_every == 0 {
+                let idle = (self.cfg.reclaim_idle * 10).max(Duration::from_secs(3600));
+                match self.queue.prune_consumers(self.kind, &self.consumer, idle).await {
+                    Ok(n) if n > 0 => tracing::info!(channel = %self.kind, removed = n, "removed consumers of stopped daemons"),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(channel = %self.kind, error = %e, "pruning consumers failed"),
+                }
             }
             let want = self.slots.available_permits().min(self.cfg.read_batch);
             if want == 0 {
@@ -190,6 +209,7 @@ impl ChannelWorker {
         // One slot per job until its completion is handed over: bounds in-flight work.
         let Ok(mut slots) = self.slots.clone().acquire_many_owned(entries.len() as u32).await else { return };
         metrics::counter!(m::JOBS_TAKEN, "channel" => self.kind.as_str()).increment(entries.len() as u64);
+        self.held.add(entries.iter().map(|e| e.id.clone()));
         self.active.fetch_add(entries.len(), Ordering::Relaxed);
         let prepared = self.prepare(&entries).await;
         for (entry, prepared) in entries.into_iter().zip(prepared) {
@@ -252,7 +272,8 @@ impl ChannelWorker {
             } else if let Some(due) = job.send_at().filter(|t| *t > now) {
                 let mut routing = entry.routing.clone();
                 routing.origin = Some(entry.origin().to_owned());
-                routing.first_at_ms = Some(entry.first_at_ms());
+                // retry.max_age and end-to-end latency count from when the job is due.
+                routing.first_at_ms = Some(due.as_millisecond());
                 metrics::counter!(m::MESSAGES, "channel" => self.kind.as_str(), "outcome" => "scheduled").increment(1);
                 let raw = entry.job.clone().unwrap_or_default();
                 Prepared::Done(self.complete(
@@ -460,6 +481,28 @@ impl ChannelWorker {
     }
 }
 
+/// The set of entry ids a worker holds, shared with its completion writer.
+#[derive(Clone, Default)]
+struct Held(Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+impl Held {
+    fn add(&self, ids: impl Iterator<Item = String>) {
+        if let Ok(mut set) = self.0.lock() {
+            set.extend(ids);
+        }
+    }
+    fn remove<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        if let Ok(mut set) = self.0.lock() {
+            for id in ids {
+                set.remove(id);
+            }
+        }
+    }
+    fn ids(&self) -> Vec<String> {
+        self.0.lock().map(|set| set.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
 /// Why a job goes to the dead letters.
 struct Reason<'a> {
     code: &'a str,
@@ -478,14 +521,17 @@ fn event_type(op: &Op) -> Option<&str> {
 /// Writes completions in batches until every sender is gone. A batch that fails
 /// is retried as it is: the script only records outcomes for entries it
 /// acknowledges, so a retry after a lost reply cannot double an event.
-async fn write_completions(queue: Queue, kind: ChannelKind, mut rx: mpsc::Receiver<Completion>) {
+async fn write_completions(queue: Queue, kind: ChannelKind, mut rx: mpsc::Receiver<Completion>, held: Held) {
     let mut batch = Vec::with_capacity(FINISH_BATCH);
     while rx.recv_many(&mut batch, FINISH_BATCH).await > 0 {
         batch.retain(|c| !c.id.is_empty());
         let mut failures = 0;
         loop {
             match queue.finish(&batch).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    held.remove(batch.iter().map(|c| c.id.as_str()));
+                    break;
+                }
                 Err(e) => {
                     failures += 1;
                     metrics::counter!(m::REDIS_ERRORS, "op" => "finish").increment(1);

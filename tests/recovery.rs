@@ -154,3 +154,22 @@ fn a_redis_restart_under_load_loses_no_job() {
     let ids: HashSet<String> = (0..n).map(|i| format!("r{i}")).collect();
     assert_exactly_one_terminal(&evs, &ids);
 }
+
+#[test]
+fn a_send_slower_than_reclaim_idle_is_not_taken_over_and_sent_twice() {
+    let redis = Redis::start();
+    // One SMS per second: the fifth job waits ~4 s in the limiter, well past reclaim_idle.
+    let channels = ALL_FILE.replace("dir = \"{outbox}/sms\"\nrate = \"100000/s\"", "dir = \"{outbox}/sms\"\nrate = \"1/s\"\nburst = 1");
+    let s = setup(&redis, RECLAIM_FAST, &channels);
+    let mut conn = redis.conn();
+    let jobs: Vec<_> = (0..5).map(|i| job(&format!("slow-{i}"), "sms")).collect();
+    enqueue(&mut conn, &jobs);
+    let _d = s.start();
+    let evs = wait_for(&mut conn, WAIT, "5 sent", |e| count(e, "sent") == 5);
+    std::thread::sleep(Duration::from_millis(1500));
+    let evs = [evs, events(&mut conn)].concat();
+    let sent: Vec<_> = evs.iter().filter(|e| e["type"] == "sent").collect();
+    assert!(sent.iter().all(|e| e["attempt"] == 1), "a held job was redelivered: {sent:?}");
+    let ids: HashSet<String> = (0..5).map(|i| format!("slow-{i}")).collect();
+    assert_exactly_one_terminal(&events(&mut conn), &ids);
+}

@@ -12,7 +12,7 @@ use crate::queue::{self, Queue};
 async fn open(config: &Config) -> anyhow::Result<Queue> {
     Queue::connect(&config.redis.url, &config.redis.prefix, 0)
         .await
-        .with_context(|| format!("connecting to Redis at {}", config.redis.url))
+        .with_context(|| format!("connecting to Redis at {}", config.redis_url_redacted()))
 }
 
 pub async fn stats(config: &Config, json: bool) -> anyhow::Result<i32> {

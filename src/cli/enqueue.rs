@@ -44,7 +44,7 @@ pub async fn run(config: &Config, file: &Path) -> anyhow::Result<i32> {
     }
     let mut conn = queue::connect(&config.redis.url, std::time::Duration::from_secs(30))
         .await
-        .with_context(|| format!("connecting to Redis at {}", config.redis.url))?;
+        .with_context(|| format!("connecting to Redis at {}", config.redis_url_redacted()))?;
     let bar = ProgressBar::new(good.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} jobs  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),

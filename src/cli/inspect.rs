@@ -50,7 +50,7 @@ pub fn check_config(config: &Config) -> anyhow::Result<i32> {
     let mut names: Vec<&str> = renderer.template_names().collect();
     names.sort();
     println!("config     {}: ok", config.source.display());
-    println!("redis      {} (prefix {:?})", config.redis.url, config.redis.prefix);
+    println!("redis      {} (prefix {:?})", config.redis_url_redacted(), config.redis.prefix);
     println!("templates  {}: {}", dir.display(), if names.is_empty() { "none".to_owned() } else { names.join(", ") });
     let mut errors = 0;
     for (kind, ch) in config.channels.enabled() {

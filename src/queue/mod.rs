@@ -248,6 +248,61 @@ impl Queue {
         Ok(entries)
     }
 
+    /// Resets the idle time of entries this consumer is still working on, so a
+    /// slow send is not mistaken for a dead consumer's and processed twice.
+    pub async fn heartbeat(&self, kind: ChannelKind, consumer: &str, ids: &[String]) -> RedisResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        redis::cmd("XCLAIM")
+            .arg(self.keys.jobs(kind))
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(0)
+            .arg(ids)
+            .arg("JUSTID")
+            .query_async::<()>(&mut c)
+            .await
+    }
+
+    /// Removes consumers of earlier processes that hold nothing and have been
+    /// idle longer than `idle`, so `stats` and XINFO stay readable. Returns how many.
+    pub async fn prune_consumers(&self, kind: ChannelKind, me: &str, idle: Duration) -> RedisResult<usize> {
+        let mut c = self.conn.clone();
+        let stream = self.keys.jobs(kind);
+        let reply: Value = redis::cmd("XINFO").arg("CONSUMERS").arg(&stream).arg(GROUP).query_async(&mut c).await?;
+        let Value::Array(consumers) = reply else { return Ok(0) };
+        let mut removed = 0;
+        for consumer in consumers {
+            let fields: Vec<(String, Value)> = match consumer {
+                Value::Array(flat) => flat
+                    .chunks(2)
+                    .filter_map(|kv| match kv {
+                        [Value::BulkString(k), v] => Some((String::from_utf8_lossy(k).into_owned(), v.clone())),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => continue,
+            };
+            let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
+            let name = match get("name") {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(&b).into_owned(),
+                _ => continue,
+            };
+            let pending = matches!(get("pending"), Some(Value::Int(0)));
+            let idle_ms = match get("idle") {
+                Some(Value::Int(n)) => n,
+                _ => 0,
+            };
+            if name != me && pending && idle_ms as u128 > idle.as_millis() {
+                let _: i64 = redis::cmd("XGROUP").arg("DELCONSUMER").arg(&stream).arg(GROUP).arg(&name).query_async(&mut c).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Claims job ids for deduplication in one round trip. `claims` are
     /// `(job id, origin)`; the origin (the entry id the job first arrived as)
     /// lets a retry, a fallback or a redelivery of the same job through while

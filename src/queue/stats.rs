@@ -68,6 +68,7 @@ impl Queue {
                 length: int(&replies[i]),
                 ..Default::default()
             };
+            let mut lag = None;
             if let Value::Array(groups) = &replies[n + i] {
                 for g in groups {
                     let fields = group_fields(g);
@@ -75,7 +76,7 @@ impl Queue {
                         for (k, v) in &fields {
                             match k.as_str() {
                                 "pending" => ch.pending = int(v),
-                                "lag" => ch.lag = int(v),
+                                "lag" => lag = matches!(v, Value::Int(_)).then(|| int(v)),
                                 "consumers" => ch.consumers = int(v),
                                 _ => {}
                             }
@@ -83,6 +84,9 @@ impl Queue {
                     }
                 }
             }
+            // Redis reports no lag once entries were deleted out of order (we delete
+            // every finished entry); then the stream holds exactly backlog + pending.
+            ch.lag = lag.unwrap_or(ch.length.saturating_sub(ch.pending));
             stats.channels.push(ch);
         }
         stats.delayed = int(&replies[2 * n]);
