@@ -170,6 +170,9 @@ fn a_send_slower_than_reclaim_idle_is_not_taken_over_and_sent_twice() {
     let evs = [evs, events(&mut conn)].concat();
     let sent: Vec<_> = evs.iter().filter(|e| e["type"] == "sent").collect();
     assert!(sent.iter().all(|e| e["attempt"] == 1), "a held job was redelivered: {sent:?}");
+    // Redelivery would show as a reclaim and as more jobs taken than enqueued.
+    assert_eq!(s.metric("tayori_reclaimed_total{channel=\"sms\"}"), 0.0);
+    assert_eq!(s.metric("tayori_jobs_taken_total{channel=\"sms\"}"), 5.0);
     let ids: HashSet<String> = (0..5).map(|i| format!("slow-{i}")).collect();
     assert_exactly_one_terminal(&events(&mut conn), &ids);
 }

@@ -102,6 +102,7 @@ impl Drop for Redis {
 pub struct Setup {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    pub http_port: u16,
 }
 
 /// The four channels writing into `outbox/{channel}` under the setup dir.
@@ -112,6 +113,7 @@ pub fn setup(redis: &Redis, queue: &str, channels: &str) -> Setup {
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
     let out = dir.path().join("outbox");
     let channels = channels.replace("{outbox}", &out.display().to_string());
+    let http_port = free_port();
     let text = format!(
         r#"
 [redis]
@@ -119,7 +121,7 @@ url = "{url}"
 prefix = "t"
 
 [http]
-listen = ""
+listen = "127.0.0.1:{http_port}"
 
 [templates]
 dir = "{templates}"
@@ -136,7 +138,7 @@ block = "200ms"
     );
     let config = dir.path().join("tayori.toml");
     std::fs::write(&config, text).expect("write config");
-    Setup { dir, config }
+    Setup { dir, config, http_port }
 }
 
 /// File transports for all four channels.
@@ -191,6 +193,27 @@ impl Setup {
         c.arg("--config").arg(&self.config).current_dir(self.dir.path());
         c.env("TAYORI_LOG", "warn");
         c
+    }
+
+    /// A plain HTTP/1.0 GET against the daemon: (status, body). `None` while it is not listening.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).ok()?;
+        let status = raw.split(' ').nth(1)?.parse().ok()?;
+        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        Some((status, body))
+    }
+
+    /// The value of a metric sample (exact name with labels), 0 when absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let Some((_, body)) = self.get("/metrics") else { return 0.0 };
+        body.lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
     }
 
     pub fn start(&self) -> Daemon {
