@@ -14,7 +14,10 @@ use crate::config::ChannelConfig;
 pub fn encoder(kind: ChannelKind, ch: &ChannelConfig) -> Result<Box<dyn Encode>, String> {
     Ok(match kind {
         ChannelKind::Email => {
-            let from = ch.from.as_deref().ok_or("channels.email.from is required")?;
+            let from = ch
+                .from
+                .as_deref()
+                .ok_or("channels.email.from is required")?;
             Box::new(EmailEncoder::new(from, ch.reply_to.as_deref())?)
         }
         ChannelKind::Line => Box::new(LineEncoder),
@@ -28,11 +31,16 @@ pub fn build(kind: ChannelKind, ch: &ChannelConfig) -> Result<Arc<dyn Channel>, 
     let enc = encoder(kind, ch)?;
     match ch.transport.as_deref() {
         Some("file") => {
-            let dir = ch.dir.as_ref().ok_or_else(|| format!("channels.{kind}.dir is required for transport = \"file\""))?;
-            let t = FileTransport::new(dir, enc).map_err(|e| format!("channels.{kind}.dir {}: {e}", dir.display()))?;
+            let dir = ch.dir.as_ref().ok_or_else(|| {
+                format!("channels.{kind}.dir is required for transport = \"file\"")
+            })?;
+            let t = FileTransport::new(dir, enc)
+                .map_err(|e| format!("channels.{kind}.dir {}: {e}", dir.display()))?;
             Ok(Arc::new(t))
         }
         Some("null") => Ok(Arc::new(NullTransport::new(enc))),
-        other => Err(format!("channels.{kind}.transport {other:?} is not available in this build")),
+        other => Err(format!(
+            "channels.{kind}.transport {other:?} is not available in this build"
+        )),
     }
 }

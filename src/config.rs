@@ -14,11 +14,18 @@ pub const DEFAULT_PATH: &str = "config/tayori.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read { file: String, source: std::io::Error },
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}: {message}")]
     Syntax { file: String, message: String },
     #[error("{file}: key `{key}`: {message}")]
-    Key { file: String, key: String, message: String },
+    Key {
+        file: String,
+        key: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,7 +172,9 @@ impl ChannelsConfig {
 
     /// The enabled channels, in a fixed order.
     pub fn enabled(&self) -> impl Iterator<Item = (ChannelKind, &ChannelConfig)> {
-        ChannelKind::ALL.into_iter().filter_map(|k| self.get(k).map(|c| (k, c)))
+        ChannelKind::ALL
+            .into_iter()
+            .filter_map(|k| self.get(k).map(|c| (k, c)))
     }
 }
 
@@ -209,7 +218,11 @@ impl Rate {
 impl std::str::FromStr for Rate {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let hint = || format!("invalid rate {s:?}: write COUNT/UNIT, e.g. \"100/s\", \"6000/min\", \"1000/h\"");
+        let hint = || {
+            format!(
+                "invalid rate {s:?}: write COUNT/UNIT, e.g. \"100/s\", \"6000/min\", \"1000/h\""
+            )
+        };
         let (count, unit) = s.split_once('/').ok_or_else(hint)?;
         let count: NonZeroU32 = count.trim().parse().map_err(|_| hint())?;
         let per = match unit.trim() {
@@ -254,12 +267,18 @@ pub mod duration {
 
     pub fn parse(s: &str) -> Result<Duration, String> {
         // jiff's durations stop at hours (days vary in calendars); a queue's day is 24 h.
-        if let Some(days) = s.trim().strip_suffix('d').and_then(|n| n.trim().parse::<u64>().ok()) {
+        if let Some(days) = s
+            .trim()
+            .strip_suffix('d')
+            .and_then(|n| n.trim().parse::<u64>().ok())
+        {
             return Ok(Duration::from_secs(days * 86_400));
         }
-        let d: jiff::SignedDuration = s
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}: write e.g. \"500ms\", \"30s\", \"10m\", \"24h\", \"7d\""))?;
+        let d: jiff::SignedDuration = s.parse().map_err(|_| {
+            format!(
+                "invalid duration {s:?}: write e.g. \"500ms\", \"30s\", \"10m\", \"24h\", \"7d\""
+            )
+        })?;
         Duration::try_from(d).map_err(|_| format!("invalid duration {s:?}: must not be negative"))
     }
 
@@ -287,31 +306,43 @@ impl Config {
     }
 
     /// Parses config text; `env` supplies `${VAR}` values (the process environment in production).
-    pub fn parse(text: &str, path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             file: file.clone(),
             message: e.to_string(),
         })?;
-        expand_env(&mut value, &mut String::new(), &env).map_err(|(key, message)| ConfigError::Key {
-            file: file.clone(),
-            key,
-            message,
+        expand_env(&mut value, &mut String::new(), &env).map_err(|(key, message)| {
+            ConfigError::Key {
+                file: file.clone(),
+                key,
+                message,
+            }
         })?;
-        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Key {
-            file: file.clone(),
-            key: e.path().to_string(),
-            message: e.inner().to_string(),
-        })?;
+        let mut config: Config =
+            serde_path_to_error::deserialize(value).map_err(|e| ConfigError::Key {
+                file: file.clone(),
+                key: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
         config.source = path.to_path_buf();
-        config.validate().map_err(|(key, message)| ConfigError::Key { file, key, message })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Key { file, key, message })?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
         let key = |k: &str, m: String| Err((k.to_owned(), m));
         if self.redis.prefix.is_empty() || self.redis.prefix.contains(char::is_whitespace) {
-            return key("redis.prefix", "must be a non-empty word such as \"tayori\"".into());
+            return key(
+                "redis.prefix",
+                "must be a non-empty word such as \"tayori\"".into(),
+            );
         }
         if self.queue.read_batch == 0 {
             return key("queue.read_batch", "must be at least 1".into());
@@ -326,7 +357,10 @@ impl Config {
             }
             match ch.transport.as_deref() {
                 Some("file") if ch.dir.is_none() => {
-                    return key(&k("dir"), "transport = \"file\" needs a directory: add dir = \"./outbox/...\"".into())
+                    return key(
+                        &k("dir"),
+                        "transport = \"file\" needs a directory: add dir = \"./outbox/...\"".into(),
+                    )
                 }
                 Some("file") | Some("null") => {}
                 other => {
@@ -341,8 +375,12 @@ impl Config {
                 }
             }
             if kind == ChannelKind::Email {
-                let from = ch.from.as_deref().ok_or((k("from"), "required: the sender, e.g. \"Shop <news@example.com>\"".to_owned()))?;
-                tayori_channels::email::EmailEncoder::new(from, ch.reply_to.as_deref()).map_err(|m| (k("from"), m))?;
+                let from = ch.from.as_deref().ok_or((
+                    k("from"),
+                    "required: the sender, e.g. \"Shop <news@example.com>\"".to_owned(),
+                ))?;
+                tayori_channels::email::EmailEncoder::new(from, ch.reply_to.as_deref())
+                    .map_err(|m| (k("from"), m))?;
             }
         }
         Ok(())
@@ -356,16 +394,27 @@ impl Config {
     pub fn templates_dir(&self) -> PathBuf {
         match &self.templates.dir {
             Some(dir) => dir.clone(),
-            None => self.source.parent().unwrap_or(Path::new(".")).join("templates"),
+            None => self
+                .source
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("templates"),
         }
     }
 }
 
 /// `redis://user:secret@host` → `redis://user:***@host`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_owned() };
-    let user = userinfo.split_once(':').map(|(u, _)| format!("{u}:***")).unwrap_or_else(|| "***".to_owned());
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = userinfo
+        .split_once(':')
+        .map(|(u, _)| format!("{u}:***"))
+        .unwrap_or_else(|| "***".to_owned());
     format!("{scheme}://{user}@{host}")
 }
 
@@ -430,7 +479,9 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(text, Path::new("t.toml"), |v| (v == "SET").then(|| "value".to_owned()))
+        Config::parse(text, Path::new("t.toml"), |v| {
+            (v == "SET").then(|| "value".to_owned())
+        })
     }
 
     #[test]
@@ -440,34 +491,61 @@ mod tests {
         assert_eq!(r.per, Duration::from_secs(60));
         assert!("fast".parse::<Rate>().is_err());
         assert_eq!(duration::parse("10m").unwrap(), Duration::from_secs(600));
-        assert_eq!(duration::parse("7d").unwrap(), Duration::from_secs(7 * 86_400));
-        assert_eq!(duration::parse("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            duration::parse("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert_eq!(
+            duration::parse("500ms").unwrap(),
+            Duration::from_millis(500)
+        );
         assert!(duration::parse("soon").is_err());
     }
 
     #[test]
     fn env_vars_expand_and_missing_ones_are_named() {
-        let c = parse("[redis]\nurl = \"redis://${SET}:1\"\nprefix = \"${UNSET:-dflt}\"\n").unwrap();
+        let c =
+            parse("[redis]\nurl = \"redis://${SET}:1\"\nprefix = \"${UNSET:-dflt}\"\n").unwrap();
         assert_eq!(c.redis.url, "redis://value:1");
         assert_eq!(c.redis.prefix, "dflt");
-        let e = parse("[http]\ntracking_secret = \"${NOPE}\"\n[redis]\n").unwrap_err().to_string();
-        assert!(e.contains("t.toml") && e.contains("http.tracking_secret") && e.contains("NOPE"), "{e}");
+        let e = parse("[http]\ntracking_secret = \"${NOPE}\"\n[redis]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t.toml") && e.contains("http.tracking_secret") && e.contains("NOPE"),
+            "{e}"
+        );
     }
 
     #[test]
     fn passwords_are_redacted_from_urls() {
-        assert_eq!(redact_url("redis://:s3cret@db:6379/0"), "redis://:***@db:6379/0");
+        assert_eq!(
+            redact_url("redis://:s3cret@db:6379/0"),
+            "redis://:***@db:6379/0"
+        );
         assert_eq!(redact_url("rediss://app:p@ss@db"), "rediss://app:***@db");
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 
     #[test]
     fn errors_name_the_key_and_the_fix() {
-        let e = parse("[redis]\n[channels.sms]\nrate = \"lots\"\ntransport = \"null\"\n").unwrap_err().to_string();
-        assert!(e.contains("channels.sms.rate") && e.contains("100/s"), "{e}");
-        let e = parse("[redis]\n[channels.dm]\ntransport = \"file\"\n").unwrap_err().to_string();
+        let e = parse("[redis]\n[channels.sms]\nrate = \"lots\"\ntransport = \"null\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("channels.sms.rate") && e.contains("100/s"),
+            "{e}"
+        );
+        let e = parse("[redis]\n[channels.dm]\ntransport = \"file\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("channels.dm.dir"), "{e}");
-        let e = parse("[redis]\n[queue]\nreclaim_idel = \"1s\"\n").unwrap_err().to_string();
+        let e = parse("[redis]\n[queue]\nreclaim_idel = \"1s\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("reclaim_idel"), "{e}");
     }
 }

@@ -9,13 +9,13 @@ use anyhow::Context;
 use tayori_channels::ChannelKind;
 use tokio::sync::watch;
 
+use crate::adapters;
 use crate::config::Config;
 use crate::http::{AppState, Health};
 use crate::metrics as m;
 use crate::queue::Queue;
 use crate::render::Renderer;
 use crate::worker::ChannelWorker;
-use crate::adapters;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -40,13 +40,19 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("http.listen {}: cannot listen", config.http.listen))?;
         tracing::info!(listen = %config.http.listen, "HTTP server up (/healthz, /readyz, /metrics)");
-        let app = crate::http::router(AppState { health: health.clone(), metrics: handle });
+        let app = crate::http::router(AppState {
+            health: health.clone(),
+            metrics: handle,
+        });
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         });
@@ -62,11 +68,26 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     let mut writers = Vec::new();
     let mut kinds = Vec::new();
     for (kind, ch) in config.channels.enabled() {
-        queue.ensure_group(kind).await.with_context(|| format!("creating consumer group on {}", queue.keys().jobs(kind)))?;
+        queue
+            .ensure_group(kind)
+            .await
+            .with_context(|| format!("creating consumer group on {}", queue.keys().jobs(kind)))?;
         let adapter = adapters::build(kind, ch).map_err(anyhow::Error::msg)?;
-        let (worker, writer) =
-            ChannelWorker::spawn(kind, ch, consumer.clone(), queue.clone(), adapter, renderer.clone(), &config, finished.clone());
-        tokio::spawn(worker.clone().read_loop(config.redis.url.clone(), stop_rx.clone()));
+        let (worker, writer) = ChannelWorker::spawn(
+            kind,
+            ch,
+            consumer.clone(),
+            queue.clone(),
+            adapter,
+            renderer.clone(),
+            &config,
+            finished.clone(),
+        );
+        tokio::spawn(
+            worker
+                .clone()
+                .read_loop(config.redis.url.clone(), stop_rx.clone()),
+        );
         tokio::spawn(worker.clone().reclaim_loop(stop_rx.clone()));
         tracing::info!(channel = %kind, transport = ch.transport.as_deref().unwrap_or(""), concurrency = ch.concurrency, "channel worker started");
         workers.push(worker);
@@ -122,31 +143,54 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     .await;
     if drained.is_err() {
         let left: usize = workers.iter().map(|w| w.in_flight()).sum();
-        tracing::warn!(in_flight = left, "grace period over; unfinished jobs stay pending and will be reclaimed");
+        tracing::warn!(
+            in_flight = left,
+            "grace period over; unfinished jobs stay pending and will be reclaimed"
+        );
     }
     drop(workers);
     // The completion writers end once every job's outcome is written.
     let writers_deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(2));
     for w in writers {
         if tokio::time::timeout_at(writers_deadline, w).await.is_err() {
-            tracing::warn!("outcomes not yet written at exit; their jobs stay pending and will be reclaimed");
+            tracing::warn!(
+                "outcomes not yet written at exit; their jobs stay pending and will be reclaimed"
+            );
         }
     }
     housekeeping.abort();
     let n = finished.load(Ordering::Relaxed);
     let secs = started.elapsed().as_secs_f64();
-    tracing::info!(jobs = n, seconds = format!("{secs:.2}"), per_second = format!("{:.0}", n as f64 / secs.max(1e-9)), "stopped");
+    tracing::info!(
+        jobs = n,
+        seconds = format!("{secs:.2}"),
+        per_second = format!("{:.0}", n as f64 / secs.max(1e-9)),
+        "stopped"
+    );
     if by_drain {
-        println!("drained {n} jobs in {secs:.2} s ({:.0} jobs/s)", n as f64 / secs.max(1e-9));
+        println!(
+            "drained {n} jobs in {secs:.2} s ({:.0} jobs/s)",
+            n as f64 / secs.max(1e-9)
+        );
     }
     Ok(())
 }
 
 /// Connects to Redis, retrying until it answers or a signal arrives (`None`).
-async fn connect_until_up(config: &Config, health: &Health, mut stop: watch::Receiver<bool>) -> anyhow::Result<Option<Queue>> {
+async fn connect_until_up(
+    config: &Config,
+    health: &Health,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<Queue>> {
     let mut failures = 0u32;
     loop {
-        match Queue::connect(&config.redis.url, &config.redis.prefix, config.queue.results_max_len).await {
+        match Queue::connect(
+            &config.redis.url,
+            &config.redis.prefix,
+            config.queue.results_max_len,
+        )
+        .await
+        {
             Ok(q) => {
                 health.redis_ok.store(true, Ordering::Relaxed);
                 return Ok(Some(q));
@@ -202,17 +246,24 @@ async fn housekeeping(
                 health.redis_ok.store(true, Ordering::Relaxed);
                 metrics::gauge!(m::UP).set(1.0);
                 for c in &stats.channels {
-                    metrics::gauge!(m::QUEUE_BACKLOG, "channel" => c.channel.clone()).set(c.lag as f64);
-                    metrics::gauge!(m::QUEUE_PENDING, "channel" => c.channel.clone()).set(c.pending as f64);
+                    metrics::gauge!(m::QUEUE_BACKLOG, "channel" => c.channel.clone())
+                        .set(c.lag as f64);
+                    metrics::gauge!(m::QUEUE_PENDING, "channel" => c.channel.clone())
+                        .set(c.pending as f64);
                 }
                 metrics::gauge!(m::DELAYED).set(stats.delayed as f64);
                 metrics::gauge!(m::DEAD_LETTER_SIZE).set(stats.dead as f64);
                 for w in &workers {
-                    metrics::gauge!(m::IN_FLIGHT, "channel" => w.kind().as_str()).set(w.in_flight() as f64);
+                    metrics::gauge!(m::IN_FLIGHT, "channel" => w.kind().as_str())
+                        .set(w.in_flight() as f64);
                 }
                 let busy: usize = workers.iter().map(|w| w.in_flight()).sum();
                 if let Some(idle) = &idle {
-                    idle_polls = if stats.is_idle() && busy == 0 { idle_polls + 1 } else { 0 };
+                    idle_polls = if stats.is_idle() && busy == 0 {
+                        idle_polls + 1
+                    } else {
+                        0
+                    };
                     if idle_polls >= 2 {
                         let _ = idle.send(true);
                     }
@@ -244,7 +295,10 @@ async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",

@@ -70,8 +70,16 @@ pub fn now_rfc3339() -> String {
 
 impl Event {
     /// An event about a job; `job` is `None` when the job could not be parsed.
-    pub fn for_job(kind: EventType, job: Option<&Job>, job_id: Option<&str>, channel: &str, attempt: u32) -> Event {
-        let job_id = job.map(|j| j.id.clone()).or_else(|| job_id.map(str::to_owned));
+    pub fn for_job(
+        kind: EventType,
+        job: Option<&Job>,
+        job_id: Option<&str>,
+        channel: &str,
+        attempt: u32,
+    ) -> Event {
+        let job_id = job
+            .map(|j| j.id.clone())
+            .or_else(|| job_id.map(str::to_owned));
         let event_id = match &job_id {
             Some(id) => format!("{id}/{channel}/{attempt}/{}", kind.as_str()),
             None => format!("{}/{channel}/{}", kind.as_str(), now_rfc3339()),
@@ -96,11 +104,16 @@ impl Event {
 
     /// Adds `error: {code, message}`.
     pub fn with_error(self, code: &str, message: &str) -> Event {
-        self.with("error", serde_json::json!({ "code": code, "message": message }))
+        self.with(
+            "error",
+            serde_json::json!({ "code": code, "message": message }),
+        )
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!(r#"{{"type":"failed","error":{{"code":"internal","message":"{e}"}}}}"#))
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"type":"failed","error":{{"code":"internal","message":"{e}"}}}}"#)
+        })
     }
 }
 

@@ -50,7 +50,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if h.ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        let why = match (h.redis_ok.load(Ordering::Relaxed), h.workers_running.load(Ordering::Relaxed)) {
+        let why = match (
+            h.redis_ok.load(Ordering::Relaxed),
+            h.workers_running.load(Ordering::Relaxed),
+        ) {
             (false, _) => "not ready: redis unreachable\n",
             _ => "not ready: workers not running\n",
         };
@@ -60,7 +63,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics_page(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }

@@ -11,7 +11,10 @@ use serde_json::Value;
 use tayori_channels::ChannelKind;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[schemars(title = "Tayori job", description = "One personalized send, as the `job` field of an entry in the stream {prefix}:jobs:{channel}.")]
+#[schemars(
+    title = "Tayori job",
+    description = "One personalized send, as the `job` field of an entry in the stream {prefix}:jobs:{channel}."
+)]
 pub struct Job {
     /// Idempotency key: the same id is never sent twice within the dedupe window.
     pub id: String,
@@ -137,7 +140,13 @@ impl Job {
     /// Parses and checks a job; `max_bytes` caps its size.
     pub fn parse(raw: &str, max_bytes: usize) -> Result<Job, JobError> {
         if raw.len() > max_bytes {
-            return Err(JobError::new("job", format!("job is {} bytes, over the {max_bytes}-byte limit", raw.len())));
+            return Err(JobError::new(
+                "job",
+                format!(
+                    "job is {} bytes, over the {max_bytes}-byte limit",
+                    raw.len()
+                ),
+            ));
         }
         let job: Job = serde_json::from_str(raw).map_err(|e| {
             let msg = e.to_string();
@@ -158,17 +167,34 @@ impl Job {
             return Err(JobError::new("id", "must not be empty"));
         }
         if self.id.len() > 256 || self.id.chars().any(char::is_control) {
-            return Err(JobError::new("id", "must be at most 256 bytes without control characters"));
+            return Err(JobError::new(
+                "id",
+                "must be at most 256 bytes without control characters",
+            ));
         }
         self.channel_kind()?;
         for (i, f) in self.fallback.iter().enumerate() {
-            f.parse::<ChannelKind>().map_err(|e| JobError::new(&format!("fallback[{i}]"), e))?;
+            f.parse::<ChannelKind>()
+                .map_err(|e| JobError::new(&format!("fallback[{i}]"), e))?;
         }
         match (&self.template, &self.content) {
-            (None, None) => return Err(JobError::new("template", "a job needs a template or inline content")),
-            (Some(_), Some(_)) => return Err(JobError::new("content", "give either template or content, not both")),
+            (None, None) => {
+                return Err(JobError::new(
+                    "template",
+                    "a job needs a template or inline content",
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(JobError::new(
+                    "content",
+                    "give either template or content, not both",
+                ))
+            }
             (Some(name), None) if !valid_template_name(name) => {
-                return Err(JobError::new("template", "template names are letters, digits, '-' and '_'"));
+                return Err(JobError::new(
+                    "template",
+                    "template names are letters, digits, '-' and '_'",
+                ));
             }
             _ => {}
         }
@@ -181,7 +207,9 @@ impl Job {
     }
 
     pub fn channel_kind(&self) -> Result<ChannelKind, JobError> {
-        self.channel.parse().map_err(|e| JobError::new("channel", e))
+        self.channel
+            .parse()
+            .map_err(|e| JobError::new("channel", e))
     }
 
     /// The channel at fallback position `hop` (0 is the job's own channel).
@@ -217,13 +245,17 @@ impl Job {
         tayori_channels::Recipient {
             name: self.to.name.clone(),
             address: self.address(kind).unwrap_or_default().to_owned(),
-            postal: self.to.postal.as_ref().map(|p| tayori_channels::PostalAddress {
-                postal_code: p.postal_code.clone(),
-                address1: p.address1.clone(),
-                address2: p.address2.clone(),
-                name: p.name.clone(),
-                honorific: p.honorific.clone(),
-            }),
+            postal: self
+                .to
+                .postal
+                .as_ref()
+                .map(|p| tayori_channels::PostalAddress {
+                    postal_code: p.postal_code.clone(),
+                    address1: p.address1.clone(),
+                    address2: p.address2.clone(),
+                    name: p.name.clone(),
+                    honorific: p.honorific.clone(),
+                }),
         }
     }
 
@@ -239,7 +271,11 @@ impl Job {
 }
 
 pub fn valid_template_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 100 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
@@ -257,7 +293,8 @@ pub fn json_schema() -> String {
 mod tests {
     use super::*;
 
-    const OK: &str = r#"{"id":"j1","channel":"email","to":{"email":"a@example.com"},"template":"welcome"}"#;
+    const OK: &str =
+        r#"{"id":"j1","channel":"email","to":{"email":"a@example.com"},"template":"welcome"}"#;
 
     fn err(raw: &str) -> JobError {
         Job::parse(raw, 1 << 20).unwrap_err()
@@ -273,11 +310,26 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         assert_eq!(err(r#"{"channel":"email","template":"t"}"#).field, "id");
-        assert_eq!(err(r#"{"id":"x","channel":"fax","template":"t"}"#).field, "channel");
-        assert_eq!(err(r#"{"id":"x","channel":"email","fallback":["dm","pigeon"],"template":"t"}"#).field, "fallback[1]");
-        assert_eq!(err(r#"{"id":"x","channel":"email","template":"../etc"}"#).field, "template");
-        assert_eq!(err(r#"{"id":"x","channel":"email","template":"t","send_at":"tomorrow"}"#).field, "send_at");
-        assert_eq!(err(r#"{"id":" ","channel":"email","template":"t"}"#).field, "id");
+        assert_eq!(
+            err(r#"{"id":"x","channel":"fax","template":"t"}"#).field,
+            "channel"
+        );
+        assert_eq!(
+            err(r#"{"id":"x","channel":"email","fallback":["dm","pigeon"],"template":"t"}"#).field,
+            "fallback[1]"
+        );
+        assert_eq!(
+            err(r#"{"id":"x","channel":"email","template":"../etc"}"#).field,
+            "template"
+        );
+        assert_eq!(
+            err(r#"{"id":"x","channel":"email","template":"t","send_at":"tomorrow"}"#).field,
+            "send_at"
+        );
+        assert_eq!(
+            err(r#"{"id":" ","channel":"email","template":"t"}"#).field,
+            "id"
+        );
         assert_eq!(err("not json").field, "job");
         assert_eq!(err(r#"{"id":"x","channel":"email"}"#).field, "template");
     }

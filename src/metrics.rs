@@ -28,12 +28,17 @@ pub fn install() -> Result<PrometheusHandle, String> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(SEND_SECONDS.into()),
-            &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            &[
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
         )
         .and_then(|b| {
             b.set_buckets_for_metric(
                 Matcher::Full(END_TO_END_SECONDS.into()),
-                &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0],
+                &[
+                    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+                    21600.0, 86400.0,
+                ],
             )
         })
         .map_err(|e| e.to_string())?
@@ -44,20 +49,46 @@ pub fn install() -> Result<PrometheusHandle, String> {
 }
 
 fn describe() {
-    describe_counter!(JOBS_TAKEN, "Jobs read from a channel's stream (new and reclaimed).");
+    describe_counter!(
+        JOBS_TAKEN,
+        "Jobs read from a channel's stream (new and reclaimed)."
+    );
     describe_counter!(MESSAGES, "Job outcomes by channel and outcome (sent, deferred, failed, duplicate, expired, fallback, scheduled).");
-    describe_histogram!(SEND_SECONDS, Unit::Seconds, "Time spent in the channel adapter per send.");
-    describe_histogram!(END_TO_END_SECONDS, Unit::Seconds, "From enqueue to the provider accepting the message.");
+    describe_histogram!(
+        SEND_SECONDS,
+        Unit::Seconds,
+        "Time spent in the channel adapter per send."
+    );
+    describe_histogram!(
+        END_TO_END_SECONDS,
+        Unit::Seconds,
+        "From enqueue to the provider accepting the message."
+    );
     describe_counter!(RETRIES, "Retries scheduled, by channel and error class.");
-    describe_counter!(DEAD_LETTERS, "Jobs moved to the dead-letter stream, by channel and reason code.");
-    describe_counter!(RATE_LIMIT_WAITS, "Sends that had to wait for the channel's rate limiter.");
+    describe_counter!(
+        DEAD_LETTERS,
+        "Jobs moved to the dead-letter stream, by channel and reason code."
+    );
+    describe_counter!(
+        RATE_LIMIT_WAITS,
+        "Sends that had to wait for the channel's rate limiter."
+    );
     describe_counter!(RECLAIMED, "Pending entries taken over from dead consumers.");
     describe_counter!(REDIS_ERRORS, "Failed Redis operations, by operation.");
     describe_counter!(HTTP_REQUESTS, "HTTP requests by route and status.");
     describe_gauge!(IN_FLIGHT, "Jobs being processed right now, by channel.");
-    describe_gauge!(QUEUE_BACKLOG, "Jobs in a channel's stream not yet read (consumer lag).");
-    describe_gauge!(QUEUE_PENDING, "Jobs read but not yet acknowledged, by channel.");
-    describe_gauge!(DELAYED, "Scheduled jobs and retries waiting in the delayed set.");
+    describe_gauge!(
+        QUEUE_BACKLOG,
+        "Jobs in a channel's stream not yet read (consumer lag)."
+    );
+    describe_gauge!(
+        QUEUE_PENDING,
+        "Jobs read but not yet acknowledged, by channel."
+    );
+    describe_gauge!(
+        DELAYED,
+        "Scheduled jobs and retries waiting in the delayed set."
+    );
     describe_gauge!(DEAD_LETTER_SIZE, "Entries in the dead-letter stream.");
     describe_gauge!(UP, "1 when the last Redis check succeeded.");
 }

@@ -68,7 +68,9 @@ impl Renderer {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
             if !path.is_dir() || !valid_template_name(&name) {
                 continue;
             }
@@ -87,7 +89,9 @@ impl Renderer {
                 ("line.json", read("line.json")?),
                 ("dm.json", read("dm.json")?),
             ];
-            renderer.add_set(&name, files).map_err(|e| RenderError(format!("{}: {}", path.display(), e.0)))?;
+            renderer
+                .add_set(&name, files)
+                .map_err(|e| RenderError(format!("{}: {}", path.display(), e.0)))?;
         }
         Ok(renderer)
     }
@@ -96,12 +100,25 @@ impl Renderer {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(fuel.unwrap_or(DEFAULT_FUEL)));
-        env.set_auto_escape_callback(|name| if name.ends_with(".html") { AutoEscape::Html } else { AutoEscape::None });
-        Renderer { env, sets: HashMap::new() }
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
+        Renderer {
+            env,
+            sets: HashMap::new(),
+        }
     }
 
     /// Adds a template set from `(file name, source)` pairs.
-    pub fn add_set(&mut self, name: &str, files: [(&str, Option<String>); 6]) -> Result<(), RenderError> {
+    pub fn add_set(
+        &mut self,
+        name: &str,
+        files: [(&str, Option<String>); 6],
+    ) -> Result<(), RenderError> {
         let mut set = TemplateSet::default();
         for (file, source) in files {
             let Some(source) = source else { continue };
@@ -133,7 +150,8 @@ impl Renderer {
     }
 
     fn add_json_part(&mut self, tname: &str, source: &str) -> Result<JsonPart, RenderError> {
-        let skeleton: Value = serde_json::from_str(source).map_err(|e| RenderError(format!("{tname}: invalid JSON: {e}")))?;
+        let skeleton: Value = serde_json::from_str(source)
+            .map_err(|e| RenderError(format!("{tname}: invalid JSON: {e}")))?;
         let mut leaves = Vec::new();
         collect_leaves(&skeleton, &mut String::new(), &mut leaves);
         let mut named = Vec::with_capacity(leaves.len());
@@ -144,7 +162,10 @@ impl Renderer {
                 .map_err(|e| RenderError(format!("{tname} at {pointer}: {e:#}")))?;
             named.push((pointer, leaf));
         }
-        Ok(JsonPart { skeleton, leaves: named })
+        Ok(JsonPart {
+            skeleton,
+            leaves: named,
+        })
     }
 
     pub fn template_names(&self) -> impl Iterator<Item = &str> {
@@ -153,7 +174,10 @@ impl Renderer {
 
     /// Whether template `name` has what channel `kind` needs.
     pub fn supports(&self, name: &str, kind: ChannelKind) -> Result<(), RenderError> {
-        let set = self.sets.get(name).ok_or_else(|| RenderError(format!("template {name:?} does not exist")))?;
+        let set = self
+            .sets
+            .get(name)
+            .ok_or_else(|| RenderError(format!("template {name:?} does not exist")))?;
         let ok = match kind {
             ChannelKind::Email => set.subject && (set.html || set.text),
             ChannelKind::Line => set.line.is_some(),
@@ -169,7 +193,9 @@ impl Renderer {
         if ok {
             Ok(())
         } else {
-            Err(RenderError(format!("template {name:?} has no {kind} part (needs {need})")))
+            Err(RenderError(format!(
+                "template {name:?} has no {kind} part (needs {need})"
+            )))
         }
     }
 
@@ -179,7 +205,10 @@ impl Renderer {
         if let Some(name) = &job.template {
             return self.render_named(name, kind, &ctx);
         }
-        let content = job.content.as_ref().ok_or_else(|| RenderError("job has neither template nor content".into()))?;
+        let content = job
+            .content
+            .as_ref()
+            .ok_or_else(|| RenderError("job has neither template nor content".into()))?;
         let missing = || RenderError(format!("content has no {kind} part"));
         match kind {
             ChannelKind::Email => {
@@ -188,32 +217,62 @@ impl Renderer {
                     return Err(RenderError("content.email needs html or text".into()));
                 }
                 Ok(Content::Email {
-                    subject: self.inline("content.email.subject", &e.subject, &ctx)?.trim().to_owned(),
-                    html: e.html.as_deref().map(|s| self.inline("content.email.html", s, &ctx)).transpose()?,
-                    text: e.text.as_deref().map(|s| self.inline("content.email.text", s, &ctx)).transpose()?,
+                    subject: self
+                        .inline("content.email.subject", &e.subject, &ctx)?
+                        .trim()
+                        .to_owned(),
+                    html: e
+                        .html
+                        .as_deref()
+                        .map(|s| self.inline("content.email.html", s, &ctx))
+                        .transpose()?,
+                    text: e
+                        .text
+                        .as_deref()
+                        .map(|s| self.inline("content.email.text", s, &ctx))
+                        .transpose()?,
                 })
             }
             ChannelKind::Line => {
                 let l = content.line.as_ref().ok_or_else(missing)?;
-                let rendered = self.inline_json("content.line.messages", &Value::Array(l.messages.clone()), &ctx)?;
-                Ok(Content::Line { messages: as_array(rendered) })
+                let rendered = self.inline_json(
+                    "content.line.messages",
+                    &Value::Array(l.messages.clone()),
+                    &ctx,
+                )?;
+                Ok(Content::Line {
+                    messages: as_array(rendered),
+                })
             }
             ChannelKind::Sms => {
                 let s = content.sms.as_ref().ok_or_else(missing)?;
-                Ok(Content::Sms { text: self.inline("content.sms.text", &s.text, &ctx)?.trim_end().to_owned() })
+                Ok(Content::Sms {
+                    text: self
+                        .inline("content.sms.text", &s.text, &ctx)?
+                        .trim_end()
+                        .to_owned(),
+                })
             }
             ChannelKind::Dm => {
                 let d = content.dm.as_ref().ok_or_else(missing)?;
                 let mut fields = BTreeMap::new();
                 for (k, v) in &d.fields {
-                    fields.insert(k.clone(), self.inline(&format!("content.dm.fields.{k}"), v, &ctx)?);
+                    fields.insert(
+                        k.clone(),
+                        self.inline(&format!("content.dm.fields.{k}"), v, &ctx)?,
+                    );
                 }
                 Ok(Content::Dm { fields })
             }
         }
     }
 
-    fn render_named(&self, name: &str, kind: ChannelKind, ctx: &Ctx) -> Result<Content, RenderError> {
+    fn render_named(
+        &self,
+        name: &str,
+        kind: ChannelKind,
+        ctx: &Ctx,
+    ) -> Result<Content, RenderError> {
         self.supports(name, kind)?;
         let set = &self.sets[name];
         let part = |file: &str| self.named(&format!("{name}/{file}"), ctx);
@@ -223,19 +282,32 @@ impl Renderer {
                 html: set.html.then(|| part("email.html")).transpose()?,
                 text: set.text.then(|| part("email.txt")).transpose()?,
             }),
-            ChannelKind::Sms => Ok(Content::Sms { text: part("sms.txt")?.trim_end().to_owned() }),
+            ChannelKind::Sms => Ok(Content::Sms {
+                text: part("sms.txt")?.trim_end().to_owned(),
+            }),
             ChannelKind::Line => {
                 let json = self.render_json(set.line.as_ref(), ctx)?;
-                Ok(Content::Line { messages: as_array(json) })
+                Ok(Content::Line {
+                    messages: as_array(json),
+                })
             }
             ChannelKind::Dm => {
                 let json = self.render_json(set.dm.as_ref(), ctx)?;
                 let Value::Object(map) = json else {
-                    return Err(RenderError(format!("{name}/dm.json must be an object of fields")));
+                    return Err(RenderError(format!(
+                        "{name}/dm.json must be an object of fields"
+                    )));
                 };
                 let fields = map
                     .into_iter()
-                    .map(|(k, v)| (k, v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                    .map(|(k, v)| {
+                        (
+                            k,
+                            v.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
                     .collect();
                 Ok(Content::Dm { fields })
             }
@@ -243,7 +315,10 @@ impl Renderer {
     }
 
     fn named(&self, tname: &str, ctx: &Ctx) -> Result<String, RenderError> {
-        let t = self.env.get_template(tname).map_err(|e| RenderError(format!("{tname}: {e}")))?;
+        let t = self
+            .env
+            .get_template(tname)
+            .map_err(|e| RenderError(format!("{tname}: {e}")))?;
         t.render(ctx).map_err(|e| RenderError(describe(tname, &e)))
     }
 
@@ -264,7 +339,11 @@ impl Renderer {
             return Ok(source.to_owned());
         }
         // The name picks auto-escaping: HTML parts escape variables.
-        let name = if what.ends_with(".html") { "inline.html" } else { "inline.txt" };
+        let name = if what.ends_with(".html") {
+            "inline.html"
+        } else {
+            "inline.txt"
+        };
         let t = self
             .env
             .template_from_named_str(name, source)
@@ -275,7 +354,11 @@ impl Renderer {
     fn inline_json(&self, what: &str, value: &Value, ctx: &Ctx) -> Result<Value, RenderError> {
         Ok(match value {
             Value::String(s) => Value::String(self.inline(what, s, ctx)?),
-            Value::Array(a) => Value::Array(a.iter().map(|v| self.inline_json(what, v, ctx)).collect::<Result<_, _>>()?),
+            Value::Array(a) => Value::Array(
+                a.iter()
+                    .map(|v| self.inline_json(what, v, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
             Value::Object(o) => Value::Object(
                 o.iter()
                     .map(|(k, v)| Ok((k.clone(), self.inline_json(what, v, ctx)?)))
@@ -304,7 +387,9 @@ fn context(job: &Job) -> Ctx {
 
 fn collect_leaves(value: &Value, pointer: &mut String, out: &mut Vec<(String, String)>) {
     match value {
-        Value::String(s) if s.contains("{{") || s.contains("{%") => out.push((pointer.clone(), s.clone())),
+        Value::String(s) if s.contains("{{") || s.contains("{%") => {
+            out.push((pointer.clone(), s.clone()))
+        }
         Value::Array(a) => {
             for (i, v) in a.iter().enumerate() {
                 let len = pointer.len();
@@ -350,11 +435,17 @@ mod tests {
         r.add_set(
             "sale",
             [
-                ("subject.txt", Some("{{ to.name }}様 {{ points }}pt\n".into())),
+                (
+                    "subject.txt",
+                    Some("{{ to.name }}様 {{ points }}pt\n".into()),
+                ),
                 ("email.html", Some("<p>{{ to.name }}</p>".into())),
                 ("email.txt", None),
                 ("sms.txt", Some("{{ points }}pt".into())),
-                ("line.json", Some(r#"[{"type":"text","text":"{{ to.name }}: {{ points }}"}]"#.into())),
+                (
+                    "line.json",
+                    Some(r#"[{"type":"text","text":"{{ to.name }}: {{ points }}"}]"#.into()),
+                ),
                 ("dm.json", None),
             ],
         )
@@ -364,18 +455,29 @@ mod tests {
 
     #[test]
     fn named_templates_render_per_channel_and_escape_html() {
-        let j = job(r#"{"id":"1","channel":"email","to":{"name":"<b>山田</b>","email":"a@x.jp"},"template":"sale","vars":{"points":1200}}"#);
-        let Content::Email { subject, html, .. } = renderer().render(&j, ChannelKind::Email).unwrap() else { panic!() };
+        let j = job(
+            r#"{"id":"1","channel":"email","to":{"name":"<b>山田</b>","email":"a@x.jp"},"template":"sale","vars":{"points":1200}}"#,
+        );
+        let Content::Email { subject, html, .. } =
+            renderer().render(&j, ChannelKind::Email).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(subject, "<b>山田</b>様 1200pt");
         assert_eq!(html.unwrap(), "<p>&lt;b&gt;山田&lt;&#x2f;b&gt;</p>");
-        let Content::Line { messages } = renderer().render(&j, ChannelKind::Line).unwrap() else { panic!() };
+        let Content::Line { messages } = renderer().render(&j, ChannelKind::Line).unwrap() else {
+            panic!()
+        };
         assert_eq!(messages[0]["text"], "<b>山田</b>: 1200");
     }
 
     #[test]
     fn variables_are_data_not_templates() {
-        let j = job(r#"{"id":"1","channel":"sms","template":"sale","vars":{"points":"{{ 7*7 }}"}}"#);
-        let Content::Sms { text } = renderer().render(&j, ChannelKind::Sms).unwrap() else { panic!() };
+        let j =
+            job(r#"{"id":"1","channel":"sms","template":"sale","vars":{"points":"{{ 7*7 }}"}}"#);
+        let Content::Sms { text } = renderer().render(&j, ChannelKind::Sms).unwrap() else {
+            panic!()
+        };
         assert_eq!(text, "{{ 7*7 }}pt");
     }
 
@@ -384,23 +486,39 @@ mod tests {
         let j = job(r#"{"id":"1","channel":"sms","template":"sale"}"#);
         let e = renderer().render(&j, ChannelKind::Sms).unwrap_err();
         assert!(e.0.contains("undefined"), "{e}");
-        let e = renderer().render(&job(r#"{"id":"1","channel":"dm","template":"sale","vars":{"points":1}}"#), ChannelKind::Dm).unwrap_err();
+        let e = renderer()
+            .render(
+                &job(r#"{"id":"1","channel":"dm","template":"sale","vars":{"points":1}}"#),
+                ChannelKind::Dm,
+            )
+            .unwrap_err();
         assert!(e.0.contains("no dm part"), "{e}");
-        let e = renderer().render(&job(r#"{"id":"1","channel":"dm","template":"nope"}"#), ChannelKind::Dm).unwrap_err();
+        let e = renderer()
+            .render(
+                &job(r#"{"id":"1","channel":"dm","template":"nope"}"#),
+                ChannelKind::Dm,
+            )
+            .unwrap_err();
         assert!(e.0.contains("does not exist"), "{e}");
     }
 
     #[test]
     fn runaway_loops_run_out_of_fuel() {
-        let j = job(r#"{"id":"1","channel":"sms","content":{"sms":{"text":"{% for i in range(100000) %}{% for k in range(100000) %}x{% endfor %}{% endfor %}"}}}"#);
+        let j = job(
+            r#"{"id":"1","channel":"sms","content":{"sms":{"text":"{% for i in range(100000) %}{% for k in range(100000) %}x{% endfor %}{% endfor %}"}}}"#,
+        );
         let e = renderer().render(&j, ChannelKind::Sms).unwrap_err();
         assert!(e.0.contains("fuel"), "{e}");
     }
 
     #[test]
     fn inline_json_leaves_are_rendered_in_place() {
-        let j = job(r#"{"id":"1","channel":"line","to":{"name":"\"quoted\""},"content":{"line":{"messages":[{"type":"text","text":"hi {{ to.name }}"}]}}}"#);
-        let Content::Line { messages } = renderer().render(&j, ChannelKind::Line).unwrap() else { panic!() };
+        let j = job(
+            r#"{"id":"1","channel":"line","to":{"name":"\"quoted\""},"content":{"line":{"messages":[{"type":"text","text":"hi {{ to.name }}"}]}}}"#,
+        );
+        let Content::Line { messages } = renderer().render(&j, ChannelKind::Line).unwrap() else {
+            panic!()
+        };
         assert_eq!(messages[0]["text"], "hi \"quoted\"");
         assert_eq!(messages[0]["type"], "text");
     }

@@ -72,9 +72,15 @@ mod tests {
         let p = policy();
         for _ in 0..50 {
             let first = p.backoff(1);
-            assert!(first >= Duration::from_secs(1) && first <= Duration::from_secs(2), "{first:?}");
+            assert!(
+                first >= Duration::from_secs(1) && first <= Duration::from_secs(2),
+                "{first:?}"
+            );
             let third = p.backoff(3);
-            assert!(third >= Duration::from_secs(4) && third <= Duration::from_secs(8), "{third:?}");
+            assert!(
+                third >= Duration::from_secs(4) && third <= Duration::from_secs(8),
+                "{third:?}"
+            );
             assert!(p.backoff(30) <= Duration::from_secs(120));
         }
     }
@@ -82,9 +88,18 @@ mod tests {
     #[test]
     fn gives_up_after_max_attempts_or_max_age() {
         let p = policy();
-        assert!(matches!(p.decide(1, Duration::ZERO, None), Decision::RetryIn(_)));
+        assert!(matches!(
+            p.decide(1, Duration::ZERO, None),
+            Decision::RetryIn(_)
+        ));
         assert_eq!(p.decide(4, Duration::ZERO, None), Decision::GiveUp);
-        assert_eq!(p.decide(1, Duration::from_secs(3599), Some(Duration::from_secs(10))), Decision::GiveUp);
-        assert_eq!(p.decide(1, Duration::ZERO, Some(Duration::from_secs(30))), Decision::RetryIn(Duration::from_secs(30)));
+        assert_eq!(
+            p.decide(1, Duration::from_secs(3599), Some(Duration::from_secs(10))),
+            Decision::GiveUp
+        );
+        assert_eq!(
+            p.decide(1, Duration::ZERO, Some(Duration::from_secs(30))),
+            Decision::RetryIn(Duration::from_secs(30))
+        );
     }
 }

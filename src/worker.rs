@@ -8,8 +8,8 @@
 //! its own rate limiter and its own completion writer, so a slow or throttled
 //! channel never holds up another.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -128,14 +128,20 @@ impl ChannelWorker {
             }
             let count = self.slots.available_permits().clamp(1, self.cfg.read_batch);
             let result = match conn.as_mut() {
-                Some(c) => self.queue.read(c, self.kind, &self.consumer, count, self.cfg.block).await,
-                None => match queue::connect(&url, self.cfg.block + Duration::from_secs(10)).await {
-                    Ok(c) => {
-                        conn = Some(c);
-                        continue;
+                Some(c) => {
+                    self.queue
+                        .read(c, self.kind, &self.consumer, count, self.cfg.block)
+                        .await
+                }
+                None => {
+                    match queue::connect(&url, self.cfg.block + Duration::from_secs(10)).await {
+                        Ok(c) => {
+                            conn = Some(c);
+                            continue;
+                        }
+                        Err(e) => Err(e),
                     }
-                    Err(e) => Err(e),
-                },
+                }
             };
             match result {
                 Ok(entries) => {
@@ -158,8 +164,10 @@ impl ChannelWorker {
 
     /// Takes over entries that a dead consumer left pending, every so often.
     pub async fn reclaim_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let every = (self.cfg.reclaim_idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
-        let prune_every = (Duration::from_secs(300).as_millis() / every.as_millis().max(1)).max(1) as u64;
+        let every =
+            (self.cfg.reclaim_idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        let prune_every =
+            (Duration::from_secs(300).as_millis() / every.as_millis().max(1)).max(1) as u64;
         let mut passes = 0u64;
         loop {
             tokio::select! {
@@ -170,25 +178,42 @@ impl ChannelWorker {
                 return;
             }
             passes += 1;
-            if let Err(e) = self.queue.heartbeat(self.kind, &self.consumer, &self.held.ids()).await {
+            if let Err(e) = self
+                .queue
+                .heartbeat(self.kind, &self.consumer, &self.held.ids())
+                .await
+            {
                 metrics::counter!(m::REDIS_ERRORS, "op" => "heartbeat").increment(1);
                 tracing::debug!(channel = %self.kind, error = %e, "heartbeat failed");
             }
-            if passes % prune_every == 0 {
+            if passes.is_multiple_of(prune_every) {
                 let idle = (self.cfg.reclaim_idle * 10).max(Duration::from_secs(3600));
-                match self.queue.prune_consumers(self.kind, &self.consumer, idle).await {
-                    Ok(n) if n > 0 => tracing::info!(channel = %self.kind, removed = n, "removed consumers of stopped daemons"),
+                match self
+                    .queue
+                    .prune_consumers(self.kind, &self.consumer, idle)
+                    .await
+                {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(channel = %self.kind, removed = n, "removed consumers of stopped daemons")
+                    }
                     Ok(_) => {}
-                    Err(e) => tracing::debug!(channel = %self.kind, error = %e, "pruning consumers failed"),
+                    Err(e) => {
+                        tracing::debug!(channel = %self.kind, error = %e, "pruning consumers failed")
+                    }
                 }
             }
             let want = self.slots.available_permits().min(self.cfg.read_batch);
             if want == 0 {
                 continue;
             }
-            match self.queue.reclaim(self.kind, &self.consumer, self.cfg.reclaim_idle, want).await {
+            match self
+                .queue
+                .reclaim(self.kind, &self.consumer, self.cfg.reclaim_idle, want)
+                .await
+            {
                 Ok(entries) if !entries.is_empty() => {
-                    metrics::counter!(m::RECLAIMED, "channel" => self.kind.as_str()).increment(entries.len() as u64);
+                    metrics::counter!(m::RECLAIMED, "channel" => self.kind.as_str())
+                        .increment(entries.len() as u64);
                     tracing::info!(channel = %self.kind, count = entries.len(), "reclaimed jobs from a stopped consumer");
                     self.dispatch(entries).await;
                 }
@@ -207,8 +232,16 @@ impl ChannelWorker {
             return;
         }
         // One slot per job until its completion is handed over: bounds in-flight work.
-        let Ok(mut slots) = self.slots.clone().acquire_many_owned(entries.len() as u32).await else { return };
-        metrics::counter!(m::JOBS_TAKEN, "channel" => self.kind.as_str()).increment(entries.len() as u64);
+        let Ok(mut slots) = self
+            .slots
+            .clone()
+            .acquire_many_owned(entries.len() as u32)
+            .await
+        else {
+            return;
+        };
+        metrics::counter!(m::JOBS_TAKEN, "channel" => self.kind.as_str())
+            .increment(entries.len() as u64);
         self.held.add(entries.iter().map(|e| e.id.clone()));
         self.active.fetch_add(entries.len(), Ordering::Relaxed);
         let prepared = self.prepare(&entries).await;
@@ -224,10 +257,17 @@ impl ChannelWorker {
                     let me = Arc::clone(self);
                     tokio::spawn(async move {
                         // A panicking adapter must not lose the job's outcome (or leak its slot).
-                        let c = match AssertUnwindSafe(me.deliver(&entry, &job)).catch_unwind().await {
+                        let c = match AssertUnwindSafe(me.deliver(&entry, &job))
+                            .catch_unwind()
+                            .await
+                        {
                             Ok(c) => c,
                             Err(_) => {
-                                let reason = Reason { code: "internal", message: "the channel adapter panicked on this job", field: None };
+                                let reason = Reason {
+                                    code: "internal",
+                                    message: "the channel adapter panicked on this job",
+                                    field: None,
+                                };
                                 me.dead(&entry, Some(&job), None, reason)
                             }
                         };
@@ -266,9 +306,15 @@ impl ChannelWorker {
             let Some(job) = job else { continue };
             let attempt = self.attempt(entry);
             let prepared = if verdicts.next() == Some(Claim::Duplicate) {
-                Prepared::Done(self.complete(entry, vec![self.event(EventType::Duplicate, &job, attempt).into()]))
+                Prepared::Done(self.complete(
+                    entry,
+                    vec![self.event(EventType::Duplicate, &job, attempt).into()],
+                ))
             } else if job.expires_at().is_some_and(|t| t <= now) {
-                Prepared::Done(self.complete(entry, vec![self.event(EventType::Expired, &job, attempt).into()]))
+                Prepared::Done(self.complete(
+                    entry,
+                    vec![self.event(EventType::Expired, &job, attempt).into()],
+                ))
             } else if let Some(due) = job.send_at().filter(|t| *t > now) {
                 let mut routing = entry.routing.clone();
                 routing.origin = Some(entry.origin().to_owned());
@@ -278,14 +324,20 @@ impl ChannelWorker {
                 let raw = entry.job.clone().unwrap_or_default();
                 Prepared::Done(self.complete(
                     entry,
-                    vec![Op::Delay { due_ms: due.as_millisecond(), channel: self.kind, fields: routing.fields(&raw) }],
+                    vec![Op::Delay {
+                        due_ms: due.as_millisecond(),
+                        channel: self.kind,
+                        fields: routing.fields(&raw),
+                    }],
                 ))
             } else {
                 Prepared::Deliver(Box::new(job))
             };
             *slot = Some(prepared);
         }
-        out.into_iter().map(|p| p.unwrap_or_else(|| Prepared::Done(self.complete_noop()))).collect()
+        out.into_iter()
+            .map(|p| p.unwrap_or_else(|| Prepared::Done(self.complete_noop())))
+            .collect()
     }
 
     /// Dedupe claims must succeed before anything is sent: retry until Redis answers.
@@ -307,20 +359,41 @@ impl ChannelWorker {
     /// Parses the entry's job and checks it belongs here; a bad one becomes a dead letter.
     fn validate(&self, entry: &Entry) -> Result<Job, Completion> {
         if entry.deliveries > self.cfg.max_deliveries {
-            let msg = format!("delivered {} times without an outcome (a worker crashed on it each time)", entry.deliveries);
-            let job = entry.job.as_deref().and_then(|raw| Job::parse(raw, usize::MAX).ok());
-            let reason = Reason { code: "too_many_deliveries", message: &msg, field: None };
+            let msg = format!(
+                "delivered {} times without an outcome (a worker crashed on it each time)",
+                entry.deliveries
+            );
+            let job = entry
+                .job
+                .as_deref()
+                .and_then(|raw| Job::parse(raw, usize::MAX).ok());
+            let reason = Reason {
+                code: "too_many_deliveries",
+                message: &msg,
+                field: None,
+            };
             return Err(self.dead(entry, job.as_ref(), None, reason));
         }
         let raw = entry.job.as_deref().ok_or_else(|| {
-            let reason = Reason { code: "invalid_job", message: "the stream entry has no `job` field", field: Some("job") };
+            let reason = Reason {
+                code: "invalid_job",
+                message: "the stream entry has no `job` field",
+                field: Some("job"),
+            };
             self.dead(entry, None, None, reason)
         })?;
-        let job = Job::parse(raw, self.cfg.max_job_bytes).map_err(|e| self.dead_invalid(entry, raw, &e))?;
+        let job = Job::parse(raw, self.cfg.max_job_bytes)
+            .map_err(|e| self.dead_invalid(entry, raw, &e))?;
         match job.channel_at(entry.routing.hop) {
             Some(k) if k == self.kind => Ok(job),
             _ => {
-                let e = JobError::new("channel", format!("job is for {:?} but was added to stream {}", job.channel, self.stream));
+                let e = JobError::new(
+                    "channel",
+                    format!(
+                        "job is for {:?} but was added to stream {}",
+                        job.channel, self.stream
+                    ),
+                );
                 Err(self.dead_invalid(entry, raw, &e))
             }
         }
@@ -331,7 +404,13 @@ impl ChannelWorker {
         let attempt = self.attempt(entry);
         if job.address(self.kind).is_none() {
             let field = Job::address_field(self.kind);
-            return self.not_here(entry, job, attempt, "no_address", &format!("{field} is missing"));
+            return self.not_here(
+                entry,
+                job,
+                attempt,
+                "no_address",
+                &format!("{field} is missing"),
+            );
         }
         let content = match self.renderer.render(job, self.kind) {
             Ok(c) => c,
@@ -346,19 +425,27 @@ impl ChannelWorker {
         };
         if self.limiter.check().is_err() {
             metrics::counter!(m::RATE_LIMIT_WAITS, "channel" => self.kind.as_str()).increment(1);
-            self.limiter.until_ready_with_jitter(Jitter::up_to(Duration::from_millis(5))).await;
+            self.limiter
+                .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(5)))
+                .await;
         }
         let started = Instant::now();
         let result = self.adapter.send(&message).await;
-        metrics::histogram!(m::SEND_SECONDS, "channel" => self.kind.as_str()).record(started.elapsed());
+        metrics::histogram!(m::SEND_SECONDS, "channel" => self.kind.as_str())
+            .record(started.elapsed());
         match result {
             Ok(sent) => {
                 let age_ms = jiff::Timestamp::now().as_millisecond() - entry.first_at_ms();
-                metrics::histogram!(m::END_TO_END_SECONDS, "channel" => self.kind.as_str()).record(age_ms.max(0) as f64 / 1000.0);
-                let ev = self.event(EventType::Sent, job, attempt).with("provider_id", sent.provider_id);
+                metrics::histogram!(m::END_TO_END_SECONDS, "channel" => self.kind.as_str())
+                    .record(age_ms.max(0) as f64 / 1000.0);
+                let ev = self
+                    .event(EventType::Sent, job, attempt)
+                    .with("provider_id", sent.provider_id);
                 self.complete(entry, vec![ev.into()])
             }
-            Err(e @ (SendError::Transient { .. } | SendError::RateLimited { .. })) => self.retry_or_fail(entry, job, attempt, &e),
+            Err(e @ (SendError::Transient { .. } | SendError::RateLimited { .. })) => {
+                self.retry_or_fail(entry, job, attempt, &e)
+            }
             Err(e) => self.not_here(entry, job, attempt, e.code(), e.message()),
         }
     }
@@ -374,7 +461,9 @@ impl ChannelWorker {
             Decision::RetryIn(wait) => {
                 metrics::counter!(m::RETRIES, "channel" => self.kind.as_str(), "class" => err.class()).increment(1);
                 let due_ms = now_ms + wait.as_millis() as i64;
-                let retry_at = jiff::Timestamp::from_millisecond(due_ms).map(|t| format!("{t:.3}")).unwrap_or_default();
+                let retry_at = jiff::Timestamp::from_millisecond(due_ms)
+                    .map(|t| format!("{t:.3}"))
+                    .unwrap_or_default();
                 let ev = self
                     .event(EventType::Deferred, job, attempt)
                     .with_error(err.code(), err.message())
@@ -384,18 +473,37 @@ impl ChannelWorker {
                 routing.origin = Some(entry.origin().to_owned());
                 routing.first_at_ms = Some(entry.first_at_ms());
                 let raw = entry.job.clone().unwrap_or_default();
-                self.complete(entry, vec![ev.into(), Op::Delay { due_ms, channel: self.kind, fields: routing.fields(&raw) }])
+                self.complete(
+                    entry,
+                    vec![
+                        ev.into(),
+                        Op::Delay {
+                            due_ms,
+                            channel: self.kind,
+                            fields: routing.fields(&raw),
+                        },
+                    ],
+                )
             }
             Decision::GiveUp => {
                 let msg = format!("gave up after {attempt} attempts: {}", err.message());
-                let ev = self.event(EventType::Failed, job, attempt).with_error(err.code(), &msg);
+                let ev = self
+                    .event(EventType::Failed, job, attempt)
+                    .with_error(err.code(), &msg);
                 self.complete(entry, vec![ev.into()])
             }
         }
     }
 
     /// This channel cannot deliver the job: move it to the next fallback channel, or fail it.
-    fn not_here(&self, entry: &Entry, job: &Job, attempt: u32, code: &str, message: &str) -> Completion {
+    fn not_here(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        code: &str,
+        message: &str,
+    ) -> Completion {
         let mut hop = entry.routing.hop + 1;
         while let Some(next) = job.channel_at(hop) {
             if self.enabled.contains(&next) {
@@ -410,17 +518,26 @@ impl ChannelWorker {
                     hop,
                 };
                 let raw = entry.job.clone().unwrap_or_default();
-                let forward = Op::Append { key: self.queue.keys().jobs(next), fields: routing.fields(&raw) };
+                let forward = Op::Append {
+                    key: self.queue.keys().jobs(next),
+                    fields: routing.fields(&raw),
+                };
                 return self.complete(entry, vec![ev.into(), forward]);
             }
             hop += 1;
         }
         if code == "no_address" {
             // A job that names no address for its channel is bad input: keep it for inspection.
-            let reason = Reason { code, message, field: Some(Job::address_field(self.kind)) };
+            let reason = Reason {
+                code,
+                message,
+                field: Some(Job::address_field(self.kind)),
+            };
             return self.dead(entry, Some(job), None, reason);
         }
-        let ev = self.event(EventType::Failed, job, attempt).with_error(code, message);
+        let ev = self
+            .event(EventType::Failed, job, attempt)
+            .with_error(code, message);
         self.complete(entry, vec![ev.into()])
     }
 
@@ -429,13 +546,27 @@ impl ChannelWorker {
         let id = serde_json::from_str::<serde_json::Value>(raw)
             .ok()
             .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
-        let reason = Reason { code: "invalid_job", message: &e.to_string(), field: Some(&e.field) };
+        let reason = Reason {
+            code: "invalid_job",
+            message: &e.to_string(),
+            field: Some(&e.field),
+        };
         self.dead(entry, None, id.as_deref(), reason)
     }
 
     /// A dead letter plus its `failed` event naming the reason (and the field, if one is to blame).
-    fn dead(&self, entry: &Entry, job: Option<&Job>, job_id: Option<&str>, reason: Reason) -> Completion {
-        let Reason { code, message, field } = reason;
+    fn dead(
+        &self,
+        entry: &Entry,
+        job: Option<&Job>,
+        job_id: Option<&str>,
+        reason: Reason,
+    ) -> Completion {
+        let Reason {
+            code,
+            message,
+            field,
+        } = reason;
         metrics::counter!(m::DEAD_LETTERS, "channel" => self.kind.as_str(), "reason" => code.to_owned()).increment(1);
         tracing::warn!(channel = %self.kind, entry = %entry.id, code, "dead letter: {message}");
         let mut error = serde_json::json!({ "code": code, "message": message });
@@ -452,11 +583,27 @@ impl ChannelWorker {
             ("deliveries".into(), entry.deliveries.to_string()),
             ("failed_at".into(), crate::event::now_rfc3339()),
         ]);
-        let mut ev = Event::for_job(EventType::Failed, job, job_id, self.kind.as_str(), self.attempt(entry)).with("error", error);
+        let mut ev = Event::for_job(
+            EventType::Failed,
+            job,
+            job_id,
+            self.kind.as_str(),
+            self.attempt(entry),
+        )
+        .with("error", error);
         if ev.job_id.is_none() {
             ev.event_id = format!("{}/{}/failed", self.stream, entry.id);
         }
-        self.complete(entry, vec![Op::Append { key: self.queue.keys().dead(), fields }, ev.into()])
+        self.complete(
+            entry,
+            vec![
+                Op::Append {
+                    key: self.queue.keys().dead(),
+                    fields,
+                },
+                ev.into(),
+            ],
+        )
     }
 
     fn event(&self, kind: EventType, job: &Job, attempt: u32) -> Event {
@@ -473,11 +620,19 @@ impl ChannelWorker {
             metrics::counter!(m::MESSAGES, "channel" => self.kind.as_str(), "outcome" => kind.to_owned()).increment(1);
         }
         self.finished.fetch_add(1, Ordering::Relaxed);
-        Completion { stream: self.stream.clone(), id: entry.id.clone(), ops }
+        Completion {
+            stream: self.stream.clone(),
+            id: entry.id.clone(),
+            ops,
+        }
     }
 
     fn complete_noop(&self) -> Completion {
-        Completion { stream: self.stream.clone(), id: String::new(), ops: Vec::new() }
+        Completion {
+            stream: self.stream.clone(),
+            id: String::new(),
+            ops: Vec::new(),
+        }
     }
 }
 
@@ -499,7 +654,10 @@ impl Held {
         }
     }
     fn ids(&self) -> Vec<String> {
-        self.0.lock().map(|set| set.iter().cloned().collect()).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -521,7 +679,12 @@ fn event_type(op: &Op) -> Option<&str> {
 /// Writes completions in batches until every sender is gone. A batch that fails
 /// is retried as it is: the script only records outcomes for entries it
 /// acknowledges, so a retry after a lost reply cannot double an event.
-async fn write_completions(queue: Queue, kind: ChannelKind, mut rx: mpsc::Receiver<Completion>, held: Held) {
+async fn write_completions(
+    queue: Queue,
+    kind: ChannelKind,
+    mut rx: mpsc::Receiver<Completion>,
+    held: Held,
+) {
     let mut batch = Vec::with_capacity(FINISH_BATCH);
     while rx.recv_many(&mut batch, FINISH_BATCH).await > 0 {
         batch.retain(|c| !c.id.is_empty());

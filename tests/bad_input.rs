@@ -33,9 +33,18 @@ fn malformed_jobs_are_dead_lettered_with_the_field_named() {
     huge["vars"]["blob"] = json!("x".repeat(10_000));
     let bad: Vec<(String, &str)> = vec![
         ("{not json".to_owned(), "job"),
-        (json!({"channel": "email", "template": "spring_sale"}).to_string(), "id"),
-        (json!({"id": "fax-1", "channel": "fax", "template": "spring_sale"}).to_string(), "channel"),
-        (json!({"id": "wrongstream-1", "channel": "sms", "template": "spring_sale"}).to_string(), "channel"),
+        (
+            json!({"channel": "email", "template": "spring_sale"}).to_string(),
+            "id",
+        ),
+        (
+            json!({"id": "fax-1", "channel": "fax", "template": "spring_sale"}).to_string(),
+            "channel",
+        ),
+        (
+            json!({"id": "wrongstream-1", "channel": "sms", "template": "spring_sale"}).to_string(),
+            "channel",
+        ),
         (no_address.to_string(), "to.email"),
         (wrong_type.to_string(), "job"),
         (huge.to_string(), "job"),
@@ -44,40 +53,83 @@ fn malformed_jobs_are_dead_lettered_with_the_field_named() {
     let raws: Vec<String> = bad.iter().map(|(r, _)| r.clone()).collect();
     enqueue_raw(&mut conn, "email", &raws);
     // An entry without a `job` field at all.
-    let _: String = redis::cmd("XADD").arg("t:jobs:email").arg("*").arg("payload").arg("x").query(&mut conn).unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("t:jobs:email")
+        .arg("*")
+        .arg("payload")
+        .arg("x")
+        .query(&mut conn)
+        .unwrap();
     // A good job behind them still goes out.
     enqueue(&mut conn, &[job("good-1", "email")]);
     let _d = s.start();
-    let evs = wait_for(&mut conn, Duration::from_secs(30), "all outcomes", |e| count(e, "failed") == 9 && count(e, "sent") == 1);
+    let evs = wait_for(&mut conn, Duration::from_secs(30), "all outcomes", |e| {
+        count(e, "failed") == 9 && count(e, "sent") == 1
+    });
     let failed: Vec<&Value> = evs.iter().filter(|e| e["type"] == "failed").collect();
     // Outcomes are written as they happen, not in queue order: compare the fields named.
-    let mut named: Vec<String> = failed.iter().map(|e| e["error"]["field"].as_str().unwrap_or("?").to_owned()).collect();
-    let mut expected: Vec<String> = bad.iter().map(|(_, f)| f.to_string()).chain(["job".to_owned()]).collect();
+    let mut named: Vec<String> = failed
+        .iter()
+        .map(|e| e["error"]["field"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    let mut expected: Vec<String> = bad
+        .iter()
+        .map(|(_, f)| f.to_string())
+        .chain(["job".to_owned()])
+        .collect();
     named.sort();
     expected.sort();
     assert_eq!(named, expected, "{failed:?}");
-    let by_id = |id: &str| failed.iter().find(|e| e["job_id"] == id).copied().unwrap_or_else(|| panic!("no failed event for {id}"));
+    let by_id = |id: &str| {
+        failed
+            .iter()
+            .find(|e| e["job_id"] == id)
+            .copied()
+            .unwrap_or_else(|| panic!("no failed event for {id}"))
+    };
     // Ids are salvaged where the JSON is readable, and the field is the right one.
     assert_eq!(by_id("fax-1")["error"]["field"], "channel");
-    assert!(by_id("fax-1")["error"]["message"].as_str().unwrap().contains("fax"));
+    assert!(by_id("fax-1")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("fax"));
     assert_eq!(by_id("wrongstream-1")["error"]["field"], "channel");
     assert_eq!(by_id("noaddr-1")["error"]["field"], "to.email");
     assert_eq!(by_id("noaddr-1")["error"]["code"], "no_address");
     assert_eq!(by_id("huge-1")["error"]["code"], "invalid_job");
-    assert!(by_id("huge-1")["error"]["message"].as_str().unwrap().contains("limit"));
-    assert_eq!(failed.iter().filter(|e| e["job_id"].is_null()).count(), 4, "unparsable jobs have no id");
-    assert!(failed.iter().all(|e| e["error"]["message"].as_str().unwrap().len() > 10));
+    assert!(by_id("huge-1")["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("limit"));
+    assert_eq!(
+        failed.iter().filter(|e| e["job_id"].is_null()).count(),
+        4,
+        "unparsable jobs have no id"
+    );
+    assert!(failed
+        .iter()
+        .all(|e| e["error"]["message"].as_str().unwrap().len() > 10));
     let dead = dead_letters(&mut conn);
     assert_eq!(dead.len(), 9);
     let first = dead
         .iter()
         .find(|f| f.iter().any(|(k, v)| k == "job" && v == "{not json"))
         .expect("the original job is kept");
-    let get = |k: &str| first.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let get = |k: &str| {
+        first
+            .iter()
+            .find(|(f, _)| f == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     assert_eq!(get("channel"), "email");
     assert!(get("reason").contains("invalid_job"));
     assert_eq!(s.outbox_files("email"), vec!["good-1.eml"]);
-    assert_eq!(xlen(&mut conn, "t:jobs:email"), 0, "nothing blocks the queue");
+    assert_eq!(
+        xlen(&mut conn, "t:jobs:email"),
+        0,
+        "nothing blocks the queue"
+    );
 }
 
 #[test]
@@ -91,7 +143,9 @@ fn hostile_values_cannot_inject_headers_templates_or_paths() {
     l["vars"]["points"] = json!("{{ 7 * 7 }}{% for i in range(3) %}x{% endfor %}");
     enqueue(&mut conn, &[j, l]);
     let _d = s.start();
-    let evs = wait_for(&mut conn, Duration::from_secs(30), "an outcome", |e| count(e, "sent") + count(e, "failed") == 2);
+    let evs = wait_for(&mut conn, Duration::from_secs(30), "an outcome", |e| {
+        count(e, "sent") + count(e, "failed") == 2
+    });
     assert_eq!(count(&evs, "sent"), 2, "{evs:?}");
     let files = s.outbox_files("email");
     assert_eq!(files.len(), 1);
@@ -99,7 +153,12 @@ fn hostile_values_cannot_inject_headers_templates_or_paths() {
     assert!(!s.dir.path().join("escape.eml").exists());
     let eml = std::fs::read_to_string(s.outbox("email").join(&files[0])).unwrap();
     assert!(!eml.contains("\r\nBcc:"), "header injection: {eml}");
-    let line: Value = serde_json::from_slice(&std::fs::read(s.outbox("line").join("inject-1.json")).unwrap()).unwrap();
+    let line: Value =
+        serde_json::from_slice(&std::fs::read(s.outbox("line").join("inject-1.json")).unwrap())
+            .unwrap();
     let text = line["messages"][0]["text"].as_str().unwrap();
-    assert!(text.contains("{{ 7 * 7 }}{% for i in range(3) %}x{% endfor %}ポイント"), "variables are data, not templates: {text}");
+    assert!(
+        text.contains("{{ 7 * 7 }}{% for i in range(3) %}x{% endfor %}ポイント"),
+        "variables are data, not templates: {text}"
+    );
 }

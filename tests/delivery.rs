@@ -15,10 +15,14 @@ fn every_job_is_sent_once_with_one_outbox_file() {
     let s = setup(&redis, "", ALL_FILE);
     let mut conn = redis.conn();
     let channels = ["email", "line", "sms", "dm"];
-    let jobs: Vec<_> = (0..400).map(|i| job(&format!("j{i:04}"), channels[i % 4])).collect();
+    let jobs: Vec<_> = (0..400)
+        .map(|i| job(&format!("j{i:04}"), channels[i % 4]))
+        .collect();
     enqueue(&mut conn, &jobs);
     let _d = s.start();
-    wait_for(&mut conn, WAIT, "400 sent events", |e| count(e, "sent") >= 400);
+    wait_for(&mut conn, WAIT, "400 sent events", |e| {
+        count(e, "sent") >= 400
+    });
     std::thread::sleep(Duration::from_millis(300));
     let evs = events(&mut conn);
     assert_eq!(count(&evs, "sent"), 400, "nothing doubled");
@@ -46,9 +50,14 @@ fn every_job_is_sent_once_with_one_outbox_file() {
     // The personalization reached the message.
     let eml = std::fs::read_to_string(s.outbox("email").join("j0000.eml")).unwrap();
     assert!(eml.contains("Message-ID: <j0000@example.com>"));
-    let line: serde_json::Value = serde_json::from_slice(&std::fs::read(s.outbox("line").join("j0001.json")).unwrap()).unwrap();
+    let line: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.outbox("line").join("j0001.json")).unwrap())
+            .unwrap();
     assert_eq!(line["to"], "U4af4980629a1b2c3d4e5f60718293a4b");
-    assert!(line["messages"][0]["text"].as_str().unwrap().contains("1200ポイント"));
+    assert!(line["messages"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("1200ポイント"));
 }
 
 #[test]
@@ -63,9 +72,15 @@ fn a_repeated_id_is_a_duplicate_and_not_sent_again() {
     let mut again = job("dup-1", "sms");
     again["vars"]["points"] = json!(99999);
     enqueue(&mut conn, &[again]);
-    let evs = wait_for(&mut conn, WAIT, "duplicate event", |e| count(e, "duplicate") == 1);
+    let evs = wait_for(&mut conn, WAIT, "duplicate event", |e| {
+        count(e, "duplicate") == 1
+    });
     assert_eq!(count(&evs, "sent"), 1);
-    assert_eq!(std::fs::read(s.outbox("sms").join("dup-1.json")).unwrap(), first, "the message was not sent again");
+    assert_eq!(
+        std::fs::read(s.outbox("sms").join("dup-1.json")).unwrap(),
+        first,
+        "the message was not sent again"
+    );
 }
 
 #[test]
@@ -105,9 +120,14 @@ fn scheduled_jobs_wait_until_send_at_and_expired_ones_are_not_sent() {
     stale["expires_at"] = json!("2020-01-01T00:00:00+09:00");
     enqueue(&mut conn, &[later, stale]);
     let _d = s.start();
-    wait_for(&mut conn, WAIT, "expired event", |e| count(e, "expired") == 1);
+    wait_for(&mut conn, WAIT, "expired event", |e| {
+        count(e, "expired") == 1
+    });
     // Before send_at the job waits in the delayed set and nothing is sent.
-    let delayed: usize = redis::cmd("ZCARD").arg("t:delayed").query(&mut conn).unwrap();
+    let delayed: usize = redis::cmd("ZCARD")
+        .arg("t:delayed")
+        .query(&mut conn)
+        .unwrap();
     assert_eq!(delayed, 1);
     assert_eq!(count(&events(&mut conn), "sent"), 0);
     let evs = wait_for(&mut conn, WAIT, "scheduled send", |e| count(e, "sent") == 1);
@@ -131,7 +151,8 @@ fn mend_outbox(s: &Setup, ch: &str) {
     std::fs::create_dir_all(&dir).unwrap();
 }
 
-const FAST_RETRY: &str = "[retry]\nmax_attempts = 3\nbase_delay = \"200ms\"\nmax_delay = \"400ms\"\n";
+const FAST_RETRY: &str =
+    "[retry]\nmax_attempts = 3\nbase_delay = \"200ms\"\nmax_delay = \"400ms\"\n";
 
 #[test]
 fn a_transient_failure_is_retried_until_it_succeeds() {
@@ -142,13 +163,17 @@ fn a_transient_failure_is_retried_until_it_succeeds() {
     std::thread::sleep(Duration::from_millis(500));
     break_outbox(&s, "dm");
     enqueue(&mut conn, &[job("retry-1", "dm")]);
-    let evs = wait_for(&mut conn, WAIT, "a deferred event", |e| count(e, "deferred") >= 1);
+    let evs = wait_for(&mut conn, WAIT, "a deferred event", |e| {
+        count(e, "deferred") >= 1
+    });
     let deferred = evs.iter().find(|e| e["type"] == "deferred").unwrap();
     assert_eq!(deferred["error"]["code"], "file_io");
     assert_eq!(deferred["attempt"], 1);
     assert!(deferred["retry_at"].as_str().is_some());
     mend_outbox(&s, "dm");
-    let evs = wait_for(&mut conn, WAIT, "sent after retry", |e| count(e, "sent") == 1);
+    let evs = wait_for(&mut conn, WAIT, "sent after retry", |e| {
+        count(e, "sent") == 1
+    });
     let sent = evs.iter().find(|e| e["type"] == "sent").unwrap();
     assert!(sent["attempt"].as_u64().unwrap() >= 2, "{sent}");
     assert_eq!(count(&evs, "failed"), 0);
@@ -164,12 +189,21 @@ fn retries_exhausted_fail_with_the_last_error() {
     std::thread::sleep(Duration::from_millis(500));
     break_outbox(&s, "sms");
     enqueue(&mut conn, &[job("doomed-1", "sms")]);
-    let evs = wait_for(&mut conn, WAIT, "failed after retries", |e| count(e, "failed") == 1);
-    assert_eq!(count(&evs, "deferred"), 2, "attempts 1 and 2 deferred, attempt 3 failed");
+    let evs = wait_for(&mut conn, WAIT, "failed after retries", |e| {
+        count(e, "failed") == 1
+    });
+    assert_eq!(
+        count(&evs, "deferred"),
+        2,
+        "attempts 1 and 2 deferred, attempt 3 failed"
+    );
     let failed = evs.iter().find(|e| e["type"] == "failed").unwrap();
     assert_eq!(failed["attempt"], 3);
     assert_eq!(failed["error"]["code"], "file_io");
-    assert!(failed["error"]["message"].as_str().unwrap().contains("gave up after 3 attempts"));
+    assert!(failed["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("gave up after 3 attempts"));
     assert_eq!(count(&evs, "sent"), 0);
 }
 
@@ -182,19 +216,34 @@ fn a_missing_template_variable_fails_the_job_without_a_message() {
     j["vars"] = json!({"items": []});
     enqueue(&mut conn, &[j, job("ok-1", "email")]);
     let _d = s.start();
-    let evs = wait_for(&mut conn, WAIT, "both outcomes", |e| count(e, "failed") == 1 && count(e, "sent") == 1);
+    let evs = wait_for(&mut conn, WAIT, "both outcomes", |e| {
+        count(e, "failed") == 1 && count(e, "sent") == 1
+    });
     let failed = evs.iter().find(|e| e["type"] == "failed").unwrap();
     assert_eq!(failed["job_id"], "novar-1");
     assert_eq!(failed["error"]["code"], "template");
-    assert!(failed["error"]["message"].as_str().unwrap().contains("points"), "{failed}");
-    assert_eq!(s.outbox_files("email"), vec!["ok-1.eml"], "no half-rendered message");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("points"),
+        "{failed}"
+    );
+    assert_eq!(
+        s.outbox_files("email"),
+        vec!["ok-1.eml"],
+        "no half-rendered message"
+    );
 }
 
 #[test]
 fn a_throttled_channel_does_not_hold_up_the_others() {
     let redis = Redis::start();
     // SMS limited to 2 per second; email unlimited.
-    let channels = ALL_FILE.replace("dir = \"{outbox}/sms\"\nrate = \"100000/s\"", "dir = \"{outbox}/sms\"\nrate = \"2/s\"\nburst = 1");
+    let channels = ALL_FILE.replace(
+        "dir = \"{outbox}/sms\"\nrate = \"100000/s\"",
+        "dir = \"{outbox}/sms\"\nrate = \"2/s\"\nburst = 1",
+    );
     let s = setup(&redis, "", &channels);
     let mut conn = redis.conn();
     let sms: Vec<_> = (0..20).map(|i| job(&format!("s{i}"), "sms")).collect();
@@ -203,8 +252,17 @@ fn a_throttled_channel_does_not_hold_up_the_others() {
     enqueue(&mut conn, &email);
     let _d = s.start();
     let evs = wait_for(&mut conn, WAIT, "all email sent", |e| {
-        e.iter().filter(|e| e["type"] == "sent" && e["channel"] == "email").count() == 200
+        e.iter()
+            .filter(|e| e["type"] == "sent" && e["channel"] == "email")
+            .count()
+            == 200
     });
-    let sms_sent = evs.iter().filter(|e| e["type"] == "sent" && e["channel"] == "sms").count();
-    assert!(sms_sent < 20, "email finished while sms was still throttled ({sms_sent}/20 sms sent)");
+    let sms_sent = evs
+        .iter()
+        .filter(|e| e["type"] == "sent" && e["channel"] == "sms")
+        .count();
+    assert!(
+        sms_sent < 20,
+        "email finished while sms was still throttled ({sms_sent}/20 sms sent)"
+    );
 }

@@ -28,10 +28,15 @@ impl<E: Encode> FileTransport<E> {
     }
 
     fn write(&self, message: &Message, bytes: &[u8]) -> Result<String, SendError> {
-        let name = format!("{}.{}", file_stem(&message.job_id), self.encoder.extension());
+        let name = format!(
+            "{}.{}",
+            file_stem(&message.job_id),
+            self.encoder.extension()
+        );
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!(".{name}.tmp"));
-        let io = |e: std::io::Error| SendError::transient("file_io", format!("{}: {e}", path.display()));
+        let io =
+            |e: std::io::Error| SendError::transient("file_io", format!("{}: {e}", path.display()));
         let mut file = std::fs::File::create(&tmp).map_err(io)?;
         file.write_all(bytes).map_err(io)?;
         drop(file);
@@ -88,13 +93,21 @@ pub fn file_stem(job_id: &str) -> String {
     let cleaned: String = job_id
         .chars()
         .take(64)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{cleaned}-{:016x}", fnv1a(job_id.as_bytes()))
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

@@ -48,8 +48,14 @@ pub enum Content {
         text: Option<String>,
     },
     /// LINE message objects, as the Messaging API's `messages` array.
-    Line { messages: Vec<serde_json::Value> },
-    Sms { text: String },
+    Line {
+        messages: Vec<serde_json::Value>,
+    },
+    Sms {
+        text: String,
+    },
     /// Named fields for the print file (coupon code, message lines…).
-    Dm { fields: BTreeMap<String, String> },
+    Dm {
+        fields: BTreeMap<String, String>,
+    },
 }

@@ -22,11 +22,20 @@ pub async fn stats(config: &Config, json: bool) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(0);
     }
-    println!("{:<8} {:>10} {:>10} {:>10} {:>10}", "channel", "backlog", "pending", "stream", "consumers");
+    println!(
+        "{:<8} {:>10} {:>10} {:>10} {:>10}",
+        "channel", "backlog", "pending", "stream", "consumers"
+    );
     for c in &s.channels {
-        println!("{:<8} {:>10} {:>10} {:>10} {:>10}", c.channel, c.lag, c.pending, c.length, c.consumers);
+        println!(
+            "{:<8} {:>10} {:>10} {:>10} {:>10}",
+            c.channel, c.lag, c.pending, c.length, c.consumers
+        );
     }
-    println!("delayed {} ({} due)   dead letters {}   results {}", s.delayed, s.delayed_due, s.dead, s.results);
+    println!(
+        "delayed {} ({} due)   dead letters {}   results {}",
+        s.delayed, s.delayed_due, s.dead, s.results
+    );
     Ok(0)
 }
 
@@ -38,7 +47,11 @@ struct DeadLetter {
 
 impl DeadLetter {
     fn get(&self, k: &str) -> &str {
-        self.fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str()).unwrap_or("")
+        self.fields
+            .iter()
+            .find(|(f, _)| f == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
     }
 }
 
@@ -46,7 +59,14 @@ async fn read_dead(q: &Queue, ids: &[String], count: usize) -> anyhow::Result<Ve
     let mut c = q.conn();
     let key = q.keys().dead();
     let replies: Vec<Value> = if ids.is_empty() {
-        let v: Value = redis::cmd("XRANGE").arg(&key).arg("-").arg("+").arg("COUNT").arg(count).query_async(&mut c).await?;
+        let v: Value = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut c)
+            .await?;
         vec![v]
     } else {
         let mut pipe = redis::pipe();
@@ -60,17 +80,23 @@ async fn read_dead(q: &Queue, ids: &[String], count: usize) -> anyhow::Result<Ve
         let Value::Array(items) = reply else { continue };
         for item in items {
             let Value::Array(pair) = item else { continue };
-            let [Value::BulkString(id), Value::Array(flat)] = pair.as_slice() else { continue };
+            let [Value::BulkString(id), Value::Array(flat)] = pair.as_slice() else {
+                continue;
+            };
             let fields = flat
                 .chunks(2)
                 .filter_map(|kv| match kv {
-                    [Value::BulkString(k), Value::BulkString(v)] => {
-                        Some((String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned()))
-                    }
+                    [Value::BulkString(k), Value::BulkString(v)] => Some((
+                        String::from_utf8_lossy(k).into_owned(),
+                        String::from_utf8_lossy(v).into_owned(),
+                    )),
                     _ => None,
                 })
                 .collect();
-            out.push(DeadLetter { id: String::from_utf8_lossy(id).into_owned(), fields });
+            out.push(DeadLetter {
+                id: String::from_utf8_lossy(id).into_owned(),
+                fields,
+            });
         }
     }
     Ok(out)
@@ -81,11 +107,15 @@ pub async fn list(config: &Config, count: usize, json: bool) -> anyhow::Result<i
     let letters = read_dead(&q, &[], count).await?;
     for d in &letters {
         if json {
-            let obj: serde_json::Map<String, serde_json::Value> =
-                d.fields.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+            let obj: serde_json::Map<String, serde_json::Value> = d
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
             println!("{}", serde_json::json!({ "id": d.id, "fields": obj }));
         } else {
-            let reason: serde_json::Value = serde_json::from_str(d.get("reason")).unwrap_or_default();
+            let reason: serde_json::Value =
+                serde_json::from_str(d.get("reason")).unwrap_or_default();
             let job_id = serde_json::from_str::<serde_json::Value>(d.get("job"))
                 .ok()
                 .and_then(|v| v.get("id")?.as_str().map(str::to_owned))
@@ -109,9 +139,13 @@ pub async fn list(config: &Config, count: usize, json: bool) -> anyhow::Result<i
 /// Re-drives dead letters: each goes back to its channel stream with its
 /// original identity (so deduplication lets it through) and a fresh attempt
 /// count, and leaves the dead-letter stream in the same transaction.
+/// Dead letters re-driven per `dead retry` run when no ids are given.
+const RETRY_PAGE: usize = 10_000;
+
 pub async fn retry(config: &Config, ids: &[String]) -> anyhow::Result<i32> {
     let q = open(config).await?;
-    let letters = read_dead(&q, ids, usize::MAX.min(1_000_000)).await?;
+    // A page at a time keeps memory bounded; run again to re-drive more.
+    let letters = read_dead(&q, ids, RETRY_PAGE).await?;
     let mut c = queue::connect(&config.redis.url, Duration::from_secs(30)).await?;
     let mut moved = 0;
     let mut skipped = 0;
@@ -149,5 +183,8 @@ pub async fn retry(config: &Config, ids: &[String]) -> anyhow::Result<i32> {
         }
     }
     eprintln!("re-queued {moved} dead letters");
+    if ids.is_empty() && letters.len() == RETRY_PAGE {
+        eprintln!("more dead letters remain: run `tayori dead retry` again");
+    }
     Ok(if skipped > 0 { 1 } else { 0 })
 }

@@ -16,9 +16,12 @@ const PIPELINE: usize = 1000;
 pub async fn run(config: &Config, file: &Path) -> anyhow::Result<i32> {
     let mut text = String::new();
     if file == Path::new("-") {
-        std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading standard input")?;
     } else {
-        text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     }
     let keys = Keys::new(&config.redis.prefix);
     let mut good = Vec::new();
@@ -52,9 +55,16 @@ pub async fn run(config: &Config, file: &Path) -> anyhow::Result<i32> {
     for chunk in good.chunks(PIPELINE) {
         let mut pipe = redis::pipe();
         for (stream, line) in chunk {
-            pipe.cmd("XADD").arg(stream).arg("*").arg("job").arg(*line).ignore();
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg("*")
+                .arg("job")
+                .arg(*line)
+                .ignore();
         }
-        pipe.query_async::<()>(&mut conn).await.context("XADD failed")?;
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .context("XADD failed")?;
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();

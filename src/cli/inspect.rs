@@ -11,28 +11,39 @@ use crate::job::Job;
 use crate::render::Renderer;
 
 pub fn render(config: &Config, path: &Path) -> anyhow::Result<i32> {
-    let raw = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let job = Job::parse(raw.trim(), config.queue.max_job_bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let renderer = Renderer::load(&config.templates_dir(), config.templates.fuel).map_err(|e| anyhow::anyhow!(e.0))?;
+    let raw =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let job = Job::parse(raw.trim(), config.queue.max_job_bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let renderer = Renderer::load(&config.templates_dir(), config.templates.fuel)
+        .map_err(|e| anyhow::anyhow!(e.0))?;
     let mut failures = 0;
     for hop in 0..=job.fallback.len() {
-        let Some(kind) = job.channel_at(hop) else { continue };
-        println!("===== {kind} =====");
-        let Some(ch) = config.channels.get(kind) else {
-            println!("(channel {kind} is not enabled in {})\n", config.source.display());
+        let Some(kind) = job.channel_at(hop) else {
             continue;
         };
-        let result = renderer.render(&job, kind).map_err(|e| e.0).and_then(|content| {
-            let message = Message {
-                job_id: job.id.clone(),
-                attempt: 1,
-                idempotency_key: format!("{}/{kind}", job.id),
-                to: job.recipient(kind),
-                content,
-            };
-            let enc = adapters::encoder(kind, ch)?;
-            enc.encode(&message).map_err(|e| e.to_string())
-        });
+        println!("===== {kind} =====");
+        let Some(ch) = config.channels.get(kind) else {
+            println!(
+                "(channel {kind} is not enabled in {})\n",
+                config.source.display()
+            );
+            continue;
+        };
+        let result = renderer
+            .render(&job, kind)
+            .map_err(|e| e.0)
+            .and_then(|content| {
+                let message = Message {
+                    job_id: job.id.clone(),
+                    attempt: 1,
+                    idempotency_key: format!("{}/{kind}", job.id),
+                    to: job.recipient(kind),
+                    content,
+                };
+                let enc = adapters::encoder(kind, ch)?;
+                enc.encode(&message).map_err(|e| e.to_string())
+            });
         match result {
             Ok(bytes) => println!("{}\n", String::from_utf8_lossy(&bytes)),
             Err(e) => {
@@ -46,22 +57,43 @@ pub fn render(config: &Config, path: &Path) -> anyhow::Result<i32> {
 
 pub fn check_config(config: &Config) -> anyhow::Result<i32> {
     let dir = config.templates_dir();
-    let renderer = Renderer::load(&dir, config.templates.fuel).map_err(|e| anyhow::anyhow!("templates: {}", e.0))?;
+    let renderer = Renderer::load(&dir, config.templates.fuel)
+        .map_err(|e| anyhow::anyhow!("templates: {}", e.0))?;
     let mut names: Vec<&str> = renderer.template_names().collect();
     names.sort();
     println!("config     {}: ok", config.source.display());
-    println!("redis      {} (prefix {:?})", config.redis_url_redacted(), config.redis.prefix);
-    println!("templates  {}: {}", dir.display(), if names.is_empty() { "none".to_owned() } else { names.join(", ") });
+    println!(
+        "redis      {} (prefix {:?})",
+        config.redis_url_redacted(),
+        config.redis.prefix
+    );
+    println!(
+        "templates  {}: {}",
+        dir.display(),
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    );
     let mut errors = 0;
     for (kind, ch) in config.channels.enabled() {
-        match adapters::build(kind, ch) {
-            Ok(_) => println!(
-                "channel    {kind}: transport {}, rate {}/{:?}, concurrency {}",
-                ch.transport.as_deref().unwrap_or("-"),
-                ch.rate.count,
-                ch.rate.per,
-                ch.concurrency
-            ),
+        // Only look: building the transport would create directories or connect.
+        match adapters::encoder(kind, ch) {
+            Ok(_) => {
+                let target = ch
+                    .dir
+                    .as_ref()
+                    .map(|d| format!(" → {}", d.display()))
+                    .unwrap_or_default();
+                println!(
+                    "channel    {kind}: transport {}{target}, rate {}/{:?}, concurrency {}",
+                    ch.transport.as_deref().unwrap_or("-"),
+                    ch.rate.count,
+                    ch.rate.per,
+                    ch.concurrency
+                );
+            }
             Err(e) => {
                 errors += 1;
                 println!("channel    {kind}: error: {e}");

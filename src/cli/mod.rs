@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Parser)]
-#[command(name = "tayori", version, about = "Multichannel message delivery: Redis streams in, email/LINE/SMS/DM out, every reaction back.")]
+#[command(
+    name = "tayori",
+    version,
+    about = "Multichannel message delivery: Redis streams in, email/LINE/SMS/DM out, every reaction back."
+)]
 pub struct Cli {
     /// Config file [default: $TAYORI_CONFIG or config/tayori.toml]
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
@@ -83,18 +87,27 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let config = Config::load(&path)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Run { drain } => {
-            rt.block_on(crate::daemon::run(config, crate::daemon::RunOptions { drain }))?;
+            rt.block_on(crate::daemon::run(
+                config,
+                crate::daemon::RunOptions { drain },
+            ))?;
             Ok(0)
         }
         Command::Enqueue { file } => rt.block_on(enqueue::run(&config, &file)),
         Command::Render { job } => inspect::render(&config, &job),
         Command::CheckConfig => inspect::check_config(&config),
         Command::Stats { json } => rt.block_on(dead::stats(&config, json)),
-        Command::Dead { command: DeadCommand::List { count, json } } => rt.block_on(dead::list(&config, count, json)),
-        Command::Dead { command: DeadCommand::Retry { ids } } => rt.block_on(dead::retry(&config, &ids)),
+        Command::Dead {
+            command: DeadCommand::List { count, json },
+        } => rt.block_on(dead::list(&config, count, json)),
+        Command::Dead {
+            command: DeadCommand::Retry { ids },
+        } => rt.block_on(dead::retry(&config, &ids)),
         Command::Schema => Ok(0),
     }
 }

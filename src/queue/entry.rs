@@ -19,7 +19,10 @@ pub struct Routing {
 impl Routing {
     /// Stream fields for writing a job back, with its routing.
     pub fn fields(&self, job: &str) -> Vec<(String, String)> {
-        let mut f = vec![("job".to_owned(), job.to_owned()), ("attempt".to_owned(), self.attempt.to_string())];
+        let mut f = vec![
+            ("job".to_owned(), job.to_owned()),
+            ("attempt".to_owned(), self.attempt.to_string()),
+        ];
         if let Some(o) = &self.origin {
             f.push(("origin".to_owned(), o.clone()));
         }
@@ -61,12 +64,16 @@ impl Entry {
 pub(super) fn parse_entries(list: Value, deliveries: u32, out: &mut Vec<Entry>) {
     let Value::Array(items) = list else { return };
     for item in items {
-        let Value::Array(mut pair) = item else { continue };
+        let Value::Array(mut pair) = item else {
+            continue;
+        };
         if pair.len() != 2 {
             continue;
         }
         let fields = pair.pop();
-        let Some(Value::BulkString(id)) = pair.pop() else { continue };
+        let Some(Value::BulkString(id)) = pair.pop() else {
+            continue;
+        };
         let mut entry = Entry {
             id: String::from_utf8_lossy(&id).into_owned(),
             job: None,
@@ -81,7 +88,9 @@ pub(super) fn parse_entries(list: Value, deliveries: u32, out: &mut Vec<Entry>) 
         };
         let mut it = flat.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else { continue };
+            let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else {
+                continue;
+            };
             let v = String::from_utf8_lossy(&v).into_owned();
             match k.as_slice() {
                 b"job" => entry.job = Some(v),

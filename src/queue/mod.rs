@@ -39,7 +39,9 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_owned() }
+        Self {
+            prefix: prefix.to_owned(),
+        }
     }
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -67,9 +69,16 @@ pub enum Op {
     /// Append an event (JSON) to the results stream.
     Event(String),
     /// Put a job into the delayed set until `due_ms`.
-    Delay { due_ms: i64, channel: ChannelKind, fields: Vec<(String, String)> },
+    Delay {
+        due_ms: i64,
+        channel: ChannelKind,
+        fields: Vec<(String, String)>,
+    },
     /// Append an entry to a stream (dead letters, the next channel's jobs).
-    Append { key: String, fields: Vec<(String, String)> },
+    Append {
+        key: String,
+        fields: Vec<(String, String)>,
+    },
 }
 
 /// A job's outcome: the entry to acknowledge and what to record with it.
@@ -145,7 +154,9 @@ impl Queue {
     /// at `0` so jobs enqueued before the first daemon started are processed.
     pub async fn ensure_group(&self, kind: ChannelKind) -> RedisResult<()> {
         let mut c = self.conn.clone();
-        let r: RedisResult<()> = c.xgroup_create_mkstream(self.keys.jobs(kind), GROUP, "0").await;
+        let r: RedisResult<()> = c
+            .xgroup_create_mkstream(self.keys.jobs(kind), GROUP, "0")
+            .await;
         match r {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             other => other,
@@ -198,7 +209,13 @@ impl Queue {
 
     /// Takes over entries other consumers have held for longer than `min_idle`
     /// (XAUTOCLAIM) and reports how often each has been delivered.
-    pub async fn reclaim(&self, kind: ChannelKind, consumer: &str, min_idle: Duration, count: usize) -> RedisResult<Vec<Entry>> {
+    pub async fn reclaim(
+        &self,
+        kind: ChannelKind,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> RedisResult<Vec<Entry>> {
         let mut c = self.conn.clone();
         let stream = self.keys.jobs(kind);
         let reply: Value = redis::cmd("XAUTOCLAIM")
@@ -236,7 +253,9 @@ impl Queue {
         if let Value::Array(rows) = pending {
             for row in rows {
                 if let Value::Array(f) = row {
-                    if let (Some(Value::BulkString(id)), Some(Value::Int(n))) = (f.first(), f.get(3)) {
+                    if let (Some(Value::BulkString(id)), Some(Value::Int(n))) =
+                        (f.first(), f.get(3))
+                    {
                         counts.insert(String::from_utf8_lossy(id).into_owned(), *n as u32);
                     }
                 }
@@ -250,7 +269,12 @@ impl Queue {
 
     /// Resets the idle time of entries this consumer is still working on, so a
     /// slow send is not mistaken for a dead consumer's and processed twice.
-    pub async fn heartbeat(&self, kind: ChannelKind, consumer: &str, ids: &[String]) -> RedisResult<()> {
+    pub async fn heartbeat(
+        &self,
+        kind: ChannelKind,
+        consumer: &str,
+        ids: &[String],
+    ) -> RedisResult<()> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -268,18 +292,32 @@ impl Queue {
 
     /// Removes consumers of earlier processes that hold nothing and have been
     /// idle longer than `idle`, so `stats` and XINFO stay readable. Returns how many.
-    pub async fn prune_consumers(&self, kind: ChannelKind, me: &str, idle: Duration) -> RedisResult<usize> {
+    pub async fn prune_consumers(
+        &self,
+        kind: ChannelKind,
+        me: &str,
+        idle: Duration,
+    ) -> RedisResult<usize> {
         let mut c = self.conn.clone();
         let stream = self.keys.jobs(kind);
-        let reply: Value = redis::cmd("XINFO").arg("CONSUMERS").arg(&stream).arg(GROUP).query_async(&mut c).await?;
-        let Value::Array(consumers) = reply else { return Ok(0) };
+        let reply: Value = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&stream)
+            .arg(GROUP)
+            .query_async(&mut c)
+            .await?;
+        let Value::Array(consumers) = reply else {
+            return Ok(0);
+        };
         let mut removed = 0;
         for consumer in consumers {
             let fields: Vec<(String, Value)> = match consumer {
                 Value::Array(flat) => flat
                     .chunks(2)
                     .filter_map(|kv| match kv {
-                        [Value::BulkString(k), v] => Some((String::from_utf8_lossy(k).into_owned(), v.clone())),
+                        [Value::BulkString(k), v] => {
+                            Some((String::from_utf8_lossy(k).into_owned(), v.clone()))
+                        }
                         _ => None,
                     })
                     .collect(),
@@ -296,7 +334,13 @@ impl Queue {
                 _ => 0,
             };
             if name != me && pending && idle_ms as u128 > idle.as_millis() {
-                let _: i64 = redis::cmd("XGROUP").arg("DELCONSUMER").arg(&stream).arg(GROUP).arg(&name).query_async(&mut c).await?;
+                let _: i64 = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&stream)
+                    .arg(GROUP)
+                    .arg(&name)
+                    .query_async(&mut c)
+                    .await?;
                 removed += 1;
             }
         }
@@ -307,7 +351,11 @@ impl Queue {
     /// `(job id, origin)`; the origin (the entry id the job first arrived as)
     /// lets a retry, a fallback or a redelivery of the same job through while
     /// stopping a second job that reuses the id.
-    pub async fn claim(&self, claims: &[(&str, &str)], window: Duration) -> RedisResult<Vec<Claim>> {
+    pub async fn claim(
+        &self,
+        claims: &[(&str, &str)],
+        window: Duration,
+    ) -> RedisResult<Vec<Claim>> {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
@@ -341,7 +389,9 @@ impl Queue {
             return Ok(0);
         }
         let mut inv = self.finish.prepare_invoke();
-        inv.arg(self.keys.prefix()).arg(GROUP).arg(self.results_max_len);
+        inv.arg(self.keys.prefix())
+            .arg(GROUP)
+            .arg(self.results_max_len);
         for c in batch {
             inv.arg(&c.stream).arg(&c.id).arg(c.ops.len());
             for op in &c.ops {
@@ -349,8 +399,14 @@ impl Queue {
                     Op::Event(json) => {
                         inv.arg("E").arg(json);
                     }
-                    Op::Delay { due_ms, channel, fields } => {
-                        inv.arg("Z").arg(*due_ms).arg(delayed_member(*channel, fields));
+                    Op::Delay {
+                        due_ms,
+                        channel,
+                        fields,
+                    } => {
+                        inv.arg("Z")
+                            .arg(*due_ms)
+                            .arg(delayed_member(*channel, fields));
                     }
                     Op::Append { key, fields } => {
                         inv.arg("X").arg(key).arg(fields.len() * 2);
@@ -386,6 +442,9 @@ impl Queue {
 
 /// The delayed-set member for a job: JSON the mover script can read.
 fn delayed_member(channel: ChannelKind, fields: &[(String, String)]) -> String {
-    let flat: Vec<&str> = fields.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]).collect();
+    let flat: Vec<&str> = fields
+        .iter()
+        .flat_map(|(k, v)| [k.as_str(), v.as_str()])
+        .collect();
     serde_json::json!({ "c": channel.as_str(), "f": flat }).to_string()
 }

@@ -51,7 +51,10 @@ impl Queue {
                 .arg(keys.jobs(*kind));
         }
         pipe.cmd("ZCARD").arg(keys.delayed());
-        pipe.cmd("ZCOUNT").arg(keys.delayed()).arg("-inf").arg(now_ms);
+        pipe.cmd("ZCOUNT")
+            .arg(keys.delayed())
+            .arg("-inf")
+            .arg(now_ms);
         pipe.cmd("XLEN").arg(keys.dead());
         pipe.cmd("XLEN").arg(keys.results());
         let mut c = self.conn();
@@ -72,7 +75,9 @@ impl Queue {
             if let Value::Array(groups) = &replies[n + i] {
                 for g in groups {
                     let fields = group_fields(g);
-                    if fields.iter().any(|(k, v)| k == "name" && matches!(v, Value::BulkString(b) if b == GROUP.as_bytes())) {
+                    if fields.iter().any(|(k, v)| {
+                        k == "name" && matches!(v, Value::BulkString(b) if b == GROUP.as_bytes())
+                    }) {
                         for (k, v) in &fields {
                             match k.as_str() {
                                 "pending" => ch.pending = int(v),

@@ -29,7 +29,11 @@ pub struct Redis {
 impl Redis {
     pub fn start() -> Redis {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut r = Redis { port: free_port(), dir, child: None };
+        let mut r = Redis {
+            port: free_port(),
+            dir,
+            child: None,
+        };
         r.spawn();
         r
     }
@@ -138,7 +142,11 @@ block = "200ms"
     );
     let config = dir.path().join("tayori.toml");
     std::fs::write(&config, text).expect("write config");
-    Setup { dir, config, http_port }
+    Setup {
+        dir,
+        config,
+        http_port,
+    }
 }
 
 /// File transports for all four channels.
@@ -190,7 +198,9 @@ impl Setup {
 
     pub fn tayori(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_tayori"));
-        c.arg("--config").arg(&self.config).current_dir(self.dir.path());
+        c.arg("--config")
+            .arg(&self.config)
+            .current_dir(self.dir.path());
         c.env("TAYORI_LOG", "warn");
         c
     }
@@ -204,20 +214,35 @@ impl Setup {
         let mut raw = String::new();
         stream.read_to_string(&mut raw).ok()?;
         let status = raw.split(' ').nth(1)?.parse().ok()?;
-        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+        let body = raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
         Some((status, body))
     }
 
     /// The value of a metric sample (exact name with labels), 0 when absent.
     pub fn metric(&self, sample: &str) -> f64 {
-        let Some((_, body)) = self.get("/metrics") else { return 0.0 };
+        let Some((_, body)) = self.get("/metrics") else {
+            return 0.0;
+        };
         body.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse().ok())
+            })
             .unwrap_or(0.0)
     }
 
     pub fn start(&self) -> Daemon {
-        let child = self.tayori().arg("run").stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("start tayori");
+        let child = self
+            .tayori()
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tayori");
         Daemon { child: Some(child) }
     }
 }
@@ -242,7 +267,9 @@ impl Daemon {
     /// SIGTERM, then the exit status (waits up to `timeout`).
     pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = c.try_wait() {
@@ -288,7 +315,12 @@ pub fn enqueue_raw(conn: &mut redis::Connection, channel: &str, jobs: &[String])
     for chunk in jobs.chunks(1000) {
         let mut pipe = redis::pipe();
         for j in chunk {
-            pipe.cmd("XADD").arg(format!("t:jobs:{channel}")).arg("*").arg("job").arg(j).ignore();
+            pipe.cmd("XADD")
+                .arg(format!("t:jobs:{channel}"))
+                .arg("*")
+                .arg("job")
+                .arg(j)
+                .ignore();
         }
         pipe.query::<()>(conn).expect("XADD");
     }
@@ -325,7 +357,12 @@ pub fn events(conn: &mut redis::Connection) -> Vec<Value> {
 pub const TERMINAL: [&str; 5] = ["sent", "failed", "suppressed", "expired", "duplicate"];
 
 /// Waits until `pred(events)` holds, returning the events; panics with them after `timeout`.
-pub fn wait_for(conn: &mut redis::Connection, timeout: Duration, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+pub fn wait_for(
+    conn: &mut redis::Connection,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = Instant::now() + timeout;
     loop {
         let evs = events(conn);
@@ -335,7 +372,9 @@ pub fn wait_for(conn: &mut redis::Connection, timeout: Duration, what: &str, pre
         if Instant::now() > deadline {
             let mut counts: HashMap<String, usize> = HashMap::new();
             for e in &evs {
-                *counts.entry(e["type"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+                *counts
+                    .entry(e["type"].as_str().unwrap_or("?").to_owned())
+                    .or_default() += 1;
             }
             panic!("timed out waiting for {what}; events so far by type: {counts:?}");
         }

@@ -15,9 +15,14 @@ pub struct EmailEncoder {
 impl EmailEncoder {
     /// `from` is `Name <addr>` or a bare address; a bad one is reported to the caller.
     pub fn new(from: &str, reply_to: Option<&str>) -> Result<Self, String> {
-        let from: Mailbox = from.parse().map_err(|e| format!("invalid address {from:?}: {e}"))?;
+        let from: Mailbox = from
+            .parse()
+            .map_err(|e| format!("invalid address {from:?}: {e}"))?;
         let reply_to = reply_to
-            .map(|r| r.parse::<Mailbox>().map_err(|e| format!("invalid address {r:?}: {e}")))
+            .map(|r| {
+                r.parse::<Mailbox>()
+                    .map_err(|e| format!("invalid address {r:?}: {e}"))
+            })
             .transpose()?;
         let id_domain = from.email.domain().to_owned();
         Ok(Self {
@@ -34,17 +39,24 @@ impl EmailEncoder {
     }
 
     pub fn build(&self, message: &Message) -> Result<lettre::Message, SendError> {
-        let Content::Email { subject, html, text } = &message.content else {
+        let Content::Email {
+            subject,
+            html,
+            text,
+        } = &message.content
+        else {
             return Err(SendError::permanent("invalid_message", "no email content"));
         };
-        let address = message
-            .to
-            .address
-            .parse()
-            .map_err(|e| SendError::unreachable("invalid_address", format!("recipient address: {e}")))?;
+        let address = message.to.address.parse().map_err(|e| {
+            SendError::unreachable("invalid_address", format!("recipient address: {e}"))
+        })?;
         // lettre's header Display fails (and `to_string` panics) on a display name with
         // CR/LF; control characters never belong in a name anyway.
-        let name = message.to.name.as_deref().map(|n| n.chars().map(|c| if c.is_control() { ' ' } else { c }).collect());
+        let name = message.to.name.as_deref().map(|n| {
+            n.chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect()
+        });
         let to = Mailbox::new(name, address);
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
@@ -55,12 +67,22 @@ impl EmailEncoder {
             builder = builder.reply_to(reply_to.clone());
         }
         let built = match (text, html) {
-            (Some(text), Some(html)) => {
-                builder.multipart(MultiPart::alternative_plain_html(text.clone(), html.clone()))
-            }
-            (None, Some(html)) => builder.singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html.clone())),
+            (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(
+                text.clone(),
+                html.clone(),
+            )),
+            (None, Some(html)) => builder.singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .body(html.clone()),
+            ),
             (Some(text), None) => builder.singlepart(SinglePart::plain(text.clone())),
-            (None, None) => return Err(SendError::permanent("invalid_message", "email has neither a text nor an html part")),
+            (None, None) => {
+                return Err(SendError::permanent(
+                    "invalid_message",
+                    "email has neither a text nor an html part",
+                ))
+            }
         };
         built.map_err(|e| SendError::permanent("invalid_message", e.to_string()))
     }
@@ -102,8 +124,14 @@ mod tests {
     fn encodes_japanese_names_and_subjects_and_both_parts() {
         let enc = EmailEncoder::new("Example Shop <news@example.com>", None).unwrap();
         let eml = String::from_utf8(enc.encode(&message("春のセール")).unwrap()).unwrap();
-        assert!(eml.contains("Message-ID: <spring26-C1001@example.com>"), "{eml}");
-        assert!(eml.contains("=?utf-8?b?"), "non-ASCII headers must be RFC 2047 encoded: {eml}");
+        assert!(
+            eml.contains("Message-ID: <spring26-C1001@example.com>"),
+            "{eml}"
+        );
+        assert!(
+            eml.contains("=?utf-8?b?"),
+            "non-ASCII headers must be RFC 2047 encoded: {eml}"
+        );
         assert!(!eml.contains("山田"), "raw UTF-8 in headers: {eml}");
         assert!(eml.contains("multipart/alternative"));
         assert!(eml.contains("Date: "));
@@ -112,7 +140,8 @@ mod tests {
     #[test]
     fn crlf_in_subject_cannot_inject_headers() {
         let enc = EmailEncoder::new("news@example.com", None).unwrap();
-        let eml = String::from_utf8(enc.encode(&message("hi\r\nBcc: evil@example.net")).unwrap()).unwrap();
+        let eml = String::from_utf8(enc.encode(&message("hi\r\nBcc: evil@example.net")).unwrap())
+            .unwrap();
         assert!(!eml.contains("\r\nBcc:"), "{eml}");
     }
 

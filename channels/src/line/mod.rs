@@ -28,24 +28,40 @@ impl Encode for LineEncoder {
         "json"
     }
     fn encode(&self, message: &Message) -> Result<Vec<u8>, SendError> {
-        serde_json::to_vec(&self.push_body(message)?).map_err(|e| SendError::permanent("invalid_message", e.to_string()))
+        serde_json::to_vec(&self.push_body(message)?)
+            .map_err(|e| SendError::permanent("invalid_message", e.to_string()))
     }
 }
 
 /// Checks a `messages` array against the limits LINE enforces.
 pub fn validate_messages(messages: &[Value]) -> Result<(), String> {
     if messages.is_empty() || messages.len() > MAX_MESSAGES {
-        return Err(format!("line.messages must hold 1 to {MAX_MESSAGES} message objects, not {}", messages.len()));
+        return Err(format!(
+            "line.messages must hold 1 to {MAX_MESSAGES} message objects, not {}",
+            messages.len()
+        ));
     }
     for (i, m) in messages.iter().enumerate() {
-        let kind = m.get("type").and_then(Value::as_str).ok_or_else(|| format!("line.messages[{i}].type is missing"))?;
+        let kind = m
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("line.messages[{i}].type is missing"))?;
         if kind == "text" {
-            let text = m.get("text").and_then(Value::as_str).ok_or_else(|| format!("line.messages[{i}].text is missing"))?;
+            let text = m
+                .get("text")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("line.messages[{i}].text is missing"))?;
             check_len(text, MAX_TEXT_UTF16, &format!("line.messages[{i}].text"))?;
         }
         if let Some(alt) = m.get("altText") {
-            let alt = alt.as_str().ok_or_else(|| format!("line.messages[{i}].altText must be a string"))?;
-            check_len(alt, MAX_ALT_TEXT_UTF16, &format!("line.messages[{i}].altText"))?;
+            let alt = alt
+                .as_str()
+                .ok_or_else(|| format!("line.messages[{i}].altText must be a string"))?;
+            check_len(
+                alt,
+                MAX_ALT_TEXT_UTF16,
+                &format!("line.messages[{i}].altText"),
+            )?;
         }
     }
     Ok(())
@@ -54,7 +70,9 @@ pub fn validate_messages(messages: &[Value]) -> Result<(), String> {
 fn check_len(s: &str, max: usize, field: &str) -> Result<(), String> {
     let units = s.encode_utf16().count();
     if units == 0 || units > max {
-        return Err(format!("{field} must be 1 to {max} UTF-16 units, not {units}"));
+        return Err(format!(
+            "{field} must be 1 to {max} UTF-16 units, not {units}"
+        ));
     }
     Ok(())
 }

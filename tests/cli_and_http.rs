@@ -1,0 +1,224 @@
+//! The command line and the HTTP endpoints, as a user meets them.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn enqueue_validates_every_line_and_reports_bad_ones_by_number() {
+    let redis = Redis::start();
+    let s = setup(&redis, "", ALL_FILE);
+    let lines = [
+        job("cli-1", "email").to_string(),
+        "{broken".to_owned(),
+        job("cli-2", "line").to_string(),
+        String::new(),
+        json!({"id": "cli-3", "channel": "pigeon", "template": "spring_sale"}).to_string(),
+        job("cli-4", "dm").to_string(),
+    ];
+    let mut child = s
+        .tayori()
+        .args(["enqueue", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.join("\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "bad lines make the exit code 1: {stderr}"
+    );
+    assert!(stderr.contains("line 2:"), "{stderr}");
+    assert!(
+        stderr.contains("line 5:") && stderr.contains("pigeon"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("enqueued 3 jobs"), "{stderr}");
+    let mut conn = redis.conn();
+    assert_eq!(xlen(&mut conn, "t:jobs:email"), 1);
+    assert_eq!(xlen(&mut conn, "t:jobs:line"), 1);
+    assert_eq!(xlen(&mut conn, "t:jobs:dm"), 1);
+    assert_eq!(xlen(&mut conn, "t:jobs:sms"), 0);
+}
+
+#[test]
+fn stats_reports_backlog_per_channel() {
+    let redis = Redis::start();
+    let s = setup(&redis, "", ALL_FILE);
+    let mut conn = redis.conn();
+    enqueue(
+        &mut conn,
+        &(0..7)
+            .map(|i| job(&format!("st-{i}"), "sms"))
+            .collect::<Vec<_>>(),
+    );
+    let out = s.tayori().args(["stats", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sms = v["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "sms")
+        .unwrap();
+    assert_eq!(sms["length"], 7);
+    assert_eq!(
+        sms["lag"], 7,
+        "not yet read counts as backlog even before a group exists"
+    );
+}
+
+#[test]
+fn render_prints_each_channel_without_sending() {
+    let redis = Redis::start();
+    let s = setup(&redis, "", ALL_FILE);
+    let mut j = job("render-1", "line");
+    j["fallback"] = json!(["email", "sms"]);
+    let path = s.dir.path().join("job.json");
+    std::fs::write(&path, j.to_string()).unwrap();
+    let out = s.tayori().arg("render").arg(&path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for ch in ["===== line", "===== email", "===== sms"] {
+        assert!(stdout.contains(ch), "{stdout}");
+    }
+    assert!(stdout.contains("1200ポイント"), "{stdout}");
+    assert!(
+        stdout.contains("Message-ID: <render-1@example.com>"),
+        "{stdout}"
+    );
+    let mut conn = redis.conn();
+    assert_eq!(count(&events(&mut conn), "sent"), 0);
+    assert!(s.outbox_files("line").is_empty());
+}
+
+#[test]
+fn config_errors_name_the_file_the_key_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[redis]\nurl = \"redis://${TAYORI_TEST_UNSET_VAR}\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tayori"))
+        .arg("-c")
+        .arg(&cfg)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("bad.toml")
+            && stderr.contains("redis.url")
+            && stderr.contains("TAYORI_TEST_UNSET_VAR"),
+        "{stderr}"
+    );
+    std::fs::write(&cfg, "[redis]\n[channels.email]\ntransport = \"file\"\ndir = \"x\"\nrate = \"fast\"\nfrom = \"a@b.jp\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tayori"))
+        .arg("-c")
+        .arg(&cfg)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("channels.email.rate") && stderr.contains("100/s"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_shipped_configs_pass_check_config() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let outbox = tempfile::tempdir().unwrap();
+    for cfg in ["config/dev.toml", "config/tayori.toml"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tayori"))
+            .arg("-c")
+            .arg(format!("{root}/{cfg}"))
+            .arg("check-config")
+            .current_dir(outbox.path())
+            .env("TAYORI_TRACKING_SECRET", "test-secret")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cfg}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_published_job_schema_matches_the_code() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tayori"))
+        .arg("schema")
+        .output()
+        .unwrap();
+    let published =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/job.schema.json"))
+            .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        published,
+        "regenerate with: tayori schema > docs/job.schema.json"
+    );
+}
+
+#[test]
+fn health_readiness_and_metrics_are_served() {
+    let redis = Redis::start();
+    let s = setup(&redis, "", ALL_FILE);
+    let mut conn = redis.conn();
+    enqueue(&mut conn, &[job("m-1", "email"), job("m-2", "line")]);
+    let _d = s.start();
+    wait_for(&mut conn, Duration::from_secs(30), "2 sent", |e| {
+        count(e, "sent") == 2
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.get("/readyz").map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(s.get("/healthz").unwrap().0, 200);
+    let (status, body) = s.get("/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        s.metric("tayori_messages_total{channel=\"email\",outcome=\"sent\"}"),
+        1.0
+    );
+    assert_eq!(s.metric("tayori_jobs_taken_total{channel=\"line\"}"), 1.0);
+    assert!(
+        body.contains("tayori_send_duration_seconds_bucket{channel=\"email\",le=\"0.005\"}"),
+        "histograms have buckets"
+    );
+    assert!(body.contains("# HELP tayori_messages_total"));
+    assert!(
+        !body.contains("taro@example.com") && !body.contains("m-1"),
+        "no personal data or job ids in metrics"
+    );
+    assert_eq!(s.get("/nope").unwrap().0, 404);
+    // Redis gone: readiness turns false, liveness stays.
+    drop(redis);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while s.get("/readyz").map(|r| r.0) != Some(503) {
+        assert!(Instant::now() < deadline, "still ready without Redis");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(s.get("/healthz").unwrap().0, 200);
+}
