@@ -20,8 +20,10 @@ fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
-        return; // `cargo test --all-targets` asks benches to list themselves.
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("pipeline benchmark: skipped (run it with `cargo bench --bench pipeline`)");
+        return;
     }
     let jobs: usize = env_or("BENCH_JOBS", 100_000);
     let transport: String = env_or("BENCH_TRANSPORT", "null".to_owned());

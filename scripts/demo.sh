@@ -10,6 +10,8 @@ ensure_redis_server
 
 port=${DEMO_REDIS_PORT:-6399}
 export TAYORI_REDIS_URL="redis://127.0.0.1:$port"
+# Any free port for /metrics etc., so a busy 8080 cannot break the demo.
+export TAYORI_HTTP_LISTEN=${TAYORI_HTTP_LISTEN:-127.0.0.1:0}
 rm -rf .demo outbox
 start_redis "$port" "$PWD/.demo"
 trap 'stop_redis $port' EXIT
@@ -24,7 +26,7 @@ $bin -c $cfg enqueue config/demo-jobs.jsonl || true
 echo; echo "== run the daemon until the queues are empty"
 TAYORI_LOG=${TAYORI_LOG:-warn} $bin -c $cfg run --drain
 echo; echo "== results stream (what the CRM reads)"
-redis-cli -p "$port" --raw XRANGE tayori:results - + | python3 scripts/show-events.py
+redis-cli -p "$port" --raw XRANGE tayori:results - + | grep "^{"
 echo; echo "== dead letters"; $bin -c $cfg dead list
 echo; echo "== stats"; $bin -c $cfg stats
 echo; echo "== outbox (what would have been sent)"; find outbox -type f | sort

@@ -319,7 +319,7 @@ impl Renderer {
             .env
             .get_template(tname)
             .map_err(|e| RenderError(format!("{tname}: {e}")))?;
-        t.render(ctx).map_err(|e| RenderError(describe(tname, &e)))
+        t.render(ctx).map_err(|e| RenderError(describe_render(tname, &t, ctx, &e)))
     }
 
     fn render_json(&self, part: Option<&JsonPart>, ctx: &Ctx) -> Result<Value, RenderError> {
@@ -348,7 +348,7 @@ impl Renderer {
             .env
             .template_from_named_str(name, source)
             .map_err(|e| RenderError(describe(what, &e)))?;
-        t.render(ctx).map_err(|e| RenderError(describe(what, &e)))
+        t.render(ctx).map_err(|e| RenderError(describe_render(what, &t, ctx, &e)))
     }
 
     fn inline_json(&self, what: &str, value: &Value, ctx: &Ctx) -> Result<Value, RenderError> {
@@ -422,6 +422,24 @@ fn describe(what: &str, e: &minijinja::Error) -> String {
     format!("{what}: {e}")
 }
 
+/// Like [`describe`], but names the missing variables when a variable is undefined:
+/// minijinja's own message does not say which.
+fn describe_render(what: &str, t: &minijinja::Template<'_, '_>, ctx: &Ctx, e: &minijinja::Error) -> String {
+    if e.kind() != minijinja::ErrorKind::UndefinedError {
+        return describe(what, e);
+    }
+    let mut missing: Vec<String> = t
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|name| ctx.get_attr(name).map(|v| v.is_undefined()).unwrap_or(true))
+        .collect();
+    if missing.is_empty() {
+        return describe(what, e);
+    }
+    missing.sort();
+    format!("{}; missing variable: {}", describe(what, e), missing.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -485,7 +503,7 @@ mod tests {
     fn missing_variables_and_parts_are_errors() {
         let j = job(r#"{"id":"1","channel":"sms","template":"sale"}"#);
         let e = renderer().render(&j, ChannelKind::Sms).unwrap_err();
-        assert!(e.0.contains("undefined"), "{e}");
+        assert!(e.0.contains("undefined") && e.0.contains("missing variable: points"), "{e}");
         let e = renderer()
             .render(
                 &job(r#"{"id":"1","channel":"dm","template":"sale","vars":{"points":1}}"#),
