@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tayori_channels::ChannelKind;
+use tayori_channels::{ChannelKind, PostalAddress};
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[schemars(
@@ -59,22 +59,10 @@ pub struct To {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postal: Option<Postal>,
+    pub postal: Option<PostalAddress>,
     /// IANA time zone of the recipient (e.g. Asia/Tokyo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Postal {
-    /// `NNN-NNNN`.
-    pub postal_code: String,
-    pub address1: String,
-    #[serde(default)]
-    pub address2: String,
-    pub name: String,
-    #[serde(default)]
-    pub honorific: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -245,17 +233,7 @@ impl Job {
         tayori_channels::Recipient {
             name: self.to.name.clone(),
             address: self.address(kind).unwrap_or_default().to_owned(),
-            postal: self
-                .to
-                .postal
-                .as_ref()
-                .map(|p| tayori_channels::PostalAddress {
-                    postal_code: p.postal_code.clone(),
-                    address1: p.address1.clone(),
-                    address2: p.address2.clone(),
-                    name: p.name.clone(),
-                    honorific: p.honorific.clone(),
-                }),
+            postal: self.to.postal.clone(),
         }
     }
 

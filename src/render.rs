@@ -319,7 +319,8 @@ impl Renderer {
             .env
             .get_template(tname)
             .map_err(|e| RenderError(format!("{tname}: {e}")))?;
-        t.render(ctx).map_err(|e| RenderError(describe_render(tname, &t, ctx, &e)))
+        t.render(ctx)
+            .map_err(|e| RenderError(describe_render(tname, &t, ctx, &e)))
     }
 
     fn render_json(&self, part: Option<&JsonPart>, ctx: &Ctx) -> Result<Value, RenderError> {
@@ -348,7 +349,8 @@ impl Renderer {
             .env
             .template_from_named_str(name, source)
             .map_err(|e| RenderError(describe(what, &e)))?;
-        t.render(ctx).map_err(|e| RenderError(describe_render(what, &t, ctx, &e)))
+        t.render(ctx)
+            .map_err(|e| RenderError(describe_render(what, &t, ctx, &e)))
     }
 
     fn inline_json(&self, what: &str, value: &Value, ctx: &Ctx) -> Result<Value, RenderError> {
@@ -424,7 +426,12 @@ fn describe(what: &str, e: &minijinja::Error) -> String {
 
 /// Like [`describe`], but names the missing variables when a variable is undefined:
 /// minijinja's own message does not say which.
-fn describe_render(what: &str, t: &minijinja::Template<'_, '_>, ctx: &Ctx, e: &minijinja::Error) -> String {
+fn describe_render(
+    what: &str,
+    t: &minijinja::Template<'_, '_>,
+    ctx: &Ctx,
+    e: &minijinja::Error,
+) -> String {
     if e.kind() != minijinja::ErrorKind::UndefinedError {
         return describe(what, e);
     }
@@ -437,7 +444,11 @@ fn describe_render(what: &str, t: &minijinja::Template<'_, '_>, ctx: &Ctx, e: &m
         return describe(what, e);
     }
     missing.sort();
-    format!("{}; missing variable: {}", describe(what, e), missing.join(", "))
+    format!(
+        "{}; missing variable: {}",
+        describe(what, e),
+        missing.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -503,7 +514,10 @@ mod tests {
     fn missing_variables_and_parts_are_errors() {
         let j = job(r#"{"id":"1","channel":"sms","template":"sale"}"#);
         let e = renderer().render(&j, ChannelKind::Sms).unwrap_err();
-        assert!(e.0.contains("undefined") && e.0.contains("missing variable: points"), "{e}");
+        assert!(
+            e.0.contains("undefined") && e.0.contains("missing variable: points"),
+            "{e}"
+        );
         let e = renderer()
             .render(
                 &job(r#"{"id":"1","channel":"dm","template":"sale","vars":{"points":1}}"#),

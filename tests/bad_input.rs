@@ -9,15 +9,7 @@ use common::*;
 use serde_json::{json, Value};
 
 fn dead_letters(conn: &mut redis::Connection) -> Vec<Vec<(String, String)>> {
-    let v: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg("t:dead")
-        .arg("-")
-        .arg("+")
-        .query::<redis::Value>(conn)
-        .ok()
-        .and_then(|v| redis::from_redis_value(v).ok())
-        .unwrap_or_default();
-    v.into_iter().map(|(_, f)| f).collect()
+    xrange(conn, "t:dead").into_iter().map(|(_, f)| f).collect()
 }
 
 #[test]

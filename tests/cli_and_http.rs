@@ -105,6 +105,15 @@ fn render_prints_each_channel_without_sending() {
     assert!(s.outbox_files("line").is_empty());
 }
 
+fn check_config(cfg: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tayori"))
+        .arg("-c")
+        .arg(cfg)
+        .arg("check-config")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn config_errors_name_the_file_the_key_and_the_fix() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,12 +123,7 @@ fn config_errors_name_the_file_the_key_and_the_fix() {
         "[redis]\nurl = \"redis://${TAYORI_TEST_UNSET_VAR}\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tayori"))
-        .arg("-c")
-        .arg(&cfg)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let out = check_config(&cfg);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -129,12 +133,7 @@ fn config_errors_name_the_file_the_key_and_the_fix() {
         "{stderr}"
     );
     std::fs::write(&cfg, "[redis]\n[channels.email]\ntransport = \"file\"\ndir = \"x\"\nrate = \"fast\"\nfrom = \"a@b.jp\"\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tayori"))
-        .arg("-c")
-        .arg(&cfg)
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let out = check_config(&cfg);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("channels.email.rate") && stderr.contains("100/s"),

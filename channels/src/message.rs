@@ -27,9 +27,11 @@ pub struct Recipient {
     pub postal: Option<PostalAddress>,
 }
 
-/// A Japanese postal address as a label printer needs it.
+/// A Japanese postal address as a label printer needs it (the job's `to.postal`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PostalAddress {
+    /// `NNN-NNNN`.
     pub postal_code: String,
     pub address1: String,
     #[serde(default)]

@@ -337,17 +337,21 @@ pub fn enqueue(conn: &mut redis::Connection, jobs: &[Value]) {
     }
 }
 
-/// All events in `t:results`, in order.
-pub fn events(conn: &mut redis::Connection) -> Vec<Value> {
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg("t:results")
+/// Every entry of a stream: (id, fields).
+pub fn xrange(conn: &mut redis::Connection, key: &str) -> Vec<(String, Vec<(String, String)>)> {
+    redis::cmd("XRANGE")
+        .arg(key)
         .arg("-")
         .arg("+")
         .query::<redis::Value>(conn)
         .ok()
         .and_then(|v| redis::from_redis_value(v).ok())
-        .unwrap_or_default();
-    entries
+        .unwrap_or_default()
+}
+
+/// All events in `t:results`, in order.
+pub fn events(conn: &mut redis::Connection) -> Vec<Value> {
+    xrange(conn, "t:results")
         .into_iter()
         .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "event"))
         .filter_map(|(_, v)| serde_json::from_str(&v).ok())
