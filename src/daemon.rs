@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::adapters;
 use crate::config::Config;
+use crate::event::{Event, EventType};
 use crate::http::{AppState, Health};
 use crate::metrics as m;
 use crate::queue::Queue;
@@ -230,17 +231,7 @@ async fn housekeeping(
             _ = stop.changed() => return,
         }
         let now = jiff::Timestamp::now().as_millisecond();
-        loop {
-            match queue.move_due(now, MOVE_BATCH).await {
-                Ok(n) if n == MOVE_BATCH => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    metrics::counter!(m::REDIS_ERRORS, "op" => "move_due").increment(1);
-                    tracing::debug!(error = %e, "moving delayed jobs failed");
-                    break;
-                }
-            }
-        }
+        move_due_jobs(&queue, now).await;
         match queue.stats(&kinds).await {
             Ok(stats) => {
                 health.redis_ok.store(true, Ordering::Relaxed);
@@ -274,6 +265,39 @@ async fn housekeeping(
                 metrics::gauge!(m::UP).set(0.0);
                 metrics::counter!(m::REDIS_ERRORS, "op" => "stats").increment(1);
                 tracing::warn!(error = %e, "Redis check failed");
+            }
+        }
+    }
+}
+
+/// Moves every due delayed job back to its stream, in batches.
+async fn move_due_jobs(queue: &Queue, now: i64) {
+    loop {
+        match queue.move_due(now, MOVE_BATCH).await {
+            Ok((handled, dead)) => {
+                for id in &dead {
+                    metrics::counter!(m::DEAD_LETTERS, "channel" => "none", "reason" => "internal")
+                        .increment(1);
+                    tracing::warn!(dead_letter = %id, "an unreadable delayed entry was moved to the dead letters");
+                    let mut ev = Event::for_job(EventType::Failed, None, None, "none", 0)
+                        .with_error(
+                            "internal",
+                            &format!("unreadable delayed entry (dead letter {id})"),
+                        );
+                    ev.channel = None;
+                    ev.event_id = format!("{}/{id}/failed", queue.keys().dead());
+                    if let Err(e) = queue.add_event(&ev.to_json()).await {
+                        tracing::warn!(error = %e, "could not write the failed event for dead letter {id}");
+                    }
+                }
+                if handled < MOVE_BATCH {
+                    return;
+                }
+            }
+            Err(e) => {
+                metrics::counter!(m::REDIS_ERRORS, "op" => "move_due").increment(1);
+                tracing::warn!(error = %e, "moving delayed jobs failed");
+                return;
             }
         }
     }

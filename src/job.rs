@@ -160,10 +160,21 @@ impl Job {
                 "must be at most 256 bytes without control characters",
             ));
         }
-        self.channel_kind()?;
+        // Each channel at most once along the way: a hop's attempts and event ids
+        // are per channel, and a loop would never end.
+        let mut seen = vec![self.channel_kind()?];
         for (i, f) in self.fallback.iter().enumerate() {
-            f.parse::<ChannelKind>()
-                .map_err(|e| JobError::new(&format!("fallback[{i}]"), e))?;
+            let field = format!("fallback[{i}]");
+            let kind = f
+                .parse::<ChannelKind>()
+                .map_err(|e| JobError::new(&field, e))?;
+            if seen.contains(&kind) {
+                return Err(JobError::new(
+                    &field,
+                    format!("{kind} is already on the job's way (each channel at most once)"),
+                ));
+            }
+            seen.push(kind);
         }
         match (&self.template, &self.content) {
             (None, None) => {
@@ -258,7 +269,7 @@ pub fn valid_template_name(name: &str) -> bool {
 
 fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
     s.parse::<jiff::Timestamp>()
-        .map_err(|e| format!("not an RFC 3339 time with offset ({s:?}): {e}"))
+        .map_err(|e| format!("not an RFC 3339 time with offset: {e}"))
 }
 
 /// The JSON Schema of [`Job`], as published in `docs/job.schema.json`.
@@ -299,6 +310,14 @@ mod tests {
         assert_eq!(
             err(r#"{"id":"x","channel":"email","template":"../etc"}"#).field,
             "template"
+        );
+        assert_eq!(
+            err(r#"{"id":"x","channel":"email","fallback":["sms","email"],"template":"t"}"#).field,
+            "fallback[1]"
+        );
+        assert_eq!(
+            err(r#"{"id":"x","channel":"email","fallback":["sms","sms"],"template":"t"}"#).field,
+            "fallback[1]"
         );
         assert_eq!(
             err(r#"{"id":"x","channel":"email","template":"t","send_at":"tomorrow"}"#).field,

@@ -33,8 +33,10 @@ impl RetryPolicy {
         if attempt >= self.config.max_attempts {
             return Decision::GiveUp;
         }
-        let wait = hint.unwrap_or_else(|| self.backoff(attempt));
-        if age + wait > self.config.max_age {
+        let wait = hint
+            .map(|h| h.min(self.config.max_age))
+            .unwrap_or_else(|| self.backoff(attempt));
+        if age.saturating_add(wait) > self.config.max_age {
             return Decision::GiveUp;
         }
         Decision::RetryIn(wait)

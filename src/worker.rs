@@ -169,6 +169,7 @@ impl ChannelWorker {
         let prune_every =
             (Duration::from_secs(300).as_millis() / every.as_millis().max(1)).max(1) as u64;
         let mut passes = 0u64;
+        let mut cursor = String::from("0-0");
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -208,7 +209,13 @@ impl ChannelWorker {
             }
             match self
                 .queue
-                .reclaim(self.kind, &self.consumer, self.cfg.reclaim_idle, want)
+                .reclaim(
+                    self.kind,
+                    &self.consumer,
+                    self.cfg.reclaim_idle,
+                    want,
+                    &mut cursor,
+                )
                 .await
             {
                 Ok(entries) if !entries.is_empty() => {
@@ -231,6 +238,8 @@ impl ChannelWorker {
         if entries.is_empty() {
             return;
         }
+        // Held (heartbeated) from the moment they are read, even while waiting for slots.
+        self.held.add(entries.iter().map(|e| e.id.clone()));
         // One slot per job until its completion is handed over: bounds in-flight work.
         let Ok(mut slots) = self
             .slots
@@ -242,7 +251,6 @@ impl ChannelWorker {
         };
         metrics::counter!(m::JOBS_TAKEN, "channel" => self.kind.as_str())
             .increment(entries.len() as u64);
-        self.held.add(entries.iter().map(|e| e.id.clone()));
         self.active.fetch_add(entries.len(), Ordering::Relaxed);
         let prepared = self.prepare(&entries).await;
         for (entry, prepared) in entries.into_iter().zip(prepared) {
@@ -460,7 +468,8 @@ impl ChannelWorker {
         match self.retry.decide(attempt, age, hint) {
             Decision::RetryIn(wait) => {
                 metrics::counter!(m::RETRIES, "channel" => self.kind.as_str(), "class" => err.class()).increment(1);
-                let due_ms = now_ms + wait.as_millis() as i64;
+                let due_ms =
+                    now_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
                 let retry_at = jiff::Timestamp::from_millisecond(due_ms)
                     .map(|t| format!("{t:.3}"))
                     .unwrap_or_default();
@@ -568,7 +577,9 @@ impl ChannelWorker {
             field,
         } = reason;
         metrics::counter!(m::DEAD_LETTERS, "channel" => self.kind.as_str(), "reason" => code.to_owned()).increment(1);
-        tracing::warn!(channel = %self.kind, entry = %entry.id, code, "dead letter: {message}");
+        // The message may quote the job's values (addresses, phone numbers): it goes to
+        // the dead letter and the event, never to the log.
+        tracing::warn!(channel = %self.kind, entry = %entry.id, code, field = field.unwrap_or("-"), "dead letter");
         let mut error = serde_json::json!({ "code": code, "message": message });
         if let Some(field) = field {
             error["field"] = field.into();
@@ -611,7 +622,10 @@ impl ChannelWorker {
     }
 
     fn attempt(&self, entry: &Entry) -> u32 {
-        entry.routing.attempt + entry.deliveries.max(1)
+        entry
+            .routing
+            .attempt
+            .saturating_add(entry.deliveries.max(1))
     }
 
     /// Packs the outcome with the entry to acknowledge; counts it by event type.

@@ -154,3 +154,70 @@ fn hostile_values_cannot_inject_headers_templates_or_paths() {
         "variables are data, not templates: {text}"
     );
 }
+
+#[test]
+fn crafted_routing_fields_and_delayed_members_do_not_stop_the_queue() {
+    let redis = Redis::start();
+    let s = setup(&redis, "", ALL_FILE);
+    let mut conn = redis.conn();
+    // Routing fields at their extremes on an otherwise good job.
+    let raw = job("extreme-1", "email").to_string();
+    let _: String = redis::cmd("XADD")
+        .arg("t:jobs:email")
+        .arg("*")
+        .arg(&[
+            "job",
+            raw.as_str(),
+            "attempt",
+            "4294967295",
+            "first_at",
+            "-9223372036854775808",
+            "hop",
+            "99",
+        ])
+        .query(&mut conn)
+        .unwrap();
+    // Delayed members that are not ours, due now, ahead of a good one.
+    let good = serde_json::json!({"c": "sms", "f": ["job", job("delayed-ok", "sms").to_string()]})
+        .to_string();
+    for (score, member) in [
+        (1, "not json".to_owned()),
+        (2, r#"{"c":"email","f":[]}"#.to_owned()),
+        (3, r#"{"c":"nosuch","f":["job","{}"]}"#.to_owned()),
+        (4, r#"{"c":"email","f":["job",1]}"#.to_owned()),
+        (5, good),
+    ] {
+        let _: i64 = redis::cmd("ZADD")
+            .arg("t:delayed")
+            .arg(score)
+            .arg(member)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let _d = s.start();
+    let evs = wait_for(&mut conn, Duration::from_secs(30), "all outcomes", |e| {
+        count(e, "failed") == 5 && count(e, "sent") == 1
+    });
+    let sent = evs.iter().find(|e| e["type"] == "sent").unwrap();
+    assert_eq!(sent["job_id"], "delayed-ok");
+    // hop 99 names no channel of the job: a dead letter naming `channel`.
+    let extreme = evs.iter().find(|e| e["job_id"] == "extreme-1").unwrap();
+    assert_eq!(extreme["type"], "failed");
+    assert_eq!(extreme["error"]["field"], "channel");
+    let unreadable = evs
+        .iter()
+        .filter(|e| e["error"]["code"] == "internal")
+        .count();
+    assert_eq!(unreadable, 4, "{evs:?}");
+    let delayed: usize = redis::cmd("ZCARD")
+        .arg("t:delayed")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(delayed, 0);
+    assert_eq!(xlen(&mut conn, "t:dead"), 5);
+    // The daemon is still reading.
+    enqueue(&mut conn, &[job("after-1", "email")]);
+    wait_for(&mut conn, Duration::from_secs(30), "a later job", |e| {
+        count(e, "sent") == 2
+    });
+}

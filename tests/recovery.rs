@@ -253,3 +253,50 @@ fn a_send_slower_than_reclaim_idle_is_not_taken_over_and_sent_twice() {
     let ids: HashSet<String> = (0..5).map(|i| format!("slow-{i}")).collect();
     assert_exactly_one_terminal(&events(&mut conn), &ids);
 }
+
+#[test]
+fn overlapping_dead_retry_runs_put_each_job_back_once() {
+    let redis = Redis::start();
+    let s = setup(&redis, "", ALL_FILE);
+    let mut conn = redis.conn();
+    let n = 300;
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        let raw = job(&format!("dl-{i}"), "email").to_string();
+        pipe.cmd("XADD")
+            .arg("t:dead")
+            .arg("*")
+            .arg(&[
+                "job",
+                raw.as_str(),
+                "channel",
+                "email",
+                "origin",
+                &format!("1-{i}"),
+                "reason",
+                "{}",
+            ])
+            .ignore();
+    }
+    pipe.query::<()>(&mut conn).unwrap();
+    let a = s
+        .tayori()
+        .args(["dead", "retry"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let b = s
+        .tayori()
+        .args(["dead", "retry"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    a.wait_with_output().unwrap();
+    b.wait_with_output().unwrap();
+    assert_eq!(xlen(&mut conn, "t:dead"), 0);
+    assert_eq!(
+        xlen(&mut conn, "t:jobs:email"),
+        n,
+        "each dead letter re-driven exactly once"
+    );
+}

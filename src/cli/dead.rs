@@ -139,6 +139,16 @@ pub async fn list(config: &Config, count: usize, json: bool) -> anyhow::Result<i
 /// Re-drives dead letters: each goes back to its channel stream with its
 /// original identity (so deduplication lets it through) and a fresh attempt
 /// count, and leaves the dead-letter stream in the same transaction.
+/// ARGV: dead-letter stream, entry id, job stream, fields… Returns the new entry id, or nil.
+static REDRIVE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('XDEL', ARGV[1], ARGV[2]) == 1 then \
+           return redis.call('XADD', ARGV[3], '*', unpack(ARGV, 4)) \
+         end \
+         return false",
+    )
+});
+
 /// Dead letters re-driven per `dead retry` run when no ids are given.
 const RETRY_PAGE: usize = 10_000;
 
@@ -162,18 +172,20 @@ pub async fn retry(config: &Config, ids: &[String]) -> anyhow::Result<i32> {
             hop: d.get("hop").parse().unwrap_or(0),
         };
         let fields = routing.fields(d.get("job"));
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("XADD")
-            .arg(q.keys().jobs(kind))
-            .arg("*")
-            .arg(&fields)
-            .ignore()
-            .cmd("XDEL")
+        // Delete first and re-add only if this run deleted it: two overlapping
+        // `dead retry` runs must not both put the job back.
+        let requeued: Option<String> = REDRIVE
+            .prepare_invoke()
             .arg(q.keys().dead())
             .arg(&d.id)
-            .ignore();
-        pipe.query_async::<()>(&mut c).await?;
+            .arg(q.keys().jobs(kind))
+            .arg(&fields)
+            .invoke_async(&mut c)
+            .await?;
+        if requeued.is_none() {
+            eprintln!("{}: already re-driven by someone else", d.id);
+            continue;
+        }
         moved += 1;
     }
     for id in ids {

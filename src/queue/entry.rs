@@ -51,12 +51,15 @@ impl Entry {
         self.routing.origin.as_deref().unwrap_or(&self.id)
     }
 
-    /// When the job first arrived, in ms since the epoch (from the entry id if not carried).
+    /// When the job first arrived, in ms since the epoch (from the entry id if not
+    /// carried), never in the future: the field may have been written by anyone.
     pub fn first_at_ms(&self) -> i64 {
+        let now = jiff::Timestamp::now().as_millisecond();
         self.routing
             .first_at_ms
             .or_else(|| self.origin().split('-').next()?.parse().ok())
-            .unwrap_or(0)
+            .unwrap_or(now)
+            .clamp(0, now)
     }
 }
 

@@ -209,12 +209,16 @@ impl Queue {
 
     /// Takes over entries other consumers have held for longer than `min_idle`
     /// (XAUTOCLAIM) and reports how often each has been delivered.
+    /// `cursor` carries XAUTOCLAIM's position from one call to the next (start with
+    /// `0-0`): Redis scans only about 10 × COUNT pending entries per call, so always
+    /// starting over could leave a dead consumer's entries behind live ones forever.
     pub async fn reclaim(
         &self,
         kind: ChannelKind,
         consumer: &str,
         min_idle: Duration,
         count: usize,
+        cursor: &mut String,
     ) -> RedisResult<Vec<Entry>> {
         let mut c = self.conn.clone();
         let stream = self.keys.jobs(kind);
@@ -223,15 +227,29 @@ impl Queue {
             .arg(GROUP)
             .arg(consumer)
             .arg(min_idle.as_millis() as u64)
-            .arg("0-0")
+            .arg(cursor.as_str())
             .arg("COUNT")
             .arg(count)
             .query_async(&mut c)
             .await?;
         let mut entries = Vec::new();
-        if let Value::Array(mut parts) = reply {
-            if parts.len() >= 2 {
-                entry::parse_entries(parts.swap_remove(1), 1, &mut entries);
+        if let Value::Array(parts) = reply {
+            let mut parts = parts.into_iter();
+            if let Some(Value::BulkString(next)) = parts.next() {
+                *cursor = String::from_utf8_lossy(&next).into_owned();
+            }
+            if let Some(list) = parts.next() {
+                entry::parse_entries(list, 1, &mut entries);
+            }
+            if let Some(Value::Array(deleted)) = parts.next() {
+                if !deleted.is_empty() {
+                    // Their outcome can no longer be recorded: someone trimmed the stream.
+                    tracing::warn!(
+                        stream = %stream,
+                        count = deleted.len(),
+                        "pending jobs were deleted from the stream before they finished (never trim job streams)"
+                    );
+                }
             }
         }
         if entries.is_empty() {
@@ -421,15 +439,28 @@ impl Queue {
         inv.invoke_async(&mut c).await
     }
 
-    /// Moves up to `limit` due delayed jobs back to their streams; returns how many.
-    pub async fn move_due(&self, now_ms: i64, limit: usize) -> RedisResult<usize> {
+    /// Moves up to `limit` due delayed jobs back to their streams. Returns how many
+    /// were handled and the dead-letter ids of members that could not be moved.
+    pub async fn move_due(&self, now_ms: i64, limit: usize) -> RedisResult<(usize, Vec<String>)> {
         let mut c = self.conn.clone();
-        self.move_due
-            .arg(self.keys.prefix())
-            .arg(now_ms)
-            .arg(limit)
-            .invoke_async(&mut c)
-            .await
+        let mut inv = self.move_due.prepare_invoke();
+        inv.arg(self.keys.prefix()).arg(now_ms).arg(limit);
+        for kind in ChannelKind::ALL {
+            inv.arg(kind.as_str());
+        }
+        let reply: Vec<Value> = inv.invoke_async(&mut c).await?;
+        let mut it = reply.into_iter();
+        let handled = match it.next() {
+            Some(Value::Int(n)) => n.max(0) as usize,
+            _ => 0,
+        };
+        let dead = it
+            .filter_map(|v| match v {
+                Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                _ => None,
+            })
+            .collect();
+        Ok((handled, dead))
     }
 
     /// Appends events that belong to no job (webhook reactions, invalid entries).

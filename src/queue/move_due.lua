@@ -1,16 +1,37 @@
 -- Moves due entries of {prefix}:delayed back to their job streams, atomically,
 -- so with several daemons each entry is moved exactly once.
--- ARGV: prefix, now (ms), limit. Members are JSON {"c": channel, "f": [field, value, ...]}.
+-- ARGV: prefix, now (ms), limit, then the known channel names.
+-- Members are JSON {"c": channel, "f": [field, value, ...]}. A member that is not
+-- (written by hand, or corrupted) goes to the dead letters with a `failed` event
+-- instead of blocking every later one.
 local prefix, now, limit = ARGV[1], ARGV[2], ARGV[3]
+local channels = {}
+for i = 4, #ARGV do channels[ARGV[i]] = true end
 local delayed = prefix .. ':delayed'
+
+local function valid(entry)
+  if type(entry) ~= 'table' or not channels[entry.c] or type(entry.f) ~= 'table' then return false end
+  local n = #entry.f
+  if n < 2 or n > 1000 or n % 2 == 1 then return false end
+  for i = 1, n do
+    if type(entry.f[i]) ~= 'string' then return false end
+  end
+  return true
+end
+
+local dead = {}
 local due = redis.call('ZRANGE', delayed, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
 for _, member in ipairs(due) do
   local ok, entry = pcall(cjson.decode, member)
-  if ok and type(entry) == 'table' and type(entry.c) == 'string' and type(entry.f) == 'table' then
-    redis.call('XADD', prefix .. ':jobs:' .. entry.c, '*', unpack(entry.f))
-  else
-    redis.call('XADD', prefix .. ':dead', '*', 'job', member, 'reason', '{"code":"internal","message":"unreadable delayed entry"}')
+  local moved = false
+  if ok and valid(entry) then
+    moved = type(redis.pcall('XADD', prefix .. ':jobs:' .. entry.c, '*', unpack(entry.f))) == 'string'
+  end
+  if not moved then
+    local reason = '{"code":"internal","message":"unreadable delayed entry"}'
+    table.insert(dead, redis.call('XADD', prefix .. ':dead', '*', 'job', member, 'reason', reason))
   end
   redis.call('ZREM', delayed, member)
 end
-return #due
+-- The count handled, then the ids of the dead letters written (the caller reports them).
+return { #due, unpack(dead) }
