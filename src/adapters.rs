@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tayori_channels::dm::DmEncoder;
 use tayori_channels::email::EmailEncoder;
-use tayori_channels::line::LineEncoder;
+use tayori_channels::line::{LineClient, LineEncoder};
 use tayori_channels::sms::SmsEncoder;
 use tayori_channels::{Channel, ChannelKind, Encode, FileTransport, NullTransport};
 
@@ -39,6 +39,21 @@ pub fn build(kind: ChannelKind, ch: &ChannelConfig) -> Result<Arc<dyn Channel>, 
             Ok(Arc::new(t))
         }
         Some("null") => Ok(Arc::new(NullTransport::new(enc))),
+        None | Some("api") if kind == ChannelKind::Line => {
+            let token = ch
+                .setting("channel_access_token")
+                .ok_or("channels.line.channel_access_token is required")?;
+            let timeout = ch
+                .setting("timeout")
+                .map(crate::config::duration::parse)
+                .transpose()?;
+            let client = LineClient::new(
+                ch.setting("api_base").unwrap_or("https://api.line.me"),
+                token,
+                timeout.unwrap_or(std::time::Duration::from_secs(10)),
+            )?;
+            Ok(Arc::new(client))
+        }
         other => Err(format!(
             "channels.{kind}.transport {other:?} is not available in this build"
         )),

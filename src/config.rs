@@ -198,6 +198,13 @@ pub struct ChannelConfig {
     pub provider: BTreeMap<String, toml::Value>,
 }
 
+impl ChannelConfig {
+    /// A provider-specific string setting (`api_base`, `channel_secret`, …).
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.provider.get(key).and_then(toml::Value::as_str)
+    }
+}
+
 /// A rate such as `100/s`, `6000/min` or `1000/h`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
@@ -363,6 +370,17 @@ impl Config {
                     )
                 }
                 Some("file") | Some("null") => {}
+                None | Some("api") if kind == ChannelKind::Line => {
+                    if ch.setting("channel_access_token").is_none_or(str::is_empty) {
+                        return key(
+                            &k("channel_access_token"),
+                            "required for the Messaging API: channel_access_token = \"${LINE_CHANNEL_ACCESS_TOKEN}\"".into(),
+                        );
+                    }
+                    if let Some(t) = ch.setting("timeout") {
+                        duration::parse(t).map_err(|m| (k("timeout"), m))?;
+                    }
+                }
                 other => {
                     let name = other.unwrap_or("(default)");
                     return key(

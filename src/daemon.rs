@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::adapters;
 use crate::config::Config;
 use crate::event::{Event, EventType};
-use crate::http::{AppState, Health};
+use crate::http::{AppState, Health, Webhooks};
 use crate::metrics as m;
 use crate::queue::Queue;
 use crate::render::Renderer;
@@ -35,6 +35,17 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     );
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let webhooks = Arc::new(Webhooks {
+        queue: Default::default(),
+        line_secret: config
+            .channels
+            .line
+            .as_ref()
+            .and_then(|l| l.setting("channel_secret"))
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        dedupe_window: config.queue.dedupe_window,
+    });
 
     if !config.http.listen.is_empty() {
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
@@ -44,6 +55,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         let app = crate::http::router(AppState {
             health: health.clone(),
             metrics: handle,
+            webhooks: webhooks.clone(),
         });
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -61,6 +73,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
 
     let queue = connect_until_up(&config, &health, stop_rx.clone()).await?;
     let Some(queue) = queue else { return Ok(()) };
+    let _ = webhooks.queue.set(queue.clone());
     let consumer = consumer_name();
     tracing::info!(consumer = %consumer, "joined consumer group");
 

@@ -18,6 +18,7 @@ pub enum EventType {
     Blocked,
     Unblocked,
     Unsubscribed,
+    Replied,
     Suppressed,
     Duplicate,
     Expired,
@@ -37,6 +38,7 @@ impl EventType {
             Self::Blocked => "blocked",
             Self::Unblocked => "unblocked",
             Self::Unsubscribed => "unsubscribed",
+            Self::Replied => "replied",
             Self::Suppressed => "suppressed",
             Self::Duplicate => "duplicate",
             Self::Expired => "expired",
@@ -93,6 +95,21 @@ impl Event {
             customer_id: job.and_then(|j| j.customer_id.clone()),
             channel: Some(channel.to_owned()),
             attempt,
+            extra: Map::new(),
+        }
+    }
+
+    /// An event a recipient caused with no job behind it (a LINE block, a reply).
+    pub fn reaction(kind: EventType, channel: &str, event_id: String) -> Event {
+        Event {
+            kind,
+            event_id,
+            at: now_rfc3339(),
+            job_id: None,
+            campaign: None,
+            customer_id: None,
+            channel: Some(channel.to_owned()),
+            attempt: 0,
             extra: Map::new(),
         }
     }

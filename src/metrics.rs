@@ -22,6 +22,10 @@ pub const QUEUE_PENDING: &str = "tayori_queue_pending";
 pub const DELAYED: &str = "tayori_delayed_jobs";
 pub const DEAD_LETTER_SIZE: &str = "tayori_dead_letter_size";
 pub const UP: &str = "tayori_redis_up";
+pub const PAUSES: &str = "tayori_channel_pauses_total";
+pub const CHANNEL_PAUSED: &str = "tayori_channel_paused";
+pub const WEBHOOK_EVENTS: &str = "tayori_webhook_events_total";
+pub const WEBHOOK_REJECTED: &str = "tayori_webhook_rejected_total";
 
 /// Installs the global recorder and returns the handle `/metrics` renders from.
 pub fn install() -> Result<PrometheusHandle, String> {
@@ -91,4 +95,20 @@ fn describe() {
     );
     describe_gauge!(DEAD_LETTER_SIZE, "Entries in the dead-letter stream.");
     describe_gauge!(UP, "1 when the last Redis check succeeded.");
+    describe_counter!(
+        PAUSES,
+        "Times a channel paused because the provider refused it (auth, quota), by reason."
+    );
+    describe_gauge!(
+        CHANNEL_PAUSED,
+        "1 while a channel is paused (jobs stay queued)."
+    );
+    describe_counter!(
+        WEBHOOK_EVENTS,
+        "Webhook events received, by source and type (redeliveries counted once)."
+    );
+    describe_counter!(
+        WEBHOOK_REJECTED,
+        "Webhook requests refused, by source and reason (bad_signature, bad_body, redis)."
+    );
 }

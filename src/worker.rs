@@ -23,9 +23,12 @@ use crate::config::{ChannelConfig, Config, QueueConfig};
 use crate::event::{Event, EventType};
 use crate::job::{Job, JobError};
 use crate::metrics as m;
-use crate::queue::{self, Claim, Completion, Entry, Op, Queue};
+use crate::queue::{self, Checked, Claim, ClaimRequest, Completion, Entry, Op, Queue};
 use crate::render::Renderer;
 use crate::retry_policy::{Decision, RetryPolicy};
+
+/// How long a channel pauses when the provider refuses it without saying for how long.
+const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
 
 /// Most completions written in one script call.
 const FINISH_BATCH: usize = 512;
@@ -49,6 +52,8 @@ pub struct ChannelWorker {
     active: AtomicUsize,
     /// Entry ids taken and not yet acknowledged: kept alive by the heartbeat.
     held: Held,
+    /// Set while the provider refuses the whole channel (bad token, quota): until when, and why.
+    paused: std::sync::Mutex<Option<(tokio::time::Instant, String)>>,
     /// Jobs brought to an outcome (for the drain summary).
     pub finished: Arc<AtomicU64>,
 }
@@ -91,6 +96,7 @@ impl ChannelWorker {
             concurrency: ch.concurrency,
             active: AtomicUsize::new(0),
             held,
+            paused: std::sync::Mutex::new(None),
             finished,
         });
         (worker, writer)
@@ -117,6 +123,9 @@ impl ChannelWorker {
         let mut conn: Option<ConnectionManager> = None;
         let mut failures = 0u32;
         while !*stop.borrow() {
+            if !self.wait_while_paused(&mut stop).await {
+                break;
+            }
             // Wait for a free slot, but hold none while blocked in XREADGROUP: the
             // reclaimer needs slots too, and entries read are ours in Redis anyway.
             let free = tokio::select! {
@@ -179,6 +188,7 @@ impl ChannelWorker {
                 return;
             }
             passes += 1;
+            let paused = self.paused.lock().map(|p| p.is_some()).unwrap_or(false);
             if let Err(e) = self
                 .queue
                 .heartbeat(self.kind, &self.consumer, &self.held.ids())
@@ -203,7 +213,11 @@ impl ChannelWorker {
                     }
                 }
             }
-            let want = self.slots.available_permits().min(self.cfg.read_batch);
+            let want = if paused {
+                0
+            } else {
+                self.slots.available_permits().min(self.cfg.read_batch)
+            };
             if want == 0 {
                 continue;
             }
@@ -303,17 +317,27 @@ impl ChannelWorker {
                 }
             }
         }
-        let claims: Vec<(&str, &str)> = entries
+        let claims: Vec<ClaimRequest> = entries
             .iter()
             .zip(&jobs)
-            .filter_map(|(e, j)| j.as_ref().map(|j| (j.id.as_str(), e.origin())))
+            .filter_map(|(e, j)| {
+                j.as_ref().map(|j| ClaimRequest {
+                    job_id: &j.id,
+                    origin: e.origin(),
+                    address: j.address(self.kind),
+                })
+            })
             .collect();
         let mut verdicts = self.claim_with_retry(&claims).await.into_iter();
         let now = jiff::Timestamp::now();
         for ((slot, job), entry) in out.iter_mut().zip(jobs).zip(entries) {
             let Some(job) = job else { continue };
             let attempt = self.attempt(entry);
-            let prepared = if verdicts.next() == Some(Claim::Duplicate) {
+            let verdict = verdicts.next().unwrap_or(Checked {
+                claim: Claim::Mine,
+                suppressed: None,
+            });
+            let prepared = if verdict.claim == Claim::Duplicate {
                 Prepared::Done(self.complete(
                     entry,
                     vec![self.event(EventType::Duplicate, &job, attempt).into()],
@@ -338,6 +362,9 @@ impl ChannelWorker {
                         fields: routing.fields(&raw),
                     }],
                 ))
+            } else if let Some(reason) = verdict.suppressed {
+                // Blocked, unsubscribed or bounced on this channel: never sent here.
+                Prepared::Done(self.not_here(entry, &job, attempt, "suppressed", &reason))
             } else {
                 Prepared::Deliver(Box::new(job))
             };
@@ -349,10 +376,14 @@ impl ChannelWorker {
     }
 
     /// Dedupe claims must succeed before anything is sent: retry until Redis answers.
-    async fn claim_with_retry(&self, claims: &[(&str, &str)]) -> Vec<Claim> {
+    async fn claim_with_retry(&self, claims: &[ClaimRequest<'_>]) -> Vec<Checked> {
         let mut failures = 0;
         loop {
-            match self.queue.claim(claims, self.cfg.dedupe_window).await {
+            match self
+                .queue
+                .claim(self.kind, claims, self.cfg.dedupe_window)
+                .await
+            {
                 Ok(v) => return v,
                 Err(e) => {
                     failures += 1;
@@ -451,6 +482,7 @@ impl ChannelWorker {
                     .with("provider_id", sent.provider_id);
                 self.complete(entry, vec![ev.into()])
             }
+            Err(e @ SendError::Suspended { .. }) => self.suspend(entry, job, attempt, &e),
             Err(e @ (SendError::Transient { .. } | SendError::RateLimited { .. })) => {
                 self.retry_or_fail(entry, job, attempt, &e)
             }
@@ -504,6 +536,85 @@ impl ChannelWorker {
         }
     }
 
+    /// The provider refuses the whole channel: pause it, and let this job wait for
+    /// the channel without spending one of its attempts.
+    fn suspend(&self, entry: &Entry, job: &Job, attempt: u32, err: &SendError) -> Completion {
+        let wait = match err {
+            SendError::Suspended {
+                retry_after: Some(d),
+                ..
+            } => *d,
+            _ => DEFAULT_PAUSE,
+        };
+        self.pause_for(wait, err.code(), err.message());
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let due_ms = now_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+        let retry_at = jiff::Timestamp::from_millisecond(due_ms)
+            .map(|t| format!("{t:.3}"))
+            .unwrap_or_default();
+        let ev = self
+            .event(EventType::Deferred, job, attempt)
+            .with_error(err.code(), err.message())
+            .with("retry_at", retry_at);
+        let mut routing = entry.routing.clone();
+        routing.attempt = attempt.saturating_sub(1);
+        routing.origin = Some(entry.origin().to_owned());
+        routing.first_at_ms = Some(entry.first_at_ms());
+        let raw = entry.job.clone().unwrap_or_default();
+        self.complete(
+            entry,
+            vec![
+                ev.into(),
+                Op::Delay {
+                    due_ms,
+                    channel: self.kind,
+                    fields: routing.fields(&raw),
+                },
+            ],
+        )
+    }
+
+    fn pause_for(&self, wait: Duration, code: &str, message: &str) {
+        let until = tokio::time::Instant::now() + wait;
+        let Ok(mut paused) = self.paused.lock() else {
+            return;
+        };
+        if paused.as_ref().is_some_and(|(u, _)| *u >= until) {
+            return;
+        }
+        if paused.is_none() {
+            metrics::counter!(m::PAUSES, "channel" => self.kind.as_str(), "reason" => code.to_owned()).increment(1);
+            metrics::gauge!(m::CHANNEL_PAUSED, "channel" => self.kind.as_str()).set(1.0);
+            tracing::warn!(channel = %self.kind, code, seconds = wait.as_secs(), "channel paused: {message}; jobs stay queued");
+        }
+        *paused = Some((until, code.to_owned()));
+    }
+
+    /// Sleeps out a pause; then the next job probes whether the provider accepts us
+    /// again. False if the daemon is stopping.
+    async fn wait_while_paused(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        loop {
+            let until = match self.paused.lock() {
+                Ok(p) => p.as_ref().map(|(u, _)| *u),
+                Err(_) => None,
+            };
+            let Some(until) = until else { return true };
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                _ = stop.changed() => return false,
+            }
+            if let Ok(mut p) = self.paused.lock() {
+                if p.as_ref()
+                    .is_some_and(|(u, _)| *u <= tokio::time::Instant::now())
+                {
+                    *p = None;
+                    metrics::gauge!(m::CHANNEL_PAUSED, "channel" => self.kind.as_str()).set(0.0);
+                    tracing::info!(channel = %self.kind, "pause over: trying the provider again");
+                }
+            }
+        }
+    }
+
     /// This channel cannot deliver the job: move it to the next fallback channel, or fail it.
     fn not_here(
         &self,
@@ -534,6 +645,12 @@ impl ChannelWorker {
                 return self.complete(entry, vec![ev.into(), forward]);
             }
             hop += 1;
+        }
+        if code == "suppressed" {
+            let ev = self
+                .event(EventType::Suppressed, job, attempt)
+                .with("reason", message);
+            return self.complete(entry, vec![ev.into()]);
         }
         if code == "no_address" {
             // A job that names no address for its channel is bad input: keep it for inspection.

@@ -20,6 +20,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Installs rustls's crypto provider (ring) for every HTTPS client of the process.
+/// Call once at start; calling again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The delivery channels Tayori knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ChannelKind {
@@ -88,6 +94,15 @@ pub enum SendError {
     /// The message can never be sent as it is (invalid content, rejected address).
     #[error("permanent failure ({code}): {message}")]
     Permanent { code: String, message: String },
+    /// The whole channel cannot send now (credentials revoked, monthly quota used
+    /// up): nothing is wrong with this message. The channel should pause and the
+    /// job wait, rather than every queued job failing or burning its retries.
+    #[error("channel suspended ({code}): {message}")]
+    Suspended {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
 }
 
 impl SendError {
@@ -115,7 +130,8 @@ impl SendError {
             Self::Transient { code, .. }
             | Self::RateLimited { code, .. }
             | Self::Unreachable { code, .. }
-            | Self::Permanent { code, .. } => code,
+            | Self::Permanent { code, .. }
+            | Self::Suspended { code, .. } => code,
         }
     }
 
@@ -124,7 +140,8 @@ impl SendError {
             Self::Transient { message, .. }
             | Self::RateLimited { message, .. }
             | Self::Unreachable { message, .. }
-            | Self::Permanent { message, .. } => message,
+            | Self::Permanent { message, .. }
+            | Self::Suspended { message, .. } => message,
         }
     }
 
@@ -135,6 +152,7 @@ impl SendError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Unreachable { .. } => "unreachable",
             Self::Permanent { .. } => "permanent",
+            Self::Suspended { .. } => "suspended",
         }
     }
 }

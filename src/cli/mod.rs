@@ -87,6 +87,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let config = Config::load(&path)?;
+    tayori_channels::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -10,6 +10,8 @@
 //! | `{p}:delayed`    | sorted set | scheduled jobs and retries, scored by due time   |
 //! | `{p}:dead`       | stream     | jobs that cannot be processed, with the reason   |
 //! | `{p}:seen:{id}`  | string     | dedupe claim: the job's origin entry id (TTL)    |
+//! | `{p}:suppressed:{ch}` | hash  | address → reason (blocked, unsubscribed, …)       |
+//! | `{p}:reaction:{src}:{id}` | string | a webhook event already recorded (TTL)       |
 //!
 //! Entries Tayori itself writes back to a job stream (retries, fallbacks,
 //! re-driven dead letters) carry routing fields beside `job`: `attempt`,
@@ -58,6 +60,9 @@ impl Keys {
     pub fn dead(&self) -> String {
         format!("{}:dead", self.prefix)
     }
+    pub fn suppressed(&self, kind: ChannelKind) -> String {
+        format!("{}:suppressed:{kind}", self.prefix)
+    }
     pub fn seen(&self, job_id: &str) -> String {
         format!("{}:seen:{job_id}", self.prefix)
     }
@@ -89,6 +94,35 @@ pub struct Completion {
     pub ops: Vec<Op>,
 }
 
+/// A job to claim: its id, its origin entry id, and its address on the channel (to
+/// check against the suppression list).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    pub job_id: &'a str,
+    pub origin: &'a str,
+    pub address: Option<&'a str>,
+}
+
+/// The batch check's answer for one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub claim: Claim,
+    /// Why the address is suppressed on this channel, if it is.
+    pub suppressed: Option<String>,
+}
+
+/// A provider's report about a recipient (a LINE unfollow, an SMS STOP), recorded once.
+#[derive(Debug, Clone, Copy)]
+pub struct Reaction<'a> {
+    /// `line`, `twilio`, …: with `event_id`, the deduplication key.
+    pub source: &'a str,
+    pub event_id: &'a str,
+    /// `(channel, address, Some(reason))` suppresses, `(…, None)` lifts a suppression.
+    pub suppress: Option<(ChannelKind, &'a str, Option<&'a str>)>,
+    /// The results-stream event (JSON), if the reaction produces one.
+    pub event: Option<&'a str>,
+}
+
 /// What a deduplication claim found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -105,6 +139,7 @@ pub struct Queue {
     keys: Keys,
     finish: Script,
     move_due: Script,
+    reaction: Script,
     results_max_len: u64,
 }
 
@@ -133,6 +168,7 @@ impl Queue {
             keys: Keys::new(prefix),
             finish: Script::new(include_str!("finish.lua")),
             move_due: Script::new(include_str!("move_due.lua")),
+            reaction: Script::new(include_str!("reaction.lua")),
             results_max_len,
         })
     }
@@ -365,39 +401,107 @@ impl Queue {
         Ok(removed)
     }
 
-    /// Claims job ids for deduplication in one round trip. `claims` are
-    /// `(job id, origin)`; the origin (the entry id the job first arrived as)
+    /// Claims job ids for deduplication and looks up suppressions, for a whole
+    /// batch in one round trip. The origin (the entry id a job first arrived as)
     /// lets a retry, a fallback or a redelivery of the same job through while
     /// stopping a second job that reuses the id.
     pub async fn claim(
         &self,
-        claims: &[(&str, &str)],
+        kind: ChannelKind,
+        claims: &[ClaimRequest<'_>],
         window: Duration,
-    ) -> RedisResult<Vec<Claim>> {
+    ) -> RedisResult<Vec<Checked>> {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
+        let suppressed = self.keys.suppressed(kind);
         let mut pipe = redis::pipe();
-        for (id, origin) in claims {
+        for c in claims {
             pipe.cmd("SET")
-                .arg(self.keys.seen(id))
-                .arg(*origin)
+                .arg(self.keys.seen(c.job_id))
+                .arg(c.origin)
                 .arg("NX")
                 .arg("GET")
                 .arg("EX")
                 .arg(window.as_secs().max(1));
+            if let Some(address) = c.address {
+                pipe.cmd("HGET").arg(&suppressed).arg(address);
+            }
         }
-        let mut c = self.conn.clone();
-        let replies: Vec<Option<String>> = pipe.query_async(&mut c).await?;
-        Ok(replies
-            .into_iter()
-            .zip(claims)
-            .map(|(old, (_, origin))| match old {
-                None => Claim::Mine,
-                Some(old) if old == *origin => Claim::Mine,
-                Some(_) => Claim::Duplicate,
+        let mut conn = self.conn.clone();
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let mut replies = replies.into_iter();
+        let text = |v: Option<Value>| match v {
+            Some(Value::BulkString(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+            _ => None,
+        };
+        Ok(claims
+            .iter()
+            .map(|c| {
+                let claim = match text(replies.next()) {
+                    None => Claim::Mine,
+                    Some(old) if old == c.origin => Claim::Mine,
+                    Some(_) => Claim::Duplicate,
+                };
+                let suppressed = if c.address.is_some() {
+                    text(replies.next())
+                } else {
+                    None
+                };
+                Checked { claim, suppressed }
             })
             .collect())
+    }
+
+    /// Marks an address as suppressed on a channel (`reason`: blocked, unsubscribed,
+    /// bounced), or lifts it (`None`).
+    pub async fn set_suppressed(
+        &self,
+        kind: ChannelKind,
+        address: &str,
+        reason: Option<&str>,
+    ) -> RedisResult<()> {
+        let mut c = self.conn.clone();
+        match reason {
+            Some(r) => {
+                c.hset::<_, _, _, ()>(self.keys.suppressed(kind), address, r)
+                    .await
+            }
+            None => {
+                c.hdel::<_, _, ()>(self.keys.suppressed(kind), address)
+                    .await
+            }
+        }
+    }
+
+    /// Records a LINE webhook event once: deduplicated by its `webhookEventId`,
+    /// the suppression change and the event written atomically. Returns false
+    /// for a redelivery already recorded.
+    pub async fn record_reaction(&self, r: &Reaction<'_>, window: Duration) -> RedisResult<bool> {
+        let mut inv = self.reaction.prepare_invoke();
+        inv.arg(self.keys.prefix())
+            .arg(format!(
+                "{}:reaction:{}:{}",
+                self.keys.prefix(),
+                r.source,
+                r.event_id
+            ))
+            .arg(window.as_secs().max(1))
+            .arg(
+                r.suppress
+                    .map(|(k, _, _)| self.keys.suppressed(k))
+                    .unwrap_or_default(),
+            )
+            .arg(r.suppress.map(|(_, a, _)| a).unwrap_or_default())
+            .arg(
+                r.suppress
+                    .and_then(|(_, _, reason)| reason)
+                    .unwrap_or_default(),
+            )
+            .arg(r.event.unwrap_or_default());
+        let mut c = self.conn.clone();
+        let fresh: i64 = inv.invoke_async(&mut c).await?;
+        Ok(fresh == 1)
     }
 
     /// Records outcomes and acknowledges their entries, all in one script call.

@@ -1,4 +1,10 @@
-//! LINE: the Messaging API push request and the limits the API does not encode in its spec.
+//! LINE: the Messaging API push request and the limits the API does not encode in
+//! its spec ([`client`] sends it; [`webhook`] verifies and reads what LINE reports back).
+
+pub mod client;
+pub mod webhook;
+
+pub use client::LineClient;
 
 use serde_json::{json, Value};
 
@@ -31,6 +37,15 @@ impl Encode for LineEncoder {
         serde_json::to_vec(&self.push_body(message)?)
             .map_err(|e| SendError::permanent("invalid_message", e.to_string()))
     }
+}
+
+/// The `X-Line-Retry-Key` for a job: a UUID derived from its idempotency key, so
+/// every attempt of the job — a retry, or a redelivery after a crash — sends the
+/// same key and LINE delivers the message at most once.
+pub fn retry_key(idempotency_key: &str) -> uuid::Uuid {
+    // A fixed namespace of Tayori's own (any constant UUID works; this one must never change).
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x7a1f_0c2e_5b8d_4e6a_9c3b_1d2e_3f4a_5b6c);
+    uuid::Uuid::new_v5(&NAMESPACE, idempotency_key.as_bytes())
 }
 
 /// Checks a `messages` array against the limits LINE enforces.
@@ -90,6 +105,19 @@ mod tests {
         assert!(validate_messages(&[json!({"type":"text","text": emoji})]).is_ok());
         let too_long = format!("{emoji}a");
         assert!(validate_messages(&[json!({"type":"text","text": too_long})]).is_err());
+    }
+
+    #[test]
+    fn retry_keys_are_stable_per_job_and_distinct_between_jobs() {
+        assert_eq!(
+            retry_key("spring26-C1001/line"),
+            retry_key("spring26-C1001/line")
+        );
+        assert_ne!(
+            retry_key("spring26-C1001/line"),
+            retry_key("spring26-C1002/line")
+        );
+        assert_eq!(retry_key("x").get_version_num(), 5);
     }
 
     #[test]

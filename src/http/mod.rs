@@ -1,4 +1,7 @@
-//! The HTTP server: health, readiness and metrics. Handlers are small; state is explicit.
+//! The HTTP server: health, readiness, metrics and provider webhooks. Handlers are
+//! small; state is explicit.
+
+mod line_webhook;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,13 +33,32 @@ impl Health {
 pub struct AppState {
     pub health: Arc<Health>,
     pub metrics: PrometheusHandle,
+    pub webhooks: Arc<Webhooks>,
 }
+
+/// What webhook handlers need: Redis (set once connected) and the providers' secrets.
+#[derive(Default)]
+pub struct Webhooks {
+    pub queue: std::sync::OnceLock<crate::queue::Queue>,
+    /// The LINE channel secret; without it `/webhooks/line` answers 404.
+    pub line_secret: Option<String>,
+    /// How long a webhook event id is remembered, so redeliveries count once.
+    pub dedupe_window: std::time::Duration,
+}
+
+/// Webhook bodies larger than this are refused (413) before they are read whole.
+const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_page))
+        .route(
+            "/webhooks/line",
+            axum::routing::post(line_webhook::receive)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
+        )
         .layer(middleware::from_fn(count_requests))
         .with_state(state)
 }

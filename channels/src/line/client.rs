@@ -1,0 +1,217 @@
+//! The LINE Messaging API push call, and what each answer means.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, AUTHORIZATION};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::{retry_key, LineEncoder};
+use crate::{Channel, Message, SendError, Sent};
+
+/// LINE's wording for an exhausted monthly quota (a 429 that retrying cannot fix).
+const MONTHLY_LIMIT: &str = "monthly limit";
+
+pub struct LineClient {
+    http: reqwest::Client,
+    push_url: String,
+    token: String,
+    encoder: LineEncoder,
+}
+
+impl LineClient {
+    /// `api_base` is `https://api.line.me` in production.
+    pub fn new(api_base: &str, token: &str, timeout: Duration) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("tayori/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            push_url: format!("{}/v2/bot/message/push", api_base.trim_end_matches('/')),
+            token: token.to_owned(),
+            encoder: LineEncoder,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Channel for LineClient {
+    async fn send(&self, message: &Message) -> Result<Sent, SendError> {
+        let body = self.encoder.push_body(message)?;
+        let response = self
+            .http
+            .post(&self.push_url)
+            .header(AUTHORIZATION, format!("Bearer {}", self.token))
+            // The same key on every attempt of this job: LINE accepts it once.
+            .header(
+                "X-Line-Retry-Key",
+                retry_key(&message.idempotency_key).to_string(),
+            )
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                let what = if e.is_timeout() {
+                    "timeout"
+                } else {
+                    "connection"
+                };
+                SendError::transient(&format!("line_{what}"), e.without_url().to_string())
+            })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        classify(status, &headers, &text)
+    }
+}
+
+/// Maps LINE's answer to an outcome. Pure, so every documented answer is unit-tested.
+pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Result<Sent, SendError> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let error: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let message = error
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let with_details = || match error.get("details").and_then(Value::as_array) {
+        Some(d) if !d.is_empty() => {
+            let parts: Vec<String> = d
+                .iter()
+                .map(|x| {
+                    let p = x.get("property").and_then(Value::as_str).unwrap_or("?");
+                    let m = x.get("message").and_then(Value::as_str).unwrap_or("?");
+                    format!("{p}: {m}")
+                })
+                .collect();
+            format!("{message} ({})", parts.join("; "))
+        }
+        _ => message.clone(),
+    };
+    match status.as_u16() {
+        200 => Ok(Sent {
+            provider_id: header("x-line-request-id").unwrap_or_default(),
+        }),
+        // Our retry key was accepted before: the message went out then.
+        409 if header("x-line-accepted-request-id").is_some() => Ok(Sent {
+            provider_id: header("x-line-accepted-request-id").unwrap_or_default(),
+        }),
+        // LINE says only this for an unknown or unreachable user id.
+        400 if message == "Failed to send messages" => {
+            Err(SendError::unreachable("line_400", with_details()))
+        }
+        400 => Err(SendError::permanent("line_400", with_details())),
+        401 | 403 => Err(SendError::Suspended {
+            code: format!("line_{}", status.as_u16()),
+            message: format!("the channel access token was refused: {message}"),
+            retry_after: None,
+        }),
+        429 if message.to_ascii_lowercase().contains(MONTHLY_LIMIT) => Err(SendError::Suspended {
+            code: "line_monthly_limit".into(),
+            message,
+            retry_after: Some(Duration::from_secs(3600)),
+        }),
+        429 => Err(SendError::RateLimited {
+            code: "line_429".into(),
+            message,
+            retry_after: None,
+        }),
+        s if s >= 500 => Err(SendError::transient(&format!("line_{s}"), with_details())),
+        s => Err(SendError::permanent(&format!("line_{s}"), with_details())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn every_documented_answer_is_classified() {
+        let ok = classify(
+            StatusCode::OK,
+            &headers(&[("x-line-request-id", "req-1")]),
+            "{}",
+        )
+        .unwrap();
+        assert_eq!(ok.provider_id, "req-1");
+        let replay = classify(
+            StatusCode::CONFLICT,
+            &headers(&[
+                ("x-line-request-id", "req-2"),
+                ("x-line-accepted-request-id", "req-1"),
+            ]),
+            r#"{"message":"The retry key is already accepted"}"#,
+        )
+        .unwrap();
+        assert_eq!(replay.provider_id, "req-1");
+        let unknown = classify(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            r#"{"message":"Failed to send messages"}"#,
+        );
+        assert!(matches!(unknown, Err(SendError::Unreachable { .. })));
+        let invalid = classify(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            r#"{"message":"The request body has 1 error(s)","details":[{"message":"must be specified","property":"messages[0].text"}]}"#,
+        );
+        match invalid {
+            Err(SendError::Permanent { message, .. }) => assert!(
+                message.contains("messages[0].text: must be specified"),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            classify(StatusCode::UNAUTHORIZED, &HeaderMap::new(), "{}"),
+            Err(SendError::Suspended { .. })
+        ));
+        assert!(matches!(
+            classify(StatusCode::FORBIDDEN, &HeaderMap::new(), "{}"),
+            Err(SendError::Suspended { .. })
+        ));
+        let quota = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            &HeaderMap::new(),
+            r#"{"message":"You have reached your monthly limit."}"#,
+        );
+        assert!(
+            matches!(quota, Err(SendError::Suspended { ref code, .. }) if code == "line_monthly_limit")
+        );
+        let busy = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            &HeaderMap::new(),
+            r#"{"message":"The API rate limit has been exceeded. Try again later."}"#,
+        );
+        assert!(matches!(
+            busy,
+            Err(SendError::RateLimited {
+                retry_after: None,
+                ..
+            })
+        ));
+        assert!(matches!(
+            classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), ""),
+            Err(SendError::Transient { .. })
+        ));
+        // A 409 without the accepted id is not proof of delivery.
+        assert!(classify(StatusCode::CONFLICT, &HeaderMap::new(), "{}").is_err());
+    }
+}

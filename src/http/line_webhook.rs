@@ -1,0 +1,131 @@
+//! `POST /webhooks/line`: verified, then turned into events and suppressions.
+//!
+//! The signature is checked over the raw body before anything is parsed. Each
+//! event is recorded in Redis before the 200 goes out; if Redis is away the
+//! answer is 503 and LINE's redelivery brings the events again (turn on
+//! "Webhook redelivery" in the LINE console), where `webhookEventId` makes a
+//! redelivered event count once.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use tayori_channels::line::webhook::{self, WebhookEvent};
+use tayori_channels::ChannelKind;
+
+use super::AppState;
+use crate::event::{Event, EventType};
+use crate::metrics as m;
+use crate::queue::Reaction;
+
+/// Event types counted under their own name; others as `other` (labels stay bounded).
+const KNOWN_TYPES: [&str; 12] = [
+    "message",
+    "unsend",
+    "follow",
+    "unfollow",
+    "join",
+    "leave",
+    "memberJoined",
+    "memberLeft",
+    "postback",
+    "videoPlayComplete",
+    "beacon",
+    "accountLink",
+];
+
+pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let Some(secret) = state.webhooks.line_secret.as_deref() else {
+        return StatusCode::NOT_FOUND;
+    };
+    let signature = headers
+        .get("x-line-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !webhook::verify(secret, &body, signature) {
+        metrics::counter!(m::WEBHOOK_REJECTED, "source" => "line", "reason" => "bad_signature")
+            .increment(1);
+        return StatusCode::UNAUTHORIZED;
+    }
+    let events = match webhook::parse(&body) {
+        Ok(e) => e,
+        Err(_) => {
+            metrics::counter!(m::WEBHOOK_REJECTED, "source" => "line", "reason" => "bad_body")
+                .increment(1);
+            return StatusCode::BAD_REQUEST;
+        }
+    };
+    if events.is_empty() {
+        return StatusCode::OK; // LINE's connectivity check
+    }
+    let Some(queue) = state.webhooks.queue.get() else {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    };
+    for ev in &events {
+        let (suppress, event) = effect(ev);
+        let json = event.map(|e| e.to_json());
+        let reaction = Reaction {
+            source: "line",
+            event_id: &ev.id,
+            suppress: suppress
+                .and_then(|s| ev.user_id.as_deref().map(|u| (ChannelKind::Line, u, s))),
+            event: json.as_deref(),
+        };
+        match queue
+            .record_reaction(&reaction, state.webhooks.dedupe_window)
+            .await
+        {
+            Ok(true) => {
+                let kind = KNOWN_TYPES
+                    .iter()
+                    .find(|k| **k == ev.kind)
+                    .copied()
+                    .unwrap_or("other");
+                metrics::counter!(m::WEBHOOK_EVENTS, "source" => "line", "type" => kind)
+                    .increment(1);
+            }
+            Ok(false) => {} // a redelivery, already recorded
+            Err(e) => {
+                metrics::counter!(m::WEBHOOK_REJECTED, "source" => "line", "reason" => "redis")
+                    .increment(1);
+                tracing::warn!(error = %e, "LINE webhook: Redis unavailable; answering 503 so LINE redelivers");
+                return StatusCode::SERVICE_UNAVAILABLE;
+            }
+        }
+    }
+    StatusCode::OK
+}
+
+/// What a LINE event means for Tayori: a suppression change (`Some(Some(reason))`
+/// suppresses, `Some(None)` lifts) and the results-stream event, if any.
+fn effect(ev: &WebhookEvent) -> (Option<Option<&'static str>>, Option<Event>) {
+    let kind = match ev.kind.as_str() {
+        // The user blocked the account: LINE still answers 200 to pushes, so only
+        // this suppression stops them.
+        "unfollow" => EventType::Blocked,
+        "follow" => EventType::Unblocked,
+        "message" => EventType::Replied,
+        "postback" => EventType::Clicked,
+        _ => return (None, None),
+    };
+    let suppress = match kind {
+        EventType::Blocked => Some(Some("blocked")),
+        EventType::Unblocked => Some(None),
+        _ => None,
+    };
+    let mut event = Event::reaction(kind, "line", format!("line/{}", ev.id));
+    if let Some(user) = &ev.user_id {
+        event = event.with("line_user_id", user.as_str());
+    }
+    if let Ok(at) = jiff::Timestamp::from_millisecond(ev.timestamp) {
+        event = event.with("occurred_at", format!("{at:.3}"));
+    }
+    if let Some(detail) = &ev.detail {
+        let key = if kind == EventType::Clicked {
+            "data"
+        } else {
+            "text"
+        };
+        event = event.with(key, detail.as_str());
+    }
+    (suppress, Some(event))
+}
