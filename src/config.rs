@@ -199,6 +199,14 @@ pub struct ChannelConfig {
 }
 
 impl ChannelConfig {
+    /// How long the channel pauses when its provider refuses it (a revoked token)
+    /// without saying for how long: `pause`, default 60 s.
+    pub fn pause(&self) -> Duration {
+        self.setting("pause")
+            .and_then(|p| duration::parse(p).ok())
+            .unwrap_or(Duration::from_secs(60))
+    }
+
     /// A provider-specific string setting (`api_base`, `channel_secret`, …).
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.provider.get(key).and_then(toml::Value::as_str)
@@ -361,6 +369,9 @@ impl Config {
             let k = |f: &str| format!("channels.{kind}.{f}");
             if ch.concurrency == 0 {
                 return key(&k("concurrency"), "must be at least 1".into());
+            }
+            if let Some(p) = ch.setting("pause") {
+                duration::parse(p).map_err(|m| (k("pause"), m))?;
             }
             match ch.transport.as_deref() {
                 Some("file") if ch.dir.is_none() => {

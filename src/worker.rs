@@ -27,9 +27,6 @@ use crate::queue::{self, Checked, Claim, ClaimRequest, Completion, Entry, Op, Qu
 use crate::render::Renderer;
 use crate::retry_policy::{Decision, RetryPolicy};
 
-/// How long a channel pauses when the provider refuses it without saying for how long.
-const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
-
 /// Most completions written in one script call.
 const FINISH_BATCH: usize = 512;
 
@@ -54,6 +51,8 @@ pub struct ChannelWorker {
     held: Held,
     /// Set while the provider refuses the whole channel (bad token, quota): until when, and why.
     paused: std::sync::Mutex<Option<(tokio::time::Instant, String)>>,
+    /// How long to pause when the provider does not say (`pause` in the channel's config).
+    pause: Duration,
     /// Jobs brought to an outcome (for the drain summary).
     pub finished: Arc<AtomicU64>,
 }
@@ -97,6 +96,7 @@ impl ChannelWorker {
             active: AtomicUsize::new(0),
             held,
             paused: std::sync::Mutex::new(None),
+            pause: ch.pause(),
             finished,
         });
         (worker, writer)
@@ -544,7 +544,7 @@ impl ChannelWorker {
                 retry_after: Some(d),
                 ..
             } => *d,
-            _ => DEFAULT_PAUSE,
+            _ => self.pause,
         };
         self.pause_for(wait, err.code(), err.message());
         let now_ms = jiff::Timestamp::now().as_millisecond();

@@ -178,6 +178,13 @@ concurrency = 64
 "#;
 
 impl Setup {
+    /// Edits the config file in place (a test's variant of the common setup).
+    pub fn replace_config(self, from: &str, to: &str) -> Setup {
+        let text = std::fs::read_to_string(&self.config).expect("read config");
+        std::fs::write(&self.config, text.replacen(from, to, 1)).expect("write config");
+        self
+    }
+
     pub fn outbox(&self, channel: &str) -> PathBuf {
         self.dir.path().join("outbox").join(channel)
     }
@@ -207,18 +214,56 @@ impl Setup {
 
     /// A plain HTTP/1.0 GET against the daemon: (status, body). `None` while it is not listening.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        self.request("GET", path, &[], b"")
+    }
+
+    /// A POST with extra headers and a raw body: (status, body).
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Option<(u16, String)> {
+        self.request("POST", path, headers, body)
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Option<(u16, String)> {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).ok()?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).ok()?;
+        // The server may answer (413) before reading a large body: a failed write is fine.
+        let _ = stream.write_all(body);
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        let raw = String::from_utf8_lossy(&raw).into_owned();
         let status = raw.split(' ').nth(1)?.parse().ok()?;
         let body = raw
             .split_once("\r\n\r\n")
             .map(|(_, b)| b.to_owned())
             .unwrap_or_default();
         Some((status, body))
+    }
+
+    /// Waits until the daemon answers HTTP.
+    pub fn wait_http(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.get("/healthz").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon's HTTP server never came up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The value of a metric sample (exact name with labels), 0 when absent.
