@@ -226,7 +226,17 @@ impl Rate {
         let period = period.max(Duration::from_nanos(1));
         governor::Quota::with_period(period)
             .unwrap_or_else(|| governor::Quota::per_second(self.count))
-            .allow_burst(burst.unwrap_or(self.count))
+            .allow_burst(burst.unwrap_or_else(|| self.default_burst()))
+    }
+}
+
+impl Rate {
+    /// 100 ms worth of sends (at least 1): smooth enough that a provider counting per
+    /// second never sees a spike, and above the 1 ms timer granularity that makes a
+    /// burst of 1 lose slots at high rates (measured: 1,640/s for 2,000/s).
+    pub fn default_burst(&self) -> NonZeroU32 {
+        let per_100ms = u128::from(self.count.get()) * 100 / self.per.as_millis().max(1);
+        NonZeroU32::new(u32::try_from(per_100ms).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN)
     }
 }
 
@@ -519,6 +529,12 @@ mod tests {
         assert_eq!(r.count.get(), 6000);
         assert_eq!(r.per, Duration::from_secs(60));
         assert!("fast".parse::<Rate>().is_err());
+        assert_eq!("2000/s".parse::<Rate>().unwrap().default_burst().get(), 200);
+        assert_eq!("10/s".parse::<Rate>().unwrap().default_burst().get(), 1);
+        assert_eq!(
+            "6000/min".parse::<Rate>().unwrap().default_burst().get(),
+            10
+        );
         assert_eq!(duration::parse("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(
             duration::parse("7d").unwrap(),

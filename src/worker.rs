@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use governor::{DefaultDirectRateLimiter, Jitter};
+use governor::DefaultDirectRateLimiter;
 use redis::aio::ConnectionManager;
 use tayori_channels::{Channel, ChannelKind, Message, SendError};
 use tokio::sync::{mpsc, watch, Semaphore};
@@ -464,9 +464,8 @@ impl ChannelWorker {
         };
         if self.limiter.check().is_err() {
             metrics::counter!(m::RATE_LIMIT_WAITS, "channel" => self.kind.as_str()).increment(1);
-            self.limiter
-                .until_ready_with_jitter(Jitter::up_to(Duration::from_millis(5)))
-                .await;
+            // No jitter: measured −6 % of the configured rate with it (2,000/s, burst 1).
+            self.limiter.until_ready().await;
         }
         let started = Instant::now();
         let result = self.adapter.send(&message).await;
