@@ -20,10 +20,15 @@ pub fn encoder(kind: ChannelKind, ch: &ChannelConfig) -> Result<Box<dyn Encode>,
                 .ok_or("channels.email.from is required")?;
             Box::new(EmailEncoder::new(from, ch.reply_to.as_deref())?)
         }
-        ChannelKind::Line => Box::new(LineEncoder),
+        ChannelKind::Line => Box::new(line_encoder(ch)),
         ChannelKind::Sms => Box::new(SmsEncoder),
         ChannelKind::Dm => Box::new(DmEncoder),
     })
+}
+
+fn line_encoder(ch: &ChannelConfig) -> LineEncoder {
+    let aggregation_units = ch.provider.get("custom_aggregation_units").and_then(toml::Value::as_bool).unwrap_or(false);
+    LineEncoder { aggregation_units }
 }
 
 /// The adapter for a channel: its encoder behind the configured transport.
@@ -51,6 +56,7 @@ pub fn build(kind: ChannelKind, ch: &ChannelConfig) -> Result<Arc<dyn Channel>, 
                 ch.setting("api_base").unwrap_or("https://api.line.me"),
                 token,
                 timeout.unwrap_or(std::time::Duration::from_secs(10)),
+                line_encoder(ch),
             )?;
             Ok(Arc::new(client))
         }

@@ -459,6 +459,7 @@ impl ChannelWorker {
             job_id: job.id.clone(),
             attempt,
             idempotency_key: format!("{}/{}", job.id, self.kind),
+            campaign: job.campaign.clone(),
             to: job.recipient(self.kind),
             content,
         };

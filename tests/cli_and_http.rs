@@ -152,6 +152,8 @@ fn the_shipped_configs_pass_check_config() {
             .arg("check-config")
             .current_dir(outbox.path())
             .env("TAYORI_TRACKING_SECRET", "test-secret")
+            .env("LINE_CHANNEL_ACCESS_TOKEN", "test-token")
+            .env("LINE_CHANNEL_SECRET", "test-secret")
             .output()
             .unwrap();
         assert!(

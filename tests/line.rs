@@ -56,7 +56,7 @@ fn of_type<'a>(evs: &'a [Value], kind: &str) -> Vec<&'a Value> {
 fn pushes_are_valid_per_the_spec_and_carry_a_stable_retry_key() {
     let redis = Redis::start();
     let api = LineApi::start(TOKEN);
-    let s = line_setup(&redis, &api, "");
+    let s = line_setup(&redis, &api, "custom_aggregation_units = true");
     let mut conn = redis.conn();
     let jobs: Vec<_> = (0..40)
         .map(|i| line_job(&format!("push-{i}"), &format!("U{i:032x}")))

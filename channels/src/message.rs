@@ -11,6 +11,8 @@ pub struct Message {
     /// Stable across retries of the same job on the same channel; adapters whose
     /// provider supports idempotency keys send it so a retry never delivers twice.
     pub idempotency_key: String,
+    /// The job's campaign, for providers that aggregate statistics by it.
+    pub campaign: Option<String>,
     pub to: Recipient,
     pub content: Content,
 }

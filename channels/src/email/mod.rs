@@ -107,6 +107,7 @@ mod tests {
             job_id: "spring26-C1001".into(),
             attempt: 1,
             idempotency_key: "k".into(),
+            campaign: None,
             to: Recipient {
                 name: Some("山田 太郎".into()),
                 address: "taro@example.com".into(),

@@ -21,7 +21,7 @@ pub struct LineClient {
 
 impl LineClient {
     /// `api_base` is `https://api.line.me` in production.
-    pub fn new(api_base: &str, token: &str, timeout: Duration) -> Result<Self, String> {
+    pub fn new(api_base: &str, token: &str, timeout: Duration, encoder: LineEncoder) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -33,7 +33,7 @@ impl LineClient {
             http,
             push_url: format!("{}/v2/bot/message/push", api_base.trim_end_matches('/')),
             token: token.to_owned(),
-            encoder: LineEncoder,
+            encoder,
         })
     }
 }

@@ -17,7 +17,11 @@ pub const MAX_ALT_TEXT_UTF16: usize = 1500;
 
 /// Builds the body of `POST /v2/bot/message/push`.
 #[derive(Default)]
-pub struct LineEncoder;
+pub struct LineEncoder {
+    /// Send the campaign as `customAggregationUnits` (LINE allows it only for
+    /// approved accounts, so it is off unless the config turns it on).
+    pub aggregation_units: bool,
+}
 
 impl LineEncoder {
     pub fn push_body(&self, message: &Message) -> Result<Value, SendError> {
@@ -25,8 +29,18 @@ impl LineEncoder {
             return Err(SendError::permanent("invalid_message", "no LINE content"));
         };
         validate_messages(messages).map_err(|e| SendError::permanent("invalid_message", e))?;
-        Ok(json!({ "to": message.to.address, "messages": messages }))
+        let mut body = json!({ "to": message.to.address, "messages": messages });
+        // A campaign LINE would refuse as a unit name is simply not aggregated.
+        if let Some(unit) = message.campaign.as_deref().filter(|c| self.aggregation_units && valid_unit(c)) {
+            body["customAggregationUnits"] = json!([unit]);
+        }
+        Ok(body)
     }
+}
+
+/// LINE's rule for aggregation unit names: `^[a-zA-Z0-9_]{1,30}$`.
+fn valid_unit(name: &str) -> bool {
+    (1..=30).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 impl Encode for LineEncoder {
@@ -118,6 +132,22 @@ mod tests {
             retry_key("spring26-C1002/line")
         );
         assert_eq!(retry_key("x").get_version_num(), 5);
+    }
+
+    #[test]
+    fn the_campaign_becomes_an_aggregation_unit_only_when_allowed_and_valid() {
+        let msg = |campaign: &str| Message {
+            job_id: "j".into(),
+            attempt: 1,
+            idempotency_key: "j/line".into(),
+            campaign: Some(campaign.into()),
+            to: crate::Recipient { address: "U1".into(), ..Default::default() },
+            content: Content::Line { messages: vec![json!({"type":"text","text":"hi"})] },
+        };
+        let on = LineEncoder { aggregation_units: true };
+        assert_eq!(on.push_body(&msg("spring_26")).unwrap()["customAggregationUnits"], json!(["spring_26"]));
+        assert!(on.push_body(&msg("spring-26")).unwrap().get("customAggregationUnits").is_none());
+        assert!(LineEncoder::default().push_body(&msg("spring_26")).unwrap().get("customAggregationUnits").is_none());
     }
 
     #[test]
