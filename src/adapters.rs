@@ -27,7 +27,11 @@ pub fn encoder(kind: ChannelKind, ch: &ChannelConfig) -> Result<Box<dyn Encode>,
 }
 
 fn line_encoder(ch: &ChannelConfig) -> LineEncoder {
-    let aggregation_units = ch.provider.get("custom_aggregation_units").and_then(toml::Value::as_bool).unwrap_or(false);
+    let aggregation_units = ch
+        .provider
+        .get("custom_aggregation_units")
+        .and_then(toml::Value::as_bool)
+        .unwrap_or(false);
     LineEncoder { aggregation_units }
 }
 

@@ -38,7 +38,7 @@ pub fn render(config: &Config, path: &Path) -> anyhow::Result<i32> {
                     job_id: job.id.clone(),
                     attempt: 1,
                     idempotency_key: format!("{}/{kind}", job.id),
-                campaign: job.campaign.clone(),
+                    campaign: job.campaign.clone(),
                     to: job.recipient(kind),
                     content,
                 };

@@ -21,7 +21,12 @@ pub struct LineClient {
 
 impl LineClient {
     /// `api_base` is `https://api.line.me` in production.
-    pub fn new(api_base: &str, token: &str, timeout: Duration, encoder: LineEncoder) -> Result<Self, String> {
+    pub fn new(
+        api_base: &str,
+        token: &str,
+        timeout: Duration,
+        encoder: LineEncoder,
+    ) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))

@@ -31,7 +31,11 @@ impl LineEncoder {
         validate_messages(messages).map_err(|e| SendError::permanent("invalid_message", e))?;
         let mut body = json!({ "to": message.to.address, "messages": messages });
         // A campaign LINE would refuse as a unit name is simply not aggregated.
-        if let Some(unit) = message.campaign.as_deref().filter(|c| self.aggregation_units && valid_unit(c)) {
+        if let Some(unit) = message
+            .campaign
+            .as_deref()
+            .filter(|c| self.aggregation_units && valid_unit(c))
+        {
             body["customAggregationUnits"] = json!([unit]);
         }
         Ok(body)
@@ -141,13 +145,31 @@ mod tests {
             attempt: 1,
             idempotency_key: "j/line".into(),
             campaign: Some(campaign.into()),
-            to: crate::Recipient { address: "U1".into(), ..Default::default() },
-            content: Content::Line { messages: vec![json!({"type":"text","text":"hi"})] },
+            to: crate::Recipient {
+                address: "U1".into(),
+                ..Default::default()
+            },
+            content: Content::Line {
+                messages: vec![json!({"type":"text","text":"hi"})],
+            },
         };
-        let on = LineEncoder { aggregation_units: true };
-        assert_eq!(on.push_body(&msg("spring_26")).unwrap()["customAggregationUnits"], json!(["spring_26"]));
-        assert!(on.push_body(&msg("spring-26")).unwrap().get("customAggregationUnits").is_none());
-        assert!(LineEncoder::default().push_body(&msg("spring_26")).unwrap().get("customAggregationUnits").is_none());
+        let on = LineEncoder {
+            aggregation_units: true,
+        };
+        assert_eq!(
+            on.push_body(&msg("spring_26")).unwrap()["customAggregationUnits"],
+            json!(["spring_26"])
+        );
+        assert!(on
+            .push_body(&msg("spring-26"))
+            .unwrap()
+            .get("customAggregationUnits")
+            .is_none());
+        assert!(LineEncoder::default()
+            .push_body(&msg("spring_26"))
+            .unwrap()
+            .get("customAggregationUnits")
+            .is_none());
     }
 
     #[test]
