@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use tayori_channels::Message;
+use tayori_channels::{ChannelKind, Message};
 
 use crate::adapters;
 use crate::config::Config;
@@ -89,7 +89,13 @@ pub fn check_config(config: &Config) -> anyhow::Result<i32> {
                     .unwrap_or_default();
                 println!(
                     "channel    {kind}: transport {}{target}, rate {}/{:?}, concurrency {}",
-                    ch.transport.as_deref().unwrap_or("-"),
+                    ch.transport
+                        .as_deref()
+                        .unwrap_or(if kind == ChannelKind::Line {
+                            "api"
+                        } else {
+                            "-"
+                        }),
                     ch.rate.count,
                     ch.rate.per,
                     ch.concurrency
