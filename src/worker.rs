@@ -53,6 +53,8 @@ pub struct ChannelWorker {
     paused: std::sync::Mutex<Option<(tokio::time::Instant, String)>>,
     /// How long to pause when the provider does not say (`pause` in the channel's config).
     pause: Duration,
+    /// After a pause, one job at a time probes the provider until one gets through.
+    probing: std::sync::atomic::AtomicBool,
     /// Jobs brought to an outcome (for the drain summary).
     pub finished: Arc<AtomicU64>,
 }
@@ -97,6 +99,7 @@ impl ChannelWorker {
             held,
             paused: std::sync::Mutex::new(None),
             pause: ch.pause(),
+            probing: std::sync::atomic::AtomicBool::new(false),
             finished,
         });
         (worker, writer)
@@ -135,7 +138,16 @@ impl ChannelWorker {
             if !free {
                 break;
             }
-            let count = self.slots.available_permits().clamp(1, self.cfg.read_batch);
+            // After a pause, one job probes the provider before the rest follow.
+            let probing = self.probing.load(Ordering::Relaxed);
+            if probing && !self.wait_for_probe(&mut stop).await {
+                break;
+            }
+            let count = if probing {
+                1
+            } else {
+                self.slots.available_permits().clamp(1, self.cfg.read_batch)
+            };
             let result = match conn.as_mut() {
                 Some(c) => {
                     self.queue
@@ -470,6 +482,9 @@ impl ChannelWorker {
         }
         let started = Instant::now();
         let result = self.adapter.send(&message).await;
+        if !matches!(result, Err(SendError::Suspended { .. })) {
+            self.probing.store(false, Ordering::Relaxed);
+        }
         metrics::histogram!(m::SEND_SECONDS, "channel" => self.kind.as_str())
             .record(started.elapsed());
         match result {
@@ -500,31 +515,7 @@ impl ChannelWorker {
         match self.retry.decide(attempt, age, hint) {
             Decision::RetryIn(wait) => {
                 metrics::counter!(m::RETRIES, "channel" => self.kind.as_str(), "class" => err.class()).increment(1);
-                let due_ms =
-                    now_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
-                let retry_at = jiff::Timestamp::from_millisecond(due_ms)
-                    .map(|t| format!("{t:.3}"))
-                    .unwrap_or_default();
-                let ev = self
-                    .event(EventType::Deferred, job, attempt)
-                    .with_error(err.code(), err.message())
-                    .with("retry_at", retry_at);
-                let mut routing = entry.routing.clone();
-                routing.attempt = attempt;
-                routing.origin = Some(entry.origin().to_owned());
-                routing.first_at_ms = Some(entry.first_at_ms());
-                let raw = entry.job.clone().unwrap_or_default();
-                self.complete(
-                    entry,
-                    vec![
-                        ev.into(),
-                        Op::Delay {
-                            due_ms,
-                            channel: self.kind,
-                            fields: routing.fields(&raw),
-                        },
-                    ],
-                )
+                self.defer(entry, job, attempt, err, wait, attempt)
             }
             Decision::GiveUp => {
                 let msg = format!("gave up after {attempt} attempts: {}", err.message());
@@ -547,6 +538,20 @@ impl ChannelWorker {
             _ => self.pause,
         };
         self.pause_for(wait, err.code(), err.message());
+        self.defer(entry, job, attempt, err, wait, attempt.saturating_sub(1))
+    }
+
+    /// A `deferred` event and the job back in the delayed set after `wait`.
+    /// `attempts_spent` is what the next try counts from.
+    fn defer(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        err: &SendError,
+        wait: Duration,
+        attempts_spent: u32,
+    ) -> Completion {
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let due_ms = now_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
         let retry_at = jiff::Timestamp::from_millisecond(due_ms)
@@ -557,21 +562,16 @@ impl ChannelWorker {
             .with_error(err.code(), err.message())
             .with("retry_at", retry_at);
         let mut routing = entry.routing.clone();
-        routing.attempt = attempt.saturating_sub(1);
+        routing.attempt = attempts_spent;
         routing.origin = Some(entry.origin().to_owned());
         routing.first_at_ms = Some(entry.first_at_ms());
         let raw = entry.job.clone().unwrap_or_default();
-        self.complete(
-            entry,
-            vec![
-                ev.into(),
-                Op::Delay {
-                    due_ms,
-                    channel: self.kind,
-                    fields: routing.fields(&raw),
-                },
-            ],
-        )
+        let delay = Op::Delay {
+            due_ms,
+            channel: self.kind,
+            fields: routing.fields(&raw),
+        };
+        self.complete(entry, vec![ev.into(), delay])
     }
 
     fn pause_for(&self, wait: Duration, code: &str, message: &str) {
@@ -608,11 +608,23 @@ impl ChannelWorker {
                     .is_some_and(|(u, _)| *u <= tokio::time::Instant::now())
                 {
                     *p = None;
+                    self.probing.store(true, Ordering::Relaxed);
                     metrics::gauge!(m::CHANNEL_PAUSED, "channel" => self.kind.as_str()).set(0.0);
                     tracing::info!(channel = %self.kind, "pause over: trying the provider again");
                 }
             }
         }
+    }
+
+    /// While probing, waits until the probe in flight has its outcome. False if stopping.
+    async fn wait_for_probe(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        while self.probing.load(Ordering::Relaxed) && self.in_flight() > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = stop.changed() => return false,
+            }
+        }
+        true
     }
 
     /// This channel cannot deliver the job: move it to the next fallback channel, or fail it.

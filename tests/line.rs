@@ -189,29 +189,27 @@ fn a_refused_token_pauses_the_channel_until_it_works_again() {
     let api = LineApi::start("the-real-token");
     let s = line_setup(&redis, &api, "");
     let mut conn = redis.conn();
-    let jobs: Vec<_> = (0..5)
-        .map(|i| line_job(&format!("auth-{i}"), &format!("U{i:04}")))
-        .collect();
+    let n = 50;
+    let jobs: Vec<_> = (0..n).map(|i| line_job(&format!("auth-{i}"), &format!("U{i:04}"))).collect();
     enqueue(&mut conn, &jobs);
     let _d = s.start();
     s.wait_http();
     let evs = wait_for(&mut conn, WAIT, "deferred", |e| count(e, "deferred") >= 1);
     assert_eq!(of_type(&evs, "deferred")[0]["error"]["code"], "line_401");
     assert_eq!(s.metric("tayori_channel_paused{channel=\"line\"}"), 1.0);
-    // While paused nothing is failed and nothing is sent.
-    std::thread::sleep(Duration::from_millis(800));
+    // Refused for two and a half pauses (pause = 1s): nothing fails, nothing is sent,
+    // and after each pause a single job probes instead of all of them retrying.
+    std::thread::sleep(Duration::from_millis(2500));
     let evs = events(&mut conn);
     assert_eq!(count(&evs, "failed") + count(&evs, "sent"), 0, "{evs:?}");
     let refused = api.requests().len();
-    assert!(
-        refused <= 5 * 2,
-        "the channel must not hammer the API while refused ({refused} requests)"
-    );
+    assert!(refused <= n + 3, "the channel must not hammer the API while refused ({refused} requests for {n} jobs)");
     // The token is fixed at LINE's side: after the pause, everything goes out.
     api.set_token(TOKEN);
-    let evs = wait_for(&mut conn, WAIT, "all sent", |e| count(e, "sent") == 5);
+    let evs = wait_for(&mut conn, WAIT, "all sent", |e| count(e, "sent") == n);
     assert_eq!(count(&evs, "failed"), 0);
     api.assert_no_violations();
+    assert_eq!(api.deliveries().len(), n);
     assert_eq!(s.metric("tayori_channel_paused{channel=\"line\"}"), 0.0);
 }
 
