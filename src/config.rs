@@ -392,7 +392,11 @@ impl Config {
                 }
                 Some("file") | Some("null") => {}
                 None | Some("api") if kind == ChannelKind::Line => {
-                    if ch.setting("channel_access_token").is_none_or(str::is_empty) {
+                    if ch
+                        .setting("channel_access_token")
+                        .map(str::trim)
+                        .is_none_or(str::is_empty)
+                    {
                         return key(
                             &k("channel_access_token"),
                             "required for the Messaging API: channel_access_token = \"${LINE_CHANNEL_ACCESS_TOKEN}\"".into(),

@@ -228,7 +228,7 @@ impl Job {
         self.expires_at.as_deref().and_then(|s| parse_time(s).ok())
     }
 
-    /// The recipient's address on a channel, if the job has one.
+    /// The recipient's address on a channel, if the job has one (without surrounding blanks).
     pub fn address(&self, kind: ChannelKind) -> Option<&str> {
         let a = match kind {
             ChannelKind::Email => self.to.email.as_deref(),
@@ -236,7 +236,8 @@ impl Job {
             ChannelKind::Sms => self.to.phone.as_deref(),
             ChannelKind::Dm => self.to.postal.as_ref().map(|p| p.postal_code.as_str()),
         };
-        a.filter(|a| !a.trim().is_empty())
+        // Trimmed: the suppression lookup and the send must see the same address.
+        a.map(str::trim).filter(|a| !a.is_empty())
     }
 
     /// The recipient as the channel adapter sees it (`address` empty when the job has none).

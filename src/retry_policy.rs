@@ -42,6 +42,11 @@ impl RetryPolicy {
         Decision::RetryIn(wait)
     }
 
+    /// How old a job may get before it is given up.
+    pub fn max_age(&self) -> Duration {
+        self.config.max_age
+    }
+
     /// The wait before retry number `attempt` (1-based).
     pub fn backoff(&self, attempt: u32) -> Duration {
         ExponentialBuilder::default()

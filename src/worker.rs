@@ -200,7 +200,7 @@ impl ChannelWorker {
                 return;
             }
             passes += 1;
-            let paused = self.paused.lock().map(|p| p.is_some()).unwrap_or(false);
+            let paused = self.pause_reason().is_some() || self.probing.load(Ordering::Relaxed);
             if let Err(e) = self
                 .queue
                 .heartbeat(self.kind, &self.consumer, &self.held.ids())
@@ -480,6 +480,15 @@ impl ChannelWorker {
             // No jitter: measured −6 % of the configured rate with it (2,000/s, burst 1).
             self.limiter.until_ready().await;
         }
+        // The channel may have paused while this job waited: do not call the provider.
+        if let Some(code) = self.pause_reason() {
+            let err = SendError::Suspended {
+                code,
+                message: "the channel is paused".into(),
+                retry_after: None,
+            };
+            return self.suspend(entry, job, attempt, &err);
+        }
         let started = Instant::now();
         let result = self.adapter.send(&message).await;
         if !matches!(result, Err(SendError::Suspended { .. })) {
@@ -538,6 +547,19 @@ impl ChannelWorker {
             _ => self.pause,
         };
         self.pause_for(wait, err.code(), err.message());
+        // Waiting for the channel does not spend attempts, but the job's age still
+        // bounds it (and keeps it inside LINE's 24 h retry-key window).
+        let age_ms = (jiff::Timestamp::now().as_millisecond() - entry.first_at_ms()).max(0) as u64;
+        if Duration::from_millis(age_ms).saturating_add(wait) > self.retry.max_age() {
+            let msg = format!(
+                "gave up: the channel stayed suspended past retry.max_age: {}",
+                err.message()
+            );
+            let ev = self
+                .event(EventType::Failed, job, attempt)
+                .with_error(err.code(), &msg);
+            return self.complete(entry, vec![ev.into()]);
+        }
         self.defer(entry, job, attempt, err, wait, attempt.saturating_sub(1))
     }
 
@@ -557,10 +579,12 @@ impl ChannelWorker {
         let retry_at = jiff::Timestamp::from_millisecond(due_ms)
             .map(|t| format!("{t:.3}"))
             .unwrap_or_default();
-        let ev = self
+        let mut ev = self
             .event(EventType::Deferred, job, attempt)
             .with_error(err.code(), err.message())
             .with("retry_at", retry_at);
+        // A job can be deferred more than once at the same attempt (channel pauses).
+        ev.event_id = format!("{}/{due_ms}", ev.event_id);
         let mut routing = entry.routing.clone();
         routing.attempt = attempts_spent;
         routing.origin = Some(entry.origin().to_owned());
@@ -574,6 +598,15 @@ impl ChannelWorker {
         self.complete(entry, vec![ev.into(), delay])
     }
 
+    /// Why the channel is paused, if it is.
+    fn pause_reason(&self) -> Option<String> {
+        self.paused
+            .lock()
+            .ok()?
+            .as_ref()
+            .map(|(_, code)| code.clone())
+    }
+
     fn pause_for(&self, wait: Duration, code: &str, message: &str) {
         let until = tokio::time::Instant::now() + wait;
         let Ok(mut paused) = self.paused.lock() else {
@@ -585,7 +618,7 @@ impl ChannelWorker {
         if paused.is_none() {
             metrics::counter!(m::PAUSES, "channel" => self.kind.as_str(), "reason" => code.to_owned()).increment(1);
             metrics::gauge!(m::CHANNEL_PAUSED, "channel" => self.kind.as_str()).set(1.0);
-            tracing::warn!(channel = %self.kind, code, seconds = wait.as_secs(), "channel paused: {message}; jobs stay queued");
+            tracing::warn!(channel = %self.kind, code, millis = wait.as_millis() as u64, "channel paused: {message}; jobs stay queued");
         }
         *paused = Some((until, code.to_owned()));
     }

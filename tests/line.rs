@@ -190,7 +190,9 @@ fn a_refused_token_pauses_the_channel_until_it_works_again() {
     let s = line_setup(&redis, &api, "");
     let mut conn = redis.conn();
     let n = 50;
-    let jobs: Vec<_> = (0..n).map(|i| line_job(&format!("auth-{i}"), &format!("U{i:04}"))).collect();
+    let jobs: Vec<_> = (0..n)
+        .map(|i| line_job(&format!("auth-{i}"), &format!("U{i:04}")))
+        .collect();
     enqueue(&mut conn, &jobs);
     let _d = s.start();
     s.wait_http();
@@ -203,7 +205,10 @@ fn a_refused_token_pauses_the_channel_until_it_works_again() {
     let evs = events(&mut conn);
     assert_eq!(count(&evs, "failed") + count(&evs, "sent"), 0, "{evs:?}");
     let refused = api.requests().len();
-    assert!(refused <= n + 3, "the channel must not hammer the API while refused ({refused} requests for {n} jobs)");
+    assert!(
+        refused <= n + 3,
+        "the channel must not hammer the API while refused ({refused} requests for {n} jobs)"
+    );
     // The token is fixed at LINE's side: after the pause, everything goes out.
     api.set_token(TOKEN);
     let evs = wait_for(&mut conn, WAIT, "all sent", |e| count(e, "sent") == n);
@@ -439,4 +444,83 @@ fn replies_and_postbacks_become_events() {
     assert!(evs
         .iter()
         .all(|e| e["line_user_id"] == "U7" && e["channel"] == "line"));
+}
+
+#[test]
+fn a_late_redelivered_unfollow_does_not_undo_a_newer_follow() {
+    let redis = Redis::start();
+    let api = LineApi::start(TOKEN);
+    let s = line_setup(&redis, &api, "");
+    let mut conn = redis.conn();
+    let _d = s.start();
+    s.wait_http();
+    let user = "U4af4980629a1b2c3d4e5f60718293a4b";
+    let mut follow = follow_event("follow", "01JLATEFOLLOW0000000000000", user);
+    follow["timestamp"] = json!(2_000_000_000_000_i64);
+    let mut unfollow = follow_event("unfollow", "01JLATEUNFOLLOW00000000000", user);
+    unfollow["timestamp"] = json!(1_000_000_000_000_i64);
+    unfollow["deliveryContext"]["isRedelivery"] = json!(true);
+    for body in [
+        webhook_body(json!([follow])),
+        webhook_body(json!([unfollow])),
+    ] {
+        assert_eq!(
+            post_webhook(&s, &body, Some(&line_api::sign(SECRET, &body))),
+            200
+        );
+    }
+    wait_for(&mut conn, WAIT, "both recorded", |e| {
+        count(e, "blocked") == 1 && count(e, "unblocked") == 1
+    });
+    enqueue(&mut conn, &[line_job("after-late", &format!(" {user} "))]);
+    let evs = wait_for(&mut conn, WAIT, "an outcome", |e| {
+        count(e, "sent") + count(e, "suppressed") == 1
+    });
+    assert_eq!(count(&evs, "sent"), 1, "the newer follow wins: {evs:?}");
+    assert_eq!(
+        api.deliveries()[0].body["to"],
+        user,
+        "the address is sent trimmed"
+    );
+}
+
+#[test]
+fn a_suspended_job_still_ends_at_max_age_and_a_new_friend_is_not_an_unblock() {
+    let redis = Redis::start();
+    let api = LineApi::start("another-token");
+    let s = line_setup(&redis, &api, "").replace_config(
+        "max_delay = \"400ms\"",
+        "max_delay = \"400ms\"\nmax_age = \"2s\"",
+    );
+    let mut conn = redis.conn();
+    enqueue(&mut conn, &[line_job("stuck-1", "U0009")]);
+    let _d = s.start();
+    s.wait_http();
+    let evs = wait_for(&mut conn, WAIT, "failed", |e| count(e, "failed") == 1);
+    let failed = of_type(&evs, "failed")[0];
+    assert_eq!(failed["error"]["code"], "line_401");
+    assert!(failed["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_age"));
+    let ids: Vec<&str> = of_type(&evs, "deferred")
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(
+        unique.len(),
+        ids.len(),
+        "each deferral has its own event id: {ids:?}"
+    );
+
+    let mut follow = follow_event("follow", "01JNEWFRIEND00000000000000", "U0010");
+    follow["follow"]["isUnblocked"] = json!(false);
+    let body = webhook_body(json!([follow]));
+    assert_eq!(
+        post_webhook(&s, &body, Some(&line_api::sign(SECRET, &body))),
+        200
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(&events(&mut conn), "unblocked"), 0);
 }

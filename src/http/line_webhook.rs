@@ -69,6 +69,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
             suppress: suppress
                 .and_then(|s| ev.user_id.as_deref().map(|u| (ChannelKind::Line, u, s))),
             event: json.as_deref(),
+            at_ms: ev.timestamp,
         };
         match queue
             .record_reaction(&reaction, state.webhooks.dedupe_window)
@@ -102,6 +103,8 @@ fn effect(ev: &WebhookEvent) -> (Option<Option<&'static str>>, Option<Event>) {
         // The user blocked the account: LINE still answers 200 to pushes, so only
         // this suppression stops them.
         "unfollow" => EventType::Blocked,
+        // A follow always lifts a suppression; only an unblock is worth an event.
+        "follow" if !ev.unblocked => return (Some(None), None),
         "follow" => EventType::Unblocked,
         "message" => EventType::Replied,
         "postback" => EventType::Clicked,

@@ -121,6 +121,8 @@ pub struct Reaction<'a> {
     pub suppress: Option<(ChannelKind, &'a str, Option<&'a str>)>,
     /// The results-stream event (JSON), if the reaction produces one.
     pub event: Option<&'a str>,
+    /// When it happened at the provider (ms): older suppression changes lose to newer ones.
+    pub at_ms: i64,
 }
 
 /// What a deduplication claim found.
@@ -498,7 +500,8 @@ impl Queue {
                     .and_then(|(_, _, reason)| reason)
                     .unwrap_or_default(),
             )
-            .arg(r.event.unwrap_or_default());
+            .arg(r.event.unwrap_or_default())
+            .arg(r.at_ms);
         let mut c = self.conn.clone();
         let fresh: i64 = inv.invoke_async(&mut c).await?;
         Ok(fresh == 1)

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, AUTHORIZATION};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -15,9 +15,13 @@ const MONTHLY_LIMIT: &str = "monthly limit";
 pub struct LineClient {
     http: reqwest::Client,
     push_url: String,
-    token: String,
+    /// `Bearer {token}`, marked sensitive so it is never printed.
+    authorization: HeaderValue,
     encoder: LineEncoder,
 }
+
+/// LINE's answers are small; a larger body is cut, not read into memory.
+const MAX_ANSWER: usize = 64 * 1024;
 
 impl LineClient {
     /// `api_base` is `https://api.line.me` in production.
@@ -27,7 +31,17 @@ impl LineClient {
         timeout: Duration,
         encoder: LineEncoder,
     ) -> Result<Self, String> {
+        // Secret files often end in a newline: trim, then refuse what cannot be a header.
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| {
+                "channel_access_token contains characters that cannot be sent in a header"
+                    .to_owned()
+            })?;
+        authorization.set_sensitive(true);
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
+            // A redirect would re-post the message (and its retry key) elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(64)
@@ -37,7 +51,7 @@ impl LineClient {
         Ok(Self {
             http,
             push_url: format!("{}/v2/bot/message/push", api_base.trim_end_matches('/')),
-            token: token.to_owned(),
+            authorization,
             encoder,
         })
     }
@@ -50,7 +64,7 @@ impl Channel for LineClient {
         let response = self
             .http
             .post(&self.push_url)
-            .header(AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(AUTHORIZATION, self.authorization.clone())
             // The same key on every attempt of this job: LINE accepts it once.
             .header(
                 "X-Line-Retry-Key",
@@ -69,9 +83,20 @@ impl Channel for LineClient {
             })?;
         let status = response.status();
         let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
+        let text = read_capped(response).await;
         classify(status, &headers, &text)
     }
+}
+
+async fn read_capped(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk[..chunk.len().min(MAX_ANSWER - body.len())]);
+        if body.len() >= MAX_ANSWER {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// Maps LINE's answer to an outcome. Pure, so every documented answer is unit-tested.
@@ -106,9 +131,12 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Result<S
         200 => Ok(Sent {
             provider_id: header("x-line-request-id").unwrap_or_default(),
         }),
-        // Our retry key was accepted before: the message went out then.
-        409 if header("x-line-accepted-request-id").is_some() => Ok(Sent {
-            provider_id: header("x-line-accepted-request-id").unwrap_or_default(),
+        // LINE answers 409 to a push only for a retry key it accepted before: the
+        // message went out then (never fall back and deliver it a second time).
+        409 => Ok(Sent {
+            provider_id: header("x-line-accepted-request-id")
+                .or_else(|| header("x-line-request-id"))
+                .unwrap_or_default(),
         }),
         // LINE says only this for an unknown or unreachable user id.
         400 if message == "Failed to send messages" => {
@@ -145,6 +173,30 @@ mod tests {
             h.insert(*k, v.parse().unwrap());
         }
         h
+    }
+
+    #[test]
+    fn tokens_are_trimmed_and_impossible_ones_refused() {
+        let enc = || LineEncoder::default();
+        assert!(LineClient::new(
+            "http://127.0.0.1:1",
+            "token-from-a-file\n",
+            Duration::from_secs(1),
+            enc()
+        )
+        .is_ok());
+        let err = LineClient::new(
+            "http://127.0.0.1:1",
+            "bad\u{0}token",
+            Duration::from_secs(1),
+            enc(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            !err.contains("bad"),
+            "the token never appears in the error: {err}"
+        );
     }
 
     #[test]
@@ -216,7 +268,13 @@ mod tests {
             classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), ""),
             Err(SendError::Transient { .. })
         ));
-        // A 409 without the accepted id is not proof of delivery.
-        assert!(classify(StatusCode::CONFLICT, &HeaderMap::new(), "{}").is_err());
+        // A 409 is a replay of an accepted key even without the header.
+        let bare = classify(
+            StatusCode::CONFLICT,
+            &headers(&[("x-line-request-id", "req-3")]),
+            "{}",
+        )
+        .unwrap();
+        assert_eq!(bare.provider_id, "req-3");
     }
 }

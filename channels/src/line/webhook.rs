@@ -31,6 +31,8 @@ pub struct WebhookEvent {
     pub redelivery: bool,
     /// The text of a text message, or a postback's `data`.
     pub detail: Option<String>,
+    /// For `follow`: the user had blocked the account and unblocked it (`follow.isUnblocked`).
+    pub unblocked: bool,
 }
 
 /// Reads a verified webhook body. An empty `events` array (LINE's connectivity
@@ -56,6 +58,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<WebhookEvent>, String> {
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
                 detail: str_at("/message/text").or_else(|| str_at("/postback/data")),
+                unblocked: e
+                    .pointer("/follow/isUnblocked")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             })
         })
         .collect())
