@@ -315,25 +315,12 @@ impl ChannelWorker {
     }
 
     async fn prepare(&self, entries: &[Entry]) -> Vec<Prepared> {
-        let mut out: Vec<Option<Prepared>> = Vec::with_capacity(entries.len());
-        let mut jobs: Vec<Option<Job>> = Vec::with_capacity(entries.len());
-        for entry in entries {
-            match self.validate(entry) {
-                Ok(job) => {
-                    out.push(None);
-                    jobs.push(Some(job));
-                }
-                Err(c) => {
-                    out.push(Some(Prepared::Done(c)));
-                    jobs.push(None);
-                }
-            }
-        }
+        let jobs: Vec<Result<Job, Completion>> = entries.iter().map(|e| self.validate(e)).collect();
         let claims: Vec<ClaimRequest> = entries
             .iter()
             .zip(&jobs)
             .filter_map(|(e, j)| {
-                j.as_ref().map(|j| ClaimRequest {
+                j.as_ref().ok().map(|j| ClaimRequest {
                     job_id: &j.id,
                     origin: e.origin(),
                     address: j.address(self.kind),
@@ -342,48 +329,47 @@ impl ChannelWorker {
             .collect();
         let mut verdicts = self.claim_with_retry(&claims).await.into_iter();
         let now = jiff::Timestamp::now();
-        for ((slot, job), entry) in out.iter_mut().zip(jobs).zip(entries) {
-            let Some(job) = job else { continue };
-            let attempt = self.attempt(entry);
-            let verdict = verdicts.next().unwrap_or(Checked {
-                claim: Claim::Mine,
-                suppressed: None,
-            });
-            let prepared = if verdict.claim == Claim::Duplicate {
-                Prepared::Done(self.complete(
-                    entry,
-                    vec![self.event(EventType::Duplicate, &job, attempt).into()],
-                ))
-            } else if job.expires_at().is_some_and(|t| t <= now) {
-                Prepared::Done(self.complete(
-                    entry,
-                    vec![self.event(EventType::Expired, &job, attempt).into()],
-                ))
-            } else if let Some(due) = job.send_at().filter(|t| *t > now) {
-                let mut routing = entry.routing.clone();
-                routing.origin = Some(entry.origin().to_owned());
-                // retry.max_age and end-to-end latency count from when the job is due.
-                routing.first_at_ms = Some(due.as_millisecond());
-                metrics::counter!(m::MESSAGES, "channel" => self.kind.as_str(), "outcome" => "scheduled").increment(1);
-                let raw = entry.job.clone().unwrap_or_default();
-                Prepared::Done(self.complete(
-                    entry,
-                    vec![Op::Delay {
-                        due_ms: due.as_millisecond(),
-                        channel: self.kind,
-                        fields: routing.fields(&raw),
-                    }],
-                ))
-            } else if let Some(reason) = verdict.suppressed {
-                // Blocked, unsubscribed or bounced on this channel: never sent here.
-                Prepared::Done(self.not_here(entry, &job, attempt, "suppressed", &reason))
-            } else {
-                Prepared::Deliver(Box::new(job))
-            };
-            *slot = Some(prepared);
-        }
-        out.into_iter()
-            .map(|p| p.unwrap_or_else(|| Prepared::Done(self.complete_noop())))
+        jobs.into_iter()
+            .zip(entries)
+            .map(|(job, entry)| {
+                let job = match job {
+                    Ok(job) => job,
+                    Err(dead) => return Prepared::Done(dead),
+                };
+                let attempt = self.attempt(entry);
+                let verdict = verdicts.next().unwrap_or(Checked { claim: Claim::Mine, suppressed: None });
+                if verdict.claim == Claim::Duplicate {
+                    Prepared::Done(self.complete(
+                        entry,
+                        vec![self.event(EventType::Duplicate, &job, attempt).into()],
+                    ))
+                } else if job.expires_at().is_some_and(|t| t <= now) {
+                    Prepared::Done(self.complete(
+                        entry,
+                        vec![self.event(EventType::Expired, &job, attempt).into()],
+                    ))
+                } else if let Some(due) = job.send_at().filter(|t| *t > now) {
+                    let mut routing = entry.routing.clone();
+                    routing.origin = Some(entry.origin().to_owned());
+                    // retry.max_age and end-to-end latency count from when the job is due.
+                    routing.first_at_ms = Some(due.as_millisecond());
+                    metrics::counter!(m::MESSAGES, "channel" => self.kind.as_str(), "outcome" => "scheduled").increment(1);
+                    let raw = entry.job.clone().unwrap_or_default();
+                    Prepared::Done(self.complete(
+                        entry,
+                        vec![Op::Delay {
+                            due_ms: due.as_millisecond(),
+                            channel: self.kind,
+                            fields: routing.fields(&raw),
+                        }],
+                    ))
+                } else if let Some(reason) = verdict.suppressed {
+                    // Blocked, unsubscribed or bounced on this channel: never sent here.
+                    Prepared::Done(self.not_here(entry, &job, attempt, "suppressed", &reason))
+                } else {
+                    Prepared::Deliver(Box::new(job))
+                }
+            })
             .collect()
     }
 
@@ -802,14 +788,6 @@ impl ChannelWorker {
             ops,
         }
     }
-
-    fn complete_noop(&self) -> Completion {
-        Completion {
-            stream: self.stream.clone(),
-            id: String::new(),
-            ops: Vec::new(),
-        }
-    }
 }
 
 /// The set of entry ids a worker holds, shared with its completion writer.
@@ -863,7 +841,6 @@ async fn write_completions(
 ) {
     let mut batch = Vec::with_capacity(FINISH_BATCH);
     while rx.recv_many(&mut batch, FINISH_BATCH).await > 0 {
-        batch.retain(|c| !c.id.is_empty());
         let mut failures = 0;
         loop {
             match queue.finish(&batch).await {
