@@ -1,0 +1,270 @@
+//! Turning what happened to a job into its completion: events, retries,
+//! deferrals, fallbacks and dead letters.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tayori_channels::SendError;
+
+use super::ChannelWorker;
+use crate::event::{Event, EventType};
+use crate::job::{Job, JobError};
+use crate::metrics as m;
+use crate::queue::{self, Completion, Entry, Op};
+use crate::retry_policy::Decision;
+
+impl ChannelWorker {
+    pub(super) fn retry_or_fail(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        err: &SendError,
+    ) -> Completion {
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let age = Duration::from_millis((now_ms - entry.first_at_ms()).max(0) as u64);
+        let hint = match err {
+            SendError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        match self.retry.decide(attempt, age, hint) {
+            Decision::RetryIn(wait) => {
+                metrics::counter!(m::RETRIES, "channel" => self.kind.as_str(), "class" => err.class()).increment(1);
+                self.defer(entry, job, attempt, err, wait, attempt)
+            }
+            Decision::GiveUp => {
+                let msg = format!("gave up after {attempt} attempts: {}", err.message());
+                let ev = self
+                    .event(EventType::Failed, job, attempt)
+                    .with_error(err.code(), &msg);
+                self.complete(entry, vec![ev.into()])
+            }
+        }
+    }
+
+    /// The provider refuses the whole channel: pause it, and let this job wait for
+    /// the channel without spending one of its attempts.
+    pub(super) fn suspend(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        err: &SendError,
+    ) -> Completion {
+        let wait = match err {
+            SendError::Suspended {
+                retry_after: Some(d),
+                ..
+            } => *d,
+            _ => self.pause,
+        };
+        self.pause_for(wait, err.code(), err.message());
+        // Waiting for the channel does not spend attempts, but the job's age still
+        // bounds it (and keeps it inside LINE's 24 h retry-key window).
+        let age_ms = (jiff::Timestamp::now().as_millisecond() - entry.first_at_ms()).max(0) as u64;
+        if Duration::from_millis(age_ms).saturating_add(wait) > self.retry.max_age() {
+            let msg = format!(
+                "gave up: the channel stayed suspended past retry.max_age: {}",
+                err.message()
+            );
+            let ev = self
+                .event(EventType::Failed, job, attempt)
+                .with_error(err.code(), &msg);
+            return self.complete(entry, vec![ev.into()]);
+        }
+        self.defer(entry, job, attempt, err, wait, attempt.saturating_sub(1))
+    }
+
+    /// A `deferred` event and the job back in the delayed set after `wait`.
+    /// `attempts_spent` is what the next try counts from.
+    pub(super) fn defer(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        err: &SendError,
+        wait: Duration,
+        attempts_spent: u32,
+    ) -> Completion {
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let due_ms = now_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+        let retry_at = jiff::Timestamp::from_millisecond(due_ms)
+            .map(|t| format!("{t:.3}"))
+            .unwrap_or_default();
+        let mut ev = self
+            .event(EventType::Deferred, job, attempt)
+            .with_error(err.code(), err.message())
+            .with("retry_at", retry_at);
+        // A job can be deferred more than once at the same attempt (channel pauses).
+        ev.event_id = format!("{}/{due_ms}", ev.event_id);
+        let mut routing = entry.routing.clone();
+        routing.attempt = attempts_spent;
+        routing.origin = Some(entry.origin().to_owned());
+        routing.first_at_ms = Some(entry.first_at_ms());
+        let raw = entry.job.clone().unwrap_or_default();
+        let delay = Op::Delay {
+            due_ms,
+            channel: self.kind,
+            fields: routing.fields(&raw),
+        };
+        self.complete(entry, vec![ev.into(), delay])
+    }
+
+    /// This channel cannot deliver the job: move it to the next fallback channel, or fail it.
+    pub(super) fn not_here(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        code: &str,
+        message: &str,
+    ) -> Completion {
+        let mut hop = entry.routing.hop + 1;
+        while let Some(next) = job.channel_at(hop) {
+            if self.enabled.contains(&next) {
+                let ev = self
+                    .event(EventType::Fallback, job, attempt)
+                    .with("to_channel", next.as_str())
+                    .with_error(code, message);
+                let routing = queue::Routing {
+                    attempt: 0,
+                    origin: Some(entry.origin().to_owned()),
+                    first_at_ms: Some(entry.first_at_ms()),
+                    hop,
+                };
+                let raw = entry.job.clone().unwrap_or_default();
+                let forward = Op::Append {
+                    key: self.queue.keys().jobs(next),
+                    fields: routing.fields(&raw),
+                };
+                return self.complete(entry, vec![ev.into(), forward]);
+            }
+            hop += 1;
+        }
+        if code == "suppressed" {
+            let ev = self
+                .event(EventType::Suppressed, job, attempt)
+                .with("reason", message);
+            return self.complete(entry, vec![ev.into()]);
+        }
+        if code == "no_address" {
+            // A job that names no address for its channel is bad input: keep it for inspection.
+            let reason = Reason {
+                code,
+                message,
+                field: Some(Job::address_field(self.kind)),
+            };
+            return self.dead(entry, Some(job), None, reason);
+        }
+        let ev = self
+            .event(EventType::Failed, job, attempt)
+            .with_error(code, message);
+        self.complete(entry, vec![ev.into()])
+    }
+
+    pub(super) fn dead_invalid(&self, entry: &Entry, raw: &str, e: &JobError) -> Completion {
+        // Salvage the id for the event when the JSON is readable.
+        let id = serde_json::from_str::<serde_json::Value>(raw)
+            .ok()
+            .and_then(|v| v.get("id")?.as_str().map(str::to_owned));
+        let reason = Reason {
+            code: "invalid_job",
+            message: &e.to_string(),
+            field: Some(&e.field),
+        };
+        self.dead(entry, None, id.as_deref(), reason)
+    }
+
+    /// A dead letter plus its `failed` event naming the reason (and the field, if one is to blame).
+    pub(super) fn dead(
+        &self,
+        entry: &Entry,
+        job: Option<&Job>,
+        job_id: Option<&str>,
+        reason: Reason,
+    ) -> Completion {
+        let Reason {
+            code,
+            message,
+            field,
+        } = reason;
+        metrics::counter!(m::DEAD_LETTERS, "channel" => self.kind.as_str(), "reason" => code.to_owned()).increment(1);
+        // The message may quote the job's values (addresses, phone numbers): it goes to
+        // the dead letter and the event, never to the log.
+        tracing::warn!(channel = %self.kind, entry = %entry.id, code, field = field.unwrap_or("-"), "dead letter");
+        let mut error = serde_json::json!({ "code": code, "message": message });
+        if let Some(field) = field {
+            error["field"] = field.into();
+        }
+        let mut fields = entry.routing.fields(entry.job.as_deref().unwrap_or(""));
+        if entry.routing.origin.is_none() {
+            fields.push(("origin".into(), entry.id.clone()));
+        }
+        fields.extend([
+            ("channel".into(), self.kind.as_str().into()),
+            ("reason".into(), error.to_string()),
+            ("deliveries".into(), entry.deliveries.to_string()),
+            ("failed_at".into(), crate::event::now_rfc3339()),
+        ]);
+        let mut ev = Event::for_job(
+            EventType::Failed,
+            job,
+            job_id,
+            self.kind.as_str(),
+            self.attempt(entry),
+        )
+        .with("error", error);
+        if ev.job_id.is_none() {
+            ev.event_id = format!("{}/{}/failed", self.stream, entry.id);
+        }
+        self.complete(
+            entry,
+            vec![
+                Op::Append {
+                    key: self.queue.keys().dead(),
+                    fields,
+                },
+                ev.into(),
+            ],
+        )
+    }
+
+    pub(super) fn event(&self, kind: EventType, job: &Job, attempt: u32) -> Event {
+        Event::for_job(kind, Some(job), None, self.kind.as_str(), attempt)
+    }
+
+    pub(super) fn attempt(&self, entry: &Entry) -> u32 {
+        entry
+            .routing
+            .attempt
+            .saturating_add(entry.deliveries.max(1))
+    }
+
+    /// Packs the outcome with the entry to acknowledge; counts it by event type.
+    pub(super) fn complete(&self, entry: &Entry, ops: Vec<Op>) -> Completion {
+        for kind in ops.iter().filter_map(event_type) {
+            metrics::counter!(m::MESSAGES, "channel" => self.kind.as_str(), "outcome" => kind.to_owned()).increment(1);
+        }
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        Completion {
+            stream: self.stream.clone(),
+            id: entry.id.clone(),
+            ops,
+        }
+    }
+}
+
+/// Why a job goes to the dead letters.
+pub(super) struct Reason<'a> {
+    pub(super) code: &'a str,
+    pub(super) message: &'a str,
+    pub(super) field: Option<&'a str>,
+}
+
+/// The `type` of an event op (the first field `Event` serializes), for the outcome counter.
+pub(super) fn event_type(op: &Op) -> Option<&str> {
+    match op {
+        Op::Event(json) => json.strip_prefix(r#"{"type":""#)?.split('"').next(),
+        _ => None,
+    }
+}

@@ -1,0 +1,68 @@
+//! The completion writer and the set of entries a worker holds.
+
+use std::sync::Arc;
+
+use tayori_channels::ChannelKind;
+use tokio::sync::mpsc;
+
+use super::backoff;
+use crate::metrics as m;
+use crate::queue::{Completion, Queue};
+
+/// Most completions written in one script call.
+pub(super) const FINISH_BATCH: usize = 512;
+
+/// The set of entry ids a worker holds, shared with its completion writer.
+#[derive(Clone, Default)]
+pub(super) struct Held(Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+impl Held {
+    pub(super) fn add(&self, ids: impl Iterator<Item = String>) {
+        if let Ok(mut set) = self.0.lock() {
+            set.extend(ids);
+        }
+    }
+    pub(super) fn remove<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        if let Ok(mut set) = self.0.lock() {
+            for id in ids {
+                set.remove(id);
+            }
+        }
+    }
+    pub(super) fn ids(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Writes completions in batches until every sender is gone. A batch that fails
+/// is retried as it is: the script only records outcomes for entries it
+/// acknowledges, so a retry after a lost reply cannot double an event.
+pub(super) async fn write_completions(
+    queue: Queue,
+    kind: ChannelKind,
+    mut rx: mpsc::Receiver<Completion>,
+    held: Held,
+) {
+    let mut batch = Vec::with_capacity(FINISH_BATCH);
+    while rx.recv_many(&mut batch, FINISH_BATCH).await > 0 {
+        let mut failures = 0;
+        loop {
+            match queue.finish(&batch).await {
+                Ok(_) => {
+                    held.remove(batch.iter().map(|c| c.id.as_str()));
+                    break;
+                }
+                Err(e) => {
+                    failures += 1;
+                    metrics::counter!(m::REDIS_ERRORS, "op" => "finish").increment(1);
+                    tracing::warn!(channel = %kind, error = %e, jobs = batch.len(), "recording outcomes failed; retrying");
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+            }
+        }
+        batch.clear();
+    }
+}
