@@ -51,6 +51,12 @@ impl Entry {
         self.routing.origin.as_deref().unwrap_or(&self.id)
     }
 
+    /// How long ago the job first arrived.
+    pub fn age(&self) -> std::time::Duration {
+        let now = jiff::Timestamp::now().as_millisecond();
+        std::time::Duration::from_millis((now - self.first_at_ms()).max(0) as u64)
+    }
+
     /// When the job first arrived, in ms since the epoch (from the entry id if not
     /// carried), never in the future: the field may have been written by anyone.
     pub fn first_at_ms(&self) -> i64 {

@@ -487,9 +487,8 @@ impl ChannelWorker {
             .record(started.elapsed());
         match result {
             Ok(sent) => {
-                let age_ms = jiff::Timestamp::now().as_millisecond() - entry.first_at_ms();
                 metrics::histogram!(m::END_TO_END_SECONDS, "channel" => self.kind.as_str())
-                    .record(age_ms.max(0) as f64 / 1000.0);
+                    .record(entry.age());
                 let ev = self
                     .event(EventType::Sent, job, attempt)
                     .with("provider_id", sent.provider_id);

@@ -21,8 +21,7 @@ impl ChannelWorker {
         attempt: u32,
         err: &SendError,
     ) -> Completion {
-        let now_ms = jiff::Timestamp::now().as_millisecond();
-        let age = Duration::from_millis((now_ms - entry.first_at_ms()).max(0) as u64);
+        let age = entry.age();
         let hint = match err {
             SendError::RateLimited { retry_after, .. } => *retry_after,
             _ => None,
@@ -61,8 +60,7 @@ impl ChannelWorker {
         self.pause_for(wait, err.code(), err.message());
         // Waiting for the channel does not spend attempts, but the job's age still
         // bounds it (and keeps it inside LINE's 24 h retry-key window).
-        let age_ms = (jiff::Timestamp::now().as_millisecond() - entry.first_at_ms()).max(0) as u64;
-        if Duration::from_millis(age_ms).saturating_add(wait) > self.retry.max_age() {
+        if entry.age().saturating_add(wait) > self.retry.max_age() {
             let msg = format!(
                 "gave up: the channel stayed suspended past retry.max_age: {}",
                 err.message()
