@@ -27,6 +27,30 @@ pub const CHANNEL_PAUSED: &str = "tayori_channel_paused";
 pub const WEBHOOK_EVENTS: &str = "tayori_webhook_events_total";
 pub const WEBHOOK_REJECTED: &str = "tayori_webhook_rejected_total";
 
+/// Every metric family the daemon exports (dashboards and alerts may use only these).
+pub const ALL: &[&str] = &[
+    JOBS_TAKEN,
+    MESSAGES,
+    SEND_SECONDS,
+    END_TO_END_SECONDS,
+    RETRIES,
+    DEAD_LETTERS,
+    RATE_LIMIT_WAITS,
+    RECLAIMED,
+    REDIS_ERRORS,
+    HTTP_REQUESTS,
+    IN_FLIGHT,
+    QUEUE_BACKLOG,
+    QUEUE_PENDING,
+    DELAYED,
+    DEAD_LETTER_SIZE,
+    UP,
+    PAUSES,
+    CHANNEL_PAUSED,
+    WEBHOOK_EVENTS,
+    WEBHOOK_REJECTED,
+];
+
 /// Installs the global recorder and returns the handle `/metrics` renders from.
 pub fn install() -> Result<PrometheusHandle, String> {
     let handle = PrometheusBuilder::new()
