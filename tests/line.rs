@@ -42,6 +42,16 @@ from = "Example Shop <news@example.com>"
     )
 }
 
+/// Redis, the LINE API and a running daemon with its HTTP server up: the webhook tests' start.
+fn started_line() -> (Redis, LineApi, Setup, Daemon) {
+    let redis = Redis::start();
+    let api = LineApi::start(TOKEN);
+    let s = line_setup(&redis, &api, "");
+    let d = s.start();
+    s.wait_http();
+    (redis, api, s, d)
+}
+
 fn line_job(id: &str, user: &str) -> Value {
     let mut j = job(id, "line");
     j["to"]["line_user_id"] = json!(user);
@@ -290,12 +300,8 @@ fn post_webhook(s: &Setup, body: &[u8], signature: Option<&str>) -> u16 {
 
 #[test]
 fn a_block_from_the_webhook_stops_pushes_and_a_follow_lifts_it() {
-    let redis = Redis::start();
-    let api = LineApi::start(TOKEN);
-    let s = line_setup(&redis, &api, "");
+    let (redis, api, s, _d) = started_line();
     let mut conn = redis.conn();
-    let _d = s.start();
-    s.wait_http();
     let user = "U4af4980629a1b2c3d4e5f60718293a4b";
     let unfollow = webhook_body(json!([follow_event(
         "unfollow",
@@ -355,12 +361,8 @@ fn a_block_from_the_webhook_stops_pushes_and_a_follow_lifts_it() {
 
 #[test]
 fn webhook_requests_without_a_valid_signature_are_refused_without_an_event() {
-    let redis = Redis::start();
-    let api = LineApi::start(TOKEN);
-    let s = line_setup(&redis, &api, "");
+    let (redis, _api, s, _d) = started_line();
     let mut conn = redis.conn();
-    let _d = s.start();
-    s.wait_http();
     let body = webhook_body(json!([follow_event(
         "unfollow",
         "01JFORGED00000000000000000",
@@ -418,12 +420,8 @@ fn webhook_requests_without_a_valid_signature_are_refused_without_an_event() {
 
 #[test]
 fn replies_and_postbacks_become_events() {
-    let redis = Redis::start();
-    let api = LineApi::start(TOKEN);
-    let s = line_setup(&redis, &api, "");
+    let (redis, _api, s, _d) = started_line();
     let mut conn = redis.conn();
-    let _d = s.start();
-    s.wait_http();
     let body = webhook_body(json!([
         {"type": "message", "mode": "active", "timestamp": 1_790_000_000_000_i64, "source": {"type": "user", "userId": "U7"},
          "webhookEventId": "01JMSG00000000000000000000", "deliveryContext": {"isRedelivery": false},
@@ -448,12 +446,8 @@ fn replies_and_postbacks_become_events() {
 
 #[test]
 fn a_late_redelivered_unfollow_does_not_undo_a_newer_follow() {
-    let redis = Redis::start();
-    let api = LineApi::start(TOKEN);
-    let s = line_setup(&redis, &api, "");
+    let (redis, api, s, _d) = started_line();
     let mut conn = redis.conn();
-    let _d = s.start();
-    s.wait_http();
     let user = "U4af4980629a1b2c3d4e5f60718293a4b";
     let mut follow = follow_event("follow", "01JLATEFOLLOW0000000000000", user);
     follow["timestamp"] = json!(2_000_000_000_000_i64);
