@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/redis-env.sh
 ensure_redis_server
+. scripts/python-env.sh; ensure_test_python  # exports TAYORI_TEST_PYTHON (the SMTP/DKIM test peers)
 cargo test --workspace --all-targets "$@"

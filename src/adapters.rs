@@ -3,27 +3,33 @@
 use std::sync::Arc;
 
 use tayori_channels::dm::DmEncoder;
+use tayori_channels::email::smtp::SmtpChannel;
 use tayori_channels::email::EmailEncoder;
 use tayori_channels::line::{LineClient, LineEncoder};
 use tayori_channels::sms::SmsEncoder;
 use tayori_channels::{Channel, ChannelKind, Encode, FileTransport, NullTransport};
 
 use crate::config::ChannelConfig;
+use crate::email_settings::EmailSettings;
 
 /// The protocol encoder for a channel.
 pub fn encoder(kind: ChannelKind, ch: &ChannelConfig) -> Result<Box<dyn Encode>, String> {
     Ok(match kind {
-        ChannelKind::Email => {
-            let from = ch
-                .from
-                .as_deref()
-                .ok_or("channels.email.from is required")?;
-            Box::new(EmailEncoder::new(from, ch.reply_to.as_deref())?)
-        }
+        ChannelKind::Email => Box::new(email_encoder(ch)?),
         ChannelKind::Line => Box::new(line_encoder(ch)),
         ChannelKind::Sms => Box::new(SmsEncoder),
         ChannelKind::Dm => Box::new(DmEncoder),
     })
+}
+
+fn email_encoder(ch: &ChannelConfig) -> Result<EmailEncoder, String> {
+    let settings = EmailSettings::from_channel(ch).map_err(key_error)?;
+    let options = settings.encoder_options(ch).map_err(key_error)?;
+    EmailEncoder::with_options(&options)
+}
+
+fn key_error((key, message): (String, String)) -> String {
+    format!("{key}: {message}")
 }
 
 fn line_encoder(ch: &ChannelConfig) -> LineEncoder {
@@ -48,6 +54,11 @@ pub fn build(kind: ChannelKind, ch: &ChannelConfig) -> Result<Arc<dyn Channel>, 
             Ok(Arc::new(t))
         }
         Some("null") => Ok(Arc::new(NullTransport::new(enc))),
+        None | Some("smtp") if kind == ChannelKind::Email => {
+            let settings = EmailSettings::from_channel(ch).map_err(key_error)?;
+            let smtp = settings.smtp_settings(ch).map_err(key_error)?;
+            Ok(Arc::new(SmtpChannel::new(&smtp, email_encoder(ch)?)?))
+        }
         None | Some("api") if kind == ChannelKind::Line => {
             let token = ch
                 .setting("channel_access_token")

@@ -391,6 +391,10 @@ impl Config {
                     )
                 }
                 Some("file") | Some("null") => {}
+                None | Some("smtp") if kind == ChannelKind::Email => {
+                    let settings = crate::email_settings::EmailSettings::from_channel(ch)?;
+                    settings.smtp_settings(ch)?;
+                }
                 None | Some("api") if kind == ChannelKind::Line => {
                     if ch
                         .setting("channel_access_token")
@@ -418,15 +422,68 @@ impl Config {
                 }
             }
             if kind == ChannelKind::Email {
-                let from = ch.from.as_deref().ok_or((
-                    k("from"),
-                    "required: the sender, e.g. \"Shop <news@example.com>\"".to_owned(),
-                ))?;
-                tayori_channels::email::EmailEncoder::new(from, ch.reply_to.as_deref())
-                    .map_err(|m| (k("from"), m))?;
+                let settings = crate::email_settings::EmailSettings::from_channel(ch)?;
+                let options = settings.encoder_options(ch)?;
+                tayori_channels::email::EmailEncoder::with_options(&options).map_err(|m| {
+                    let key = if m.contains("DKIM") {
+                        "dkim"
+                    } else if m.contains("header") {
+                        "headers"
+                    } else if m.contains("unsubscribe") {
+                        "unsubscribe_mailto"
+                    } else if ch.reply_to.as_deref().is_some_and(|r| m.contains(r)) {
+                        "reply_to"
+                    } else {
+                        "from"
+                    };
+                    (k(key), m)
+                })?;
+                if self
+                    .http
+                    .tracking_secret
+                    .as_deref()
+                    .is_none_or(|s| s.trim().len() < 16)
+                {
+                    return key(
+                        "http.tracking_secret",
+                        "email needs it (16+ characters): it signs unsubscribe, tracking and bounce \
+                         links. Set tracking_secret = \"${TAYORI_TRACKING_SECRET}\" and export \
+                         TAYORI_TRACKING_SECRET=$(openssl rand -hex 32)"
+                            .into(),
+                    );
+                }
+                if let Some(base) = settings.verp_base(ch) {
+                    crate::tracking::Tracker::new(
+                        &self.tracking_settings_for(&settings, Some(base)),
+                    )
+                    .map_err(|m| (k("envelope_from"), m))?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Email tracking, if email is enabled and a tracking secret is set.
+    pub fn tracking(&self) -> Option<crate::tracking::TrackingSettings> {
+        let ch = self.channels.email.as_ref()?;
+        let settings = crate::email_settings::EmailSettings::from_channel(ch).ok()?;
+        self.http.tracking_secret.as_ref()?;
+        let verp = settings.verp_base(ch);
+        Some(self.tracking_settings_for(&settings, verp))
+    }
+
+    fn tracking_settings_for(
+        &self,
+        settings: &crate::email_settings::EmailSettings,
+        verp: Option<String>,
+    ) -> crate::tracking::TrackingSettings {
+        crate::tracking::TrackingSettings {
+            secret: self.http.tracking_secret.clone().unwrap_or_default(),
+            public_url: self.http.public_url.clone(),
+            opens: settings.track_opens,
+            clicks: settings.track_clicks,
+            verp,
+        }
     }
 
     /// The Redis URL with any password replaced, for messages and logs.

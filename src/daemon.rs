@@ -10,12 +10,12 @@ use tayori_channels::ChannelKind;
 use tokio::sync::watch;
 
 use crate::adapters;
+use crate::compose::Composer;
 use crate::config::Config;
 use crate::event::{Event, EventType};
 use crate::http::{AppState, Health, Webhooks};
 use crate::metrics as m;
 use crate::queue::Queue;
-use crate::render::Renderer;
 use crate::worker::ChannelWorker;
 
 #[derive(Debug, Clone, Default)]
@@ -29,10 +29,7 @@ const MOVE_BATCH: usize = 1000;
 
 pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     let handle = m::install().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
-    let renderer = Arc::new(
-        Renderer::load(&config.templates_dir(), config.templates.fuel)
-            .map_err(|e| anyhow::anyhow!("templates: {}", e.0))?,
-    );
+    let composer = Arc::new(Composer::load(&config).map_err(anyhow::Error::msg)?);
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let webhooks = Arc::new(Webhooks {
@@ -45,6 +42,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             .filter(|s| !s.is_empty())
             .map(str::to_owned),
         dedupe_window: config.queue.dedupe_window,
+        tracker: composer.tracker.clone(),
     });
 
     if !config.http.listen.is_empty() {
@@ -93,7 +91,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             consumer.clone(),
             queue.clone(),
             adapter,
-            renderer.clone(),
+            composer.clone(),
             &config,
             finished.clone(),
         );

@@ -2,9 +2,12 @@
 //! Protocol code lives in the `tayori-channels` crate; this crate orchestrates.
 
 pub mod adapters;
+pub mod bounce;
 pub mod cli;
+pub mod compose;
 pub mod config;
 pub mod daemon;
+pub mod email_settings;
 pub mod event;
 pub mod http;
 pub mod job;
@@ -12,4 +15,5 @@ pub mod metrics;
 pub mod queue;
 pub mod render;
 pub mod retry_policy;
+pub mod tracking;
 pub mod worker;

@@ -42,8 +42,29 @@ struct JsonPart {
     leaves: Vec<(String, String)>,
 }
 
+/// A template's own settings (`template.toml` beside its parts).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateOptions {
+    /// Open pixel and click tracking for this template. Default: true.
+    pub tracking: bool,
+    /// Transactional mail (receipts, password resets) has no List-Unsubscribe
+    /// header; marketing mail (the default) always does.
+    pub transactional: bool,
+}
+
+impl Default for TemplateOptions {
+    fn default() -> Self {
+        Self {
+            tracking: true,
+            transactional: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct TemplateSet {
+    options: TemplateOptions,
     subject: bool,
     html: bool,
     text: bool,
@@ -92,6 +113,14 @@ impl Renderer {
             renderer
                 .add_set(&name, files)
                 .map_err(|e| RenderError(format!("{}: {}", path.display(), e.0)))?;
+            if let Some(text) = read("template.toml")? {
+                let options = toml::from_str(&text).map_err(|e| {
+                    RenderError(format!("{}: {e}", path.join("template.toml").display()))
+                })?;
+                if let Some(set) = renderer.sets.get_mut(&name) {
+                    set.options = options;
+                }
+            }
         }
         Ok(renderer)
     }
@@ -199,9 +228,64 @@ impl Renderer {
         }
     }
 
-    /// Renders the job's content for one channel.
-    pub fn render(&self, job: &Job, kind: ChannelKind) -> Result<Content, RenderError> {
-        let ctx = context(job);
+    /// What a marketing email template lacks under Japan's Act on Specified Electronic
+    /// Mail (and Gmail/Yahoo bulk-sender rules): a visible unsubscribe link in every
+    /// body part, and the sender's identity. `sender` is the From display name.
+    pub fn compliance_warnings(&self, name: &str, sender: Option<&str>) -> Vec<String> {
+        let Some(set) = self.sets.get(name) else {
+            return Vec::new();
+        };
+        if set.options.transactional || !(set.html || set.text) {
+            return Vec::new();
+        }
+        let mut warnings = Vec::new();
+        let parts = [("email.html", set.html), ("email.txt", set.text)];
+        for (file, present) in parts {
+            let Some(source) = present
+                .then(|| self.env.get_template(&format!("{name}/{file}")).ok())
+                .flatten()
+                .map(|t| t.source().to_owned())
+            else {
+                continue;
+            };
+            if !source.contains("unsubscribe_url") {
+                warnings.push(format!(
+                    "{name}/{file}: no visible unsubscribe link: add {{{{ unsubscribe_url }}}} \
+                     (or set transactional = true in {name}/template.toml)"
+                ));
+            }
+            if !sender.is_some_and(|s| source.contains(s))
+                && !source.contains('〒')
+                && !source.contains("住所")
+            {
+                warnings.push(format!(
+                    "{name}/{file}: no sender identity found: name the sender ({}) and its address \
+                     in the footer",
+                    sender.unwrap_or("the From display name")
+                ));
+            }
+        }
+        warnings
+    }
+
+    /// The settings of the job's template (defaults for inline content).
+    pub fn options(&self, job: &Job) -> TemplateOptions {
+        job.template
+            .as_deref()
+            .and_then(|n| self.sets.get(n))
+            .map(|s| s.options.clone())
+            .unwrap_or_default()
+    }
+
+    /// Renders the job's content for one channel. `unsubscribe_url` is offered to
+    /// templates as `{{ unsubscribe_url }}` (empty when there is none).
+    pub fn render(
+        &self,
+        job: &Job,
+        kind: ChannelKind,
+        unsubscribe_url: Option<&str>,
+    ) -> Result<Content, RenderError> {
+        let ctx = context(job, unsubscribe_url);
         if let Some(name) = &job.template {
             return self.render_named(name, kind, &ctx);
         }
@@ -231,6 +315,7 @@ impl Renderer {
                         .as_deref()
                         .map(|s| self.inline("content.email.text", s, &ctx))
                         .transpose()?,
+                    extras: Default::default(),
                 })
             }
             ChannelKind::Line => {
@@ -281,6 +366,7 @@ impl Renderer {
                 subject: part("subject.txt")?.trim().to_owned(),
                 html: set.html.then(|| part("email.html")).transpose()?,
                 text: set.text.then(|| part("email.txt")).transpose()?,
+                extras: Default::default(),
             }),
             ChannelKind::Sms => Ok(Content::Sms {
                 text: part("sms.txt")?.trim_end().to_owned(),
@@ -372,7 +458,7 @@ impl Renderer {
 }
 
 /// What a template sees: the job's `vars`, plus `to` and `job` (id, campaign, customer_id, tags).
-fn context(job: &Job) -> Ctx {
+fn context(job: &Job, unsubscribe_url: Option<&str>) -> Ctx {
     let mut map: BTreeMap<&str, Ctx> = BTreeMap::new();
     map.insert("to", Ctx::from(Serde(&job.to)));
     map.insert(
@@ -384,6 +470,8 @@ fn context(job: &Job) -> Ctx {
     for (k, v) in &job.vars {
         map.insert(k.as_str(), Ctx::from(Serde(v)));
     }
+    // After the job's vars: a job cannot point the unsubscribe link elsewhere.
+    map.insert("unsubscribe_url", Ctx::from(unsubscribe_url.unwrap_or("")));
     Ctx::from(map)
 }
 
@@ -488,13 +576,14 @@ mod tests {
             r#"{"id":"1","channel":"email","to":{"name":"<b>山田</b>","email":"a@x.jp"},"template":"sale","vars":{"points":1200}}"#,
         );
         let Content::Email { subject, html, .. } =
-            renderer().render(&j, ChannelKind::Email).unwrap()
+            renderer().render(&j, ChannelKind::Email, None).unwrap()
         else {
             panic!()
         };
         assert_eq!(subject, "<b>山田</b>様 1200pt");
         assert_eq!(html.unwrap(), "<p>&lt;b&gt;山田&lt;&#x2f;b&gt;</p>");
-        let Content::Line { messages } = renderer().render(&j, ChannelKind::Line).unwrap() else {
+        let Content::Line { messages } = renderer().render(&j, ChannelKind::Line, None).unwrap()
+        else {
             panic!()
         };
         assert_eq!(messages[0]["text"], "<b>山田</b>: 1200");
@@ -504,7 +593,7 @@ mod tests {
     fn variables_are_data_not_templates() {
         let j =
             job(r#"{"id":"1","channel":"sms","template":"sale","vars":{"points":"{{ 7*7 }}"}}"#);
-        let Content::Sms { text } = renderer().render(&j, ChannelKind::Sms).unwrap() else {
+        let Content::Sms { text } = renderer().render(&j, ChannelKind::Sms, None).unwrap() else {
             panic!()
         };
         assert_eq!(text, "{{ 7*7 }}pt");
@@ -513,7 +602,7 @@ mod tests {
     #[test]
     fn missing_variables_and_parts_are_errors() {
         let j = job(r#"{"id":"1","channel":"sms","template":"sale"}"#);
-        let e = renderer().render(&j, ChannelKind::Sms).unwrap_err();
+        let e = renderer().render(&j, ChannelKind::Sms, None).unwrap_err();
         assert!(
             e.0.contains("undefined") && e.0.contains("missing variable: points"),
             "{e}"
@@ -522,6 +611,7 @@ mod tests {
             .render(
                 &job(r#"{"id":"1","channel":"dm","template":"sale","vars":{"points":1}}"#),
                 ChannelKind::Dm,
+                None,
             )
             .unwrap_err();
         assert!(e.0.contains("no dm part"), "{e}");
@@ -529,6 +619,7 @@ mod tests {
             .render(
                 &job(r#"{"id":"1","channel":"dm","template":"nope"}"#),
                 ChannelKind::Dm,
+                None,
             )
             .unwrap_err();
         assert!(e.0.contains("does not exist"), "{e}");
@@ -539,7 +630,7 @@ mod tests {
         let j = job(
             r#"{"id":"1","channel":"sms","content":{"sms":{"text":"{% for i in range(100000) %}{% for k in range(100000) %}x{% endfor %}{% endfor %}"}}}"#,
         );
-        let e = renderer().render(&j, ChannelKind::Sms).unwrap_err();
+        let e = renderer().render(&j, ChannelKind::Sms, None).unwrap_err();
         assert!(e.0.contains("fuel"), "{e}");
     }
 
@@ -548,7 +639,8 @@ mod tests {
         let j = job(
             r#"{"id":"1","channel":"line","to":{"name":"\"quoted\""},"content":{"line":{"messages":[{"type":"text","text":"hi {{ to.name }}"}]}}}"#,
         );
-        let Content::Line { messages } = renderer().render(&j, ChannelKind::Line).unwrap() else {
+        let Content::Line { messages } = renderer().render(&j, ChannelKind::Line, None).unwrap()
+        else {
             panic!()
         };
         assert_eq!(messages[0]["text"], "hi \"quoted\"");

@@ -14,7 +14,7 @@ mod message;
 pub mod sms;
 
 pub use file::{FileTransport, NullTransport};
-pub use message::{Content, Message, PostalAddress, Recipient};
+pub use message::{Content, EmailExtras, Message, PostalAddress, Recipient};
 
 use std::fmt;
 use std::str::FromStr;
@@ -91,6 +91,10 @@ pub enum SendError {
     /// the job should fall back to its next channel.
     #[error("recipient unreachable ({code}): {message}")]
     Unreachable { code: String, message: String },
+    /// The address is dead on this channel (a hard bounce: user unknown, mailbox
+    /// disabled): the daemon suppresses it and the job falls back.
+    #[error("bounced ({code}): {message}")]
+    Bounced { code: String, message: String },
     /// The message can never be sent as it is (invalid content, rejected address).
     #[error("permanent failure ({code}): {message}")]
     Permanent { code: String, message: String },
@@ -130,6 +134,7 @@ impl SendError {
             Self::Transient { code, .. }
             | Self::RateLimited { code, .. }
             | Self::Unreachable { code, .. }
+            | Self::Bounced { code, .. }
             | Self::Permanent { code, .. }
             | Self::Suspended { code, .. } => code,
         }
@@ -140,17 +145,19 @@ impl SendError {
             Self::Transient { message, .. }
             | Self::RateLimited { message, .. }
             | Self::Unreachable { message, .. }
+            | Self::Bounced { message, .. }
             | Self::Permanent { message, .. }
             | Self::Suspended { message, .. } => message,
         }
     }
 
-    /// A short label for metrics: transient, rate_limited, unreachable, permanent.
+    /// A short label for metrics: transient, rate_limited, unreachable, bounced, permanent, suspended.
     pub fn class(&self) -> &'static str {
         match self {
             Self::Transient { .. } => "transient",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unreachable { .. } => "unreachable",
+            Self::Bounced { .. } => "bounced",
             Self::Permanent { .. } => "permanent",
             Self::Suspended { .. } => "suspended",
         }

@@ -50,6 +50,8 @@ pub enum Content {
         subject: String,
         html: Option<String>,
         text: Option<String>,
+        /// What the daemon adds per message (unsubscribe link, bounce address).
+        extras: EmailExtras,
     },
     /// LINE message objects, as the Messaging API's `messages` array.
     Line {
@@ -62,4 +64,16 @@ pub enum Content {
     Dm {
         fields: BTreeMap<String, String>,
     },
+}
+
+/// Per-message parts of an email that come from the daemon, not the template:
+/// they carry signed tokens only the daemon can make.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EmailExtras {
+    /// The https one-click unsubscribe URL: sent as `List-Unsubscribe` with
+    /// `List-Unsubscribe-Post` (RFC 8058). `None` for transactional mail.
+    pub unsubscribe_url: Option<String>,
+    /// The envelope sender (Return-Path) for this message, e.g. a VERP address that
+    /// maps a later bounce to the job. `None`: the transport's default.
+    pub return_path: Option<String>,
 }

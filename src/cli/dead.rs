@@ -9,7 +9,7 @@ use tayori_channels::ChannelKind;
 use crate::config::Config;
 use crate::queue::{self, Queue};
 
-async fn open(config: &Config) -> anyhow::Result<Queue> {
+pub(super) async fn open(config: &Config) -> anyhow::Result<Queue> {
     Queue::connect(&config.redis.url, &config.redis.prefix, 0)
         .await
         .with_context(|| format!("connecting to Redis at {}", config.redis_url_redacted()))

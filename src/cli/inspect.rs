@@ -6,6 +6,7 @@ use anyhow::Context;
 use tayori_channels::{ChannelKind, Message};
 
 use crate::adapters;
+use crate::compose::Composer;
 use crate::config::Config;
 use crate::job::Job;
 use crate::render::Renderer;
@@ -15,8 +16,7 @@ pub fn render(config: &Config, path: &Path) -> anyhow::Result<i32> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let job = Job::parse(raw.trim(), config.queue.max_job_bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let renderer = Renderer::load(&config.templates_dir(), config.templates.fuel)
-        .map_err(|e| anyhow::anyhow!(e.0))?;
+    let composer = Composer::load(config).map_err(anyhow::Error::msg)?;
     let mut failures = 0;
     for hop in 0..=job.fallback.len() {
         let Some(kind) = job.channel_at(hop) else {
@@ -30,8 +30,8 @@ pub fn render(config: &Config, path: &Path) -> anyhow::Result<i32> {
             );
             continue;
         };
-        let result = renderer
-            .render(&job, kind)
+        let result = composer
+            .compose(&job, kind)
             .map_err(|e| e.0)
             .and_then(|content| {
                 let message = Message {
@@ -45,6 +45,16 @@ pub fn render(config: &Config, path: &Path) -> anyhow::Result<i32> {
                 let enc = adapters::encoder(kind, ch)?;
                 enc.encode(&message).map_err(|e| e.to_string())
             });
+        if kind == ChannelKind::Email {
+            if let Some(name) = &job.template {
+                for w in composer
+                    .renderer
+                    .compliance_warnings(name, sender_name(ch).as_deref())
+                {
+                    eprintln!("warning: {w}");
+                }
+            }
+        }
         match result {
             Ok(bytes) => println!("{}\n", String::from_utf8_lossy(&bytes)),
             Err(e) => {
@@ -110,5 +120,21 @@ pub fn check_config(config: &Config) -> anyhow::Result<i32> {
     if config.channels.enabled().next().is_none() {
         println!("warning    no channel is enabled");
     }
+    if let Some(email) = &config.channels.email {
+        let sender = sender_name(email);
+        for name in &names {
+            for w in renderer.compliance_warnings(name, sender.as_deref()) {
+                println!("warning    {w}");
+            }
+        }
+    }
     Ok(if errors > 0 { 1 } else { 0 })
+}
+
+/// The display name of the email channel's From (`Example Shop`), if it has one.
+fn sender_name(email: &crate::config::ChannelConfig) -> Option<String> {
+    let from = email.from.as_deref()?;
+    let (name, _) = from.rsplit_once('<')?;
+    let name = name.trim().trim_matches('"').trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }

@@ -1,6 +1,7 @@
 //! The `tayori` command line. Each subcommand is a small function; errors are
 //! reported once, in `main`.
 
+mod bounce;
 mod dead;
 mod enqueue;
 mod inspect;
@@ -57,6 +58,10 @@ pub enum Command {
         #[command(subcommand)]
         command: DeadCommand,
     },
+    /// Read a bounce message (an RFC 3464 DSN) on standard input, as an MTA pipe does,
+    /// and record it: hard bounces suppress the address. Exit 75 (try again later)
+    /// when Redis is unreachable, 65 when the input is not a DSN.
+    Bounce,
     /// Print the job format as JSON Schema (published as docs/job.schema.json).
     Schema,
 }
@@ -109,6 +114,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Dead {
             command: DeadCommand::Retry { ids },
         } => rt.block_on(dead::retry(&config, &ids)),
+        Command::Bounce => rt.block_on(bounce::run(&config)),
         Command::Schema => Ok(0),
     }
 }

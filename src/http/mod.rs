@@ -1,7 +1,10 @@
 //! The HTTP server: health, readiness, metrics and provider webhooks. Handlers are
 //! small; state is explicit.
 
+mod bounce;
 mod line_webhook;
+mod tracking;
+mod unsubscribe;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,6 +47,8 @@ pub struct Webhooks {
     pub line_secret: Option<String>,
     /// How long a webhook event id is remembered, so redeliveries count once.
     pub dedupe_window: std::time::Duration,
+    /// Opens tracking, unsubscribe and bounce tokens; without it those routes answer 404.
+    pub tracker: Option<Arc<crate::tracking::Tracker>>,
 }
 
 /// Webhook bodies larger than this are refused (413) before they are read whole.
@@ -58,6 +63,19 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/line",
             axum::routing::post(line_webhook::receive)
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
+        )
+        .route(
+            "/webhooks/bounce",
+            axum::routing::post(bounce::receive)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
+        )
+        .route("/t/o/{token}", get(tracking::open))
+        .route("/t/c/{token}", get(tracking::click))
+        .route(
+            "/u/{token}",
+            get(unsubscribe::page)
+                .post(unsubscribe::one_click)
+                .layer(axum::extract::DefaultBodyLimit::max(4096)),
         )
         .layer(middleware::from_fn(count_requests))
         .with_state(state)

@@ -4,6 +4,8 @@
 -- ops: 'E' event-json                  -> XADD {prefix}:results
 --      'Z' score member                -> ZADD {prefix}:delayed
 --      'X' key n field value ... (n)   -> XADD key (dead letters, fallback)
+--      'S' hash address reason at-ms   -> HSET hash (a suppression; skipped if a
+--                                         newer change is recorded in hash:at)
 -- An op runs only if XACK acknowledged the entry here and now, so a batch
 -- retried after a lost reply, or a job finished twice by two consumers,
 -- never writes its events twice.
@@ -32,6 +34,16 @@ while i <= #ARGV do
       local key, n = ARGV[i + 1], tonumber(ARGV[i + 2])
       if acked then redis.call('XADD', key, '*', unpack(ARGV, i + 3, i + 2 + n)) end
       i = i + 3 + n
+    elseif op == 'S' then
+      if acked then
+        local hash, address, at = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 4]) or 0
+        local times = hash .. ':at'
+        if at >= (tonumber(redis.call('HGET', times, address) or '0') or 0) then
+          redis.call('HSET', hash, address, ARGV[i + 3])
+          redis.call('HSET', times, address, at)
+        end
+      end
+      i = i + 5
     else
       return redis.error_reply('finish: unknown op ' .. tostring(op))
     end

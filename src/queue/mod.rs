@@ -84,6 +84,26 @@ pub enum Op {
         key: String,
         fields: Vec<(String, String)>,
     },
+    /// Suppress an address on a channel (a hard bounce), unless a newer change
+    /// (a re-subscription) is already recorded for it.
+    Suppress {
+        channel: ChannelKind,
+        address: String,
+        reason: String,
+        at_ms: i64,
+    },
+}
+
+/// The form an address is suppressed under: email addresses compare without case
+/// (what a bounce report or a click carries may differ from the job in case).
+pub fn suppression_key(kind: ChannelKind, address: &str) -> std::borrow::Cow<'_, str> {
+    let address = address.trim();
+    match kind {
+        ChannelKind::Email if address.bytes().any(|b| b.is_ascii_uppercase()) => {
+            address.to_ascii_lowercase().into()
+        }
+        _ => address.into(),
+    }
 }
 
 /// A job's outcome: the entry to acknowledge and what to record with it.
@@ -427,7 +447,9 @@ impl Queue {
                 .arg("EX")
                 .arg(window.as_secs().max(1));
             if let Some(address) = c.address {
-                pipe.cmd("HGET").arg(&suppressed).arg(address);
+                pipe.cmd("HGET")
+                    .arg(&suppressed)
+                    .arg(suppression_key(kind, address).as_ref());
             }
         }
         let mut conn = self.conn.clone();
@@ -464,13 +486,14 @@ impl Queue {
         reason: Option<&str>,
     ) -> RedisResult<()> {
         let mut c = self.conn.clone();
+        let address = suppression_key(kind, address);
         match reason {
             Some(r) => {
-                c.hset::<_, _, _, ()>(self.keys.suppressed(kind), address, r)
+                c.hset::<_, _, _, ()>(self.keys.suppressed(kind), address.as_ref(), r)
                     .await
             }
             None => {
-                c.hdel::<_, _, ()>(self.keys.suppressed(kind), address)
+                c.hdel::<_, _, ()>(self.keys.suppressed(kind), address.as_ref())
                     .await
             }
         }
@@ -494,7 +517,12 @@ impl Queue {
                     .map(|(k, _, _)| self.keys.suppressed(k))
                     .unwrap_or_default(),
             )
-            .arg(r.suppress.map(|(_, a, _)| a).unwrap_or_default())
+            .arg(
+                r.suppress
+                    .map(|(k, a, _)| suppression_key(k, a))
+                    .unwrap_or_default()
+                    .as_ref(),
+            )
             .arg(
                 r.suppress
                     .and_then(|(_, _, reason)| reason)
@@ -538,6 +566,18 @@ impl Queue {
                         for (k, v) in fields {
                             inv.arg(k).arg(v);
                         }
+                    }
+                    Op::Suppress {
+                        channel,
+                        address,
+                        reason,
+                        at_ms,
+                    } => {
+                        inv.arg("S")
+                            .arg(self.keys.suppressed(*channel))
+                            .arg(suppression_key(*channel, address).as_ref())
+                            .arg(reason)
+                            .arg(*at_ms);
                     }
                 }
             }

@@ -23,12 +23,12 @@ use redis::aio::ConnectionManager;
 use tayori_channels::{Channel, ChannelKind, Message, SendError};
 use tokio::sync::{mpsc, watch, Semaphore};
 
+use crate::compose::Composer;
 use crate::config::{ChannelConfig, Config, QueueConfig};
 use crate::event::EventType;
 use crate::job::{Job, JobError};
 use crate::metrics as m;
 use crate::queue::{self, Checked, Claim, ClaimRequest, Completion, Entry, Op, Queue};
-use crate::render::Renderer;
 use crate::retry_policy::RetryPolicy;
 use outcome::Reason;
 use writer::{write_completions, Held, FINISH_BATCH};
@@ -40,7 +40,7 @@ pub struct ChannelWorker {
     queue: Queue,
     adapter: Arc<dyn Channel>,
     limiter: DefaultDirectRateLimiter,
-    renderer: Arc<Renderer>,
+    composer: Arc<Composer>,
     retry: RetryPolicy,
     cfg: QueueConfig,
     /// Channels enabled in this daemon, for choosing a fallback.
@@ -77,7 +77,7 @@ impl ChannelWorker {
         consumer: String,
         queue: Queue,
         adapter: Arc<dyn Channel>,
-        renderer: Arc<Renderer>,
+        composer: Arc<Composer>,
         config: &Config,
         finished: Arc<AtomicU64>,
     ) -> (Arc<ChannelWorker>, tokio::task::JoinHandle<()>) {
@@ -91,7 +91,7 @@ impl ChannelWorker {
             queue,
             adapter,
             limiter: governor::RateLimiter::direct(ch.rate.quota(ch.burst)),
-            renderer,
+            composer,
             retry: RetryPolicy::new(config.retry.clone()),
             cfg: config.queue.clone(),
             enabled: config.channels.enabled().map(|(k, _)| k).collect(),
@@ -452,7 +452,7 @@ impl ChannelWorker {
                 &format!("{field} is missing"),
             );
         }
-        let content = match self.renderer.render(job, self.kind) {
+        let content = match self.composer.compose(job, self.kind) {
             Ok(c) => c,
             Err(e) => return self.not_here(entry, job, attempt, "template", &e.0),
         };
@@ -495,6 +495,7 @@ impl ChannelWorker {
                 self.complete(entry, vec![ev.into()])
             }
             Err(e @ SendError::Suspended { .. }) => self.suspend(entry, job, attempt, &e),
+            Err(e @ SendError::Bounced { .. }) => self.bounced(entry, job, attempt, &e),
             Err(e @ (SendError::Transient { .. } | SendError::RateLimited { .. })) => {
                 self.retry_or_fail(entry, job, attempt, &e)
             }

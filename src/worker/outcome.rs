@@ -108,15 +108,44 @@ impl ChannelWorker {
         self.complete(entry, vec![ev.into(), delay])
     }
 
-    /// This channel cannot deliver the job: move it to the next fallback channel, or fail it.
-    pub(super) fn not_here(
+    /// The address is dead on this channel (a hard bounce): a `bounced` event, the
+    /// address suppressed (atomically with the ack), and the job on to its fallback.
+    pub(super) fn bounced(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        err: &SendError,
+    ) -> Completion {
+        let ev = self
+            .event(EventType::Bounced, job, attempt)
+            .with_error(err.code(), err.message());
+        let mut ops = vec![ev.into()];
+        if let Some(address) = job.address(self.kind) {
+            ops.push(Op::Suppress {
+                channel: self.kind,
+                address: address.to_owned(),
+                reason: "bounced".into(),
+                at_ms: jiff::Timestamp::now().as_millisecond(),
+            });
+        }
+        ops.extend(
+            self.fallback(entry, job, attempt, err.code(), err.message())
+                .unwrap_or_default(),
+        );
+        self.complete(entry, ops)
+    }
+
+    /// The `fallback` event and the job appended to the next enabled channel in its
+    /// fallback list, if there is one.
+    fn fallback(
         &self,
         entry: &Entry,
         job: &Job,
         attempt: u32,
         code: &str,
         message: &str,
-    ) -> Completion {
+    ) -> Option<Vec<Op>> {
         let mut hop = entry.routing.hop + 1;
         while let Some(next) = job.channel_at(hop) {
             if self.enabled.contains(&next) {
@@ -135,9 +164,24 @@ impl ChannelWorker {
                     key: self.queue.keys().jobs(next),
                     fields: routing.fields(&raw),
                 };
-                return self.complete(entry, vec![ev.into(), forward]);
+                return Some(vec![ev.into(), forward]);
             }
             hop += 1;
+        }
+        None
+    }
+
+    /// This channel cannot deliver the job: move it to the next fallback channel, or fail it.
+    pub(super) fn not_here(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        code: &str,
+        message: &str,
+    ) -> Completion {
+        if let Some(ops) = self.fallback(entry, job, attempt, code, message) {
+            return self.complete(entry, ops);
         }
         if code == "suppressed" {
             let ev = self

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -109,6 +111,9 @@ pub struct Setup {
     pub http_port: u16,
 }
 
+/// The tracking secret of test configs (tests open tokens with it).
+pub const TRACKING_SECRET: &str = "test-tracking-secret-0123456789abcdef";
+
 /// The four channels writing into `outbox/{channel}` under the setup dir.
 /// `extra` is appended to the config (it may override sections by adding keys
 /// only to tables not defined here).
@@ -126,6 +131,8 @@ prefix = "t"
 
 [http]
 listen = "127.0.0.1:{http_port}"
+public_url = "http://127.0.0.1:{http_port}"
+tracking_secret = "{TRACKING_SECRET}"
 
 [templates]
 dir = "{templates}"
@@ -139,6 +146,7 @@ block = "200ms"
 "#,
         url = redis.url(),
         templates = templates.display(),
+        TRACKING_SECRET = TRACKING_SECRET,
     );
     let config = dir.path().join("tayori.toml");
     std::fs::write(&config, text).expect("write config");

@@ -1,8 +1,76 @@
-//! Email: MIME composition (lettre's builder). SMTP delivery comes with its own transport.
+//! Email: MIME composition with lettre's builder ([`EmailEncoder`]) and delivery over
+//! SMTP ([`smtp::SmtpChannel`]).
 
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+pub mod dsn;
+pub mod smtp;
 
-use crate::{Content, Encode, Message, SendError};
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+
+use crate::{Content, EmailExtras, Encode, Message, SendError};
+
+/// How a DKIM key is given: `selector._domainkey.domain` publishes its public half.
+#[derive(Debug, Clone)]
+pub struct DkimKey {
+    pub selector: String,
+    pub domain: String,
+    /// `ed25519` (base64 of the 32-byte seed, RFC 8463) or `rsa` (PKCS#1 PEM).
+    pub algorithm: String,
+    pub private_key: String,
+}
+
+/// Everything about composing mail that comes from config.
+#[derive(Debug, Clone, Default)]
+pub struct EmailOptions {
+    /// `Name <addr>` or a bare address.
+    pub from: String,
+    pub reply_to: Option<String>,
+    /// Extra headers on every message (`X-Mailer-Campaign = …`).
+    pub headers: Vec<(String, String)>,
+    /// A mailbox that unsubscribes by mail: listed in `List-Unsubscribe` beside the URL.
+    pub unsubscribe_mailto: Option<String>,
+    pub dkim: Option<DkimKey>,
+}
+
+/// Headers a config may not set: the composer owns them, and a second copy would
+/// break DKIM or let a config spoof structure.
+const RESERVED_HEADERS: &[&str] = &[
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "subject",
+    "date",
+    "message-id",
+    "reply-to",
+    "sender",
+    "return-path",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "dkim-signature",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+];
+
+/// Headers covered by the DKIM signature: identity, content framing and the
+/// unsubscribe headers that Gmail and Yahoo require signed for bulk senders.
+const DKIM_SIGNED: &[&str] = &[
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Reply-To",
+    "MIME-Version",
+    "Content-Type",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+];
 
 /// Builds the RFC 5322 message for a job.
 pub struct EmailEncoder {
@@ -10,26 +78,55 @@ pub struct EmailEncoder {
     reply_to: Option<Mailbox>,
     /// Right-hand side of Message-IDs: the From domain.
     id_domain: String,
+    headers: Vec<HeaderValue>,
+    unsubscribe_mailto: Option<String>,
+    dkim: Option<DkimConfig>,
 }
 
 impl EmailEncoder {
     /// `from` is `Name <addr>` or a bare address; a bad one is reported to the caller.
     pub fn new(from: &str, reply_to: Option<&str>) -> Result<Self, String> {
-        let from: Mailbox = from
-            .parse()
-            .map_err(|e| format!("invalid address {from:?}: {e}"))?;
-        let reply_to = reply_to
-            .map(|r| {
-                r.parse::<Mailbox>()
-                    .map_err(|e| format!("invalid address {r:?}: {e}"))
+        Self::with_options(&EmailOptions {
+            from: from.to_owned(),
+            reply_to: reply_to.map(str::to_owned),
+            ..EmailOptions::default()
+        })
+    }
+
+    /// An encoder from config; the error names what is wrong (not which key: the caller knows).
+    pub fn with_options(opts: &EmailOptions) -> Result<Self, String> {
+        let from: Mailbox = parse_mailbox(&opts.from)?;
+        let reply_to = opts.reply_to.as_deref().map(parse_mailbox).transpose()?;
+        let id_domain = from.email.domain().to_owned();
+        let headers = opts
+            .headers
+            .iter()
+            .map(|(name, value)| custom_header(name, value))
+            .collect::<Result<_, _>>()?;
+        let unsubscribe_mailto = opts
+            .unsubscribe_mailto
+            .as_deref()
+            .map(|m| {
+                let addr: lettre::Address = m
+                    .parse()
+                    .map_err(|e| format!("invalid unsubscribe address {m:?}: {e}"))?;
+                Ok::<_, String>(format!("mailto:{addr}?subject=unsubscribe"))
             })
             .transpose()?;
-        let id_domain = from.email.domain().to_owned();
+        let dkim = opts.dkim.as_ref().map(dkim_config).transpose()?;
         Ok(Self {
             from,
             reply_to,
             id_domain,
+            headers,
+            unsubscribe_mailto,
+            dkim,
         })
+    }
+
+    /// The From address (the default envelope sender).
+    pub fn from_address(&self) -> &lettre::Address {
+        &self.from.email
     }
 
     /// The Message-ID for a job: it carries the job id so that any later
@@ -43,6 +140,7 @@ impl EmailEncoder {
             subject,
             html,
             text,
+            extras,
         } = &message.content
         else {
             return Err(SendError::permanent("invalid_message", "no email content"));
@@ -66,6 +164,15 @@ impl EmailEncoder {
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }
+        for h in &self.headers {
+            builder = builder.raw_header(h.clone());
+        }
+        if let Some(list) = self.list_unsubscribe(extras)? {
+            builder = builder.raw_header(list).raw_header(ascii_header(
+                "List-Unsubscribe-Post",
+                "List-Unsubscribe=One-Click",
+            )?);
+        }
         let built = match (text, html) {
             (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(
                 text.clone(),
@@ -84,8 +191,85 @@ impl EmailEncoder {
                 ))
             }
         };
-        built.map_err(|e| SendError::permanent("invalid_message", e.to_string()))
+        let mut built =
+            built.map_err(|e| SendError::permanent("invalid_message", e.to_string()))?;
+        if let Some(dkim) = &self.dkim {
+            built.sign(dkim);
+        }
+        Ok(built)
     }
+
+    /// `List-Unsubscribe: <https://…>, <mailto:…>` (RFC 2369) when the message has
+    /// an unsubscribe URL. Only https URLs qualify for one-click (RFC 8058).
+    fn list_unsubscribe(&self, extras: &EmailExtras) -> Result<Option<HeaderValue>, SendError> {
+        let Some(url) = &extras.unsubscribe_url else {
+            return Ok(None);
+        };
+        if url.contains(|c: char| c.is_whitespace() || c.is_control() || c == '>' || !c.is_ascii())
+        {
+            return Err(SendError::permanent(
+                "invalid_message",
+                "the unsubscribe URL must be plain ASCII without spaces",
+            ));
+        }
+        let mut value = format!("<{url}>");
+        if let Some(mailto) = &self.unsubscribe_mailto {
+            value.push_str(&format!(", <{mailto}>"));
+        }
+        ascii_header("List-Unsubscribe", &value).map(Some)
+    }
+}
+
+fn parse_mailbox(s: &str) -> Result<Mailbox, String> {
+    s.parse().map_err(|e| format!("invalid address {s:?}: {e}"))
+}
+
+fn ascii_header(name: &str, value: &str) -> Result<HeaderValue, SendError> {
+    let name = HeaderName::new_from_ascii(name.to_owned())
+        .map_err(|e| SendError::permanent("invalid_message", e.to_string()))?;
+    Ok(HeaderValue::new(name, value.to_owned()))
+}
+
+fn custom_header(name: &str, value: &str) -> Result<HeaderValue, String> {
+    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "header {name:?} is set by Tayori itself and cannot be configured"
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("header {name:?}: the value has control characters"));
+    }
+    let header = HeaderName::new_from_ascii(name.to_owned())
+        .map_err(|_| format!("header name {name:?} is not a valid field name"))?;
+    Ok(HeaderValue::new(header, value.to_owned()))
+}
+
+fn dkim_config(key: &DkimKey) -> Result<DkimConfig, String> {
+    let algorithm = match key.algorithm.as_str() {
+        "ed25519" => DkimSigningAlgorithm::Ed25519,
+        "rsa" => DkimSigningAlgorithm::Rsa,
+        other => {
+            return Err(format!(
+                "DKIM algorithm {other:?}: use \"ed25519\" or \"rsa\""
+            ))
+        }
+    };
+    let signing = DkimSigningKey::new(key.private_key.trim(), algorithm)
+        .map_err(|e| format!("the DKIM private key does not load ({e}): ed25519 wants base64 of the 32-byte seed, rsa a PKCS#1 PEM"))?;
+    let headers = DKIM_SIGNED
+        .iter()
+        .map(|h| HeaderName::new_from_ascii_str(h))
+        .collect();
+    Ok(DkimConfig::new(
+        key.selector.clone(),
+        key.domain.clone(),
+        signing,
+        headers,
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
+    ))
 }
 
 impl Encode for EmailEncoder {
@@ -117,6 +301,7 @@ mod tests {
                 subject: subject.into(),
                 html: Some("<p>こんにちは</p>".into()),
                 text: Some("こんにちは".into()),
+                extras: Default::default(),
             },
         }
     }

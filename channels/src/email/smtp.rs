@@ -1,0 +1,245 @@
+//! SMTP delivery: lettre's pooled async transport, and what each SMTP reply means
+//! for the job (retry, bounce, fail, pause).
+
+use std::time::Duration;
+
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::{self, PoolConfig};
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use serde::Deserialize;
+
+use super::EmailEncoder;
+use crate::{Channel, Content, Message, SendError, Sent};
+
+/// How the connection to the relay is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain text: only for a relay on loopback or a private network.
+    None,
+    /// Upgrade with STARTTLS; refuse to send if the server does not offer it.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// The relay and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    /// `(username, password)` for AUTH.
+    pub credentials: Option<(String, String)>,
+    /// Most connections kept open at once.
+    pub pool_size: u32,
+    /// Connect and per-command timeout.
+    pub timeout: Duration,
+    /// The EHLO name; lettre's default is the host name.
+    pub helo_name: Option<String>,
+    /// Default envelope sender (Return-Path); the From address when unset.
+    pub envelope_from: Option<String>,
+}
+
+/// The email channel over SMTP.
+pub struct SmtpChannel {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    encoder: EmailEncoder,
+    envelope_from: Address,
+}
+
+impl SmtpChannel {
+    pub fn new(settings: &SmtpSettings, encoder: EmailEncoder) -> Result<Self, String> {
+        crate::install_crypto_provider();
+        let tls = match settings.tls {
+            TlsMode::None => Tls::None,
+            TlsMode::Starttls | TlsMode::Tls => {
+                let params = TlsParameters::new(settings.host.clone())
+                    .map_err(|e| format!("TLS setup for {}: {e}", settings.host))?;
+                if settings.tls == TlsMode::Tls {
+                    Tls::Wrapper(params)
+                } else {
+                    Tls::Required(params)
+                }
+            }
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+            .port(settings.port)
+            .tls(tls)
+            .timeout(Some(settings.timeout))
+            .pool_config(
+                PoolConfig::new()
+                    .max_size(settings.pool_size.max(1))
+                    .idle_timeout(Duration::from_secs(60)),
+            );
+        if let Some((user, pass)) = &settings.credentials {
+            builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
+        }
+        if let Some(name) = &settings.helo_name {
+            builder = builder.hello_name(ClientId::Domain(name.clone()));
+        }
+        let envelope_from = match &settings.envelope_from {
+            Some(a) => a
+                .parse()
+                .map_err(|e| format!("invalid envelope sender {a:?}: {e}"))?,
+            None => encoder.from_address().clone(),
+        };
+        Ok(Self {
+            transport: builder.build(),
+            encoder,
+            envelope_from,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Channel for SmtpChannel {
+    async fn send(&self, message: &Message) -> Result<Sent, SendError> {
+        let email = self.encoder.build(message)?;
+        let return_path = match &message.content {
+            Content::Email { extras, .. } => extras.return_path.as_deref(),
+            _ => None,
+        };
+        let from = match return_path {
+            Some(rp) => rp.parse().map_err(|e| {
+                SendError::permanent("invalid_message", format!("return path: {e}"))
+            })?,
+            None => self.envelope_from.clone(),
+        };
+        let to = email.envelope().to().to_vec();
+        let envelope = Envelope::new(Some(from), to)
+            .map_err(|e| SendError::permanent("invalid_message", e.to_string()))?;
+        let id = self.encoder.message_id(&message.job_id);
+        match self.transport.send_raw(&envelope, &email.formatted()).await {
+            Ok(_) => Ok(Sent {
+                provider_id: id.trim_matches(['<', '>']).to_owned(),
+            }),
+            Err(e) => Err(classify(&e)),
+        }
+    }
+}
+
+/// What an SMTP error means for the job.
+///
+/// lettre does not say at which command a reply came, so a hard bounce is told
+/// apart from other 5xx replies by what the reply says: an enhanced status code
+/// about the recipient's address or mailbox (RFC 3463 X.1.x, 5.2.1, 5.4.1), or,
+/// for servers without enhanced codes, the usual wording of "no such user".
+pub fn classify(e: &smtp::Error) -> SendError {
+    let text = e.to_string();
+    let Some(code) = e.status() else {
+        let code = if e.is_timeout() {
+            "smtp_timeout"
+        } else if e.is_tls() {
+            "smtp_tls"
+        } else if e.is_client() {
+            return SendError::permanent("invalid_message", text);
+        } else {
+            "smtp_connection"
+        };
+        return SendError::transient(code, text);
+    };
+    let code_str = format!("smtp_{code}");
+    if e.is_transient() {
+        return SendError::transient(&code_str, text);
+    }
+    let numeric = code.to_string();
+    if matches!(numeric.as_str(), "530" | "534" | "535" | "538") {
+        // Our credentials were refused: no message will go until someone fixes them.
+        return SendError::Suspended {
+            code: "smtp_auth".into(),
+            message: text,
+            retry_after: None,
+        };
+    }
+    if is_hard_bounce(&numeric, &text) {
+        SendError::Bounced {
+            code: code_str,
+            message: text,
+        }
+    } else {
+        SendError::permanent(&code_str, text)
+    }
+}
+
+fn is_hard_bounce(code: &str, text: &str) -> bool {
+    if let Some(enhanced) = enhanced_status(text) {
+        let (_, rest) = enhanced.split_once('.').unwrap_or(("", ""));
+        return match rest.split_once('.') {
+            // X.1.7 and X.1.8 are about our sender address, not the recipient's.
+            Some(("1", detail)) => !matches!(detail, "7" | "8"),
+            Some(("2", "1")) | Some(("4", "1")) => true,
+            _ => false,
+        };
+    }
+    let lower = text.to_ascii_lowercase();
+    matches!(code, "550" | "551" | "553")
+        && [
+            "user unknown",
+            "unknown user",
+            "no such user",
+            "does not exist",
+            "recipient address rejected",
+            "mailbox unavailable",
+            "user not found",
+            "invalid recipient",
+        ]
+        .iter()
+        .any(|p| lower.contains(p))
+}
+
+/// The first RFC 3463 code (`5.1.1`) in a reply's text.
+fn enhanced_status(text: &str) -> Option<&str> {
+    text.split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')')
+        .find(|w| {
+            let mut parts = w.split('.');
+            let class = parts.next();
+            let (Some(s), Some(d)) = (parts.next(), parts.next()) else {
+                return false;
+            };
+            matches!(class, Some("4" | "5"))
+                && parts.next().is_none()
+                && !s.is_empty()
+                && s.len() <= 3
+                && !d.is_empty()
+                && d.len() <= 3
+                && s.bytes().chain(d.bytes()).all(|b| b.is_ascii_digit())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enhanced_codes_are_found_in_reply_text() {
+        assert_eq!(
+            enhanced_status("permanent error (550): 5.1.1 <a@b>: User unknown"),
+            Some("5.1.1")
+        );
+        assert_eq!(enhanced_status("transient error (451): try later"), None);
+        assert_eq!(enhanced_status("version 5.1 of 3.2.1"), None);
+    }
+
+    #[test]
+    fn recipient_problems_are_hard_bounces_and_policy_rejections_are_not() {
+        assert!(is_hard_bounce("550", "550 5.1.1 <a@b>: User unknown"));
+        assert!(is_hard_bounce("550", "550 5.2.1 Mailbox disabled"));
+        assert!(is_hard_bounce(
+            "550",
+            "550 5.4.1 Recipient address rejected"
+        ));
+        assert!(is_hard_bounce("550", "550 No such user here"));
+        assert!(!is_hard_bounce("554", "554 5.7.1 Message rejected as spam"));
+        assert!(!is_hard_bounce(
+            "550",
+            "550 5.1.8 Sender domain does not exist"
+        ));
+        assert!(!is_hard_bounce("552", "552 5.2.2 Mailbox full"));
+        assert!(!is_hard_bounce("554", "554 Transaction failed"));
+    }
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Makes the Python virtualenv of the integration-test peers (tests/peers/: a real
+# SMTP server and a DKIM verifier) at target/test-python, installing
+# tests/peers/requirements.txt only when the venv is new or the requirements
+# changed. Installs Debian's python3-venv first when `python3 -m venv` cannot work.
+# Sourced: defines ensure_test_python, which exports TAYORI_TEST_PYTHON.
+# Run: does the same and prints the interpreter's path on its last line.
+
+_tayori_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+_ensure_python3_venv() {
+  if python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "python3 cannot make a venv: installing Debian's python3-venv package..." >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null) || {
+      echo "could not install python3-venv; install it (apt-get install python3-venv) and retry" >&2; return 1; }
+  elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    echo "python3 cannot make a venv: installing python3-venv with sudo apt-get..." >&2
+    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null) || {
+      echo "could not install python3-venv; install it (sudo apt-get install python3-venv) and retry" >&2; return 1; }
+  else
+    echo "python3 with venv is required: install it (Debian: apt-get install python3-venv) and retry" >&2; return 1
+  fi
+}
+
+ensure_test_python() {
+  local venv="$_tayori_root/target/test-python"
+  local req="$_tayori_root/tests/peers/requirements.txt"
+  local stamp="$venv/requirements.installed"
+  if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && cmp -s "$req" "$stamp"; then
+    export TAYORI_TEST_PYTHON="$venv/bin/python"
+    return 0
+  fi
+  command -v python3 >/dev/null 2>&1 || {
+    echo "python3 is required for the SMTP test peer: install it (Debian: apt-get install python3 python3-venv) and retry" >&2; return 1; }
+  _ensure_python3_venv || return 1
+  echo "setting up the test peers' Python venv in $venv..." >&2
+  rm -f "$stamp"
+  # A venv without pip (left by a failed `python3 -m venv`) is made again.
+  if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$venv"
+    python3 -m venv "$venv" >&2 || { echo "python3 -m venv $venv failed" >&2; return 1; }
+  fi
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" >&2 || {
+    echo "pip install -r $req failed (is PyPI reachable?)" >&2; return 1; }
+  cp "$req" "$stamp"
+  export TAYORI_TEST_PYTHON="$venv/bin/python"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -euo pipefail
+  ensure_test_python
+  echo "$TAYORI_TEST_PYTHON"
+fi

@@ -1,0 +1,57 @@
+//! `tayori bounce`: one DSN on stdin, for an MTA's pipe transport, e.g. Postfix
+//! `bounces unix - n n - - pipe user=tayori argv=/usr/bin/tayori bounce`.
+
+use std::io::Read;
+
+use crate::bounce::{self, BounceError};
+use crate::config::Config;
+use crate::tracking::Tracker;
+
+/// sysexits.h: the MTA keeps the message and tries again later.
+const EX_TEMPFAIL: i32 = 75;
+const EX_DATAERR: i32 = 65;
+const EX_CONFIG: i32 = 78;
+
+/// Bounce reports larger than this are not DSNs worth reading.
+const MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+pub async fn run(config: &Config) -> anyhow::Result<i32> {
+    let Some(settings) = config.tracking() else {
+        eprintln!(
+            "tayori bounce: email is not enabled (or http.tracking_secret is unset) in {}",
+            config.source.display()
+        );
+        return Ok(EX_CONFIG);
+    };
+    let tracker = Tracker::new(&settings).map_err(anyhow::Error::msg)?;
+    let mut raw = Vec::new();
+    std::io::stdin().take(MAX_BYTES).read_to_end(&mut raw)?;
+    let queue = match super::dead::open(config).await {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("tayori bounce: {e:#}");
+            return Ok(EX_TEMPFAIL);
+        }
+    };
+    match bounce::record(&queue, &tracker, &raw, config.queue.dedupe_window).await {
+        Ok(s) => {
+            eprintln!(
+                "tayori bounce: {} bounced, {} deferred, {} repeated, {} unmatched, {} ignored",
+                s.bounced, s.deferred, s.repeated, s.unmatched, s.ignored
+            );
+            Ok(0)
+        }
+        Err(e @ (BounceError::NotADsn(_) | BounceError::NoVerp)) => {
+            eprintln!("tayori bounce: {e}");
+            Ok(if matches!(e, BounceError::NoVerp) {
+                EX_CONFIG
+            } else {
+                EX_DATAERR
+            })
+        }
+        Err(BounceError::Redis(e)) => {
+            eprintln!("tayori bounce: Redis: {e}");
+            Ok(EX_TEMPFAIL)
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! A job's content for one channel, personalized: the template rendered and, for
+//! email, tracking, the unsubscribe link and the bounce address applied.
+
+use tayori_channels::{ChannelKind, Content};
+
+use crate::job::Job;
+use crate::render::{RenderError, Renderer};
+use crate::tracking::Tracker;
+
+pub struct Composer {
+    pub renderer: Renderer,
+    /// Present when `http.tracking_secret` is set (required with email).
+    pub tracker: Option<std::sync::Arc<Tracker>>,
+}
+
+impl Composer {
+    /// Templates from `templates.dir`, and the tracker when email is tracked.
+    pub fn load(config: &crate::config::Config) -> Result<Composer, String> {
+        let renderer = Renderer::load(&config.templates_dir(), config.templates.fuel)
+            .map_err(|e| format!("templates: {}", e.0))?;
+        let tracker = config
+            .tracking()
+            .map(|t| Tracker::new(&t).map(std::sync::Arc::new))
+            .transpose()?;
+        Ok(Composer { renderer, tracker })
+    }
+
+    pub fn compose(&self, job: &Job, kind: ChannelKind) -> Result<Content, RenderError> {
+        match (&self.tracker, kind) {
+            (Some(tracker), ChannelKind::Email) => tracker.compose_email(&self.renderer, job),
+            _ => self.renderer.render(job, kind, None),
+        }
+    }
+}

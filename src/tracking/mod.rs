@@ -1,0 +1,166 @@
+//! Email tracking and the links that come back: open pixel, click redirects,
+//! one-click unsubscribe and VERP bounce addresses, all made from signed tokens
+//! (`token`) and applied to rendered mail (`rewrite`).
+
+pub mod rewrite;
+pub mod token;
+
+use tayori_channels::{ChannelKind, Content, EmailExtras};
+
+use crate::job::Job;
+use crate::render::{RenderError, Renderer, TemplateOptions};
+pub use token::{Purpose, Sealer, Tracked};
+
+/// What tracking does, from config.
+#[derive(Debug, Clone)]
+pub struct TrackingSettings {
+    pub secret: String,
+    /// The public base URL of the HTTP server (`http.public_url`).
+    pub public_url: String,
+    pub opens: bool,
+    pub clicks: bool,
+    /// `bounces@example.com` → VERP return paths `bounces+{token}@example.com`.
+    pub verp: Option<String>,
+}
+
+pub struct Tracker {
+    sealer: Sealer,
+    base: String,
+    opens: bool,
+    clicks: bool,
+    verp: Option<(String, String)>,
+}
+
+impl Tracker {
+    pub fn new(s: &TrackingSettings) -> Result<Tracker, String> {
+        let verp = s
+            .verp
+            .as_deref()
+            .map(|a| {
+                let (local, domain) = a
+                    .rsplit_once('@')
+                    .filter(|(l, d)| !l.is_empty() && !d.is_empty() && !l.contains('+'))
+                    .ok_or_else(|| {
+                        format!("{a:?} is not an address like bounces@example.com (without '+')")
+                    })?;
+                Ok::<_, String>((local.to_owned(), domain.to_owned()))
+            })
+            .transpose()?;
+        Ok(Tracker {
+            sealer: Sealer::new(&s.secret),
+            base: s.public_url.trim_end_matches('/').to_owned(),
+            opens: s.opens,
+            clicks: s.clicks,
+            verp,
+        })
+    }
+
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// The VERP mailbox (`bounces`, `example.com`), if VERP is on.
+    pub fn verp_mailbox(&self) -> Option<(&str, &str)> {
+        self.verp.as_ref().map(|(l, d)| (l.as_str(), d.as_str()))
+    }
+
+    /// Who a job's email goes to, as tokens carry it.
+    pub fn tracked(&self, job: &Job) -> Tracked {
+        Tracked {
+            job_id: job.id.clone(),
+            address: job
+                .address(ChannelKind::Email)
+                .unwrap_or_default()
+                .to_owned(),
+            campaign: job.campaign.clone(),
+            customer_id: job.customer_id.clone(),
+            sent_at: jiff::Timestamp::now().as_second(),
+            url: None,
+        }
+    }
+
+    pub fn unsubscribe_url(&self, t: &Tracked) -> String {
+        format!(
+            "{}/u/{}",
+            self.base,
+            self.sealer.seal(Purpose::Unsubscribe, t)
+        )
+    }
+
+    fn click_url(&self, t: &Tracked, url: &str) -> String {
+        let t = Tracked {
+            url: Some(url.to_owned()),
+            ..t.clone()
+        };
+        format!("{}/t/c/{}", self.base, self.sealer.seal(Purpose::Click, &t))
+    }
+
+    fn pixel(&self, t: &Tracked) -> String {
+        format!(
+            r#"<img src="{}/t/o/{}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">"#,
+            self.base,
+            self.sealer.seal(Purpose::Open, t)
+        )
+    }
+
+    /// The VERP return path for a message, if VERP is on.
+    pub fn return_path(&self, t: &Tracked) -> Option<String> {
+        let (local, domain) = self.verp.as_ref()?;
+        Some(format!(
+            "{local}+{}@{domain}",
+            self.sealer.verp_token(&t.job_id, &t.address)
+        ))
+    }
+
+    /// A job's email rendered with its unsubscribe link, then tracked.
+    pub fn compose_email(&self, renderer: &Renderer, job: &Job) -> Result<Content, RenderError> {
+        let t = self.tracked(job);
+        let unsubscribe = self.unsubscribe_url(&t);
+        let content = renderer.render(job, ChannelKind::Email, Some(&unsubscribe))?;
+        self.finish_email(&t, content, unsubscribe, &renderer.options(job))
+    }
+
+    /// Tracking applied to a rendered email: links through the click tracker (not
+    /// our own links), the pixel, the unsubscribe URL and the return path.
+    fn finish_email(
+        &self,
+        t: &Tracked,
+        content: Content,
+        unsubscribe: String,
+        opts: &TemplateOptions,
+    ) -> Result<Content, RenderError> {
+        let Content::Email {
+            subject,
+            html,
+            text,
+            ..
+        } = content
+        else {
+            return Ok(content);
+        };
+        let clicks = self.clicks && opts.tracking;
+        let ours = |u: &str| u.starts_with(&self.base);
+        let link =
+            |u: &str| (clicks && rewrite::trackable(u) && !ours(u)).then(|| self.click_url(t, u));
+        let text = match (text, &html) {
+            (Some(text), _) => Some(text),
+            (None, Some(html)) => Some(rewrite::html_to_text(html).map_err(RenderError)?),
+            (None, None) => None,
+        }
+        .map(|text| rewrite::rewrite_text(&text, link));
+        let pixel = (self.opens && opts.tracking).then(|| self.pixel(t));
+        let html = html
+            .map(|h| rewrite::rewrite_html(&h, pixel.as_deref(), link))
+            .transpose()
+            .map_err(RenderError)?;
+        Ok(Content::Email {
+            subject,
+            html,
+            text,
+            extras: EmailExtras {
+                unsubscribe_url: (!opts.transactional).then_some(unsubscribe),
+                return_path: self.return_path(t),
+            },
+        })
+    }
+}

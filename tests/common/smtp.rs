@@ -1,0 +1,348 @@
+//! A real SMTP server for the tests: `tests/peers/smtp_peer.py` (Python's aiosmtpd) as a
+//! child process on a free port, one per test, storing what it accepts in a tempdir;
+//! plus DKIM verification with dkimpy (`tests/peers/dkim_verify.py`). The Python comes
+//! from the venv `scripts/python-env.sh` makes (`./scripts/test.sh` runs it and exports
+//! `TAYORI_TEST_PYTHON`).
+//!
+//! The peer answers by the recipient's local part (case-insensitive prefix):
+//! `unknown*` 550 5.1.1 and `disabled*` 550 5.2.1 and `busy*` 452 4.2.2 at RCPT;
+//! `tempfail*` 451 4.3.0 at DATA the first time per exact address (then 250);
+//! `reject*` 554 5.7.1 at DATA; anything else 250.
+
+#![allow(dead_code)]
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::free_port;
+
+/// TEST-ONLY ed25519 DKIM key, generated once with PyNaCl and published here: never use it
+/// for real mail. Base64 of the raw 32-byte seed, the format of lettre's
+/// `DkimSigningKey::new(key, DkimSigningAlgorithm::Ed25519)`.
+pub const TEST_DKIM_ED25519_PRIVATE_B64: &str = "XorSnH4Y0/Y5cY26gBOFRkdLvPoVp7XrC89FOCSdhFE=";
+/// Its public half: base64 of the raw 32-byte key, the `p=` of a `k=ed25519` record (RFC 8463).
+pub const TEST_DKIM_ED25519_PUBLIC_B64: &str = "f7b13+x1Y5w/BYX4CuL1Fhhk/nBd0O8glT40Nx501+Y=";
+
+/// (private seed base64, public key base64) of the fixed test-only ed25519 key.
+pub fn ed25519_test_key() -> (String, String) {
+    (
+        TEST_DKIM_ED25519_PRIVATE_B64.to_owned(),
+        TEST_DKIM_ED25519_PUBLIC_B64.to_owned(),
+    )
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn peer_script(name: &str) -> PathBuf {
+    repo().join("tests/peers").join(name)
+}
+
+/// The venv's Python: `$TAYORI_TEST_PYTHON`, else `target/test-python/bin/python`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("TAYORI_TEST_PYTHON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let venv = repo().join("target/test-python/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    panic!(
+        "no Python for the SMTP test peer: run ./scripts/test.sh (or ./scripts/python-env.sh, \
+         which makes target/test-python), or set TAYORI_TEST_PYTHON to a python with \
+         tests/peers/requirements.txt installed"
+    );
+}
+
+/// A message the peer accepted.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub mail_from: String,
+    pub rcpt_tos: Vec<String>,
+    /// The DATA bytes exactly as received (CRLF line endings, dot-unstuffed).
+    pub raw: Vec<u8>,
+    pub auth_user: Option<String>,
+    pub helo: Option<String>,
+}
+
+/// A running `smtp_peer.py`; killed on drop.
+pub struct SmtpPeer {
+    pub port: u16,
+    /// Where the peer writes `NNNNNN.eml` + `NNNNNN.json` and `connections`.
+    pub dir: PathBuf,
+    auth: Option<(String, String)>,
+    child: Option<Child>,
+    _tmp: tempfile::TempDir,
+}
+
+impl SmtpPeer {
+    pub fn start() -> SmtpPeer {
+        Self::new(None)
+    }
+
+    /// AUTH PLAIN/LOGIN (over plaintext) required before MAIL.
+    pub fn start_with_auth(user: &str, pass: &str) -> SmtpPeer {
+        Self::new(Some((user.to_owned(), pass.to_owned())))
+    }
+
+    fn new(auth: Option<(String, String)>) -> SmtpPeer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut peer = SmtpPeer {
+            port: 0,
+            dir: tmp.path().to_path_buf(),
+            auth,
+            child: None,
+            _tmp: tmp,
+        };
+        // free_port() releases the port before the peer binds it: on the rare race with
+        // another test, take another port.
+        let mut last = String::new();
+        for _ in 0..5 {
+            peer.port = free_port();
+            match peer.spawn() {
+                Ok(()) => return peer,
+                Err(e) if e.to_lowercase().contains("address already in use") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("{last}");
+    }
+
+    fn stderr_log(&self) -> PathBuf {
+        self.dir.join(".peer-stderr.log")
+    }
+
+    fn stderr_text(&self) -> String {
+        std::fs::read_to_string(self.stderr_log()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stderr_log())
+            .expect("open the peer's stderr log");
+        let mut cmd = Command::new(python());
+        cmd.arg(peer_script("smtp_peer.py"))
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        if let Some((user, pass)) = &self.auth {
+            cmd.arg("--auth").arg(format!("{user}:{pass}"));
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python().display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // The first line is READY; keep draining so the peer never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.trim() == "READY" => {
+                self.child = Some(child);
+                Ok(())
+            }
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!(
+                    "the SMTP test peer did not get ready on port {} ({other:?}); its stderr:\n{}",
+                    self.port,
+                    self.stderr_text()
+                ))
+            }
+        }
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 5 s): connections are refused
+    /// until [`SmtpPeer::restart`]. Messages and counters stay in `dir`.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts the server again on the same port and `dir` (after [`SmtpPeer::stop`]).
+    /// Numbering, the connection count and which `tempfail*` addresses already
+    /// failed carry on.
+    pub fn restart(&mut self) {
+        self.stop();
+        let mut last = String::new();
+        for _ in 0..10 {
+            match self.spawn() {
+                Ok(()) => return,
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("{last}");
+    }
+
+    /// Every accepted message so far, in the order they were accepted.
+    pub fn messages(&self) -> Vec<Received> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.dir)
+            .expect("read the peer's dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.strip_suffix(".eml")
+                    .is_some_and(|s| s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|name| {
+                let eml = self.dir.join(name);
+                let meta = std::fs::read(eml.with_extension("json")).expect("the message's .json");
+                let meta: serde_json::Value =
+                    serde_json::from_slice(&meta).expect("the peer's .json");
+                let text = |k: &str| meta[k].as_str().map(str::to_owned);
+                Received {
+                    mail_from: text("mail_from").unwrap_or_default(),
+                    rcpt_tos: meta["rcpt_tos"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    raw: std::fs::read(&eml).expect("the message's .eml"),
+                    auth_user: text("auth_user"),
+                    helo: text("helo"),
+                }
+            })
+            .collect()
+    }
+
+    /// Waits until at least `n` messages were accepted, returning all of them; panics
+    /// after `timeout`.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let msgs = self.messages();
+            if msgs.len() >= n {
+                return msgs;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {n} message(s) at the SMTP peer: \
+                     got {} in {} connection(s); peer stderr:\n{}",
+                    msgs.len(),
+                    self.connections(),
+                    self.stderr_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SMTP connections accepted so far (all runs on this `dir`).
+    pub fn connections(&self) -> u64 {
+        std::fs::read_to_string(self.dir.join("connections"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for SmtpPeer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Verifies the first DKIM-Signature of `raw` with dkimpy against the ed25519 key
+/// `public_key_b64` published (only) at `selector._domainkey.domain`. `Ok` holds the
+/// signed header fields (`h=`, colon-separated, e.g. `from:to:subject:list-unsubscribe`),
+/// `Err` the reason.
+pub fn dkim_verify(
+    raw: &[u8],
+    selector: &str,
+    domain: &str,
+    public_key_b64: &str,
+) -> Result<String, String> {
+    run_dkim_verify(raw, "ed25519", selector, domain, public_key_b64)
+}
+
+/// [`dkim_verify`] for an RSA key (`public_key_b64`: base64 DER SubjectPublicKeyInfo,
+/// the PEM body).
+pub fn dkim_verify_rsa(
+    raw: &[u8],
+    selector: &str,
+    domain: &str,
+    public_key_b64: &str,
+) -> Result<String, String> {
+    run_dkim_verify(raw, "rsa", selector, domain, public_key_b64)
+}
+
+fn run_dkim_verify(
+    raw: &[u8],
+    key_type: &str,
+    selector: &str,
+    domain: &str,
+    public_key_b64: &str,
+) -> Result<String, String> {
+    let mut child = Command::new(python())
+        .arg(peer_script("dkim_verify.py"))
+        .args(["--selector", selector, "--domain", domain])
+        .args(["--public-key-b64", public_key_b64, "--key-type", key_type])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python().display()));
+    // The script reads all of stdin before writing anything.
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(raw)
+        .expect("write the message to dkim_verify.py");
+    let out = child.wait_with_output().expect("dkim_verify.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    let verdict = lines.next().unwrap_or("").trim();
+    let signed = lines.next().unwrap_or("").trim().to_owned();
+    if out.status.success() && verdict == "pass" {
+        Ok(signed)
+    } else {
+        Err(format!(
+            "{verdict} (signed headers: {signed:?}; exit {}){}",
+            out.status,
+            match String::from_utf8_lossy(&out.stderr).trim() {
+                "" => String::new(),
+                e => format!("; stderr: {e}"),
+            }
+        ))
+    }
+}
