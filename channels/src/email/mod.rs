@@ -3,13 +3,16 @@
 
 pub mod dsn;
 pub mod smtp;
+mod smtp_pool;
 
 use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
     DkimSigningKey,
 };
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{
+    ContentTransferEncoding, ContentType, HeaderName, HeaderValue, MIME_VERSION_1_0,
+};
+use lettre::message::{Body, Mailbox, MultiPart};
 
 use crate::{Content, EmailExtras, Encode, Message, SendError};
 
@@ -173,26 +176,49 @@ impl EmailEncoder {
                 "List-Unsubscribe=One-Click",
             )?);
         }
-        let built = match (text, html) {
-            (Some(text), Some(html)) => builder.multipart(MultiPart::alternative_plain_html(
-                text.clone(),
-                html.clone(),
-            )),
-            (None, Some(html)) => builder.singlepart(
-                SinglePart::builder()
-                    .header(ContentType::TEXT_HTML)
-                    .body(html.clone()),
-            ),
-            (Some(text), None) => builder.singlepart(SinglePart::plain(text.clone())),
+        // The body goes in pre-formatted, its Content-Type (and Content-Transfer-Encoding)
+        // among the message's own headers: lettre keeps a MIME part's headers in the
+        // part, where its DKIM signer does not see them, so a signature listing
+        // Content-Type in h= would hash without it and fail every verifier.
+        let invalid = |e: String| SendError::permanent("invalid_message", e);
+        let body = match (text, html) {
+            (Some(text), Some(html)) => {
+                let multipart = MultiPart::alternative_plain_html(text.clone(), html.clone());
+                let content_type = multipart
+                    .headers()
+                    .get::<ContentType>()
+                    .ok_or_else(|| invalid("multipart without a Content-Type".into()))?;
+                let formatted = multipart.formatted();
+                let start = formatted
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|i| i + 4)
+                    .ok_or_else(|| invalid("multipart without a body".into()))?;
+                let body = formatted[start..].to_vec();
+                // lettre encoded every part (quoted-printable or base64, headers per
+                // RFC 2047): plain ASCII in lines of at most 78 characters.
+                if !body.is_ascii() {
+                    return Err(invalid("multipart body is not 7-bit".into()));
+                }
+                builder = builder.header(content_type);
+                Body::dangerous_pre_encoded(body, ContentTransferEncoding::SevenBit)
+            }
+            (None, Some(html)) => {
+                builder = builder.header(ContentType::TEXT_HTML);
+                Body::new(html.clone())
+            }
+            (Some(text), None) => {
+                builder = builder.header(ContentType::TEXT_PLAIN);
+                Body::new(text.clone())
+            }
             (None, None) => {
-                return Err(SendError::permanent(
-                    "invalid_message",
-                    "email has neither a text nor an html part",
-                ))
+                return Err(invalid("email has neither a text nor an html part".into()))
             }
         };
-        let mut built =
-            built.map_err(|e| SendError::permanent("invalid_message", e.to_string()))?;
+        let mut built = builder
+            .header(MIME_VERSION_1_0)
+            .body(body)
+            .map_err(|e| invalid(e.to_string()))?;
         if let Some(dkim) = &self.dkim {
             built.sign(dkim);
         }

@@ -4,13 +4,11 @@
 use std::time::Duration;
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::transport::smtp::{self, PoolConfig};
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp;
+use lettre::Address;
 use serde::Deserialize;
 
+use super::smtp_pool::{Failure, Pool};
 use super::EmailEncoder;
 use crate::{Channel, Content, Message, SendError, Sent};
 
@@ -47,7 +45,7 @@ pub struct SmtpSettings {
 
 /// The email channel over SMTP.
 pub struct SmtpChannel {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    pool: Pool,
     encoder: EmailEncoder,
     envelope_from: Address,
 }
@@ -55,32 +53,9 @@ pub struct SmtpChannel {
 impl SmtpChannel {
     pub fn new(settings: &SmtpSettings, encoder: EmailEncoder) -> Result<Self, String> {
         crate::install_crypto_provider();
-        let tls = match settings.tls {
-            TlsMode::None => Tls::None,
-            TlsMode::Starttls | TlsMode::Tls => {
-                let params = TlsParameters::new(settings.host.clone())
-                    .map_err(|e| format!("TLS setup for {}: {e}", settings.host))?;
-                if settings.tls == TlsMode::Tls {
-                    Tls::Wrapper(params)
-                } else {
-                    Tls::Required(params)
-                }
-            }
-        };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
-            .port(settings.port)
-            .tls(tls)
-            .timeout(Some(settings.timeout))
-            .pool_config(
-                PoolConfig::new()
-                    .max_size(settings.pool_size.max(1))
-                    .idle_timeout(Duration::from_secs(60)),
-            );
-        if let Some((user, pass)) = &settings.credentials {
-            builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
-        }
-        if let Some(name) = &settings.helo_name {
-            builder = builder.hello_name(ClientId::Domain(name.clone()));
+        if settings.tls != TlsMode::None {
+            lettre::transport::smtp::client::TlsParameters::new(settings.host.clone())
+                .map_err(|e| format!("TLS setup for {}: {e}", settings.host))?;
         }
         let envelope_from = match &settings.envelope_from {
             Some(a) => a
@@ -89,7 +64,7 @@ impl SmtpChannel {
             None => encoder.from_address().clone(),
         };
         Ok(Self {
-            transport: builder.build(),
+            pool: Pool::new(settings),
             encoder,
             envelope_from,
         })
@@ -114,12 +89,36 @@ impl Channel for SmtpChannel {
         let envelope = Envelope::new(Some(from), to)
             .map_err(|e| SendError::permanent("invalid_message", e.to_string()))?;
         let id = self.encoder.message_id(&message.job_id);
-        match self.transport.send_raw(&envelope, &email.formatted()).await {
+        match self.pool.send(&envelope, &email.formatted()).await {
             Ok(_) => Ok(Sent {
                 provider_id: id.trim_matches(['<', '>']).to_owned(),
             }),
             Err(e) => Err(classify(&e)),
         }
+    }
+}
+
+/// What a failed send means for the job.
+pub fn classify(f: &Failure) -> SendError {
+    match f {
+        Failure::Io(e) => {
+            SendError::transient("smtp_connection", format!("relay unreachable: {e}"))
+        }
+        Failure::Timeout(what) => {
+            SendError::transient("smtp_timeout", format!("timed out: {what}"))
+        }
+        Failure::Connect(e) => match classify_reply(e) {
+            // Refused at AUTH or at the greeting for good: every message would be.
+            SendError::Permanent { message, .. } | SendError::Bounced { message, .. } => {
+                SendError::Suspended {
+                    code: "smtp_session".into(),
+                    message,
+                    retry_after: None,
+                }
+            }
+            other => other,
+        },
+        Failure::Send(e) => classify_reply(e),
     }
 }
 
@@ -129,7 +128,7 @@ impl Channel for SmtpChannel {
 /// apart from other 5xx replies by what the reply says: an enhanced status code
 /// about the recipient's address or mailbox (RFC 3463 X.1.x, 5.2.1, 5.4.1), or,
 /// for servers without enhanced codes, the usual wording of "no such user".
-pub fn classify(e: &smtp::Error) -> SendError {
+fn classify_reply(e: &smtp::Error) -> SendError {
     let text = e.to_string();
     let Some(code) = e.status() else {
         let code = if e.is_timeout() {
@@ -137,7 +136,9 @@ pub fn classify(e: &smtp::Error) -> SendError {
         } else if e.is_tls() {
             "smtp_tls"
         } else if e.is_client() {
-            return SendError::permanent("invalid_message", text);
+            // lettre refused locally: a message it cannot send, or (at connect) no
+            // AUTH mechanism in common; the caller decides which.
+            return SendError::permanent("smtp_client", text);
         } else {
             "smtp_connection"
         };

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the benchmarks (release build): `scripts/bench.sh` runs all of them,
+# `scripts/bench.sh email_smtp` one. Installs what they need first: Debian's
+# redis-server, and postfix for its smtp-sink (the email benchmark's SMTP peer;
+# the postfix service itself is not needed and may stay stopped).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/redis-env.sh
+ensure_redis_server
+if ! command -v smtp-sink >/dev/null 2>&1 && [ ! -x /usr/sbin/smtp-sink ]; then
+  echo "smtp-sink not found: installing Debian's postfix package..." >&2
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ apt-get update -qq
+  echo "postfix postfix/main_mailer_type select No configuration" | $sudo_ debconf-set-selections
+  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+if [ "$#" -eq 0 ]; then set -- pipeline line_push email_smtp; fi
+for b in "$@"; do
+  echo "== $b"
+  cargo bench --bench "$b"
+done

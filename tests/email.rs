@@ -1,0 +1,1172 @@
+//! The email channel against real peers: a redis-server and a real SMTP server
+//! (`tests/peers/smtp_peer.py`, aiosmtpd) per test. Received mail is read with a
+//! MIME parser (mail-parser) and its DKIM signature checked with dkimpy; tracking,
+//! unsubscribe and bounce links are followed over HTTP against the running daemon.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::smtp::{dkim_verify, ed25519_test_key, Received, SmtpPeer};
+use common::*;
+use mail_parser::{MessageParser, MimeHeaders};
+use serde_json::{json, Value};
+use tayori::tracking::{Purpose, Sealer, Tracked};
+
+const WAIT: Duration = Duration::from_secs(30);
+/// Fast retries: a deferred job comes back within half a second.
+const RETRY: &str = "[retry]\nmax_attempts = 40\nbase_delay = \"200ms\"\nmax_delay = \"500ms\"";
+const BROWSER: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36";
+
+/// Redis, the SMTP peer and a config sending email to it (plus SMS on files for
+/// fallbacks). The DKIM key lives in `_key`.
+struct Env {
+    redis: Redis,
+    peer: SmtpPeer,
+    s: Setup,
+    _key: tempfile::TempDir,
+}
+
+/// The `[channels.email]` of these tests, sending to `port`; `smtp_extra` goes into
+/// `[channels.email.smtp]`.
+fn email_channels(port: u16, key_file: &std::path::Path, smtp_extra: &str) -> String {
+    format!(
+        r#"
+[channels.email]
+transport = "smtp"
+from = "Example Shop <news@example.com>"
+reply_to = "Support <support@example.com>"
+envelope_from = "bounces@example.com"
+verp = true
+unsubscribe_mailto = "unsubscribe@example.com"
+headers = {{ "X-Campaign-System" = "tayori" }}
+rate = "1000/s"
+concurrency = 8
+
+[channels.email.smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+pool_size = 4
+timeout = "5s"
+{smtp_extra}
+
+[channels.email.dkim]
+selector = "test"
+domain = "example.com"
+algorithm = "ed25519"
+key_file = "{key}"
+
+[channels.sms]
+transport = "file"
+dir = "{{outbox}}/sms"
+rate = "1000/s"
+"#,
+        key = key_file.display()
+    )
+}
+
+fn env_with(peer: SmtpPeer, smtp_extra: &str) -> Env {
+    let redis = Redis::start();
+    let key = tempfile::tempdir().expect("tempdir");
+    let key_file = key.path().join("dkim.key");
+    std::fs::write(&key_file, ed25519_test_key().0).expect("write the DKIM key");
+    let s = setup(
+        &redis,
+        RETRY,
+        &email_channels(peer.port, &key_file, smtp_extra),
+    );
+    Env {
+        redis,
+        peer,
+        s,
+        _key: key,
+    }
+}
+
+fn env() -> Env {
+    env_with(SmtpPeer::start(), "")
+}
+
+fn email_job(id: &str, address: &str) -> Value {
+    let mut j = job(id, "email");
+    j["to"]["email"] = json!(address);
+    j
+}
+
+fn of_type<'a>(evs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    evs.iter().filter(|e| e["type"] == kind).collect()
+}
+
+fn for_job<'a>(evs: &'a [Value], kind: &str, job_id: &str) -> Vec<&'a Value> {
+    evs.iter()
+        .filter(|e| e["type"] == kind && e["job_id"] == job_id)
+        .collect()
+}
+
+fn parse(raw: &[u8]) -> mail_parser::Message<'_> {
+    MessageParser::default()
+        .parse(raw)
+        .expect("the received message parses as MIME")
+}
+
+/// The header field as sent (still encoded), unfolded.
+fn raw_header(msg: &mail_parser::Message<'_>, name: &str) -> String {
+    let v = msg
+        .header_raw(name)
+        .unwrap_or_else(|| panic!("no {name} header"));
+    v.replace("\r\n", "").replace('\n', "").trim().to_owned()
+}
+
+/// The decoded body of the one leaf part of type text/`subtype`.
+fn part(msg: &mail_parser::Message<'_>, subtype: &str) -> String {
+    let found: Vec<&str> = msg
+        .parts
+        .iter()
+        .filter(|p| {
+            p.content_type().is_some_and(|ct| {
+                ct.ctype().eq_ignore_ascii_case("text")
+                    && ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case(subtype))
+            })
+        })
+        .map(|p| p.text_contents().expect("a text part"))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "exactly one text/{subtype} part (parts: {:?})",
+        msg.parts
+            .iter()
+            .map(|p| p
+                .content_type()
+                .map(|c| format!("{}/{:?}", c.ctype(), c.subtype())))
+            .collect::<Vec<_>>()
+    );
+    found[0].to_owned()
+}
+
+/// Values of `attr="…"` in HTML, in order, with character references decoded
+/// (`&#x2f;` is a `/` to a browser).
+fn attr_values(html: &str, attr: &str) -> Vec<String> {
+    let needle = format!(" {attr}=\"");
+    html.match_indices(&needle)
+        .filter_map(|(i, _)| {
+            let rest = &html[i + needle.len()..];
+            rest.find('"')
+                .map(|end| html_escape::decode_html_entities(&rest[..end]).into_owned())
+        })
+        .collect()
+}
+
+/// URLs in text starting with `prefix`, up to the token's end.
+fn urls_with(text: &str, prefix: &str) -> Vec<String> {
+    text.match_indices(prefix)
+        .map(|(i, _)| {
+            let rest = &text[i + prefix.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                .unwrap_or(rest.len());
+            format!("{prefix}{}", &rest[..end])
+        })
+        .collect()
+}
+
+fn token_of(url: &str) -> &str {
+    url.rsplit('/').next().unwrap()
+}
+
+fn sealer() -> Sealer {
+    Sealer::new(TRACKING_SECRET)
+}
+
+/// The `List-Unsubscribe` URLs, in order.
+fn list_unsubscribe(msg: &mail_parser::Message<'_>) -> Vec<String> {
+    raw_header(msg, "List-Unsubscribe")
+        .split(',')
+        .map(|s| {
+            let s = s.trim();
+            assert!(s.starts_with('<') && s.ends_with('>'), "{s:?}");
+            s[1..s.len() - 1].to_owned()
+        })
+        .collect()
+}
+
+fn suppression(conn: &mut redis::Connection, address: &str) -> Option<String> {
+    redis::cmd("HGET")
+        .arg("t:suppressed:email")
+        .arg(address)
+        .query(conn)
+        .unwrap()
+}
+
+/// A raw HTTP/1.0 exchange: (status, headers lowercased, body).
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn http(s: &Setup, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", s.http_port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read the response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// The path part of one of the daemon's own URLs.
+fn path_of(s: &Setup, url: &str) -> String {
+    let base = format!("http://127.0.0.1:{}", s.http_port);
+    url.strip_prefix(&base)
+        .unwrap_or_else(|| panic!("{url} is not under {base}"))
+        .to_owned()
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Sends one spring_sale job to taro@example.com and returns the message the peer got.
+fn send_one(e: &Env, conn: &mut redis::Connection, id: &str) -> Received {
+    let before = e.peer.messages().len();
+    enqueue(conn, &[email_job(id, "taro@example.com")]);
+    wait_for(conn, WAIT, "sent", |evs| {
+        !for_job(evs, "sent", id).is_empty()
+    });
+    e.peer.wait_for(before + 1, WAIT).pop().unwrap()
+}
+
+#[test]
+fn a_personalized_marketing_mail_arrives_signed_tracked_and_unsubscribable() {
+    let e = env();
+    let s = e.s.replace_config(
+        "from = \"Example Shop <news@example.com>\"",
+        "from = \"山田商店 <news@example.com>\"",
+    );
+    let mut conn = e.redis.conn();
+    enqueue(&mut conn, &[email_job("spring-1", "taro@example.com")]);
+    let _d = s.start();
+    let evs = wait_for(&mut conn, WAIT, "sent", |e| count(e, "sent") == 1);
+    let msgs = e.peer.wait_for(1, WAIT);
+    assert_eq!(msgs.len(), 1, "one message");
+    let got = &msgs[0];
+    let base = format!("http://127.0.0.1:{}", s.http_port);
+
+    // Envelope: a VERP return path that maps back to this job and recipient.
+    assert_eq!(got.rcpt_tos, ["taro@example.com"]);
+    let verp = got
+        .mail_from
+        .strip_prefix("bounces+")
+        .and_then(|r| r.strip_suffix("@example.com"))
+        .unwrap_or_else(|| panic!("MAIL FROM {:?} is not VERP", got.mail_from));
+    let (id_hex, tag_hex) = verp.split_once('-').expect("{hex}-{hex}");
+    assert!(
+        !id_hex.is_empty()
+            && !tag_hex.is_empty()
+            && verp.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'),
+        "{verp}"
+    );
+    assert_eq!(
+        sealer().open_verp(verp, "taro@example.com").as_deref(),
+        Some("spring-1")
+    );
+
+    // Headers, decoded by a MIME parser.
+    let msg = parse(&got.raw);
+    let from = msg.from().and_then(|a| a.first()).expect("From");
+    assert_eq!(from.name(), Some("山田商店"));
+    assert_eq!(from.address(), Some("news@example.com"));
+    let to = msg.to().and_then(|a| a.first()).expect("To");
+    assert_eq!(to.name(), Some("山田 太郎"));
+    assert_eq!(to.address(), Some("taro@example.com"));
+    assert!(
+        raw_header(&msg, "To")
+            .to_ascii_lowercase()
+            .contains("=?utf-8?"),
+        "the To display name is RFC 2047 encoded: {}",
+        raw_header(&msg, "To")
+    );
+    let head_end = got
+        .raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header section");
+    assert!(
+        got.raw[..head_end].is_ascii(),
+        "no raw 8-bit bytes in the header section"
+    );
+    assert_eq!(
+        msg.subject(),
+        Some("山田 太郎様、春のセール開始 — 1200ポイントをお持ちです")
+    );
+    let message_id = msg.message_id().expect("Message-ID");
+    assert!(message_id.contains("spring-1"), "{message_id}");
+    assert!(msg.date().is_some(), "Date");
+    let reply_to = msg.reply_to().and_then(|a| a.first()).expect("Reply-To");
+    assert_eq!(reply_to.address(), Some("support@example.com"));
+    assert_eq!(reply_to.name(), Some("Support"));
+    assert_eq!(
+        msg.header("X-Campaign-System").and_then(|h| h.as_text()),
+        Some("tayori")
+    );
+
+    // One-click unsubscribe (RFC 2369 / RFC 8058).
+    let list = list_unsubscribe(&msg);
+    assert_eq!(list.len(), 2, "{list:?}");
+    let unsubscribe_url = list[0].clone();
+    assert!(
+        unsubscribe_url.starts_with(&format!("{base}/u/")),
+        "{unsubscribe_url}"
+    );
+    let t = sealer()
+        .open(Purpose::Unsubscribe, token_of(&unsubscribe_url))
+        .expect("an unsubscribe token of ours");
+    assert_eq!(
+        (t.job_id.as_str(), t.address.as_str()),
+        ("spring-1", "taro@example.com")
+    );
+    assert_eq!(
+        list[1],
+        "mailto:unsubscribe@example.com?subject=unsubscribe"
+    );
+    assert_eq!(
+        raw_header(&msg, "List-Unsubscribe-Post"),
+        "List-Unsubscribe=One-Click"
+    );
+
+    // Structure: multipart/alternative with a text and an html part.
+    let ct = msg.content_type().expect("Content-Type");
+    assert_eq!(
+        (ct.ctype(), ct.subtype()),
+        ("multipart", Some("alternative"))
+    );
+    let html = part(&msg, "html");
+    let text = part(&msg, "plain");
+
+    // HTML: the product link through the click tracker, the pixel, our own
+    // unsubscribe link left as it is.
+    let hrefs = attr_values(&html, "href");
+    assert_eq!(hrefs.len(), 2, "{hrefs:?}");
+    assert!(hrefs[0].starts_with(&format!("{base}/t/c/")), "{hrefs:?}");
+    let click = sealer()
+        .open(Purpose::Click, token_of(&hrefs[0]))
+        .expect("a click token of ours");
+    assert_eq!(click.url.as_deref(), Some("https://shop.example.com/p/1"));
+    assert_eq!(click.job_id, "spring-1");
+    assert_eq!(click.campaign.as_deref(), Some("test"));
+    assert_eq!(hrefs[1], unsubscribe_url, "the body's unsubscribe link");
+    let srcs = attr_values(&html, "src");
+    assert_eq!(srcs.len(), 1, "{srcs:?}");
+    assert!(srcs[0].starts_with(&format!("{base}/t/o/")), "{srcs:?}");
+    let open = sealer()
+        .open(Purpose::Open, token_of(&srcs[0]))
+        .expect("an open token of ours");
+    assert_eq!(open.job_id, "spring-1");
+    let shown = html_escape::decode_html_entities(&html);
+    assert!(shown.contains("1200ポイント"), "{html}");
+    assert!(shown.contains("化粧水"), "{html}");
+    assert!(
+        !shown.contains("https://shop.example.com/p/1"),
+        "the product link is only behind the tracker: {html}"
+    );
+
+    // Text: the same, as plain URLs.
+    assert!(text.contains("山田 太郎様"), "{text}");
+    assert!(!text.contains("https://shop.example.com"), "{text}");
+    let clicks = urls_with(&text, &format!("{base}/t/c/"));
+    assert_eq!(clicks.len(), 1, "{text}");
+    assert_eq!(
+        sealer()
+            .open(Purpose::Click, token_of(&clicks[0]))
+            .and_then(|t| t.url)
+            .as_deref(),
+        Some("https://shop.example.com/p/1")
+    );
+    assert_eq!(
+        urls_with(&text, &format!("{base}/u/")),
+        [unsubscribe_url.as_str()],
+        "{text}"
+    );
+
+    // DKIM: valid, and covering the unsubscribe headers.
+    let signed = dkim_verify(&got.raw, "test", "example.com", &ed25519_test_key().1)
+        .expect("the DKIM signature verifies");
+    let signed: Vec<String> = signed
+        .to_ascii_lowercase()
+        .split(':')
+        .map(str::to_owned)
+        .collect();
+    for h in [
+        "from",
+        "to",
+        "subject",
+        "date",
+        "message-id",
+        "content-type",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    ] {
+        assert!(signed.iter().any(|s| s == h), "{h} not in h={signed:?}");
+    }
+
+    // The event names the message.
+    let sent = of_type(&evs, "sent")[0];
+    assert_eq!(sent["job_id"], "spring-1");
+    assert_eq!(sent["channel"], "email");
+    let provider_id = sent["provider_id"].as_str().expect("provider_id");
+    assert_eq!(provider_id, message_id);
+}
+
+#[test]
+fn an_html_only_message_gets_a_text_part_and_a_text_only_one_stays_single() {
+    let e = env();
+    let mut conn = e.redis.conn();
+    let j = json!({
+        "id": "inline-1",
+        "campaign": "inline",
+        "channel": "email",
+        "to": {"email": "hanako@example.com", "name": "Hanako"},
+        "content": {"email": {
+            "subject": "Spring news",
+            "html": "<html><head><style>p{color:red}</style></head><body><h1>Spring news</h1><p>Dear Hanako, see <a href=\"https://shop.example.com/sale?x=1&amp;y=2\">our sale</a> today.</p></body></html>"
+        }}
+    });
+    enqueue(&mut conn, &[j]);
+    let _d = e.s.start();
+    wait_for(&mut conn, WAIT, "sent", |e| count(e, "sent") == 1);
+    let got = e.peer.wait_for(1, WAIT).pop().unwrap();
+    let msg = parse(&got.raw);
+    let ct = msg.content_type().expect("Content-Type");
+    assert_eq!(
+        (ct.ctype(), ct.subtype()),
+        ("multipart", Some("alternative"))
+    );
+    let text = part(&msg, "plain");
+    let html = part(&msg, "html");
+    assert!(text.contains("Spring news"), "{text}");
+    assert!(text.contains("Dear Hanako, see"), "{text}");
+    assert!(text.contains("our sale"), "{text}");
+    assert!(
+        !text.contains('<') && !text.contains("color:red"),
+        "no markup or styles in the text part: {text}"
+    );
+    let base = format!("http://127.0.0.1:{}", e.s.http_port);
+    let clicks = urls_with(&text, &format!("{base}/t/c/"));
+    assert_eq!(clicks.len(), 1, "the link as a tracked URL: {text}");
+    assert!(!text.contains("https://shop.example.com"), "{text}");
+    assert_eq!(
+        sealer()
+            .open(Purpose::Click, token_of(&clicks[0]))
+            .and_then(|t| t.url)
+            .as_deref(),
+        Some("https://shop.example.com/sale?x=1&y=2")
+    );
+    let hrefs = attr_values(&html, "href");
+    assert_eq!(hrefs.len(), 1, "{html}");
+    assert!(hrefs[0].starts_with(&format!("{base}/t/c/")), "{html}");
+    dkim_verify(&got.raw, "test", "example.com", &ed25519_test_key().1)
+        .expect("the DKIM signature verifies");
+
+    // A transactional, text-only template: one text/plain part, signed, and no
+    // List-Unsubscribe.
+    let mut welcome = email_job("welcome-1", "hanako@example.com");
+    welcome["template"] = json!("welcome");
+    enqueue(&mut conn, &[welcome]);
+    wait_for(&mut conn, WAIT, "sent", |e| count(e, "sent") == 2);
+    let got = e.peer.wait_for(2, WAIT).pop().unwrap();
+    let msg = parse(&got.raw);
+    let ct = msg.content_type().expect("Content-Type");
+    assert_eq!((ct.ctype(), ct.subtype()), ("text", Some("plain")));
+    assert_eq!(msg.subject(), Some("ようこそ、山田 太郎様"));
+    assert!(part(&msg, "plain").contains("ご登録ありがとうございます。"));
+    assert!(msg.header_raw("List-Unsubscribe").is_none());
+    assert!(msg.header_raw("List-Unsubscribe-Post").is_none());
+    let signed = dkim_verify(&got.raw, "test", "example.com", &ed25519_test_key().1)
+        .expect("the DKIM signature verifies");
+    assert!(signed
+        .to_ascii_lowercase()
+        .split(':')
+        .any(|h| h == "content-type"));
+}
+
+#[test]
+fn clicks_and_opens_come_back_as_events_and_forged_tokens_do_not() {
+    let e = env();
+    let s = &e.s;
+    let mut conn = e.redis.conn();
+    let _d = s.start();
+    s.wait_http();
+    let got = send_one(&e, &mut conn, "track-1");
+    let msg = parse(&got.raw);
+    let html = part(&msg, "html");
+    let click_url = attr_values(&html, "href")
+        .into_iter()
+        .find(|h| h.contains("/t/c/"))
+        .expect("a tracked link");
+    let pixel_url = attr_values(&html, "src")
+        .into_iter()
+        .find(|h| h.contains("/t/o/"))
+        .expect("the pixel");
+    let events_now = |conn: &mut redis::Connection| events(conn).len();
+
+    // The link from the mail redirects to the original, right after sending: a prefetch.
+    let before = events_now(&mut conn);
+    let r = http(
+        s,
+        "GET",
+        &path_of(s, &click_url),
+        &[("User-Agent", BROWSER)],
+    );
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("https://shop.example.com/p/1"));
+    let evs = events(&mut conn);
+    assert_eq!(evs.len(), before + 1);
+    let clicked = evs.last().unwrap();
+    assert_eq!(clicked["type"], "clicked");
+    assert_eq!(clicked["url"], "https://shop.example.com/p/1");
+    assert_eq!(clicked["job_id"], "track-1");
+    assert_eq!(clicked["campaign"], "test");
+    assert_eq!(clicked["customer_id"], "C-track-1");
+    assert_eq!(clicked["channel"], "email");
+    // Within seconds of sending, a browser's request is a link scanner's prefetch
+    // (checked only while that still holds: a slow machine may take longer).
+    let sent_at = sealer()
+        .open(Purpose::Click, token_of(&click_url))
+        .unwrap()
+        .sent_at;
+    if now_secs() - sent_at < 10 {
+        assert_eq!(clicked["suspected_bot"], true, "{clicked}");
+    }
+
+    let r = http(
+        s,
+        "GET",
+        &path_of(s, &pixel_url),
+        &[("User-Agent", BROWSER)],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("image/gif"));
+    assert!(r.body.starts_with(b"GIF89a"), "a GIF");
+    let evs = events(&mut conn);
+    let opened = evs.last().unwrap();
+    assert_eq!(opened["type"], "opened");
+    assert_eq!(opened["job_id"], "track-1");
+    if now_secs() - sent_at < 10 {
+        assert_eq!(opened["suspected_bot"], true, "{opened}");
+    }
+
+    // A token of a message sent an hour ago: a person with a browser is not a bot,
+    // a HEAD request or curl is.
+    let hour_ago = Tracked {
+        job_id: "old-1".into(),
+        address: "taro@example.com".into(),
+        campaign: Some("spring26".into()),
+        customer_id: Some("C1001".into()),
+        sent_at: now_secs() - 3600,
+        url: Some("https://shop.example.com/p/2?ref=mail".into()),
+    };
+    let old_click = sealer().seal(Purpose::Click, &hour_ago);
+    let old_open = sealer().seal(Purpose::Open, &hour_ago);
+    // (method, route, User-Agent, suspected_bot)
+    let cases = [
+        ("GET", "c", Some(BROWSER), false),
+        ("GET", "o", Some(BROWSER), false),
+        ("HEAD", "c", Some(BROWSER), true),
+        ("GET", "c", Some("curl/8.5.0"), true),
+        ("GET", "o", Some("curl/8.5.0"), true),
+        ("GET", "o", None, true),
+    ];
+    for (method, kind, agent, bot) in cases {
+        let token = if kind == "c" { &old_click } else { &old_open };
+        let headers: Vec<(&str, &str)> = agent.map(|a| ("User-Agent", a)).into_iter().collect();
+        let before = events_now(&mut conn);
+        let r = http(s, method, &format!("/t/{kind}/{token}"), &headers);
+        let expected_status = if kind == "c" { 302 } else { 200 };
+        assert_eq!(r.status, expected_status, "{method} /t/{kind} {headers:?}");
+        if kind == "c" {
+            assert_eq!(
+                r.header("location"),
+                Some("https://shop.example.com/p/2?ref=mail")
+            );
+        }
+        let evs = events(&mut conn);
+        assert_eq!(evs.len(), before + 1, "{method} /t/{kind} {headers:?}");
+        let ev = evs.last().unwrap();
+        assert_eq!(ev["type"], if kind == "c" { "clicked" } else { "opened" });
+        assert_eq!(ev["job_id"], "old-1");
+        assert_eq!(ev["campaign"], "spring26");
+        assert_eq!(
+            ev["suspected_bot"], bot,
+            "{method} /t/{kind} {headers:?}: {ev}"
+        );
+    }
+
+    // Tokens that are not ours, or not for this route: 404, no redirect, no event.
+    let click_token = token_of(&click_url).to_owned();
+    let mut flipped: Vec<char> = click_token.chars().collect();
+    let mid = flipped.len() / 2;
+    flipped[mid] = if flipped[mid] == 'A' { 'B' } else { 'A' };
+    let flipped: String = flipped.into_iter().collect();
+    let foreign = Sealer::new("another-secret-0123456789abcdef").seal(Purpose::Click, &hour_ago);
+    let forged = [
+        format!("/t/c/{flipped}"),
+        format!("/t/c/{old_open}"),
+        format!("/t/c/{}", token_of(&pixel_url)),
+        format!("/t/c/{foreign}"),
+        format!("/t/o/{old_click}"),
+        format!("/t/c/{}", &click_token[..click_token.len() - 4]),
+        "/t/c/not-a-token".to_owned(),
+    ];
+    let before = events_now(&mut conn);
+    for path in &forged {
+        let r = http(s, "GET", path, &[("User-Agent", BROWSER)]);
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.header("location"), None, "{path}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(events_now(&mut conn), before, "no event from a bad token");
+}
+
+#[test]
+fn one_click_unsubscribe_suppresses_the_address_once() {
+    let e = env();
+    let s = &e.s;
+    let mut conn = e.redis.conn();
+    let _d = s.start();
+    s.wait_http();
+    let got = send_one(&e, &mut conn, "unsub-1");
+    let msg = parse(&got.raw);
+    let url = list_unsubscribe(&msg).remove(0);
+    let path = path_of(s, &url);
+
+    // GET shows a confirmation form and changes nothing (scanners follow links).
+    let before = events(&mut conn).len();
+    let r = http(s, "GET", &path, &[("User-Agent", BROWSER)]);
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("text/html")));
+    let page = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(
+        page.contains("<form") && page.contains("method=\"post\""),
+        "{page}"
+    );
+    assert!(page.contains("List-Unsubscribe"), "{page}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(events(&mut conn).len(), before, "GET records nothing");
+    assert_eq!(suppression(&mut conn, "taro@example.com"), None);
+
+    // RFC 8058 one-click POST.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let (status, _) = s
+        .post(&path, &form, b"List-Unsubscribe=One-Click")
+        .expect("POST");
+    assert_eq!(status, 200);
+    let evs = events(&mut conn);
+    let unsubscribed = of_type(&evs, "unsubscribed");
+    assert_eq!(unsubscribed.len(), 1, "{evs:?}");
+    assert_eq!(unsubscribed[0]["address"], "taro@example.com");
+    assert_eq!(unsubscribed[0]["job_id"], "unsub-1");
+    assert_eq!(unsubscribed[0]["channel"], "email");
+    assert_eq!(
+        suppression(&mut conn, "taro@example.com").as_deref(),
+        Some("unsubscribed")
+    );
+    // Again (a second click, a retrying mail client): no second event.
+    let (status, _) = s
+        .post(&path, &form, b"List-Unsubscribe=One-Click")
+        .expect("POST");
+    assert_eq!(status, 200);
+    assert_eq!(count(&events(&mut conn), "unsubscribed"), 1);
+
+    // Later mail to the address, in any case, is not sent.
+    let delivered = e.peer.messages().len();
+    enqueue(&mut conn, &[email_job("unsub-2", "TARO@Example.com")]);
+    let evs = wait_for(&mut conn, WAIT, "suppressed", |e| {
+        count(e, "suppressed") == 1
+    });
+    let sup = of_type(&evs, "suppressed")[0];
+    assert_eq!(sup["job_id"], "unsub-2");
+    assert_eq!(sup["reason"], "unsubscribed");
+    assert!(for_job(&evs, "sent", "unsub-2").is_empty());
+    assert_eq!(
+        e.peer.messages().len(),
+        delivered,
+        "nothing reached the peer"
+    );
+
+    // A tampered token unsubscribes no one.
+    let token = token_of(&url);
+    let mut chars: Vec<char> = token.chars().collect();
+    let mid = chars.len() / 2;
+    chars[mid] = if chars[mid] == 'x' { 'y' } else { 'x' };
+    let bad: String = chars.into_iter().collect();
+    let before = events(&mut conn).len();
+    assert_eq!(http(s, "GET", &format!("/u/{bad}"), &[]).status, 404);
+    let (status, _) = s
+        .post(&format!("/u/{bad}"), &form, b"List-Unsubscribe=One-Click")
+        .expect("POST");
+    assert_eq!(status, 404);
+    // A click token is not an unsubscribe token.
+    let click = attr_values(&part(&msg, "html"), "href")
+        .into_iter()
+        .find(|h| h.contains("/t/c/"))
+        .unwrap();
+    let (status, _) = s
+        .post(
+            &format!("/u/{}", token_of(&click)),
+            &form,
+            b"List-Unsubscribe=One-Click",
+        )
+        .expect("POST");
+    assert_eq!(status, 404);
+    assert_eq!(events(&mut conn).len(), before);
+}
+
+#[test]
+fn a_temporary_failure_is_retried_and_delivered_once() {
+    let e = env();
+    let mut conn = e.redis.conn();
+    enqueue(&mut conn, &[email_job("temp-1", "tempfail-1@example.com")]);
+    let _d = e.s.start();
+    let evs = wait_for(&mut conn, WAIT, "sent", |e| count(e, "sent") == 1);
+    let deferred = of_type(&evs, "deferred");
+    assert_eq!(deferred.len(), 1, "{evs:?}");
+    assert_eq!(deferred[0]["error"]["code"], "smtp_451");
+    assert!(deferred[0]["retry_at"].is_string());
+    let sent = of_type(&evs, "sent")[0];
+    assert_eq!(sent["job_id"], "temp-1");
+    assert_eq!(sent["attempt"], 2);
+    let msgs = e.peer.wait_for(1, WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(e.peer.messages().len(), 1, "exactly one copy stored");
+    assert_eq!(msgs[0].rcpt_tos, ["tempfail-1@example.com"]);
+    assert_eq!(count(&events(&mut conn), "failed"), 0);
+}
+
+#[test]
+fn an_unknown_recipient_bounces_falls_back_and_stays_suppressed() {
+    let e = env();
+    let mut conn = e.redis.conn();
+    let mut j = email_job("gone-1", "unknown-1@example.com");
+    j["fallback"] = json!(["sms"]);
+    enqueue(&mut conn, &[j]);
+    let _d = e.s.start();
+    let evs = wait_for(&mut conn, WAIT, "sent by sms", |e| {
+        e.iter()
+            .any(|x| x["type"] == "sent" && x["channel"] == "sms")
+    });
+    let bounced = of_type(&evs, "bounced");
+    assert_eq!(bounced.len(), 1, "{evs:?}");
+    assert_eq!(bounced[0]["job_id"], "gone-1");
+    assert_eq!(bounced[0]["channel"], "email");
+    assert_eq!(bounced[0]["error"]["code"], "smtp_550");
+    let message = bounced[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("5.1.1"), "{message}");
+    assert_eq!(
+        suppression(&mut conn, "unknown-1@example.com").as_deref(),
+        Some("bounced")
+    );
+    let fb = of_type(&evs, "fallback");
+    assert_eq!(fb.len(), 1);
+    assert_eq!(fb[0]["to_channel"], "sms");
+    assert_eq!(fb[0]["error"]["code"], "smtp_550");
+    assert_eq!(count(&evs, "deferred"), 0, "a hard bounce is not retried");
+    assert_eq!(e.s.outbox_files("sms").len(), 1);
+
+    // The next job to the address is not tried at all.
+    let connections = e.peer.connections();
+    enqueue(&mut conn, &[email_job("gone-2", "Unknown-1@example.com")]);
+    let evs = wait_for(&mut conn, WAIT, "suppressed", |e| {
+        count(e, "suppressed") == 1
+    });
+    let sup = of_type(&evs, "suppressed")[0];
+    assert_eq!(sup["job_id"], "gone-2");
+    assert_eq!(sup["reason"], "bounced");
+    assert_eq!(count(&evs, "bounced"), 1);
+    assert_eq!(
+        e.peer.connections(),
+        connections,
+        "a suppressed address is not even tried"
+    );
+
+    // A policy rejection at DATA fails the job but is no reason to suppress the address.
+    enqueue(&mut conn, &[email_job("spam-1", "reject-1@example.com")]);
+    let evs = wait_for(&mut conn, WAIT, "failed", |e| count(e, "failed") == 1);
+    let failed = of_type(&evs, "failed")[0];
+    assert_eq!(failed["job_id"], "spam-1");
+    assert_eq!(failed["error"]["code"], "smtp_554");
+    assert_eq!(count(&evs, "bounced"), 1);
+    assert_eq!(suppression(&mut conn, "reject-1@example.com"), None);
+    assert!(e.peer.messages().is_empty(), "the peer stored nothing");
+}
+
+#[test]
+fn jobs_wait_out_a_relay_outage_and_are_each_delivered_once() {
+    let mut e = env();
+    let mut conn = e.redis.conn();
+    let _d = e.s.start();
+    // A connection in the pool before the outage, dead after it.
+    send_one(&e, &mut conn, "warm-1");
+    e.peer.stop();
+    let n = 20;
+    let jobs: Vec<Value> = (0..n)
+        .map(|i| email_job(&format!("down-{i}"), &format!("user{i}@example.com")))
+        .collect();
+    enqueue(&mut conn, &jobs);
+    let evs = wait_for(&mut conn, WAIT, "deferrals", |e| count(e, "deferred") >= 5);
+    let codes: HashSet<&str> = of_type(&evs, "deferred")
+        .iter()
+        .filter_map(|d| d["error"]["code"].as_str())
+        .collect();
+    assert!(codes.iter().all(|c| c.starts_with("smtp_")), "{codes:?}");
+    assert_eq!(count(&evs, "failed"), 0);
+    e.peer.restart();
+    let evs = wait_for(&mut conn, WAIT, "all sent", |e| count(e, "sent") == n + 1);
+    let terminal = terminal_by_job(&evs);
+    for i in 0..n {
+        assert_eq!(
+            terminal.get(&format!("down-{i}")).map(Vec::as_slice),
+            Some(&["sent".to_owned()][..]),
+            "down-{i}"
+        );
+    }
+    let msgs = e.peer.wait_for(n + 1, WAIT);
+    std::thread::sleep(Duration::from_millis(500));
+    let msgs_after = e.peer.messages();
+    assert_eq!(msgs_after.len(), msgs.len());
+    assert_eq!(msgs_after.len(), n + 1, "the warm-up plus each job once");
+    let ids: HashSet<String> = msgs_after[1..]
+        .iter()
+        .map(|m| parse(&m.raw).message_id().expect("Message-ID").to_owned())
+        .collect();
+    assert_eq!(ids.len(), n, "distinct Message-IDs");
+    for i in 0..n {
+        assert!(
+            ids.contains(&format!("down-{i}@example.com")),
+            "down-{i} arrived"
+        );
+    }
+}
+
+#[test]
+fn authenticated_delivery_stays_within_the_pool() {
+    let e = env_with(
+        SmtpPeer::start_with_auth("tayori", "pw"),
+        "username = \"tayori\"\npassword = \"pw\"",
+    );
+    let mut conn = e.redis.conn();
+    let n = 30;
+    let jobs: Vec<Value> = (0..n)
+        .map(|i| email_job(&format!("auth-{i}"), &format!("member{i}@example.com")))
+        .collect();
+    enqueue(&mut conn, &jobs);
+    let _d = e.s.start();
+    wait_for(&mut conn, WAIT, "all sent", |e| count(e, "sent") == n);
+    let msgs = e.peer.wait_for(n, WAIT);
+    assert_eq!(msgs.len(), n);
+    assert!(
+        msgs.iter()
+            .all(|m| m.auth_user.as_deref() == Some("tayori")),
+        "every message went over an authenticated session"
+    );
+    let connections = e.peer.connections();
+    assert!(
+        (1..=4).contains(&connections),
+        "at most pool_size = 4 connections, got {connections}"
+    );
+}
+
+#[test]
+fn a_refused_login_pauses_the_channel_instead_of_failing_jobs() {
+    let e = env_with(
+        SmtpPeer::start_with_auth("tayori", "pw"),
+        "username = \"tayori\"\npassword = \"wrong\"",
+    );
+    let mut conn = e.redis.conn();
+    let jobs: Vec<Value> = (0..3)
+        .map(|i| email_job(&format!("badauth-{i}"), &format!("member{i}@example.com")))
+        .collect();
+    enqueue(&mut conn, &jobs);
+    let _d = e.s.start();
+    e.s.wait_http();
+    let evs = wait_for(&mut conn, WAIT, "deferred", |e| count(e, "deferred") >= 1);
+    let deferred = of_type(&evs, "deferred");
+    assert_eq!(deferred[0]["error"]["code"], "smtp_auth");
+    assert!(e.s.metric("tayori_channel_paused{channel=\"email\"}") == 1.0);
+    std::thread::sleep(Duration::from_millis(1000));
+    let evs = events(&mut conn);
+    assert_eq!(count(&evs, "failed"), 0, "{evs:?}");
+    assert_eq!(count(&evs, "sent"), 0, "{evs:?}");
+    assert_eq!(count(&evs, "bounced"), 0, "{evs:?}");
+    assert!(e.peer.messages().is_empty(), "nothing stored");
+}
+
+/// `tayori bounce` with `input` on stdin: (exit code, stderr).
+fn pipe_bounce(s: &Setup, input: &[u8]) -> (i32, String) {
+    let mut child = s
+        .tayori()
+        .arg("bounce")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tayori bounce");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("channels/tests/fixtures/dsn")
+            .join(name),
+    )
+    .expect("DSN fixture")
+}
+
+/// A hard (5.1.1) Postfix DSN for mail sent with return path `verp` to `recipient`.
+fn hard_dsn(verp: &str, recipient: &str) -> String {
+    fixture("postfix_user_unknown.eml")
+        .replace("bounces+7370-c1001@example.com", verp)
+        .replace("nosuchuser@example.net", recipient)
+}
+
+#[test]
+fn bounce_reports_map_back_to_their_jobs_and_forgeries_do_not() {
+    let e = env();
+    let s = &e.s;
+    let mut conn = e.redis.conn();
+    let _d = s.start();
+    s.wait_http();
+    let taro = send_one(&e, &mut conn, "dsn-1");
+    enqueue(
+        &mut conn,
+        &[
+            email_job("dsn-2", "hanako@example.com"),
+            email_job("dsn-3", "jiro@example.com"),
+        ],
+    );
+    wait_for(&mut conn, WAIT, "sent", |e| count(e, "sent") == 3);
+    let msgs = e.peer.wait_for(3, WAIT);
+    let verp_of = |rcpt: &str| {
+        msgs.iter()
+            .find(|m| m.rcpt_tos == [rcpt])
+            .map(|m| m.mail_from.clone())
+            .unwrap()
+    };
+    assert!(taro.mail_from.starts_with("bounces+"));
+
+    // A hard bounce through the MTA pipe.
+    let dsn = hard_dsn(&taro.mail_from, "taro@example.com");
+    let before = events(&mut conn).len();
+    let (code, stderr) = pipe_bounce(s, dsn.as_bytes());
+    assert_eq!(code, 0, "{stderr}");
+    let evs = events(&mut conn);
+    assert_eq!(evs.len(), before + 1, "{stderr}");
+    let bounced = evs.last().unwrap();
+    assert_eq!(bounced["type"], "bounced");
+    assert_eq!(bounced["job_id"], "dsn-1");
+    assert_eq!(bounced["channel"], "email");
+    assert_eq!(bounced["error"]["code"], "dsn_5.1.1");
+    assert_eq!(
+        suppression(&mut conn, "taro@example.com").as_deref(),
+        Some("bounced")
+    );
+    // The MTA delivers the same report again: nothing new.
+    let (code, stderr) = pipe_bounce(s, dsn.as_bytes());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(events(&mut conn).len(), before + 1);
+
+    // A forged report naming someone else with our token: ignored.
+    let forged = hard_dsn(&taro.mail_from, "someone-else@example.com");
+    let (code, stderr) = pipe_bounce(s, forged.as_bytes());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(events(&mut conn).len(), before + 1);
+    assert_eq!(suppression(&mut conn, "someone-else@example.com"), None);
+
+    // A delay notice: deferred, nothing suppressed.
+    let soft = fixture("postfix_delayed.eml")
+        .replace(
+            "bounces+7370-d2001@example.com",
+            &verp_of("hanako@example.com"),
+        )
+        .replace("slow@example.org", "hanako@example.com");
+    let (code, stderr) = pipe_bounce(s, soft.as_bytes());
+    assert_eq!(code, 0, "{stderr}");
+    let evs = events(&mut conn);
+    assert_eq!(evs.len(), before + 2);
+    let deferred = evs.last().unwrap();
+    assert_eq!(deferred["type"], "deferred");
+    assert_eq!(deferred["job_id"], "dsn-2");
+    assert_eq!(deferred["error"]["code"], "dsn_4.4.1");
+    assert_eq!(suppression(&mut conn, "hanako@example.com"), None);
+
+    // Not a DSN at all.
+    let (code, _) = pipe_bounce(s, fixture("not_a_bounce.eml").as_bytes());
+    assert_eq!(code, 65);
+    assert_eq!(events(&mut conn).len(), before + 2);
+
+    // The same over HTTP, for MTAs that post.
+    let dsn3 = hard_dsn(&verp_of("jiro@example.com"), "jiro@example.com");
+    let (status, body) = s
+        .post(
+            "/webhooks/bounce",
+            &[("Content-Type", "message/rfc822")],
+            dsn3.as_bytes(),
+        )
+        .expect("POST /webhooks/bounce");
+    assert_eq!(status, 200, "{body}");
+    let summary: Value = serde_json::from_str(&body).expect("a JSON summary");
+    assert_eq!(summary["bounced"], 1, "{summary}");
+    let evs = events(&mut conn);
+    let last = evs.last().unwrap();
+    assert_eq!(last["type"], "bounced");
+    assert_eq!(last["job_id"], "dsn-3");
+    assert_eq!(
+        suppression(&mut conn, "jiro@example.com").as_deref(),
+        Some("bounced")
+    );
+    let (status, _) = s
+        .post(
+            "/webhooks/bounce",
+            &[],
+            fixture("not_a_bounce.eml").as_bytes(),
+        )
+        .expect("POST");
+    assert_eq!(status, 422);
+}
+
+#[test]
+fn a_marketing_template_without_an_unsubscribe_link_is_warned_about() {
+    let e = env();
+    let templates = tempfile::tempdir().expect("tempdir");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
+    for name in ["spring_sale", "welcome"] {
+        let to = templates.path().join(name);
+        std::fs::create_dir_all(&to).unwrap();
+        for f in std::fs::read_dir(src.join(name)).unwrap().flatten() {
+            std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+        }
+    }
+    // A copy of spring_sale without its unsubscribe lines.
+    let nounsub = templates.path().join("nounsub");
+    std::fs::create_dir_all(&nounsub).unwrap();
+    for f in std::fs::read_dir(src.join("spring_sale"))
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(f.path()).unwrap();
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.contains("unsubscribe_url"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(nounsub.join(f.file_name()), kept).unwrap();
+    }
+    let templates_line = format!(
+        "dir = \"{}\"",
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config/templates")
+            .display()
+    );
+    let s = e.s.replace_config(
+        &templates_line,
+        &format!("dir = \"{}\"", templates.path().display()),
+    );
+
+    let mut j = email_job("render-1", "taro@example.com");
+    j["template"] = json!("nounsub");
+    let job_file = s.dir.path().join("job.json");
+    std::fs::write(&job_file, j.to_string()).unwrap();
+    let out = s.tayori().arg("render").arg(&job_file).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning") && l.contains("unsubscribe"))
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("nounsub/email.html"))
+            && warnings.iter().any(|w| w.contains("nounsub/email.txt")),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("Subject:"),
+        "the message is still shown: {stdout}"
+    );
+
+    // The same job on the original template: no such warning.
+    j["template"] = json!("spring_sale");
+    std::fs::write(&job_file, j.to_string()).unwrap();
+    let out = s.tayori().arg("render").arg(&job_file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("unsubscribe"), "{stderr}");
+
+    let out = s.tayori().arg("check-config").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning") && l.contains("unsubscribe"))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("nounsub/email.html"))
+            && lines.iter().any(|l| l.contains("nounsub/email.txt")),
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().all(|l| l.contains("nounsub/")),
+        "only the copy is warned about: {stdout}"
+    );
+}
