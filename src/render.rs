@@ -471,7 +471,11 @@ fn context(job: &Job, unsubscribe_url: Option<&str>) -> Ctx {
         map.insert(k.as_str(), Ctx::from(Serde(v)));
     }
     // After the job's vars: a job cannot point the unsubscribe link elsewhere.
-    map.insert("unsubscribe_url", Ctx::from(unsubscribe_url.unwrap_or("")));
+    // Safe: our own URL, and HTML escaping would turn its slashes into &#x2f;.
+    map.insert(
+        "unsubscribe_url",
+        Ctx::from_safe_string(unsubscribe_url.unwrap_or("").to_owned()),
+    );
     Ctx::from(map)
 }
 
