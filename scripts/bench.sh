@@ -8,11 +8,7 @@ cd "$(dirname "$0")/.."
 . scripts/redis-env.sh
 ensure_redis_server
 if ! command -v smtp-sink >/dev/null 2>&1 && [ ! -x /usr/sbin/smtp-sink ]; then
-  echo "smtp-sink not found: installing Debian's postfix package..." >&2
-  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
-  $sudo_ apt-get update -qq
-  echo "postfix postfix/main_mailer_type select No configuration" | $sudo_ debconf-set-selections
-  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
+  apt_install postfix "smtp-sink not found (it comes with postfix)"
 fi
 export PATH="$PATH:/usr/sbin"
 if [ "$#" -eq 0 ]; then set -- pipeline line_push email_smtp; fi

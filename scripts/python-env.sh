@@ -8,19 +8,11 @@
 
 _tayori_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
+. "$_tayori_root/scripts/apt-install.sh"
+
 _ensure_python3_venv() {
-  if python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then return 0; fi
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "python3 cannot make a venv: installing Debian's python3-venv package..." >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null) || {
-      echo "could not install python3-venv; install it (apt-get install python3-venv) and retry" >&2; return 1; }
-  elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-    echo "python3 cannot make a venv: installing python3-venv with sudo apt-get..." >&2
-    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null) || {
-      echo "could not install python3-venv; install it (sudo apt-get install python3-venv) and retry" >&2; return 1; }
-  else
-    echo "python3 with venv is required: install it (Debian: apt-get install python3-venv) and retry" >&2; return 1
-  fi
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 ||
+    apt_install python3-venv "python3 cannot make a venv"
 }
 
 ensure_test_python() {

@@ -1,18 +1,9 @@
 # Sourced by the scripts: makes sure redis-server exists (installing Debian's
 # package when we can), and starts a private one on a given port.
+. "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
+
 ensure_redis_server() {
-  if command -v redis-server >/dev/null 2>&1; then return 0; fi
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "redis-server not found: installing Debian's redis-server package..." >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) || {
-      echo "could not install redis-server; install it (apt-get install redis-server) and retry" >&2; return 1; }
-  elif command -v sudo >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-    echo "redis-server not found: installing it with sudo apt-get..." >&2
-    (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) || {
-      echo "could not install redis-server; install it (sudo apt-get install redis-server) and retry" >&2; return 1; }
-  else
-    echo "redis-server is required: install it (Debian: apt-get install redis-server) and retry" >&2; return 1
-  fi
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server "redis-server not found"
 }
 
 # start_redis PORT DIR: a private redis-server with its data in DIR; stops with stop_redis.
