@@ -94,54 +94,44 @@ pub fn html_to_text(html: &str) -> Result<String, String> {
     let flat = rewrite_str(
         html,
         RewriteStrSettings {
-            element_content_handlers: vec![
-                element!("head, script, style, template", |el| {
-                    el.remove();
-                    Ok(())
-                }),
-                element!("br", |el| {
-                    el.replace(&brk, ContentType::Html);
-                    Ok(())
-                }),
-                element!(
-                    "p, h1, h2, h3, h4, h5, h6, table, ul, ol, blockquote",
-                    |el| {
+            // One handler deciding by tag: each selector costs a parse per call.
+            element_content_handlers: vec![element!("*", |el| {
+                match el.tag_name().as_str() {
+                    "head" | "script" | "style" | "template" => {
+                        el.remove();
+                        return Ok(());
+                    }
+                    "br" => el.before(&brk, ContentType::Html),
+                    "p" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "table" | "ul" | "ol"
+                    | "blockquote" => {
                         el.before(&brk2, ContentType::Html);
                         el.after(&brk2, ContentType::Html);
-                        Ok(())
                     }
-                ),
-                element!("div, li, tr, hr", |el| {
-                    el.before(&brk, ContentType::Html);
-                    el.after(&brk, ContentType::Html);
-                    Ok(())
-                }),
-                element!("td, th", |el| {
-                    el.after(" ", ContentType::Html);
-                    Ok(())
-                }),
-                element!("a[href]", |el| {
-                    if let Some(href) = el.get_attribute("href") {
-                        let url = html_escape::decode_html_entities(href.trim()).into_owned();
-                        if trackable(&url) {
-                            // Escaped again: this goes back through the entity decoder below.
-                            let shown = format!(" ({})", html_escape::encode_text(&url));
-                            el.after(&shown, ContentType::Html);
+                    "div" | "li" | "tr" | "hr" => {
+                        el.before(&brk, ContentType::Html);
+                        el.after(&brk, ContentType::Html);
+                    }
+                    "td" | "th" => el.after(" ", ContentType::Html),
+                    "a" => {
+                        if let Some(href) = el.get_attribute("href") {
+                            let url = html_escape::decode_html_entities(href.trim()).into_owned();
+                            if trackable(&url) {
+                                // Escaped again: this goes back through the entity decoder below.
+                                let shown = format!(" ({})", html_escape::encode_text(&url));
+                                el.after(&shown, ContentType::Html);
+                            }
                         }
                     }
-                    Ok(())
-                }),
-                element!("img[alt]", |el| {
-                    if let Some(alt) = el.get_attribute("alt") {
-                        el.after(&alt, ContentType::Html);
+                    "img" => {
+                        if let Some(alt) = el.get_attribute("alt") {
+                            el.after(&alt, ContentType::Html);
+                        }
                     }
-                    Ok(())
-                }),
-                element!("*", |el| {
-                    el.remove_and_keep_content();
-                    Ok(())
-                }),
-            ],
+                    _ => {}
+                }
+                el.remove_and_keep_content();
+                Ok(())
+            })],
             document_content_handlers: vec![lol_html::doc_comments!(|c| {
                 c.remove();
                 Ok(())
