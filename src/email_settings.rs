@@ -56,6 +56,8 @@ pub struct SmtpSection {
     /// Default: "30s".
     pub timeout: Option<String>,
     pub helo_name: Option<String>,
+    /// A CA (PEM file) to trust besides the system's, for a relay with a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,6 +158,18 @@ impl EmailSettings {
                 ))
             }
         };
+        let ca_pem = s
+            .ca_file
+            .as_ref()
+            .map(|f| {
+                std::fs::read(f).map_err(|e| {
+                    (
+                        "channels.email.smtp.ca_file".to_owned(),
+                        format!("{}: {e}", f.display()),
+                    )
+                })
+            })
+            .transpose()?;
         Ok(SmtpSettings {
             host: s.host.clone(),
             port: s.port.unwrap_or(match s.tls {
@@ -171,6 +185,7 @@ impl EmailSettings {
             timeout,
             helo_name: s.helo_name.clone(),
             envelope_from: self.envelope_from.clone(),
+            ca_pem,
         })
     }
 

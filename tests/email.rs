@@ -1170,3 +1170,57 @@ fn a_marketing_template_without_an_unsubscribe_link_is_warned_about() {
         "only the copy is warned about: {stdout}"
     );
 }
+
+/// Redis, a TLS peer and the email channel on `tls` (`starttls` | `tls`), trusting the
+/// peer's throwaway CA when `trust` is set.
+fn env_tls(mode: &'static str, tls: &str, trust: bool) -> Env {
+    let peer = SmtpPeer::start_with_tls(mode);
+    let redis = Redis::start();
+    let key = tempfile::tempdir().expect("tempdir");
+    let key_file = key.path().join("dkim.key");
+    std::fs::write(&key_file, ed25519_test_key().0).expect("write the DKIM key");
+    let ca = if trust {
+        format!("ca_file = \"{}\"", peer.ca_pem().display())
+    } else {
+        String::new()
+    };
+    let channels = email_channels(peer.port, &key_file, &ca)
+        .replace("tls = \"none\"", &format!("tls = \"{tls}\""));
+    let s = setup(&redis, RETRY, &channels);
+    Env {
+        redis,
+        peer,
+        s,
+        _key: key,
+    }
+}
+
+#[test]
+fn starttls_and_implicit_tls_deliver_to_a_relay_with_a_private_ca() {
+    for (mode, tls) in [("starttls", "starttls"), ("implicit", "tls")] {
+        let e = env_tls(mode, tls, true);
+        let mut conn = e.redis.conn();
+        let _d = e.s.start();
+        let got = send_one(&e, &mut conn, &format!("tls-{mode}"));
+        assert!(got.tls, "{mode}: the message came over TLS");
+        assert_eq!(got.rcpt_tos, ["taro@example.com"]);
+        let (_, pub_key) = ed25519_test_key();
+        dkim_verify(&got.raw, "test", "example.com", &pub_key).expect("DKIM verifies");
+    }
+}
+
+#[test]
+fn a_relay_whose_certificate_cannot_be_verified_gets_no_mail() {
+    let e = env_tls("starttls", "starttls", false);
+    let mut conn = e.redis.conn();
+    enqueue(&mut conn, &[email_job("tls-untrusted", "taro@example.com")]);
+    let _d = e.s.start();
+    let evs = wait_for(&mut conn, WAIT, "deferred", |e| count(e, "deferred") >= 1);
+    let deferred = of_type(&evs, "deferred");
+    assert_eq!(deferred[0]["error"]["code"], "smtp_tls", "{evs:?}");
+    assert_eq!(count(&evs, "sent"), 0, "{evs:?}");
+    assert!(
+        e.peer.messages().is_empty(),
+        "nothing sent, in clear or otherwise"
+    );
+}

@@ -68,6 +68,8 @@ pub struct Received {
     pub raw: Vec<u8>,
     pub auth_user: Option<String>,
     pub helo: Option<String>,
+    /// Whether the message came over TLS (STARTTLS or implicit).
+    pub tls: bool,
 }
 
 /// A running `smtp_peer.py`; killed on drop.
@@ -76,26 +78,40 @@ pub struct SmtpPeer {
     /// Where the peer writes `NNNNNN.eml` + `NNNNNN.json` and `connections`.
     pub dir: PathBuf,
     auth: Option<(String, String)>,
+    /// `starttls` or `implicit`.
+    tls: Option<&'static str>,
     child: Option<Child>,
     _tmp: tempfile::TempDir,
 }
 
 impl SmtpPeer {
     pub fn start() -> SmtpPeer {
-        Self::new(None)
+        Self::new(None, None)
     }
 
     /// AUTH PLAIN/LOGIN (over plaintext) required before MAIL.
     pub fn start_with_auth(user: &str, pass: &str) -> SmtpPeer {
-        Self::new(Some((user.to_owned(), pass.to_owned())))
+        Self::new(Some((user.to_owned(), pass.to_owned())), None)
     }
 
-    fn new(auth: Option<(String, String)>) -> SmtpPeer {
+    /// TLS with a throwaway CA (see `ca_pem`): `"starttls"` (required before MAIL)
+    /// or `"implicit"` (TLS from the first byte).
+    pub fn start_with_tls(mode: &'static str) -> SmtpPeer {
+        Self::new(None, Some(mode))
+    }
+
+    /// The CA that signed a TLS peer's certificate (for 127.0.0.1 and localhost).
+    pub fn ca_pem(&self) -> PathBuf {
+        self.dir.join(".ca.pem")
+    }
+
+    fn new(auth: Option<(String, String)>, tls: Option<&'static str>) -> SmtpPeer {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut peer = SmtpPeer {
             port: 0,
             dir: tmp.path().to_path_buf(),
             auth,
+            tls,
             child: None,
             _tmp: tmp,
         };
@@ -137,6 +153,9 @@ impl SmtpPeer {
             .stderr(Stdio::from(log));
         if let Some((user, pass)) = &self.auth {
             cmd.arg("--auth").arg(format!("{user}:{pass}"));
+        }
+        if let Some(mode) = self.tls {
+            cmd.args(["--tls", mode]);
         }
         let mut child = cmd
             .spawn()
@@ -236,6 +255,7 @@ impl SmtpPeer {
                     raw: std::fs::read(&eml).expect("the message's .eml"),
                     auth_user: text("auth_user"),
                     helo: text("helo"),
+                    tls: meta["tls"].as_bool().unwrap_or(false),
                 }
             })
             .collect()

@@ -1,6 +1,7 @@
 """A real SMTP server (aiosmtpd) for Tayori's integration tests.
 
     python smtp_peer.py --port PORT --dir DIR [--host 127.0.0.1] [--auth USER:PASS]
+                        [--tls starttls|implicit]
 
 Prints READY once listening. How a recipient is answered depends on its local part
 (case-insensitive prefix):
@@ -19,6 +20,11 @@ un-stuffing), each written to a dot-file first and renamed, the .json before the
 DIR/connections holds the number of SMTP connections accepted so far (kept across
 restarts on the same DIR). With --auth, MAIL needs AUTH PLAIN or LOGIN first (no TLS:
 the tests run on loopback) and wrong credentials get 535.
+
+With --tls, the peer makes a throwaway CA (trustme) and a certificate for 127.0.0.1
+and localhost, writes the CA to DIR/.ca.pem, and either requires STARTTLS before MAIL
+(starttls) or speaks TLS from the first byte (implicit). Each stored .json then says
+"tls": true when the message came over TLS.
 """
 
 import argparse
@@ -103,6 +109,8 @@ class Peer:
             "rcpt_tos": list(envelope.rcpt_tos),
             "helo": session.host_name,
             "auth_user": auth.login.decode("utf-8", "replace") if auth else None,
+            "tls": session.ssl is not None
+            or server.transport.get_extra_info("ssl_object") is not None,
         }
         write_atomic(base + ".json", json.dumps(meta, ensure_ascii=False).encode())
         write_atomic(base + ".eml", envelope.original_content)
@@ -115,6 +123,7 @@ async def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", required=True)
     parser.add_argument("--auth", metavar="USER:PASS")
+    parser.add_argument("--tls", choices=["starttls", "implicit"])
     args = parser.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     # Plaintext AUTH on loopback is the point here: no warnings about it (or about
@@ -135,13 +144,30 @@ async def main():
 
         kwargs = dict(auth_required=True, auth_require_tls=False, authenticator=authenticator)
 
+    ssl_context = None
+    if args.tls:
+        import ssl
+        import trustme
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cert.configure_cert(ssl_context)
+        ca_path = os.path.join(args.dir, ".ca.pem")
+        ca.cert_pem.write_to_path(ca_path + ".tmp")
+        os.replace(ca_path + ".tmp", ca_path)
+        if args.tls == "starttls":
+            kwargs.update(tls_context=ssl_context, require_starttls=True)
+        else:
+            kwargs.update(auth_require_tls=False)
+
     def factory():
         peer.connected()
         return SMTP(peer, hostname="smtp-peer.test", decode_data=False, loop=loop,
                     enable_SMTPUTF8=True, data_size_limit=256 * 1024 * 1024, **kwargs)
 
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(factory, host=args.host, port=args.port)
+    implicit = ssl_context if args.tls == "implicit" else None
+    server = await loop.create_server(factory, host=args.host, port=args.port, ssl=implicit)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use lettre::address::Envelope;
 use lettre::transport::smtp;
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::Address;
 use serde::Deserialize;
 
-use super::smtp_pool::{Failure, Pool};
+use super::smtp_pool::{Failure, Pool, Security};
 use super::EmailEncoder;
 use crate::{Channel, Content, Message, SendError, Sent};
 
@@ -41,6 +42,8 @@ pub struct SmtpSettings {
     pub helo_name: Option<String>,
     /// Default envelope sender (Return-Path); the From address when unset.
     pub envelope_from: Option<String>,
+    /// An extra CA (PEM) to trust for the relay's certificate, e.g. a private relay's.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// The email channel over SMTP.
@@ -53,10 +56,11 @@ pub struct SmtpChannel {
 impl SmtpChannel {
     pub fn new(settings: &SmtpSettings, encoder: EmailEncoder) -> Result<Self, String> {
         crate::install_crypto_provider();
-        if settings.tls != TlsMode::None {
-            lettre::transport::smtp::client::TlsParameters::new(settings.host.clone())
-                .map_err(|e| format!("TLS setup for {}: {e}", settings.host))?;
-        }
+        let tls = match settings.tls {
+            TlsMode::None => Security::Plain,
+            TlsMode::Starttls => Security::Starttls(tls_parameters(settings)?),
+            TlsMode::Tls => Security::Implicit(tls_parameters(settings)?),
+        };
         let envelope_from = match &settings.envelope_from {
             Some(a) => a
                 .parse()
@@ -64,11 +68,26 @@ impl SmtpChannel {
             None => encoder.from_address().clone(),
         };
         Ok(Self {
-            pool: Pool::new(settings),
+            pool: Pool::new(settings, tls),
             encoder,
             envelope_from,
         })
     }
+}
+
+/// Certificate checks for the relay: the system's roots (through the platform
+/// verifier) plus `ca_pem`, if given. Never "accept invalid": a relay that cannot
+/// prove who it is gets no mail.
+fn tls_parameters(s: &SmtpSettings) -> Result<TlsParameters, String> {
+    let mut builder = TlsParameters::builder(s.host.clone());
+    if let Some(pem) = &s.ca_pem {
+        let cert =
+            Certificate::from_pem(pem).map_err(|e| format!("the CA file is not PEM: {e}"))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| format!("TLS setup for {}: {e}", s.host))
 }
 
 #[async_trait::async_trait]
@@ -133,7 +152,7 @@ fn classify_reply(e: &smtp::Error) -> SendError {
     let Some(code) = e.status() else {
         let code = if e.is_timeout() {
             "smtp_timeout"
-        } else if e.is_tls() {
+        } else if e.is_tls() || tls_failure(e) {
             "smtp_tls"
         } else if e.is_client() {
             // lettre refused locally: a message it cannot send, or (at connect) no
@@ -165,6 +184,27 @@ fn classify_reply(e: &smtp::Error) -> SendError {
     } else {
         SendError::permanent(&code_str, text)
     }
+}
+
+/// Whether a TLS problem (an unverifiable certificate, a failed handshake) is behind
+/// an error lettre files as a connection error.
+fn tls_failure(e: &smtp::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    false
 }
 
 fn is_hard_bounce(code: &str, text: &str) -> bool {

@@ -17,7 +17,7 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::{self, response::Response};
 use tokio::sync::Semaphore;
 
-use super::smtp::{SmtpSettings, TlsMode};
+use super::smtp::SmtpSettings;
 
 /// Idle longer than this and a connection is checked with NOOP before use.
 const CHECK_AFTER: Duration = Duration::from_secs(5);
@@ -37,26 +37,35 @@ pub enum Failure {
     Timeout(&'static str),
 }
 
+/// How connections are secured; the parameters are built once (loading roots is
+/// costly, and every connection checks the relay the same way).
+pub enum Security {
+    Plain,
+    Starttls(TlsParameters),
+    /// TLS from the first byte (port 465).
+    Implicit(TlsParameters),
+}
+
 pub struct Pool {
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
     slots: Semaphore,
     host: String,
     port: u16,
-    tls: TlsMode,
+    tls: Security,
     credentials: Option<Credentials>,
     hello: ClientId,
     timeout: Duration,
 }
 
 impl Pool {
-    pub fn new(s: &SmtpSettings) -> Pool {
+    pub fn new(s: &SmtpSettings, tls: Security) -> Pool {
         let hello = ClientId::Domain(s.helo_name.clone().unwrap_or_else(host_name));
         Pool {
             idle: Mutex::new(Vec::new()),
             slots: Semaphore::new(s.pool_size.max(1) as usize),
             host: s.host.clone(),
             port: s.port,
-            tls: s.tls,
+            tls,
             credentials: s
                 .credentials
                 .as_ref()
@@ -124,15 +133,14 @@ impl Pool {
     }
 
     async fn open(&self) -> Result<AsyncSmtpConnection, Failure> {
-        let params = || TlsParameters::new(self.host.clone()).map_err(Failure::Connect);
-        let mut conn = if self.tls == TlsMode::Tls {
+        let mut conn = if let Security::Implicit(params) = &self.tls {
             // TLS from the first byte: lettre opens that socket (without TCP_NODELAY,
             // which TLS records make matter less).
             AsyncSmtpConnection::connect_tokio1(
                 (self.host.as_str(), self.port),
                 Some(self.timeout),
                 &self.hello,
-                Some(params()?),
+                Some(params.clone()),
                 None,
             )
             .await
@@ -145,8 +153,8 @@ impl Pool {
             let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
                 .await
                 .map_err(Failure::Connect)?;
-            if self.tls == TlsMode::Starttls {
-                conn.starttls(params()?, &self.hello)
+            if let Security::Starttls(params) = &self.tls {
+                conn.starttls(params.clone(), &self.hello)
                     .await
                     .map_err(Failure::Connect)?;
             }
