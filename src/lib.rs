@@ -11,6 +11,7 @@ pub mod email_settings;
 pub mod event;
 pub mod http;
 pub mod job;
+pub mod mask;
 pub mod metrics;
 pub mod queue;
 pub mod render;

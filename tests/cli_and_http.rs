@@ -225,3 +225,45 @@ fn health_readiness_and_metrics_are_served() {
     }
     assert_eq!(s.get("/healthz").unwrap().0, 200);
 }
+
+#[test]
+fn json_logs_name_the_job_and_mask_the_address() {
+    let redis = Redis::start();
+    let s = setup(&redis, "", ALL_FILE);
+    let mut conn = redis.conn();
+    enqueue(&mut conn, &[job("log-1", "email"), job("log-2", "sms")]);
+    enqueue_raw(&mut conn, "email", &["{\"id\":\"log-bad\"".to_owned()]);
+    let out = s
+        .tayori()
+        .args(["--log-format", "json", "run", "--drain"])
+        .env("TAYORI_LOG", "tayori=debug")
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let sent: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "send finished")
+        .collect();
+    assert_eq!(sent.len(), 2, "{stderr}");
+    let email = sent.iter().find(|l| l["job_id"] == "log-1").unwrap();
+    assert_eq!(email["campaign"], "test");
+    assert_eq!(email["channel"], "email");
+    assert_eq!(email["to"], "t***@example.com");
+    let sms = sent.iter().find(|l| l["job_id"] == "log-2").unwrap();
+    assert_eq!(sms["to"], "090-1****5678");
+    let dead = lines
+        .iter()
+        .find(|l| l["message"] == "dead letter")
+        .expect("the bad job is logged");
+    assert_eq!(dead["channel"], "email");
+    assert_eq!(dead["code"], "invalid_job");
+    for pii in ["taro@example.com", "090-1234-5678", "山田"] {
+        assert!(!stderr.contains(pii), "{pii} in the logs: {stderr}");
+    }
+}

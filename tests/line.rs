@@ -263,6 +263,23 @@ fn the_monthly_limit_pauses_the_channel_instead_of_burning_retries() {
         s.metric("tayori_channel_pauses_total{channel=\"line\",reason=\"line_monthly_limit\"}")
             >= 1.0
     );
+    // `tayori stats` shows the pause (from Redis) and the daemon as a consumer.
+    let out = s.tayori().args(["stats", "--json"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let line = v["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "line")
+        .unwrap();
+    assert_eq!(line["paused"]["reason"], "line_monthly_limit", "{line}");
+    assert!(line["paused"]["remaining_ms"].as_u64().unwrap() > 60_000);
+    let consumers = line["consumer_list"].as_array().unwrap();
+    assert_eq!(consumers.len(), 1, "{line}");
+    assert!(consumers[0]["idle_ms"].as_u64().is_some());
+    let table = s.tayori().arg("stats").output().unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("paused (line_monthly_limit"), "{table}");
 }
 
 fn webhook_body(events: Value) -> Vec<u8> {

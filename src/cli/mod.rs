@@ -22,8 +22,23 @@ pub struct Cli {
     /// Config file [default: $TAYORI_CONFIG or config/tayori.toml]
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Log lines as text (default) or JSON objects, one per line (for log shippers).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "TAYORI_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]

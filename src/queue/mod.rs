@@ -63,6 +63,11 @@ impl Keys {
     pub fn suppressed(&self, kind: ChannelKind) -> String {
         format!("{}:suppressed:{kind}", self.prefix)
     }
+    /// Set (with the pause's length as TTL) while a daemon has the channel paused;
+    /// the value is the reason. For `tayori stats`.
+    pub fn paused(&self, kind: ChannelKind) -> String {
+        format!("{}:paused:{kind}", self.prefix)
+    }
     pub fn seen(&self, job_id: &str) -> String {
         format!("{}:seen:{job_id}", self.prefix)
     }
@@ -497,6 +502,24 @@ impl Queue {
                     .await
             }
         }
+    }
+
+    /// Publishes a channel pause (reason, until it expires) for `tayori stats`.
+    pub async fn record_pause(
+        &self,
+        kind: ChannelKind,
+        reason: &str,
+        wait: Duration,
+    ) -> RedisResult<()> {
+        let mut c = self.conn.clone();
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        redis::cmd("SET")
+            .arg(self.keys.paused(kind))
+            .arg(reason)
+            .arg("PX")
+            .arg(ms)
+            .query_async(&mut c)
+            .await
     }
 
     /// Records a LINE webhook event once: deduplicated by its `webhookEventId`,

@@ -15,6 +15,26 @@ pub struct ChannelStats {
     /// Not yet read by the group (consumer lag).
     pub lag: u64,
     pub consumers: u64,
+    /// Each consumer (a daemon) and how long since it last read or claimed; filled by
+    /// [`Queue::stats_detailed`] only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consumer_list: Vec<ConsumerStats>,
+    /// Why and for how much longer a daemon has the channel paused; detailed stats only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Paused>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ConsumerStats {
+    pub name: String,
+    pub pending: u64,
+    pub idle_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Paused {
+    pub reason: String,
+    pub remaining_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -98,6 +118,60 @@ impl Queue {
         stats.delayed_due = int(&replies[2 * n + 1]);
         stats.dead = int(&replies[2 * n + 2]);
         stats.results = int(&replies[2 * n + 3]);
+        Ok(stats)
+    }
+}
+
+impl Queue {
+    /// [`Queue::stats`] plus each channel's consumers (with idle times) and pause:
+    /// for `tayori stats`, not for the daemon's periodic sampling.
+    pub async fn stats_detailed(&self, kinds: &[ChannelKind]) -> RedisResult<QueueStats> {
+        let mut stats = self.stats(kinds).await?;
+        let keys = self.keys();
+        let mut pipe = redis::pipe();
+        for kind in kinds {
+            pipe.cmd("EVAL")
+                .arg("if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1]) else return {} end")
+                .arg(1)
+                .arg(keys.jobs(*kind))
+                .arg(GROUP);
+            pipe.cmd("GET").arg(keys.paused(*kind));
+            pipe.cmd("PTTL").arg(keys.paused(*kind));
+        }
+        let mut c = self.conn();
+        // A group that does not exist yet makes XINFO CONSUMERS fail: then no consumers.
+        let replies: Vec<Value> = match pipe.query_async(&mut c).await {
+            Ok(r) => r,
+            Err(_) => return Ok(stats),
+        };
+        for (ch, r) in stats.channels.iter_mut().zip(replies.chunks(3)) {
+            if let Value::Array(list) = &r[0] {
+                for consumer in list {
+                    let fields = group_fields(consumer);
+                    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+                    let int = |v: Option<&Value>| match v {
+                        Some(Value::Int(n)) => (*n).max(0) as u64,
+                        _ => 0,
+                    };
+                    let name = match get("name") {
+                        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                        Some(Value::SimpleString(s)) => s.clone(),
+                        _ => continue,
+                    };
+                    ch.consumer_list.push(ConsumerStats {
+                        name,
+                        pending: int(get("pending")),
+                        idle_ms: int(get("idle")),
+                    });
+                }
+            }
+            if let (Value::BulkString(reason), Value::Int(ttl)) = (&r[1], &r[2]) {
+                ch.paused = Some(Paused {
+                    reason: String::from_utf8_lossy(reason).into_owned(),
+                    remaining_ms: (*ttl).max(0) as u64,
+                });
+            }
+        }
         Ok(stats)
     }
 }

@@ -485,6 +485,18 @@ impl ChannelWorker {
         }
         metrics::histogram!(m::SEND_SECONDS, "channel" => self.kind.as_str())
             .record(started.elapsed());
+        tracing::debug!(
+            channel = %self.kind,
+            job_id = %job.id,
+            campaign = job.campaign.as_deref().unwrap_or("-"),
+            to = %crate::mask::address(self.kind, &message.to.address),
+            attempt,
+            result = match &result {
+                Ok(_) => "sent",
+                Err(e) => e.class(),
+            },
+            "send finished"
+        );
         match result {
             Ok(sent) => {
                 metrics::histogram!(m::END_TO_END_SECONDS, "channel" => self.kind.as_str())

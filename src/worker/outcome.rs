@@ -233,7 +233,15 @@ impl ChannelWorker {
         metrics::counter!(m::DEAD_LETTERS, "channel" => self.kind.as_str(), "reason" => code.to_owned()).increment(1);
         // The message may quote the job's values (addresses, phone numbers): it goes to
         // the dead letter and the event, never to the log.
-        tracing::warn!(channel = %self.kind, entry = %entry.id, code, field = field.unwrap_or("-"), "dead letter");
+        tracing::warn!(
+            channel = %self.kind,
+            job_id = job.map(|j| j.id.as_str()).or(job_id).unwrap_or("-"),
+            campaign = job.and_then(|j| j.campaign.as_deref()).unwrap_or("-"),
+            entry = %entry.id,
+            code,
+            field = field.unwrap_or("-"),
+            "dead letter"
+        );
         let mut error = serde_json::json!({ "code": code, "message": message });
         if let Some(field) = field {
             error["field"] = field.into();

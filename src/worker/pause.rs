@@ -32,6 +32,13 @@ impl ChannelWorker {
             tracing::warn!(channel = %self.kind, code, millis = wait.as_millis() as u64, "channel paused: {message}; jobs stay queued");
         }
         *paused = Some((until, code.to_owned()));
+        // Best effort: only `tayori stats` reads it, and a lost write is harmless.
+        let (queue, kind, code) = (self.queue.clone(), self.kind, code.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = queue.record_pause(kind, &code, wait).await {
+                tracing::debug!(channel = %kind, error = %e, "could not record the pause in Redis");
+            }
+        });
     }
 
     /// Sleeps out a pause; then the next job probes whether the provider accepts us
