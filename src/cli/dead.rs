@@ -23,8 +23,8 @@ pub async fn stats(config: &Config, json: bool) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!(
-        "{:<8} {:>10} {:>10} {:>10} {:>10}  {}",
-        "channel", "backlog", "pending", "stream", "consumers", "state"
+        "{:<8} {:>10} {:>10} {:>10} {:>10}  state",
+        "channel", "backlog", "pending", "stream", "consumers"
     );
     for c in &s.channels {
         let state = match &c.paused {
