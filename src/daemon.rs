@@ -106,6 +106,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         writers.push(writer);
         kinds.push(kind);
     }
+    m::register_zeroes(&kinds);
     if workers.is_empty() {
         tracing::warn!("no channel is enabled: add a [channels.email] (or line, sms, dm) section");
     }

@@ -51,6 +51,48 @@ pub const ALL: &[&str] = &[
     WEBHOOK_REJECTED,
 ];
 
+/// Registers the counters a channel can produce at 0, so the first increment is a
+/// change `increase()` and `rate()` can see (a series born at 1 looks flat), and
+/// alerts fire on the first dead letter or bounce after a start.
+pub fn register_zeroes(kinds: &[tayori_channels::ChannelKind]) {
+    const OUTCOMES: [&str; 8] = [
+        "sent",
+        "deferred",
+        "failed",
+        "bounced",
+        "suppressed",
+        "duplicate",
+        "expired",
+        "fallback",
+    ];
+    const DEAD_REASONS: [&str; 4] = [
+        "invalid_job",
+        "too_many_deliveries",
+        "no_address",
+        "internal",
+    ];
+    for kind in kinds {
+        let ch = kind.as_str();
+        for outcome in OUTCOMES {
+            metrics::counter!(MESSAGES, "channel" => ch, "outcome" => outcome).increment(0);
+        }
+        for reason in DEAD_REASONS {
+            metrics::counter!(DEAD_LETTERS, "channel" => ch, "reason" => reason).increment(0);
+        }
+    }
+    for (source, reason) in [
+        ("line", "bad_signature"),
+        ("line", "bad_body"),
+        ("line", "redis"),
+        ("tracking", "bad_token"),
+        ("tracking", "redis"),
+        ("bounce", "bad_body"),
+        ("bounce", "unmatched"),
+    ] {
+        metrics::counter!(WEBHOOK_REJECTED, "source" => source, "reason" => reason).increment(0);
+    }
+}
+
 /// Installs the global recorder and returns the handle `/metrics` renders from.
 pub fn install() -> Result<PrometheusHandle, String> {
     let handle = PrometheusBuilder::new()
@@ -81,7 +123,7 @@ fn describe() {
         JOBS_TAKEN,
         "Jobs read from a channel's stream (new and reclaimed)."
     );
-    describe_counter!(MESSAGES, "Job outcomes by channel and outcome (sent, deferred, failed, duplicate, expired, fallback, scheduled).");
+    describe_counter!(MESSAGES, "Job outcomes by channel and outcome (sent, deferred, failed, bounced, suppressed, duplicate, expired, fallback).");
     describe_histogram!(
         SEND_SECONDS,
         Unit::Seconds,
@@ -133,6 +175,6 @@ fn describe() {
     );
     describe_counter!(
         WEBHOOK_REJECTED,
-        "Webhook requests refused, by source and reason (bad_signature, bad_body, redis)."
+        "Webhook and tracking requests refused, by source (line, tracking, bounce) and reason (bad_signature, bad_body, bad_token, unmatched, redis)."
     );
 }
