@@ -28,6 +28,7 @@ impl Composer {
     pub fn compose(&self, job: &Job, kind: ChannelKind) -> Result<Content, RenderError> {
         match (&self.tracker, kind) {
             (Some(tracker), ChannelKind::Email) => tracker.compose_email(&self.renderer, job),
+            (Some(tracker), ChannelKind::Line) => tracker.compose_line(&self.renderer, job),
             _ => self.renderer.render(job, kind, None),
         }
     }

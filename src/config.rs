@@ -463,13 +463,38 @@ impl Config {
         Ok(())
     }
 
-    /// Email tracking, if email is enabled and a tracking secret is set.
+    /// Tracking, if a tracking secret is set and a channel uses it: email (pixel,
+    /// links, unsubscribe, VERP) and LINE (`uri` actions, `track_clicks`, default on).
     pub fn tracking(&self) -> Option<crate::tracking::TrackingSettings> {
-        let ch = self.channels.email.as_ref()?;
-        let settings = crate::email_settings::EmailSettings::from_channel(ch).ok()?;
-        self.http.tracking_secret.as_ref()?;
-        let verp = settings.verp_base(ch);
-        Some(self.tracking_settings_for(&settings, verp))
+        self.http
+            .tracking_secret
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())?;
+        let line_clicks = self.channels.line.as_ref().is_some_and(|l| {
+            l.provider
+                .get("track_clicks")
+                .and_then(toml::Value::as_bool)
+                .unwrap_or(true)
+        });
+        let email = self.channels.email.as_ref().and_then(|ch| {
+            crate::email_settings::EmailSettings::from_channel(ch)
+                .ok()
+                .map(|s| (ch, s))
+        });
+        let mut settings = match email {
+            Some((ch, s)) => self.tracking_settings_for(&s, s.verp_base(ch)),
+            None if line_clicks => crate::tracking::TrackingSettings {
+                secret: self.http.tracking_secret.clone().unwrap_or_default(),
+                public_url: self.http.public_url.clone(),
+                opens: false,
+                clicks: false,
+                verp: None,
+                line_clicks: false,
+            },
+            None => return None,
+        };
+        settings.line_clicks = line_clicks;
+        Some(settings)
     }
 
     fn tracking_settings_for(
@@ -483,6 +508,7 @@ impl Config {
             opens: settings.track_opens,
             clicks: settings.track_clicks,
             verp,
+            line_clicks: false,
         }
     }
 

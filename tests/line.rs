@@ -535,3 +535,73 @@ fn a_suspended_job_still_ends_at_max_age_and_a_new_friend_is_not_an_unblock() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(count(&events(&mut conn), "unblocked"), 0);
 }
+
+#[test]
+fn uri_actions_go_through_the_click_tracker_and_text_urls_do_not() {
+    let (redis, api, s, _d) = started_line();
+    let mut conn = redis.conn();
+    enqueue(
+        &mut conn,
+        &[line_job("track-1", "U4af4980629a1b2c3d4e5f60718293a4b")],
+    );
+    wait_for(&mut conn, WAIT, "sent", |e| count(e, "sent") == 1);
+    api.assert_no_violations();
+    let body = &api.deliveries()[0].body;
+    let uri = body["messages"][2]["template"]["actions"][0]["uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = format!("http://127.0.0.1:{}/t/c/", s.http_port);
+    assert!(uri.starts_with(&base), "{uri}");
+    assert!(
+        body["messages"][1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("https://shop.example.com/p/1"),
+        "URLs in text stay readable: {body}"
+    );
+    let token = &uri[base.len()..];
+    let opened = tayori::tracking::Sealer::new(TRACKING_SECRET)
+        .open(tayori::tracking::Purpose::Click, token)
+        .expect("a click token of ours");
+    assert_eq!(opened.channel, tayori_channels::ChannelKind::Line);
+    assert_eq!(opened.job_id, "track-1");
+    // Following it redirects to the original link and records a LINE click.
+    let (status, location) = get_with_location(&s, &uri[base.len() - "/t/c/".len()..]);
+    assert_eq!(status, 302);
+    assert_eq!(
+        location.as_deref(),
+        Some("https://shop.example.com/sale?from=line")
+    );
+    let evs = wait_for(&mut conn, WAIT, "clicked", |e| count(e, "clicked") == 1);
+    let click = of_type(&evs, "clicked")[0];
+    assert_eq!(click["channel"], "line");
+    assert_eq!(click["job_id"], "track-1");
+    assert_eq!(click["url"], "https://shop.example.com/sale?from=line");
+}
+
+/// A plain GET returning the status and the Location header.
+fn get_with_location(s: &Setup, path: &str) -> (u16, Option<String>) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.http_port)).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.0\r\nHost: x\r\nUser-Agent: Mozilla/5.0\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let location = resp
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("location: ")
+                .or_else(|| l.strip_prefix("Location: "))
+        })
+        .map(|l| l.trim().to_owned());
+    (status, location)
+}

@@ -171,14 +171,15 @@ async fn record(
 
 /// An event about a tracked message, with the job's identifiers from the token.
 pub(super) fn tracked_event(kind: EventType, t: &Tracked) -> Event {
+    let channel = t.channel.as_str();
     let id = format!(
-        "{}/email/{}/{}-{:04x}",
+        "{}/{channel}/{}/{}-{:04x}",
         t.job_id,
         kind.as_str(),
         jiff::Timestamp::now().as_millisecond(),
         fastrand::u16(..)
     );
-    let mut event = Event::reaction(kind, "email", id);
+    let mut event = Event::reaction(kind, channel, id);
     event.job_id = Some(t.job_id.clone());
     event.campaign = t.campaign.clone();
     event.customer_id = t.customer_id.clone();

@@ -21,6 +21,8 @@ pub struct TrackingSettings {
     pub clicks: bool,
     /// `bounces@example.com` → VERP return paths `bounces+{token}@example.com`.
     pub verp: Option<String>,
+    /// Route LINE `uri` actions through the click tracker.
+    pub line_clicks: bool,
 }
 
 pub struct Tracker {
@@ -28,6 +30,7 @@ pub struct Tracker {
     base: String,
     opens: bool,
     clicks: bool,
+    line_clicks: bool,
     verp: Option<(String, String)>,
 }
 
@@ -51,6 +54,7 @@ impl Tracker {
             base: s.public_url.trim_end_matches('/').to_owned(),
             opens: s.opens,
             clicks: s.clicks,
+            line_clicks: s.line_clicks,
             verp,
         })
     }
@@ -64,14 +68,12 @@ impl Tracker {
         self.verp.as_ref().map(|(l, d)| (l.as_str(), d.as_str()))
     }
 
-    /// Who a job's email goes to, as tokens carry it.
-    pub fn tracked(&self, job: &Job) -> Tracked {
+    /// Who a job's message on `kind` goes to, as tokens carry it.
+    pub fn tracked(&self, job: &Job, kind: ChannelKind) -> Tracked {
         Tracked {
+            channel: kind,
             job_id: job.id.clone(),
-            address: job
-                .address(ChannelKind::Email)
-                .unwrap_or_default()
-                .to_owned(),
+            address: job.address(kind).unwrap_or_default().to_owned(),
             campaign: job.campaign.clone(),
             customer_id: job.customer_id.clone(),
             sent_at: jiff::Timestamp::now().as_second(),
@@ -114,10 +116,54 @@ impl Tracker {
 
     /// A job's email rendered with its unsubscribe link, then tracked.
     pub fn compose_email(&self, renderer: &Renderer, job: &Job) -> Result<Content, RenderError> {
-        let t = self.tracked(job);
+        let t = self.tracked(job, ChannelKind::Email);
         let unsubscribe = self.unsubscribe_url(&t);
         let content = renderer.render(job, ChannelKind::Email, Some(&unsubscribe))?;
         self.finish_email(&t, content, unsubscribe, &renderer.options(job))
+    }
+
+    /// A job's LINE messages rendered, with every `uri` action (buttons, carousels,
+    /// quick replies, Flex) and imagemap `linkUri` routed through the click tracker.
+    /// URLs typed into text messages stay as they are: LINE shows them, and a long
+    /// tracking URL in a chat bubble helps nobody.
+    pub fn compose_line(&self, renderer: &Renderer, job: &Job) -> Result<Content, RenderError> {
+        let content = renderer.render(job, ChannelKind::Line, None)?;
+        if !self.line_clicks || !renderer.options(job).tracking {
+            return Ok(content);
+        }
+        let Content::Line { mut messages } = content else {
+            return Ok(content);
+        };
+        let t = self.tracked(job, ChannelKind::Line);
+        for m in &mut messages {
+            self.track_line_links(&t, m);
+        }
+        Ok(Content::Line { messages })
+    }
+
+    fn track_line_links(&self, t: &Tracked, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let is_uri_action = map.get("type").and_then(|v| v.as_str()) == Some("uri");
+                for (key, v) in map.iter_mut() {
+                    let link = (is_uri_action && key == "uri") || key == "linkUri";
+                    match v {
+                        serde_json::Value::String(url)
+                            if link && rewrite::trackable(url) && !url.starts_with(&self.base) =>
+                        {
+                            *url = self.click_url(t, url);
+                        }
+                        _ => self.track_line_links(t, v),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for v in items {
+                    self.track_line_links(t, v);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Tracking applied to a rendered email: links through the click tracker (not

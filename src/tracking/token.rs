@@ -16,6 +16,7 @@ use base64::Engine as _;
 use ring::aead::{self, LessSafeKey, Nonce, UnboundKey, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{digest, hmac};
+use tayori_channels::ChannelKind;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 const VERSION: u8 = 1;
@@ -29,8 +30,10 @@ pub enum Purpose {
 }
 
 /// The message a token points back to.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tracked {
+    /// The channel the message went out on (email, or LINE for its links).
+    pub channel: ChannelKind,
     pub job_id: String,
     pub address: String,
     pub campaign: Option<String>,
@@ -39,6 +42,20 @@ pub struct Tracked {
     pub sent_at: i64,
     /// The original link (click tokens only).
     pub url: Option<String>,
+}
+
+impl Default for Tracked {
+    fn default() -> Self {
+        Tracked {
+            channel: ChannelKind::Email,
+            job_id: String::new(),
+            address: String::new(),
+            campaign: None,
+            customer_id: None,
+            sent_at: 0,
+            url: None,
+        }
+    }
 }
 
 /// Seals and opens tokens under one secret.
@@ -84,6 +101,7 @@ impl Sealer {
         buf.extend_from_slice(&nonce);
         let start = buf.len();
         buf.push(VERSION);
+        buf.push(channel_index(t.channel));
         buf.extend_from_slice(&t.sent_at.to_be_bytes());
         for field in [
             Some(t.job_id.as_str()),
@@ -123,7 +141,12 @@ impl Sealer {
             .open_in_place(nonce, aead::Aad::from([purpose as u8]), &mut body)
             .ok()?;
         let (&version, rest) = plain.split_first()?;
-        if version != VERSION || rest.len() < 8 {
+        if version != VERSION {
+            return None;
+        }
+        let (&channel, rest) = rest.split_first()?;
+        let channel = *ChannelKind::ALL.get(usize::from(channel))?;
+        if rest.len() < 8 {
             return None;
         }
         let (at, mut rest) = rest.split_at(8);
@@ -135,6 +158,7 @@ impl Sealer {
         let customer_id = next()?;
         let url = next()?;
         Some(Tracked {
+            channel,
             job_id,
             address,
             campaign,
@@ -179,6 +203,14 @@ impl Sealer {
         out.copy_from_slice(&tag.as_ref()[..8]);
         out
     }
+}
+
+fn channel_index(kind: ChannelKind) -> u8 {
+    ChannelKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .and_then(|i| u8::try_from(i).ok())
+        .unwrap_or(0)
 }
 
 /// A field: 0xFFFF for none, else a big-endian u16 length and the bytes.
@@ -232,6 +264,7 @@ mod tests {
 
     fn tracked() -> Tracked {
         Tracked {
+            channel: ChannelKind::Line,
             job_id: "spring26-C1001".into(),
             address: "taro@example.com".into(),
             campaign: Some("spring26".into()),
