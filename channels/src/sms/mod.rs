@@ -1,5 +1,8 @@
 //! SMS: the gateway-neutral request. Provider protocols come with their own transports.
 
+pub mod phone;
+pub mod segments;
+
 use serde_json::json;
 
 use crate::{Content, Encode, Message, SendError};
