@@ -6,11 +6,13 @@ use tayori_channels::dm::DmEncoder;
 use tayori_channels::email::smtp::SmtpChannel;
 use tayori_channels::email::EmailEncoder;
 use tayori_channels::line::{LineClient, LineEncoder};
+use tayori_channels::sms::twilio::TwilioClient;
 use tayori_channels::sms::SmsEncoder;
 use tayori_channels::{Channel, ChannelKind, Encode, FileTransport, NullTransport};
 
 use crate::config::ChannelConfig;
 use crate::email_settings::EmailSettings;
+use crate::sms_settings::SmsSettings;
 
 /// The protocol encoder for a channel.
 pub fn encoder(kind: ChannelKind, ch: &ChannelConfig) -> Result<Box<dyn Encode>, String> {
@@ -42,7 +44,12 @@ fn line_encoder(ch: &ChannelConfig) -> LineEncoder {
 }
 
 /// The adapter for a channel: its encoder behind the configured transport.
-pub fn build(kind: ChannelKind, ch: &ChannelConfig) -> Result<Arc<dyn Channel>, String> {
+/// `public_url` is the base of the webhooks providers are told to call.
+pub fn build(
+    kind: ChannelKind,
+    ch: &ChannelConfig,
+    public_url: &str,
+) -> Result<Arc<dyn Channel>, String> {
     let enc = encoder(kind, ch)?;
     match ch.transport.as_deref() {
         Some("file") => {
@@ -58,6 +65,16 @@ pub fn build(kind: ChannelKind, ch: &ChannelConfig) -> Result<Arc<dyn Channel>, 
             let settings = EmailSettings::from_channel(ch).map_err(key_error)?;
             let smtp = settings.smtp_settings(ch).map_err(key_error)?;
             Ok(Arc::new(SmtpChannel::new(&smtp, email_encoder(ch)?)?))
+        }
+        None | Some("api") if kind == ChannelKind::Sms => {
+            let settings = SmsSettings::from_channel(ch).map_err(key_error)?;
+            match settings.provider.as_deref() {
+                Some("twilio") => {
+                    let twilio = settings.twilio(public_url).map_err(key_error)?;
+                    Ok(Arc::new(TwilioClient::new(twilio, settings.limits())?))
+                }
+                other => Err(format!("channels.sms.provider {other:?} is not available")),
+            }
         }
         None | Some("api") if kind == ChannelKind::Line => {
             let token = ch

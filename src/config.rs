@@ -395,6 +395,23 @@ impl Config {
                     let settings = crate::email_settings::EmailSettings::from_channel(ch)?;
                     settings.smtp_settings(ch)?;
                 }
+                None | Some("api") if kind == ChannelKind::Sms => {
+                    let settings = crate::sms_settings::SmsSettings::from_channel(ch)?;
+                    match settings.provider.as_deref() {
+                        Some("twilio") => {
+                            settings.twilio(&self.http.public_url)?;
+                        }
+                        other => {
+                            return key(
+                                &k("provider"),
+                                format!(
+                                "provider {other:?} is not available: use provider = \"twilio\", \
+                                     or transport = \"file\" with dir = \"...\""
+                            ),
+                            )
+                        }
+                    }
+                }
                 None | Some("api") if kind == ChannelKind::Line => {
                     if ch
                         .setting("channel_access_token")

@@ -43,6 +43,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             .map(str::to_owned),
         dedupe_window: config.queue.dedupe_window,
         tracker: composer.tracker.clone(),
+        twilio_token: twilio_token(&config),
+        public_url: config.http.public_url.trim_end_matches('/').to_owned(),
     });
 
     if !config.http.listen.is_empty() {
@@ -84,7 +86,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             .ensure_group(kind)
             .await
             .with_context(|| format!("creating consumer group on {}", queue.keys().jobs(kind)))?;
-        let adapter = adapters::build(kind, ch).map_err(anyhow::Error::msg)?;
+        let adapter =
+            adapters::build(kind, ch, &config.http.public_url).map_err(anyhow::Error::msg)?;
         let (worker, writer) = ChannelWorker::spawn(
             kind,
             ch,
@@ -350,4 +353,14 @@ async fn shutdown_signal() -> &'static str {
         let _ = tokio::signal::ctrl_c().await;
         "ctrl-c"
     }
+}
+
+/// The Twilio auth token, when SMS goes through Twilio (it signs Twilio's webhooks).
+fn twilio_token(config: &Config) -> Option<String> {
+    let ch = config.channels.sms.as_ref()?;
+    let settings = crate::sms_settings::SmsSettings::from_channel(ch).ok()?;
+    (settings.provider.as_deref() == Some("twilio"))
+        .then(|| settings.twilio.map(|t| t.auth_token.trim().to_owned()))
+        .flatten()
+        .filter(|t| !t.is_empty())
 }

@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod queue;
 pub mod render;
 pub mod retry_policy;
+pub mod sms_settings;
 pub mod tracking;
 pub mod worker;

@@ -88,6 +88,8 @@ pub fn register_zeroes(kinds: &[tayori_channels::ChannelKind]) {
         ("tracking", "redis"),
         ("bounce", "bad_body"),
         ("bounce", "unmatched"),
+        ("twilio", "bad_signature"),
+        ("twilio", "redis"),
     ] {
         metrics::counter!(WEBHOOK_REJECTED, "source" => source, "reason" => reason).increment(0);
     }
@@ -175,6 +177,6 @@ fn describe() {
     );
     describe_counter!(
         WEBHOOK_REJECTED,
-        "Webhook and tracking requests refused, by source (line, tracking, bounce) and reason (bad_signature, bad_body, bad_token, unmatched, redis)."
+        "Webhook and tracking requests refused, by source (line, twilio, tracking, bounce) and reason (bad_signature, bad_body, bad_token, unmatched, redis)."
     );
 }

@@ -53,9 +53,7 @@ impl<E: Encode> Channel for FileTransport<E> {
     async fn send(&self, message: &Message) -> Result<Sent, SendError> {
         let bytes = self.encoder.encode(message)?;
         let name = self.write(message, &bytes)?;
-        Ok(Sent {
-            provider_id: format!("file:{name}"),
-        })
+        Ok(Sent::new(format!("file:{name}")))
     }
 }
 
@@ -74,9 +72,7 @@ impl<E: Encode> NullTransport<E> {
 impl<E: Encode> Channel for NullTransport<E> {
     async fn send(&self, message: &Message) -> Result<Sent, SendError> {
         let bytes = self.encoder.encode(message)?;
-        Ok(Sent {
-            provider_id: format!("null:{}", bytes.len()),
-        })
+        Ok(Sent::new(format!("null:{}", bytes.len())))
     }
 }
 

@@ -69,6 +69,17 @@ impl FromStr for ChannelKind {
 pub struct Sent {
     /// The provider's id for the message (Message-ID, LINE request id, gateway sid, file name).
     pub provider_id: String,
+    /// Facts about the send for the `sent` event (an SMS's `segments` and `encoding`).
+    pub details: Vec<(&'static str, serde_json::Value)>,
+}
+
+impl Sent {
+    pub fn new(provider_id: impl Into<String>) -> Sent {
+        Sent {
+            provider_id: provider_id.into(),
+            details: Vec::new(),
+        }
+    }
 }
 
 /// Why a send did not go through, classified by what the caller should do next.
@@ -95,6 +106,10 @@ pub enum SendError {
     /// disabled): the daemon suppresses it and the job falls back.
     #[error("bounced ({code}): {message}")]
     Bounced { code: String, message: String },
+    /// The recipient opted out at the provider (replied STOP): the daemon suppresses
+    /// the address as unsubscribed, and the job fails or falls back.
+    #[error("opted out ({code}): {message}")]
+    OptedOut { code: String, message: String },
     /// The message can never be sent as it is (invalid content, rejected address).
     #[error("permanent failure ({code}): {message}")]
     Permanent { code: String, message: String },
@@ -135,6 +150,7 @@ impl SendError {
             | Self::RateLimited { code, .. }
             | Self::Unreachable { code, .. }
             | Self::Bounced { code, .. }
+            | Self::OptedOut { code, .. }
             | Self::Permanent { code, .. }
             | Self::Suspended { code, .. } => code,
         }
@@ -146,6 +162,7 @@ impl SendError {
             | Self::RateLimited { message, .. }
             | Self::Unreachable { message, .. }
             | Self::Bounced { message, .. }
+            | Self::OptedOut { message, .. }
             | Self::Permanent { message, .. }
             | Self::Suspended { message, .. } => message,
         }
@@ -158,6 +175,7 @@ impl SendError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Unreachable { .. } => "unreachable",
             Self::Bounced { .. } => "bounced",
+            Self::OptedOut { .. } => "opted_out",
             Self::Permanent { .. } => "permanent",
             Self::Suspended { .. } => "suspended",
         }

@@ -4,6 +4,7 @@
 mod bounce;
 mod line_webhook;
 mod tracking;
+mod twilio_webhook;
 mod unsubscribe;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +50,10 @@ pub struct Webhooks {
     pub dedupe_window: std::time::Duration,
     /// Opens tracking, unsubscribe and bounce tokens; without it those routes answer 404.
     pub tracker: Option<Arc<crate::tracking::Tracker>>,
+    /// The Twilio auth token; without it `/webhooks/twilio` answers 404.
+    pub twilio_token: Option<String>,
+    /// `http.public_url` without a trailing slash: the URL providers sign.
+    pub public_url: String,
 }
 
 /// Webhook bodies larger than this are refused (413) before they are read whole.
@@ -67,6 +72,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/webhooks/bounce",
             axum::routing::post(bounce::receive)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
+        )
+        .route(
+            "/webhooks/twilio",
+            axum::routing::post(twilio_webhook::receive)
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
         )
         .route("/t/o/{token}", get(tracking::open))

@@ -60,6 +60,8 @@ pub struct ChannelWorker {
     probing: std::sync::atomic::AtomicBool,
     /// Jobs brought to an outcome (for the drain summary).
     pub finished: Arc<AtomicU64>,
+    /// SMS only: the region national numbers are read in (for suppression keys).
+    sms_region: Option<String>,
 }
 
 /// What the batched first pass decided for an entry.
@@ -104,6 +106,10 @@ impl ChannelWorker {
             pause: ch.pause(),
             probing: std::sync::atomic::AtomicBool::new(false),
             finished,
+            sms_region: (kind == ChannelKind::Sms)
+                .then(|| crate::sms_settings::SmsSettings::from_channel(ch).ok())
+                .flatten()
+                .map(|s| s.default_region),
         });
         (worker, writer)
     }
@@ -319,14 +325,19 @@ impl ChannelWorker {
 
     async fn prepare(&self, entries: &[Entry]) -> Vec<Prepared> {
         let jobs: Vec<Result<Job, Completion>> = entries.iter().map(|e| self.validate(e)).collect();
+        let addresses: Vec<Option<String>> = jobs
+            .iter()
+            .map(|j| j.as_ref().ok().and_then(|j| self.suppression_address(j)))
+            .collect();
         let claims: Vec<ClaimRequest> = entries
             .iter()
             .zip(&jobs)
-            .filter_map(|(e, j)| {
+            .zip(&addresses)
+            .filter_map(|((e, j), address)| {
                 j.as_ref().ok().map(|j| ClaimRequest {
                     job_id: &j.id,
                     origin: e.origin(),
-                    address: j.address(self.kind),
+                    address: address.as_deref(),
                 })
             })
             .collect();
@@ -393,6 +404,19 @@ impl ChannelWorker {
                     tokio::time::sleep(backoff(failures)).await;
                 }
             }
+        }
+    }
+
+    /// The job's address as suppressions are keyed: phone numbers in E.164 (a STOP
+    /// reply reports `+819012345678` for a job's `090-1234-5678`), others as given.
+    pub(super) fn suppression_address(&self, job: &Job) -> Option<String> {
+        let address = job.address(self.kind)?;
+        match &self.sms_region {
+            Some(region) => Some(
+                tayori_channels::sms::phone::to_e164(address, region)
+                    .unwrap_or_else(|_| address.to_owned()),
+            ),
+            None => Some(address.to_owned()),
         }
     }
 
@@ -501,13 +525,21 @@ impl ChannelWorker {
             Ok(sent) => {
                 metrics::histogram!(m::END_TO_END_SECONDS, "channel" => self.kind.as_str())
                     .record(entry.age());
-                let ev = self
+                let mut ev = self
                     .event(EventType::Sent, job, attempt)
                     .with("provider_id", sent.provider_id);
+                for (key, value) in sent.details {
+                    ev = ev.with(key, value);
+                }
                 self.complete(entry, vec![ev.into()])
             }
             Err(e @ SendError::Suspended { .. }) => self.suspend(entry, job, attempt, &e),
-            Err(e @ SendError::Bounced { .. }) => self.bounced(entry, job, attempt, &e),
+            Err(e @ SendError::Bounced { .. }) => {
+                self.address_dead(entry, job, attempt, &e, EventType::Bounced, "bounced")
+            }
+            Err(e @ SendError::OptedOut { .. }) => {
+                self.address_dead(entry, job, attempt, &e, EventType::Failed, "unsubscribed")
+            }
             Err(e @ (SendError::Transient { .. } | SendError::RateLimited { .. })) => {
                 self.retry_or_fail(entry, job, attempt, &e)
             }

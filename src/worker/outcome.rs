@@ -108,24 +108,27 @@ impl ChannelWorker {
         self.complete(entry, vec![ev.into(), delay])
     }
 
-    /// The address is dead on this channel (a hard bounce): a `bounced` event, the
-    /// address suppressed (atomically with the ack), and the job on to its fallback.
-    pub(super) fn bounced(
+    /// The address is dead on this channel — a hard bounce, or the recipient opted out
+    /// at the provider: the event (`kind`), the address suppressed for `reason`
+    /// (atomically with the ack), and the job on to its fallback.
+    pub(super) fn address_dead(
         &self,
         entry: &Entry,
         job: &Job,
         attempt: u32,
         err: &SendError,
+        kind: EventType,
+        reason: &str,
     ) -> Completion {
         let ev = self
-            .event(EventType::Bounced, job, attempt)
+            .event(kind, job, attempt)
             .with_error(err.code(), err.message());
         let mut ops = vec![ev.into()];
-        if let Some(address) = job.address(self.kind) {
+        if let Some(address) = self.suppression_address(job) {
             ops.push(Op::Suppress {
                 channel: self.kind,
-                address: address.to_owned(),
-                reason: "bounced".into(),
+                address,
+                reason: reason.into(),
                 at_ms: jiff::Timestamp::now().as_millisecond(),
             });
         }

@@ -109,9 +109,7 @@ impl Channel for SmtpChannel {
             .map_err(|e| SendError::permanent("invalid_message", e.to_string()))?;
         let id = self.encoder.message_id(&message.job_id);
         match self.pool.send(&envelope, &email.formatted()).await {
-            Ok(_) => Ok(Sent {
-                provider_id: id.trim_matches(['<', '>']).to_owned(),
-            }),
+            Ok(_) => Ok(Sent::new(id.trim_matches(['<', '>']).to_owned())),
             Err(e) => Err(classify(&e)),
         }
     }

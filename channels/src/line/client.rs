@@ -128,16 +128,14 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Result<S
         _ => message.clone(),
     };
     match status.as_u16() {
-        200 => Ok(Sent {
-            provider_id: header("x-line-request-id").unwrap_or_default(),
-        }),
+        200 => Ok(Sent::new(header("x-line-request-id").unwrap_or_default())),
         // LINE answers 409 to a push only for a retry key it accepted before: the
         // message went out then (never fall back and deliver it a second time).
-        409 => Ok(Sent {
-            provider_id: header("x-line-accepted-request-id")
+        409 => Ok(Sent::new(
+            header("x-line-accepted-request-id")
                 .or_else(|| header("x-line-request-id"))
                 .unwrap_or_default(),
-        }),
+        )),
         // LINE says only this for an unknown or unreachable user id.
         400 if message == "Failed to send messages" => {
             Err(SendError::unreachable("line_400", with_details()))
