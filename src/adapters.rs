@@ -6,7 +6,9 @@ use tayori_channels::dm::DmEncoder;
 use tayori_channels::email::smtp::SmtpChannel;
 use tayori_channels::email::EmailEncoder;
 use tayori_channels::line::{LineClient, LineEncoder};
+use tayori_channels::sms::http_gateway::HttpGatewayClient;
 use tayori_channels::sms::twilio::TwilioClient;
+use tayori_channels::sms::vonage::VonageClient;
 use tayori_channels::sms::SmsEncoder;
 use tayori_channels::{Channel, ChannelKind, Encode, FileTransport, NullTransport};
 
@@ -72,6 +74,17 @@ pub fn build(
                 Some("twilio") => {
                     let twilio = settings.twilio(public_url).map_err(key_error)?;
                     Ok(Arc::new(TwilioClient::new(twilio, settings.limits())?))
+                }
+                Some("vonage") => {
+                    let vonage = settings.vonage().map_err(key_error)?;
+                    Ok(Arc::new(VonageClient::new(vonage, settings.limits())?))
+                }
+                Some("http") => {
+                    let gateway = settings.http_gateway().map_err(key_error)?;
+                    Ok(Arc::new(HttpGatewayClient::new(
+                        gateway,
+                        settings.limits(),
+                    )?))
                 }
                 other => Err(format!("channels.sms.provider {other:?} is not available")),
             }

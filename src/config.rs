@@ -397,15 +397,29 @@ impl Config {
                 }
                 None | Some("api") if kind == ChannelKind::Sms => {
                     let settings = crate::sms_settings::SmsSettings::from_channel(ch)?;
+                    settings.check_region()?;
                     match settings.provider.as_deref() {
                         Some("twilio") => {
                             settings.twilio(&self.http.public_url)?;
+                        }
+                        Some("vonage") => {
+                            let v = settings.vonage()?;
+                            tayori_channels::sms::vonage::VonageClient::new(v, settings.limits())
+                                .map_err(|m| (k("vonage"), m))?;
+                        }
+                        Some("http") => {
+                            let h = settings.http_gateway()?;
+                            tayori_channels::sms::http_gateway::HttpGatewayClient::new(
+                                h,
+                                settings.limits(),
+                            )
+                            .map_err(|m| (k("http"), m))?;
                         }
                         other => {
                             return key(
                                 &k("provider"),
                                 format!(
-                                "provider {other:?} is not available: use provider = \"twilio\", \
+                                "provider {other:?} is not available: use provider = \"twilio\", \"vonage\" or \"http\", \
                                      or transport = \"file\" with dir = \"...\""
                             ),
                             )

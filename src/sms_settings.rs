@@ -1,7 +1,9 @@
 //! `[channels.sms]`: the provider and its keys, typed and checked.
 
 use serde::Deserialize;
+use tayori_channels::sms::http_gateway::HttpGatewaySettings;
 use tayori_channels::sms::twilio::TwilioSettings;
+use tayori_channels::sms::vonage::{self, VonageSettings};
 use tayori_channels::sms::{phone, SmsLimits};
 
 use crate::config::{duration, ChannelConfig};
@@ -10,7 +12,7 @@ use crate::email_settings::KeyError;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmsSettings {
-    /// `twilio` (more providers come with their own sections).
+    /// `twilio`, `vonage` or `http` (a gateway described in `[channels.sms.http]`).
     pub provider: Option<String>,
     /// Region for national numbers. Default: "JP".
     #[serde(default = "jp")]
@@ -19,6 +21,8 @@ pub struct SmsSettings {
     #[serde(default = "ten")]
     pub max_segments: u32,
     pub twilio: Option<TwilioSection>,
+    pub vonage: Option<VonageSection>,
+    pub http: Option<HttpSection>,
     /// Common to all channels; read by `ChannelConfig::pause`.
     pub pause: Option<String>,
 }
@@ -50,6 +54,44 @@ fn yes() -> bool {
     true
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VonageSection {
+    /// Default: "https://rest.nexmo.com".
+    pub api_base: Option<String>,
+    pub api_key: String,
+    pub api_secret: String,
+    pub from: String,
+    /// Delivery-receipt URL. Default: none.
+    pub callback: Option<String>,
+    /// Default: "10s".
+    pub timeout: Option<String>,
+}
+
+/// A gateway described by config (URL, headers, a body template, how to read the answer).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    pub url: String,
+    /// `POST` (default) or `PUT`.
+    pub method: Option<String>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// `json` (default) or `form`.
+    pub content_type: Option<String>,
+    /// The body; string values may hold {{to}}, {{to_national}}, {{text}}, {{job_id}}, {{segments}}.
+    pub body: toml::Value,
+    /// Statuses that mean accepted. Default: [200, 201, 202].
+    #[serde(default)]
+    pub success_status: Vec<u16>,
+    /// JSON pointer to the message id in the answer, e.g. "/id".
+    pub id_pointer: Option<String>,
+    /// JSON pointer to an error text in the answer.
+    pub error_pointer: Option<String>,
+    /// Default: "10s".
+    pub timeout: Option<String>,
+}
+
 impl SmsSettings {
     pub fn from_channel(ch: &ChannelConfig) -> Result<SmsSettings, KeyError> {
         let table: toml::Table = ch
@@ -59,8 +101,6 @@ impl SmsSettings {
             .collect();
         let s: SmsSettings = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| (format!("channels.sms.{}", e.path()), e.inner().to_string()))?;
-        phone::check_region(&s.default_region)
-            .map_err(|e| ("channels.sms.default_region".to_owned(), e.to_string()))?;
         if s.max_segments == 0 {
             return Err((
                 "channels.sms.max_segments".into(),
@@ -70,11 +110,73 @@ impl SmsSettings {
         Ok(s)
     }
 
+    /// Checks `default_region` against the phone-number metadata (loading it takes a
+    /// moment, so only providers that normalize numbers call this, at start).
+    pub fn check_region(&self) -> Result<(), KeyError> {
+        phone::check_region(&self.default_region)
+            .map_err(|e| ("channels.sms.default_region".to_owned(), e.to_string()))
+    }
+
     pub fn limits(&self) -> SmsLimits {
         SmsLimits {
             default_region: self.default_region.clone(),
             max_segments: self.max_segments,
         }
+    }
+
+    pub fn vonage(&self) -> Result<VonageSettings, KeyError> {
+        let v = self.vonage.as_ref().ok_or((
+            "channels.sms.vonage".to_owned(),
+            "provider = \"vonage\" needs [channels.sms.vonage] with api_key, api_secret and from"
+                .to_owned(),
+        ))?;
+        Ok(VonageSettings {
+            api_base: v
+                .api_base
+                .clone()
+                .unwrap_or_else(|| vonage::DEFAULT_API_BASE.into()),
+            api_key: v.api_key.trim().to_owned(),
+            api_secret: v.api_secret.trim().to_owned(),
+            from: v.from.clone(),
+            callback: v.callback.clone(),
+            timeout: timeout(v.timeout.as_deref(), "channels.sms.vonage.timeout")?,
+        })
+    }
+
+    pub fn http_gateway(&self) -> Result<HttpGatewaySettings, KeyError> {
+        let key = |k: &str| format!("channels.sms.http.{k}");
+        let h = self.http.as_ref().ok_or((
+            "channels.sms.http".to_owned(),
+            "provider = \"http\" needs [channels.sms.http] with url and body".to_owned(),
+        ))?;
+        let method = h
+            .method
+            .as_deref()
+            .unwrap_or("POST")
+            .parse()
+            .map_err(|_| (key("method"), "use \"POST\" or \"PUT\"".to_owned()))?;
+        let content_type = h
+            .content_type
+            .as_deref()
+            .unwrap_or("json")
+            .parse()
+            .map_err(|_| (key("content_type"), "use \"json\" or \"form\"".to_owned()))?;
+        let body = serde_json::to_value(&h.body).map_err(|e| (key("body"), e.to_string()))?;
+        Ok(HttpGatewaySettings {
+            url: h.url.clone(),
+            method,
+            headers: h
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            content_type,
+            body,
+            success_status: h.success_status.clone(),
+            id_pointer: h.id_pointer.clone(),
+            error_pointer: h.error_pointer.clone(),
+            timeout: timeout(h.timeout.as_deref(), &key("timeout"))?,
+        })
     }
 
     /// Twilio's settings; `public_url` is the base of the status callback.
@@ -101,10 +203,7 @@ impl SmsSettings {
                 "set exactly one of from (a number) and messaging_service_sid".into(),
             ));
         }
-        let timeout = match &t.timeout {
-            Some(v) => duration::parse(v).map_err(|m| (key("timeout"), m))?,
-            None => std::time::Duration::from_secs(10),
-        };
+        let timeout = timeout(t.timeout.as_deref(), &key("timeout"))?;
         Ok(TwilioSettings {
             api_base: t
                 .api_base
@@ -119,5 +218,12 @@ impl SmsSettings {
                 .then(|| format!("{}/webhooks/twilio", public_url.trim_end_matches('/'))),
             timeout,
         })
+    }
+}
+
+fn timeout(value: Option<&str>, key: &str) -> Result<std::time::Duration, KeyError> {
+    match value {
+        Some(v) => duration::parse(v).map_err(|m| (key.to_owned(), m)),
+        None => Ok(std::time::Duration::from_secs(10)),
     }
 }

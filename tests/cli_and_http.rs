@@ -145,7 +145,11 @@ fn config_errors_name_the_file_the_key_and_the_fix() {
 fn the_shipped_configs_pass_check_config() {
     let root = env!("CARGO_MANIFEST_DIR");
     let outbox = tempfile::tempdir().unwrap();
-    for cfg in ["config/dev.toml", "config/tayori.toml"] {
+    for cfg in [
+        "config/dev.toml",
+        "config/tayori.toml",
+        "config/sms-karaden.toml",
+    ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_tayori"))
             .arg("-c")
             .arg(format!("{root}/{cfg}"))
@@ -154,6 +158,7 @@ fn the_shipped_configs_pass_check_config() {
             .env("TAYORI_TRACKING_SECRET", "test-secret-0123456789abcdef")
             .env("SMTP_USERNAME", "tayori")
             .env("SMTP_PASSWORD", "test-password")
+            .env("KARADEN_TOKEN", "test-token")
             .env("LINE_CHANNEL_ACCESS_TOKEN", "test-token")
             .env("LINE_CHANNEL_SECRET", "test-secret")
             .output()

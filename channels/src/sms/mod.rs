@@ -1,9 +1,11 @@
 //! SMS: numbers, segments and the gateway-neutral request; providers in their own
 //! modules (`twilio`).
 
+pub mod http_gateway;
 pub mod phone;
 pub mod segments;
 pub mod twilio;
+pub mod vonage;
 
 use serde_json::json;
 
