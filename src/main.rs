@@ -3,6 +3,20 @@ use tayori::cli::LogFormat;
 
 fn main() {
     let cli = tayori::cli::Cli::parse();
+    // Like other Unix tools, the commands that only print stop quietly when their reader
+    // goes away (`tayori render job.json | head`) instead of panicking on a failed print.
+    // Not the ones with network connections: there a peer closing a socket must be an
+    // error to handle, not a fatal signal.
+    use tayori::cli::Command;
+    if matches!(
+        cli.command,
+        Command::Render { .. } | Command::CheckConfig | Command::Schema
+    ) {
+        // SAFETY: before any thread exists; restores the default action.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("TAYORI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
