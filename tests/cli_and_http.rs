@@ -272,3 +272,17 @@ fn json_logs_name_the_job_and_mask_the_address() {
         assert!(!stderr.contains(pii), "{pii} in the logs: {stderr}");
     }
 }
+
+#[test]
+fn printing_commands_end_quietly_when_their_reader_goes_away() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tayori"))
+        .arg("schema")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // like `| head` exiting before reading
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
