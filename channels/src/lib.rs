@@ -11,6 +11,7 @@ pub mod email;
 pub mod file;
 pub mod line;
 mod message;
+pub mod provider_http;
 pub mod sms;
 
 pub use file::{FileTransport, NullTransport};

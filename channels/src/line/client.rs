@@ -38,16 +38,7 @@ impl LineClient {
                     .to_owned()
             })?;
         authorization.set_sensitive(true);
-        crate::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            // A redirect would re-post the message (and its retry key) elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .pool_max_idle_per_host(64)
-            .user_agent(concat!("tayori/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = crate::provider_http::client(timeout)?;
         Ok(Self {
             http,
             push_url: format!("{}/v2/bot/message/push", api_base.trim_end_matches('/')),
@@ -73,14 +64,7 @@ impl Channel for LineClient {
             .json(&body)
             .send()
             .await
-            .map_err(|e| {
-                let what = if e.is_timeout() {
-                    "timeout"
-                } else {
-                    "connection"
-                };
-                SendError::transient(&format!("line_{what}"), e.without_url().to_string())
-            })?;
+            .map_err(|e| crate::provider_http::request_error("line", e))?;
         let status = response.status();
         let headers = response.headers().clone();
         let text = read_capped(response).await;

@@ -277,7 +277,6 @@ fn national_digits(e164: &str, country_code: u16) -> Result<String, SendError> {
 
 impl HttpGatewayClient {
     pub fn new(settings: HttpGatewaySettings, limits: SmsLimits) -> Result<Self, String> {
-        crate::install_crypto_provider();
         // The URL may carry a key in its query: errors never quote it.
         let url = Url::parse(&settings.url).map_err(|e| format!("invalid url: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -336,13 +335,7 @@ impl HttpGatewayClient {
         {
             return Err(format!("success_status: {bad} is not an HTTP status"));
         }
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("tayori/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = crate::provider_http::client(settings.timeout)?;
         Ok(Self {
             http,
             method,
@@ -392,21 +385,13 @@ impl Channel for HttpGatewayClient {
     async fn send(&self, message: &Message) -> Result<Sent, SendError> {
         let prepared = prepare(message, &self.limits)?;
         let request = self.request(message, &prepared)?;
-        let response = self.http.execute(request).await.map_err(|e| {
-            let what = if e.is_timeout() {
-                "timeout"
-            } else {
-                "connection"
-            };
-            SendError::transient(&format!("http_{what}"), e.without_url().to_string())
-        })?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| crate::provider_http::request_error("http", e))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = crate::provider_http::retry_after(response.headers());
         let body = response.text().await.unwrap_or_default();
         let mut sent = classify(&self.settings, status, &body, retry_after)?;
         sent.details = prepared.details();
@@ -745,40 +730,10 @@ mod tests {
 
     #[tokio::test]
     async fn sends_one_request_end_to_end() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = socket.read(&mut buf).await.unwrap();
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request);
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if request.len() >= end + 4 + length || n == 0 {
-                        break;
-                    }
-                }
-            }
-            let body = r#"{"id":"82bdf9de-a532-4bf5-86bc-c9a1366e5f4a","object":"message"}"#;
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            socket.write_all(response.as_bytes()).await.unwrap();
-            String::from_utf8(request).unwrap()
-        });
+        let (addr, server) = super::super::one_shot::serve(
+            r#"{"id":"82bdf9de-a532-4bf5-86bc-c9a1366e5f4a","object":"message"}"#,
+        )
+        .await;
         let client = HttpGatewayClient::new(
             karaden(&format!("http://{addr}/api/tayori/messages")),
             limits("JP"),

@@ -37,14 +37,7 @@ pub struct TwilioClient {
 
 impl TwilioClient {
     pub fn new(settings: TwilioSettings, limits: SmsLimits) -> Result<Self, String> {
-        crate::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("tayori/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = crate::provider_http::client(settings.timeout)?;
         Ok(Self {
             url: format!(
                 "{}/2010-04-01/Accounts/{}/Messages.json",
@@ -87,21 +80,9 @@ impl Channel for TwilioClient {
             .form(&form)
             .send()
             .await
-            .map_err(|e| {
-                let what = if e.is_timeout() {
-                    "timeout"
-                } else {
-                    "connection"
-                };
-                SendError::transient(&format!("twilio_{what}"), e.without_url().to_string())
-            })?;
+            .map_err(|e| crate::provider_http::request_error("twilio", e))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = crate::provider_http::retry_after(response.headers());
         let body = response.text().await.unwrap_or_default();
         let mut sent = classify(status, &body, retry_after)?;
         sent.details = prepared.details();

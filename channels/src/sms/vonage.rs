@@ -41,20 +41,13 @@ pub struct VonageClient {
 
 impl VonageClient {
     pub fn new(settings: VonageSettings, limits: SmsLimits) -> Result<Self, String> {
-        crate::install_crypto_provider();
         if settings.api_key.is_empty() || settings.api_secret.is_empty() {
             return Err("vonage needs `api_key` and `api_secret`".into());
         }
         if settings.from.trim().is_empty() {
             return Err("vonage needs `from`".into());
         }
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("tayori/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = crate::provider_http::client(settings.timeout)?;
         Ok(Self {
             url: format!("{}/sms/json", settings.api_base.trim_end_matches('/')),
             http,
@@ -98,21 +91,9 @@ impl Channel for VonageClient {
             .form(&form(&self.settings, &prepared, &message.job_id))
             .send()
             .await
-            .map_err(|e| {
-                let what = if e.is_timeout() {
-                    "timeout"
-                } else {
-                    "connection"
-                };
-                SendError::transient(&format!("vonage_{what}"), e.without_url().to_string())
-            })?;
+            .map_err(|e| crate::provider_http::request_error("vonage", e))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = crate::provider_http::retry_after(response.headers());
         let body = response.text().await.unwrap_or_default();
         let mut sent = classify(status, &body, retry_after)?;
         sent.details = prepared.details();
@@ -380,40 +361,8 @@ mod tests {
 
     #[tokio::test]
     async fn sends_one_request_end_to_end() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = socket.read(&mut buf).await.unwrap();
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request);
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if request.len() >= end + 4 + length || n == 0 {
-                        break;
-                    }
-                }
-            }
-            let body = ok_body(&["0A0000001"]);
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            socket.write_all(response.as_bytes()).await.unwrap();
-            String::from_utf8(request).unwrap()
-        });
+        let body: &'static str = Box::leak(ok_body(&["0A0000001"]).into_boxed_str());
+        let (addr, server) = super::super::one_shot::serve(body).await;
         let client = VonageClient::new(settings(&format!("http://{addr}/")), limits()).unwrap();
         let sent = client
             .send(&message("09012345678", "Hi {there}", "job/1"))
