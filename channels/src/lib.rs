@@ -206,4 +206,12 @@ impl<E: Encode + ?Sized> Encode for Box<E> {
 #[async_trait::async_trait]
 pub trait Channel: Send + Sync {
     async fn send(&self, message: &Message) -> Result<Sent, SendError>;
+
+    /// Housekeeping the daemon calls about once a second (closing aged print
+    /// batches). Most channels have none.
+    async fn tick(&self) {}
+
+    /// Called once when the daemon stops, after the last send has finished:
+    /// flush and close whatever the channel keeps open.
+    async fn shutdown(&self) {}
 }

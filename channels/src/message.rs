@@ -13,6 +13,8 @@ pub struct Message {
     pub idempotency_key: String,
     /// The job's campaign, for providers that aggregate statistics by it.
     pub campaign: Option<String>,
+    /// The CRM's customer id, for channels that print it (direct mail).
+    pub customer_id: Option<String>,
     pub to: Recipient,
     pub content: Content,
 }
@@ -38,6 +40,12 @@ pub struct PostalAddress {
     pub address1: String,
     #[serde(default)]
     pub address2: String,
+    /// A third address line (building, room), when the CRM splits it out.
+    #[serde(default)]
+    pub address3: String,
+    /// Company or organisation, for business addresses.
+    #[serde(default)]
+    pub company: String,
     pub name: String,
     #[serde(default)]
     pub honorific: String,

@@ -39,6 +39,7 @@ pub fn render(config: &Config, path: &Path) -> anyhow::Result<i32> {
                     attempt: 1,
                     idempotency_key: format!("{}/{kind}", job.id),
                     campaign: job.campaign.clone(),
+                    customer_id: job.customer_id.clone(),
                     to: job.recipient(kind),
                     content,
                 };

@@ -485,6 +485,7 @@ impl ChannelWorker {
             attempt,
             idempotency_key: format!("{}/{}", job.id, self.kind),
             campaign: job.campaign.clone(),
+            customer_id: job.customer_id.clone(),
             to: job.recipient(self.kind),
             content,
         };

@@ -318,6 +318,7 @@ mod tests {
             attempt: 1,
             idempotency_key: "k".into(),
             campaign: None,
+            customer_id: None,
             to: Recipient {
                 name: Some("山田 太郎".into()),
                 address: "taro@example.com".into(),

@@ -145,6 +145,7 @@ mod tests {
             attempt: 1,
             idempotency_key: "j/line".into(),
             campaign: Some(campaign.into()),
+            customer_id: None,
             to: crate::Recipient {
                 address: "U1".into(),
                 ..Default::default()

@@ -460,6 +460,7 @@ mod tests {
             attempt: 1,
             idempotency_key: "k".into(),
             campaign: None,
+            customer_id: None,
             to: Recipient {
                 address: to.into(),
                 ..Recipient::default()
