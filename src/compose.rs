@@ -5,7 +5,7 @@ use tayori_channels::{ChannelKind, Content};
 
 use crate::job::Job;
 use crate::render::{RenderError, Renderer};
-use crate::tracking::Tracker;
+use crate::tracking::{ShortLink, Tracker};
 
 pub struct Composer {
     pub renderer: Renderer,
@@ -29,7 +29,23 @@ impl Composer {
         match (&self.tracker, kind) {
             (Some(tracker), ChannelKind::Email) => tracker.compose_email(&self.renderer, job),
             (Some(tracker), ChannelKind::Line) => tracker.compose_line(&self.renderer, job),
+            (Some(tracker), ChannelKind::Sms) => {
+                tracker.compose_sms(&self.renderer, job).map(|(c, _)| c)
+            }
             _ => self.renderer.render(job, kind, None),
+        }
+    }
+
+    /// Like [`compose`](Self::compose), plus the short links the content points
+    /// to (SMS), which must be stored before the message is sent.
+    pub fn compose_for_send(
+        &self,
+        job: &Job,
+        kind: ChannelKind,
+    ) -> Result<(Content, Vec<ShortLink>), RenderError> {
+        match (&self.tracker, kind) {
+            (Some(tracker), ChannelKind::Sms) => tracker.compose_sms(&self.renderer, job),
+            _ => self.compose(job, kind).map(|c| (c, Vec::new())),
         }
     }
 }

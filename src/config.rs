@@ -507,6 +507,11 @@ impl Config {
                 .and_then(toml::Value::as_bool)
                 .unwrap_or(true)
         });
+        let sms_clicks = self.channels.sms.as_ref().is_some_and(|ch| {
+            crate::sms_settings::SmsSettings::from_channel(ch)
+                .map(|s| s.track_clicks.unwrap_or(true))
+                .unwrap_or(false)
+        });
         let email = self.channels.email.as_ref().and_then(|ch| {
             crate::email_settings::EmailSettings::from_channel(ch)
                 .ok()
@@ -514,17 +519,19 @@ impl Config {
         });
         let mut settings = match email {
             Some((ch, s)) => self.tracking_settings_for(&s, s.verp_base(ch)),
-            None if line_clicks => crate::tracking::TrackingSettings {
+            None if line_clicks || sms_clicks => crate::tracking::TrackingSettings {
                 secret: self.http.tracking_secret.clone().unwrap_or_default(),
                 public_url: self.http.public_url.clone(),
                 opens: false,
                 clicks: false,
                 verp: None,
                 line_clicks: false,
+                sms_clicks: false,
             },
             None => return None,
         };
         settings.line_clicks = line_clicks;
+        settings.sms_clicks = sms_clicks;
         Some(settings)
     }
 
@@ -540,6 +547,7 @@ impl Config {
             clicks: settings.track_clicks,
             verp,
             line_clicks: false,
+            sms_clicks: false,
         }
     }
 

@@ -25,7 +25,15 @@ pub struct SmsSettings {
     pub http: Option<HttpSection>,
     /// Common to all channels; read by `ChannelConfig::pause`.
     pub pause: Option<String>,
+    /// Links in the text become short tracked links (`{public_url}/s/{code}`)
+    /// when `http.tracking_secret` is set. Default: true.
+    pub track_clicks: Option<bool>,
+    /// How long a short link keeps working. Default: "90d".
+    pub link_ttl: Option<String>,
 }
+
+/// How long a short link in an SMS keeps working when `link_ttl` is not set.
+pub const DEFAULT_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
 
 fn jp() -> String {
     "JP".into()
@@ -101,6 +109,9 @@ impl SmsSettings {
             .collect();
         let s: SmsSettings = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| (format!("channels.sms.{}", e.path()), e.inner().to_string()))?;
+        if let Some(ttl) = &s.link_ttl {
+            duration::parse(ttl).map_err(|e| ("channels.sms.link_ttl".to_owned(), e))?;
+        }
         if s.max_segments == 0 {
             return Err((
                 "channels.sms.max_segments".into(),

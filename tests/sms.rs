@@ -1077,3 +1077,92 @@ fn stop_replies_unsubscribe_and_start_lifts_it() {
     assert_eq!(of_type(&evs, "suppressed")[0]["job_id"], "after-stop");
     assert!(api.requests().is_empty());
 }
+
+/// A GET against the daemon keeping the headers: (status, `Location`).
+fn get_location(s: &Setup, path: &str) -> (u16, Option<String>) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", s.http_port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: Mozilla/5.0 (iPhone)\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = String::new();
+    let _ = stream.read_to_string(&mut raw);
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let location = raw
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("location: ")
+                .or(l.strip_prefix("Location: "))
+        })
+        .map(|l| l.trim().to_owned());
+    (status, location)
+}
+
+#[test]
+fn links_in_sms_become_short_tracked_links_that_redirect_and_record_clicks() {
+    let (redis, api, s, _d) = started();
+    let mut conn = redis.conn();
+    let link = "https://shop.example.com/p/1?utm_source=sms&x=ü";
+    let text = format!("セール開催中 {link} 詳細は https://shop.example.com/faq");
+    enqueue(&mut conn, &[text_job("short-1", &text)]);
+    let evs = wait_for(&mut conn, WAIT, "sent", |e| count(e, "sent") == 1);
+    api.assert_no_violations();
+    let messages = api.messages();
+    let body = messages[0].field("Body").expect("a Body").to_owned();
+    let base = format!("http://127.0.0.1:{}/s/", s.http_port);
+    let codes: Vec<&str> = body
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix(base.as_str()))
+        .collect();
+    assert_eq!(codes.len(), 2, "both links shortened: {body}");
+    assert!(!body.contains("shop.example.com"), "{body}");
+    assert!(
+        codes.iter().all(|c| c.len() == 11),
+        "short codes of 11 characters: {codes:?}"
+    );
+    assert!(
+        body.starts_with("セール開催中 ") && body.contains(" 詳細は "),
+        "{body}"
+    );
+    // Twilio was told the segments of the text as sent, short links included.
+    assert_eq!(
+        of_type(&evs, "sent")[0]["segments"],
+        json!(twilio_api::segments(&body).0),
+        "{body}"
+    );
+
+    // Following the first link redirects to the original and records the click.
+    let (status, location) = get_location(&s, &format!("/s/{}", codes[0]));
+    assert_eq!(status, 302);
+    assert_eq!(location.as_deref(), Some(link));
+    let evs = wait_for(&mut conn, WAIT, "clicked", |e| count(e, "clicked") == 1);
+    let clicked = of_type(&evs, "clicked")[0];
+    assert_eq!(clicked["job_id"], "short-1", "{clicked}");
+    assert_eq!(clicked["channel"], "sms", "{clicked}");
+    assert_eq!(clicked["url"], link, "{clicked}");
+    let (_, second) = get_location(&s, &format!("/s/{}", codes[1]));
+    assert_eq!(second.as_deref(), Some("https://shop.example.com/faq"));
+
+    // A code we never issued, or a malformed one, is 404 and never a redirect.
+    let mut forged: Vec<u8> = codes[0].bytes().collect();
+    forged[5] = if forged[5] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    for path in [
+        format!("/s/{forged}"),
+        "/s/short".to_owned(),
+        "/s/..%2F..%2Fetc".to_owned(),
+    ] {
+        let (status, location) = get_location(&s, &path);
+        assert_eq!((status, location), (404, None), "{path}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(&events(&mut conn), "clicked"), 2);
+}

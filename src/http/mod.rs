@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/t/o/{token}", get(tracking::open))
         .route("/t/c/{token}", get(tracking::click))
+        .route("/s/{code}", get(tracking::short))
         .route(
             "/u/{token}",
             get(unsubscribe::page)

@@ -76,7 +76,45 @@ pub async fn click(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
-    let Some(t) = opened(&state, Purpose::Click, &token) else {
+    follow(&state, &method, &headers, &token).await
+}
+
+/// `GET /s/{code}`: a short link from an SMS. The code names a sealed click token
+/// kept in Redis; from there it is an ordinary click.
+pub async fn short(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+) -> Response {
+    let well_formed = code.len() == 11
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let Some(queue) = state.webhooks.queue.get().filter(|_| well_formed) else {
+        return if well_formed {
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        } else {
+            StatusCode::NOT_FOUND.into_response()
+        };
+    };
+    match queue.short_link(&code).await {
+        Ok(Some(token)) => follow(&state, &method, &headers, &token).await,
+        Ok(None) => {
+            metrics::counter!(m::WEBHOOK_REJECTED, "source" => "tracking", "reason" => "unknown_link")
+                .increment(1);
+            StatusCode::NOT_FOUND.into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "short link lookup failed");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// Redirects to a click token's link and records the click.
+async fn follow(state: &AppState, method: &Method, headers: &HeaderMap, token: &str) -> Response {
+    let Some(t) = opened(state, Purpose::Click, token) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     // Sealed by us from a link we rewrote, which was http(s); checked again anyway.
@@ -90,7 +128,7 @@ pub async fn click(
     let Ok(location) = header::HeaderValue::from_str(url) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    record(&state, EventType::Clicked, &t, &method, &headers).await;
+    record(state, EventType::Clicked, &t, method, headers).await;
     (
         StatusCode::FOUND,
         [

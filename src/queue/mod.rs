@@ -68,6 +68,10 @@ impl Keys {
     pub fn paused(&self, kind: ChannelKind) -> String {
         format!("{}:paused:{kind}", self.prefix)
     }
+    /// A short link's sealed click token (SMS), by its code.
+    pub fn short_link(&self, code: &str) -> String {
+        format!("{}:link:{code}", self.prefix)
+    }
     pub fn seen(&self, job_id: &str) -> String {
         format!("{}:seen:{job_id}", self.prefix)
     }
@@ -502,6 +506,26 @@ impl Queue {
                     .await
             }
         }
+    }
+
+    /// Stores short links (code → sealed click token) for `ttl`, in one round trip.
+    pub async fn store_short_links(
+        &self,
+        links: &[crate::tracking::ShortLink],
+        ttl: Duration,
+    ) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        let secs = ttl.as_secs().max(1);
+        for l in links {
+            pipe.set_ex(self.keys.short_link(&l.code), &l.token, secs)
+                .ignore();
+        }
+        pipe.query_async(&mut self.conn.clone()).await
+    }
+
+    /// The sealed click token behind a short link's code, if it is still kept.
+    pub async fn short_link(&self, code: &str) -> RedisResult<Option<String>> {
+        self.conn.clone().get(self.keys.short_link(code)).await
     }
 
     /// Publishes a channel pause (reason, until it expires) for `tayori stats`.

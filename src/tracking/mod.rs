@@ -23,6 +23,8 @@ pub struct TrackingSettings {
     pub verp: Option<String>,
     /// Route LINE `uri` actions through the click tracker.
     pub line_clicks: bool,
+    /// Replace links in SMS text by short tracked links.
+    pub sms_clicks: bool,
 }
 
 pub struct Tracker {
@@ -31,7 +33,16 @@ pub struct Tracker {
     opens: bool,
     clicks: bool,
     line_clicks: bool,
+    sms_clicks: bool,
     verp: Option<(String, String)>,
+}
+
+/// A short link to store before the message that carries it goes out:
+/// `{prefix}:link:{code}` → the sealed click token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShortLink {
+    pub code: String,
+    pub token: String,
 }
 
 impl Tracker {
@@ -55,6 +66,7 @@ impl Tracker {
             opens: s.opens,
             clicks: s.clicks,
             line_clicks: s.line_clicks,
+            sms_clicks: s.sms_clicks,
             verp,
         })
     }
@@ -139,6 +151,47 @@ impl Tracker {
             self.track_line_links(&t, m);
         }
         Ok(Content::Line { messages })
+    }
+
+    /// A job's SMS rendered, each web link replaced by a short tracked link
+    /// (`{public_url}/s/{code}`): a sealed click token is too long for a text
+    /// message, so the token is stored under the code and the caller must save
+    /// the returned links before sending.
+    pub fn compose_sms(
+        &self,
+        renderer: &Renderer,
+        job: &Job,
+    ) -> Result<(Content, Vec<ShortLink>), RenderError> {
+        let content = renderer.render(job, ChannelKind::Sms, None)?;
+        if !self.sms_clicks || !renderer.options(job).tracking {
+            return Ok((content, Vec::new()));
+        }
+        let Content::Sms { text } = content else {
+            return Ok((content, Vec::new()));
+        };
+        let t = self.tracked(job, ChannelKind::Sms);
+        let mut links = Vec::new();
+        let text = rewrite::rewrite_text(&text, |url| {
+            if !rewrite::trackable(url) || url.starts_with(&self.base) {
+                return None;
+            }
+            let code = self.sealer.short_code(&t.job_id, url);
+            let token = self.sealer.seal(
+                Purpose::Click,
+                &Tracked {
+                    url: Some(url.to_owned()),
+                    ..t.clone()
+                },
+            );
+            let short = self.short_url(&code);
+            links.push(ShortLink { code, token });
+            Some(short)
+        });
+        Ok((Content::Sms { text }, links))
+    }
+
+    pub fn short_url(&self, code: &str) -> String {
+        format!("{}/s/{code}", self.base)
     }
 
     fn track_line_links(&self, t: &Tracked, value: &mut serde_json::Value) {

@@ -62,6 +62,7 @@ impl Default for Tracked {
 pub struct Sealer {
     key: LessSafeKey,
     verp: hmac::Key,
+    short: hmac::Key,
     rng: SystemRandom,
 }
 
@@ -78,9 +79,14 @@ impl Sealer {
             .map(LessSafeKey::new)
             .unwrap_or_else(|_| unreachable!("a SHA-256 digest is a valid ChaCha20 key"));
         let verp = hmac::Key::new(hmac::HMAC_SHA256, derive(b"tayori verp v1\0").as_ref());
+        let short = hmac::Key::new(
+            hmac::HMAC_SHA256,
+            derive(b"tayori short link v1\0").as_ref(),
+        );
         Sealer {
             key,
             verp,
+            short,
             rng: SystemRandom::new(),
         }
     }
@@ -166,6 +172,17 @@ impl Sealer {
             sent_at,
             url,
         })
+    }
+
+    /// The code of a short link (`/s/{code}`, SMS): 11 URL-safe characters (64
+    /// bits) keyed by the job and the link. Unguessable without the secret, and
+    /// the same on every retry of the job, so a retry reuses its link.
+    pub fn short_code(&self, job_id: &str, url: &str) -> String {
+        let mut ctx = hmac::Context::with_key(&self.short);
+        ctx.update(job_id.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(url.as_bytes());
+        B64.encode(&ctx.sign().as_ref()[..8])
     }
 
     /// The VERP token for a message: `{hex job id}-{hex tag}`.

@@ -62,6 +62,8 @@ pub struct ChannelWorker {
     pub finished: Arc<AtomicU64>,
     /// SMS only: the region national numbers are read in (for suppression keys).
     sms_region: Option<String>,
+    /// SMS only: how long short tracked links are kept.
+    link_ttl: Duration,
 }
 
 /// What the batched first pass decided for an entry.
@@ -110,6 +112,11 @@ impl ChannelWorker {
                 .then(|| crate::sms_settings::SmsSettings::from_channel(ch).ok())
                 .flatten()
                 .map(|s| s.default_region),
+            link_ttl: crate::sms_settings::SmsSettings::from_channel(ch)
+                .ok()
+                .and_then(|s| s.link_ttl)
+                .and_then(|t| crate::config::duration::parse(&t).ok())
+                .unwrap_or(crate::sms_settings::DEFAULT_LINK_TTL),
         });
         (worker, writer)
     }
@@ -476,10 +483,21 @@ impl ChannelWorker {
                 &format!("{field} is missing"),
             );
         }
-        let content = match self.composer.compose(job, self.kind) {
+        let (content, short_links) = match self.composer.compose_for_send(job, self.kind) {
             Ok(c) => c,
             Err(e) => return self.not_here(entry, job, attempt, "template", &e.0),
         };
+        // A link in the message must work the moment it arrives.
+        if !short_links.is_empty() {
+            if let Err(e) = self
+                .queue
+                .store_short_links(&short_links, self.link_ttl)
+                .await
+            {
+                let err = SendError::transient("redis", format!("storing short links: {e}"));
+                return self.retry_or_fail(entry, job, attempt, &err);
+            }
+        }
         let message = Message {
             job_id: job.id.clone(),
             attempt,
