@@ -104,6 +104,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
                 .read_loop(config.redis.url.clone(), stop_rx.clone()),
         );
         tokio::spawn(worker.clone().reclaim_loop(stop_rx.clone()));
+        tokio::spawn(worker.clone().tick_loop(stop_rx.clone()));
         tracing::info!(channel = %kind, transport = ch.transport.as_deref().unwrap_or(""), concurrency = ch.concurrency, "channel worker started");
         workers.push(worker);
         writers.push(writer);
@@ -163,6 +164,10 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             in_flight = left,
             "grace period over; unfinished jobs stay pending and will be reclaimed"
         );
+    }
+    // Print batches and the like are closed only once no send can add to them.
+    for w in &workers {
+        w.shutdown_adapter().await;
     }
     drop(workers);
     // The completion writers end once every job's outcome is written.

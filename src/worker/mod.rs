@@ -138,6 +138,23 @@ impl ChannelWorker {
     }
 
     /// Reads new jobs until `stop` turns true. Entries already read are always processed.
+    /// Gives the adapter its housekeeping turn (closing aged print batches) once a second.
+    pub async fn tick_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => self.adapter.tick().await,
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Lets the adapter flush and close what it keeps open; after the last send.
+    pub async fn shutdown_adapter(&self) {
+        self.adapter.shutdown().await;
+    }
+
     pub async fn read_loop(self: Arc<Self>, url: String, mut stop: watch::Receiver<bool>) {
         let mut conn: Option<ConnectionManager> = None;
         let mut failures = 0u32;
