@@ -11,7 +11,7 @@ if ! command -v smtp-sink >/dev/null 2>&1 && [ ! -x /usr/sbin/smtp-sink ]; then
   apt_install postfix "smtp-sink not found (it comes with postfix)"
 fi
 export PATH="$PATH:/usr/sbin"
-if [ "$#" -eq 0 ]; then set -- pipeline line_push email_smtp; fi
+if [ "$#" -eq 0 ]; then set -- pipeline line_push email_smtp sms_twilio; fi
 for b in "$@"; do
   echo "== $b"
   cargo bench --bench "$b"

@@ -42,6 +42,9 @@ pub struct Config {
     pub templates: TemplatesConfig,
     #[serde(default)]
     pub channels: ChannelsConfig,
+    /// Quiet hours and frequency caps.
+    #[serde(default)]
+    pub policy: crate::policy::PolicyConfig,
     /// Where the config was read from (for messages and relative template paths).
     #[serde(skip)]
     pub source: PathBuf,
@@ -190,6 +193,10 @@ pub struct ChannelConfig {
     pub burst: Option<NonZeroU32>,
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// `global` (default): `rate` and `burst` hold for every daemon on this Redis
+    /// together; `daemon`: for each process on its own.
+    #[serde(default)]
+    pub rate_scope: RateScope,
     /// Email: the From header.
     pub from: Option<String>,
     pub reply_to: Option<String>,
@@ -211,6 +218,17 @@ impl ChannelConfig {
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.provider.get(key).and_then(toml::Value::as_str)
     }
+}
+
+/// Whom a channel's rate limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateScope {
+    /// All daemons together, through Redis: what a provider counts per account.
+    #[default]
+    Global,
+    /// Each process on its own.
+    Daemon,
 }
 
 /// A rate such as `100/s`, `6000/min` or `1000/h`.
@@ -375,6 +393,7 @@ impl Config {
         if self.retry.max_attempts == 0 {
             return key("retry.max_attempts", "must be at least 1".into());
         }
+        crate::policy::Policy::from_config(&self.policy)?;
         for (kind, ch) in self.channels.enabled() {
             let k = |f: &str| format!("channels.{kind}.{f}");
             if ch.concurrency == 0 {

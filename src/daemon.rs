@@ -44,6 +44,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         dedupe_window: config.queue.dedupe_window,
         tracker: composer.tracker.clone(),
         twilio_token: twilio_token(&config),
+        vonage: crate::sms_settings::vonage_signature_of(config.channels.sms.as_ref()),
         public_url: config.http.public_url.trim_end_matches('/').to_owned(),
     });
 
@@ -120,6 +121,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     let (idle_tx, mut idle_rx) = watch::channel(false);
     let housekeeping = tokio::spawn(housekeeping(
         queue.clone(),
+        consumer.clone(),
         kinds,
         workers.clone(),
         config.queue.poll_interval,
@@ -233,8 +235,10 @@ async fn connect_until_up(
 
 /// Moves due delayed jobs, samples queue gauges and readiness, and (in drain
 /// mode) reports when everything is empty.
+#[allow(clippy::too_many_arguments)]
 async fn housekeeping(
     queue: Queue,
+    consumer: String,
     kinds: Vec<ChannelKind>,
     workers: Vec<Arc<ChannelWorker>>,
     every: Duration,
@@ -251,7 +255,15 @@ async fn housekeeping(
             _ = stop.changed() => return,
         }
         let now = jiff::Timestamp::now().as_millisecond();
-        move_due_jobs(&queue, now).await;
+        // One daemon at a time moves due jobs (moving is atomic anyway; the lease
+        // saves N daemons scanning the same set). It lapses 3 polls after its
+        // holder stops renewing it, and another daemon takes over.
+        let lease = every.saturating_mul(3).max(Duration::from_secs(1));
+        match queue.hold_lease("mover", &consumer, lease).await {
+            Ok(true) => move_due_jobs(&queue, now).await,
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "could not renew the mover lease"),
+        }
         match queue.stats(&kinds).await {
             Ok(stats) => {
                 health.redis_ok.store(true, Ordering::Relaxed);

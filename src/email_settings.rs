@@ -32,6 +32,10 @@ pub struct EmailSettings {
     pub track_opens: bool,
     #[serde(default = "yes")]
     pub track_clicks: bool,
+    /// Limits per recipient domain (`"docomo.ne.jp" = "20/s"`), shared by all
+    /// daemons; `"*"` gives every other domain its own bucket at that rate.
+    #[serde(default)]
+    pub domain_rates: BTreeMap<String, crate::config::Rate>,
     /// Common to all channels; read by `ChannelConfig::pause`.
     #[serde(default)]
     pub pause: Option<String>,

@@ -46,6 +46,21 @@ pub struct Job {
     pub expires_at: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// `transactional` (an order confirmation, a password reset): exempt from
+    /// frequency caps and quiet hours. Default: `marketing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<JobKind>,
+    /// What a frequency cap does to this job: `defer` it until the window allows,
+    /// or `drop` it (`suppressed`, reason `frequency_cap`). Default: `policy.on_cap`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<crate::policy::OnCap>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Marketing,
+    Transactional,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -23,6 +23,8 @@ pub const DELAYED: &str = "tayori_delayed_jobs";
 pub const DEAD_LETTER_SIZE: &str = "tayori_dead_letter_size";
 pub const UP: &str = "tayori_redis_up";
 pub const PAUSES: &str = "tayori_channel_pauses_total";
+pub const DOMAIN_THROTTLED: &str = "tayori_domain_throttled_total";
+pub const POLICY_HELD: &str = "tayori_policy_held_total";
 pub const CHANNEL_PAUSED: &str = "tayori_channel_paused";
 pub const WEBHOOK_EVENTS: &str = "tayori_webhook_events_total";
 pub const WEBHOOK_REJECTED: &str = "tayori_webhook_rejected_total";
@@ -46,6 +48,8 @@ pub const ALL: &[&str] = &[
     DEAD_LETTER_SIZE,
     UP,
     PAUSES,
+    DOMAIN_THROTTLED,
+    POLICY_HELD,
     CHANNEL_PAUSED,
     WEBHOOK_EVENTS,
     WEBHOOK_REJECTED,

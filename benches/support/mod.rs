@@ -97,7 +97,7 @@ impl Bench {
     /// The config sections every benchmark shares; channels are appended.
     pub fn config_head(&self) -> String {
         format!(
-            "[redis]\nurl = \"{}\"\nprefix = \"bench\"\n[http]\nlisten = \"\"\ntracking_secret = \"bench-tracking-secret-0123456789\"\n[templates]\ndir = \"{}\"\n[queue]\npoll_interval = \"20ms\"\nread_batch = 512\n",
+            "[redis]\nurl = \"{}\"\nprefix = \"bench\"\n[http]\nlisten = \"\"\ntracking_secret = \"bench-tracking-secret-0123456789\"\n[templates]\ndir = \"{}\"\n[policy.quiet_hours]\nsms = \"\"\n[queue]\npoll_interval = \"20ms\"\nread_batch = 512\n",
             self.url,
             self.root.join("config/templates").display()
         )

@@ -6,6 +6,7 @@ mod line_webhook;
 mod tracking;
 mod twilio_webhook;
 mod unsubscribe;
+mod vonage_webhook;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct Webhooks {
     pub tracker: Option<Arc<crate::tracking::Tracker>>,
     /// The Twilio auth token; without it `/webhooks/twilio` answers 404.
     pub twilio_token: Option<String>,
+    /// Vonage's signature secret and method; without them `/webhooks/vonage` answers 404.
+    pub vonage: Option<crate::sms_settings::VonageSignature>,
     /// `http.public_url` without a trailing slash: the URL providers sign.
     pub public_url: String,
 }
@@ -77,6 +80,12 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/webhooks/twilio",
             axum::routing::post(twilio_webhook::receive)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
+        )
+        .route(
+            "/webhooks/vonage",
+            get(vonage_webhook::receive)
+                .post(vonage_webhook::receive)
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
         )
         .route("/t/o/{token}", get(tracking::open))

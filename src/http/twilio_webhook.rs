@@ -20,7 +20,7 @@ use crate::metrics as m;
 use crate::queue::Reaction;
 
 /// Replies that opt out (Twilio's own list, plus the Japanese ones).
-const STOP_WORDS: &[&str] = &[
+pub(super) const STOP_WORDS: &[&str] = &[
     "STOP",
     "STOPALL",
     "UNSUBSCRIBE",
@@ -30,7 +30,7 @@ const STOP_WORDS: &[&str] = &[
     "停止",
     "配信停止",
 ];
-const START_WORDS: &[&str] = &["START", "UNSTOP", "YES"];
+pub(super) const START_WORDS: &[&str] = &["START", "UNSTOP", "YES"];
 
 pub async fn receive(
     State(state): State<AppState>,

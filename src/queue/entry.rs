@@ -14,6 +14,9 @@ pub struct Routing {
     pub first_at_ms: Option<i64>,
     /// Position in `[channel] + fallback`: 0 is the job's own channel.
     pub hop: usize,
+    /// A rate-limit slot reserved for the job (ms since the epoch): coming back at
+    /// that time, it sends without taking another permit of that limit.
+    pub slot_ms: Option<i64>,
 }
 
 impl Routing {
@@ -30,6 +33,9 @@ impl Routing {
             f.push(("first_at".to_owned(), t.to_string()));
         }
         f.push(("hop".to_owned(), self.hop.to_string()));
+        if let Some(t) = self.slot_ms {
+            f.push(("slot".to_owned(), t.to_string()));
+        }
         f
     }
 }
@@ -107,6 +113,7 @@ pub(super) fn parse_entries(list: Value, deliveries: u32, out: &mut Vec<Entry>) 
                 b"origin" => entry.routing.origin = Some(v),
                 b"first_at" => entry.routing.first_at_ms = v.parse().ok(),
                 b"hop" => entry.routing.hop = v.parse().unwrap_or(0),
+                b"slot" => entry.routing.slot_ms = v.parse().ok(),
                 _ => {}
             }
         }

@@ -171,6 +171,7 @@ pub struct Queue {
     finish: Script,
     move_due: Script,
     reaction: Script,
+    lease: Script,
     results_max_len: u64,
 }
 
@@ -200,6 +201,7 @@ impl Queue {
             finish: Script::new(include_str!("finish.lua")),
             move_due: Script::new(include_str!("move_due.lua")),
             reaction: Script::new(include_str!("reaction.lua")),
+            lease: Script::new(include_str!("lease.lua")),
             results_max_len,
         })
     }
@@ -526,6 +528,32 @@ impl Queue {
     /// The sealed click token behind a short link's code, if it is still kept.
     pub async fn short_link(&self, code: &str) -> RedisResult<Option<String>> {
         self.conn.clone().get(self.keys.short_link(code)).await
+    }
+
+    /// Takes or renews the lease `{prefix}:lease:{name}` for `holder`: true while
+    /// `holder` has it. A lease its holder stops renewing lapses after `ttl`.
+    pub async fn hold_lease(&self, name: &str, holder: &str, ttl: Duration) -> RedisResult<bool> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let held: i64 = self
+            .lease
+            .key(format!("{}:lease:{name}", self.keys.prefix()))
+            .arg(holder)
+            .arg(ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(held == 1)
+    }
+
+    /// Sets a pause key (value: the reason; it expires after `wait`).
+    pub async fn set_pause_key(&self, key: &str, reason: &str, wait: Duration) -> RedisResult<()> {
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        redis::cmd("SET")
+            .arg(key)
+            .arg(reason)
+            .arg("PX")
+            .arg(ms)
+            .query_async(&mut self.conn.clone())
+            .await
     }
 
     /// Publishes a channel pause (reason, until it expires) for `tayori stats`.

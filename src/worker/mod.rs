@@ -10,6 +10,7 @@
 
 mod outcome;
 mod pause;
+mod policy_gate;
 mod writer;
 
 use std::panic::AssertUnwindSafe;
@@ -24,11 +25,13 @@ use tayori_channels::{Channel, ChannelKind, Message, SendError};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::compose::Composer;
+use crate::config::RateScope;
 use crate::config::{ChannelConfig, Config, QueueConfig};
 use crate::event::EventType;
 use crate::job::{Job, JobError};
 use crate::metrics as m;
 use crate::queue::{self, Checked, Claim, ClaimRequest, Completion, Entry, Op, Queue};
+use crate::rate_limit::{self, domains::DomainLimits, Permit, SharedLimiter};
 use crate::retry_policy::RetryPolicy;
 use outcome::Reason;
 use writer::{write_completions, Held, FINISH_BATCH};
@@ -64,7 +67,17 @@ pub struct ChannelWorker {
     sms_region: Option<String>,
     /// SMS only: how long short tracked links are kept.
     link_ttl: Duration,
+    /// The channel's rate for all daemons together (`rate_scope = "global"`).
+    shared: Option<SharedLimiter>,
+    /// Email only: limits per recipient domain.
+    domains: Option<DomainLimits>,
+    /// Quiet hours and frequency caps.
+    policy: Arc<crate::policy::Policy>,
 }
+
+/// How long a job may wait for its domain's next permit while holding a worker
+/// slot; beyond that it is put aside with a slot reserved for later.
+const DOMAIN_MAX_WAIT: Duration = Duration::from_millis(200);
 
 /// What the batched first pass decided for an entry.
 enum Prepared {
@@ -86,6 +99,28 @@ impl ChannelWorker {
         finished: Arc<AtomicU64>,
     ) -> (Arc<ChannelWorker>, tokio::task::JoinHandle<()>) {
         let (done, rx) = mpsc::channel(ch.concurrency.max(FINISH_BATCH) * 2);
+        let prefix = queue.keys().prefix().to_owned();
+        let shared = (ch.rate_scope == RateScope::Global).then(|| {
+            SharedLimiter::new(
+                rate_limit::Keys {
+                    prefix: prefix.clone(),
+                    scope: kind.as_str().to_owned(),
+                    pause: queue.keys().paused(kind),
+                },
+                kind.as_str(),
+                ch.rate,
+                ch.burst,
+                &consumer,
+                queue.conn(),
+            )
+        });
+        let domains = (kind == ChannelKind::Email)
+            .then(|| crate::email_settings::EmailSettings::from_channel(ch).ok())
+            .flatten()
+            .and_then(|s| {
+                let rates: Vec<_> = s.domain_rates.into_iter().collect();
+                DomainLimits::new(&rates, &prefix, &consumer, queue.conn())
+            });
         let held = Held::default();
         let writer = tokio::spawn(write_completions(queue.clone(), kind, rx, held.clone()));
         let worker = Arc::new(ChannelWorker {
@@ -117,6 +152,12 @@ impl ChannelWorker {
                 .and_then(|s| s.link_ttl)
                 .and_then(|t| crate::config::duration::parse(&t).ok())
                 .unwrap_or(crate::sms_settings::DEFAULT_LINK_TTL),
+            shared,
+            domains,
+            // Validated with the config; the default only if it somehow is not.
+            policy: Arc::new(
+                crate::policy::Policy::from_config(&config.policy).unwrap_or_default(),
+            ),
         });
         (worker, writer)
     }
@@ -500,6 +541,19 @@ impl ChannelWorker {
                 &format!("{field} is missing"),
             );
         }
+        let counted = match self.policy_gate(entry, job, attempt).await {
+            policy_gate::Gate::Send { counted } => counted,
+            policy_gate::Gate::Done(done) => return done,
+        };
+        let completion = self.send_composed(entry, job, attempt).await;
+        if counted && !completion_sent(&completion) {
+            self.uncount(job);
+        }
+        completion
+    }
+
+    /// Render → rate limits → send → outcome.
+    async fn send_composed(&self, entry: &Entry, job: &Job, attempt: u32) -> Completion {
         let (content, short_links) = match self.composer.compose_for_send(job, self.kind) {
             Ok(c) => c,
             Err(e) => return self.not_here(entry, job, attempt, "template", &e.0),
@@ -524,6 +578,22 @@ impl ChannelWorker {
             to: job.recipient(self.kind),
             content,
         };
+        if let Some(done) = self
+            .domain_permit(entry, job, attempt, &message.to.address)
+            .await
+        {
+            return done;
+        }
+        if let Some(shared) = &self.shared {
+            if let Permit::Paused { reason, wait } = shared.acquire().await {
+                let err = SendError::Suspended {
+                    code: reason,
+                    message: "the channel is paused (by this or another daemon)".into(),
+                    retry_after: Some(wait),
+                };
+                return self.suspend(entry, job, attempt, &err);
+            }
+        }
         if self.limiter.check().is_err() {
             metrics::counter!(m::RATE_LIMIT_WAITS, "channel" => self.kind.as_str()).increment(1);
             // No jitter: measured −6 % of the configured rate with it (2,000/s, burst 1).
@@ -576,12 +646,109 @@ impl ChannelWorker {
             Err(e @ SendError::OptedOut { .. }) => {
                 self.address_dead(entry, job, attempt, &e, EventType::Failed, "unsubscribed")
             }
-            Err(e @ (SendError::Transient { .. } | SendError::RateLimited { .. })) => {
+            Err(e @ SendError::RateLimited { .. }) => {
+                self.push_back(&message.to.address, &e);
                 self.retry_or_fail(entry, job, attempt, &e)
             }
+            Err(e @ SendError::Transient { .. }) => self.retry_or_fail(entry, job, attempt, &e),
             Err(e) => self.not_here(entry, job, attempt, e.code(), e.message()),
         }
     }
+}
+
+impl ChannelWorker {
+    /// Email: waits for a permit of the recipient's domain, or puts the job aside
+    /// with a slot reserved when the wait would be long, so a throttled domain
+    /// never holds the worker slots mail to other domains needs. `Some` is the
+    /// job's completion when it does not send now.
+    async fn domain_permit(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        address: &str,
+    ) -> Option<Completion> {
+        let (domain, limiter) = self.domains.as_ref()?.for_address(address)?;
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        // Back at the slot reserved for it: already paid for.
+        if entry
+            .routing
+            .slot_ms
+            .is_some_and(|slot| slot <= now_ms + 1000)
+        {
+            limiter.local.until_ready().await;
+            return None;
+        }
+        match limiter.shared.try_acquire(DOMAIN_MAX_WAIT).await {
+            Permit::Go => {
+                limiter.local.until_ready().await;
+                None
+            }
+            Permit::Reserved { in_ } => {
+                metrics::counter!(m::DOMAIN_THROTTLED, "channel" => self.kind.as_str())
+                    .increment(1);
+                let err = SendError::RateLimited {
+                    code: "domain_throttled".into(),
+                    message: format!("{domain} is at its rate limit; a later slot is reserved"),
+                    retry_after: Some(in_),
+                };
+                Some(self.defer_with(
+                    entry,
+                    job,
+                    attempt,
+                    &err,
+                    in_,
+                    attempt.saturating_sub(1),
+                    true,
+                ))
+            }
+            Permit::Paused { reason, wait } => {
+                let err = SendError::RateLimited {
+                    code: "domain_paused".into(),
+                    message: format!("{domain} is paused: {reason}"),
+                    retry_after: Some(wait),
+                };
+                Some(self.defer(entry, job, attempt, &err, wait, attempt.saturating_sub(1)))
+            }
+        }
+    }
+
+    /// A provider asked us to slow down: with a time given (Retry-After), the
+    /// channel pauses for every daemon until then; an email domain that throttles
+    /// pauses only that domain (for the channel's `pause` when it names no time).
+    fn push_back(&self, address: &str, err: &SendError) {
+        let SendError::RateLimited { retry_after, .. } = err else {
+            return;
+        };
+        let domain = self
+            .domains
+            .as_ref()
+            .and_then(|d| d.for_address(address))
+            .map(|(domain, _)| domain);
+        match (domain, retry_after) {
+            (Some(domain), wait) => {
+                let wait = wait.unwrap_or(self.pause);
+                let key = rate_limit::domains::pause_key(self.queue.keys().prefix(), &domain);
+                metrics::counter!(m::PAUSES, "channel" => self.kind.as_str(), "reason" => "domain_throttled").increment(1);
+                tracing::warn!(channel = %self.kind, domain, millis = wait.as_millis() as u64, "domain paused: {}", err.message());
+                let (queue, code) = (self.queue.clone(), err.code().to_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = queue.set_pause_key(&key, &code, wait).await {
+                        tracing::debug!(error = %e, "could not record the domain pause in Redis");
+                    }
+                });
+            }
+            (None, Some(wait)) => self.pause_for(*wait, err.code(), err.message()),
+            (None, None) => {}
+        }
+    }
+}
+
+/// Whether a completion records a `sent` event (the cap slot was used).
+fn completion_sent(c: &Completion) -> bool {
+    c.ops
+        .iter()
+        .any(|op| outcome::event_type(op) == Some("sent"))
 }
 
 fn backoff(failures: u32) -> Duration {

@@ -84,6 +84,22 @@ impl ChannelWorker {
         wait: Duration,
         attempts_spent: u32,
     ) -> Completion {
+        self.defer_with(entry, job, attempt, err, wait, attempts_spent, false)
+    }
+
+    /// Like [`defer`](Self::defer); with `slot`, the job holds a rate-limit slot
+    /// reserved for when it is due and sends then without another permit.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn defer_with(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        err: &SendError,
+        wait: Duration,
+        attempts_spent: u32,
+        slot: bool,
+    ) -> Completion {
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let due_ms = now_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
         let retry_at = jiff::Timestamp::from_millisecond(due_ms)
@@ -97,6 +113,7 @@ impl ChannelWorker {
         ev.event_id = format!("{}/{due_ms}", ev.event_id);
         let mut routing = entry.routing.clone();
         routing.attempt = attempts_spent;
+        routing.slot_ms = slot.then_some(due_ms);
         routing.origin = Some(entry.origin().to_owned());
         routing.first_at_ms = Some(entry.first_at_ms());
         let raw = entry.job.clone().unwrap_or_default();
@@ -161,6 +178,7 @@ impl ChannelWorker {
                     origin: Some(entry.origin().to_owned()),
                     first_at_ms: Some(entry.first_at_ms()),
                     hop,
+                    slot_ms: None,
                 };
                 let raw = entry.job.clone().unwrap_or_default();
                 let forward = Op::Append {

@@ -142,6 +142,10 @@ poll_interval = "50ms"
 block = "200ms"
 {queue}
 
+# SMS's default quiet hours (21:00-08:00 JST) would hold tests run in the evening.
+[policy.quiet_hours]
+sms = ""
+
 {channels}
 "#,
         url = redis.url(),

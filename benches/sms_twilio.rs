@@ -1,0 +1,286 @@
+//! SMS through the Twilio adapter: personalized jobs with national-format Japanese
+//! mobile numbers sent to a local endpoint that answers like Twilio's Messages API.
+//! Three runs: unlimited (sends/s the daemon can do), unlimited with a link in
+//! every message (each one becomes a short tracked link, stored in Redis before the
+//! send), and rate-limited (how closely the configured rate holds).
+//!
+//! `cargo bench --bench sms_twilio`; knobs: `BENCH_JOBS` (20000), `BENCH_RATE`
+//! (500, sends/s for the limited run), `BENCH_CONCURRENCY` (256).
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use support::{env_or, free_port, under_cargo_bench, Bench, Drained};
+
+const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+/// The product link of the link run, before the daemon shortens it.
+const SHOP_URL: &str = "https://shop.example.com/p/";
+
+/// What reached the endpoint: arrival time and the raw form body, parsed after the
+/// run so the endpoint stays cheap while the daemon is measured.
+type Requests = Arc<Mutex<Vec<(Instant, axum::body::Bytes)>>>;
+
+/// A minimal Twilio Messages endpoint: 201 with `sid`, `status` and
+/// `num_segments`, nothing else.
+fn start_endpoint(requests: Requests) -> u16 {
+    let port = free_port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/2010-04-01/Accounts/{sid}/Messages.json",
+                axum::routing::post(move |body: axum::body::Bytes| {
+                    let requests = requests.clone();
+                    async move {
+                        let n = {
+                            let mut r = requests.lock().expect("lock");
+                            r.push((Instant::now(), body));
+                            r.len()
+                        };
+                        (
+                            StatusCode::CREATED,
+                            [("content-type", "application/json")],
+                            format!(
+                                "{{\"sid\":\"SM{n:032x}\",\"status\":\"queued\",\"num_segments\":\"1\"}}"
+                            ),
+                        )
+                            .into_response()
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .expect("bind");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    port
+}
+
+/// A varying, valid national mobile number (`090-1xxx-xxxx` …) for job `i`.
+fn phone(i: usize) -> String {
+    format!("090-{:04}-{:04}", 1000 + (i / 10_000) % 9000, i % 10_000)
+}
+
+/// `phone(i)` in E.164, as Twilio must receive it.
+fn e164(i: usize) -> String {
+    phone(i).replacen('0', "+81", 1).replace('-', "")
+}
+
+/// `n` SMS jobs `{tag}-{i}`: the `spring_sale` template's SMS (no link), or with
+/// `link` inline content with a product link in the text.
+fn write_jobs(bench: &Bench, n: usize, tag: &str, link: bool) -> PathBuf {
+    let file = bench.dir.path().join(format!("{tag}.jsonl"));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("jobs file"));
+    for i in 0..n {
+        let mut job = serde_json::json!({
+            "id": format!("{tag}-{i}"), "campaign": "bench", "customer_id": format!("C{i}"), "channel": "sms",
+            "to": {"name": format!("顧客 {i}"), "phone": phone(i)},
+            "vars": {"points": i % 5000}
+        });
+        if link {
+            job["content"] = serde_json::json!({"sms": {"text": format!(
+                "{{{{ to.name }}}}様 春のセール開催中。{{{{ points }}}}pt保有中です。{SHOP_URL}{{{{ points }}}} Example Shop"
+            )}});
+        } else {
+            job["template"] = "spring_sale".into();
+        }
+        writeln!(out, "{job}").expect("write");
+    }
+    file
+}
+
+/// One request as the endpoint saw it.
+struct Request {
+    at: Instant,
+    job: String,
+    to: String,
+    body: String,
+}
+
+/// Takes the endpoint's requests (and clears them) and parses their forms; the
+/// job id comes from the `StatusCallback` URL (`…?job={id}`).
+fn take_requests(requests: &Requests) -> Vec<Request> {
+    let raw = std::mem::take(&mut *requests.lock().expect("lock"));
+    raw.into_iter()
+        .map(|(at, bytes)| {
+            let form: HashMap<String, String> = form_urlencoded::parse(&bytes)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let callback = form.get("StatusCallback").expect("StatusCallback");
+            let job = callback
+                .split_once("?job=")
+                .map(|(_, j)| j.to_owned())
+                .expect("job id in StatusCallback");
+            assert_eq!(form.get("From").map(String::as_str), Some("+15005550006"));
+            Request {
+                at,
+                job,
+                to: form.get("To").cloned().expect("To"),
+                body: form.get("Body").cloned().expect("Body"),
+            }
+        })
+        .collect()
+}
+
+/// Job ids with a `sent` event in the results stream.
+fn sent_ids(bench: &mut Bench) -> HashSet<String> {
+    let evs: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg("bench:results")
+        .arg("-")
+        .arg("+")
+        .query::<redis::Value>(&mut bench.conn)
+        .ok()
+        .and_then(|v| redis::from_redis_value(v).ok())
+        .unwrap_or_default();
+    evs.iter()
+        .flat_map(|(_, f)| f.iter())
+        .filter(|(k, _)| k == "event")
+        .filter_map(|(_, v)| serde_json::from_str::<serde_json::Value>(v).ok())
+        .filter(|e| e["type"] == "sent")
+        .filter_map(|e| e["job_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Panics unless every job `{tag}-{i}` has its `sent` event and the endpoint got
+/// exactly one request for it, to its own number in E.164.
+fn check_run(bench: &mut Bench, tag: &str, n: usize, requests: &[Request]) {
+    let sent = sent_ids(bench);
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for r in requests {
+        *seen.entry(r.job.as_str()).or_default() += 1;
+    }
+    assert_eq!(
+        requests.len(),
+        n,
+        "{tag}: the endpoint received one request per job"
+    );
+    for i in 0..n {
+        let id = format!("{tag}-{i}");
+        assert!(sent.contains(&id), "{tag}: {id} has no sent event");
+        assert_eq!(
+            seen.get(id.as_str()),
+            Some(&1),
+            "{tag}: {id} reached the endpoint exactly once"
+        );
+    }
+    for r in requests {
+        let i: usize = r
+            .job
+            .rsplit('-')
+            .next()
+            .and_then(|i| i.parse().ok())
+            .expect("job index");
+        assert_eq!(r.to, e164(i), "{tag}: {} went to its own number", r.job);
+    }
+}
+
+/// Sends/s the endpoint saw from its first request to its last.
+fn observed_rate(requests: &[Request]) -> f64 {
+    let first = requests.iter().map(|r| r.at).min();
+    let last = requests.iter().map(|r| r.at).max();
+    match (first, last) {
+        (Some(a), Some(b)) if requests.len() > 1 => {
+            (requests.len() - 1) as f64 / b.duration_since(a).as_secs_f64()
+        }
+        _ => 0.0,
+    }
+}
+
+fn main() {
+    if !under_cargo_bench("sms_twilio") {
+        return;
+    }
+    let jobs: usize = env_or("BENCH_JOBS", 20_000);
+    let rate: usize = env_or("BENCH_RATE", 500);
+    let concurrency: usize = env_or("BENCH_CONCURRENCY", 256);
+    let requests: Requests = Arc::default();
+    let port = start_endpoint(requests.clone());
+    let mut bench = Bench::start();
+
+    let head = bench.config_head();
+    let config = |rate: &str, burst: usize| {
+        format!(
+            "{head}[channels.sms]\nprovider = \"twilio\"\ndefault_region = \"JP\"\nrate = \"{rate}\"\nburst = {burst}\nconcurrency = {concurrency}\n\
+             [channels.sms.twilio]\napi_base = \"http://127.0.0.1:{port}\"\naccount_sid = \"{ACCOUNT_SID}\"\nauth_token = \"bench\"\nfrom = \"+15005550006\"\n"
+        )
+    };
+    let mut run = |tag: &str, n: usize, link: bool, cfg: &str| -> (Drained, Vec<Request>) {
+        let cfg = bench.write_config(cfg);
+        let file = write_jobs(&bench, n, tag, link);
+        bench.enqueue(&cfg, &file);
+        let drained = bench.drain(&cfg, n);
+        let reqs = take_requests(&requests);
+        check_run(&mut bench, tag, n, &reqs);
+        (drained, reqs)
+    };
+
+    // 1. As fast as it goes, the template's SMS (no link).
+    let (fast, fast_reqs) = run("fast", jobs, false, &config("1000000/s", 1000));
+
+    // 2. As fast as it goes, a link in every message: one short link stored per send.
+    let (linked, linked_reqs) = run("link", jobs, true, &config("1000000/s", 1000));
+    for r in &linked_reqs {
+        assert!(
+            r.body.contains("/s/") && !r.body.contains(SHOP_URL),
+            "link: {} carries a short link, not the original URL: {}",
+            r.job,
+            r.body
+        );
+    }
+
+    // 3. Limited: the rate the endpoint sees, from first to last arrival.
+    let limited_jobs = (rate * 5).min(jobs);
+    let (limited, limited_reqs) = run(
+        "limited",
+        limited_jobs,
+        false,
+        &config(&format!("{rate}/s"), (rate / 100).max(1)),
+    );
+    let observed = observed_rate(&limited_reqs);
+    // Every short link of run 2 is kept in Redis (`{prefix}:link:{code}`).
+    let codes: Vec<String> = linked_reqs
+        .iter()
+        .filter_map(|r| r.body.split_once("/s/"))
+        .map(|(_, rest)| rest.chars().take_while(|c| !c.is_whitespace()).collect())
+        .collect();
+    let mut pipe = redis::pipe();
+    for c in &codes {
+        pipe.exists(format!("bench:link:{c}"));
+    }
+    let kept: Vec<bool> = pipe.query(&mut bench.conn).expect("EXISTS");
+    assert!(
+        codes.len() == jobs && kept.iter().all(|k| *k),
+        "link: every short link is stored"
+    );
+
+    let line = |name: &str, n: usize, d: &Drained, reqs: &[Request]| {
+        println!(
+            "{name:<15} {n} sends in {:.2} s: {:.0} sends/s end to end ({:.0}/s at the endpoint, first to last), daemon peak RSS {:.1} MiB",
+            d.secs,
+            n as f64 / d.secs,
+            observed_rate(reqs),
+            d.peak_mib
+        );
+    };
+    line("unlimited", jobs, &fast, &fast_reqs);
+    line("with links", jobs, &linked, &linked_reqs);
+    println!(
+        "limited         {limited_jobs} sends at rate {rate}/s: observed {observed:.0}/s ({:+.2} %), peak RSS {:.1} MiB",
+        (observed / rate as f64 - 1.0) * 100.0,
+        limited.peak_mib
+    );
+    let sample = &linked_reqs[0].body;
+    println!("link run body   {sample}");
+}
