@@ -76,7 +76,7 @@ pub fn build(
                     Ok(Arc::new(TwilioClient::new(twilio, settings.limits())?))
                 }
                 Some("vonage") => {
-                    let vonage = settings.vonage().map_err(key_error)?;
+                    let vonage = settings.vonage(public_url).map_err(key_error)?;
                     Ok(Arc::new(VonageClient::new(vonage, settings.limits())?))
                 }
                 Some("http") => {

@@ -422,7 +422,7 @@ impl Config {
                             settings.twilio(&self.http.public_url)?;
                         }
                         Some("vonage") => {
-                            let v = settings.vonage()?;
+                            let v = settings.vonage(&self.http.public_url)?;
                             tayori_channels::sms::vonage::VonageClient::new(v, settings.limits())
                                 .map_err(|m| (k("vonage"), m))?;
                         }

@@ -205,13 +205,18 @@ impl SmsSettings {
         }
     }
 
-    pub fn vonage(&self) -> Result<VonageSettings, KeyError> {
+    /// `public_url` is where receipts are asked for when `callback` is not set and
+    /// receipts can be verified (a `signature_secret` is configured).
+    pub fn vonage(&self, public_url: &str) -> Result<VonageSettings, KeyError> {
         let v = self.vonage.as_ref().ok_or((
             "channels.sms.vonage".to_owned(),
             "provider = \"vonage\" needs [channels.sms.vonage] with api_key, api_secret and from"
                 .to_owned(),
         ))?;
-        self.vonage_signature()?;
+        let signed = self.vonage_signature()?.is_some();
+        let callback = v.callback.clone().or_else(|| {
+            signed.then(|| format!("{}/webhooks/vonage", public_url.trim_end_matches('/')))
+        });
         Ok(VonageSettings {
             api_base: v
                 .api_base
@@ -220,7 +225,7 @@ impl SmsSettings {
             api_key: v.api_key.trim().to_owned(),
             api_secret: v.api_secret.trim().to_owned(),
             from: v.from.clone(),
-            callback: v.callback.clone(),
+            callback,
             timeout: timeout(v.timeout.as_deref(), "channels.sms.vonage.timeout")?,
         })
     }
@@ -375,12 +380,14 @@ mod tests {
     #[test]
     fn an_unknown_signature_method_is_a_config_error() {
         let s = sms("signature_secret = \"x\"\nsignature_method = \"sha384\"");
-        let (key, message) = s.vonage().err().expect("refused");
+        let (key, message) = s.vonage("https://t.example").err().expect("refused");
         assert_eq!(key, "channels.sms.vonage.signature_method");
         assert!(message.contains("sha256"), "{message}");
         // Also without a secret: the typo would bite once the secret is added.
         let s = sms("signature_method = \"hmac\"");
         assert!(s.vonage_signature().is_err());
-        assert!(sms("signature_method = \"sha256\"").vonage().is_ok());
+        assert!(sms("signature_method = \"sha256\"")
+            .vonage("https://t.example")
+            .is_ok());
     }
 }

@@ -34,7 +34,8 @@ const SHA256: &str = "signature_method = \"sha256\"";
 type Params = Vec<(String, String)>;
 
 /// SMS through the fake Vonage API with signed webhooks (`signature`: extra lines for
-/// `[channels.sms.vonage]`); the delivery-receipt callback is the daemon's own route.
+/// `[channels.sms.vonage]`). No `callback` is configured: with a signature secret the
+/// daemon asks for receipts at its own route.
 fn vonage_setup(redis: &Redis, api: &VonageApi, signature: &str) -> Setup {
     let channels = format!(
         r#"
@@ -49,19 +50,16 @@ api_base = "{base}"
 api_key = "{API_KEY}"
 api_secret = "{API_SECRET}"
 from = "{FROM}"
-callback = "CALLBACK_URL"
 timeout = "2s"
 {signature}
 "#,
         base = api.base_url()
     );
-    let s = setup(
+    setup(
         redis,
         "[retry]\nmax_attempts = 4\nbase_delay = \"200ms\"\nmax_delay = \"400ms\"",
         &channels,
-    );
-    let callback = format!("http://127.0.0.1:{}/webhooks/vonage", s.http_port);
-    s.replace_config("CALLBACK_URL", &callback)
+    )
 }
 
 /// Redis, the Vonage API and a ready daemon whose webhook checks `signature_secret`
@@ -430,7 +428,12 @@ fn jobs_reach_vonage_as_documented_and_answers_are_classified() {
     let api = VonageApi::start(API_KEY, API_SECRET);
     api.script("818011122222", vec![Reply::Throttled]);
     api.script("817012345678", vec![Reply::Status("7", "Number Barred")]);
-    let s = vonage_setup(&redis, &api, "");
+    // With a signature secret, receipts are asked for at the daemon's own route.
+    let s = vonage_setup(
+        &redis,
+        &api,
+        &format!("signature_secret = \"{SIG_SECRET}\""),
+    );
     let mut conn = redis.conn();
     let long_id = "x".repeat(150);
     enqueue(
@@ -773,6 +776,11 @@ fn without_a_signature_secret_the_route_is_not_there() {
     assert_eq!(call(&s, Via::Get, &params), 404);
     std::thread::sleep(Duration::from_millis(200));
     assert!(events(&mut redis.conn()).is_empty());
+    // Nor is it offered to Vonage as the receipt URL: the dashboard's URL applies.
+    let mut conn = redis.conn();
+    enqueue(&mut conn, &[job("no-secret-1", "sms")]);
+    wait_for(&mut conn, WAIT, "sent", |e| count(e, "sent") == 1);
+    assert_eq!(api.requests()[0].field("callback"), None);
 
     // A method the dashboard does not offer is a config error that names the key.
     let bad = vonage_setup(
