@@ -31,3 +31,5 @@ echo; echo "== dead letters"; $bin -c $cfg dead list
 echo; echo "== stats"; $bin -c $cfg stats
 echo; echo "== outbox (what would have been sent)"; find outbox -type f | sort
 echo; echo "== the personalized email for spring26-C1001"; sed -n '1,12p' outbox/email/spring26-C1001.eml
+echo; echo "== the direct-mail print batch and its manifest"
+for f in outbox/dm/ready/*.csv; do cat "$f"; cat "${f%.csv}.manifest.json"; echo; done

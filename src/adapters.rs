@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tayori_channels::dm::DmEncoder;
+use tayori_channels::dm::{DmEncoder, PrintBatches};
 use tayori_channels::email::smtp::SmtpChannel;
 use tayori_channels::email::EmailEncoder;
 use tayori_channels::line::{LineClient, LineEncoder};
@@ -13,6 +13,7 @@ use tayori_channels::sms::SmsEncoder;
 use tayori_channels::{Channel, ChannelKind, Encode, FileTransport, NullTransport};
 
 use crate::config::ChannelConfig;
+use crate::dm_settings::DmSettings;
 use crate::email_settings::EmailSettings;
 use crate::sms_settings::SmsSettings;
 
@@ -88,6 +89,13 @@ pub fn build(
                 }
                 other => Err(format!("channels.sms.provider {other:?} is not available")),
             }
+        }
+        None | Some("print") if kind == ChannelKind::Dm => {
+            let settings = DmSettings::from_channel(ch).map_err(key_error)?;
+            let print = settings.print_settings(ch).map_err(key_error)?;
+            Ok(Arc::new(
+                PrintBatches::open(print).map_err(|e| e.to_string())?,
+            ))
         }
         None | Some("api") if kind == ChannelKind::Line => {
             let token = ch

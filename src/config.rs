@@ -460,6 +460,9 @@ impl Config {
                         duration::parse(t).map_err(|m| (k("timeout"), m))?;
                     }
                 }
+                None | Some("print") if kind == ChannelKind::Dm => {
+                    crate::dm_settings::DmSettings::from_channel(ch)?.print_settings(ch)?;
+                }
                 other => {
                     let name = other.unwrap_or("(default)");
                     return key(

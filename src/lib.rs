@@ -7,6 +7,7 @@ pub mod cli;
 pub mod compose;
 pub mod config;
 pub mod daemon;
+pub mod dm_settings;
 pub mod email_settings;
 pub mod event;
 pub mod http;

@@ -1,4 +1,26 @@
-//! Direct mail: one print row per message. Batched print files come with their own writer.
+//! Direct mail: printed letters and postcards, delivered as rows of print files
+//! a vendor collects.
+//!
+//! - [`PrintBatches`] (`batch.rs`, `disk.rs`): the channel. Jobs become CSV rows in
+//!   per-campaign batches that move to `ready/` with a manifest, durably and once.
+//! - `row.rs`: the [`Column`]s, and one job → one safe CSV row.
+//! - `encoding.rs`: UTF-8, UTF-8 with BOM or Shift_JIS, and unencodable characters.
+//! - `postal.rs`: checking the postal address; [`barcode`]: Japan Post's customer barcode.
+//! - [`DmEncoder`]: the JSON row the `file` transport and `tayori render` show.
+
+pub mod barcode;
+mod batch;
+mod disk;
+mod encoding;
+mod postal;
+mod row;
+#[cfg(test)]
+mod tests;
+
+pub use barcode::{customer_barcode, BarcodeError};
+pub use batch::{PrintBatches, PrintError, PrintSettings};
+pub use encoding::{TextEncoding, Unmappable};
+pub use row::{default_columns, Column};
 
 use serde_json::json;
 

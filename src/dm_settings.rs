@@ -1,0 +1,96 @@
+//! `[channels.dm]`: print batches for the direct-mail vendor, typed and checked.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tayori_channels::dm::{default_columns, Column, PrintSettings, TextEncoding, Unmappable};
+
+use crate::config::{duration, ChannelConfig};
+use crate::email_settings::KeyError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmSettings {
+    /// `utf-8` (default), `utf-8-bom` or `shift_jis`.
+    pub encoding: Option<String>,
+    /// A character the encoding cannot write: `fail` the job (default) or `replace` it by 〓.
+    pub unmappable: Option<String>,
+    /// Default: 5000.
+    pub batch_max_rows: Option<usize>,
+    /// Default: "10m".
+    pub batch_max_age: Option<String>,
+    /// Column names in order; built-ins (`job_id`, `customer_id`, `postal_code`,
+    /// `address1`–`address3`, `company`, `name`, `honorific`, `barcode`) or fields
+    /// of the template's `dm.json`. Default: the built-ins but `barcode`, then
+    /// `coupon_code`, `message1`–`message3`.
+    pub columns: Option<Vec<String>>,
+    /// Common to all channels; read by `ChannelConfig::pause`.
+    pub pause: Option<String>,
+}
+
+impl DmSettings {
+    pub fn from_channel(ch: &ChannelConfig) -> Result<DmSettings, KeyError> {
+        let table: toml::Table = ch
+            .provider
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| (format!("channels.dm.{}", e.path()), e.inner().to_string()))
+    }
+
+    /// What the print writer needs; every value checked, errors naming the key.
+    pub fn print_settings(&self, ch: &ChannelConfig) -> Result<PrintSettings, KeyError> {
+        let key = |k: &str| format!("channels.dm.{k}");
+        let dir = ch.dir.clone().ok_or((
+            key("dir"),
+            "required: the directory print batches are written to, e.g. dir = \"/var/lib/tayori/dm\""
+                .to_owned(),
+        ))?;
+        let mut s = PrintSettings::new(dir);
+        if let Some(e) = &self.encoding {
+            s.encoding = e
+                .parse::<TextEncoding>()
+                .map_err(|m| (key("encoding"), m.to_string()))?;
+        }
+        if let Some(u) = &self.unmappable {
+            s.unmappable = u
+                .parse::<Unmappable>()
+                .map_err(|m| (key("unmappable"), m.to_string()))?;
+        }
+        if let Some(rows) = self.batch_max_rows {
+            if rows == 0 {
+                return Err((key("batch_max_rows"), "must be at least 1".into()));
+            }
+            s.batch_max_rows = rows;
+        }
+        if let Some(age) = &self.batch_max_age {
+            let age: Duration = duration::parse(age).map_err(|m| (key("batch_max_age"), m))?;
+            if age.is_zero() {
+                return Err((
+                    key("batch_max_age"),
+                    "must be longer than 0, e.g. \"10m\"".into(),
+                ));
+            }
+            s.batch_max_age = age;
+        }
+        s.columns = match &self.columns {
+            None => default_columns(),
+            Some(names) => names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    n.parse::<Column>()
+                        .map_err(|m| (format!("channels.dm.columns[{i}]"), m.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        if !s.columns.contains(&Column::JobId) {
+            return Err((
+                key("columns"),
+                "must include \"job_id\": it is how a batch is recovered after a crash without printing a job twice".into(),
+            ));
+        }
+        Ok(s)
+    }
+}
