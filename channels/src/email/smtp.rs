@@ -163,6 +163,15 @@ fn classify_reply(e: &smtp::Error) -> SendError {
     };
     let code_str = format!("smtp_{code}");
     if e.is_transient() {
+        if says_slow_down(&text) {
+            // Throttling (421 "too many connections", 450 4.7.0 "rate limited"): the
+            // daemon pauses the recipient's domain when it limits domains.
+            return SendError::RateLimited {
+                code: code_str,
+                message: text,
+                retry_after: None,
+            };
+        }
         return SendError::transient(&code_str, text);
     }
     let numeric = code.to_string();
@@ -203,6 +212,21 @@ fn tls_failure(e: &smtp::Error) -> bool {
         source = err.source();
     }
     false
+}
+
+/// Whether a temporary reply asks us to send more slowly, by its usual wording.
+fn says_slow_down(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "too many",
+        "rate limit",
+        "ratelimit",
+        "throttl",
+        "slow down",
+        "try again later",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
 }
 
 fn is_hard_bounce(code: &str, text: &str) -> bool {
@@ -280,5 +304,20 @@ mod tests {
         ));
         assert!(!is_hard_bounce("552", "552 5.2.2 Mailbox full"));
         assert!(!is_hard_bounce("554", "554 Transaction failed"));
+    }
+
+    #[test]
+    fn throttling_wording_is_told_apart_from_other_temporary_replies() {
+        assert!(says_slow_down(
+            "transient error (421): 4.7.0 Too many connections from your IP"
+        ));
+        assert!(says_slow_down(
+            "transient error (450): 4.7.1 Rate limit exceeded"
+        ));
+        assert!(says_slow_down("transient error (421): Service throttled"));
+        assert!(!says_slow_down(
+            "transient error (451): 4.3.0 Local error in processing"
+        ));
+        assert!(!says_slow_down("transient error (452): 4.2.2 Mailbox full"));
     }
 }
