@@ -45,6 +45,9 @@ pub struct Config {
     /// Quiet hours and frequency caps.
     #[serde(default)]
     pub policy: crate::policy::PolicyConfig,
+    /// Engagement profiles learned from reactions (best time, best channel).
+    #[serde(default)]
+    pub profiles: ProfilesConfig,
     /// Where the config was read from (for messages and relative template paths).
     #[serde(skip)]
     pub source: PathBuf,
@@ -104,6 +107,38 @@ pub struct QueueConfig {
     /// How often delayed jobs are checked and queue gauges sampled.
     #[serde(with = "duration")]
     pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProfilesConfig {
+    /// Learn profiles from the results stream (a consumer group of its own).
+    pub enabled: bool,
+    /// How fast old reactions fade: an event weighs half after this long.
+    #[serde(with = "duration")]
+    pub half_life: Duration,
+    /// A profile untouched this long is deleted.
+    #[serde(with = "duration")]
+    pub ttl: Duration,
+    /// Below this many (decayed) reactions a profile is too thin to choose by.
+    pub min_reactions: f64,
+    /// Local time a best-time job goes out at when the profile is too thin ("HH:MM").
+    pub default_hour: String,
+    /// Share of best-channel jobs sent on another eligible channel, so profiles keep learning.
+    pub explore: f64,
+}
+
+impl Default for ProfilesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            half_life: Duration::from_secs(30 * 86_400),
+            ttl: Duration::from_secs(400 * 86_400),
+            min_reactions: 3.0,
+            default_hour: "10:00".into(),
+            explore: 0.1,
+        }
+    }
 }
 
 impl Default for QueueConfig {
@@ -394,6 +429,18 @@ impl Config {
             return key("retry.max_attempts", "must be at least 1".into());
         }
         crate::policy::Policy::from_config(&self.policy)?;
+        if !(0.0..=1.0).contains(&self.profiles.explore) {
+            return key("profiles.explore", "must be between 0 and 1, e.g. 0.1".into());
+        }
+        if self.profiles.half_life.is_zero() {
+            return key("profiles.half_life", "must be longer than 0, e.g. \"30d\"".into());
+        }
+        if jiff::civil::Time::strptime("%H:%M", &self.profiles.default_hour).is_err() {
+            return key(
+                "profiles.default_hour",
+                format!("{:?} is not a time like \"10:00\"", self.profiles.default_hour),
+            );
+        }
         for (kind, ch) in self.channels.enabled() {
             let k = |f: &str| format!("channels.{kind}.{f}");
             if ch.concurrency == 0 {

@@ -117,6 +117,19 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     }
     health.workers_running.store(true, Ordering::Relaxed);
 
+    if config.profiles.enabled {
+        tokio::spawn(crate::profile::updater::run(
+            config.redis.url.clone(),
+            crate::profile::updater::UpdaterSettings {
+                prefix: config.redis.prefix.clone(),
+                consumer: consumer.clone(),
+                half_life: config.profiles.half_life,
+                ttl: config.profiles.ttl,
+            },
+            stop_rx.clone(),
+        ));
+    }
+
     let started = Instant::now();
     let (idle_tx, mut idle_rx) = watch::channel(false);
     let housekeeping = tokio::spawn(housekeeping(

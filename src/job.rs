@@ -23,7 +23,13 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
     /// `email`, `line`, `sms` or `dm`; must match the stream the job was added to.
+    /// Or `best`: Tayori picks among `channels` the one this customer reacts to
+    /// most (the job goes to the stream of any of them, e.g. the first).
     pub channel: String,
+    /// With `channel: "best"`, the channels to choose from; the others become the
+    /// fallback, best first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
     /// Channels to try, in order, when this one cannot reach the recipient.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallback: Vec<String>,
@@ -38,9 +44,10 @@ pub struct Job {
     /// Values for the template.
     #[serde(default)]
     pub vars: serde_json::Map<String, Value>,
-    /// RFC 3339; a job due later waits in the delayed set.
+    /// RFC 3339 (a job due later waits in the delayed set), or the customer's best
+    /// time: `{"best_within": "24h"}` or `{"best_between": [from, to]}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub send_at: Option<String>,
+    pub send_at: Option<SendAt>,
     /// RFC 3339; a job not sent by then is `expired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
@@ -54,6 +61,71 @@ pub struct Job {
     /// or `drop` it (`suppressed`, reason `frequency_cap`). Default: `policy.on_cap`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap: Option<crate::policy::OnCap>,
+    /// Written by Tayori when it picks the channel of a `best` job: the choice and
+    /// why (it is repeated in the job's events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<Value>,
+}
+
+/// When to send.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SendAt {
+    /// RFC 3339 with offset.
+    At(String),
+    /// At the hour this customer reacts most, within a window.
+    Best(BestTime),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BestTime {
+    /// From now, e.g. "24h" (at most "7d").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_within: Option<String>,
+    /// `[from, to]`, RFC 3339 with offset (at most 7 days apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_between: Option<Vec<String>>,
+}
+
+/// The longest window a best time is searched in.
+pub const BEST_WINDOW_MAX: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
+impl BestTime {
+    /// The window `[from, to)` as of `now`.
+    pub fn window(
+        &self,
+        now: jiff::Timestamp,
+    ) -> Result<(jiff::Timestamp, jiff::Timestamp), String> {
+        match (&self.best_within, &self.best_between) {
+            (Some(within), None) => {
+                let d = crate::config::duration::parse(within)?;
+                if d.is_zero() || d > BEST_WINDOW_MAX {
+                    return Err("best_within must be between 1s and 7d".into());
+                }
+                let end = now
+                    .checked_add(jiff::SignedDuration::try_from(d).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+                Ok((now, end))
+            }
+            (None, Some(between)) => {
+                let [from, to] = between.as_slice() else {
+                    return Err("best_between must be [from, to]".into());
+                };
+                let (from, to) = (parse_time(from)?, parse_time(to)?);
+                let span = to.duration_since(from);
+                if span <= jiff::SignedDuration::ZERO
+                    || span > jiff::SignedDuration::from_secs(BEST_WINDOW_MAX.as_secs() as i64)
+                {
+                    return Err(
+                        "best_between: `to` must be after `from`, at most 7 days later".into(),
+                    );
+                }
+                Ok((from.max(now), to))
+            }
+            _ => Err("give one of best_within or best_between".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -175,9 +247,37 @@ impl Job {
                 "must be at most 256 bytes without control characters",
             ));
         }
+        if self.is_best() {
+            if self.channels.is_empty() {
+                return Err(JobError::new(
+                    "channels",
+                    "channel \"best\" needs the channels to choose from",
+                ));
+            }
+            if !self.fallback.is_empty() {
+                return Err(JobError::new(
+                    "fallback",
+                    "with channel \"best\" the other `channels` are the fallback",
+                ));
+            }
+            let mut seen = Vec::new();
+            for (i, c) in self.channels.iter().enumerate() {
+                let field = format!("channels[{i}]");
+                let kind = c
+                    .parse::<ChannelKind>()
+                    .map_err(|e| JobError::new(&field, e))?;
+                if seen.contains(&kind) {
+                    return Err(JobError::new(&field, format!("{kind} is listed twice")));
+                }
+                seen.push(kind);
+            }
+        }
         // Each channel at most once along the way: a hop's attempts and event ids
         // are per channel, and a loop would never end.
-        let mut seen = vec![self.channel_kind()?];
+        let mut seen = match self.is_best() {
+            true => Vec::new(),
+            false => vec![self.channel_kind()?],
+        };
         for (i, f) in self.fallback.iter().enumerate() {
             let field = format!("fallback[{i}]");
             let kind = f
@@ -212,12 +312,43 @@ impl Job {
             }
             _ => {}
         }
-        for (field, value) in [("send_at", &self.send_at), ("expires_at", &self.expires_at)] {
-            if let Some(v) = value {
-                parse_time(v).map_err(|m| JobError::new(field, m))?;
+        match &self.send_at {
+            Some(SendAt::At(v)) => {
+                parse_time(v).map_err(|m| JobError::new("send_at", m))?;
             }
+            Some(SendAt::Best(b)) => {
+                b.window(jiff::Timestamp::now())
+                    .map_err(|m| JobError::new("send_at", m))?;
+            }
+            None => {}
+        }
+        if let Some(v) = &self.expires_at {
+            parse_time(v).map_err(|m| JobError::new("expires_at", m))?;
         }
         Ok(())
+    }
+
+    /// Whether Tayori is to pick the channel (`channel: "best"`).
+    pub fn is_best(&self) -> bool {
+        self.channel == "best"
+    }
+
+    /// The stream a CRM adds the job to: its channel's, or for `best` the first candidate's.
+    pub fn stream_channel(&self) -> Result<ChannelKind, JobError> {
+        if self.is_best() {
+            return self
+                .channels
+                .first()
+                .ok_or_else(|| {
+                    JobError::new(
+                        "channels",
+                        "channel \"best\" needs the channels to choose from",
+                    )
+                })?
+                .parse()
+                .map_err(|e| JobError::new("channels[0]", e));
+        }
+        self.channel_kind()
     }
 
     pub fn channel_kind(&self) -> Result<ChannelKind, JobError> {
@@ -235,8 +366,20 @@ impl Job {
         }
     }
 
+    /// A fixed send time, if the job has one (not a best-time window).
     pub fn send_at(&self) -> Option<jiff::Timestamp> {
-        self.send_at.as_deref().and_then(|s| parse_time(s).ok())
+        match &self.send_at {
+            Some(SendAt::At(s)) => parse_time(s).ok(),
+            _ => None,
+        }
+    }
+
+    /// The best-time window asked for, if any.
+    pub fn best_time(&self) -> Option<&BestTime> {
+        match &self.send_at {
+            Some(SendAt::Best(b)) => Some(b),
+            _ => None,
+        }
     }
 
     pub fn expires_at(&self) -> Option<jiff::Timestamp> {

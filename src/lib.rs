@@ -15,6 +15,7 @@ pub mod job;
 pub mod mask;
 pub mod metrics;
 pub mod policy;
+pub mod profile;
 pub mod queue;
 pub mod rate_limit;
 pub mod render;

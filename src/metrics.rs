@@ -25,6 +25,8 @@ pub const UP: &str = "tayori_redis_up";
 pub const PAUSES: &str = "tayori_channel_pauses_total";
 pub const DOMAIN_THROTTLED: &str = "tayori_domain_throttled_total";
 pub const POLICY_HELD: &str = "tayori_policy_held_total";
+pub const PROFILE_UPDATES: &str = "tayori_profile_updates_total";
+pub const CHANNEL_CHOICES: &str = "tayori_channel_choices_total";
 pub const CHANNEL_PAUSED: &str = "tayori_channel_paused";
 pub const WEBHOOK_EVENTS: &str = "tayori_webhook_events_total";
 pub const WEBHOOK_REJECTED: &str = "tayori_webhook_rejected_total";
@@ -50,6 +52,8 @@ pub const ALL: &[&str] = &[
     PAUSES,
     DOMAIN_THROTTLED,
     POLICY_HELD,
+    PROFILE_UPDATES,
+    CHANNEL_CHOICES,
     CHANNEL_PAUSED,
     WEBHOOK_EVENTS,
     WEBHOOK_REJECTED,

@@ -200,6 +200,7 @@ pub async fn retry(config: &Config, ids: &[String]) -> anyhow::Result<i32> {
             first_at_ms: Some(jiff::Timestamp::now().as_millisecond()),
             hop: d.get("hop").parse().unwrap_or(0),
             slot_ms: None,
+            scheduled: None,
         };
         let fields = routing.fields(d.get("job"));
         // Delete first and re-add only if this run deleted it: two overlapping

@@ -32,7 +32,7 @@ pub async fn run(config: &Config, file: &Path) -> anyhow::Result<i32> {
             continue;
         }
         match Job::parse(line, config.queue.max_job_bytes) {
-            Ok(job) => match job.channel_kind() {
+            Ok(job) => match job.stream_channel() {
                 Ok(kind) => good.push((keys.jobs(kind), line)),
                 Err(e) => {
                     bad += 1;

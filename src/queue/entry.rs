@@ -17,6 +17,8 @@ pub struct Routing {
     /// A rate-limit slot reserved for the job (ms since the epoch): coming back at
     /// that time, it sends without taking another permit of that limit.
     pub slot_ms: Option<i64>,
+    /// A best-time job already scheduled, by this rule: it sends when it comes back.
+    pub scheduled: Option<String>,
 }
 
 impl Routing {
@@ -35,6 +37,9 @@ impl Routing {
         f.push(("hop".to_owned(), self.hop.to_string()));
         if let Some(t) = self.slot_ms {
             f.push(("slot".to_owned(), t.to_string()));
+        }
+        if let Some(rule) = &self.scheduled {
+            f.push(("sched".to_owned(), rule.clone()));
         }
         f
     }
@@ -114,6 +119,7 @@ pub(super) fn parse_entries(list: Value, deliveries: u32, out: &mut Vec<Entry>) 
                 b"first_at" => entry.routing.first_at_ms = v.parse().ok(),
                 b"hop" => entry.routing.hop = v.parse().unwrap_or(0),
                 b"slot" => entry.routing.slot_ms = v.parse().ok(),
+                b"sched" => entry.routing.scheduled = Some(v),
                 _ => {}
             }
         }

@@ -510,6 +510,21 @@ impl Queue {
         }
     }
 
+    /// Why each (channel, address) is suppressed, if it is: one round trip.
+    pub async fn suppressed_many(
+        &self,
+        lookups: &[(ChannelKind, String)],
+    ) -> RedisResult<Vec<Option<String>>> {
+        if lookups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (kind, address) in lookups {
+            pipe.hget(self.keys.suppressed(*kind), suppression_key(*kind, address).as_ref());
+        }
+        pipe.query_async(&mut self.conn.clone()).await
+    }
+
     /// Stores short links (code → sealed click token) for `ttl`, in one round trip.
     pub async fn store_short_links(
         &self,

@@ -8,6 +8,7 @@
 //! its own rate limiter and its own completion writer, so a slow or throttled
 //! channel never holds up another.
 
+mod choice;
 mod outcome;
 mod pause;
 mod policy_gate;
@@ -73,6 +74,10 @@ pub struct ChannelWorker {
     domains: Option<DomainLimits>,
     /// Quiet hours and frequency caps.
     policy: Arc<crate::policy::Policy>,
+    /// Best time and best channel.
+    profiles: crate::config::ProfilesConfig,
+    /// The region national phone numbers are read in (any channel's suppression lookups).
+    phone_region: String,
 }
 
 /// How long a job may wait for its domain's next permit while holding a worker
@@ -158,6 +163,13 @@ impl ChannelWorker {
             policy: Arc::new(
                 crate::policy::Policy::from_config(&config.policy).unwrap_or_default(),
             ),
+            profiles: config.profiles.clone(),
+            phone_region: config
+                .channels
+                .sms
+                .as_ref()
+                .and_then(|ch| crate::sms_settings::SmsSettings::from_channel(ch).ok())
+                .map_or_else(|| "JP".to_owned(), |s| s.default_region),
         });
         (worker, writer)
     }
@@ -475,6 +487,10 @@ impl ChannelWorker {
     /// The job's address as suppressions are keyed: phone numbers in E.164 (a STOP
     /// reply reports `+819012345678` for a job's `090-1234-5678`), others as given.
     pub(super) fn suppression_address(&self, job: &Job) -> Option<String> {
+        // A `best` job checks every candidate when it chooses.
+        if job.is_best() {
+            return None;
+        }
         let address = job.address(self.kind)?;
         match &self.sms_region {
             Some(region) => Some(
@@ -483,6 +499,16 @@ impl ChannelWorker {
             ),
             None => Some(address.to_owned()),
         }
+    }
+
+    /// A job's address on any channel as suppressions are keyed (phone numbers in E.164).
+    pub(super) fn address_key(&self, job: &Job, kind: ChannelKind) -> String {
+        let address = job.address(kind).unwrap_or_default();
+        if kind == ChannelKind::Sms {
+            return tayori_channels::sms::phone::to_e164(address, &self.phone_region)
+                .unwrap_or_else(|_| address.to_owned());
+        }
+        address.to_owned()
     }
 
     /// Parses the entry's job and checks it belongs here; a bad one becomes a dead letter.
@@ -513,7 +539,11 @@ impl ChannelWorker {
         })?;
         let job = Job::parse(raw, self.cfg.max_job_bytes)
             .map_err(|e| self.dead_invalid(entry, raw, &e))?;
+        let best_here = job.is_best()
+            && entry.routing.hop == 0
+            && job.channels.iter().any(|c| c == self.kind.as_str());
         match job.channel_at(entry.routing.hop) {
+            _ if best_here => Ok(job),
             Some(k) if k == self.kind => Ok(job),
             _ => {
                 let e = JobError::new(
@@ -531,6 +561,9 @@ impl ChannelWorker {
     /// Address → render → rate limit → send → outcome.
     async fn deliver(&self, entry: &Entry, job: &Job) -> Completion {
         let attempt = self.attempt(entry);
+        if job.is_best() {
+            return self.choose_channel(entry, job).await;
+        }
         if job.address(self.kind).is_none() {
             let field = Job::address_field(self.kind);
             return self.not_here(
@@ -541,11 +574,20 @@ impl ChannelWorker {
                 &format!("{field} is missing"),
             );
         }
+        let mut time_rule = entry.routing.scheduled.clone();
+        if let (Some(best), None) = (job.best_time(), &time_rule) {
+            match self.best_timing(entry, job, best).await {
+                choice::Timing::Now(rule) => time_rule = Some(rule.to_owned()),
+                choice::Timing::Done(done) => return done,
+            }
+        }
         let counted = match self.policy_gate(entry, job, attempt).await {
             policy_gate::Gate::Send { counted } => counted,
             policy_gate::Gate::Done(done) => return done,
         };
-        let completion = self.send_composed(entry, job, attempt).await;
+        let completion = self
+            .send_composed(entry, job, attempt, time_rule.as_deref())
+            .await;
         if counted && !completion_sent(&completion) {
             self.uncount(job);
         }
@@ -553,7 +595,13 @@ impl ChannelWorker {
     }
 
     /// Render → rate limits → send → outcome.
-    async fn send_composed(&self, entry: &Entry, job: &Job, attempt: u32) -> Completion {
+    async fn send_composed(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        time_rule: Option<&str>,
+    ) -> Completion {
         let (content, short_links) = match self.composer.compose_for_send(job, self.kind) {
             Ok(c) => c,
             Err(e) => return self.not_here(entry, job, attempt, "template", &e.0),
@@ -636,6 +684,9 @@ impl ChannelWorker {
                     .with("provider_id", sent.provider_id);
                 for (key, value) in sent.details {
                     ev = ev.with(key, value);
+                }
+                if let Some(rule) = time_rule {
+                    ev = ev.with("send_time_rule", rule);
                 }
                 self.complete(entry, vec![ev.into()])
             }

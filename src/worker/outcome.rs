@@ -179,6 +179,7 @@ impl ChannelWorker {
                     first_at_ms: Some(entry.first_at_ms()),
                     hop,
                     slot_ms: None,
+                    scheduled: entry.routing.scheduled.clone(),
                 };
                 let raw = entry.job.clone().unwrap_or_default();
                 let forward = Op::Append {
@@ -301,7 +302,11 @@ impl ChannelWorker {
     }
 
     pub(super) fn event(&self, kind: EventType, job: &Job, attempt: u32) -> Event {
-        Event::for_job(kind, Some(job), None, self.kind.as_str(), attempt)
+        let ev = Event::for_job(kind, Some(job), None, self.kind.as_str(), attempt);
+        match &job.choice {
+            Some(choice) => ev.with("channel_choice", choice.clone()),
+            None => ev,
+        }
     }
 
     pub(super) fn attempt(&self, entry: &Entry) -> u32 {

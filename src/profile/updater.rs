@@ -1,0 +1,190 @@
+//! Keeps engagement profiles current from the results stream.
+//!
+//! The updater is a consumer group of its own on `{prefix}:results`
+//! (`tayori-profiles`), so several daemons share the work and each event counts
+//! once, and it runs on its own connection and task, so sending never waits for
+//! it. Per event it costs one pipelined `HINCRBYFLOAT` per field it touches (two
+//! or three), an `HSET` of the update time and a `PEXPIRE`; per batch one
+//! `XACK`. A daemon that dies leaves its unacknowledged events to be claimed by
+//! another after a minute (an event can then count twice: profiles are
+//! estimates, and that is cheaper than a transaction per event).
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
+};
+use redis::AsyncCommands;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::{hour_of_week, key, weight, Signal};
+use crate::metrics as m;
+
+/// The results stream's consumer group for profiles.
+pub const GROUP: &str = "tayori-profiles";
+const BATCH: usize = 500;
+const BLOCK: Duration = Duration::from_secs(1);
+/// Events another daemon has held unacknowledged this long are taken over.
+const CLAIM_IDLE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct UpdaterSettings {
+    pub prefix: String,
+    pub consumer: String,
+    pub half_life: Duration,
+    /// A profile untouched this long expires.
+    pub ttl: Duration,
+}
+
+/// The fields of an event a profile needs (borrowed from the entry's JSON).
+#[derive(Deserialize)]
+struct EventView<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(default)]
+    channel: Option<&'a str>,
+    #[serde(default)]
+    customer_id: Option<&'a str>,
+    #[serde(default)]
+    at: Option<&'a str>,
+    #[serde(default)]
+    suspected_bot: bool,
+}
+
+/// Reads events until `stop` turns true; reconnects after Redis errors.
+pub async fn run(url: String, settings: UpdaterSettings, mut stop: watch::Receiver<bool>) {
+    let results = format!("{}:results", settings.prefix);
+    let mut failures = 0u32;
+    while !*stop.borrow() {
+        let outcome = async {
+            let mut conn = crate::queue::connect(&url, BLOCK + Duration::from_secs(10)).await?;
+            ensure_group(&mut conn, &results).await?;
+            // Our own unacknowledged events first (after a restart), then new ones.
+            let mut cursor = "0".to_owned();
+            let mut last_claim = tokio::time::Instant::now();
+            loop {
+                if *stop.borrow() {
+                    return Ok(());
+                }
+                let opts = StreamReadOptions::default()
+                    .group(GROUP, &settings.consumer)
+                    .count(BATCH)
+                    .block(BLOCK.as_millis() as usize);
+                let (keys, ids) = ([results.as_str()], [cursor.as_str()]);
+                let reply: StreamReadReply = tokio::select! {
+                    r = conn.xread_options(&keys, &ids, &opts) => r?,
+                    _ = stop.changed() => return Ok(()),
+                };
+                let entries: Vec<_> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
+                if entries.is_empty() && cursor != ">" {
+                    cursor = ">".to_owned();
+                }
+                apply(&mut conn, &settings, &results, &entries).await?;
+                failures = 0;
+                if last_claim.elapsed() > CLAIM_IDLE / 2 {
+                    last_claim = tokio::time::Instant::now();
+                    claim_abandoned(&mut conn, &settings, &results).await?;
+                }
+            }
+        }
+        .await;
+        if let Err(e) = outcome {
+            let e: redis::RedisError = e;
+            failures += 1;
+            metrics::counter!(m::REDIS_ERRORS, "op" => "profiles").increment(1);
+            tracing::debug!(error = %e, "profile updater: Redis error; retrying");
+            let wait = Duration::from_millis(200 * u64::from(failures.min(25)));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+async fn ensure_group(conn: &mut ConnectionManager, results: &str) -> redis::RedisResult<()> {
+    // From the stream's start: a new deployment learns from the history it has.
+    let created: redis::RedisResult<()> = conn.xgroup_create_mkstream(results, GROUP, "0").await;
+    match created {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
+/// Takes over what dead daemons left unacknowledged.
+async fn claim_abandoned(
+    conn: &mut ConnectionManager,
+    settings: &UpdaterSettings,
+    results: &str,
+) -> redis::RedisResult<()> {
+    let reply: StreamAutoClaimReply = conn
+        .xautoclaim_options(
+            results,
+            GROUP,
+            &settings.consumer,
+            CLAIM_IDLE.as_millis() as u64,
+            "0-0",
+            StreamAutoClaimOptions::default().count(BATCH),
+        )
+        .await?;
+    apply(conn, settings, results, &reply.claimed).await
+}
+
+/// One pipeline for a batch: the profile updates, then the acknowledgement.
+async fn apply(
+    conn: &mut ConnectionManager,
+    settings: &UpdaterSettings,
+    results: &str,
+    entries: &[redis::streams::StreamId],
+) -> redis::RedisResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let ttl_ms = settings.ttl.as_millis() as i64;
+    let mut pipe = redis::pipe();
+    let mut ids = Vec::with_capacity(entries.len());
+    let mut updated = 0u64;
+    for entry in entries {
+        ids.push(entry.id.as_str());
+        let Some(redis::Value::BulkString(raw)) = entry.map.get("event") else {
+            continue;
+        };
+        let Ok(ev) = serde_json::from_slice::<EventView>(raw) else {
+            continue;
+        };
+        let (Some(signal), Some(customer), Some(channel)) =
+            (Signal::of(ev.kind), ev.customer_id, ev.channel)
+        else {
+            continue;
+        };
+        if ev.suspected_bot || customer.is_empty() {
+            continue;
+        }
+        let at_ms = ev
+            .at
+            .and_then(|a| a.parse::<jiff::Timestamp>().ok())
+            .map_or(now_ms, |t| t.as_millisecond());
+        let w = weight(at_ms, settings.half_life);
+        let key = key(&settings.prefix, customer);
+        let field = match signal {
+            Signal::Sent => format!("s:{channel}"),
+            Signal::Reaction => format!("r:{channel}"),
+            Signal::Refusal => format!("x:{channel}"),
+        };
+        pipe.hincr(&key, field, w).ignore();
+        if signal == Signal::Reaction {
+            pipe.hincr(&key, format!("h:{}", hour_of_week(at_ms)), w)
+                .ignore();
+        }
+        pipe.hset(&key, "t", now_ms).ignore();
+        pipe.pexpire(&key, ttl_ms).ignore();
+        updated += 1;
+    }
+    pipe.xack(results, GROUP, &ids).ignore();
+    pipe.query_async::<()>(conn).await?;
+    metrics::counter!(m::PROFILE_UPDATES).increment(updated);
+    Ok(())
+}
