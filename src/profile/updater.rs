@@ -3,9 +3,9 @@
 //! The updater is a consumer group of its own on `{prefix}:results`
 //! (`tayori-profiles`), so several daemons share the work and each event counts
 //! once, and it runs on its own connection and task, so sending never waits for
-//! it. Per event it costs one pipelined `HINCRBYFLOAT` per field it touches (two
-//! or three), an `HSET` of the update time and a `PEXPIRE`; per batch one
-//! `XACK`. A daemon that dies leaves its unacknowledged events to be claimed by
+//! it. Per event it costs one pipelined `HINCRBYFLOAT` per field it touches (one
+//! or two); per profile and batch an `HSET` of the update time and a `PEXPIRE`;
+//! per batch (up to 500 events) one `XREADGROUP` and one `XACK`. A daemon that dies leaves its unacknowledged events to be claimed by
 //! another after a minute (an event can then count twice: profiles are
 //! estimates, and that is cheaper than a transaction per event).
 
@@ -147,6 +147,8 @@ async fn apply(
     let mut pipe = redis::pipe();
     let mut ids = Vec::with_capacity(entries.len());
     let mut updated = 0u64;
+    // Each profile's time and expiry once per batch, however many events it got.
+    let mut touched = std::collections::HashSet::new();
     for entry in entries {
         ids.push(entry.id.as_str());
         let Some(redis::Value::BulkString(raw)) = entry.map.get("event") else {
@@ -179,9 +181,12 @@ async fn apply(
             pipe.hincr(&key, format!("h:{}", hour_of_week(at_ms)), w)
                 .ignore();
         }
-        pipe.hset(&key, "t", now_ms).ignore();
-        pipe.pexpire(&key, ttl_ms).ignore();
+        touched.insert(key);
         updated += 1;
+    }
+    for key in &touched {
+        pipe.hset(key, "t", now_ms).ignore();
+        pipe.pexpire(key, ttl_ms).ignore();
     }
     pipe.xack(results, GROUP, &ids).ignore();
     pipe.query_async::<()>(conn).await?;
