@@ -81,10 +81,7 @@ pub fn best_time(
         }
     }
     let start = candidates
-        .filter_map(|t| match quiet(t) {
-            None => Some(t),
-            Some(end) => Some(end),
-        })
+        .map(|t| quiet(t).unwrap_or(t))
         .find(|t| *t < to)
         .unwrap_or(from);
     (start, TimeRule::WindowStart)

@@ -294,6 +294,9 @@ impl ChannelWorker {
             {
                 metrics::counter!(m::REDIS_ERRORS, "op" => "heartbeat").increment(1);
                 tracing::debug!(channel = %self.kind, error = %e, "heartbeat failed");
+                // Our own entries may look idle now (after a Redis outage): do not
+                // reclaim until a heartbeat has refreshed them.
+                continue;
             }
             if passes.is_multiple_of(prune_every) {
                 let idle = (self.cfg.reclaim_idle * 10).max(Duration::from_secs(3600));
@@ -330,7 +333,13 @@ impl ChannelWorker {
                 )
                 .await
             {
-                Ok(entries) if !entries.is_empty() => {
+                Ok(mut entries) if !entries.is_empty() => {
+                    // Still ours and in progress here (their outcome waits to be
+                    // written): taking them again would send them twice.
+                    entries.retain(|e| !self.held.contains(&e.id));
+                    if entries.is_empty() {
+                        continue;
+                    }
                     metrics::counter!(m::RECLAIMED, "channel" => self.kind.as_str())
                         .increment(entries.len() as u64);
                     tracing::info!(channel = %self.kind, count = entries.len(), "reclaimed jobs from a stopped consumer");

@@ -29,6 +29,9 @@ impl Held {
             }
         }
     }
+    pub(super) fn contains(&self, id: &str) -> bool {
+        self.0.lock().map(|set| set.contains(id)).unwrap_or(false)
+    }
     pub(super) fn ids(&self) -> Vec<String> {
         self.0
             .lock()
