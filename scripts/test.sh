@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests and the integration tests, which start
 # their own redis-server on free ports (never the default one). Installs
-# Debian's redis-server first when it is missing.
+# Debian's redis-server first when it is missing, and Debian's chromium (the
+# HTML campaign report is checked in a real headless browser, tests/report.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/redis-env.sh
 ensure_redis_server
+command -v chromium >/dev/null 2>&1 || apt_install chromium "chromium not found (tests/report.rs opens the HTML report in it)"
 . scripts/python-env.sh; ensure_test_python  # exports TAYORI_TEST_PYTHON (the SMTP/DKIM test peers)
 cargo test --workspace --all-targets "$@"

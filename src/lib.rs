@@ -19,6 +19,7 @@ pub mod profile;
 pub mod queue;
 pub mod rate_limit;
 pub mod render;
+pub mod report;
 pub mod retry_policy;
 pub mod sms_settings;
 pub mod tracking;

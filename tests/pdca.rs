@@ -156,6 +156,38 @@ fn profiles_count_sends_reactions_and_refusals_by_channel_and_hour() {
         (0, 0),
         "every event read and acknowledged"
     );
+
+    // `tayori profile` shows it, decayed to now (the events are seconds old).
+    let out = s
+        .tayori()
+        .args(["profile", "C1", "--json", "--timezone", "UTC"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let line = doc["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "line")
+        .unwrap();
+    assert!((line["sent"].as_f64().unwrap() - 4.0).abs() < 0.01, "{doc}");
+    assert!(
+        (line["reactions"].as_f64().unwrap() - 3.0).abs() < 0.01,
+        "{doc}"
+    );
+    assert!(
+        (doc["reactions"].as_f64().unwrap() - 4.0).abs() < 0.01,
+        "{doc}"
+    );
+    let best = &doc["best_hours"][0];
+    assert_eq!(best["hour"], utc.strftime("%a %H:00").to_string(), "{doc}");
+    let missing = s.tayori().args(["profile", "nobody"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(1));
 }
 
 #[test]

@@ -5,6 +5,8 @@ mod bounce;
 mod dead;
 mod enqueue;
 mod inspect;
+mod profile;
+mod report;
 
 use std::path::PathBuf;
 
@@ -68,6 +70,37 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A campaign's outcomes and reactions per channel: counts, rates, time to first
+    /// reaction, top links and best hours, read from the results stream.
+    Report {
+        /// The campaign (the jobs' `campaign` field).
+        #[arg(long)]
+        campaign: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also write a self-contained HTML page with charts to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Count reactions flagged `suspected_bot` (link scanners, prefetches) too.
+        #[arg(long)]
+        include_bots: bool,
+        /// IANA time zone of the best hours [default: policy.timezone].
+        #[arg(long, value_name = "TZ")]
+        timezone: Option<String>,
+    },
+    /// What Tayori has learned about one customer: reactions by channel and the
+    /// hours of the week they react, decayed to now.
+    Profile {
+        /// The customer (the jobs' `customer_id`).
+        customer_id: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// IANA time zone of the hours [default: policy.timezone].
+        #[arg(long, value_name = "TZ")]
+        timezone: Option<String>,
+    },
     /// Inspect and re-drive dead letters.
     Dead {
         #[command(subcommand)]
@@ -123,6 +156,32 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Render { job } => inspect::render(&config, &job),
         Command::CheckConfig => inspect::check_config(&config),
         Command::Stats { json } => rt.block_on(dead::stats(&config, json)),
+        Command::Report {
+            campaign,
+            json,
+            html,
+            include_bots,
+            timezone,
+        } => report::run(
+            &config,
+            report::Options {
+                campaign: &campaign,
+                json,
+                html: html.as_deref(),
+                include_bots,
+                timezone: timezone.as_deref(),
+            },
+        ),
+        Command::Profile {
+            customer_id,
+            json,
+            timezone,
+        } => rt.block_on(profile::show(
+            &config,
+            &customer_id,
+            timezone.as_deref(),
+            json,
+        )),
         Command::Dead {
             command: DeadCommand::List { count, json },
         } => rt.block_on(dead::list(&config, count, json)),

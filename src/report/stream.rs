@@ -1,0 +1,252 @@
+//! Reading the results stream for a report: `XRANGE` pages on a connection of its
+//! own, whose replies are read straight off the socket.
+//!
+//! Why not the redis crate here: it turns each page into a tree of `Value`s, five
+//! allocations per entry, and for a million events that tree was 70% of the
+//! report's time (3.3 s of CPU against 0.27 s in Redis). This reader keeps one
+//! buffer per field and hands each `event` value to the summary as a slice, so the
+//! only per-entry work left is the JSON. It speaks just what it needs of RESP2:
+//! `AUTH`, `SELECT` and `XRANGE`, whose commands the redis crate still encodes.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use redis::{ConnectionAddr, IntoConnectionInfo};
+
+use super::Summary;
+
+/// Entries per `XRANGE` page: about 3 MB of events, under 3 ms of Redis's time.
+pub const PAGE: usize = 10_000;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Connect(String),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error("Redis answered {0}")]
+    Redis(String),
+    #[error("unexpected reply from Redis: {0}")]
+    Protocol(String),
+}
+
+enum Socket {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(buf),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write(buf),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.flush(),
+            #[cfg(unix)]
+            Socket::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// A connection that sends one command at a time and reads its reply.
+pub struct Reader {
+    io: BufReader<Socket>,
+    line: Vec<u8>,
+    id: Vec<u8>,
+    field: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl Reader {
+    /// Connects to `url` (`redis://[user:password@]host[:port][/db]` or a Unix
+    /// socket) and authenticates and selects the database as the URL says.
+    pub fn connect(url: &str) -> Result<Reader, ReadError> {
+        let info = url
+            .into_connection_info()
+            .map_err(|e| ReadError::Connect(e.to_string()))?;
+        let socket = match info.addr() {
+            ConnectionAddr::Tcp(host, port) => {
+                let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port))?;
+                let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+                let mut stream = None;
+                for a in addrs {
+                    match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+                        Ok(s) => {
+                            stream = Some(s);
+                            break;
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                let s = stream.ok_or(last)?;
+                s.set_nodelay(true)?;
+                s.set_read_timeout(Some(READ_TIMEOUT))?;
+                Socket::Tcp(s)
+            }
+            #[cfg(unix)]
+            ConnectionAddr::Unix(path) => {
+                let s = UnixStream::connect(path)?;
+                s.set_read_timeout(Some(READ_TIMEOUT))?;
+                Socket::Unix(s)
+            }
+            _ => {
+                return Err(ReadError::Connect(
+                    "this build speaks plain redis:// (no TLS)".into(),
+                ))
+            }
+        };
+        let mut r = Reader {
+            io: BufReader::with_capacity(256 * 1024, socket),
+            line: Vec::with_capacity(64),
+            id: Vec::with_capacity(32),
+            field: Vec::with_capacity(16),
+            value: Vec::with_capacity(1024),
+        };
+        let settings = info.redis_settings();
+        if let Some(password) = settings.password() {
+            let mut auth = redis::cmd("AUTH");
+            if let Some(user) = settings.username() {
+                auth.arg(user);
+            }
+            auth.arg(password);
+            r.simple(&auth)?;
+        }
+        if settings.db() != 0 {
+            r.simple(redis::cmd("SELECT").arg(settings.db()))?;
+        }
+        Ok(r)
+    }
+
+    /// Feeds every entry of the stream `key` to `summary`, oldest first.
+    pub fn scan(&mut self, key: &str, summary: &mut Summary) -> Result<(), ReadError> {
+        let mut start = "-".to_owned();
+        loop {
+            self.send(
+                redis::cmd("XRANGE")
+                    .arg(key)
+                    .arg(&start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(PAGE),
+            )?;
+            let entries = self.header(b'*')?;
+            for _ in 0..entries {
+                self.entry(summary)?;
+            }
+            if entries < PAGE as i64 {
+                return Ok(());
+            }
+            start = format!("({}", String::from_utf8_lossy(&self.id));
+        }
+    }
+
+    /// One entry: `*2`, its id, then `*2n` field names and values.
+    fn entry(&mut self, summary: &mut Summary) -> Result<(), ReadError> {
+        if self.header(b'*')? != 2 {
+            return Err(ReadError::Protocol("a stream entry is not a pair".into()));
+        }
+        let mut id = std::mem::take(&mut self.id);
+        self.bulk(&mut id)?;
+        self.id = id;
+        let fields = self.header(b'*')?;
+        let mut found = false;
+        for _ in 0..fields.max(0) / 2 {
+            let (mut field, mut value) = (
+                std::mem::take(&mut self.field),
+                std::mem::take(&mut self.value),
+            );
+            self.bulk(&mut field)?;
+            self.bulk(&mut value)?;
+            if field == b"event" && !found {
+                summary.add(&value);
+                found = true;
+            }
+            (self.field, self.value) = (field, value);
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, cmd: &redis::Cmd) -> Result<(), ReadError> {
+        let socket = self.io.get_mut();
+        socket.write_all(&cmd.get_packed_command())?;
+        socket.flush()?;
+        Ok(())
+    }
+
+    /// Sends a command whose reply is `+OK`-like.
+    fn simple(&mut self, cmd: &redis::Cmd) -> Result<(), ReadError> {
+        self.send(cmd)?;
+        self.read_line()?;
+        match self.line.first() {
+            Some(b'+') => Ok(()),
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    /// The next line, without its CRLF.
+    fn read_line(&mut self) -> Result<(), ReadError> {
+        self.line.clear();
+        let n = self.io.read_until(b'\n', &mut self.line)?;
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        }
+        if self.line.ends_with(b"\r\n") {
+            self.line.truncate(self.line.len() - 2);
+        }
+        Ok(())
+    }
+
+    /// A `*N` or `$N` header's N (-1 for a null).
+    fn header(&mut self, kind: u8) -> Result<i64, ReadError> {
+        self.read_line()?;
+        if self.line.first() != Some(&kind) {
+            return Err(self.unexpected());
+        }
+        std::str::from_utf8(&self.line[1..])
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| self.unexpected())
+    }
+
+    /// A bulk string into `out` (emptied for a null).
+    fn bulk(&mut self, out: &mut Vec<u8>) -> Result<(), ReadError> {
+        let len = self.header(b'$')?;
+        out.clear();
+        if len < 0 {
+            return Ok(());
+        }
+        out.resize(len as usize + 2, 0);
+        self.io.read_exact(out)?;
+        out.truncate(len as usize);
+        Ok(())
+    }
+
+    fn unexpected(&self) -> ReadError {
+        let line = String::from_utf8_lossy(&self.line).into_owned();
+        match line.strip_prefix('-') {
+            Some(error) => ReadError::Redis(error.to_owned()),
+            None => ReadError::Protocol(line.chars().take(80).collect()),
+        }
+    }
+}
