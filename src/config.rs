@@ -422,6 +422,14 @@ impl Config {
                 "must be a non-empty word such as \"tayori\"".into(),
             );
         }
+        if self.redis.url.trim_start().starts_with("rediss://") {
+            return key(
+                "redis.url",
+                "TLS (rediss://) is not supported by this build: use redis:// on a private network, \
+                 or a TLS tunnel (stunnel, spiped) to reach Redis over an untrusted one"
+                    .into(),
+            );
+        }
         if self.queue.read_batch == 0 {
             return key("queue.read_batch", "must be at least 1".into());
         }
@@ -430,15 +438,24 @@ impl Config {
         }
         crate::policy::Policy::from_config(&self.policy)?;
         if !(0.0..=1.0).contains(&self.profiles.explore) {
-            return key("profiles.explore", "must be between 0 and 1, e.g. 0.1".into());
+            return key(
+                "profiles.explore",
+                "must be between 0 and 1, e.g. 0.1".into(),
+            );
         }
         if self.profiles.half_life.is_zero() {
-            return key("profiles.half_life", "must be longer than 0, e.g. \"30d\"".into());
+            return key(
+                "profiles.half_life",
+                "must be longer than 0, e.g. \"30d\"".into(),
+            );
         }
         if jiff::civil::Time::strptime("%H:%M", &self.profiles.default_hour).is_err() {
             return key(
                 "profiles.default_hour",
-                format!("{:?} is not a time like \"10:00\"", self.profiles.default_hour),
+                format!(
+                    "{:?} is not a time like \"10:00\"",
+                    self.profiles.default_hour
+                ),
             );
         }
         for (kind, ch) in self.channels.enabled() {

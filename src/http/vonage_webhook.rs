@@ -284,7 +284,7 @@ fn verify(
     let timestamp: i64 = get("timestamp")
         .and_then(|t| t.trim().parse().ok())
         .ok_or("stale")?;
-    if (now - timestamp).abs() > MAX_SKEW_SECS {
+    if now.abs_diff(timestamp) > MAX_SKEW_SECS.unsigned_abs() {
         return Err("stale");
     }
     Ok(())
