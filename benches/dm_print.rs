@@ -32,13 +32,20 @@ fn main() {
     // What the vendor would collect: every ready batch, its rows counted.
     let mut batches = 0;
     let mut rows = 0;
-    for entry in std::fs::read_dir(dir.join("ready")).expect("ready/").flatten() {
+    for entry in std::fs::read_dir(dir.join("ready"))
+        .expect("ready/")
+        .flatten()
+    {
         let path = entry.path();
         if path.extension().and_then(|e| e.to_str()) == Some("csv") {
             let manifest = path.with_extension("manifest.json");
             assert!(manifest.exists(), "{} has its manifest", path.display());
             let bytes = std::fs::read(&path).expect("batch");
-            rows += bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() - 1;
+            rows += bytes
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count()
+                - 1;
             batches += 1;
         }
     }

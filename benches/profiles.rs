@@ -34,7 +34,16 @@ fn main() {
     }
     let events: usize = env_or("BENCH_EVENTS", 200_000);
     let mut bench = Bench::start();
-    let kinds = ["sent", "sent", "opened", "clicked", "delivered", "sent", "replied", "bounced"];
+    let kinds = [
+        "sent",
+        "sent",
+        "opened",
+        "clicked",
+        "delivered",
+        "sent",
+        "replied",
+        "bounced",
+    ];
     let channels = ["email", "line", "sms"];
     let now = jiff::Timestamp::now();
     for chunk in (0..events).collect::<Vec<_>>().chunks(5000) {
@@ -48,7 +57,12 @@ fn main() {
                 "job_id": format!("j{i}"), "campaign": "bench", "customer_id": format!("C{}", i % 10_000),
                 "channel": channels[i % channels.len()], "attempt": 1
             });
-            pipe.cmd("XADD").arg("bench:results").arg("*").arg("event").arg(ev.to_string()).ignore();
+            pipe.cmd("XADD")
+                .arg("bench:results")
+                .arg("*")
+                .arg("event")
+                .arg(ev.to_string())
+                .ignore();
         }
         pipe.query::<()>(&mut bench.conn).expect("XADD");
     }
@@ -71,7 +85,10 @@ fn main() {
             .query(&mut bench.conn)
             .unwrap_or_default();
         let done = groups.iter().any(|g| {
-            let get = |k: &str| g.get(k).and_then(|v| redis::from_redis_value::<i64>(v.clone()).ok());
+            let get = |k: &str| {
+                g.get(k)
+                    .and_then(|v| redis::from_redis_value::<i64>(v.clone()).ok())
+            };
             get("lag") == Some(0) && get("pending") == Some(0)
         });
         if done || t.elapsed() > Duration::from_secs(300) {
@@ -81,7 +98,9 @@ fn main() {
     }
     let secs = t.elapsed().as_secs_f64();
     let after = commandstats(&mut bench);
-    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status();
     let _ = daemon.wait();
     let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
     let profile_cmds = delta("hincrbyfloat") + delta("hset") + delta("pexpire");

@@ -45,8 +45,16 @@ fn sent_times(bench: &mut Bench) -> Vec<i64> {
 }
 
 /// Runs `daemons` daemons on `cfg` until `jobs` events are in; returns the observed rate.
-fn aggregate(bench: &mut Bench, cfg: &std::path::Path, daemons: usize, jobs: usize) -> (f64, usize) {
-    let _: () = redis::cmd("DEL").arg("bench:results").query(&mut bench.conn).unwrap();
+fn aggregate(
+    bench: &mut Bench,
+    cfg: &std::path::Path,
+    daemons: usize,
+    jobs: usize,
+) -> (f64, usize) {
+    let _: () = redis::cmd("DEL")
+        .arg("bench:results")
+        .query(&mut bench.conn)
+        .unwrap();
     let file = bench.write_jobs(jobs, &["line"], &format!("agg{daemons}"));
     bench.enqueue(cfg, &file);
     let mut children: Vec<_> = (0..daemons)
@@ -66,7 +74,9 @@ fn aggregate(bench: &mut Bench, cfg: &std::path::Path, daemons: usize, jobs: usi
         std::thread::sleep(Duration::from_millis(50));
     }
     for c in &mut children {
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
         let _ = c.wait();
     }
     let times = sent_times(bench);

@@ -520,7 +520,10 @@ impl Queue {
         }
         let mut pipe = redis::pipe();
         for (kind, address) in lookups {
-            pipe.hget(self.keys.suppressed(*kind), suppression_key(*kind, address).as_ref());
+            pipe.hget(
+                self.keys.suppressed(*kind),
+                suppression_key(*kind, address).as_ref(),
+            );
         }
         pipe.query_async(&mut self.conn.clone()).await
     }
