@@ -185,6 +185,22 @@ fn describe() {
     );
     describe_counter!(
         WEBHOOK_REJECTED,
-        "Webhook and tracking requests refused, by source (line, twilio, tracking, bounce) and reason (bad_signature, bad_body, bad_token, unmatched, redis)."
+        "Webhook and tracking requests refused, by source (line, twilio, vonage, tracking, bounce) and reason (bad_signature, stale, bad_body, bad_token, unknown_link, unmatched, redis)."
+    );
+    describe_counter!(
+        DOMAIN_THROTTLED,
+        "Email jobs put aside with a reserved slot because their recipient domain was at its rate limit."
+    );
+    describe_counter!(
+        POLICY_HELD,
+        "Jobs held back by the sending policy, by channel and reason (quiet_hours, frequency_cap)."
+    );
+    describe_counter!(
+        PROFILE_UPDATES,
+        "Events applied to customers' engagement profiles."
+    );
+    describe_counter!(
+        CHANNEL_CHOICES,
+        "Channels chosen for best-channel jobs, by channel and rule (profile, explore, order)."
     );
 }
