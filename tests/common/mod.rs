@@ -14,11 +14,25 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// A port nothing listens on, for a server a test starts. Taken below Linux's
+/// ephemeral range (32768–60999), where the kernel never hands out the local port
+/// of an outgoing connection — a port from `bind(0)` could be taken by one of the
+/// tests' many client connections before the server binds it — and from a counter,
+/// so two tests of one process never get the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() * 7919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {LOW} and {}", LOW + SPAN)
 }
 
 /// A redis-server of the test's own, with AOF persistence so a restart keeps its data.
