@@ -64,8 +64,6 @@ pub struct ChannelWorker {
     probing: std::sync::atomic::AtomicBool,
     /// Jobs brought to an outcome (for the drain summary).
     pub finished: Arc<AtomicU64>,
-    /// SMS only: the region national numbers are read in (for suppression keys).
-    sms_region: Option<String>,
     /// SMS only: how long short tracked links are kept.
     link_ttl: Duration,
     /// The channel's rate for all daemons together (`rate_scope = "global"`).
@@ -105,6 +103,13 @@ impl ChannelWorker {
     ) -> (Arc<ChannelWorker>, tokio::task::JoinHandle<()>) {
         let (done, rx) = mpsc::channel(ch.concurrency.max(FINISH_BATCH) * 2);
         let prefix = queue.keys().prefix().to_owned();
+        // `[channels.sms]`, parsed once: its region reads phone numbers for every
+        // channel's suppression lookups, its link TTL matters to the SMS worker.
+        let sms = config
+            .channels
+            .sms
+            .as_ref()
+            .and_then(|c| crate::sms_settings::SmsSettings::from_channel(c).ok());
         let shared = (ch.rate_scope == RateScope::Global).then(|| {
             SharedLimiter::new(
                 rate_limit::Keys {
@@ -148,14 +153,10 @@ impl ChannelWorker {
             pause: ch.pause(),
             probing: std::sync::atomic::AtomicBool::new(false),
             finished,
-            sms_region: (kind == ChannelKind::Sms)
-                .then(|| crate::sms_settings::SmsSettings::from_channel(ch).ok())
-                .flatten()
-                .map(|s| s.default_region),
-            link_ttl: crate::sms_settings::SmsSettings::from_channel(ch)
-                .ok()
-                .and_then(|s| s.link_ttl)
-                .and_then(|t| crate::config::duration::parse(&t).ok())
+            link_ttl: sms
+                .as_ref()
+                .and_then(|s| s.link_ttl.as_deref())
+                .and_then(|t| crate::config::duration::parse(t).ok())
                 .unwrap_or(crate::sms_settings::DEFAULT_LINK_TTL),
             shared,
             domains,
@@ -164,12 +165,7 @@ impl ChannelWorker {
                 crate::policy::Policy::from_config(&config.policy).unwrap_or_default(),
             ),
             profiles: config.profiles.clone(),
-            phone_region: config
-                .channels
-                .sms
-                .as_ref()
-                .and_then(|ch| crate::sms_settings::SmsSettings::from_channel(ch).ok())
-                .map_or_else(|| "JP".to_owned(), |s| s.default_region),
+            phone_region: sms.map_or_else(|| "JP".to_owned(), |s| s.default_region),
         });
         (worker, writer)
     }
@@ -500,14 +496,8 @@ impl ChannelWorker {
         if job.is_best() {
             return None;
         }
-        let address = job.address(self.kind)?;
-        match &self.sms_region {
-            Some(region) => Some(
-                tayori_channels::sms::phone::to_e164(address, region)
-                    .unwrap_or_else(|_| address.to_owned()),
-            ),
-            None => Some(address.to_owned()),
-        }
+        job.address(self.kind)?;
+        Some(self.address_key(job, self.kind))
     }
 
     /// A job's address on any channel as suppressions are keyed (phone numbers in E.164).
