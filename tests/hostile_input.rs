@@ -1181,12 +1181,11 @@ fn a_replayed_line_webhook_never_rolls_back_newer_state() {
 
 /// Twilio signs no timestamp, and an inbound reply is recorded at the time it
 /// arrives (`at_ms: now` in src/http/twilio_webhook.rs), not the time it was sent:
-/// a captured, validly signed STOP replayed after `queue.dedupe_window` counts as
-/// new and newer than the START that lifted it, so the number is suppressed again.
-/// (LINE's events carry their own time and are safe: see above.) Remember Twilio
-/// message sids for longer than the dedupe window, or refuse an inbound sid seen before.
+/// a captured, validly signed STOP replayed after `queue.dedupe_window` would be
+/// new again and newer than the START that lifted it. The reactions that changed
+/// an address's suppression are remembered with it (src/queue/reaction.lua), so the
+/// replay is a redelivery: no suppression, no second `unsubscribed`.
 #[test]
-#[ignore = "open finding: a replayed Twilio STOP re-suppresses after the dedupe window"]
 fn a_replayed_twilio_stop_does_not_undo_a_later_start() {
     let redis = Redis::start();
     let channels = r#"
@@ -1257,6 +1256,11 @@ from = "+15005550006"
         suppressed(&mut conn, "sms", "+819012345678"),
         None,
         "a replayed STOP undid the later START"
+    );
+    assert_eq!(
+        count(&events(&mut conn), "unsubscribed"),
+        1,
+        "the replay was recorded again"
     );
 }
 
