@@ -45,6 +45,42 @@ pub struct ShortLink {
     pub token: String,
 }
 
+/// Web links found inside the recipient's own data (`to`: a name or an address a
+/// customer typed into a form). They are never tracked: a tracked link is a
+/// redirect from the sender's domain, and one minted on demand to a URL a customer
+/// chose is an open redirect for phishing. Links in `vars` are the CRM's choices
+/// (recommended items) and are tracked.
+struct RecipientLinks(Vec<String>);
+
+impl RecipientLinks {
+    fn of(job: &Job) -> RecipientLinks {
+        fn walk(v: &serde_json::Value, finder: &linkify::LinkFinder, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::String(s) if s.contains(':') => {
+                    out.extend(finder.links(s).map(|l| l.as_str().to_owned()));
+                }
+                serde_json::Value::Object(m) => m.values().for_each(|v| walk(v, finder, out)),
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, finder, out)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        if let Ok(to) = serde_json::to_value(&job.to) {
+            let mut finder = linkify::LinkFinder::new();
+            finder.kinds(&[linkify::LinkKind::Url]);
+            walk(&to, &finder, &mut found);
+        }
+        RecipientLinks(found)
+    }
+
+    /// Whether `url` is, contains or is part of a link from the recipient's data.
+    fn covers(&self, url: &str) -> bool {
+        self.0
+            .iter()
+            .any(|r| url.contains(r.as_str()) || r.contains(url))
+    }
+}
+
 impl Tracker {
     pub fn new(s: &TrackingSettings) -> Result<Tracker, String> {
         let verp = s
@@ -131,7 +167,8 @@ impl Tracker {
         let t = self.tracked(job, ChannelKind::Email);
         let unsubscribe = self.unsubscribe_url(&t);
         let content = renderer.render(job, ChannelKind::Email, Some(&unsubscribe))?;
-        self.finish_email(&t, content, unsubscribe, &renderer.options(job))
+        let theirs = RecipientLinks::of(job);
+        self.finish_email(&t, content, unsubscribe, &renderer.options(job), &theirs)
     }
 
     /// A job's LINE messages rendered, with every `uri` action (buttons, carousels,
@@ -147,8 +184,9 @@ impl Tracker {
             return Ok(content);
         };
         let t = self.tracked(job, ChannelKind::Line);
+        let theirs = RecipientLinks::of(job);
         for m in &mut messages {
-            self.track_line_links(&t, m);
+            self.track_line_links(&t, &theirs, m);
         }
         Ok(Content::Line { messages })
     }
@@ -170,9 +208,10 @@ impl Tracker {
             return Ok((content, Vec::new()));
         };
         let t = self.tracked(job, ChannelKind::Sms);
+        let theirs = RecipientLinks::of(job);
         let mut links = Vec::new();
         let text = rewrite::rewrite_text(&text, |url| {
-            if !rewrite::trackable(url) || url.starts_with(&self.base) {
+            if !self.may_track(url, &theirs) {
                 return None;
             }
             let code = self.sealer.short_code(&t.job_id, url);
@@ -194,25 +233,33 @@ impl Tracker {
         format!("{}/s/{code}", self.base)
     }
 
-    fn track_line_links(&self, t: &Tracked, value: &mut serde_json::Value) {
+    /// A web link that is neither ours nor the recipient's.
+    fn may_track(&self, url: &str, theirs: &RecipientLinks) -> bool {
+        rewrite::trackable(url) && !url.starts_with(&self.base) && !theirs.covers(url)
+    }
+
+    fn track_line_links(
+        &self,
+        t: &Tracked,
+        theirs: &RecipientLinks,
+        value: &mut serde_json::Value,
+    ) {
         match value {
             serde_json::Value::Object(map) => {
                 let is_uri_action = map.get("type").and_then(|v| v.as_str()) == Some("uri");
                 for (key, v) in map.iter_mut() {
                     let link = (is_uri_action && key == "uri") || key == "linkUri";
                     match v {
-                        serde_json::Value::String(url)
-                            if link && rewrite::trackable(url) && !url.starts_with(&self.base) =>
-                        {
+                        serde_json::Value::String(url) if link && self.may_track(url, theirs) => {
                             *url = self.click_url(t, url);
                         }
-                        _ => self.track_line_links(t, v),
+                        _ => self.track_line_links(t, theirs, v),
                     }
                 }
             }
             serde_json::Value::Array(items) => {
                 for v in items {
-                    self.track_line_links(t, v);
+                    self.track_line_links(t, theirs, v);
                 }
             }
             _ => {}
@@ -220,13 +267,14 @@ impl Tracker {
     }
 
     /// Tracking applied to a rendered email: links through the click tracker (not
-    /// our own links), the pixel, the unsubscribe URL and the return path.
+    /// our own links nor the recipient's), the pixel, the unsubscribe URL and the return path.
     fn finish_email(
         &self,
         t: &Tracked,
         content: Content,
         unsubscribe: String,
         opts: &TemplateOptions,
+        theirs: &RecipientLinks,
     ) -> Result<Content, RenderError> {
         let Content::Email {
             subject,
@@ -238,9 +286,7 @@ impl Tracker {
             return Ok(content);
         };
         let clicks = self.clicks && opts.tracking;
-        let ours = |u: &str| u.starts_with(&self.base);
-        let link =
-            |u: &str| (clicks && rewrite::trackable(u) && !ours(u)).then(|| self.click_url(t, u));
+        let link = |u: &str| (clicks && self.may_track(u, theirs)).then(|| self.click_url(t, u));
         let text = match (text, &html) {
             (Some(text), _) => Some(text),
             (None, Some(html)) => Some(rewrite::html_to_text(html).map_err(RenderError)?),
