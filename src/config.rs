@@ -69,6 +69,10 @@ pub struct HttpConfig {
     pub listen: String,
     pub public_url: String,
     pub tracking_secret: Option<String>,
+    /// An open or click repeated within this window (per message, link, and
+    /// whether it looked automated) is recorded once; `0s` records every hit.
+    #[serde(with = "duration")]
+    pub repeat_window: Duration,
 }
 
 impl Default for HttpConfig {
@@ -77,6 +81,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
             tracking_secret: None,
+            repeat_window: Duration::from_secs(60),
         }
     }
 }

@@ -42,6 +42,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             .filter(|s| !s.is_empty())
             .map(str::to_owned),
         dedupe_window: config.queue.dedupe_window,
+        repeat_window: config.http.repeat_window,
         tracker: composer.tracker.clone(),
         twilio_token: twilio_token(&config),
         vonage: crate::sms_settings::vonage_signature_of(config.channels.sms.as_ref()),

@@ -94,6 +94,7 @@ pub fn register_zeroes(kinds: &[tayori_channels::ChannelKind]) {
         ("line", "redis"),
         ("tracking", "bad_token"),
         ("tracking", "redis"),
+        ("tracking", "repeat"),
         ("bounce", "bad_body"),
         ("bounce", "unmatched"),
         ("twilio", "bad_signature"),
@@ -185,7 +186,7 @@ fn describe() {
     );
     describe_counter!(
         WEBHOOK_REJECTED,
-        "Webhook and tracking requests refused, by source (line, twilio, vonage, tracking, bounce) and reason (bad_signature, stale, bad_body, bad_token, unknown_link, unmatched, redis)."
+        "Webhook and tracking requests refused or not recorded, by source (line, twilio, vonage, tracking, bounce) and reason (bad_signature, stale, bad_body, bad_token, unknown_link, unmatched, redis; repeat: an open or click again within a minute, answered but recorded once)."
     );
     describe_counter!(
         DOMAIN_THROTTLED,

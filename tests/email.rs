@@ -613,7 +613,8 @@ fn clicks_and_opens_come_back_as_events_and_forged_tokens_do_not() {
     };
     let old_click = sealer().seal(Purpose::Click, &hour_ago);
     let old_open = sealer().seal(Purpose::Open, &hour_ago);
-    // (method, route, User-Agent, suspected_bot)
+    // (method, route, User-Agent, suspected_bot); each case its own message, since
+    // a repeat within a minute is recorded once.
     let cases = [
         ("GET", "c", Some(BROWSER), false),
         ("GET", "o", Some(BROWSER), false),
@@ -622,8 +623,17 @@ fn clicks_and_opens_come_back_as_events_and_forged_tokens_do_not() {
         ("GET", "o", Some("curl/8.5.0"), true),
         ("GET", "o", None, true),
     ];
-    for (method, kind, agent, bot) in cases {
-        let token = if kind == "c" { &old_click } else { &old_open };
+    for (i, (method, kind, agent, bot)) in cases.into_iter().enumerate() {
+        let message = Tracked {
+            job_id: format!("old-{i}"),
+            ..hour_ago.clone()
+        };
+        let purpose = if kind == "c" {
+            Purpose::Click
+        } else {
+            Purpose::Open
+        };
+        let token = sealer().seal(purpose, &message);
         let headers: Vec<(&str, &str)> = agent.map(|a| ("User-Agent", a)).into_iter().collect();
         let before = events_now(&mut conn);
         let r = http(s, method, &format!("/t/{kind}/{token}"), &headers);
@@ -639,7 +649,7 @@ fn clicks_and_opens_come_back_as_events_and_forged_tokens_do_not() {
         assert_eq!(evs.len(), before + 1, "{method} /t/{kind} {headers:?}");
         let ev = evs.last().unwrap();
         assert_eq!(ev["type"], if kind == "c" { "clicked" } else { "opened" });
-        assert_eq!(ev["job_id"], "old-1");
+        assert_eq!(ev["job_id"], message.job_id);
         assert_eq!(ev["campaign"], "spring26");
         assert_eq!(
             ev["suspected_bot"], bot,

@@ -899,10 +899,82 @@ fn tracking_links_redirect_only_where_a_token_we_sealed_says() {
         (302, Some("https://shop.example.com/p/1".to_owned()))
     );
     std::thread::sleep(Duration::from_millis(200));
-    let clicks = of_type(&events(&mut conn), "clicked").len();
+    let evs = events(&mut conn);
+    let clicks = of_type(&evs, "clicked");
+    assert!(
+        !clicks.is_empty()
+            && clicks
+                .iter()
+                .all(|c| c["url"] == "https://shop.example.com/p/1"),
+        "only the good link was recorded (had {before} events before): {clicks:?}"
+    );
+}
+
+/// A link or pixel fetched again and again is recorded once a minute (per message,
+/// link, and whether it looked automated), so one leaked link cannot flood the
+/// results stream; every request is still answered.
+#[test]
+fn repeated_opens_and_clicks_are_recorded_once_a_minute() {
+    let redis = Redis::start();
+    let s = setup(&redis, "", ALL_FILE);
+    let mut conn = redis.conn();
+    let _d = s.start();
+    s.wait_http();
+    let sealer = Sealer::new(TRACKING_SECRET);
+    let link = |url: &str| format!("/t/c/{}", sealer.seal(Purpose::Click, &tracked(url)));
+    let (one, two) = (
+        link("https://shop.example.com/p/1"),
+        link("https://shop.example.com/p/2"),
+    );
+    let pixel = format!(
+        "/t/o/{}",
+        sealer.seal(
+            Purpose::Open,
+            &Tracked {
+                url: None,
+                ..tracked("")
+            }
+        )
+    );
+    // Stay inside one minute, so "once" is exact.
+    while jiff::Timestamp::now().as_second() % 60 > 45 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for _ in 0..25 {
+        assert_eq!(get(&s, &one).0, 302);
+        assert_eq!(get(&s, &pixel).0, 200);
+    }
+    assert_eq!(get(&s, &two).0, 302);
+    // A scanner's HEAD is recorded apart from the recipient's own click.
+    let head = raw_http(
+        s.http_port,
+        format!("HEAD {one} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        Duration::from_secs(10),
+    );
+    assert_eq!(status_of(&head), 302);
+    std::thread::sleep(Duration::from_millis(200));
+    let evs = events(&mut conn);
+    let clicks: Vec<(String, bool)> = of_type(&evs, "clicked")
+        .iter()
+        .map(|c| {
+            (
+                c["url"].as_str().unwrap().to_owned(),
+                c["suspected_bot"].as_bool().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
-        clicks, 4,
-        "only the good links were recorded (had {before} events before)"
+        clicks,
+        [
+            ("https://shop.example.com/p/1".to_owned(), false),
+            ("https://shop.example.com/p/2".to_owned(), false),
+            ("https://shop.example.com/p/1".to_owned(), true),
+        ]
+    );
+    assert_eq!(of_type(&evs, "opened").len(), 1);
+    assert_eq!(
+        s.metric("tayori_webhook_rejected_total{source=\"tracking\",reason=\"repeat\"}"),
+        48.0
     );
 }
 

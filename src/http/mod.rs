@@ -49,6 +49,8 @@ pub struct Webhooks {
     pub line_secret: Option<String>,
     /// How long a webhook event id is remembered, so redeliveries count once.
     pub dedupe_window: std::time::Duration,
+    /// Opens and clicks repeated within this window are recorded once (zero: every one).
+    pub repeat_window: std::time::Duration,
     /// Opens tracking, unsubscribe and bounce tokens; without it those routes answer 404.
     pub tracker: Option<Arc<crate::tracking::Tracker>>,
     /// The Twilio auth token; without it `/webhooks/twilio` answers 404.

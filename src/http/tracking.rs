@@ -5,6 +5,8 @@
 //! looks automated is recorded with `suspected_bot: true` rather than dropped:
 //! the CRM decides what counts.
 
+use std::time::Duration;
+
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use crate::event::{Event, EventType};
 use crate::metrics as m;
+use crate::queue::Reaction;
 use crate::tracking::{Purpose, Tracked};
 
 /// The smallest transparent GIF (1×1).
@@ -172,8 +175,13 @@ fn suspected_bot(t: &Tracked, method: &Method, headers: &HeaderMap) -> bool {
     agent.is_empty() || AUTOMATED_AGENTS.iter().any(|a| agent.contains(a))
 }
 
-/// Writes the event; a Redis outage loses it (logged and counted) but never
-/// breaks the recipient's image or link.
+/// Writes the event; a Redis outage loses it (logged and counted) but never breaks
+/// the recipient's image or link.
+///
+/// A pixel or link fetched again within `http.repeat_window` (a minute by default)
+/// is recorded once: anyone holding a link could otherwise add events to the
+/// results stream as fast as they send requests. A recipient clicking twice in a
+/// minute is one click to the CRM.
 async fn record(
     state: &AppState,
     kind: EventType,
@@ -182,21 +190,36 @@ async fn record(
     headers: &HeaderMap,
 ) {
     let bot = suspected_bot(t, method, headers);
-    let event = tracked_event(kind, t).with("suspected_bot", bot);
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let window = state.webhooks.repeat_window;
+    let event_id = reaction_id(kind, t, bot, now_ms, window);
+    let event = tracked_event(kind, t, event_id.clone()).with("suspected_bot", bot);
     let event = match (&t.url, kind) {
         (Some(url), EventType::Clicked) => event.with("url", url.as_str()),
         _ => event,
     };
+    let json = event.to_json();
+    let reaction = Reaction {
+        source: "tracking",
+        event_id: &event_id,
+        suppress: None,
+        event: Some(&json),
+        at_ms: now_ms,
+    };
     let result = match state.webhooks.queue.get() {
         Some(q) => q
-            .add_event(&event.to_json())
+            .record_reaction(&reaction, (2 * window).max(Duration::from_secs(1)))
             .await
             .map_err(|e| e.to_string()),
         None => Err("not connected".to_owned()),
     };
     match result {
-        Ok(()) => {
+        Ok(true) => {
             metrics::counter!(m::WEBHOOK_EVENTS, "source" => "tracking", "type" => kind.as_str())
+                .increment(1);
+        }
+        Ok(false) => {
+            metrics::counter!(m::WEBHOOK_REJECTED, "source" => "tracking", "reason" => "repeat")
                 .increment(1);
         }
         Err(e) => {
@@ -207,17 +230,35 @@ async fn record(
     }
 }
 
-/// An event about a tracked message, with the job's identifiers from the token.
-pub(super) fn tracked_event(kind: EventType, t: &Tracked) -> Event {
-    let channel = t.channel.as_str();
-    let id = format!(
-        "{}/{channel}/{}/{}-{:04x}",
-        t.job_id,
-        kind.as_str(),
-        jiff::Timestamp::now().as_millisecond(),
-        fastrand::u16(..)
+/// The same for every repeat of a reaction within one window: the job, the kind,
+/// a digest of the link, the window, and whether it looked automated (a scanner's
+/// prefetch must not hide the recipient's own click a few seconds later). Without
+/// a window, unique per request.
+fn reaction_id(kind: EventType, t: &Tracked, bot: bool, now_ms: i64, window: Duration) -> String {
+    let link = ring::digest::digest(
+        &ring::digest::SHA256,
+        t.url.as_deref().unwrap_or("").as_bytes(),
     );
-    let mut event = Event::reaction(kind, channel, id);
+    let link: String = link.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let slot = match i64::try_from(window.as_millis()) {
+        Ok(w) if w > 0 => now_ms.div_euclid(w).to_string(),
+        _ => format!("{now_ms}-{:04x}", fastrand::u16(..)),
+    };
+    format!(
+        "{}/{}/{}/{link}/{slot}{}",
+        t.job_id,
+        t.channel.as_str(),
+        kind.as_str(),
+        if bot { "b" } else { "" }
+    )
+}
+
+/// An event about a tracked message, with the job's identifiers from the token.
+pub(super) fn tracked_event(kind: EventType, t: &Tracked, event_id: String) -> Event {
+    let mut event = Event::reaction(kind, t.channel.as_str(), event_id);
     event.job_id = Some(t.job_id.clone());
     event.campaign = t.campaign.clone();
     event.customer_id = t.customer_id.clone();

@@ -38,7 +38,9 @@ pub async fn one_click(State(state): State<AppState>, Path(token): Path<String>)
     let Some(queue) = state.webhooks.queue.get() else {
         return unavailable();
     };
-    let event = tracked_event(EventType::Unsubscribed, &t)
+    // One unsubscribe per message (the reaction below is keyed by the job).
+    let id = format!("{}/{}/unsubscribed", t.job_id, t.channel.as_str());
+    let event = tracked_event(EventType::Unsubscribed, &t, id)
         .with("address", t.address.as_str())
         .to_json();
     let reaction = Reaction {
