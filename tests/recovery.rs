@@ -111,7 +111,7 @@ fn a_job_that_keeps_crashing_workers_goes_to_dead_letters_and_can_be_retried() {
     let mut conn = redis.conn();
     enqueue(&mut conn, &[job("poison-1", "dm")]);
     let held = ghost_reads(&mut conn, "dm", 1);
-    // As if three workers had taken it and died.
+    // As if three workers had started on it and died.
     let _: redis::Value = redis::cmd("XCLAIM")
         .arg("t:jobs:dm")
         .arg("tayori")
@@ -120,6 +120,11 @@ fn a_job_that_keeps_crashing_workers_goes_to_dead_letters_and_can_be_retried() {
         .arg(&held[0])
         .arg("RETRYCOUNT")
         .arg(3)
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("t:starts:dm:{}", held[0]))
+        .arg(2)
         .query(&mut conn)
         .unwrap();
     let mut d = s.start();
@@ -146,6 +151,39 @@ fn a_job_that_keeps_crashing_workers_goes_to_dead_letters_and_can_be_retried() {
         count(e, "sent") == 1
     });
     assert_eq!(s.outbox_files("dm"), vec!["poison-1.json"]);
+}
+
+/// A crash loop takes the same jobs over again and again, though no worker ever
+/// got to them before it died: those takeovers do not count against
+/// `max_deliveries`, so the job is sent, not dead-lettered.
+#[test]
+fn takeovers_by_daemons_that_died_before_starting_do_not_dead_letter_a_job() {
+    let redis = Redis::start();
+    let s = setup(
+        &redis,
+        &format!("{RECLAIM_FAST}\nmax_deliveries = 3"),
+        ALL_FILE,
+    );
+    let mut conn = redis.conn();
+    enqueue(&mut conn, &[job("victim-1", "dm")]);
+    let held = ghost_reads(&mut conn, "dm", 1);
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg("t:jobs:dm")
+        .arg("tayori")
+        .arg("ghost")
+        .arg(0)
+        .arg(&held[0])
+        .arg("RETRYCOUNT")
+        .arg(9)
+        .query(&mut conn)
+        .unwrap();
+    let _d = s.start();
+    let evs = wait_for(&mut conn, WAIT, "an outcome", |e| {
+        count(e, "sent") + count(e, "failed") == 1
+    });
+    assert_eq!(count(&evs, "sent"), 1, "{evs:?}");
+    assert_eq!(s.outbox_files("dm"), vec!["victim-1.json"]);
+    assert_eq!(xlen(&mut conn, "t:dead"), 0);
 }
 
 #[test]

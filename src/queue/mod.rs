@@ -75,6 +75,11 @@ impl Keys {
     pub fn seen(&self, job_id: &str) -> String {
         format!("{}:seen:{job_id}", self.prefix)
     }
+    /// How many times a redelivered entry got as far as its dedupe claim, i.e.
+    /// how many workers started on it (see `Checked::starts`).
+    pub fn starts(&self, kind: ChannelKind, entry_id: &str) -> String {
+        format!("{}:starts:{kind}:{entry_id}", self.prefix)
+    }
 }
 
 /// One step of a job's outcome, applied atomically with its acknowledgement.
@@ -130,12 +135,19 @@ pub struct ClaimRequest<'a> {
     pub job_id: &'a str,
     pub origin: &'a str,
     pub address: Option<&'a str>,
+    /// The entry's id when it was delivered before: its starts are counted.
+    pub redelivered: Option<&'a str>,
 }
 
 /// The batch check's answer for one job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checked {
     pub claim: Claim,
+    /// How many workers have started on this entry, this one included: 1 for a
+    /// first delivery. Unlike the stream's delivery count, a takeover by a daemon
+    /// that died before it got to the entry does not count, so a crash loop does
+    /// not make innocent jobs look like ones that kill their worker.
+    pub starts: u32,
     /// Why the address is suppressed on this channel, if it is.
     pub suppressed: Option<String>,
 }
@@ -462,6 +474,14 @@ impl Queue {
                     .arg(&suppressed)
                     .arg(suppression_key(kind, address).as_ref());
             }
+            if let Some(entry_id) = c.redelivered {
+                let key = self.keys.starts(kind, entry_id);
+                pipe.cmd("INCR").arg(&key);
+                pipe.cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg(window.as_millis().max(1) as u64)
+                    .ignore();
+            }
         }
         let mut conn = self.conn.clone();
         let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
@@ -483,7 +503,15 @@ impl Queue {
                 } else {
                     None
                 };
-                Checked { claim, suppressed }
+                let starts = match c.redelivered.and(replies.next()) {
+                    Some(Value::Int(n)) => u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1),
+                    _ => 1,
+                };
+                Checked {
+                    claim,
+                    starts,
+                    suppressed,
+                }
             })
             .collect())
     }

@@ -37,6 +37,11 @@ use crate::retry_policy::RetryPolicy;
 use outcome::Reason;
 use writer::{write_completions, Held, FINISH_BATCH};
 
+/// A job taken over this many times `queue.max_deliveries` without a worker ever
+/// starting on it goes to the dead letters: it kills its worker before the start
+/// is counted. Generous, since a crash loop takes over innocent jobs just as often.
+const TAKEOVER_LIMIT: u32 = 4;
+
 pub struct ChannelWorker {
     kind: ChannelKind,
     stream: String,
@@ -420,6 +425,7 @@ impl ChannelWorker {
                     job_id: &j.id,
                     origin: e.origin(),
                     address: address.as_deref(),
+                    redelivered: (e.deliveries > 1).then_some(e.id.as_str()),
                 })
             })
             .collect();
@@ -433,8 +439,15 @@ impl ChannelWorker {
                     Err(dead) => return Prepared::Done(dead),
                 };
                 let attempt = self.attempt(entry);
-                let verdict = verdicts.next().unwrap_or(Checked { claim: Claim::Mine, suppressed: None });
-                if verdict.claim == Claim::Duplicate {
+                let verdict = verdicts.next().unwrap_or(Checked { claim: Claim::Mine, starts: 1, suppressed: None });
+                if verdict.starts > self.cfg.max_deliveries {
+                    let msg = format!(
+                        "started {} times without an outcome (a worker died on it each time)",
+                        verdict.starts
+                    );
+                    let reason = Reason { code: "too_many_deliveries", message: &msg, field: None };
+                    Prepared::Done(self.dead(entry, Some(&job), None, reason))
+                } else if verdict.claim == Claim::Duplicate {
                     Prepared::Done(self.complete(
                         entry,
                         vec![self.event(EventType::Duplicate, &job, attempt).into()],
@@ -512,9 +525,11 @@ impl ChannelWorker {
 
     /// Parses the entry's job and checks it belongs here; a bad one becomes a dead letter.
     fn validate(&self, entry: &Entry) -> Result<Job, Completion> {
-        if entry.deliveries > self.cfg.max_deliveries {
+        // Starts are counted at the dedupe claim (see `prepare`); this catches a job
+        // that kills its worker before it gets there, in parsing.
+        if entry.deliveries > TAKEOVER_LIMIT * self.cfg.max_deliveries {
             let msg = format!(
-                "delivered {} times without an outcome (a worker crashed on it each time)",
+                "delivered {} times without an outcome (taken over again and again)",
                 entry.deliveries
             );
             let job = entry
