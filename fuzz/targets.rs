@@ -746,6 +746,7 @@ fn http_kit() -> HttpKit {
         queue: Default::default(),
         line_secret: Some(LINE_SECRET.to_owned()),
         dedupe_window: std::time::Duration::from_secs(60),
+        repeat_window: std::time::Duration::from_secs(60),
         tracker: Some(Arc::new(tracker())),
         twilio_token: Some(TWILIO_TOKEN.to_owned()),
         vonage: Some(VonageSignature {
