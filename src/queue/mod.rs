@@ -503,7 +503,7 @@ impl Queue {
                 } else {
                     None
                 };
-                let starts = match c.redelivered.and(replies.next()) {
+                let starts = match c.redelivered.and_then(|_| replies.next()) {
                     Some(Value::Int(n)) => u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1),
                     _ => 1,
                 };
