@@ -21,6 +21,20 @@ const RECLAIM_FAST: &str = "reclaim_idle = \"1s\"\nshutdown_grace = \"1s\"";
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Reads `n` entries as a consumer that then "dies" (never acknowledges).
+/// Sets an entry's delivery count, as if `times` consumers had taken it.
+fn taken_over(conn: &mut redis::Connection, channel: &str, id: &str, times: u32) {
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(format!("t:jobs:{channel}"))
+        .arg("tayori")
+        .arg("ghost")
+        .arg(0)
+        .arg(id)
+        .arg("RETRYCOUNT")
+        .arg(times)
+        .query(conn)
+        .unwrap();
+}
+
 fn ghost_reads(conn: &mut redis::Connection, channel: &str, n: usize) -> Vec<String> {
     let _: redis::RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
@@ -112,16 +126,7 @@ fn a_job_that_keeps_crashing_workers_goes_to_dead_letters_and_can_be_retried() {
     enqueue(&mut conn, &[job("poison-1", "dm")]);
     let held = ghost_reads(&mut conn, "dm", 1);
     // As if three workers had started on it and died.
-    let _: redis::Value = redis::cmd("XCLAIM")
-        .arg("t:jobs:dm")
-        .arg("tayori")
-        .arg("ghost")
-        .arg(0)
-        .arg(&held[0])
-        .arg("RETRYCOUNT")
-        .arg(3)
-        .query(&mut conn)
-        .unwrap();
+    taken_over(&mut conn, "dm", &held[0], 3);
     let _: () = redis::cmd("SET")
         .arg(format!("t:starts:dm:{}", held[0]))
         .arg(2)
@@ -167,16 +172,7 @@ fn takeovers_by_daemons_that_died_before_starting_do_not_dead_letter_a_job() {
     let mut conn = redis.conn();
     enqueue(&mut conn, &[job("victim-1", "dm")]);
     let held = ghost_reads(&mut conn, "dm", 1);
-    let _: redis::Value = redis::cmd("XCLAIM")
-        .arg("t:jobs:dm")
-        .arg("tayori")
-        .arg("ghost")
-        .arg(0)
-        .arg(&held[0])
-        .arg("RETRYCOUNT")
-        .arg(9)
-        .query(&mut conn)
-        .unwrap();
+    taken_over(&mut conn, "dm", &held[0], 9);
     let _d = s.start();
     let evs = wait_for(&mut conn, WAIT, "an outcome", |e| {
         count(e, "sent") + count(e, "failed") == 1
