@@ -73,6 +73,16 @@ pub struct HttpConfig {
     /// whether it looked automated) is recorded once; `0s` records every hit.
     #[serde(with = "duration")]
     pub repeat_window: Duration,
+    /// A client must send a whole request head within this long of connecting (or of
+    /// its previous response), else the connection is closed: half-sent requests
+    /// cannot hold connections and file descriptors (slowloris).
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// From a request's head to its response: reading the body and handling it.
+    /// Past it the answer is 408 and the connection closes, so a body that never
+    /// arrives (or trickles in) holds nothing for long.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -82,6 +92,8 @@ impl Default for HttpConfig {
             public_url: "http://127.0.0.1:8080".into(),
             tracking_secret: None,
             repeat_window: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -435,6 +447,18 @@ impl Config {
                     .into(),
             );
         }
+        if self.http.header_read_timeout.is_zero() {
+            return key(
+                "http.header_read_timeout",
+                "must be longer than 0, e.g. \"10s\"".into(),
+            );
+        }
+        if self.http.request_timeout.is_zero() {
+            return key(
+                "http.request_timeout",
+                "must be longer than 0, e.g. \"30s\"".into(),
+            );
+        }
         if self.queue.read_batch == 0 {
             return key("queue.read_batch", "must be at least 1".into());
         }
@@ -762,6 +786,23 @@ mod tests {
             Duration::from_millis(500)
         );
         assert!(duration::parse("soon").is_err());
+    }
+
+    #[test]
+    fn http_timeouts_have_defaults_and_must_be_positive() {
+        let c = parse("[redis]\n").unwrap();
+        assert_eq!(c.http.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.http.request_timeout, Duration::from_secs(30));
+        let c = parse("[redis]\n[http]\nheader_read_timeout = \"2s\"\nrequest_timeout = \"1m\"\n")
+            .unwrap();
+        assert_eq!(c.http.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.http.request_timeout, Duration::from_secs(60));
+        for k in ["header_read_timeout", "request_timeout"] {
+            let e = parse(&format!("[redis]\n[http]\n{k} = \"0s\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("http.{k}")), "{e}");
+        }
     }
 
     #[test]

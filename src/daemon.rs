@@ -49,7 +49,9 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         public_url: config.http.public_url.trim_end_matches('/').to_owned(),
     });
 
-    if !config.http.listen.is_empty() {
+    let http = if config.http.listen.is_empty() {
+        None
+    } else {
         let listener = tokio::net::TcpListener::bind(&config.http.listen)
             .await
             .with_context(|| format!("http.listen {}: cannot listen", config.http.listen))?;
@@ -59,19 +61,19 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             metrics: handle,
             webhooks: webhooks.clone(),
         });
+        let timeouts = crate::http::serve::Timeouts {
+            header_read: config.http.header_read_timeout,
+            request: config.http.request_timeout,
+            drain: config.queue.shutdown_grace,
+        };
         let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        });
-    }
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        Some(tokio::spawn(crate::http::serve::serve(
+            listener, app, timeouts, shutdown,
+        )))
+    };
 
     let queue = connect_until_up(&config, &health, stop_rx.clone()).await?;
     let Some(queue) = queue else { return Ok(()) };
@@ -194,6 +196,11 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
                 "outcomes not yet written at exit; their jobs stay pending and will be reclaimed"
             );
         }
+    }
+    // Webhooks still being handled finish (their events written) within the same
+    // deadline; the server itself warns about connections it gave up on.
+    if let Some(http) = http {
+        let _ = tokio::time::timeout_at(writers_deadline, http).await;
     }
     housekeeping.abort();
     let n = finished.load(Ordering::Relaxed);

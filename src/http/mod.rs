@@ -3,6 +3,7 @@
 
 mod bounce;
 mod line_webhook;
+pub mod serve;
 mod tracking;
 mod twilio_webhook;
 mod unsubscribe;

@@ -147,6 +147,10 @@ prefix = "t"
 listen = "127.0.0.1:{http_port}"
 public_url = "http://127.0.0.1:{http_port}"
 tracking_secret = "{TRACKING_SECRET}"
+# Shorter than the defaults (10s, 30s) so the slow-client tests wait less; still far
+# above what any test request takes.
+header_read_timeout = "2s"
+request_timeout = "5s"
 
 [templates]
 dir = "{templates}"
