@@ -1,6 +1,7 @@
 //! Email: MIME composition with lettre's builder ([`EmailEncoder`]) and delivery over
 //! SMTP ([`smtp::SmtpChannel`]).
 
+pub mod address;
 pub mod dsn;
 pub mod smtp;
 mod smtp_pool;
@@ -110,8 +111,7 @@ impl EmailEncoder {
             .unsubscribe_mailto
             .as_deref()
             .map(|m| {
-                let addr: lettre::Address = m
-                    .parse()
+                let addr = address::ascii_address(m)
                     .map_err(|e| format!("invalid unsubscribe address {m:?}: {e}"))?;
                 Ok::<_, String>(format!("mailto:{addr}?subject=unsubscribe"))
             })
@@ -148,9 +148,10 @@ impl EmailEncoder {
         else {
             return Err(SendError::permanent("invalid_message", "no email content"));
         };
-        let address = message.to.address.parse().map_err(|e| {
-            SendError::unreachable("invalid_address", format!("recipient address: {e}"))
-        })?;
+        // ASCII on the wire (no SMTPUTF8): the To header and, through the envelope
+        // lettre derives from it, RCPT TO.
+        let address = address::ascii_address(&message.to.address)
+            .map_err(|e| SendError::unreachable("invalid_address", format!("to.email: {e}")))?;
         // lettre's header Display fails (and `to_string` panics) on a display name with
         // CR/LF; control characters never belong in a name anyway.
         let name = message.to.name.as_deref().map(|n| {
@@ -246,8 +247,14 @@ impl EmailEncoder {
     }
 }
 
+/// A mailbox from config, its address in the ASCII form it is sent in.
 fn parse_mailbox(s: &str) -> Result<Mailbox, String> {
-    s.parse().map_err(|e| format!("invalid address {s:?}: {e}"))
+    let mailbox: Mailbox = s
+        .parse()
+        .map_err(|e| format!("invalid address {s:?}: {e}"))?;
+    let email = address::ascii_address(mailbox.email.as_ref())
+        .map_err(|e| format!("invalid address {s:?}: {e}"))?;
+    Ok(Mailbox::new(mailbox.name, email))
 }
 
 fn ascii_header(name: &str, value: &str) -> Result<HeaderValue, SendError> {
@@ -373,5 +380,47 @@ mod tests {
         let mut m = message("x");
         m.to.address = "not an address".into();
         assert!(matches!(enc.encode(&m), Err(SendError::Unreachable { .. })));
+    }
+
+    fn head(eml: &[u8]) -> String {
+        let end = eml.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        String::from_utf8(eml[..end].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn an_internationalized_domain_is_sent_in_punycode_header_and_envelope_alike() {
+        let enc = EmailEncoder::new("Shop <news@例え.jp>", None).unwrap();
+        let mut m = message("x");
+        m.to.address = "taro@例え.jp".into();
+        let built = enc.build(&m).unwrap();
+        let to: Vec<String> = built
+            .envelope()
+            .to()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(to, ["taro@xn--r8jz45g.jp"]);
+        let head = head(&built.formatted());
+        assert!(head.is_ascii(), "{head}");
+        assert!(head.contains("<taro@xn--r8jz45g.jp>"), "{head}");
+        assert!(head.contains("From: Shop <news@xn--r8jz45g.jp>"), "{head}");
+        assert!(head.contains("@xn--r8jz45g.jp>\r\n"), "Message-ID: {head}");
+    }
+
+    #[test]
+    fn a_non_ascii_local_part_is_refused_naming_the_field() {
+        let enc = EmailEncoder::new("news@example.com", None).unwrap();
+        let mut m = message("x");
+        m.to.address = "太郎@例え.jp".into();
+        match enc.encode(&m) {
+            Err(SendError::Unreachable { code, message }) => {
+                assert_eq!(code, "invalid_address");
+                assert!(message.starts_with("to.email: "), "{message}");
+                assert!(message.contains("SMTPUTF8"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Config addresses too: at start, not on every send.
+        assert!(EmailEncoder::new("ニュース@example.com", None).is_err());
     }
 }
