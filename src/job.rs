@@ -18,8 +18,10 @@ use tayori_channels::{ChannelKind, PostalAddress};
 pub struct Job {
     /// Idempotency key: the same id is never sent twice within the dedupe window.
     pub id: String,
+    /// The campaign, for events and reports; at most 128 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
+    /// The CRM's customer id, for events and profiles; at most 128 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
     /// `email`, `line`, `sms` or `dm`; must match the stream the job was added to.
@@ -247,6 +249,17 @@ impl Job {
                 "must be at most 256 bytes without control characters",
             ));
         }
+        for (field, value) in [
+            ("campaign", &self.campaign),
+            ("customer_id", &self.customer_id),
+        ] {
+            if value.as_ref().is_some_and(|v| v.len() > MAX_REF_BYTES) {
+                return Err(JobError::new(
+                    field,
+                    format!("must be at most {MAX_REF_BYTES} bytes"),
+                ));
+            }
+        }
         if self.is_best() {
             if self.channels.is_empty() {
                 return Err(JobError::new(
@@ -418,6 +431,15 @@ impl Job {
     }
 }
 
+/// The longest `campaign` and `customer_id`. Both ride in every tracking and
+/// unsubscribe token, so in the `List-Unsubscribe` header, which must keep its URL
+/// on one line of at most 998 bytes (RFC 5322; a URL is not folded). With both
+/// this long and a public URL of some 25 characters the line still fits when the
+/// job id and the address together are under about 400 bytes (a 256-byte id with a
+/// 150-byte address, a 90-byte id with the longest address); the encoder refuses a
+/// message whose line would not fit rather than write it.
+pub const MAX_REF_BYTES: usize = 128;
+
 pub fn valid_template_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 100
@@ -488,6 +510,21 @@ mod tests {
         );
         assert_eq!(err("not json").field, "job");
         assert_eq!(err(r#"{"id":"x","channel":"email"}"#).field, "template");
+    }
+
+    #[test]
+    fn campaign_and_customer_ids_are_bounded() {
+        let with = |key: &str, len: usize| {
+            let mut v: Value = serde_json::from_str(OK).unwrap();
+            v[key] = Value::from("c".repeat(len));
+            Job::parse(&v.to_string(), 1 << 20)
+        };
+        for key in ["campaign", "customer_id"] {
+            assert!(with(key, MAX_REF_BYTES).is_ok());
+            let e = with(key, MAX_REF_BYTES + 1).unwrap_err();
+            assert_eq!(e.field, key);
+            assert!(e.message.contains("128 bytes"), "{e}");
+        }
     }
 
     #[test]
