@@ -18,8 +18,10 @@ use tayori_channels::{ChannelKind, PostalAddress};
 pub struct Job {
     /// Idempotency key: the same id is never sent twice within the dedupe window.
     pub id: String,
+    /// The campaign, for events and reports; at most 128 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
+    /// The CRM's customer id, for events and profiles; at most 128 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
     /// `email`, `line`, `sms` or `dm`; must match the stream the job was added to.
@@ -223,16 +225,7 @@ impl Job {
                 ),
             ));
         }
-        let job: Job = serde_json::from_str(raw).map_err(|e| {
-            let msg = e.to_string();
-            // serde names missing and mistyped fields in its message; pick the field out for the event.
-            let field = msg
-                .split('`')
-                .nth(1)
-                .filter(|_| msg.starts_with("missing field") || msg.starts_with("unknown field"))
-                .unwrap_or("job");
-            JobError::new(field, format!("invalid job JSON: {msg}"))
-        })?;
+        let job: Job = serde_json::from_str(raw).map_err(|e| json_error(raw, e))?;
         job.validate()?;
         Ok(job)
     }
@@ -246,6 +239,17 @@ impl Job {
                 "id",
                 "must be at most 256 bytes without control characters",
             ));
+        }
+        for (field, value) in [
+            ("campaign", &self.campaign),
+            ("customer_id", &self.customer_id),
+        ] {
+            if value.as_ref().is_some_and(|v| v.len() > MAX_REF_BYTES) {
+                return Err(JobError::new(
+                    field,
+                    format!("must be at most {MAX_REF_BYTES} bytes"),
+                ));
+            }
         }
         if self.is_best() {
             if self.channels.is_empty() {
@@ -418,6 +422,99 @@ impl Job {
     }
 }
 
+/// The longest `campaign` and `customer_id`. Both ride in every tracking and
+/// unsubscribe token, so in the `List-Unsubscribe` header, which must keep its URL
+/// on one line of at most 998 bytes (RFC 5322; a URL is not folded). With both
+/// this long and a public URL of some 25 characters the line still fits when the
+/// job id and the address together are under about 400 bytes (a 256-byte id with a
+/// 150-byte address, a 90-byte id with the longest address); the encoder refuses a
+/// message whose line would not fit rather than write it.
+pub const MAX_REF_BYTES: usize = 128;
+
+/// The error for a job that does not deserialize. A data error (a wrong type, an
+/// unknown, missing or repeated field) names the field by its whole path
+/// (`content.email.bcc`, `fallback[1]`); a syntax error names the `job`. The path
+/// is worked out only here, by a second parse through serde_path_to_error, so a
+/// good job pays nothing for it.
+fn json_error(raw: &str, e: serde_json::Error) -> JobError {
+    let message = |e: &serde_json::Error| format!("invalid job JSON: {e}");
+    if e.classify() != serde_json::error::Category::Data {
+        return JobError::new("job", message(&e));
+    }
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let Err(traced) = serde_path_to_error::deserialize::<_, Job>(&mut de) else {
+        return JobError::new("job", message(&e));
+    };
+    // A job is an object: one given as an array (which serde would read field by
+    // field, in order) is the job's fault, not its first element's.
+    let is_object = !matches!(
+        traced.path().iter().next(),
+        Some(serde_path_to_error::Segment::Seq { .. })
+    );
+    let mut field = match is_object {
+        true => field_path(traced.path()),
+        false => String::new(),
+    };
+    let e = traced.into_inner();
+    // serde names a missing or repeated field only in its message, at its struct's path.
+    let text = e.to_string();
+    let named = ["missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|p| text.strip_prefix(p)?.split_once('`'))
+        .map(|(name, _)| name);
+    if let Some(name) = named {
+        push_key(&mut field, name);
+    }
+    if field.is_empty() {
+        field.push_str("job");
+    }
+    JobError::new(&field, message(&e))
+}
+
+/// A path as the job's author reads it: `content.email.bcc`, `channels[2]`; a key
+/// that is not a plain name in quotes (`content.""`, `content."a.b"`), cut at 64
+/// characters.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => push_key(&mut out, key),
+            Segment::Unknown => {
+                separate(&mut out);
+                out.push('?');
+            }
+        }
+    }
+    out
+}
+
+fn separate(out: &mut String) {
+    if !out.is_empty() {
+        out.push('.');
+    }
+}
+
+fn push_key(out: &mut String, key: &str) {
+    const MAX_CHARS: usize = 64;
+    separate(out);
+    let plain = !key.is_empty()
+        && key.len() <= MAX_CHARS
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        out.push_str(key);
+        return;
+    }
+    let mut cut: String = key.chars().take(MAX_CHARS).collect();
+    if cut.len() < key.len() {
+        cut.push('…');
+    }
+    out.push_str(&serde_json::Value::from(cut).to_string());
+}
+
 pub fn valid_template_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 100
@@ -488,6 +585,64 @@ mod tests {
         );
         assert_eq!(err("not json").field, "job");
         assert_eq!(err(r#"{"id":"x","channel":"email"}"#).field, "template");
+    }
+
+    #[test]
+    fn json_errors_name_the_whole_path() {
+        let inline = |content: &str| {
+            err(&format!(
+                r#"{{"id":"x","channel":"email","content":{content}}}"#
+            ))
+        };
+        let e = inline(r#"{"email":{"subject":"s","text":"t","bcc":"x@example.net"}}"#);
+        assert_eq!(e.field, "content.email.bcc");
+        assert!(e.message.contains("unknown field `bcc`"), "{e}");
+        assert_eq!(inline(r#"{"":1}"#).field, r#"content."""#);
+        assert_eq!(inline(r#"{"a.b":1}"#).field, r#"content."a.b""#);
+        assert_eq!(
+            inline(r#"{"email":{"text":"t"}}"#).field,
+            "content.email.subject"
+        );
+        assert_eq!(inline(r#"{"sms":{"text":5}}"#).field, "content.sms.text");
+        assert_eq!(
+            inline(r#"{"dm":{"fields":{"coupon code":1}}}"#).field,
+            r#"content.dm.fields."coupon code""#
+        );
+        let long = inline(&format!(r#"{{"{}":1}}"#, "k".repeat(500))).field;
+        assert_eq!(long, format!(r#"content."{}…""#, "k".repeat(64)));
+        let e = err(r#"{"id":"x","channel":"email","template":"t","fallback":["sms",3]}"#);
+        assert_eq!(e.field, "fallback[1]");
+        assert_eq!(
+            err(r#"{"id":12,"channel":"email","template":"t"}"#).field,
+            "id"
+        );
+        assert_eq!(
+            err(r#"{"id":"a","id":"b","channel":"email","template":"t"}"#).field,
+            "id"
+        );
+        assert_eq!(
+            err(r#"{"id":"x","channel":"email","template":"t","send_at":5}"#).field,
+            "send_at"
+        );
+        // Not a field's fault: the JSON itself, or its top-level shape.
+        assert_eq!(err("[1,2,3]").field, "job");
+        assert_eq!(err(r#"{"id":"x","#).field, "job");
+        assert_eq!(err(&format!("{OK} x")).field, "job");
+    }
+
+    #[test]
+    fn campaign_and_customer_ids_are_bounded() {
+        let with = |key: &str, len: usize| {
+            let mut v: Value = serde_json::from_str(OK).unwrap();
+            v[key] = Value::from("c".repeat(len));
+            Job::parse(&v.to_string(), 1 << 20)
+        };
+        for key in ["campaign", "customer_id"] {
+            assert!(with(key, MAX_REF_BYTES).is_ok());
+            let e = with(key, MAX_REF_BYTES + 1).unwrap_err();
+            assert_eq!(e.field, key);
+            assert!(e.message.contains("128 bytes"), "{e}");
+        }
     }
 
     #[test]

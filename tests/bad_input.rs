@@ -38,7 +38,7 @@ fn malformed_jobs_are_dead_lettered_with_the_field_named() {
             "channel",
         ),
         (no_address.to_string(), "to.email"),
-        (wrong_type.to_string(), "job"),
+        (wrong_type.to_string(), "fallback"),
         (huge.to_string(), "job"),
         ("[1,2,3]".to_owned(), "job"),
     ];

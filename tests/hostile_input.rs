@@ -470,32 +470,32 @@ fn deep_huge_mistyped_and_undecodable_jobs_are_refused_and_the_daemon_goes_on() 
         ),
         (
             with("type-1", &|j| j["to"] = json!("taro@example.com")),
-            "job",
+            "to",
             "invalid type",
         ),
         (
             with("type-2", &|j| j["vars"] = json!([1, 2])),
-            "job",
+            "vars",
             "invalid type",
         ),
         (
             with("type-3", &|j| j["id"] = json!(12)),
-            "job",
+            "id",
             "invalid type",
         ),
         (
             with("type-4", &|j| j["tags"] = json!("vip")),
-            "job",
+            "tags",
             "invalid type",
         ),
         (
             with("type-5", &|j| j["to"]["email"] = json!({"$ne": ""})),
-            "job",
+            "to.email",
             "invalid type",
         ),
         (
             with("type-6", &|j| j["send_at"] = json!(1_790_000_000)),
-            "job",
+            "send_at",
             "SendAt",
         ),
         (
@@ -509,12 +509,12 @@ fn deep_huge_mistyped_and_undecodable_jobs_are_refused_and_the_daemon_goes_on() 
                 j["content"] =
                     json!({"email": {"subject": "s", "text": "t", "bcc": "evil@example.net"}});
             }),
-            "bcc",
+            "content.email.bcc",
             "unknown field",
         ),
         (
             r#"{"id":"dup-a","id":"dup-b","channel":"email","template":"spring_sale"}"#.to_owned(),
-            "job",
+            "id",
             "duplicate field",
         ),
         (

@@ -109,12 +109,21 @@ pub enum Op {
 }
 
 /// The form an address is suppressed under: email addresses compare without case
-/// (what a bounce report or a click carries may differ from the job in case).
+/// (what a bounce report or a click carries may differ from the job in case), and
+/// with an internationalized domain in its IDNA form, the form the mail is sent in
+/// (`taro@例え.jp` → `taro@xn--r8jz45g.jp`): a bounce report names the address as
+/// sent, an unsubscribe token or an operator as the job had it, and both must hit
+/// the same entry.
 pub fn suppression_key(kind: ChannelKind, address: &str) -> std::borrow::Cow<'_, str> {
     let address = address.trim();
     match kind {
-        ChannelKind::Email if address.bytes().any(|b| b.is_ascii_uppercase()) => {
-            address.to_ascii_lowercase().into()
+        ChannelKind::Email => {
+            let sent = tayori_channels::email::address::with_ascii_domain(address);
+            if sent.bytes().any(|b| b.is_ascii_uppercase()) {
+                sent.to_ascii_lowercase().into()
+            } else {
+                sent
+            }
         }
         _ => address.into(),
     }
@@ -746,4 +755,23 @@ fn delayed_member(channel: ChannelKind, fields: &[(String, String)]) -> String {
         .flat_map(|(k, v)| [k.as_str(), v.as_str()])
         .collect();
     serde_json::json!({ "c": channel.as_str(), "f": flat }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_suppression_keys_are_lowercase_with_the_domain_as_sent() {
+        let key = |a| suppression_key(ChannelKind::Email, a).into_owned();
+        assert_eq!(key(" Taro@Example.COM "), "taro@example.com");
+        // A bounce names the punycode form; the job, a token or an operator the Unicode one.
+        assert_eq!(key("Taro@例え.jp"), "taro@xn--r8jz45g.jp");
+        assert_eq!(key("taro@XN--R8JZ45G.jp"), "taro@xn--r8jz45g.jp");
+        // Other channels keep their address as it is (trimmed).
+        assert_eq!(
+            suppression_key(ChannelKind::Line, " U4aF ").into_owned(),
+            "U4aF"
+        );
+    }
 }

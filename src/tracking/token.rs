@@ -216,7 +216,10 @@ impl Sealer {
         let mut ctx = hmac::Context::with_key(&self.verp);
         ctx.update(job_id.as_bytes());
         ctx.update(&[0]);
-        ctx.update(address.trim().to_lowercase().as_bytes());
+        // Compared as sent (an internationalized domain in IDNA form): the bounce
+        // report names the address the relay was given, the job may have it in Unicode.
+        let address = tayori_channels::email::address::with_ascii_domain(address.trim());
+        ctx.update(address.to_lowercase().as_bytes());
         let tag = ctx.sign();
         let mut out = [0u8; 8];
         out.copy_from_slice(&tag.as_ref()[..8]);
@@ -335,5 +338,12 @@ mod tests {
         );
         assert_eq!(s.open_verp(&t, "someone-else@example.com"), None);
         assert_eq!(Sealer::new("other").open_verp(&t, "taro@example.com"), None);
+        // A job for an internationalized domain; the bounce names it as it was sent.
+        let t = s.verp_token("j2", "Taro@例え.JP");
+        assert_eq!(
+            s.open_verp(&t, "taro@xn--r8jz45g.jp").as_deref(),
+            Some("j2")
+        );
+        assert_eq!(s.open_verp(&t, "taro@例え.jp").as_deref(), Some("j2"));
     }
 }

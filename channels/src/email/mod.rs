@@ -1,7 +1,9 @@
 //! Email: MIME composition with lettre's builder ([`EmailEncoder`]) and delivery over
 //! SMTP ([`smtp::SmtpChannel`]).
 
+pub mod address;
 pub mod dsn;
+mod header_line;
 pub mod smtp;
 mod smtp_pool;
 
@@ -10,9 +12,9 @@ use lettre::message::dkim::{
     DkimSigningKey,
 };
 use lettre::message::header::{
-    ContentTransferEncoding, ContentType, HeaderName, HeaderValue, MIME_VERSION_1_0,
+    self, ContentTransferEncoding, ContentType, HeaderName, HeaderValue, Headers, MIME_VERSION_1_0,
 };
-use lettre::message::{Body, Mailbox, MultiPart};
+use lettre::message::{Body, Mailbox, Mailboxes, MultiPart};
 
 use crate::{Content, EmailExtras, Encode, Message, SendError};
 
@@ -101,7 +103,7 @@ impl EmailEncoder {
         let from: Mailbox = parse_mailbox(&opts.from)?;
         let reply_to = opts.reply_to.as_deref().map(parse_mailbox).transpose()?;
         let id_domain = from.email.domain().to_owned();
-        let headers = opts
+        let headers: Vec<HeaderValue> = opts
             .headers
             .iter()
             .map(|(name, value)| custom_header(name, value))
@@ -110,13 +112,29 @@ impl EmailEncoder {
             .unsubscribe_mailto
             .as_deref()
             .map(|m| {
-                let addr: lettre::Address = m
-                    .parse()
+                let addr = address::ascii_address(m)
                     .map_err(|e| format!("invalid unsubscribe address {m:?}: {e}"))?;
                 Ok::<_, String>(format!("mailto:{addr}?subject=unsubscribe"))
             })
             .transpose()?;
         let dkim = opts.dkim.as_ref().map(dkim_config).transpose()?;
+        // The headers from config are the same on every message: a line over the
+        // limit is a config error, found at start rather than on every send.
+        let mut fixed = Headers::new();
+        fixed.set(header::From::from(Mailboxes::from(from.clone())));
+        if let Some(r) = &reply_to {
+            fixed.set(header::ReplyTo::from(Mailboxes::from(r.clone())));
+        }
+        for h in &headers {
+            fixed.insert_raw(h.clone());
+        }
+        if let Some((name, len)) = header_line::overlong(&fixed) {
+            return Err(format!(
+                "the {name} header would have a line of {len} bytes, over RFC 5322's limit of {}: \
+                 shorten its longest word",
+                header_line::MAX_LINE
+            ));
+        }
         Ok(Self {
             from,
             reply_to,
@@ -148,21 +166,32 @@ impl EmailEncoder {
         else {
             return Err(SendError::permanent("invalid_message", "no email content"));
         };
-        let address = message.to.address.parse().map_err(|e| {
-            SendError::unreachable("invalid_address", format!("recipient address: {e}"))
-        })?;
+        // ASCII on the wire (no SMTPUTF8): the To header and, through the envelope
+        // lettre derives from it, RCPT TO.
+        let address = address::ascii_address(&message.to.address)
+            .map_err(|e| SendError::unreachable("invalid_address", format!("to.email: {e}")))?;
         // lettre's header Display fails (and `to_string` panics) on a display name with
-        // CR/LF; control characters never belong in a name anyway.
-        let name = message.to.name.as_deref().map(|n| {
-            n.chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect()
-        });
+        // CR/LF; control characters never belong in a name anyway. A name with a word
+        // too long for the To line (no real name has one) is left out: it is only
+        // decoration, and the mail still reaches its address.
+        let name = message
+            .to
+            .name
+            .as_deref()
+            .map(|n| {
+                n.chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect::<String>()
+            })
+            .filter(|n| header_line::display_name_fits(n));
         let to = Mailbox::new(name, address);
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(subject)
+            .raw_header(header_line::unstructured(
+                HeaderName::new_from_ascii_str("Subject"),
+                subject,
+            ))
             .message_id(Some(self.message_id(&message.job_id)));
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
@@ -222,6 +251,13 @@ impl EmailEncoder {
         if let Some(dkim) = &self.dkim {
             built.sign(dkim);
         }
+        // The guarantee, whatever the parts above allowed: no header line over the limit.
+        if let Some((name, len)) = header_line::overlong(built.headers()) {
+            return Err(invalid(format!(
+                "the {name} header would have a line of {len} bytes, over RFC 5322's limit of {}",
+                header_line::MAX_LINE
+            )));
+        }
         Ok(built)
     }
 
@@ -242,12 +278,31 @@ impl EmailEncoder {
         if let Some(mailto) = &self.unsubscribe_mailto {
             value.push_str(&format!(", <{mailto}>"));
         }
+        // Not folded inside the URL: one-click clients take it as it stands.
+        if !header_line::folds("List-Unsubscribe", &value) {
+            return Err(SendError::permanent(
+                "invalid_message",
+                format!(
+                    "the unsubscribe URL is {} bytes: the List-Unsubscribe line would be over \
+                     RFC 5322's limit of {} (a shorter http.public_url, job id, address, \
+                     campaign or customer_id makes it fit)",
+                    url.len(),
+                    header_line::MAX_LINE
+                ),
+            ));
+        }
         ascii_header("List-Unsubscribe", &value).map(Some)
     }
 }
 
+/// A mailbox from config, its address in the ASCII form it is sent in.
 fn parse_mailbox(s: &str) -> Result<Mailbox, String> {
-    s.parse().map_err(|e| format!("invalid address {s:?}: {e}"))
+    let mailbox: Mailbox = s
+        .parse()
+        .map_err(|e| format!("invalid address {s:?}: {e}"))?;
+    let email = address::ascii_address(mailbox.email.as_ref())
+        .map_err(|e| format!("invalid address {s:?}: {e}"))?;
+    Ok(Mailbox::new(mailbox.name, email))
 }
 
 fn ascii_header(name: &str, value: &str) -> Result<HeaderValue, SendError> {
@@ -373,5 +428,113 @@ mod tests {
         let mut m = message("x");
         m.to.address = "not an address".into();
         assert!(matches!(enc.encode(&m), Err(SendError::Unreachable { .. })));
+    }
+
+    fn head(eml: &[u8]) -> String {
+        let end = eml.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        String::from_utf8(eml[..end].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn an_internationalized_domain_is_sent_in_punycode_header_and_envelope_alike() {
+        let enc = EmailEncoder::new("Shop <news@例え.jp>", None).unwrap();
+        let mut m = message("x");
+        m.to.address = "taro@例え.jp".into();
+        let built = enc.build(&m).unwrap();
+        let to: Vec<String> = built
+            .envelope()
+            .to()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(to, ["taro@xn--r8jz45g.jp"]);
+        let head = head(&built.formatted());
+        assert!(head.is_ascii(), "{head}");
+        assert!(head.contains("<taro@xn--r8jz45g.jp>"), "{head}");
+        assert!(head.contains("From: Shop <news@xn--r8jz45g.jp>"), "{head}");
+        assert!(head.contains("@xn--r8jz45g.jp>\r\n"), "Message-ID: {head}");
+    }
+
+    #[test]
+    fn a_non_ascii_local_part_is_refused_naming_the_field() {
+        let enc = EmailEncoder::new("news@example.com", None).unwrap();
+        let mut m = message("x");
+        m.to.address = "太郎@例え.jp".into();
+        match enc.encode(&m) {
+            Err(SendError::Unreachable { code, message }) => {
+                assert_eq!(code, "invalid_address");
+                assert!(message.starts_with("to.email: "), "{message}");
+                assert!(message.contains("SMTPUTF8"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Config addresses too: at start, not on every send.
+        assert!(EmailEncoder::new("ニュース@example.com", None).is_err());
+    }
+
+    #[test]
+    fn no_header_line_is_over_998_bytes() {
+        let long = "x".repeat(1200);
+        let enc = EmailEncoder::new("news@example.com", None).unwrap();
+        let mut m = message(&format!("sale {long} today"));
+        m.to.name = Some(long.clone());
+        let text = head(&enc.encode(&m).unwrap());
+        assert!(text.split("\r\n").all(|l| l.len() <= 998), "{text}");
+        assert!(text.contains("Subject: =?utf-8?b?"), "{text}");
+        // The name could not be folded: the mail goes to the bare address.
+        assert!(text.contains("To: taro@example.com\r\n"), "{text}");
+        // One that lettre writes as encoded-words keeps its name, however long.
+        m.to.name = Some("山".repeat(400));
+        let text = head(&enc.encode(&m).unwrap());
+        assert!(text.split("\r\n").all(|l| l.len() <= 998), "{text}");
+        assert!(!text.contains("To: taro@example.com\r\n"), "{text}");
+
+        // Config that cannot fold is refused at start, naming the header.
+        let opts = |headers: Vec<(String, String)>, from: &str| EmailOptions {
+            from: from.into(),
+            headers,
+            ..EmailOptions::default()
+        };
+        let e = EmailEncoder::with_options(&opts(
+            vec![("X-Campaign".into(), format!("a {long}"))],
+            "news@example.com",
+        ))
+        .err()
+        .unwrap();
+        assert!(e.contains("X-Campaign") && e.contains("998"), "{e}");
+        let e = EmailEncoder::with_options(&opts(vec![], &format!("{long} <news@example.com>")))
+            .err()
+            .unwrap();
+        assert!(e.contains("From"), "{e}");
+        // Long custom values that fold at blanks are fine.
+        let enc = EmailEncoder::with_options(&opts(
+            vec![("X-Note".into(), "word ".repeat(400))],
+            "news@example.com",
+        ))
+        .unwrap();
+        let text = head(&enc.encode(&message("x")).unwrap());
+        assert!(text.split("\r\n").all(|l| l.len() <= 998), "{text}");
+    }
+
+    #[test]
+    fn an_unsubscribe_url_too_long_for_its_line_is_refused() {
+        let enc = EmailEncoder::new("news@example.com", None).unwrap();
+        let with_url = |len: usize| {
+            let mut m = message("x");
+            if let Content::Email { extras, .. } = &mut m.content {
+                extras.unsubscribe_url =
+                    Some(format!("https://t.example.com/u/{}", "a".repeat(len)));
+            }
+            enc.encode(&m)
+        };
+        let eml = with_url(900).unwrap();
+        assert!(head(&eml).split("\r\n").all(|l| l.len() <= 998));
+        match with_url(1000) {
+            Err(SendError::Permanent { code, message }) => {
+                assert_eq!(code, "invalid_message");
+                assert!(message.contains("List-Unsubscribe"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -62,8 +62,7 @@ impl SmtpChannel {
             TlsMode::Tls => Security::Implicit(tls_parameters(settings)?),
         };
         let envelope_from = match &settings.envelope_from {
-            Some(a) => a
-                .parse()
+            Some(a) => super::address::ascii_address(a)
                 .map_err(|e| format!("invalid envelope sender {a:?}: {e}"))?,
             None => encoder.from_address().clone(),
         };
@@ -98,8 +97,10 @@ impl Channel for SmtpChannel {
             Content::Email { extras, .. } => extras.return_path.as_deref(),
             _ => None,
         };
+        // The envelope is ASCII like the headers: RCPT TO is the To address as
+        // `build` wrote it, MAIL FROM gets the same IDNA treatment.
         let from = match return_path {
-            Some(rp) => rp.parse().map_err(|e| {
+            Some(rp) => super::address::ascii_address(rp).map_err(|e| {
                 SendError::permanent("invalid_message", format!("return path: {e}"))
             })?,
             None => self.envelope_from.clone(),

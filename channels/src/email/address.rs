@@ -1,0 +1,136 @@
+//! Addresses as they go on the wire.
+//!
+//! Tayori does not negotiate SMTPUTF8 (RFC 6531), so every address it writes, in
+//! a header or in the SMTP envelope, must be ASCII: a relay without SMTPUTF8
+//! refuses or mangles 8-bit `To:` lines and `RCPT TO` commands. An
+//! internationalized domain has an ASCII form (IDNA, RFC 5891: `例え.jp` is
+//! `xn--r8jz45g.jp`) that every relay carries; a non-ASCII local part has none,
+//! so such an address is refused.
+//!
+//! Suppression lists and VERP tags compare addresses in the same ASCII form
+//! ([`with_ascii_domain`]), because a bounce report names the address as it was
+//! sent (`taro@xn--r8jz45g.jp`) while the job, an unsubscribe token or an operator
+//! may name it in Unicode (`taro@例え.jp`).
+
+use std::borrow::Cow;
+
+use lettre::Address;
+
+/// Why an address cannot be sent to without SMTPUTF8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// Not an address at all (lettre's reason).
+    #[error(transparent)]
+    Syntax(#[from] lettre::address::AddressError),
+    /// A local part with non-ASCII characters needs SMTPUTF8, which Tayori does not use.
+    #[error(
+        "the local part (before the @) is not ASCII: it needs SMTPUTF8, which Tayori does not use"
+    )]
+    NonAsciiLocalPart,
+    /// The domain is not ASCII and has no IDNA form (a forbidden character, an empty label).
+    #[error("the domain is not a valid internationalized domain name")]
+    Domain,
+}
+
+/// The address in the ASCII form it is sent in: the domain in IDNA form if it is an
+/// internationalized one, the rest as given.
+pub fn ascii_address(address: &str) -> Result<Address, AddressError> {
+    let (local, domain) = address
+        .rsplit_once('@')
+        .ok_or(lettre::address::AddressError::MissingParts)?;
+    if !local.is_ascii() {
+        return Err(AddressError::NonAsciiLocalPart);
+    }
+    Ok(Address::new(local, ascii_domain(domain)?)?)
+}
+
+/// The address with its domain in IDNA form when that domain is non-ASCII and has
+/// one; otherwise the address as given. For comparing addresses (suppression keys,
+/// VERP tags): it never fails, and an ASCII address comes back borrowed, unchanged.
+pub fn with_ascii_domain(address: &str) -> Cow<'_, str> {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Cow::Borrowed(address);
+    };
+    match ascii_domain(domain) {
+        Ok(Cow::Owned(domain)) => Cow::Owned(format!("{local}@{domain}")),
+        _ => Cow::Borrowed(address),
+    }
+}
+
+/// `例え.jp` → `xn--r8jz45g.jp` (UTS #46 processing, which also lowercases and maps
+/// full-width forms); an ASCII domain as it is (lettre checks it).
+fn ascii_domain(domain: &str) -> Result<Cow<'_, str>, AddressError> {
+    if domain.is_ascii() {
+        return Ok(Cow::Borrowed(domain));
+    }
+    use idna::uts46::{DnsLength, Hyphens, Uts46};
+    // STD3 rules: only letters, digits and hyphens come out (no `<`, `/`, blanks);
+    // DNS lengths: no empty label, none over 63 bytes, at most 253 in all.
+    Uts46::new()
+        .to_ascii(
+            domain.as_bytes(),
+            idna::AsciiDenyList::STD3,
+            Hyphens::Allow,
+            DnsLength::Verify,
+        )
+        .map(|d| Cow::Owned(d.into_owned()))
+        .map_err(|_| AddressError::Domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internationalized_domain_goes_out_in_punycode() {
+        let a = ascii_address("taro@例え.jp").unwrap();
+        assert_eq!(a.to_string(), "taro@xn--r8jz45g.jp");
+        // UTS #46 maps full-width letters and dots, and lowercases.
+        let a = ascii_address("taro@ＥＸＡＭＰＬＥ．例え.jp").unwrap();
+        assert_eq!(a.to_string(), "taro@example.xn--r8jz45g.jp");
+        // ASCII addresses are left exactly as they are.
+        let a = ascii_address("Taro.Yamada+news@Example.COM").unwrap();
+        assert_eq!(a.to_string(), "Taro.Yamada+news@Example.COM");
+    }
+
+    #[test]
+    fn a_non_ascii_local_part_is_refused() {
+        for a in ["太郎@example.jp", "tarō@例え.jp", "\"山田\"@example.com"] {
+            assert_eq!(
+                ascii_address(a),
+                Err(AddressError::NonAsciiLocalPart),
+                "{a}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_domains_and_non_addresses_are_refused() {
+        assert_eq!(ascii_address("taro@例え..jp"), Err(AddressError::Domain));
+        assert_eq!(ascii_address("taro@例え<x>.jp"), Err(AddressError::Domain));
+        assert!(matches!(
+            ascii_address("no at sign"),
+            Err(AddressError::Syntax(_))
+        ));
+        assert!(matches!(
+            ascii_address("a b@example.com"),
+            Err(AddressError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn comparison_forms_agree_with_what_is_sent() {
+        assert_eq!(with_ascii_domain("taro@例え.jp"), "taro@xn--r8jz45g.jp");
+        assert_eq!(
+            with_ascii_domain("taro@xn--r8jz45g.jp"),
+            "taro@xn--r8jz45g.jp"
+        );
+        assert!(matches!(
+            with_ascii_domain("Taro@Example.com"),
+            Cow::Borrowed("Taro@Example.com")
+        ));
+        // No ASCII form: compared as given.
+        assert_eq!(with_ascii_domain("taro@例え..jp"), "taro@例え..jp");
+        assert_eq!(with_ascii_domain("太郎"), "太郎");
+    }
+}
