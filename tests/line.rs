@@ -136,8 +136,8 @@ fn a_timed_out_push_that_line_accepted_is_not_delivered_twice() {
     let api = LineApi::start(TOKEN);
     // LINE takes the message but answers after our timeout: the retry gets 409.
     api.script(vec![Reply::Slow(Duration::from_millis(1500))]);
-    let s =
-        line_setup(&redis, &api, "timeout = \"500ms\"").replace_config("timeout = \"2s\"\n", "");
+    let s = line_setup(&redis, &api, "timeout = \"500ms\"")
+        .replace_config("\ntimeout = \"2s\"\n", "\n");
     let mut conn = redis.conn();
     enqueue(&mut conn, &[line_job("slow-1", "U0002")]);
     let _d = s.start();
