@@ -230,10 +230,14 @@ fn kill_9_at_random_moments_during_20000_mixed_jobs_loses_nothing() {
         dm("100000/s", KILL_DM_CONCURRENCY),
     ]
     .concat();
-    // Ten kills within ~20 s is a crash loop, with the default `max_deliveries` (5):
-    // only workers that started on a job count against it, not takeovers by a
-    // daemon killed before it got there, so no job ends as `too_many_deliveries`.
-    let s = setup(&redis, QUEUE, &channels);
+    // Ten kills within ~20 s is a crash loop. Only workers that started on a job
+    // count against `max_deliveries` (5), not takeovers by a daemon killed before it
+    // got there; but a job in flight at six of the kills (an email whose relay
+    // connection each fresh daemon must open first) would still be dead-lettered as
+    // `too_many_deliveries` though it crashed nothing (docs/reliability.md: none in 5
+    // runs alone, one email job in one run beside another test). This test is about
+    // loss and duplicates, so that rule is set out of reach.
+    let s = setup(&redis, &format!("max_deliveries = 100\n{QUEUE}"), &channels);
     let mut conn = redis.conn();
     let plan = mix(n);
     for user in &plan.suppressed_users {
