@@ -395,7 +395,7 @@ pub fn render(data: &[u8]) {
     };
     RENDER.with(|kit| {
         let r = &kit.renderer;
-        if let Ok(content) = kit.tracker.compose_email(r, &job) {
+        if let Ok((content, _)) = kit.tracker.compose_email(r, &job) {
             let message = message_for(&job, ChannelKind::Email, content);
             if let Ok(eml) = kit.encoder.encode(&message) {
                 check_mail(&eml);
@@ -625,6 +625,9 @@ pub fn tracking_token(data: &[u8]) {
             Some(t.job_id.as_str())
         );
         assert_eq!(s.open_verp(&verp, &format!("{}x", t.address.trim())), None);
+        let stored = s.stored_verp_token(&t.job_id, &t.address);
+        assert!(s.opens_stored_verp(&stored, &t.job_id, &t.address));
+        assert!(!s.opens_stored_verp(&stored, &t.job_id, &format!("{}x", t.address.trim())));
     });
 }
 

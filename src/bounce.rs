@@ -12,7 +12,7 @@ use tayori_channels::ChannelKind;
 use crate::event::{Event, EventType};
 use crate::metrics as m;
 use crate::queue::{Queue, Reaction};
-use crate::tracking::Tracker;
+use crate::tracking::{Sealer, Tracker};
 
 /// What one DSN amounted to.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -62,10 +62,7 @@ pub async fn record(
             continue;
         };
         let address = r.address().trim();
-        let Some(job_id) = tokens
-            .iter()
-            .find_map(|t| tracker.sealer().open_verp(t, address))
-        else {
+        let Some(job_id) = job_of(queue, tracker, &tokens, address).await? else {
             summary.unmatched += 1;
             metrics::counter!(m::WEBHOOK_REJECTED, "source" => "bounce", "reason" => "unmatched")
                 .increment(1);
@@ -96,6 +93,29 @@ pub async fn record(
         }
     }
     Ok(summary)
+}
+
+/// The job one of our VERP tokens was made for, if one was made for `address`:
+/// read from a self-contained token, or looked up for a stored one.
+async fn job_of(
+    queue: &Queue,
+    tracker: &Tracker,
+    tokens: &[&str],
+    address: &str,
+) -> Result<Option<String>, BounceError> {
+    let sealer = tracker.sealer();
+    for token in tokens {
+        if let Some(key) = Sealer::stored_verp_key(token) {
+            if let Some(job_id) = queue.verp_job(&key).await? {
+                if sealer.opens_stored_verp(&key, &job_id, address) {
+                    return Ok(Some(job_id));
+                }
+            }
+        } else if let Some(job_id) = sealer.open_verp(token, address) {
+            return Ok(Some(job_id));
+        }
+    }
+    Ok(None)
 }
 
 fn event(kind: EventType, job_id: &str, r: &DsnRecipient, id: &str) -> Event {

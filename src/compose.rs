@@ -5,7 +5,7 @@ use tayori_channels::{ChannelKind, Content};
 
 use crate::job::Job;
 use crate::render::{RenderError, Renderer};
-use crate::tracking::{ShortLink, Tracker};
+use crate::tracking::{Records, Tracker};
 
 pub struct Composer {
     pub renderer: Renderer,
@@ -26,26 +26,42 @@ impl Composer {
     }
 
     pub fn compose(&self, job: &Job, kind: ChannelKind) -> Result<Content, RenderError> {
-        match (&self.tracker, kind) {
-            (Some(tracker), ChannelKind::Email) => tracker.compose_email(&self.renderer, job),
-            (Some(tracker), ChannelKind::Line) => tracker.compose_line(&self.renderer, job),
-            (Some(tracker), ChannelKind::Sms) => {
-                tracker.compose_sms(&self.renderer, job).map(|(c, _)| c)
-            }
-            _ => self.renderer.render(job, kind, None),
-        }
+        self.compose_for_send(job, kind).map(|(c, _)| c)
     }
 
-    /// Like [`compose`](Self::compose), plus the short links the content points
-    /// to (SMS), which must be stored before the message is sent.
+    /// Like [`compose`](Self::compose), plus what must be stored in Redis before
+    /// the message is sent: its short links (SMS) and, for a job id too long for a
+    /// VERP return path, the job id under the path's token (email).
     pub fn compose_for_send(
         &self,
         job: &Job,
         kind: ChannelKind,
-    ) -> Result<(Content, Vec<ShortLink>), RenderError> {
-        match (&self.tracker, kind) {
-            (Some(tracker), ChannelKind::Sms) => tracker.compose_sms(&self.renderer, job),
-            _ => self.compose(job, kind).map(|c| (c, Vec::new())),
-        }
+    ) -> Result<(Content, Records), RenderError> {
+        let Some(tracker) = &self.tracker else {
+            return Ok((self.renderer.render(job, kind, None)?, Records::default()));
+        };
+        Ok(match kind {
+            ChannelKind::Email => {
+                let (content, verp) = tracker.compose_email(&self.renderer, job)?;
+                let records = Records {
+                    verp,
+                    ..Records::default()
+                };
+                (content, records)
+            }
+            ChannelKind::Line => (
+                tracker.compose_line(&self.renderer, job)?,
+                Records::default(),
+            ),
+            ChannelKind::Sms => {
+                let (content, short_links) = tracker.compose_sms(&self.renderer, job)?;
+                let records = Records {
+                    short_links,
+                    ..Records::default()
+                };
+                (content, records)
+            }
+            _ => (self.renderer.render(job, kind, None)?, Records::default()),
+        })
     }
 }

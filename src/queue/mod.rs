@@ -72,6 +72,10 @@ impl Keys {
     pub fn short_link(&self, code: &str) -> String {
         format!("{}:link:{code}", self.prefix)
     }
+    /// A long job id behind a VERP return path's token (`Sealer::stored_verp_token`).
+    pub fn verp(&self, token: &str) -> String {
+        format!("{}:verp:{token}", self.prefix)
+    }
     pub fn seen(&self, job_id: &str) -> String {
         format!("{}:seen:{job_id}", self.prefix)
     }
@@ -195,6 +199,10 @@ pub struct Queue {
     lease: Script,
     results_max_len: u64,
 }
+
+/// How long a VERP token's job id is kept: bounce reports come within days (MTAs
+/// give up on a message after about 5), late ones within weeks.
+pub const VERP_RECORD_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Reply timeout for ordinary commands (redis-rs's default of 500 ms is too
 /// tight for a big scripted batch on a busy server).
@@ -565,19 +573,34 @@ impl Queue {
         pipe.query_async(&mut self.conn.clone()).await
     }
 
-    /// Stores short links (code → sealed click token) for `ttl`, in one round trip.
-    pub async fn store_short_links(
+    /// Stores what a message needs before it is sent, in one round trip: short
+    /// links (code → sealed click token) for `link_ttl`, and a VERP token's job id
+    /// for [`VERP_RECORD_TTL`].
+    pub async fn store_records(
         &self,
-        links: &[crate::tracking::ShortLink],
-        ttl: Duration,
+        records: &crate::tracking::Records,
+        link_ttl: Duration,
     ) -> RedisResult<()> {
         let mut pipe = redis::pipe();
-        let secs = ttl.as_secs().max(1);
-        for l in links {
+        let secs = link_ttl.as_secs().max(1);
+        for l in &records.short_links {
             pipe.set_ex(self.keys.short_link(&l.code), &l.token, secs)
                 .ignore();
         }
+        if let Some(v) = &records.verp {
+            pipe.set_ex(
+                self.keys.verp(&v.token),
+                &v.job_id,
+                VERP_RECORD_TTL.as_secs(),
+            )
+            .ignore();
+        }
         pipe.query_async(&mut self.conn.clone()).await
+    }
+
+    /// The job id stored under a VERP token, if it is still kept.
+    pub async fn verp_job(&self, token: &str) -> RedisResult<Option<String>> {
+        self.conn.clone().get(self.keys.verp(token)).await
     }
 
     /// The sealed click token behind a short link's code, if it is still kept.

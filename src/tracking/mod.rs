@@ -37,6 +37,32 @@ pub struct Tracker {
     verp: Option<(String, String)>,
 }
 
+/// The longest local part of an address (RFC 5321), which a VERP return path
+/// must fit.
+const MAX_LOCAL_PART: usize = 64;
+
+/// A job id to store for a VERP return path too short to carry it:
+/// `{prefix}:verp:{token}` → `job_id`, before the message goes out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerpRecord {
+    pub token: String,
+    pub job_id: String,
+}
+
+/// What a message needs in Redis before it is sent, so that what comes back
+/// (a click on a short link, a bounce) can be traced to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Records {
+    pub short_links: Vec<ShortLink>,
+    pub verp: Option<VerpRecord>,
+}
+
+impl Records {
+    pub fn is_empty(&self) -> bool {
+        self.short_links.is_empty() && self.verp.is_none()
+    }
+}
+
 /// A short link to store before the message that carries it goes out:
 /// `{prefix}:link:{code}` → the sealed click token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,17 +179,30 @@ impl Tracker {
         )
     }
 
-    /// The VERP return path for a message, if VERP is on.
-    pub fn return_path(&self, t: &Tracked) -> Option<String> {
+    /// The VERP return path for a message, if VERP is on, and the record it
+    /// needs stored when the job id is too long to carry in it.
+    pub fn return_path(&self, t: &Tracked) -> Option<(String, Option<VerpRecord>)> {
         let (local, domain) = self.verp.as_ref()?;
-        Some(format!(
-            "{local}+{}@{domain}",
-            self.sealer.verp_token(&t.job_id, &t.address)
-        ))
+        let inline = self.sealer.verp_token(&t.job_id, &t.address);
+        if local.len() + 1 + inline.len() <= MAX_LOCAL_PART {
+            return Some((format!("{local}+{inline}@{domain}"), None));
+        }
+        let token = self.sealer.stored_verp_token(&t.job_id, &t.address);
+        let path = format!("{local}+{token}@{domain}");
+        let record = VerpRecord {
+            token,
+            job_id: t.job_id.clone(),
+        };
+        Some((path, Some(record)))
     }
 
-    /// A job's email rendered with its unsubscribe link, then tracked.
-    pub fn compose_email(&self, renderer: &Renderer, job: &Job) -> Result<Content, RenderError> {
+    /// A job's email rendered with its unsubscribe link, then tracked, and the
+    /// VERP record to store before sending it (for long job ids).
+    pub fn compose_email(
+        &self,
+        renderer: &Renderer,
+        job: &Job,
+    ) -> Result<(Content, Option<VerpRecord>), RenderError> {
         let t = self.tracked(job, ChannelKind::Email);
         let unsubscribe = self.unsubscribe_url(&t);
         let content = renderer.render(job, ChannelKind::Email, Some(&unsubscribe))?;
@@ -275,7 +314,7 @@ impl Tracker {
         unsubscribe: String,
         opts: &TemplateOptions,
         theirs: &RecipientLinks,
-    ) -> Result<Content, RenderError> {
+    ) -> Result<(Content, Option<VerpRecord>), RenderError> {
         let Content::Email {
             subject,
             html,
@@ -283,7 +322,7 @@ impl Tracker {
             ..
         } = content
         else {
-            return Ok(content);
+            return Ok((content, None));
         };
         let clicks = self.clicks && opts.tracking;
         let link = |u: &str| (clicks && self.may_track(u, theirs)).then(|| self.click_url(t, u));
@@ -298,14 +337,16 @@ impl Tracker {
             .map(|h| rewrite::rewrite_html(&h, pixel.as_deref(), link))
             .transpose()
             .map_err(RenderError)?;
-        Ok(Content::Email {
+        let (return_path, verp) = self.return_path(t).unzip();
+        let content = Content::Email {
             subject,
             html,
             text,
             extras: EmailExtras {
                 unsubscribe_url: (!opts.transactional).then_some(unsubscribe),
-                return_path: self.return_path(t),
+                return_path,
             },
-        })
+        };
+        Ok((content, verp.flatten()))
     }
 }

@@ -187,7 +187,9 @@ impl Sealer {
         B64.encode(&ctx.sign().as_ref()[..8])
     }
 
-    /// The VERP token for a message: `{hex job id}-{hex tag}`.
+    /// The VERP token for a message: `{hex job id}-{hex tag}`, self-contained.
+    /// A local part may have at most 64 bytes, so this fits job ids up to about
+    /// 19 bytes; longer ones use [`stored_verp_token`](Self::stored_verp_token).
     pub fn verp_token(&self, job_id: &str, address: &str) -> String {
         let mut s = hex(job_id.as_bytes());
         s.push('-');
@@ -195,13 +197,43 @@ impl Sealer {
         s
     }
 
-    /// The job id in a VERP token, if the token was made for this job and `address`.
+    /// The VERP token for a message whose job id is too long to carry:
+    /// `s{hex tag}` (17 characters). The sender stores the job id under it
+    /// (`{prefix}:verp:{token}`) before sending; the tag still binds job and
+    /// recipient, so a stored token opens only for the address it was made for.
+    pub fn stored_verp_token(&self, job_id: &str, address: &str) -> String {
+        format!("s{}", hex(&self.verp_tag(job_id, address)))
+    }
+
+    /// The lookup key of a stored VERP token (lowercase, as MTAs may fold case),
+    /// or `None` for a self-contained one.
+    pub fn stored_verp_key(token: &str) -> Option<String> {
+        let token = token.to_ascii_lowercase();
+        let tag = token.strip_prefix('s')?;
+        (tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit())).then_some(token)
+    }
+
+    /// The job id in a self-contained VERP token, if the token was made for this
+    /// job and `address`.
     pub fn open_verp(&self, token: &str, address: &str) -> Option<String> {
         let token = token.to_ascii_lowercase();
         let (id_hex, tag_hex) = token.rsplit_once('-')?;
         let job_id = String::from_utf8(unhex(id_hex)?).ok()?;
-        let tag = unhex(tag_hex)?;
-        let expected = self.verp_tag(&job_id, address);
+        self.verp_tag_matches(tag_hex, &job_id, address)
+            .then_some(job_id)
+    }
+
+    /// Whether a stored VERP token was made for `job_id` (found under it) and `address`.
+    pub fn opens_stored_verp(&self, token: &str, job_id: &str, address: &str) -> bool {
+        Self::stored_verp_key(token)
+            .is_some_and(|t| self.verp_tag_matches(&t[1..], job_id, address))
+    }
+
+    fn verp_tag_matches(&self, tag_hex: &str, job_id: &str, address: &str) -> bool {
+        let Some(tag) = unhex(tag_hex) else {
+            return false;
+        };
+        let expected = self.verp_tag(job_id, address);
         // Compared without an early exit, so timing does not reveal a matching prefix.
         let diff = tag
             .iter()
@@ -209,7 +241,7 @@ impl Sealer {
             .fold(u8::from(tag.len() != expected.len()), |d, (a, b)| {
                 d | (a ^ b)
             });
-        (diff == 0).then_some(job_id)
+        diff == 0
     }
 
     fn verp_tag(&self, job_id: &str, address: &str) -> [u8; 8] {
@@ -347,18 +379,24 @@ mod tests {
         assert_eq!(s.open_verp(&t, "taro@例え.jp").as_deref(), Some("j2"));
     }
 
-    /// RFC 5321 (and lettre) limit a local part to 64 bytes, and the token carries
-    /// the job id in hex: `bounces+{token}` outgrows it for ids over 19 bytes, so
-    /// with `verp = true` a job with a UUID id fails as `invalid_message`. Open
-    /// finding 11 (docs/security.md).
     #[test]
-    #[ignore = "open finding 11: VERP local parts outgrow 64 bytes for job ids over 19 bytes"]
-    fn a_verp_local_part_fits_for_a_uuid_job_id() {
+    fn stored_verp_tokens_are_short_and_bind_job_and_address() {
         let s = Sealer::new("secret");
-        let local = format!(
-            "bounces+{}",
-            s.verp_token("0f8fad5b-d9cb-469f-a165-70867728950e", "taro@example.com")
+        let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let t = s.stored_verp_token(id, "Taro@Example.com");
+        assert_eq!(t.len(), 17, "{t}");
+        assert_eq!(
+            s.open_verp(&t, "taro@example.com"),
+            None,
+            "not self-contained"
         );
-        assert!(local.len() <= 64, "{} bytes: {local}", local.len());
+        let upper = t.to_uppercase();
+        assert_eq!(Sealer::stored_verp_key(&upper).as_deref(), Some(t.as_str()));
+        assert!(s.opens_stored_verp(&upper, id, "taro@example.com"));
+        assert!(!s.opens_stored_verp(&t, id, "someone-else@example.com"));
+        assert!(!s.opens_stored_verp(&t, "another-job", "taro@example.com"));
+        assert!(!Sealer::new("other").opens_stored_verp(&t, id, "taro@example.com"));
+        assert_eq!(Sealer::stored_verp_key("abc-0123456789abcdef"), None);
+        assert_eq!(Sealer::stored_verp_key("s0123"), None);
     }
 }

@@ -616,18 +616,15 @@ impl ChannelWorker {
         attempt: u32,
         time_rule: Option<&str>,
     ) -> Completion {
-        let (content, short_links) = match self.composer.compose_for_send(job, self.kind) {
+        let (content, records) = match self.composer.compose_for_send(job, self.kind) {
             Ok(c) => c,
             Err(e) => return self.not_here(entry, job, attempt, "template", &e.0),
         };
-        // A link in the message must work the moment it arrives.
-        if !short_links.is_empty() {
-            if let Err(e) = self
-                .queue
-                .store_short_links(&short_links, self.link_ttl)
-                .await
-            {
-                let err = SendError::transient("redis", format!("storing short links: {e}"));
+        // A link in the message must work the moment it arrives, and a bounce
+        // must find its job however soon it comes back.
+        if !records.is_empty() {
+            if let Err(e) = self.queue.store_records(&records, self.link_ttl).await {
+                let err = SendError::transient("redis", format!("storing links: {e}"));
                 return self.retry_or_fail(entry, job, attempt, &err);
             }
         }
