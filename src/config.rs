@@ -56,10 +56,66 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
-    #[serde(default = "default_redis_url")]
-    pub url: String,
+    /// `redis://`, `rediss://` (TLS), `valkey://`, `valkeys://`; default
+    /// `redis://127.0.0.1:6379`. Not with `sentinels`.
+    #[serde(default)]
+    pub url: Option<String>,
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// The ACL user and password (override the URL's).
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// PEM CA bundle that signed the server's certificate; default: Mozilla's roots.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// A client certificate and its key (PEM), for mutual TLS.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// The name the server's certificate carries, when it is not the host connected to.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// Sentinel addresses (`redis://host:26379`, or `rediss://` for TLS to the
+    /// sentinels and the data nodes): the primary is looked up through them.
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    /// The service name the sentinels monitor (`sentinel monitor <name> …`).
+    #[serde(default)]
+    pub master_name: Option<String>,
+    #[serde(default)]
+    pub sentinel_username: Option<String>,
+    #[serde(default)]
+    pub sentinel_password: Option<String>,
+    /// After each write that must survive a failover (a finish batch, a reaction,
+    /// an enqueue pipeline), wait for this many replicas to have it (`WAIT`).
+    #[serde(default)]
+    pub wait_replicas: u32,
+    #[serde(default = "default_wait_timeout", with = "duration")]
+    pub wait_timeout: Duration,
+}
+
+impl RedisConfig {
+    /// How many replicas must have a write before it counts (`WAIT`).
+    pub fn durability(&self) -> crate::queue::Durability {
+        crate::queue::Durability {
+            replicas: self.wait_replicas,
+            timeout: self.wait_timeout,
+        }
+    }
+
+    /// The URL of a direct connection (the default when none is set).
+    pub fn url(&self) -> &str {
+        self.url.as_deref().unwrap_or(DEFAULT_REDIS_URL)
+    }
+}
+
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+fn default_wait_timeout() -> Duration {
+    Duration::from_millis(100)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -338,9 +394,6 @@ impl<'de> Deserialize<'de> for Rate {
     }
 }
 
-fn default_redis_url() -> String {
-    "redis://127.0.0.1:6379".into()
-}
 fn default_prefix() -> String {
     "tayori".into()
 }
@@ -439,12 +492,11 @@ impl Config {
                 "must be a non-empty word such as \"tayori\"".into(),
             );
         }
-        if self.redis.url.trim_start().starts_with("rediss://") {
+        crate::redis_connection::RedisTarget::from_config(&self.redis)?;
+        if self.redis.wait_replicas > 0 && self.redis.wait_timeout.is_zero() {
             return key(
-                "redis.url",
-                "TLS (rediss://) is not supported by this build: use redis:// on a private network, \
-                 or a TLS tunnel (stunnel, spiped) to reach Redis over an untrusted one"
-                    .into(),
+                "redis.wait_timeout",
+                "must be longer than 0 with wait_replicas (WAIT 0 would block forever), e.g. \"100ms\"".into(),
             );
         }
         if self.http.header_read_timeout.is_zero() {
@@ -668,7 +720,19 @@ impl Config {
 
     /// The Redis URL with any password replaced, for messages and logs.
     pub fn redis_url_redacted(&self) -> String {
-        redact_url(&self.redis.url)
+        redact_url(self.redis.url())
+    }
+
+    /// Where Redis is and how to reach it (checked by `load`, so this only fails
+    /// for a config built without it).
+    pub fn redis_target(&self) -> Result<crate::redis_connection::RedisTarget, ConfigError> {
+        crate::redis_connection::RedisTarget::from_config(&self.redis).map_err(|(key, message)| {
+            ConfigError::Key {
+                file: self.source.display().to_string(),
+                key,
+                message,
+            }
+        })
     }
 
     pub fn templates_dir(&self) -> PathBuf {
@@ -809,7 +873,7 @@ mod tests {
     fn env_vars_expand_and_missing_ones_are_named() {
         let c =
             parse("[redis]\nurl = \"redis://${SET}:1\"\nprefix = \"${UNSET:-dflt}\"\n").unwrap();
-        assert_eq!(c.redis.url, "redis://value:1");
+        assert_eq!(c.redis.url(), "redis://value:1");
         assert_eq!(c.redis.prefix, "dflt");
         let e = parse("[http]\ntracking_secret = \"${NOPE}\"\n[redis]\n")
             .unwrap_err()

@@ -16,6 +16,7 @@ use crate::event::{Event, EventType};
 use crate::http::{AppState, Health, Webhooks};
 use crate::metrics as m;
 use crate::queue::Queue;
+use crate::redis_connection::{ConnectError, RedisTarget};
 use crate::worker::ChannelWorker;
 
 #[derive(Debug, Clone, Default)]
@@ -75,7 +76,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         )))
     };
 
-    let queue = connect_until_up(&config, &health, stop_rx.clone()).await?;
+    let target = config.redis_target()?;
+    let queue = connect_until_up(&config, &target, &health, stop_rx.clone()).await?;
     let Some(queue) = queue else { return Ok(()) };
     let _ = webhooks.queue.set(queue.clone());
     let consumer = consumer_name();
@@ -102,11 +104,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             &config,
             finished.clone(),
         );
-        tokio::spawn(
-            worker
-                .clone()
-                .read_loop(config.redis.url.clone(), stop_rx.clone()),
-        );
+        tokio::spawn(worker.clone().read_loop(target.clone(), stop_rx.clone()));
         tokio::spawn(worker.clone().reclaim_loop(stop_rx.clone()));
         tokio::spawn(worker.clone().tick_loop(stop_rx.clone()));
         tracing::info!(channel = %kind, transport = ch.transport.as_deref().unwrap_or(""), concurrency = ch.concurrency, "channel worker started");
@@ -122,7 +120,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
 
     if config.profiles.enabled {
         tokio::spawn(crate::profile::updater::run(
-            config.redis.url.clone(),
+            target.clone(),
             crate::profile::updater::UpdaterSettings {
                 prefix: config.redis.prefix.clone(),
                 consumer: consumer.clone(),
@@ -221,28 +219,30 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
 }
 
 /// Connects to Redis, retrying until it answers or a signal arrives (`None`).
+/// A certificate or auth failure ends the daemon at once (exit 2): it will not fix
+/// itself, and retrying would only fill the log.
 async fn connect_until_up(
     config: &Config,
+    target: &RedisTarget,
     health: &Health,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Queue>> {
     let mut failures = 0u32;
     loop {
-        match Queue::connect(
-            &config.redis.url,
-            &config.redis.prefix,
-            config.queue.results_max_len,
-        )
-        .await
-        {
+        match Queue::connect(target, &config.redis.prefix, config.queue.results_max_len).await {
             Ok(q) => {
+                let q = q.with_durability(config.redis.durability());
                 health.redis_ok.store(true, Ordering::Relaxed);
                 return Ok(Some(q));
             }
             Err(e) => {
                 failures += 1;
                 metrics::gauge!(m::UP).set(0.0);
-                tracing::warn!(error = %e, url = %config.redis_url_redacted(), "cannot reach Redis; retrying");
+                let e = ConnectError::new(target, &e);
+                if e.cause.is_permanent() {
+                    return Err(e.into());
+                }
+                tracing::warn!(error = %e, "cannot reach Redis; retrying");
                 let wait = Duration::from_millis((250u64 << failures.min(5)).min(5000));
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

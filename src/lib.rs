@@ -18,6 +18,7 @@ pub mod policy;
 pub mod profile;
 pub mod queue;
 pub mod rate_limit;
+pub mod redis_connection;
 pub mod render;
 pub mod report;
 pub mod retry_policy;

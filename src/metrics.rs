@@ -30,6 +30,8 @@ pub const CHANNEL_CHOICES: &str = "tayori_channel_choices_total";
 pub const CHANNEL_PAUSED: &str = "tayori_channel_paused";
 pub const WEBHOOK_EVENTS: &str = "tayori_webhook_events_total";
 pub const WEBHOOK_REJECTED: &str = "tayori_webhook_rejected_total";
+/// `WAIT` (redis.wait_replicas) answered with fewer replicas than asked, by `op`.
+pub const REDIS_WAIT_SHORT: &str = "tayori_redis_wait_short_total";
 
 /// Every metric family the daemon exports (dashboards and alerts may use only these).
 pub const ALL: &[&str] = &[
@@ -57,6 +59,7 @@ pub const ALL: &[&str] = &[
     CHANNEL_PAUSED,
     WEBHOOK_EVENTS,
     WEBHOOK_REJECTED,
+    REDIS_WAIT_SHORT,
 ];
 
 /// Registers the counters a channel can produce at 0, so the first increment is a
@@ -101,6 +104,9 @@ pub fn register_zeroes(kinds: &[tayori_channels::ChannelKind]) {
         ("twilio", "redis"),
     ] {
         metrics::counter!(WEBHOOK_REJECTED, "source" => source, "reason" => reason).increment(0);
+    }
+    for op in ["finish", "reaction", "event"] {
+        metrics::counter!(REDIS_WAIT_SHORT, "op" => op).increment(0);
     }
 }
 

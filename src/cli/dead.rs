@@ -2,17 +2,19 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use redis::Value;
 use tayori_channels::ChannelKind;
 
 use crate::config::Config;
 use crate::queue::{self, Queue};
+use crate::redis_connection::ConnectError;
 
 pub(super) async fn open(config: &Config) -> anyhow::Result<Queue> {
-    Queue::connect(&config.redis.url, &config.redis.prefix, 0)
+    let target = config.redis_target()?;
+    Queue::connect(&target, &config.redis.prefix, 0)
         .await
-        .with_context(|| format!("connecting to Redis at {}", config.redis_url_redacted()))
+        .map(|q| q.with_durability(config.redis.durability()))
+        .map_err(|e| ConnectError::new(&target, &e).into())
 }
 
 pub async fn stats(config: &Config, json: bool) -> anyhow::Result<i32> {
@@ -185,7 +187,7 @@ pub async fn retry(config: &Config, ids: &[String]) -> anyhow::Result<i32> {
     let q = open(config).await?;
     // A page at a time keeps memory bounded; run again to re-drive more.
     let letters = read_dead(&q, ids, RETRY_PAGE).await?;
-    let mut c = queue::connect(&config.redis.url, Duration::from_secs(30)).await?;
+    let mut c = super::connect(config, Duration::from_secs(30)).await?;
     let mut moved = 0;
     let mut skipped = 0;
     for d in &letters {

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
 use crate::job::Job;
-use crate::queue::{self, Keys};
+use crate::queue::Keys;
 
 /// Jobs per pipelined round trip.
 const PIPELINE: usize = 1000;
@@ -45,13 +45,13 @@ pub async fn run(config: &Config, file: &Path) -> anyhow::Result<i32> {
             }
         }
     }
-    let mut conn = queue::connect(&config.redis.url, std::time::Duration::from_secs(30))
-        .await
-        .with_context(|| format!("connecting to Redis at {}", config.redis_url_redacted()))?;
+    let mut conn = super::connect(config, std::time::Duration::from_secs(30)).await?;
     let bar = ProgressBar::new(good.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} jobs  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let durability = config.redis.durability();
+    let mut unconfirmed = 0;
     for chunk in good.chunks(PIPELINE) {
         let mut pipe = redis::pipe();
         for (stream, line) in chunk {
@@ -65,9 +65,25 @@ pub async fn run(config: &Config, file: &Path) -> anyhow::Result<i32> {
         pipe.query_async::<()>(&mut conn)
             .await
             .context("XADD failed")?;
+        // redis.wait_replicas: the jobs must be on the replicas before we say so.
+        if !durability
+            .wait(&mut conn, "enqueue")
+            .await
+            .context("WAIT failed (the jobs were added; whether a replica has them is unknown)")?
+        {
+            unconfirmed += chunk.len();
+        }
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
     eprintln!("enqueued {} jobs; {bad} bad lines not enqueued", good.len());
+    if unconfirmed > 0 {
+        eprintln!(
+            "warning: {unconfirmed} of them were not confirmed by {} replica(s) within {:?} (WAIT): \
+             a failover now could lose them",
+            durability.replicas, durability.timeout
+        );
+        return Ok(1);
+    }
     Ok(if bad > 0 { 1 } else { 0 })
 }

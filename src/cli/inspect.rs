@@ -67,18 +67,36 @@ pub fn render(config: &Config, path: &Path) -> anyhow::Result<i32> {
     Ok(if failures > 0 { 1 } else { 0 })
 }
 
-pub fn check_config(config: &Config) -> anyhow::Result<i32> {
+/// `connect`: also open a connection (through Sentinel when configured),
+/// authenticate and check the server is the primary.
+pub fn check_config(
+    config: &Config,
+    connect: Option<&tokio::runtime::Runtime>,
+) -> anyhow::Result<i32> {
     let dir = config.templates_dir();
     let renderer = Renderer::load(&dir, config.templates.fuel)
         .map_err(|e| anyhow::anyhow!("templates: {}", e.0))?;
     let mut names: Vec<&str> = renderer.template_names().collect();
     names.sort();
     println!("config     {}: ok", config.source.display());
+    let target = config.redis_target()?;
     println!(
-        "redis      {} (prefix {:?})",
-        config.redis_url_redacted(),
+        "redis      {}{} (prefix {:?})",
+        target.shown(),
+        if target.is_tls() { ", TLS" } else { "" },
         config.redis.prefix
     );
+    let mut errors = 0;
+    if let Some(rt) = connect {
+        match rt.block_on(target.check()) {
+            Ok(()) => println!("redis      connected: primary, authenticated"),
+            Err(e) => {
+                errors += 1;
+                println!("redis      error: {e}");
+                eprintln!("{e}");
+            }
+        }
+    }
     println!(
         "templates  {}: {}",
         dir.display(),
@@ -88,7 +106,6 @@ pub fn check_config(config: &Config) -> anyhow::Result<i32> {
             names.join(", ")
         }
     );
-    let mut errors = 0;
     for (kind, ch) in config.channels.enabled() {
         // Only look: building the transport would create directories or connect.
         match adapters::encoder(kind, ch) {

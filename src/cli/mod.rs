@@ -63,7 +63,12 @@ pub enum Command {
         job: PathBuf,
     },
     /// Check the config, the templates and the channels' settings; exit 1 on any error.
-    CheckConfig,
+    CheckConfig {
+        /// Also connect to Redis (through Sentinel when configured), authenticate and
+        /// check it is the primary; a failure names its cause and the key to fix.
+        #[arg(long)]
+        connect: bool,
+    },
     /// Per-channel backlog, pending, delayed and dead letters.
     Stats {
         /// Print JSON instead of a table.
@@ -132,6 +137,19 @@ pub enum DeadCommand {
     },
 }
 
+/// Opens a connection for a command; a failure names its cause (certificate,
+/// auth, unreachable) and the config key to fix.
+pub(crate) async fn connect(
+    config: &Config,
+    reply_timeout: std::time::Duration,
+) -> anyhow::Result<crate::redis_connection::RedisConnection> {
+    let target = config.redis_target()?;
+    target
+        .connect(reply_timeout)
+        .await
+        .map_err(|e| crate::redis_connection::ConnectError::new(&target, &e).into())
+}
+
 /// Runs the parsed command; the result is the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let path = Config::resolve_path(cli.config.as_deref());
@@ -154,7 +172,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Enqueue { file } => rt.block_on(enqueue::run(&config, &file)),
         Command::Render { job } => inspect::render(&config, &job),
-        Command::CheckConfig => inspect::check_config(&config),
+        Command::CheckConfig { connect } => inspect::check_config(&config, connect.then_some(&rt)),
         Command::Stats { json } => rt.block_on(dead::stats(&config, json)),
         Command::Report {
             campaign,
@@ -164,6 +182,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             timezone,
         } => report::run(
             &config,
+            rt.handle(),
             report::Options {
                 campaign: &campaign,
                 json,

@@ -7,7 +7,8 @@ use jiff::tz::TimeZone;
 
 use crate::config::Config;
 use crate::queue::Keys;
-use crate::report::{self, Reader, Summary};
+use crate::redis_connection::ConnectError;
+use crate::report::{self, ReadError, Reader, Summary};
 
 pub struct Options<'a> {
     pub campaign: &'a str,
@@ -18,13 +19,26 @@ pub struct Options<'a> {
 }
 
 /// Exit 0, or 1 when the stream holds no event of the campaign.
-pub fn run(config: &Config, o: Options<'_>) -> anyhow::Result<i32> {
+pub fn run(config: &Config, rt: &tokio::runtime::Handle, o: Options<'_>) -> anyhow::Result<i32> {
     let zone = o.timezone.unwrap_or(&config.policy.timezone);
     let tz = TimeZone::get(zone).with_context(|| {
         format!("unknown time zone {zone:?}: use an IANA name such as \"Asia/Tokyo\" or \"UTC\"")
     })?;
-    let mut reader = Reader::connect(&config.redis.url)
-        .with_context(|| format!("connecting to Redis at {}", config.redis_url_redacted()))?;
+    let target = config.redis_target()?;
+    let info = rt
+        .block_on(target.primary_info())
+        .map_err(|e| ConnectError::new(&target, &e))?;
+    let mut reader = Reader::connect(&info, target.rustls()).map_err(|e| match e {
+        ReadError::Redis(m) => anyhow::anyhow!(
+            "Redis auth: {}: {m} (fix: check redis.username and redis.password)",
+            target.shown()
+        ),
+        ReadError::Connect(m) if m.starts_with("certificate") => anyhow::anyhow!(
+            "Redis {m}: {} (fix: set redis.tls_ca_file to the CA that signed the server's certificate)",
+            target.shown()
+        ),
+        e => anyhow::anyhow!("Redis unreachable: {}: {e} (fix: check redis.url)", target.shown()),
+    })?;
     let key = Keys::new(&config.redis.prefix).results();
     let mut summary = Summary::new(o.campaign, o.include_bots, tz.clone());
     reader

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_connection::RedisConnection;
 use redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamReadOptions, StreamReadReply,
 };
@@ -54,12 +54,16 @@ struct EventView<'a> {
 }
 
 /// Reads events until `stop` turns true; reconnects after Redis errors.
-pub async fn run(url: String, settings: UpdaterSettings, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    target: crate::redis_connection::RedisTarget,
+    settings: UpdaterSettings,
+    mut stop: watch::Receiver<bool>,
+) {
     let results = format!("{}:results", settings.prefix);
     let mut failures = 0u32;
     while !*stop.borrow() {
         let outcome = async {
-            let mut conn = crate::queue::connect(&url, BLOCK + Duration::from_secs(10)).await?;
+            let mut conn = crate::queue::connect(&target, BLOCK + Duration::from_secs(10)).await?;
             ensure_group(&mut conn, &results).await?;
             // Our own unacknowledged events first (after a restart), then new ones.
             let mut cursor = "0".to_owned();
@@ -104,7 +108,7 @@ pub async fn run(url: String, settings: UpdaterSettings, mut stop: watch::Receiv
     }
 }
 
-async fn ensure_group(conn: &mut ConnectionManager, results: &str) -> redis::RedisResult<()> {
+async fn ensure_group(conn: &mut RedisConnection, results: &str) -> redis::RedisResult<()> {
     // From the stream's start: a new deployment learns from the history it has.
     let created: redis::RedisResult<()> = conn.xgroup_create_mkstream(results, GROUP, "0").await;
     match created {
@@ -115,7 +119,7 @@ async fn ensure_group(conn: &mut ConnectionManager, results: &str) -> redis::Red
 
 /// Takes over what dead daemons left unacknowledged.
 async fn claim_abandoned(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     settings: &UpdaterSettings,
     results: &str,
 ) -> redis::RedisResult<()> {
@@ -134,7 +138,7 @@ async fn claim_abandoned(
 
 /// One pipeline for a batch: the profile updates, then the acknowledgement.
 async fn apply(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     settings: &UpdaterSettings,
     results: &str,
     entries: &[redis::streams::StreamId],

@@ -25,7 +25,7 @@ pub use stats::{ChannelStats, QueueStats};
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_connection::{RedisConnection, RedisTarget};
 use redis::{AsyncCommands, Script, Value};
 use tayori_channels::ChannelKind;
 
@@ -191,13 +191,57 @@ pub enum Claim {
 /// Connection to Redis plus the scripts. Cheap to clone (the connection is multiplexed).
 #[derive(Clone)]
 pub struct Queue {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     keys: Keys,
     finish: Script,
     move_due: Script,
     reaction: Script,
     lease: Script,
     results_max_len: u64,
+    /// `redis.wait_replicas` and `redis.wait_timeout`: replicas that must have a
+    /// write before it counts as recorded (0: none asked).
+    wait: Durability,
+}
+
+/// How many replicas must acknowledge a write (`WAIT`), and for how long to wait.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Durability {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
+impl Durability {
+    /// `WAIT replicas timeout` on `conn`, after the writes made on it. Fewer
+    /// replicas than asked is counted (`tayori_redis_wait_short_total{op}`) and
+    /// logged, not an error: the write is on the primary, only not yet on enough
+    /// replicas to survive its loss. An error (Redis went away) is returned: the
+    /// caller retries its write, which every caller does idempotently.
+    /// Returns whether enough replicas have the writes.
+    pub async fn wait<C: redis::aio::ConnectionLike>(
+        &self,
+        conn: &mut C,
+        op: &'static str,
+    ) -> RedisResult<bool> {
+        if self.replicas == 0 {
+            return Ok(true);
+        }
+        let reached: u32 = redis::cmd("WAIT")
+            .arg(self.replicas)
+            .arg(self.timeout.as_millis().max(1) as u64)
+            .query_async(conn)
+            .await?;
+        if reached < self.replicas {
+            metrics::counter!(crate::metrics::REDIS_WAIT_SHORT, "op" => op).increment(1);
+            tracing::warn!(
+                op,
+                asked = self.replicas,
+                reached,
+                timeout_ms = self.timeout.as_millis() as u64,
+                "WAIT reached fewer replicas than redis.wait_replicas: a failover now could lose this write"
+            );
+        }
+        Ok(reached >= self.replicas)
+    }
 }
 
 /// How long a VERP token's job id is kept: bounce reports come within days (MTAs
@@ -210,20 +254,20 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens a self-reconnecting connection. `reply_timeout` must exceed any BLOCK
 /// used on it: blocking readers get their own connection with a longer one.
-pub async fn connect(url: &str, reply_timeout: Duration) -> RedisResult<ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(reply_timeout))
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_min_delay(Duration::from_millis(100))
-        .set_max_delay(Duration::from_secs(5))
-        .set_number_of_retries(3);
-    client.get_connection_manager_with_config(config).await
+pub async fn connect(
+    target: &RedisTarget,
+    reply_timeout: Duration,
+) -> RedisResult<RedisConnection> {
+    target.connect(reply_timeout).await
 }
 
 impl Queue {
-    pub async fn connect(url: &str, prefix: &str, results_max_len: u64) -> RedisResult<Queue> {
-        let conn = connect(url, REPLY_TIMEOUT).await?;
+    pub async fn connect(
+        target: &RedisTarget,
+        prefix: &str,
+        results_max_len: u64,
+    ) -> RedisResult<Queue> {
+        let conn = connect(target, REPLY_TIMEOUT).await?;
         Ok(Queue {
             conn,
             keys: Keys::new(prefix),
@@ -232,14 +276,21 @@ impl Queue {
             reaction: Script::new(include_str!("reaction.lua")),
             lease: Script::new(include_str!("lease.lua")),
             results_max_len,
+            wait: Durability::default(),
         })
+    }
+
+    /// Waits for `d.replicas` replicas after each finish batch, reaction and event.
+    pub fn with_durability(mut self, d: Durability) -> Queue {
+        self.wait = d;
+        self
     }
 
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
 
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> RedisConnection {
         self.conn.clone()
     }
 
@@ -265,7 +316,7 @@ impl Queue {
     /// `conn` must be a connection of its own (see [`connect`]).
     pub async fn read(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
         kind: ChannelKind,
         consumer: &str,
         count: usize,
@@ -685,6 +736,8 @@ impl Queue {
             .arg(r.at_ms);
         let mut c = self.conn.clone();
         let fresh: i64 = inv.invoke_async(&mut c).await?;
+        // Also after a repeat: the first try's WAIT may have failed.
+        self.wait.wait(&mut c, "reaction").await?;
         Ok(fresh == 1)
     }
 
@@ -736,7 +789,9 @@ impl Queue {
             }
         }
         let mut c = self.conn.clone();
-        inv.invoke_async(&mut c).await
+        let done = inv.invoke_async(&mut c).await?;
+        self.wait.wait(&mut c, "finish").await?;
+        Ok(done)
     }
 
     /// Moves up to `limit` due delayed jobs back to their streams. Returns how many
@@ -767,7 +822,7 @@ impl Queue {
     pub async fn add_event(&self, json: &str) -> RedisResult<()> {
         let mut c = self.conn.clone();
         let _: String = c.xadd(self.keys.results(), "*", &[("event", json)]).await?;
-        Ok(())
+        self.wait.wait(&mut c, "event").await.map(drop)
     }
 }
 

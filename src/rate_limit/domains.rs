@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use redis::aio::ConnectionManager;
+use crate::redis_connection::RedisConnection;
 
 use super::{Keys, SharedLimiter};
 use crate::config::Rate;
@@ -22,7 +22,7 @@ pub struct DomainLimits {
     default: Option<Rate>,
     prefix: String,
     consumer: String,
-    conn: ConnectionManager,
+    conn: RedisConnection,
     limiters: Mutex<HashMap<String, Arc<DomainLimiter>>>,
 }
 
@@ -41,7 +41,7 @@ impl DomainLimits {
         rates: &[(String, Rate)],
         prefix: &str,
         consumer: &str,
-        conn: ConnectionManager,
+        conn: RedisConnection,
     ) -> Option<DomainLimits> {
         if rates.is_empty() {
             return None;

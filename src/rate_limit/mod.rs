@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::redis_connection::RedisConnection;
 use governor::DefaultDirectRateLimiter;
-use redis::aio::ConnectionManager;
 
 use crate::config::Rate;
 use crate::metrics as m;
@@ -66,7 +66,7 @@ pub struct SharedLimiter {
     lease: u32,
     consumer: String,
     rate: Rate,
-    conn: ConnectionManager,
+    conn: RedisConnection,
     script: Arc<redis::Script>,
     pool: tokio::sync::Mutex<Pool>,
     /// Daemons seen leasing this scope lately (at least 1).
@@ -94,7 +94,7 @@ impl SharedLimiter {
         rate: Rate,
         burst: Option<NonZeroU32>,
         consumer: &str,
-        conn: ConnectionManager,
+        conn: RedisConnection,
     ) -> SharedLimiter {
         let burst = burst.unwrap_or_else(|| rate.default_burst()).get();
         let interval_us =

@@ -7,6 +7,10 @@
 //! buffer per field and hands each `event` value to the summary as a slice, so the
 //! only per-entry work left is the JSON. It speaks just what it needs of RESP2:
 //! `AUTH`, `SELECT` and `XRANGE`, whose commands the redis crate still encodes.
+//! Over TLS it uses rustls with the roots and client certificate of `[redis]`
+//! (the same files the redis crate is given); the address comes from
+//! [`RedisTarget::primary_info`](crate::redis_connection::RedisTarget::primary_info),
+//! so Sentinel works too.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -14,7 +18,9 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use redis::{ConnectionAddr, IntoConnectionInfo};
+use std::sync::Arc;
+
+use redis::{ConnectionAddr, ConnectionInfo};
 
 use super::Summary;
 
@@ -38,6 +44,7 @@ pub enum ReadError {
 
 enum Socket {
     Tcp(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
     #[cfg(unix)]
     Unix(UnixStream),
 }
@@ -46,6 +53,7 @@ impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Socket::Tcp(s) => s.read(buf),
+            Socket::Tls(s) => s.read(buf),
             #[cfg(unix)]
             Socket::Unix(s) => s.read(buf),
         }
@@ -56,6 +64,7 @@ impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Socket::Tcp(s) => s.write(buf),
+            Socket::Tls(s) => s.write(buf),
             #[cfg(unix)]
             Socket::Unix(s) => s.write(buf),
         }
@@ -63,6 +72,7 @@ impl Write for Socket {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Socket::Tcp(s) => s.flush(),
+            Socket::Tls(s) => s.flush(),
             #[cfg(unix)]
             Socket::Unix(s) => s.flush(),
         }
@@ -78,41 +88,57 @@ pub struct Reader {
     value: Vec<u8>,
 }
 
-impl Reader {
-    /// Connects to `url` (`redis://[user:password@]host[:port][/db]` or a Unix
-    /// socket) and authenticates and selects the database as the URL says.
-    pub fn connect(url: &str) -> Result<Reader, ReadError> {
-        let info = url
-            .into_connection_info()
-            .map_err(|e| ReadError::Connect(e.to_string()))?;
-        let socket = match info.addr() {
-            ConnectionAddr::Tcp(host, port) => {
-                let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port))?;
-                let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-                let mut stream = None;
-                for a in addrs {
-                    match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
-                        Ok(s) => {
-                            stream = Some(s);
-                            break;
-                        }
-                        Err(e) => last = e,
-                    }
-                }
-                let s = stream.ok_or(last)?;
+fn tcp(host: &str, port: u16) -> Result<TcpStream, ReadError> {
+    let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))?;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+            Ok(s) => {
                 s.set_nodelay(true)?;
                 s.set_read_timeout(Some(READ_TIMEOUT))?;
-                Socket::Tcp(s)
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last.into())
+}
+
+impl Reader {
+    /// Connects to the primary `info` names (from
+    /// [`RedisTarget::primary_info`](crate::redis_connection::RedisTarget::primary_info)),
+    /// over TLS with `tls` (the rustls config and the name the certificate must
+    /// carry, when not the host), and authenticates and selects the database.
+    pub fn connect(
+        info: &ConnectionInfo,
+        tls: Option<(Arc<rustls::ClientConfig>, Option<&str>)>,
+    ) -> Result<Reader, ReadError> {
+        let socket = match (info.addr(), tls) {
+            (ConnectionAddr::Tcp(host, port), None) => Socket::Tcp(tcp(host, *port)?),
+            (ConnectionAddr::TcpTls { host, port, .. }, Some((config, server_name))) => {
+                let mut s = tcp(host, *port)?;
+                let name = server_name.unwrap_or(host);
+                let name = rustls::pki_types::ServerName::try_from(name.to_owned())
+                    .map_err(|e| ReadError::Connect(format!("TLS name {name:?}: {e}")))?;
+                let mut conn = rustls::ClientConnection::new(config, name)
+                    .map_err(|e| ReadError::Connect(format!("TLS: {e}")))?;
+                // The handshake now, so a certificate problem is reported as one.
+                while conn.is_handshaking() {
+                    conn.complete_io(&mut s).map_err(|e| {
+                        ReadError::Connect(format!("certificate (TLS handshake): {e}"))
+                    })?;
+                }
+                Socket::Tls(Box::new(rustls::StreamOwned::new(conn, s)))
             }
             #[cfg(unix)]
-            ConnectionAddr::Unix(path) => {
+            (ConnectionAddr::Unix(path), _) => {
                 let s = UnixStream::connect(path)?;
                 s.set_read_timeout(Some(READ_TIMEOUT))?;
                 Socket::Unix(s)
             }
             _ => {
                 return Err(ReadError::Connect(
-                    "this build speaks plain redis:// (no TLS)".into(),
+                    "the address and the TLS settings disagree".into(),
                 ))
             }
         };

@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::redis_connection::RedisConnection;
 use futures_util::FutureExt;
 use governor::DefaultDirectRateLimiter;
-use redis::aio::ConnectionManager;
 use tayori_channels::{Channel, ChannelKind, Message, SendError};
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -209,8 +209,12 @@ impl ChannelWorker {
         self.adapter.shutdown().await;
     }
 
-    pub async fn read_loop(self: Arc<Self>, url: String, mut stop: watch::Receiver<bool>) {
-        let mut conn: Option<ConnectionManager> = None;
+    pub async fn read_loop(
+        self: Arc<Self>,
+        target: crate::redis_connection::RedisTarget,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut conn: Option<RedisConnection> = None;
         let mut failures = 0u32;
         while !*stop.borrow() {
             if !self.wait_while_paused(&mut stop).await {
@@ -242,7 +246,7 @@ impl ChannelWorker {
                         .await
                 }
                 None => {
-                    match queue::connect(&url, self.cfg.block + Duration::from_secs(10)).await {
+                    match queue::connect(&target, self.cfg.block + Duration::from_secs(10)).await {
                         Ok(c) => {
                             conn = Some(c);
                             continue;

@@ -1,0 +1,154 @@
+//! Why a connection to Redis failed, in the words an operator acts on: which
+//! cause (certificate, auth, unreachable) and which config key to fix.
+
+use super::RedisTarget;
+
+/// What went wrong, by what the operator does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// TLS: the server's certificate is not trusted, expired or names another
+    /// host, or the server wants a client certificate. Retrying will not help.
+    Certificate,
+    /// The user or password was refused, or the user may not run a command.
+    /// Retrying will not help.
+    Auth,
+    /// Nothing answered (refused, timed out, no such host), or Sentinel knows no
+    /// primary. May come back by itself.
+    Unreachable,
+    /// The server answered but is not a primary (a replica, or Sentinel's answer
+    /// is stale).
+    NotPrimary,
+}
+
+impl Cause {
+    /// Certificate and auth problems do not fix themselves: fail, do not retry.
+    pub fn is_permanent(self) -> bool {
+        matches!(self, Cause::Certificate | Cause::Auth)
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Cause::Certificate => "certificate",
+            Cause::Auth => "auth",
+            Cause::Unreachable => "unreachable",
+            Cause::NotPrimary => "not the primary",
+        }
+    }
+}
+
+/// A failed connection: one line naming the cause, the target and the key to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("Redis {cause_word}: {target}: {detail} (fix: {fix})", cause_word = cause.word())]
+pub struct ConnectError {
+    pub cause: Cause,
+    target: String,
+    detail: String,
+    fix: String,
+}
+
+impl ConnectError {
+    pub fn new(target: &RedisTarget, e: &redis::RedisError) -> ConnectError {
+        let cause = classify(e);
+        let text = e.to_string();
+        let lower = text.to_ascii_lowercase();
+        let sentinel = target.is_sentinel();
+        let fix = match cause {
+            Cause::Certificate if lower.contains("notvalidforname") => {
+                "the certificate does not name this host: set redis.tls_server_name to a name it \
+                 carries, or connect by that name"
+                    .to_owned()
+            }
+            Cause::Certificate if lower.contains("expired") || lower.contains("notvalidyet") => {
+                "the server's certificate is expired or not yet valid: renew it on the server".into()
+            }
+            Cause::Certificate if lower.contains("certificaterequired") || lower.contains("handshake") && !lower.contains("unknownissuer") => {
+                "the server asks for a client certificate: set redis.tls_cert_file and redis.tls_key_file".into()
+            }
+            Cause::Certificate => "set redis.tls_ca_file to the CA (PEM) that signed the server's certificate".into(),
+            Cause::Auth if sentinel && lower.contains("sentinel") => {
+                "check redis.sentinel_username and redis.sentinel_password".into()
+            }
+            Cause::Auth if lower.contains("noperm") || lower.contains("no permissions") => {
+                "the ACL user lacks a permission Tayori needs: grant the rules in docs/security.md".into()
+            }
+            Cause::Auth => "check redis.username and redis.password (or the user:password in redis.url)".into(),
+            Cause::Unreachable if sentinel => {
+                "check redis.sentinels and redis.master_name, and that the sentinels are running".into()
+            }
+            Cause::Unreachable => "check redis.url (host and port) and that Redis is running".into(),
+            Cause::NotPrimary => "point redis.url at the primary, or use redis.sentinels".into(),
+        };
+        ConnectError {
+            cause,
+            target: target.shown().to_owned(),
+            detail: scrub(&text, target),
+            fix,
+        }
+    }
+
+    pub(super) fn not_primary(target: &RedisTarget) -> ConnectError {
+        ConnectError {
+            cause: Cause::NotPrimary,
+            target: target.shown().to_owned(),
+            detail: "the server is a replica (ROLE)".into(),
+            fix: "point redis.url at the primary, or use redis.sentinels".into(),
+        }
+    }
+
+    pub(super) fn timed_out(target: &RedisTarget) -> ConnectError {
+        ConnectError {
+            cause: Cause::Unreachable,
+            target: target.shown().to_owned(),
+            detail: "no answer within 10 s".into(),
+            fix: if target.is_sentinel() {
+                "check redis.sentinels and that the primary is reachable".into()
+            } else {
+                "check redis.url (host and port) and firewalls".into()
+            },
+        }
+    }
+}
+
+/// Sorts a connection error by cause. TLS failures reach us as I/O errors whose
+/// text is rustls's (`invalid peer certificate: UnknownIssuer`, `received fatal
+/// alert: CertificateRequired`, …).
+pub fn classify(e: &redis::RedisError) -> Cause {
+    use redis::{ErrorKind, ServerErrorKind};
+    let text = e.to_string().to_ascii_lowercase();
+    match e.kind() {
+        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => {
+            return Cause::Auth
+        }
+        ErrorKind::Server(ServerErrorKind::ReadOnly) => return Cause::NotPrimary,
+        _ => {}
+    }
+    if e.code()
+        .is_some_and(|c| matches!(c, "WRONGPASS" | "NOAUTH" | "NOPERM"))
+        || text.contains("wrongpass")
+        || text.contains("noauth")
+        || text.contains("authentication")
+    {
+        return Cause::Auth;
+    }
+    if text.contains("certificate")
+        || text.contains("tls")
+        || text.contains("handshake")
+        || text.contains("unknownissuer")
+        || text.contains("peer")
+        || text.contains("alert")
+    {
+        return Cause::Certificate;
+    }
+    Cause::Unreachable
+}
+
+/// A crate error can quote the URL it was given; never let a password through.
+fn scrub(text: &str, target: &RedisTarget) -> String {
+    let mut out = text.to_owned();
+    for secret in target.secrets() {
+        if !secret.is_empty() {
+            out = out.replace(secret, "***");
+        }
+    }
+    out
+}

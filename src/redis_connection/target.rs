@@ -1,0 +1,436 @@
+//! Where Redis is and how to reach it, built once from `[redis]`: a direct
+//! address or a Sentinel service, plain or TLS, and the ACL credentials.
+
+use std::sync::Arc;
+
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo,
+    TlsCertificates, TlsMode,
+};
+
+use crate::config::{redact_url, RedisConfig};
+
+/// A config problem: the key to fix and what is wrong with it.
+pub type KeyError = (String, String);
+
+/// How to reach the primary. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisTarget {
+    pub(super) inner: Arc<TargetInner>,
+}
+
+pub(super) struct TargetInner {
+    /// For logs and messages: the URL with its password hidden, or the Sentinel service.
+    pub shown: String,
+    pub mode: Mode,
+    /// db, username, password of the data nodes.
+    pub settings: RedisConnectionInfo,
+    pub tls: Option<Tls>,
+    /// Passwords, to scrub from error texts.
+    pub secrets: Vec<String>,
+}
+
+pub(super) enum Mode {
+    Direct(ConnectionAddr),
+    Sentinel {
+        /// Built once; it keeps its connections to the sentinels between lookups.
+        client: Box<tokio::sync::Mutex<SentinelClient>>,
+    },
+}
+
+/// TLS settings shared by the data nodes and the sentinels.
+#[derive(Clone)]
+pub(super) struct Tls {
+    /// `None`: Mozilla's roots (webpki-roots) and no client certificate.
+    pub certificates: Option<TlsCertificates>,
+    /// The name the server's certificate must carry, when it is not the host.
+    pub server_name: Option<String>,
+    /// The same roots and client certificate as a rustls config, for the report's
+    /// own reader (src/report/stream.rs).
+    pub rustls: Arc<rustls::ClientConfig>,
+}
+
+impl RedisTarget {
+    /// Checks `[redis]` and reads the TLS files. Errors name the key to fix.
+    pub fn from_config(c: &RedisConfig) -> Result<RedisTarget, KeyError> {
+        let err = |k: &str, m: String| (format!("redis.{k}"), m);
+        let tls_files = c.tls_ca_file.is_some()
+            || c.tls_cert_file.is_some()
+            || c.tls_key_file.is_some()
+            || c.tls_server_name.is_some();
+        let (mode_addr, mut settings, url_tls) = if c.sentinels.is_empty() {
+            if c.master_name.is_some() {
+                return Err(err(
+                    "master_name",
+                    "is only used with `sentinels`: add sentinels = [\"redis://host:26379\"], \
+                     or remove master_name"
+                        .into(),
+                ));
+            }
+            let url = c.url();
+            let (addr, settings, tls) = parse_url(url).map_err(|m| err("url", m))?;
+            (Some(addr), settings, tls)
+        } else {
+            if c.url.is_some() {
+                return Err(err(
+                    "url",
+                    "cannot be set with `sentinels`: the primary's address comes from Sentinel. \
+                     Remove url; put the primary's ACL user in redis.username and redis.password"
+                        .into(),
+                ));
+            }
+            if c.master_name.as_deref().unwrap_or("").is_empty() {
+                return Err(err(
+                    "master_name",
+                    "is required with `sentinels`: the name in the sentinels' \
+                     `sentinel monitor <name> …` line, e.g. \"mymaster\""
+                        .into(),
+                ));
+            }
+            (None, RedisConnectionInfo::default(), false)
+        };
+        let sentinel_tls = match c.sentinels.first() {
+            Some(_) => {
+                let mut any = None;
+                for (i, s) in c.sentinels.iter().enumerate() {
+                    let (_, _, tls) =
+                        parse_url(s).map_err(|m| err(&format!("sentinels[{i}]"), m))?;
+                    if *any.get_or_insert(tls) != tls {
+                        return Err(err(
+                            "sentinels",
+                            "mixes redis:// and rediss://: use one scheme for every sentinel"
+                                .into(),
+                        ));
+                    }
+                }
+                any.unwrap_or(false)
+            }
+            None => false,
+        };
+        let use_tls = url_tls || sentinel_tls;
+        if tls_files && !use_tls {
+            let key = if c.sentinels.is_empty() {
+                "url"
+            } else {
+                "sentinels"
+            };
+            return Err(err(
+                key,
+                "the tls_* keys are set but the URL is plain: use rediss:// (or valkeys://) \
+                 to speak TLS, or remove the tls_* keys"
+                    .into(),
+            ));
+        }
+        if let Some(u) = c.username.as_deref().filter(|u| !u.is_empty()) {
+            settings = settings.set_username(u);
+        }
+        if let Some(p) = c.password.as_deref().filter(|p| !p.is_empty()) {
+            settings = settings.set_password(p);
+        }
+        if settings.username().is_some() && settings.password().is_none() {
+            return Err(err(
+                "password",
+                "an ACL user needs a password: set password = \"${REDIS_PASSWORD}\"".into(),
+            ));
+        }
+        let tls = if use_tls {
+            Some(load_tls(c).map_err(|(k, m)| err(k, m))?)
+        } else {
+            None
+        };
+        let (mode, shown) = match mode_addr {
+            Some(addr) => (Mode::Direct(addr), redact_url(c.url())),
+            None => {
+                let name = c.master_name.clone().unwrap_or_default();
+                let client = sentinel_client(c, &name, &settings, tls.as_ref())
+                    .map_err(|e| err("sentinels", e.to_string()))?;
+                let shown = format!(
+                    "Sentinel service {name:?} via {}",
+                    c.sentinels
+                        .iter()
+                        .map(|s| redact_url(s))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                (
+                    Mode::Sentinel {
+                        client: Box::new(tokio::sync::Mutex::new(client)),
+                    },
+                    shown,
+                )
+            }
+        };
+        let mut secrets: Vec<String> = settings.password().map(str::to_owned).into_iter().collect();
+        secrets.extend(c.sentinel_password.clone());
+        for s in &c.sentinels {
+            if let Ok((_, st, _)) = parse_url(s) {
+                secrets.extend(st.password().map(str::to_owned));
+            }
+        }
+        Ok(RedisTarget {
+            inner: Arc::new(TargetInner {
+                shown,
+                mode,
+                settings,
+                tls,
+                secrets,
+            }),
+        })
+    }
+
+    /// The address (password hidden) or the Sentinel service, for messages.
+    pub fn shown(&self) -> &str {
+        &self.inner.shown
+    }
+
+    pub fn is_sentinel(&self) -> bool {
+        matches!(self.inner.mode, Mode::Sentinel { .. })
+    }
+
+    pub(super) fn secrets(&self) -> impl Iterator<Item = &str> {
+        self.inner.secrets.iter().map(String::as_str)
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.inner.tls.is_some()
+    }
+}
+
+/// `redis://`, `rediss://`, `valkey://`, `valkeys://` in any case, with
+/// `user:password@`, a port and a db; also `unix:` and `redis+unix:` sockets.
+/// Returns the address, the node settings and whether the scheme asks for TLS.
+fn parse_url(url: &str) -> Result<(ConnectionAddr, RedisConnectionInfo, bool), String> {
+    let url = url.trim();
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        "is not a URL: write redis://host:6379 (or rediss://host:6380 for TLS)".to_owned()
+    })?;
+    let lower = scheme.to_ascii_lowercase();
+    let (canonical, tls) = match lower.as_str() {
+        "redis" | "valkey" => ("redis", false),
+        "rediss" | "valkeys" => ("rediss", true),
+        "unix" | "redis+unix" => (lower.as_str(), false),
+        _ => {
+            return Err(format!(
+                "unknown scheme {scheme:?}: use redis:// or valkey:// (plain), \
+                 rediss:// or valkeys:// (TLS)"
+            ))
+        }
+    };
+    let normalized = format!("{canonical}://{rest}");
+    let info = normalized.as_str().into_connection_info().map_err(|e| {
+        format!(
+            "cannot be read ({}): write redis://[user:password@]host:port[/db]",
+            e.kind_name()
+        )
+    })?;
+    let addr = match info.addr().clone() {
+        // Hostname checks stay on: the crate's `insecure` mode is never used.
+        ConnectionAddr::TcpTls { host, port, .. } => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: false,
+            tls_params: None,
+        },
+        other => other,
+    };
+    Ok((addr, info.redis_settings().clone(), tls))
+}
+
+trait KindName {
+    fn kind_name(&self) -> String;
+}
+impl KindName for redis::RedisError {
+    /// The error without its detail, which may quote the URL (and its password).
+    fn kind_name(&self) -> String {
+        format!("{:?}", self.kind())
+    }
+}
+
+fn read(key: &'static str, path: &std::path::Path) -> Result<Vec<u8>, (&'static str, String)> {
+    std::fs::read(path).map_err(|e| (key, format!("cannot read {}: {e}", path.display())))
+}
+
+fn load_tls(c: &RedisConfig) -> Result<Tls, (&'static str, String)> {
+    let ca = match &c.tls_ca_file {
+        Some(p) => {
+            let pem = read("tls_ca_file", p)?;
+            let n = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
+                .filter(|c| c.is_ok())
+                .count();
+            if n == 0 {
+                return Err((
+                    "tls_ca_file",
+                    format!(
+                        "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                        p.display()
+                    ),
+                ));
+            }
+            Some(pem)
+        }
+        None => None,
+    };
+    let client = match (&c.tls_cert_file, &c.tls_key_file) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read("tls_cert_file", cert)?,
+            client_key: read("tls_key_file", key)?,
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err((
+                "tls_key_file",
+                "is required with tls_cert_file (the client certificate's private key, PEM)".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err((
+                "tls_cert_file",
+                "is required with tls_key_file (the client certificate, PEM)".into(),
+            ))
+        }
+    };
+    if let Some(name) = &c.tls_server_name {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            return Err((
+                "tls_server_name",
+                format!("{name:?} is not a DNS name or IP address"),
+            ));
+        }
+    }
+    let rustls = rustls_config(ca.as_deref(), client.as_ref())?;
+    let certificates = if ca.is_some() || client.is_some() {
+        Some(TlsCertificates {
+            client_tls: client,
+            root_cert: ca,
+        })
+    } else {
+        None
+    };
+    Ok(Tls {
+        certificates,
+        server_name: c.tls_server_name.clone(),
+        rustls: Arc::new(rustls),
+    })
+}
+
+use rustls::pki_types::pem::PemObject;
+
+/// The rustls config the redis crate builds from the same files (its
+/// `create_rustls_config` is private), checked here so a bad file is a config
+/// error at start rather than a connection error later.
+fn rustls_config(
+    ca: Option<&[u8]>,
+    client: Option<&ClientTlsConfig>,
+) -> Result<rustls::ClientConfig, (&'static str, String)> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(pem) => {
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| ("tls_ca_file", format!("bad PEM: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ("tls_ca_file", format!("not a CA certificate: {e}")))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    match client {
+        Some(c) => {
+            let chain = rustls::pki_types::CertificateDer::pem_slice_iter(&c.client_cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ("tls_cert_file", format!("bad PEM: {e}")))?;
+            if chain.is_empty() {
+                return Err(("tls_cert_file", "holds no PEM certificate".into()));
+            }
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&c.client_key)
+                .map_err(|e| ("tls_key_file", format!("no private key in PEM: {e}")))?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                (
+                    "tls_key_file",
+                    format!("does not match tls_cert_file, or is unusable: {e}"),
+                )
+            })
+        }
+        None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+fn sentinel_client(
+    c: &RedisConfig,
+    name: &str,
+    node: &RedisConnectionInfo,
+    tls: Option<&Tls>,
+) -> redis::RedisResult<SentinelClient> {
+    let mut addrs = Vec::new();
+    let mut sentinel_user = None;
+    let mut sentinel_password = None;
+    for s in &c.sentinels {
+        // Checked by from_config already.
+        let (addr, settings, _) = parse_url(s).map_err(|m| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "sentinel URL", m))
+        })?;
+        sentinel_user = sentinel_user.or(settings.username().map(str::to_owned));
+        sentinel_password = sentinel_password.or(settings.password().map(str::to_owned));
+        addrs.push(addr);
+    }
+    let mut b = SentinelClientBuilder::new(addrs, name, SentinelServerType::Master)?;
+    if let Some(u) = c.sentinel_username.clone().or(sentinel_user) {
+        b = b.set_client_to_sentinel_username(u);
+    }
+    if let Some(p) = c.sentinel_password.clone().or(sentinel_password) {
+        b = b.set_client_to_sentinel_password(p);
+    }
+    if let Some(u) = node.username() {
+        b = b.set_client_to_redis_username(u);
+    }
+    if let Some(p) = node.password() {
+        b = b.set_client_to_redis_password(p);
+    }
+    if let Some(tls) = tls {
+        b = b
+            .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+            .set_client_to_redis_tls_mode(TlsMode::Secure);
+        if let Some(certs) = &tls.certificates {
+            b = b
+                .set_client_to_sentinel_certificates(certs.clone())
+                .set_client_to_redis_certificates(certs.clone());
+        }
+    }
+    b.build()
+}
+
+/// The primary's connection info: the direct address, or the one Sentinel names
+/// now (checked with `ROLE`).
+pub(super) async fn primary(target: &TargetInner) -> redis::RedisResult<ConnectionInfo> {
+    let info = match &target.mode {
+        Mode::Direct(addr) => {
+            let info = addr
+                .clone()
+                .into_connection_info()?
+                .set_redis_settings(target.settings.clone());
+            match (&target.tls, addr) {
+                (
+                    Some(Tls {
+                        certificates: Some(certs),
+                        ..
+                    }),
+                    ConnectionAddr::TcpTls { .. },
+                ) => redis::Client::build_with_tls(info, certs.clone())?
+                    .get_connection_info()
+                    .clone(),
+                _ => info,
+            }
+        }
+        Mode::Sentinel { client, .. } => {
+            let mut client = client.lock().await;
+            client
+                .async_get_client()
+                .await?
+                .get_connection_info()
+                .clone()
+        }
+    };
+    Ok(info)
+}
