@@ -106,6 +106,38 @@ impl RedisConfig {
         }
     }
 
+    /// The same settings with empty optional strings as unset, so a config can
+    /// leave a key to the environment: `tls_ca_file = "${TAYORI_REDIS_CA_FILE:-}"`.
+    pub fn without_empty_strings(&self) -> RedisConfig {
+        fn text(o: &Option<String>) -> Option<String> {
+            o.clone().filter(|s| !s.trim().is_empty())
+        }
+        fn path(o: &Option<PathBuf>) -> Option<PathBuf> {
+            o.clone().filter(|p| !p.as_os_str().is_empty())
+        }
+        RedisConfig {
+            url: text(&self.url),
+            prefix: self.prefix.clone(),
+            username: text(&self.username),
+            password: text(&self.password),
+            tls_ca_file: path(&self.tls_ca_file),
+            tls_cert_file: path(&self.tls_cert_file),
+            tls_key_file: path(&self.tls_key_file),
+            tls_server_name: text(&self.tls_server_name),
+            sentinels: self
+                .sentinels
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .cloned()
+                .collect(),
+            master_name: text(&self.master_name),
+            sentinel_username: text(&self.sentinel_username),
+            sentinel_password: text(&self.sentinel_password),
+            wait_replicas: self.wait_replicas,
+            wait_timeout: self.wait_timeout,
+        }
+    }
+
     /// The URL of a direct connection (the default when none is set).
     pub fn url(&self) -> &str {
         self.url.as_deref().unwrap_or(DEFAULT_REDIS_URL)

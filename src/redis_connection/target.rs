@@ -52,8 +52,10 @@ pub(super) struct Tls {
 }
 
 impl RedisTarget {
-    /// Checks `[redis]` and reads the TLS files. Errors name the key to fix.
+    /// Checks `[redis]` and reads the TLS files. Errors name the key to fix. An
+    /// empty string counts as unset (`tls_ca_file = "${TAYORI_REDIS_CA_FILE:-}"`).
     pub fn from_config(c: &RedisConfig) -> Result<RedisTarget, KeyError> {
+        let c = &c.without_empty_strings();
         let err = |k: &str, m: String| (format!("redis.{k}"), m);
         let tls_files = c.tls_ca_file.is_some()
             || c.tls_cert_file.is_some()
