@@ -152,3 +152,44 @@ fn scrub(text: &str, target: &RedisTarget) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind, RedisError};
+
+    #[test]
+    fn causes_sort_by_what_the_operator_fixes() {
+        let io = |kind, text: &str| RedisError::from(std::io::Error::new(kind, text.to_owned()));
+        assert_eq!(
+            classify(&io(
+                std::io::ErrorKind::InvalidData,
+                "invalid peer certificate: UnknownIssuer"
+            )),
+            Cause::Certificate
+        );
+        assert_eq!(
+            classify(&io(
+                std::io::ErrorKind::InvalidData,
+                "received fatal alert: CertificateRequired"
+            )),
+            Cause::Certificate
+        );
+        assert_eq!(
+            classify(&io(
+                std::io::ErrorKind::ConnectionRefused,
+                "Connection refused (os error 111)"
+            )),
+            Cause::Unreachable
+        );
+        assert_eq!(
+            classify(&RedisError::from((
+                ErrorKind::AuthenticationFailed,
+                "Password authentication failed"
+            ))),
+            Cause::Auth
+        );
+        assert!(Cause::Certificate.is_permanent() && Cause::Auth.is_permanent());
+        assert!(!Cause::Unreachable.is_permanent());
+    }
+}

@@ -108,7 +108,19 @@ impl RedisTarget {
         target::primary(&self.inner).await
     }
 
+    /// A new connection to the primary, within `2 × CONNECT_TIMEOUT` in all (the
+    /// Sentinel lookup's own connections have no timeout of their own).
     async fn open(&self, reply_timeout: Duration) -> RedisResult<MultiplexedConnection> {
+        match tokio::time::timeout(CONNECT_TIMEOUT * 2, self.open_now(reply_timeout)).await {
+            Ok(r) => r,
+            Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no connection to the primary within 10 s",
+            ))),
+        }
+    }
+
+    async fn open_now(&self, reply_timeout: Duration) -> RedisResult<MultiplexedConnection> {
         let info = target::primary(&self.inner).await?;
         let mut config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))

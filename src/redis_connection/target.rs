@@ -436,3 +436,133 @@ pub(super) async fn primary(target: &TargetInner) -> redis::RedisResult<Connecti
     };
     Ok(info)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis(text: &str) -> Result<RedisTarget, KeyError> {
+        let c: RedisConfig = toml::from_str(text).map_err(|e| (String::new(), e.to_string()))?;
+        RedisTarget::from_config(&c)
+    }
+
+    fn key_of(r: Result<RedisTarget, KeyError>) -> String {
+        match r {
+            Ok(_) => "ok".into(),
+            Err((k, _)) => k,
+        }
+    }
+
+    #[test]
+    fn schemes_are_case_insensitive_and_valkey_is_redis() {
+        for (url, tls) in [
+            ("redis://127.0.0.1:6379", false),
+            ("REDIS://127.0.0.1:6379", false),
+            ("valkey://127.0.0.1:6379/2", false),
+            ("rediss://127.0.0.1:6380", true),
+            ("REDISS://127.0.0.1:6380", true),
+            ("valkeys://u:p@127.0.0.1:6380/1", true),
+            ("ValKeyS://127.0.0.1", true),
+        ] {
+            let t = redis(&format!("url = {url:?}")).unwrap_or_else(|e| panic!("{url}: {e:?}"));
+            assert_eq!(t.is_tls(), tls, "{url}");
+            assert!(!t.is_sentinel());
+        }
+        for bad in ["http://x:1", "redis+tls://x:1", "127.0.0.1:6379"] {
+            assert_eq!(
+                key_of(redis(&format!("url = {bad:?}"))),
+                "redis.url",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_password_never_shows() {
+        let t = redis(r#"url = "rediss://tayori:hunter2secret@h:6380/0""#).unwrap();
+        assert!(!t.shown().contains("hunter2secret"), "{}", t.shown());
+        let t = redis("url = \"redis://h:1\"\npassword = \"pw-in-key\"").unwrap();
+        assert!(t.secrets().any(|s| s == "pw-in-key"));
+        let e = redis::RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            "refused",
+            "for pw-in-key".to_owned(),
+        ));
+        let msg = super::super::ConnectError::new(&t, &e).to_string();
+        assert!(!msg.contains("pw-in-key") && msg.contains("auth"), "{msg}");
+    }
+
+    #[test]
+    fn tls_keys_need_a_tls_url_and_files_that_exist() {
+        assert_eq!(
+            key_of(redis("url = \"redis://h:1\"\ntls_server_name = \"x\"")),
+            "redis.url"
+        );
+        assert_eq!(
+            key_of(redis(
+                "url = \"rediss://h:1\"\ntls_ca_file = \"/nonexistent/ca.pem\""
+            )),
+            "redis.tls_ca_file"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let r = redis(&format!(
+            "url = \"rediss://h:1\"\ntls_ca_file = {:?}",
+            not_pem
+        ));
+        assert_eq!(key_of(r), "redis.tls_ca_file");
+        assert_eq!(
+            key_of(redis("url = \"rediss://h:1\"\ntls_cert_file = \"/x.pem\"")),
+            "redis.tls_key_file"
+        );
+        // Empty strings (a variable left unset) are unset.
+        assert_eq!(
+            key_of(redis(
+                "url = \"redis://h:1\"\ntls_ca_file = \"\"\nusername = \"\""
+            )),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn sentinel_settings_are_checked() {
+        let t =
+            redis("sentinels = [\"redis://127.0.0.1:26379\"]\nmaster_name = \"mymaster\"").unwrap();
+        assert!(t.is_sentinel() && !t.is_tls());
+        assert!(t.shown().contains("mymaster"), "{}", t.shown());
+        let t = redis("sentinels = [\"rediss://127.0.0.1:26379\"]\nmaster_name = \"m\"").unwrap();
+        assert!(t.is_tls());
+        assert_eq!(
+            key_of(redis("sentinels = [\"redis://127.0.0.1:26379\"]")),
+            "redis.master_name"
+        );
+        assert_eq!(
+            key_of(redis(
+                "url = \"redis://h:1\"\nsentinels = [\"redis://127.0.0.1:26379\"]\nmaster_name = \"m\""
+            )),
+            "redis.url"
+        );
+        assert_eq!(
+            key_of(redis(
+                "sentinels = [\"redis://a:1\", \"rediss://b:1\"]\nmaster_name = \"m\""
+            )),
+            "redis.sentinels"
+        );
+        assert_eq!(key_of(redis("master_name = \"m\"")), "redis.master_name");
+    }
+
+    #[test]
+    fn an_acl_user_needs_a_password() {
+        assert_eq!(
+            key_of(redis("url = \"redis://h:1\"\nusername = \"tayori\"")),
+            "redis.password"
+        );
+        assert_eq!(
+            key_of(redis(
+                "url = \"redis://h:1\"\nusername = \"tayori\"\npassword = \"p\""
+            )),
+            "ok"
+        );
+    }
+}
