@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use tayori_channels::{ChannelKind, SendError};
+use tayori_channels::ChannelKind;
 
 use super::ChannelWorker;
 use crate::event::EventType;
@@ -68,13 +68,10 @@ impl ChannelWorker {
             .iter()
             .map(|k| (*k, self.address_key(job, *k)))
             .collect();
-        let suppressed = match self.queue.suppressed_many(&lookups).await {
-            Ok(s) => s,
-            Err(e) => {
-                let err = SendError::transient("redis", format!("checking suppressions: {e}"));
-                return self.retry_or_fail(entry, job, attempt, &err);
-            }
-        };
+        let suppressed = super::until_redis_answers(self.kind, "suppressions", || {
+            self.queue.suppressed_many(&lookups)
+        })
+        .await;
         let mut reachable = Vec::new();
         for (kind, reason) in eligible.into_iter().zip(suppressed) {
             match reason {
@@ -89,13 +86,7 @@ impl ChannelWorker {
                 .with("skipped", Value::Array(skipped));
             return self.complete(entry, vec![ev.into()]);
         }
-        let profile = match self.profile(job).await {
-            Ok(p) => p,
-            Err(e) => {
-                let err = SendError::transient("redis", format!("reading the profile: {e}"));
-                return self.retry_or_fail(entry, job, attempt, &err);
-            }
-        };
+        let profile = super::until_redis_answers(self.kind, "profiles", || self.profile(job)).await;
         let (ranked, rule) = rank_channels(
             profile.as_ref(),
             &reachable,
@@ -154,20 +145,13 @@ impl ChannelWorker {
     /// profile, outside quiet hours. Later than now: back to the delayed set until
     /// then, the rule kept with it for the `sent` event.
     pub(super) async fn best_timing(&self, entry: &Entry, job: &Job, best: &BestTime) -> Timing {
-        let attempt = self.attempt(entry);
         let now = jiff::Timestamp::now();
         let window = match best.window(now) {
             Ok((from, to)) if from < to => (from, to),
             // The window is already over: send now rather than never.
             _ => return Timing::Now("window_passed"),
         };
-        let profile = match self.profile(job).await {
-            Ok(p) => p,
-            Err(e) => {
-                let err = SendError::transient("redis", format!("reading the profile: {e}"));
-                return Timing::Done(self.retry_or_fail(entry, job, attempt, &err));
-            }
-        };
+        let profile = super::until_redis_answers(self.kind, "profiles", || self.profile(job)).await;
         let tz = job
             .to
             .timezone

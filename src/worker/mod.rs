@@ -626,11 +626,14 @@ impl ChannelWorker {
         };
         // A link in the message must work the moment it arrives, and a bounce
         // must find its job however soon it comes back.
+        // Retried until Redis answers, like the dedupe claim: a failover or a
+        // READONLY reply is Redis's problem, not the job's, and must not spend
+        // its attempts.
         if !records.is_empty() {
-            if let Err(e) = self.queue.store_records(&records, self.link_ttl).await {
-                let err = SendError::transient("redis", format!("storing links: {e}"));
-                return self.retry_or_fail(entry, job, attempt, &err);
-            }
+            until_redis_answers(self.kind, "store_records", || {
+                self.queue.store_records(&records, self.link_ttl)
+            })
+            .await;
         }
         let message = Message {
             job_id: job.id.clone(),
@@ -815,6 +818,33 @@ fn completion_sent(c: &Completion) -> bool {
     c.ops
         .iter()
         .any(|op| outcome::event_type(op) == Some("sent"))
+}
+
+/// Runs a Redis step until Redis answers. Redis being away (a restart, a
+/// failover, a `READONLY` reply from a demoted primary) is not the job's failure
+/// and must not spend its attempts; the job waits, holding its slot, as it does
+/// for its dedupe claim.
+pub(super) async fn until_redis_answers<T, F, Fut>(
+    kind: ChannelKind,
+    op: &'static str,
+    mut step: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<T>>,
+{
+    let mut failures = 0;
+    loop {
+        match step().await {
+            Ok(v) => return v,
+            Err(e) => {
+                failures += 1;
+                metrics::counter!(m::REDIS_ERRORS, "op" => op).increment(1);
+                tracing::warn!(channel = %kind, op, error = %e, "Redis step failed; retrying");
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        }
+    }
 }
 
 fn backoff(failures: u32) -> Duration {

@@ -61,20 +61,23 @@ impl ChannelWorker {
         if customer.is_empty() || !self.policy.has_caps(self.kind) {
             return Gate::Send { counted: false };
         }
-        let verdict = self
-            .policy
-            .check_and_count(
-                &mut self.queue.conn(),
-                self.queue.keys().prefix(),
-                self.kind,
-                customer,
-                &job.id,
-                now.as_millisecond(),
-            )
-            .await;
+        // Counting is idempotent per job id, so a retry after a lost reply counts once.
+        let verdict = super::until_redis_answers(self.kind, "frequency_cap", || async {
+            self.policy
+                .check_and_count(
+                    &mut self.queue.conn(),
+                    self.queue.keys().prefix(),
+                    self.kind,
+                    customer,
+                    &job.id,
+                    now.as_millisecond(),
+                )
+                .await
+        })
+        .await;
         match verdict {
-            Ok(CapVerdict::Allowed) => Gate::Send { counted: true },
-            Ok(CapVerdict::Capped { until_ms, cap }) => {
+            CapVerdict::Allowed => Gate::Send { counted: true },
+            CapVerdict::Capped { until_ms, cap } => {
                 metrics::counter!(m::POLICY_HELD, "channel" => self.kind.as_str(), "reason" => "frequency_cap").increment(1);
                 match job.cap.unwrap_or(self.policy.on_cap()) {
                     OnCap::Drop => {
@@ -102,11 +105,6 @@ impl ChannelWorker {
                         ))
                     }
                 }
-            }
-            Err(e) => {
-                metrics::counter!(m::REDIS_ERRORS, "op" => "frequency_cap").increment(1);
-                let err = SendError::transient("redis", format!("counting frequency caps: {e}"));
-                Gate::Done(self.retry_or_fail(entry, job, attempt, &err))
             }
         }
     }
