@@ -79,7 +79,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     let target = config.redis_target()?;
     let queue = connect_until_up(&config, &target, &health, stop_rx.clone()).await?;
     let Some(queue) = queue else { return Ok(()) };
-    let _ = webhooks.queue.set(queue.clone());
+    // Reactions WAIT with redis.wait_replicas: a connection of their own.
+    let _ = webhooks.queue.set(queue.with_own_connection());
     let consumer = consumer_name();
     tracing::info!(consumer = %consumer, "joined consumer group");
 

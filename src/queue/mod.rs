@@ -286,6 +286,18 @@ impl Queue {
         self
     }
 
+    /// The same queue on a connection of its own (opened on first use). Writers
+    /// that `WAIT` for replicas get one: `WAIT` blocks its connection for up to
+    /// `redis.wait_timeout`, which on the shared connection would hold up every
+    /// claim and read behind it (measured: with no replica left after a failover,
+    /// 14 jobs/s with `wait_timeout = "1s"`).
+    pub fn with_own_connection(&self) -> Queue {
+        Queue {
+            conn: self.conn.detached(),
+            ..self.clone()
+        }
+    }
+
     pub fn keys(&self) -> &Keys {
         &self.keys
     }

@@ -261,4 +261,19 @@ impl RedisConnection {
     pub fn target(&self) -> &RedisTarget {
         &self.shared.target
     }
+
+    /// A connection of its own to the same target, opened on first use. For a
+    /// caller whose commands must not queue behind others' (or hold others up):
+    /// a `WAIT` blocks the whole connection it is sent on.
+    pub fn detached(&self) -> RedisConnection {
+        RedisConnection {
+            shared: Arc::new(Shared {
+                target: self.shared.target.clone(),
+                reply_timeout: self.shared.reply_timeout,
+                current: RwLock::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                db: self.shared.db,
+            }),
+        }
+    }
 }

@@ -137,7 +137,14 @@ impl ChannelWorker {
                 DomainLimits::new(&rates, &prefix, &consumer, queue.conn())
             });
         let held = Held::default();
-        let writer = tokio::spawn(write_completions(queue.clone(), kind, rx, held.clone()));
+        // Outcomes go on a connection of their own: with redis.wait_replicas each
+        // batch WAITs, which would otherwise hold up claims and reads.
+        let writer = tokio::spawn(write_completions(
+            queue.with_own_connection(),
+            kind,
+            rx,
+            held.clone(),
+        ));
         let worker = Arc::new(ChannelWorker {
             kind,
             stream: queue.keys().jobs(kind),

@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod sentinel;
 pub mod smtp;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
