@@ -289,8 +289,10 @@ impl Queue {
     /// The same queue on a connection of its own (opened on first use). Writers
     /// that `WAIT` for replicas get one: `WAIT` blocks its connection for up to
     /// `redis.wait_timeout`, which on the shared connection would hold up every
-    /// claim and read behind it (measured: with no replica left after a failover,
-    /// 14 jobs/s with `wait_timeout = "1s"`).
+    /// claim and read behind it. Measured with no replica to answer: all on one
+    /// connection, 14 jobs/s (`wait_timeout = "1s"`, after a failover); writers on
+    /// their own, 5,000 file-transport emails drained at 1,160 jobs/s
+    /// (`wait_timeout = "100ms"`, debug build) against 789 without WAIT.
     pub fn with_own_connection(&self) -> Queue {
         Queue {
             conn: self.conn.detached(),
