@@ -30,7 +30,12 @@ pub async fn run(config: &Config) -> anyhow::Result<i32> {
         Ok(q) => q,
         Err(e) => {
             eprintln!("tayori bounce: {e:#}");
-            return Ok(EX_TEMPFAIL);
+            // A certificate or password problem will not pass by itself: the MTA
+            // should bounce to its postmaster, not retry for days.
+            let permanent = e
+                .downcast_ref::<crate::redis_connection::ConnectError>()
+                .is_some_and(|c| c.cause.is_permanent());
+            return Ok(if permanent { EX_CONFIG } else { EX_TEMPFAIL });
         }
     };
     match bounce::record(&queue, &tracker, &raw, config.queue.dedupe_window).await {
