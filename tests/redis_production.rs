@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::sentinel::SentinelSet;
+use common::sentinel::{SentinelSet, MASTER_NAME};
+use common::sentinel_tls::{SecureSentinelSet, SentinelOpts};
 use common::tls::{Pki, TlsOpts, TlsRedis};
 use common::*;
 
@@ -502,6 +503,24 @@ fn a_wrong_password_is_an_auth_error_and_never_printed() {
     assert_refused(&out, 2, &["auth", "redis.password"]);
     assert!(!out.all().contains(WRONG), "the password printed: {out:?}");
 
+    // The bounce pipe: a refused password is a config error (78) the MTA reports,
+    // not a temporary failure (75) it would retry for days.
+    let s = config(
+        &tls_redis(
+            &r,
+            &pki,
+            &format!("username = \"tayori\"\npassword = \"{WRONG}\""),
+        ),
+        "",
+        &channels_with_verp(),
+    );
+    let mut c = s.tayori();
+    c.arg("bounce");
+    let out = finish(c, Some(&bounce_fixture()), WAIT);
+    assert_eq!(out.code, Some(78), "{out:?}");
+    assert!(out.stderr.contains("auth"), "{out:?}");
+    assert!(!out.all().contains(WRONG), "the password printed: {out:?}");
+
     // The same password in the URL: refused, and not printed either.
     let s = config(
         &format!(
@@ -917,4 +936,262 @@ fn after_a_failover_that_leaves_no_replica_jobs_still_finish_once() {
         Some(0),
         "the daemon carried on and stops cleanly on SIGTERM"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Sentinel over TLS, and a sentinel with an ACL user
+
+/// `[redis]` through the set's sentinel (`rediss://` when the set speaks TLS),
+/// plus `extra` lines.
+fn through_sentinel(set: &SecureSentinelSet, extra: &str) -> String {
+    format!(
+        "sentinels = [\"{}\"]\nmaster_name = \"{MASTER_NAME}\"\n{extra}",
+        set.sentinel_url()
+    )
+}
+
+/// The terminal events in `t:results` on `conn`'s node, by job id.
+fn sent_ids(conn: &mut redis::Connection) -> HashSet<String> {
+    events(conn)
+        .into_iter()
+        .filter(|e| e["type"] == "sent")
+        .filter_map(|e| e["job_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Sentinel over TLS (every node and the sentinel TLS-only, replication and the
+/// sentinel's monitoring over TLS): `rediss://` sentinels with the test CA carry
+/// check-config, enqueue, the daemon, stats and the report; after a SIGKILL of the
+/// primary and the failover, check-config and a second batch reach the new
+/// primary; a CA that did not sign the certificates is a certificate error.
+#[test]
+fn sentinel_over_tls_carries_jobs_and_follows_a_failover() {
+    let (_d, pki) = pki();
+    let mut set = SecureSentinelSet::start_with(SentinelOpts {
+        tls: Some(pki.clone()),
+        ..SentinelOpts::default()
+    });
+    // The fixture is TLS-only: no plaintext port on the data nodes, and the
+    // sentinel names the primary by its TLS port.
+    let mut p = set.primary_conn();
+    let port: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("port")
+        .query(&mut p)
+        .unwrap();
+    assert_eq!(port[1], "0", "no plaintext port");
+    assert_eq!(set.primary_port().unwrap(), set.first_primary_port);
+    assert_eq!(set.role_of(set.replica_port).as_deref(), Some("slave"));
+
+    let s = config(
+        &through_sentinel(&set, &path_line("tls_ca_file", &pki.ca)),
+        "",
+        ALL_FILE,
+    );
+    let out = check_connect(&s);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let first = four_channel_jobs("stls1", 3);
+    enqueue_cli(&s, s.tayori(), &first);
+    drain(s.tayori());
+    let sent = sent_ids(&mut set.primary_conn());
+    assert_eq!(sent.len(), first.len(), "{sent:?}");
+    for ch in ["email", "line", "sms", "dm"] {
+        assert_eq!(s.outbox_files(ch).len(), 3, "{ch}");
+    }
+    let out = tayori(&s, &["stats", "--json"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let _: Value = serde_json::from_str(&out.stdout).expect("stats --json prints JSON");
+    let out = tayori(&s, &["report", "--campaign", "test", "--json"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let report: Value = serde_json::from_str(&out.stdout).expect("report --json prints JSON");
+    assert!(report.to_string().contains("email"), "{report}");
+    // The replica has the first batch before the kill (AOF + replication).
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(2000)
+        .query(&mut set.primary_conn())
+        .unwrap();
+    assert_eq!(acked, 1);
+
+    let started = Instant::now();
+    let killed = set.kill_primary();
+    assert_eq!(killed, set.first_primary_port);
+    let new_port = set.wait_for_failover(Duration::from_secs(20));
+    eprintln!("TLS failover took {:?}", started.elapsed());
+    assert_eq!(new_port, set.replica_port);
+
+    let out = check_connect(&s);
+    assert_eq!(out.code, Some(0), "after the failover: {out:?}");
+    let second = four_channel_jobs("stls2", 3);
+    enqueue_cli(&s, s.tayori(), &second);
+    drain(s.tayori());
+    let sent = sent_ids(&mut set.conn_to(new_port));
+    for j in first.iter().chain(&second) {
+        let id = j["id"].as_str().unwrap();
+        assert!(
+            sent.contains(id),
+            "{id} not sent on the new primary: {sent:?}"
+        );
+    }
+    for ch in ["email", "line", "sms", "dm"] {
+        assert_eq!(s.outbox_files(ch).len(), 6, "{ch}");
+    }
+    let out = tayori(&s, &["report", "--campaign", "test", "--json"]);
+    assert_eq!(out.code, Some(0), "report after the failover: {out:?}");
+
+    // A CA that signed none of the certificates: the sentinel itself is refused.
+    let s = config(
+        &through_sentinel(&set, &path_line("tls_ca_file", &pki.other_ca)),
+        "",
+        ALL_FILE,
+    );
+    assert_refused(&check_connect(&s), 1, &["certificate", "redis.tls_ca_file"]);
+}
+
+/// The sentinel's ACL user and password of the Sentinel ACL tests.
+const SENTINEL_USER: &str = "sentinel-user";
+const SENTINEL_RIGHT: &str = "spw-right-5c1d7e9a3b";
+const SENTINEL_WRONG: &str = "spw-wrong-8f2a6c0e4d";
+
+/// A plain-TCP Sentinel set whose sentinel has the ACL user `SENTINEL_USER` with
+/// `SENTINEL_RIGHT`, `default` off.
+fn sentinel_with_acl_user() -> SecureSentinelSet {
+    let set = SecureSentinelSet::start_with(SentinelOpts {
+        sentinel_user: Some((SENTINEL_USER.into(), SENTINEL_RIGHT.into())),
+        ..SentinelOpts::default()
+    });
+    // Nobody gets into the sentinel anonymously.
+    let anonymous = set
+        .anonymous_sentinel_conn()
+        .and_then(|mut c| redis::cmd("ROLE").query::<redis::Value>(&mut c));
+    assert!(anonymous.is_err(), "anonymous ROLE: {anonymous:?}");
+    set
+}
+
+/// `[redis]` through `set`'s sentinel as `SENTINEL_USER` with `password`.
+fn sentinel_login(set: &SecureSentinelSet, password: &str) -> String {
+    through_sentinel(
+        set,
+        &format!("sentinel_username = \"{SENTINEL_USER}\"\nsentinel_password = \"{password}\""),
+    )
+}
+
+/// A sentinel whose only user is an ACL user (`default` off): Tayori logs in with
+/// sentinel_username / sentinel_password and jobs flow; a wrong sentinel password
+/// (or none) is an auth error, at once, from check-config (exit 1) and from `run`
+/// (exit 2), and neither password is ever printed.
+#[test]
+fn a_sentinel_acl_user_logs_in_and_a_wrong_sentinel_password_is_an_auth_error() {
+    let set = sentinel_with_acl_user();
+    let s = config(&sentinel_login(&set, SENTINEL_RIGHT), "", ALL_FILE);
+    let out = check_connect(&s);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        !out.all().contains(SENTINEL_RIGHT),
+        "the password printed: {out:?}"
+    );
+    let jobs = four_channel_jobs("sacl", 3);
+    enqueue_cli(&s, s.tayori(), &jobs);
+    drain(s.tayori());
+    let sent = sent_ids(&mut set.primary_conn());
+    assert_eq!(sent.len(), jobs.len(), "{sent:?}");
+    let out = tayori(&s, &["stats", "--json"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        !out.all().contains(SENTINEL_RIGHT),
+        "the password printed: {out:?}"
+    );
+
+    let s = config(&sentinel_login(&set, SENTINEL_WRONG), "", ALL_FILE);
+    let out = check_connect(&s);
+    assert_refused(&out, 1, &["auth"]);
+    for secret in [SENTINEL_RIGHT, SENTINEL_WRONG] {
+        assert!(!out.all().contains(secret), "{secret} printed: {out:?}");
+    }
+    let mut c = s.tayori();
+    c.arg("run");
+    let out = finish(c, None, FAIL_FAST + Duration::from_secs(5));
+    assert_refused(&out, 2, &["auth"]);
+    for secret in [SENTINEL_RIGHT, SENTINEL_WRONG] {
+        assert!(!out.all().contains(secret), "{secret} printed: {out:?}");
+    }
+
+    // No sentinel credentials at all: the sentinel answers NOAUTH.
+    let s = config(&through_sentinel(&set, ""), "", ALL_FILE);
+    assert_refused(&check_connect(&s), 1, &["auth"]);
+}
+
+/// The keys a refused sentinel login names: the sentinels' login
+/// (redis.sentinel_password), and never redis.url, which cannot be set with
+/// sentinels. (The crate's error does not say which login was refused, so the
+/// message names the primary's keys too.)
+#[test]
+fn a_refused_sentinel_login_names_the_sentinel_keys() {
+    let set = sentinel_with_acl_user();
+    for redis in [
+        sentinel_login(&set, SENTINEL_WRONG),
+        through_sentinel(&set, ""),
+    ] {
+        let s = config(&redis, "", ALL_FILE);
+        for (args, code) in [(&["check-config", "--connect"][..], 1), (&["run"][..], 2)] {
+            let mut c = s.tayori();
+            c.args(args);
+            let out = finish(c, None, FAIL_FAST + Duration::from_secs(5));
+            assert_refused(&out, code, &["auth", "redis.sentinel_password"]);
+            assert!(
+                !out.stderr.contains("redis.url"),
+                "names redis.url, which cannot be set with sentinels: {args:?} {out:?}"
+            );
+        }
+    }
+}
+
+/// Mutual TLS through Sentinel, with the sentinel's ACL user over TLS: the client
+/// certificate of tls_cert_file / tls_key_file goes to the sentinel and to the
+/// data nodes and jobs flow; without it, a certificate error naming
+/// redis.tls_cert_file.
+#[test]
+fn mutual_tls_through_a_sentinel_with_an_acl_user() {
+    const PASSWORD: &str = "spw-mtls-1a2b3c4d5e";
+    let (_d, pki) = pki();
+    let set = SecureSentinelSet::start_with(SentinelOpts {
+        tls: Some(pki.clone()),
+        mutual_tls: true,
+        sentinel_user: Some(("sentinel-user".into(), PASSWORD.into())),
+        ..SentinelOpts::default()
+    });
+    let login = format!(
+        "{}sentinel_username = \"sentinel-user\"\nsentinel_password = \"{PASSWORD}\"\n",
+        path_line("tls_ca_file", &pki.ca)
+    );
+    let client_cert = format!(
+        "{}{}",
+        path_line("tls_cert_file", &pki.client.cert),
+        path_line("tls_key_file", &pki.client.key)
+    );
+    let s = config(
+        &through_sentinel(&set, &format!("{login}{client_cert}")),
+        "",
+        ALL_FILE,
+    );
+    let out = check_connect(&s);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let jobs = four_channel_jobs("smtls", 2);
+    enqueue_cli(&s, s.tayori(), &jobs);
+    drain(s.tayori());
+    let sent = sent_ids(&mut set.primary_conn());
+    assert_eq!(sent.len(), jobs.len(), "{sent:?}");
+    for args in [
+        &["stats", "--json"][..],
+        &["report", "--campaign", "test", "--json"][..],
+    ] {
+        let out = tayori(&s, args);
+        assert_eq!(out.code, Some(0), "tayori {args:?}: {out:?}");
+        assert!(!out.all().contains(PASSWORD), "the password printed");
+    }
+
+    let s = config(&through_sentinel(&set, &login), "", ALL_FILE);
+    let out = check_connect(&s);
+    eprintln!("no client certificate through Sentinel: {out:?}");
+    assert_refused(&out, 1, &["certificate", "redis.tls_cert_file"]);
 }

@@ -65,17 +65,29 @@ impl ConnectError {
                 "the server asks for a client certificate: set redis.tls_cert_file and redis.tls_key_file".into()
             }
             Cause::Certificate => "set redis.tls_ca_file to the CA (PEM) that signed the server's certificate".into(),
-            Cause::Auth if sentinel && lower.contains("sentinel") => {
-                "check redis.sentinel_username and redis.sentinel_password".into()
+            // Through Sentinel one lookup logs in to the sentinels and then checks
+            // the primary's role with the data user: the crate's error does not say
+            // which login was refused.
+            Cause::Auth if sentinel => {
+                "check redis.sentinel_username and redis.sentinel_password (the sentinels' \
+                 login), and redis.username and redis.password (the primary's)"
+                    .into()
             }
             Cause::Auth if lower.contains("noperm") || lower.contains("no permissions") => {
                 "the ACL user lacks a permission Tayori needs: grant the rules in docs/security.md".into()
             }
             Cause::Auth => "check redis.username and redis.password (or the user:password in redis.url)".into(),
             Cause::Unreachable if sentinel => {
-                "check redis.sentinels and redis.master_name, and that the sentinels are running".into()
+                "check redis.sentinels and redis.master_name, and that the sentinels are \
+                 running (during a failover this passes within seconds)"
+                    .into()
             }
             Cause::Unreachable => "check redis.url (host and port) and that Redis is running".into(),
+            Cause::NotPrimary if sentinel => {
+                "Sentinel named a replica: a failover is under way, or redis.master_name \
+                 is another service"
+                    .into()
+            }
             Cause::NotPrimary => "point redis.url at the primary, or use redis.sentinels".into(),
         };
         ConnectError {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod sentinel;
+pub mod sentinel_tls;
 pub mod smtp;
 pub mod tls;
 
