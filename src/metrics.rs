@@ -195,6 +195,10 @@ fn describe() {
         "Webhook and tracking requests refused or not recorded, by source (line, twilio, vonage, tracking, bounce) and reason (bad_signature, stale, bad_body, bad_token, unknown_link, unmatched, redis; repeat: an open or click again within a minute, answered but recorded once)."
     );
     describe_counter!(
+        REDIS_WAIT_SHORT,
+        "WAITs (redis.wait_replicas) that reached fewer replicas than asked within redis.wait_timeout, by op (finish, reaction, event): those writes could be lost in a failover."
+    );
+    describe_counter!(
         DOMAIN_THROTTLED,
         "Email jobs put aside with a reserved slot because their recipient domain was at its rate limit."
     );
