@@ -244,29 +244,11 @@ fn conn_to(port: u16) -> redis::Connection {
 /// a short reclaim_idle (redeliveries within the run), fast retries, and email
 /// over SMTP to the peer.
 fn config(redis: &str, smtp_port: u16) -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
-    let http_port = free_port();
-    let text = format!(
-        r#"
-[redis]
-{redis}
-prefix = "t"
-
-[http]
-listen = "127.0.0.1:{http_port}"
-public_url = "http://127.0.0.1:{http_port}"
-tracking_secret = "{TRACKING_SECRET}"
-
-[templates]
-dir = "{templates}"
-
-[queue]
-poll_interval = "50ms"
-block = "200ms"
-reclaim_idle = "1s"
-shutdown_grace = "1s"
-
+    setup_with_redis(
+        redis,
+        "reclaim_idle = \"1s\"\nshutdown_grace = \"1s\"",
+        &format!(
+            r#"
 [retry]
 max_attempts = 40
 base_delay = "200ms"
@@ -284,99 +266,46 @@ port = {smtp_port}
 tls = "none"
 pool_size = 8
 timeout = "5s"
-"#,
-        templates = templates.display(),
-    );
-    let config = dir.path().join("tayori.toml");
-    std::fs::write(&config, text).expect("write config");
-    Setup {
-        dir,
-        config,
-        http_port,
-    }
+"#
+        ),
+    )
 }
 
-/// `tayori run` at log level info, its stderr into `log`.
-struct DaemonRun {
-    child: Option<Child>,
-    log: PathBuf,
+/// Starts `tayori run` at log level info, its stderr into `log`.
+fn start_daemon(s: &Setup, log: &Path) -> Daemon {
+    let file = File::create(log).expect("create the daemon's log");
+    let child = s
+        .tayori()
+        .env("TAYORI_LOG", "info")
+        .env("NO_COLOR", "1")
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(file))
+        .spawn()
+        .expect("start tayori run");
+    Daemon::new(child)
 }
 
-impl DaemonRun {
-    fn start(s: &Setup, log: &Path) -> DaemonRun {
-        let file = File::create(log).expect("create the daemon's log");
-        let child = s
-            .tayori()
-            .env("TAYORI_LOG", "info")
-            .env("NO_COLOR", "1")
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("start tayori run");
-        DaemonRun {
-            child: Some(child),
-            log: log.to_owned(),
-        }
-    }
-
-    /// The exit status, if the daemon has exited.
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-    }
-
-    /// SIGTERM, then the exit code (None: killed after `timeout`).
-    fn terminate(&mut self, timeout: Duration) -> Option<i32> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = c.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The log's WARN and ERROR lines (first `n`), and its last `n` lines.
-    fn excerpt(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let warnings: Vec<&str> = lines
-            .iter()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-            .take(n)
-            .copied()
-            .collect();
-        let tail = &lines[lines.len().saturating_sub(n)..];
-        format!(
-            "daemon log {} ({} lines)\n--- first {} WARN/ERROR lines ---\n{}\n--- last {} lines ---\n{}",
-            self.log.display(),
-            lines.len(),
-            warnings.len(),
-            warnings.join("\n"),
-            tail.len(),
-            tail.join("\n")
-        )
-    }
-}
-
-impl Drop for DaemonRun {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// The daemon `log`'s WARN and ERROR lines (first `n`), and its last `n` lines.
+fn excerpt(log: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let warnings: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .take(n)
+        .copied()
+        .collect();
+    let tail = &lines[lines.len().saturating_sub(n)..];
+    format!(
+        "daemon log {} ({} lines)\n--- first {} WARN/ERROR lines ---\n{}\n--- last {} lines ---\n{}",
+        log.display(),
+        lines.len(),
+        warnings.len(),
+        warnings.join("\n"),
+        tail.len(),
+        tail.join("\n")
+    )
 }
 
 /// What a finished (or timed-out: `code` None) command did.
@@ -875,37 +804,13 @@ fn measure_window(
 
 /// Copies the sentinel's and the nodes' logs next to the daemon's.
 fn keep_sentinel_logs(set: &SentinelSet, name: &str) -> Vec<PathBuf> {
-    let mut kept = Vec::new();
-    let mut copy = |from: PathBuf, what: &str| {
-        let to = log_path(name, what);
-        if std::fs::copy(&from, &to).is_ok() {
-            kept.push(to);
-        }
-    };
-    if let Ok(mut c) = set.sentinel_conn() {
-        let info: String = redis::cmd("INFO")
-            .arg("server")
-            .query(&mut c)
-            .unwrap_or_default();
-        if let Some(conf) = info.lines().find_map(|l| l.strip_prefix("config_file:")) {
-            if let Some(dir) = Path::new(conf.trim()).parent() {
-                copy(dir.join("sentinel.log"), "sentinel");
-            }
-        }
-    }
-    let mut c = conn_to(set.replica_port);
-    let dir: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("dir")
-        .query(&mut c)
-        .unwrap_or_default();
-    if let Some(dir) = dir.get(1).map(PathBuf::from) {
-        copy(dir.join("redis.log"), "replica");
-        if let Some(root) = dir.parent() {
-            copy(root.join("primary/redis.log"), "primary");
-        }
-    }
-    kept
+    set.log_files()
+        .into_iter()
+        .filter_map(|(what, from)| {
+            let to = log_path(name, what);
+            std::fs::copy(&from, &to).is_ok().then_some(to)
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -918,7 +823,7 @@ enum Backend {
 
 enum Live {
     Standalone(Node),
-    Sentinel(SentinelSet),
+    Sentinel(Box<SentinelSet>),
 }
 
 /// Everything one run measured.
@@ -1054,18 +959,15 @@ fn run(name: &str, backend: Backend) -> Measured {
         }
         Backend::Sentinel { wait_replicas } => {
             let set = SentinelSet::start();
-            let mut body = format!(
-                "sentinels = [\"{}\"]\nmaster_name = \"mymaster\"\nwait_replicas = {wait_replicas}",
-                set.sentinel_url()
-            );
+            let mut body = set.redis_section(&format!("wait_replicas = {wait_replicas}"));
             if wait_replicas > 0 {
                 body.push_str("\nwait_timeout = \"1s\"");
             }
-            (Live::Sentinel(set), body)
+            (Live::Sentinel(Box::new(set)), body)
         }
     };
     let s = config(&redis_body, peer.port);
-    let mut daemon = DaemonRun::start(&s, &daemon_log);
+    let mut daemon = start_daemon(&s, &daemon_log);
     s.wait_http();
 
     let started = Instant::now();
@@ -1083,13 +985,13 @@ fn run(name: &str, backend: Backend) -> Measured {
         assert!(
             daemon.exited().is_none(),
             "the daemon exited\n{}",
-            daemon.excerpt(40)
+            excerpt(&daemon_log, 40)
         );
         assert!(
             Instant::now() < deadline,
             "only {} messages at the peer before the kill\n{}",
             peer_count(&peer),
-            daemon.excerpt(40)
+            excerpt(&daemon_log, 40)
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -1214,7 +1116,7 @@ fn run(name: &str, backend: Backend) -> Measured {
     let mut drained_at = None;
     let drained = loop {
         if let Some(status) = daemon.exited() {
-            println!("the daemon exited: {status}\n{}", daemon.excerpt(60));
+            println!("the daemon exited: {status}\n{}", excerpt(&daemon_log, 60));
             break false;
         }
         let state = match queue_state(&mut conn) {
@@ -1290,7 +1192,7 @@ fn run(name: &str, backend: Backend) -> Measured {
     if !drained {
         panic!(
             "{name}: the daemon did not drain (stuck or dead)\n{}",
-            daemon.excerpt(60)
+            excerpt(&daemon_log, 60)
         );
     }
     // What holds whatever Redis lost (it loses a suffix of its history).
@@ -1307,7 +1209,7 @@ fn run(name: &str, backend: Backend) -> Measured {
         (m.stuck, "confirmed jobs left queued without an outcome"),
     ];
     for (n, what) in invariants {
-        assert_eq!(n, 0, "{name}: {what}\n{}", daemon.excerpt(40));
+        assert_eq!(n, 0, "{name}: {what}\n{}", excerpt(&daemon_log, 40));
     }
     // Nothing lost beyond the window: what the replica had acknowledged before
     // it was cut off survives its promotion.

@@ -14,58 +14,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::sentinel::{SentinelSet, MASTER_NAME};
-use common::sentinel_tls::{SecureSentinelSet, SentinelOpts};
-use common::tls::{Pki, TlsOpts, TlsRedis};
+use common::sentinel::{SentinelOpts, SentinelSet};
+use common::tls::{CertKey, Pki, TlsOpts, TlsRedis};
 use common::*;
 
 /// How long a config or connection problem may take to be reported (the contract).
 const FAIL_FAST: Duration = Duration::from_secs(10);
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The test's own config (as `common::setup` writes it) with `redis` as the body of
-/// `[redis]` (`prefix = "t"` is added).
-fn config(redis: &str, queue: &str, channels: &str) -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
-    let out = dir.path().join("outbox");
-    let channels = channels.replace("{outbox}", &out.display().to_string());
-    let http_port = free_port();
-    let text = format!(
-        r#"
-[redis]
-{redis}
-prefix = "t"
+/// The four channels of `ALL_FILE`.
+const CHANNELS: [&str; 4] = ["email", "line", "sms", "dm"];
 
-[http]
-listen = "127.0.0.1:{http_port}"
-public_url = "http://127.0.0.1:{http_port}"
-tracking_secret = "{TRACKING_SECRET}"
-header_read_timeout = "2s"
-request_timeout = "5s"
-
-[templates]
-dir = "{templates}"
-
-[queue]
-poll_interval = "50ms"
-block = "200ms"
-{queue}
-
-[policy.quiet_hours]
-sms = ""
-
-{channels}
-"#,
-        templates = templates.display(),
-    );
-    let config = dir.path().join("tayori.toml");
-    std::fs::write(&config, text).expect("write config");
-    Setup {
-        dir,
-        config,
-        http_port,
-    }
+/// The common setup (file channels, the default queue) with `redis_section` as
+/// the body of `[redis]`.
+fn setup_all_file(redis_section: &str) -> Setup {
+    setup_with_redis(redis_section, "", ALL_FILE)
 }
 
 /// `ALL_FILE` with VERP on (so `tayori bounce` has a return path to read).
@@ -77,17 +40,22 @@ fn channels_with_verp() -> String {
     )
 }
 
-/// `[redis]` for a TLS server trusting the test CA, plus `extra` lines.
-fn tls_redis(r: &TlsRedis, pki: &Pki, extra: &str) -> String {
-    format!(
-        "url = \"{}\"\ntls_ca_file = \"{}\"\n{extra}",
-        r.url(),
-        pki.ca.display()
-    )
+/// `[redis]` for `url` trusting the CA certificate `ca`, plus `extra` lines.
+fn tls_section(url: &str, ca: &Path, extra: &str) -> String {
+    format!("url = \"{url}\"\n{}{extra}", path_line("tls_ca_file", ca))
 }
 
 fn path_line(key: &str, p: &Path) -> String {
     format!("{key} = \"{}\"\n", p.display())
+}
+
+/// `tls_cert_file` and `tls_key_file` lines presenting `cert` (mutual TLS).
+fn client_cert_lines(cert: &CertKey) -> String {
+    format!(
+        "{}{}",
+        path_line("tls_cert_file", &cert.cert),
+        path_line("tls_key_file", &cert.key)
+    )
 }
 
 /// What a finished (or timed-out: `code` None) command did.
@@ -153,20 +121,43 @@ fn finish(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Out {
     }
 }
 
+/// `tayori ARGS`, given `WAIT` to finish.
 fn tayori(s: &Setup, args: &[&str]) -> Out {
     let mut c = s.tayori();
     c.args(args);
     finish(c, None, WAIT)
 }
 
-fn check_connect(s: &Setup) -> Out {
+/// `tayori ARGS` for a command that must connect or give up within `FAIL_FAST`
+/// (killed a little after it, so that [`assert_refused`] sees the overrun).
+fn tayori_fail_fast(s: &Setup, args: &[&str]) -> Out {
     let mut c = s.tayori();
-    c.args(["check-config", "--connect"]);
+    c.args(args);
     finish(c, None, FAIL_FAST + Duration::from_secs(5))
 }
 
-/// `check-config --connect` exits 1 in time with a message holding every one of
-/// `words` (case-insensitively).
+fn check_connect(s: &Setup) -> Out {
+    tayori_fail_fast(s, &["check-config", "--connect"])
+}
+
+/// `tayori run`, which exits 2 when it cannot reach Redis.
+fn run_daemon(s: &Setup) -> Out {
+    tayori_fail_fast(s, &["run"])
+}
+
+/// `cmd bounce` with the DSN fixture on stdin.
+fn bounce(mut cmd: Command) -> Out {
+    let dsn = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("channels/tests/fixtures/dsn/postfix_user_unknown.eml"),
+    )
+    .expect("DSN fixture");
+    cmd.arg("bounce");
+    finish(cmd, Some(&dsn), WAIT)
+}
+
+/// The command exited `code` within `FAIL_FAST` with a message holding every one
+/// of `words` (case-insensitively).
 fn assert_refused(out: &Out, code: i32, words: &[&str]) {
     assert_eq!(out.code, Some(code), "{out:?}");
     assert!(out.took < FAIL_FAST, "took {:?}: {out:?}", out.took);
@@ -191,45 +182,69 @@ fn jobs_file(s: &Setup, name: &str, jobs: &[Value]) -> PathBuf {
     path
 }
 
-fn enqueue_cli(s: &Setup, cmd: Command, jobs: &[Value]) {
+fn enqueue_cli(s: &Setup, mut cmd: Command, jobs: &[Value]) {
     let path = jobs_file(s, "jobs.jsonl", jobs);
-    let mut cmd = cmd;
     cmd.arg("enqueue").arg(&path);
     let out = finish(cmd, None, WAIT);
     assert_eq!(out.code, Some(0), "tayori enqueue: {out:?}");
 }
 
-fn drain(cmd: Command) {
-    let mut cmd = cmd;
+fn drain(mut cmd: Command) {
     cmd.args(["run", "--drain"]);
     let out = finish(cmd, None, WAIT);
     assert_eq!(out.code, Some(0), "tayori run --drain: {out:?}");
 }
 
+/// `tayori enqueue` of `jobs`, then `tayori run --drain`.
+fn enqueue_and_drain(s: &Setup, jobs: &[Value]) {
+    enqueue_cli(s, s.tayori(), jobs);
+    drain(s.tayori());
+}
+
 /// `n` jobs on each of the four channels.
 fn four_channel_jobs(tag: &str, n: usize) -> Vec<Value> {
-    ["email", "line", "sms", "dm"]
+    CHANNELS
         .iter()
         .flat_map(|ch| (0..n).map(move |i| job(&format!("{tag}-{ch}-{i}"), ch)))
         .collect()
 }
 
-fn bounce_fixture() -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("channels/tests/fixtures/dsn/postfix_user_unknown.eml"),
-    )
-    .expect("DSN fixture")
+/// Every channel's outbox holds `n` messages.
+fn assert_each_outbox_holds(s: &Setup, n: usize) {
+    for ch in CHANNELS {
+        assert_eq!(s.outbox_files(ch).len(), n, "{ch}");
+    }
 }
 
-fn role(conn: &mut redis::Connection) -> String {
-    match redis::cmd("ROLE").query::<redis::Value>(conn) {
-        Ok(redis::Value::Array(v)) => match v.first() {
-            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-            other => format!("{other:?}"),
-        },
-        other => format!("{other:?}"),
-    }
+/// `stats --json` and `report --json` succeed and print JSON, the report naming
+/// the email channel; returns both outputs.
+fn assert_stats_and_report(s: &Setup) -> [Out; 2] {
+    let stats = tayori(s, &["stats", "--json"]);
+    assert_eq!(stats.code, Some(0), "{stats:?}");
+    let _: Value = serde_json::from_str(&stats.stdout).expect("stats --json prints JSON");
+    let report = tayori(s, &["report", "--campaign", "test", "--json"]);
+    assert_eq!(report.code, Some(0), "{report:?}");
+    let json: Value = serde_json::from_str(&report.stdout).expect("report --json prints JSON");
+    assert!(json.to_string().contains("email"), "{json}");
+    [stats, report]
+}
+
+/// `CONFIG GET port` on `c` is 0: the server listens on its TLS port only.
+fn assert_no_plaintext_port(c: &mut redis::Connection) {
+    let port: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("port")
+        .query(c)
+        .unwrap();
+    assert_eq!(port[1], "0", "no plaintext port");
+}
+
+/// PING over a fresh TLS connection to `url` with `certs`.
+fn tls_ping(url: String, certs: redis::TlsCertificates) -> redis::RedisResult<String> {
+    redis::Client::build_with_tls(url, certs)
+        .unwrap()
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
 }
 
 /// The email stream, its group and the delayed and dead sets on the node on
@@ -264,6 +279,23 @@ fn queue_state(port: u16) -> String {
     )
 }
 
+/// The primary behind `c` has one replica acknowledging everything so far.
+fn assert_replicated(c: &mut redis::Connection) {
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(2000).query(c).unwrap();
+    assert_eq!(acked, 1);
+}
+
+/// SIGKILLs the set's first primary and waits up to `timeout` for its first
+/// replica to take over; returns the new primary's port.
+fn fail_over_to_the_replica(set: &mut SentinelSet, timeout: Duration) -> u16 {
+    let started = Instant::now();
+    assert_eq!(set.kill_primary(), set.first_primary_port);
+    let new_port = set.wait_for_failover(timeout);
+    eprintln!("failover took {:?}", started.elapsed());
+    assert_eq!(new_port, set.replica_port);
+    new_port
+}
+
 fn pki() -> (tempfile::TempDir, Pki) {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::new(dir.path());
@@ -284,22 +316,14 @@ fn fixtures_start() {
     let r = TlsRedis::start(&pki, TlsOpts::default());
     let mut c = r.conn();
     assert_eq!(redis::cmd("PING").query::<String>(&mut c).unwrap(), "PONG");
-    let port: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("port")
-        .query(&mut c)
-        .unwrap();
-    assert_eq!(port[1], "0", "no plaintext port");
-    let wrong_ca = redis::Client::build_with_tls(
+    assert_no_plaintext_port(&mut c);
+    let wrong_ca = tls_ping(
         r.url(),
         redis::TlsCertificates {
             client_tls: None,
             root_cert: Some(std::fs::read(&pki.other_ca).unwrap()),
         },
-    )
-    .unwrap()
-    .get_connection_with_timeout(Duration::from_secs(2))
-    .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+    );
     assert!(
         wrong_ca.is_err(),
         "the other CA is not trusted: {wrong_ca:?}"
@@ -317,16 +341,10 @@ fn fixtures_start() {
     );
     let mut c = r.conn();
     assert_eq!(redis::cmd("PING").query::<String>(&mut c).unwrap(), "PONG");
-    let no_client_cert = redis::Client::build_with_tls(
+    let no_client_cert = tls_ping(
         format!("rediss://:admin-pw@127.0.0.1:{}", r.port),
-        redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(std::fs::read(&pki.ca).unwrap()),
-        },
-    )
-    .unwrap()
-    .get_connection_with_timeout(Duration::from_secs(2))
-    .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+        pki.certificates(false),
+    );
     assert!(no_client_cert.is_err(), "{no_client_cert:?}");
     let mut t = r
         .conn_as("tayori", "tayori-pw")
@@ -365,10 +383,7 @@ fn fixtures_start() {
         assert!(r.plain_port.is_some());
         let mut c = r.conn();
         assert_eq!(redis::cmd("PING").query::<String>(&mut c).unwrap(), "PONG");
-        let tls = redis::Client::build_with_tls(r.url(), r.certificates())
-            .unwrap()
-            .get_connection_with_timeout(Duration::from_secs(2))
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+        let tls = tls_ping(r.url(), r.certificates());
         assert!(tls.is_err(), "{cert:?}: {tls:?}");
         // redis-cli checks the chain but not the name: the internal one is served.
         if cert == pki.internal {
@@ -384,24 +399,21 @@ fn fixtures_start() {
 
     // Sentinel: the replica takes over after the primary is killed.
     let mut set = SentinelSet::start();
+    assert_eq!(
+        set.role_of(set.first_primary_port).as_deref(),
+        Some("master")
+    );
+    assert_eq!(set.role_of(set.replica_port).as_deref(), Some("slave"));
     let mut p = set.primary_conn();
-    assert_eq!(role(&mut p), "master");
-    assert_eq!(role(&mut set.conn_to(set.replica_port)), "slave");
     let _: () = redis::cmd("SET")
         .arg("t:before")
         .arg("1")
         .query(&mut p)
         .unwrap();
-    let acked: i64 = redis::cmd("WAIT").arg(1).arg(2000).query(&mut p).unwrap();
-    assert_eq!(acked, 1);
-    let started = Instant::now();
-    let killed = set.kill_primary();
-    assert_eq!(killed, set.first_primary_port);
-    let new = set.wait_for_failover(Duration::from_secs(30));
-    eprintln!("failover took {:?}", started.elapsed());
-    assert_eq!(new, set.replica_port);
+    assert_replicated(&mut p);
+    let new = fail_over_to_the_replica(&mut set, Duration::from_secs(30));
+    assert_eq!(set.role_of(new).as_deref(), Some("master"));
     let mut p = set.primary_conn();
-    assert_eq!(role(&mut p), "master");
     let before: Option<String> = redis::cmd("GET").arg("t:before").query(&mut p).unwrap();
     assert_eq!(before.as_deref(), Some("1"));
 }
@@ -415,31 +427,23 @@ fn fixtures_start() {
 fn a_tls_only_redis_carries_the_daemon_and_every_cli_command() {
     let (_d, pki) = pki();
     let r = TlsRedis::start(&pki, TlsOpts::default());
-    let s = config(&tls_redis(&r, &pki, ""), "", &channels_with_verp());
+    let s = setup_with_redis(
+        &tls_section(&r.url(), &pki.ca, ""),
+        "",
+        &channels_with_verp(),
+    );
     let out = check_connect(&s);
     assert_eq!(out.code, Some(0), "{out:?}");
     let jobs = four_channel_jobs("tls", 5);
-    enqueue_cli(&s, s.tayori(), &jobs);
-    drain(s.tayori());
-    let mut conn = r.conn();
-    let evs = events(&mut conn);
+    enqueue_and_drain(&s, &jobs);
+    let evs = events(&mut r.conn());
     assert_eq!(count(&evs, "sent"), jobs.len(), "{evs:?}");
-    for ch in ["email", "line", "sms", "dm"] {
-        assert_eq!(s.outbox_files(ch).len(), 5, "{ch}");
-    }
+    assert_each_outbox_holds(&s, 5);
 
-    let out = tayori(&s, &["stats", "--json"]);
-    assert_eq!(out.code, Some(0), "{out:?}");
-    let _: Value = serde_json::from_str(&out.stdout).expect("stats --json prints JSON");
+    assert_stats_and_report(&s);
     let out = tayori(&s, &["dead", "list"]);
     assert_eq!(out.code, Some(0), "{out:?}");
-    let out = tayori(&s, &["report", "--campaign", "test", "--json"]);
-    assert_eq!(out.code, Some(0), "{out:?}");
-    let report: Value = serde_json::from_str(&out.stdout).expect("report --json prints JSON");
-    assert!(report.to_string().contains("email"), "{report}");
-    let mut c = s.tayori();
-    c.arg("bounce");
-    let out = finish(c, Some(&bounce_fixture()), WAIT);
+    let out = bounce(s.tayori());
     assert_eq!(out.code, Some(0), "tayori bounce (75: Redis away): {out:?}");
 }
 
@@ -449,23 +453,12 @@ fn a_tls_only_redis_carries_the_daemon_and_every_cli_command() {
 fn a_wrong_ca_is_a_certificate_error_naming_tls_ca_file() {
     let (_d, pki) = pki();
     let r = TlsRedis::start(&pki, TlsOpts::default());
-    let s = config(
-        &format!(
-            "url = \"{}\"\n{}",
-            r.url(),
-            path_line("tls_ca_file", &pki.other_ca)
-        ),
-        "",
-        ALL_FILE,
-    );
+    let s = setup_all_file(&tls_section(&r.url(), &pki.other_ca, ""));
     assert_refused(&check_connect(&s), 1, &["certificate", "redis.tls_ca_file"]);
-    let mut c = s.tayori();
-    c.arg("run");
-    let out = finish(c, None, FAIL_FAST + Duration::from_secs(5));
-    assert_refused(&out, 2, &["certificate", "redis.tls_ca_file"]);
+    assert_refused(&run_daemon(&s), 2, &["certificate", "redis.tls_ca_file"]);
 
     // No tls_ca_file: Mozilla's roots do not know the test CA either.
-    let s = config(&format!("url = \"{}\"", r.url()), "", ALL_FILE);
+    let s = setup_all_file(&format!("url = \"{}\"", r.url()));
     assert_refused(&check_connect(&s), 1, &["certificate", "redis.tls_ca_file"]);
 }
 
@@ -483,54 +476,37 @@ fn a_wrong_password_is_an_auth_error_and_never_printed() {
             ..TlsOpts::default()
         },
     );
-    let s = config(
-        &tls_redis(
-            &r,
-            &pki,
-            &format!("username = \"tayori\"\npassword = \"{WRONG}\""),
-        ),
-        "",
-        ALL_FILE,
-    );
+    let login = |password: &str| {
+        tls_section(
+            &r.url(),
+            &pki.ca,
+            &format!("username = \"tayori\"\npassword = \"{password}\""),
+        )
+    };
+    let s = setup_all_file(&login(WRONG));
     let out = check_connect(&s);
     assert_refused(&out, 1, &["auth", "redis.password"]);
     for secret in [RIGHT, WRONG] {
         assert!(!out.all().contains(secret), "{secret} printed: {out:?}");
     }
-    let mut c = s.tayori();
-    c.arg("run");
-    let out = finish(c, None, FAIL_FAST + Duration::from_secs(5));
+    let out = run_daemon(&s);
     assert_refused(&out, 2, &["auth", "redis.password"]);
     assert!(!out.all().contains(WRONG), "the password printed: {out:?}");
 
     // The bounce pipe: a refused password is a config error (78) the MTA reports,
     // not a temporary failure (75) it would retry for days.
-    let s = config(
-        &tls_redis(
-            &r,
-            &pki,
-            &format!("username = \"tayori\"\npassword = \"{WRONG}\""),
-        ),
-        "",
-        &channels_with_verp(),
-    );
-    let mut c = s.tayori();
-    c.arg("bounce");
-    let out = finish(c, Some(&bounce_fixture()), WAIT);
+    let s = setup_with_redis(&login(WRONG), "", &channels_with_verp());
+    let out = bounce(s.tayori());
     assert_eq!(out.code, Some(78), "{out:?}");
     assert!(out.stderr.contains("auth"), "{out:?}");
     assert!(!out.all().contains(WRONG), "the password printed: {out:?}");
 
     // The same password in the URL: refused, and not printed either.
-    let s = config(
-        &format!(
-            "url = \"rediss://tayori:{WRONG}@127.0.0.1:{}\"\n{}",
-            r.port,
-            path_line("tls_ca_file", &pki.ca)
-        ),
+    let s = setup_all_file(&tls_section(
+        &format!("rediss://tayori:{WRONG}@127.0.0.1:{}", r.port),
+        &pki.ca,
         "",
-        ALL_FILE,
-    );
+    ));
     let out = check_connect(&s);
     assert_refused(&out, 1, &["auth"]);
     assert!(
@@ -540,15 +516,7 @@ fn a_wrong_password_is_an_auth_error_and_never_printed() {
     assert!(!out.all().contains(WRONG), "the password printed: {out:?}");
 
     // And the right one works.
-    let s = config(
-        &tls_redis(
-            &r,
-            &pki,
-            &format!("username = \"tayori\"\npassword = \"{RIGHT}\""),
-        ),
-        "",
-        ALL_FILE,
-    );
+    let s = setup_all_file(&login(RIGHT));
     let out = check_connect(&s);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(!out.all().contains(RIGHT), "the password printed: {out:?}");
@@ -567,32 +535,21 @@ fn mutual_tls_needs_the_client_certificate() {
             ..TlsOpts::default()
         },
     );
-    let s = config(&tls_redis(&r, &pki, ""), "", ALL_FILE);
+    let with_client_cert = |extra: &str| setup_all_file(&tls_section(&r.url(), &pki.ca, extra));
     assert_refused(
-        &check_connect(&s),
+        &check_connect(&with_client_cert("")),
         1,
         &["certificate", "redis.tls_cert_file"],
     );
 
-    let foreign = format!(
-        "{}{}",
-        path_line("tls_cert_file", &pki.other_client.cert),
-        path_line("tls_key_file", &pki.other_client.key)
-    );
-    let s = config(&tls_redis(&r, &pki, &foreign), "", ALL_FILE);
-    assert_refused(&check_connect(&s), 1, &["certificate"]);
+    let foreign = with_client_cert(&client_cert_lines(&pki.other_client));
+    assert_refused(&check_connect(&foreign), 1, &["certificate"]);
 
-    let ours = format!(
-        "{}{}",
-        path_line("tls_cert_file", &pki.client.cert),
-        path_line("tls_key_file", &pki.client.key)
-    );
-    let s = config(&tls_redis(&r, &pki, &ours), "", ALL_FILE);
+    let s = with_client_cert(&client_cert_lines(&pki.client));
     let out = check_connect(&s);
     assert_eq!(out.code, Some(0), "{out:?}");
     let jobs = four_channel_jobs("mtls", 3);
-    enqueue_cli(&s, s.tayori(), &jobs);
-    drain(s.tayori());
+    enqueue_and_drain(&s, &jobs);
     let evs = events(&mut r.conn());
     assert_eq!(count(&evs, "sent"), jobs.len(), "{evs:?}");
     let out = tayori(&s, &["stats", "--json"]);
@@ -615,15 +572,16 @@ fn the_documented_acl_user_runs_everything_over_tls() {
             ..TlsOpts::default()
         },
     );
-    let s = config(
-        &tls_redis(
-            &r,
-            &pki,
+    let s = setup_with_redis(
+        &tls_section(
+            &r.url(),
+            &pki.ca,
             "username = \"tayori\"\npassword = \"${TAYORI_TEST_REDIS_PASSWORD}\"",
         ),
         "",
         &channels_with_verp(),
     );
+    // Every command gets the password through the environment.
     let cmd = || {
         let mut c = s.tayori();
         c.env("TAYORI_TEST_REDIS_PASSWORD", PASSWORD);
@@ -650,9 +608,7 @@ fn the_documented_acl_user_runs_everything_over_tls() {
         assert_eq!(out.code, Some(0), "tayori {args:?}: {out:?}");
         assert!(!out.all().contains(PASSWORD), "the password printed");
     }
-    let mut c = cmd();
-    c.arg("bounce");
-    let out = finish(c, Some(&bounce_fixture()), WAIT);
+    let out = bounce(cmd());
     assert_eq!(out.code, Some(0), "tayori bounce: {out:?}");
     let denied: Vec<redis::Value> = redis::cmd("ACL").arg("LOG").query(&mut admin).unwrap();
     assert!(
@@ -673,27 +629,18 @@ fn tls_server_name_checks_the_certificate_against_another_name() {
             ..TlsOpts::default()
         },
     );
-    let s = config(
-        &tls_redis(&r, &pki, "tls_server_name = \"redis.internal\""),
-        "",
-        ALL_FILE,
-    );
+    let with_extra = |extra: &str| setup_all_file(&tls_section(&r.url(), &pki.ca, extra));
+    let s = with_extra("tls_server_name = \"redis.internal\"");
     let out = check_connect(&s);
     assert_eq!(out.code, Some(0), "{out:?}");
     let jobs = four_channel_jobs("sni", 2);
-    enqueue_cli(&s, s.tayori(), &jobs);
-    drain(s.tayori());
+    enqueue_and_drain(&s, &jobs);
     let evs = events(&mut r.conn());
     assert_eq!(count(&evs, "sent"), jobs.len(), "{evs:?}");
 
-    let s = config(&tls_redis(&r, &pki, ""), "", ALL_FILE);
-    assert_refused(&check_connect(&s), 1, &["certificate"]);
-    let s = config(
-        &tls_redis(&r, &pki, "tls_server_name = \"other.internal\""),
-        "",
-        ALL_FILE,
-    );
-    assert_refused(&check_connect(&s), 1, &["certificate"]);
+    for extra in ["", "tls_server_name = \"other.internal\""] {
+        assert_refused(&check_connect(&with_extra(extra)), 1, &["certificate"]);
+    }
 }
 
 /// An expired server certificate is a certificate error.
@@ -707,7 +654,7 @@ fn an_expired_server_certificate_is_refused() {
             ..TlsOpts::default()
         },
     );
-    let s = config(&tls_redis(&r, &pki, ""), "", ALL_FILE);
+    let s = setup_all_file(&tls_section(&r.url(), &pki.ca, ""));
     assert_refused(&check_connect(&s), 1, &["certificate"]);
 }
 
@@ -716,37 +663,28 @@ fn an_expired_server_certificate_is_refused() {
 fn every_scheme_spelling_connects() {
     let (_d, pki) = pki();
     let r = TlsRedis::start(&pki, TlsOpts::default());
-    for url in [
+    let plain = Redis::start();
+    let tls_urls = [
         format!("REDISS://127.0.0.1:{}", r.port),
         format!("valkeys://localhost:{}", r.port),
         format!("Valkeys://127.0.0.1:{}", r.port),
-    ] {
-        let s = config(
-            &format!("url = \"{url}\"\n{}", path_line("tls_ca_file", &pki.ca)),
-            "",
-            ALL_FILE,
-        );
-        let out = check_connect(&s);
-        assert_eq!(out.code, Some(0), "{url}: {out:?}");
-    }
-    let plain = Redis::start();
-    for url in [
+    ];
+    let plain_urls = [
         format!("valkey://127.0.0.1:{}", plain.port),
         format!("VALKEY://127.0.0.1:{}", plain.port),
         format!("Redis://127.0.0.1:{}", plain.port),
-    ] {
-        let s = config(&format!("url = \"{url}\""), "", ALL_FILE);
-        let out = check_connect(&s);
-        assert_eq!(out.code, Some(0), "{url}: {out:?}");
+    ];
+    let sections = tls_urls
+        .iter()
+        .map(|url| tls_section(url, &pki.ca, ""))
+        .chain(plain_urls.iter().map(|url| format!("url = \"{url}\"")));
+    for redis in sections {
+        let out = check_connect(&setup_all_file(&redis));
+        assert_eq!(out.code, Some(0), "{redis}: {out:?}");
     }
     // And a job goes through valkey://.
-    let s = config(
-        &format!("url = \"valkey://127.0.0.1:{}\"", plain.port),
-        "",
-        ALL_FILE,
-    );
-    enqueue_cli(&s, s.tayori(), &[job("vk-1", "dm")]);
-    drain(s.tayori());
+    let s = setup_all_file(&format!("url = \"{}\"", plain_urls[0]));
+    enqueue_and_drain(&s, &[job("vk-1", "dm")]);
     assert_eq!(count(&events(&mut plain.conn()), "sent"), 1);
 }
 
@@ -782,11 +720,8 @@ fn failover_run(
         1,
     );
     assert_ne!(channels, ALL_FILE);
-    let s = config(
-        &format!(
-            "sentinels = [\"{}\"]\nmaster_name = \"mymaster\"\nwait_replicas = 1\nwait_timeout = \"1s\"",
-            set.sentinel_url()
-        ),
+    let s = setup_with_redis(
+        &set.redis_section("wait_replicas = 1\nwait_timeout = \"1s\""),
         "reclaim_idle = \"4s\"\nshutdown_grace = \"2s\"",
         &channels,
     );
@@ -907,7 +842,10 @@ fn failover_run(
 /// `wait_replicas = N` needs N + 1 replicas to survive a failover).
 #[test]
 fn the_daemon_follows_a_sentinel_failover_and_loses_no_job() {
-    let mut set = SentinelSet::start_with_replicas(2);
+    let mut set = SentinelSet::start_with(SentinelOpts {
+        replicas: 2,
+        ..SentinelOpts::default()
+    });
     let mut run = failover_run(&mut set, 3_000, 1_000, Duration::from_secs(90));
     eprintln!(
         "failover after {} events took {:?}; new primary on port {}",
@@ -941,15 +879,6 @@ fn after_a_failover_that_leaves_no_replica_jobs_still_finish_once() {
 // ---------------------------------------------------------------------------
 // Sentinel over TLS, and a sentinel with an ACL user
 
-/// `[redis]` through the set's sentinel (`rediss://` when the set speaks TLS),
-/// plus `extra` lines.
-fn through_sentinel(set: &SecureSentinelSet, extra: &str) -> String {
-    format!(
-        "sentinels = [\"{}\"]\nmaster_name = \"{MASTER_NAME}\"\n{extra}",
-        set.sentinel_url()
-    )
-}
-
 /// The terminal events in `t:results` on `conn`'s node, by job id.
 fn sent_ids(conn: &mut redis::Connection) -> HashSet<String> {
     events(conn)
@@ -967,64 +896,33 @@ fn sent_ids(conn: &mut redis::Connection) -> HashSet<String> {
 #[test]
 fn sentinel_over_tls_carries_jobs_and_follows_a_failover() {
     let (_d, pki) = pki();
-    let mut set = SecureSentinelSet::start_with(SentinelOpts {
+    let mut set = SentinelSet::start_with(SentinelOpts {
         tls: Some(pki.clone()),
         ..SentinelOpts::default()
     });
     // The fixture is TLS-only: no plaintext port on the data nodes, and the
     // sentinel names the primary by its TLS port.
-    let mut p = set.primary_conn();
-    let port: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("port")
-        .query(&mut p)
-        .unwrap();
-    assert_eq!(port[1], "0", "no plaintext port");
+    assert_no_plaintext_port(&mut set.primary_conn());
     assert_eq!(set.primary_port().unwrap(), set.first_primary_port);
     assert_eq!(set.role_of(set.replica_port).as_deref(), Some("slave"));
 
-    let s = config(
-        &through_sentinel(&set, &path_line("tls_ca_file", &pki.ca)),
-        "",
-        ALL_FILE,
-    );
+    let s = setup_all_file(&set.redis_section(&path_line("tls_ca_file", &pki.ca)));
     let out = check_connect(&s);
     assert_eq!(out.code, Some(0), "{out:?}");
     let first = four_channel_jobs("stls1", 3);
-    enqueue_cli(&s, s.tayori(), &first);
-    drain(s.tayori());
+    enqueue_and_drain(&s, &first);
     let sent = sent_ids(&mut set.primary_conn());
     assert_eq!(sent.len(), first.len(), "{sent:?}");
-    for ch in ["email", "line", "sms", "dm"] {
-        assert_eq!(s.outbox_files(ch).len(), 3, "{ch}");
-    }
-    let out = tayori(&s, &["stats", "--json"]);
-    assert_eq!(out.code, Some(0), "{out:?}");
-    let _: Value = serde_json::from_str(&out.stdout).expect("stats --json prints JSON");
-    let out = tayori(&s, &["report", "--campaign", "test", "--json"]);
-    assert_eq!(out.code, Some(0), "{out:?}");
-    let report: Value = serde_json::from_str(&out.stdout).expect("report --json prints JSON");
-    assert!(report.to_string().contains("email"), "{report}");
+    assert_each_outbox_holds(&s, 3);
+    assert_stats_and_report(&s);
     // The replica has the first batch before the kill (AOF + replication).
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(2000)
-        .query(&mut set.primary_conn())
-        .unwrap();
-    assert_eq!(acked, 1);
+    assert_replicated(&mut set.primary_conn());
 
-    let started = Instant::now();
-    let killed = set.kill_primary();
-    assert_eq!(killed, set.first_primary_port);
-    let new_port = set.wait_for_failover(Duration::from_secs(20));
-    eprintln!("TLS failover took {:?}", started.elapsed());
-    assert_eq!(new_port, set.replica_port);
-
+    let new_port = fail_over_to_the_replica(&mut set, Duration::from_secs(20));
     let out = check_connect(&s);
     assert_eq!(out.code, Some(0), "after the failover: {out:?}");
     let second = four_channel_jobs("stls2", 3);
-    enqueue_cli(&s, s.tayori(), &second);
-    drain(s.tayori());
+    enqueue_and_drain(&s, &second);
     let sent = sent_ids(&mut set.conn_to(new_port));
     for j in first.iter().chain(&second) {
         let id = j["id"].as_str().unwrap();
@@ -1033,18 +931,12 @@ fn sentinel_over_tls_carries_jobs_and_follows_a_failover() {
             "{id} not sent on the new primary: {sent:?}"
         );
     }
-    for ch in ["email", "line", "sms", "dm"] {
-        assert_eq!(s.outbox_files(ch).len(), 6, "{ch}");
-    }
+    assert_each_outbox_holds(&s, 6);
     let out = tayori(&s, &["report", "--campaign", "test", "--json"]);
     assert_eq!(out.code, Some(0), "report after the failover: {out:?}");
 
     // A CA that signed none of the certificates: the sentinel itself is refused.
-    let s = config(
-        &through_sentinel(&set, &path_line("tls_ca_file", &pki.other_ca)),
-        "",
-        ALL_FILE,
-    );
+    let s = setup_all_file(&set.redis_section(&path_line("tls_ca_file", &pki.other_ca)));
     assert_refused(&check_connect(&s), 1, &["certificate", "redis.tls_ca_file"]);
 }
 
@@ -1055,8 +947,8 @@ const SENTINEL_WRONG: &str = "spw-wrong-8f2a6c0e4d";
 
 /// A plain-TCP Sentinel set whose sentinel has the ACL user `SENTINEL_USER` with
 /// `SENTINEL_RIGHT`, `default` off.
-fn sentinel_with_acl_user() -> SecureSentinelSet {
-    let set = SecureSentinelSet::start_with(SentinelOpts {
+fn sentinel_with_acl_user() -> SentinelSet {
+    let set = SentinelSet::start_with(SentinelOpts {
         sentinel_user: Some((SENTINEL_USER.into(), SENTINEL_RIGHT.into())),
         ..SentinelOpts::default()
     });
@@ -1068,12 +960,9 @@ fn sentinel_with_acl_user() -> SecureSentinelSet {
     set
 }
 
-/// `[redis]` through `set`'s sentinel as `SENTINEL_USER` with `password`.
-fn sentinel_login(set: &SecureSentinelSet, password: &str) -> String {
-    through_sentinel(
-        set,
-        &format!("sentinel_username = \"{SENTINEL_USER}\"\nsentinel_password = \"{password}\""),
-    )
+/// `sentinel_username = SENTINEL_USER` and `sentinel_password = password` lines.
+fn sentinel_login(password: &str) -> String {
+    format!("sentinel_username = \"{SENTINEL_USER}\"\nsentinel_password = \"{password}\"\n")
 }
 
 /// A sentinel whose only user is an ACL user (`default` off): Tayori logs in with
@@ -1083,7 +972,7 @@ fn sentinel_login(set: &SecureSentinelSet, password: &str) -> String {
 #[test]
 fn a_sentinel_acl_user_logs_in_and_a_wrong_sentinel_password_is_an_auth_error() {
     let set = sentinel_with_acl_user();
-    let s = config(&sentinel_login(&set, SENTINEL_RIGHT), "", ALL_FILE);
+    let s = setup_all_file(&set.redis_section(&sentinel_login(SENTINEL_RIGHT)));
     let out = check_connect(&s);
     assert_eq!(out.code, Some(0), "{out:?}");
     assert!(
@@ -1091,8 +980,7 @@ fn a_sentinel_acl_user_logs_in_and_a_wrong_sentinel_password_is_an_auth_error() 
         "the password printed: {out:?}"
     );
     let jobs = four_channel_jobs("sacl", 3);
-    enqueue_cli(&s, s.tayori(), &jobs);
-    drain(s.tayori());
+    enqueue_and_drain(&s, &jobs);
     let sent = sent_ids(&mut set.primary_conn());
     assert_eq!(sent.len(), jobs.len(), "{sent:?}");
     let out = tayori(&s, &["stats", "--json"]);
@@ -1102,22 +990,16 @@ fn a_sentinel_acl_user_logs_in_and_a_wrong_sentinel_password_is_an_auth_error() 
         "the password printed: {out:?}"
     );
 
-    let s = config(&sentinel_login(&set, SENTINEL_WRONG), "", ALL_FILE);
-    let out = check_connect(&s);
-    assert_refused(&out, 1, &["auth"]);
-    for secret in [SENTINEL_RIGHT, SENTINEL_WRONG] {
-        assert!(!out.all().contains(secret), "{secret} printed: {out:?}");
-    }
-    let mut c = s.tayori();
-    c.arg("run");
-    let out = finish(c, None, FAIL_FAST + Duration::from_secs(5));
-    assert_refused(&out, 2, &["auth"]);
-    for secret in [SENTINEL_RIGHT, SENTINEL_WRONG] {
-        assert!(!out.all().contains(secret), "{secret} printed: {out:?}");
+    let s = setup_all_file(&set.redis_section(&sentinel_login(SENTINEL_WRONG)));
+    for (out, code) in [(check_connect(&s), 1), (run_daemon(&s), 2)] {
+        assert_refused(&out, code, &["auth"]);
+        for secret in [SENTINEL_RIGHT, SENTINEL_WRONG] {
+            assert!(!out.all().contains(secret), "{secret} printed: {out:?}");
+        }
     }
 
     // No sentinel credentials at all: the sentinel answers NOAUTH.
-    let s = config(&through_sentinel(&set, ""), "", ALL_FILE);
+    let s = setup_all_file(&set.redis_section(""));
     assert_refused(&check_connect(&s), 1, &["auth"]);
 }
 
@@ -1128,15 +1010,10 @@ fn a_sentinel_acl_user_logs_in_and_a_wrong_sentinel_password_is_an_auth_error() 
 #[test]
 fn a_refused_sentinel_login_names_the_sentinel_keys() {
     let set = sentinel_with_acl_user();
-    for redis in [
-        sentinel_login(&set, SENTINEL_WRONG),
-        through_sentinel(&set, ""),
-    ] {
-        let s = config(&redis, "", ALL_FILE);
+    for login in [sentinel_login(SENTINEL_WRONG), String::new()] {
+        let s = setup_all_file(&set.redis_section(&login));
         for (args, code) in [(&["check-config", "--connect"][..], 1), (&["run"][..], 2)] {
-            let mut c = s.tayori();
-            c.args(args);
-            let out = finish(c, None, FAIL_FAST + Duration::from_secs(5));
+            let out = tayori_fail_fast(&s, args);
             assert_refused(&out, code, &["auth", "redis.sentinel_password"]);
             assert!(
                 !out.stderr.contains("redis.url"),
@@ -1154,43 +1031,30 @@ fn a_refused_sentinel_login_names_the_sentinel_keys() {
 fn mutual_tls_through_a_sentinel_with_an_acl_user() {
     const PASSWORD: &str = "spw-mtls-1a2b3c4d5e";
     let (_d, pki) = pki();
-    let set = SecureSentinelSet::start_with(SentinelOpts {
+    let set = SentinelSet::start_with(SentinelOpts {
         tls: Some(pki.clone()),
         mutual_tls: true,
-        sentinel_user: Some(("sentinel-user".into(), PASSWORD.into())),
+        sentinel_user: Some((SENTINEL_USER.into(), PASSWORD.into())),
         ..SentinelOpts::default()
     });
     let login = format!(
-        "{}sentinel_username = \"sentinel-user\"\nsentinel_password = \"{PASSWORD}\"\n",
-        path_line("tls_ca_file", &pki.ca)
-    );
-    let client_cert = format!(
         "{}{}",
-        path_line("tls_cert_file", &pki.client.cert),
-        path_line("tls_key_file", &pki.client.key)
+        path_line("tls_ca_file", &pki.ca),
+        sentinel_login(PASSWORD)
     );
-    let s = config(
-        &through_sentinel(&set, &format!("{login}{client_cert}")),
-        "",
-        ALL_FILE,
-    );
+    let s =
+        setup_all_file(&set.redis_section(&format!("{login}{}", client_cert_lines(&pki.client))));
     let out = check_connect(&s);
     assert_eq!(out.code, Some(0), "{out:?}");
     let jobs = four_channel_jobs("smtls", 2);
-    enqueue_cli(&s, s.tayori(), &jobs);
-    drain(s.tayori());
+    enqueue_and_drain(&s, &jobs);
     let sent = sent_ids(&mut set.primary_conn());
     assert_eq!(sent.len(), jobs.len(), "{sent:?}");
-    for args in [
-        &["stats", "--json"][..],
-        &["report", "--campaign", "test", "--json"][..],
-    ] {
-        let out = tayori(&s, args);
-        assert_eq!(out.code, Some(0), "tayori {args:?}: {out:?}");
+    for out in assert_stats_and_report(&s) {
         assert!(!out.all().contains(PASSWORD), "the password printed");
     }
 
-    let s = config(&through_sentinel(&set, &login), "", ALL_FILE);
+    let s = setup_all_file(&set.redis_section(&login));
     let out = check_connect(&s);
     eprintln!("no client certificate through Sentinel: {out:?}");
     assert_refused(&out, 1, &["certificate", "redis.tls_cert_file"]);

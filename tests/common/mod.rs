@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 pub mod sentinel;
-pub mod sentinel_tls;
 pub mod smtp;
 pub mod tls;
 
@@ -131,10 +130,17 @@ pub struct Setup {
 /// The tracking secret of test configs (tests open tokens with it).
 pub const TRACKING_SECRET: &str = "test-tracking-secret-0123456789abcdef";
 
-/// The four channels writing into `outbox/{channel}` under the setup dir.
-/// `extra` is appended to the config (it may override sections by adding keys
-/// only to tables not defined here).
+/// A setup on `redis`: [`setup_with_redis`] with `url = "{redis.url()}"`.
 pub fn setup(redis: &Redis, queue: &str, channels: &str) -> Setup {
+    setup_with_redis(&format!("url = \"{}\"", redis.url()), queue, channels)
+}
+
+/// A setup whose config has `redis_section` as the body of `[redis]` (`prefix =
+/// "t"` is added), `queue` as extra lines of `[queue]`, and `channels` at the end
+/// (the channels, e.g. [`ALL_FILE`], and any further tables), where `{outbox}`
+/// stands for the setup dir's `outbox`: a channel `{outbox}/email` writes into
+/// [`Setup::outbox`]`("email")`.
+pub fn setup_with_redis(redis_section: &str, queue: &str, channels: &str) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/templates");
     let out = dir.path().join("outbox");
@@ -143,7 +149,7 @@ pub fn setup(redis: &Redis, queue: &str, channels: &str) -> Setup {
     let text = format!(
         r#"
 [redis]
-url = "{url}"
+{redis_section}
 prefix = "t"
 
 [http]
@@ -169,7 +175,6 @@ sms = ""
 
 {channels}
 "#,
-        url = redis.url(),
         templates = templates.display(),
         TRACKING_SECRET = TRACKING_SECRET,
     );
@@ -327,15 +332,28 @@ impl Setup {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start tayori");
-        Daemon { child: Some(child) }
+        Daemon::new(child)
     }
 }
 
+/// A running `tayori run`, SIGKILLed on drop.
 pub struct Daemon {
     child: Option<Child>,
 }
 
 impl Daemon {
+    /// Takes charge of a started `tayori run`.
+    pub fn new(child: Child) -> Daemon {
+        Daemon { child: Some(child) }
+    }
+
+    /// The exit status, if the daemon has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }

@@ -136,6 +136,19 @@ impl Pki {
             ),
         }
     }
+
+    /// The PEM bytes a test's own TLS connection uses: `ca` as its only root and,
+    /// with `with_client_cert` (mutual TLS), `client` as its certificate.
+    pub fn certificates(&self, with_client_cert: bool) -> redis::TlsCertificates {
+        let read = |p: &Path| std::fs::read(p).expect("read a PEM file");
+        redis::TlsCertificates {
+            client_tls: with_client_cert.then(|| redis::ClientTlsConfig {
+                client_cert: read(&self.client.cert),
+                client_key: read(&self.client.key),
+            }),
+            root_cert: Some(read(&self.ca)),
+        }
+    }
 }
 
 /// How a [`TlsRedis`] is set up. `Default`: TLS only, no client certificates, no password.
@@ -291,14 +304,7 @@ impl TlsRedis {
     /// The PEM bytes the test's own connections present: the CA and, for mutual TLS,
     /// the client certificate.
     pub fn certificates(&self) -> redis::TlsCertificates {
-        let read = |p: &Path| std::fs::read(p).expect("read a PEM file");
-        redis::TlsCertificates {
-            client_tls: self.opts.auth_clients.then(|| redis::ClientTlsConfig {
-                client_cert: read(&self.pki.client.cert),
-                client_key: read(&self.pki.client.key),
-            }),
-            root_cert: Some(read(&self.pki.ca)),
-        }
+        self.pki.certificates(self.opts.auth_clients)
     }
 
     /// The `default` user's connection: over the plain admin port when there is one,
