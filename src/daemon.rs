@@ -222,12 +222,16 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
 /// Connects to Redis, retrying until it answers or a signal arrives (`None`).
 /// A certificate or auth failure ends the daemon at once (exit 2): it will not fix
 /// itself, and retrying would only fill the log.
+/// How long `run` waits at start for an unreachable Redis before it exits 2.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+
 async fn connect_until_up(
     config: &Config,
     target: &RedisTarget,
     health: &Health,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Queue>> {
+    let started = tokio::time::Instant::now();
     let mut failures = 0u32;
     loop {
         match Queue::connect(target, &config.redis.prefix, config.queue.results_max_len).await {
@@ -240,11 +244,17 @@ async fn connect_until_up(
                 failures += 1;
                 metrics::gauge!(m::UP).set(0.0);
                 let e = ConnectError::new(target, &e);
-                if e.cause.is_permanent() {
+                // A certificate or password will not fix itself; an unreachable
+                // Redis may be starting too (compose, a pod), so it gets
+                // START_DEADLINE, then `run` exits 2 naming it and the
+                // orchestrator's restart policy takes over. Outages after start
+                // are retried for as long as they last.
+                if e.cause.is_permanent() || started.elapsed() >= START_DEADLINE {
                     return Err(e.into());
                 }
                 tracing::warn!(error = %e, "cannot reach Redis; retrying");
-                let wait = Duration::from_millis((250u64 << failures.min(5)).min(5000));
+                let left = START_DEADLINE.saturating_sub(started.elapsed());
+                let wait = Duration::from_millis((250u64 << failures.min(5)).min(5000)).min(left);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     s = shutdown_signal() => { tracing::info!(signal = s, "stopping before Redis came up"); return Ok(None) }

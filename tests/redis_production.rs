@@ -659,6 +659,34 @@ fn an_expired_server_certificate_is_refused() {
 }
 
 /// (g) The scheme is case-insensitive and `valkey(s)://` means `redis(s)://`.
+/// Nothing listens at `redis.url`: `check-config --connect` says so at once;
+/// `run` retries for its start deadline (10 s: Redis may be starting beside it)
+/// and then exits 2 naming the cause and the key, instead of waiting forever.
+#[test]
+fn an_unreachable_redis_at_start_fails_run_after_its_start_deadline() {
+    let port = free_port();
+    let s = setup_all_file(&format!("url = \"redis://127.0.0.1:{port}\""));
+    assert_refused(&check_connect(&s), 1, &["unreachable", "redis.url"]);
+
+    let out = run_daemon(&s);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    // The deadline plus the last attempt's refusal and the exit.
+    assert!(
+        out.took < FAIL_FAST + Duration::from_secs(3),
+        "took {:?}",
+        out.took
+    );
+    assert!(
+        out.took >= FAIL_FAST - Duration::from_secs(1),
+        "gave up early: {out:?}"
+    );
+    let stderr = out.stderr.to_lowercase();
+    assert!(
+        stderr.contains("unreachable") && stderr.contains("redis.url"),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn every_scheme_spelling_connects() {
     let (_d, pki) = pki();
