@@ -2,6 +2,7 @@
 //! address or a Sentinel service, plain or TLS, and the ACL credentials.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
@@ -427,15 +428,34 @@ pub(super) async fn primary(target: &TargetInner) -> redis::RedisResult<Connecti
         }
         Mode::Sentinel { client, .. } => {
             let mut client = client.lock().await;
-            client
-                .async_get_client()
-                .await?
-                .get_connection_info()
-                .clone()
+            let started = tokio::time::Instant::now();
+            let mut pause = Duration::from_millis(100);
+            loop {
+                match client.async_get_client().await {
+                    Ok(c) => break c.get_connection_info().clone(),
+                    // Mid-failover a sentinel can list the primary as down, or a
+                    // node it names answers ROLE as a replica, for a moment: the
+                    // crate reports both as "master name not found". Seen in CI
+                    // right after a failover over TLS; asking again settles it.
+                    Err(e)
+                        if e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel
+                            && started.elapsed() + pause < SENTINEL_SETTLE =>
+                    {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
     };
     Ok(info)
 }
+
+/// How long a Sentinel lookup keeps asking while the sentinels name no usable
+/// primary (a failover settling), before it reports "master name not found". A
+/// wrong `master_name` costs this much before its error.
+const SENTINEL_SETTLE: Duration = Duration::from_secs(4);
 
 #[cfg(test)]
 mod tests {
