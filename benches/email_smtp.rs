@@ -64,7 +64,7 @@ fn main() {
     let sent = bench.count_sent();
     if sent != jobs * results.len() {
         let first: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-            .arg("bench:results")
+            .arg("bench:{0}:results")
             .arg("-")
             .arg("+")
             .arg("COUNT")

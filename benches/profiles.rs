@@ -58,7 +58,7 @@ fn main() {
                 "channel": channels[i % channels.len()], "attempt": 1
             });
             pipe.cmd("XADD")
-                .arg("bench:results")
+                .arg("bench:{0}:results")
                 .arg("*")
                 .arg("event")
                 .arg(ev.to_string())
@@ -81,7 +81,7 @@ fn main() {
     loop {
         let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
             .arg("GROUPS")
-            .arg("bench:results")
+            .arg("bench:{0}:results")
             .query(&mut bench.conn)
             .unwrap_or_default();
         let done = groups.iter().any(|g| {
@@ -106,7 +106,7 @@ fn main() {
     let profile_cmds = delta("hincrbyfloat") + delta("hset") + delta("pexpire");
     let stream_cmds = delta("xreadgroup") + delta("xack");
     let customers: usize = redis::cmd("EVAL")
-        .arg("return #redis.call('KEYS', 'bench:profile:*')")
+        .arg("return #redis.call('KEYS', 'bench:{0}:profile:*')")
         .arg(0)
         .query(&mut bench.conn)
         .unwrap_or(0);

@@ -193,7 +193,7 @@ fn main() {
                 break;
             }
             pipe.cmd("XADD")
-                .arg("bench:results")
+                .arg("bench:{0}:results")
                 .arg("*")
                 .arg("event")
                 .arg(ev)
@@ -211,14 +211,14 @@ fn main() {
     let write_secs = t.elapsed().as_secs_f64();
     let used: String = redis::cmd("MEMORY")
         .arg("USAGE")
-        .arg("bench:results")
+        .arg("bench:{0}:results")
         .query::<Option<u64>>(&mut bench.conn)
         .ok()
         .flatten()
         .map(|b| format!("{:.0} MiB in Redis", b as f64 / 1048576.0))
         .unwrap_or_default();
     println!(
-        "events          {written} in bench:results ({job} jobs, {campaigns} campaigns; {used}), written in {write_secs:.1} s"
+        "events          {written} in bench:{{0}}:results ({job} jobs, {campaigns} campaigns; {used}), written in {write_secs:.1} s"
     );
 
     let mut times = Vec::new();

@@ -25,7 +25,7 @@ fn channel(rate: &str, scope: &str) -> String {
 /// `sent` times (ms) in the results stream, sorted.
 fn sent_times(bench: &mut Bench) -> Vec<i64> {
     let evs: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg("bench:results")
+        .arg("bench:{0}:results")
         .arg("-")
         .arg("+")
         .query::<redis::Value>(&mut bench.conn)
@@ -52,7 +52,7 @@ fn aggregate(
     jobs: usize,
 ) -> (f64, usize) {
     let _: () = redis::cmd("DEL")
-        .arg("bench:results")
+        .arg("bench:{0}:results")
         .query(&mut bench.conn)
         .unwrap();
     let file = bench.write_jobs(jobs, &["line"], &format!("agg{daemons}"));

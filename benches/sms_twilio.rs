@@ -137,7 +137,7 @@ fn take_requests(requests: &Requests) -> Vec<Request> {
 /// Job ids with a `sent` event in the results stream.
 fn sent_ids(bench: &mut Bench) -> HashSet<String> {
     let evs: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg("bench:results")
+        .arg("bench:{0}:results")
         .arg("-")
         .arg("+")
         .query::<redis::Value>(&mut bench.conn)

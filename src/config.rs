@@ -89,6 +89,14 @@ pub struct RedisConfig {
     pub sentinel_username: Option<String>,
     #[serde(default)]
     pub sentinel_password: Option<String>,
+    /// Redis Cluster seed nodes (`redis://10.0.0.1:7000`, or `rediss://`): the
+    /// cluster's other nodes are discovered from them. Not with `url` or `sentinels`.
+    #[serde(default)]
+    pub cluster: Vec<String>,
+    /// How many partitions the job streams, results streams, delayed sets and
+    /// dead letters are split into (docs/scaling.md). Changed only by `tayori migrate`.
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
     /// After each write that must survive a failover (a finish batch, a reaction,
     /// an enqueue pipeline), wait for this many replicas to have it (`WAIT`).
     #[serde(default)]
@@ -98,6 +106,11 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
+    /// Key names for `prefix` and `partitions`.
+    pub fn keys(&self) -> crate::keys::Keys {
+        crate::keys::Keys::new(&self.prefix, self.partitions)
+    }
+
     /// How many replicas must have a write before it counts (`WAIT`).
     pub fn durability(&self) -> crate::queue::Durability {
         crate::queue::Durability {
@@ -131,6 +144,13 @@ impl RedisConfig {
                 .cloned()
                 .collect(),
             master_name: text(&self.master_name),
+            cluster: self
+                .cluster
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .cloned()
+                .collect(),
+            partitions: self.partitions,
             sentinel_username: text(&self.sentinel_username),
             sentinel_password: text(&self.sentinel_password),
             wait_replicas: self.wait_replicas,
@@ -145,6 +165,10 @@ impl RedisConfig {
 }
 
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+fn default_partitions() -> u32 {
+    1
+}
 
 fn default_wait_timeout() -> Duration {
     Duration::from_millis(100)
@@ -518,10 +542,24 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let key = |k: &str, m: String| Err((k.to_owned(), m));
-        if self.redis.prefix.is_empty() || self.redis.prefix.contains(char::is_whitespace) {
+        if self.redis.prefix.is_empty()
+            || self
+                .redis
+                .prefix
+                .contains(|c: char| c.is_whitespace() || c == '{' || c == '}')
+        {
             return key(
                 "redis.prefix",
-                "must be a non-empty word such as \"tayori\"".into(),
+                "must be a non-empty word without braces such as \"tayori\" (braces are Redis Cluster hash tags)".into(),
+            );
+        }
+        if !(1..=crate::keys::MAX_PARTITIONS).contains(&self.redis.partitions) {
+            return key(
+                "redis.partitions",
+                format!(
+                    "must be between 1 and {} (docs/scaling.md says how to choose)",
+                    crate::keys::MAX_PARTITIONS
+                ),
             );
         }
         crate::redis_connection::RedisTarget::from_config(&self.redis)?;

@@ -14,6 +14,7 @@ use crate::compose::Composer;
 use crate::config::Config;
 use crate::event::{Event, EventType};
 use crate::http::{AppState, Health, Webhooks};
+use crate::keys::Partition;
 use crate::metrics as m;
 use crate::queue::Queue;
 use crate::redis_connection::{ConnectError, RedisTarget};
@@ -92,7 +93,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         queue
             .ensure_group(kind)
             .await
-            .with_context(|| format!("creating consumer group on {}", queue.keys().jobs(kind)))?;
+            .with_context(|| format!("creating the consumer groups of the {kind} job streams"))?;
         let adapter =
             adapters::build(kind, ch, &config.http.public_url).map_err(anyhow::Error::msg)?;
         let (worker, writer) = ChannelWorker::spawn(
@@ -105,7 +106,14 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
             &config,
             finished.clone(),
         );
-        tokio::spawn(worker.clone().read_loop(target.clone(), stop_rx.clone()));
+        // One blocking reader per group of partitions one XREADGROUP can name.
+        for partitions in queue.read_groups() {
+            tokio::spawn(
+                worker
+                    .clone()
+                    .read_loop(target.clone(), partitions, stop_rx.clone()),
+            );
+        }
         tokio::spawn(worker.clone().reclaim_loop(stop_rx.clone()));
         tokio::spawn(worker.clone().tick_loop(stop_rx.clone()));
         tracing::info!(channel = %kind, transport = ch.transport.as_deref().unwrap_or(""), concurrency = ch.concurrency, "channel worker started");
@@ -120,16 +128,19 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     health.workers_running.store(true, Ordering::Relaxed);
 
     if config.profiles.enabled {
-        tokio::spawn(crate::profile::updater::run(
-            target.clone(),
-            crate::profile::updater::UpdaterSettings {
-                prefix: config.redis.prefix.clone(),
-                consumer: consumer.clone(),
-                half_life: config.profiles.half_life,
-                ttl: config.profiles.ttl,
-            },
-            stop_rx.clone(),
-        ));
+        for p in queue.keys().all_partitions() {
+            tokio::spawn(crate::profile::updater::run(
+                target.clone(),
+                crate::profile::updater::UpdaterSettings {
+                    keys: config.redis.keys(),
+                    consumer: consumer.clone(),
+                    half_life: config.profiles.half_life,
+                    ttl: config.profiles.ttl,
+                },
+                p,
+                stop_rx.clone(),
+            ));
+        }
     }
 
     let started = Instant::now();
@@ -234,9 +245,11 @@ async fn connect_until_up(
     let started = tokio::time::Instant::now();
     let mut failures = 0u32;
     loop {
-        match Queue::connect(target, &config.redis.prefix, config.queue.results_max_len).await {
+        match Queue::connect(target, config.redis.keys(), config.queue.results_max_len).await {
             Ok(q) => {
                 let q = q.with_durability(config.redis.durability());
+                // Data of another layout is not ours to touch: exit naming the fix.
+                q.check_schema().await?;
                 health.redis_ok.store(true, Ordering::Relaxed);
                 return Ok(Some(q));
             }
@@ -291,10 +304,19 @@ async fn housekeeping(
         // saves N daemons scanning the same set). It lapses 3 polls after its
         // holder stops renewing it, and another daemon takes over.
         let lease = every.saturating_mul(3).max(Duration::from_secs(1));
-        match queue.hold_lease("mover", &consumer, lease).await {
-            Ok(true) => move_due_jobs(&queue, now).await,
-            Ok(false) => {}
-            Err(e) => tracing::debug!(error = %e, "could not renew the mover lease"),
+        // One lease per partition: on a cluster a partition's set is on its own
+        // primary, and daemons can share the moving.
+        for p in queue.keys().all_partitions() {
+            match queue
+                .hold_lease(&queue.keys().mover_lease(p), &consumer, lease)
+                .await
+            {
+                Ok(true) => move_due_jobs(&queue, p, now).await,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, partition = %p, "could not renew the mover lease")
+                }
+            }
         }
         match queue.stats(&kinds).await {
             Ok(stats) => {
@@ -335,9 +357,9 @@ async fn housekeeping(
 }
 
 /// Moves every due delayed job back to its stream, in batches.
-async fn move_due_jobs(queue: &Queue, now: i64) {
+async fn move_due_jobs(queue: &Queue, p: Partition, now: i64) {
     loop {
-        match queue.move_due(now, MOVE_BATCH).await {
+        match queue.move_due(p, now, MOVE_BATCH).await {
             Ok((handled, dead)) => {
                 for id in &dead {
                     metrics::counter!(m::DEAD_LETTERS, "channel" => "none", "reason" => "internal")
@@ -349,8 +371,8 @@ async fn move_due_jobs(queue: &Queue, now: i64) {
                             &format!("unreadable delayed entry (dead letter {id})"),
                         );
                     ev.channel = None;
-                    ev.event_id = format!("{}/{id}/failed", queue.keys().dead());
-                    if let Err(e) = queue.add_event(&ev.to_json()).await {
+                    ev.event_id = format!("{}/{id}/failed", queue.keys().dead(p));
+                    if let Err(e) = queue.add_event(p, &ev.to_json()).await {
                         tracing::warn!(error = %e, "could not write the failed event for dead letter {id}");
                     }
                 }

@@ -9,7 +9,10 @@ use common::*;
 use serde_json::{json, Value};
 
 fn dead_letters(conn: &mut redis::Connection) -> Vec<Vec<(String, String)>> {
-    xrange(conn, "t:dead").into_iter().map(|(_, f)| f).collect()
+    xrange(conn, "t:{0}:dead")
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect()
 }
 
 #[test]
@@ -46,7 +49,7 @@ fn malformed_jobs_are_dead_lettered_with_the_field_named() {
     enqueue_raw(&mut conn, "email", &raws);
     // An entry without a `job` field at all.
     let _: String = redis::cmd("XADD")
-        .arg("t:jobs:email")
+        .arg("t:{0}:jobs:email")
         .arg("*")
         .arg("payload")
         .arg("x")
@@ -118,7 +121,7 @@ fn malformed_jobs_are_dead_lettered_with_the_field_named() {
     assert!(get("reason").contains("invalid_job"));
     assert_eq!(s.outbox_files("email"), vec!["good-1.eml"]);
     assert_eq!(
-        xlen(&mut conn, "t:jobs:email"),
+        xlen(&mut conn, "t:{0}:jobs:email"),
         0,
         "nothing blocks the queue"
     );
@@ -166,7 +169,7 @@ fn crafted_routing_fields_and_delayed_members_do_not_stop_the_queue() {
     // Routing fields at their extremes on an otherwise good job.
     let raw = job("extreme-1", "email").to_string();
     let _: String = redis::cmd("XADD")
-        .arg("t:jobs:email")
+        .arg("t:{0}:jobs:email")
         .arg("*")
         .arg(&[
             "job",
@@ -191,7 +194,7 @@ fn crafted_routing_fields_and_delayed_members_do_not_stop_the_queue() {
         (5, good),
     ] {
         let _: i64 = redis::cmd("ZADD")
-            .arg("t:delayed")
+            .arg("t:{0}:delayed")
             .arg(score)
             .arg(member)
             .query(&mut conn)
@@ -213,11 +216,11 @@ fn crafted_routing_fields_and_delayed_members_do_not_stop_the_queue() {
         .count();
     assert_eq!(unreadable, 4, "{evs:?}");
     let delayed: usize = redis::cmd("ZCARD")
-        .arg("t:delayed")
+        .arg("t:{0}:delayed")
         .query(&mut conn)
         .unwrap();
     assert_eq!(delayed, 0);
-    assert_eq!(xlen(&mut conn, "t:dead"), 5);
+    assert_eq!(xlen(&mut conn, "t:{0}:dead"), 5);
     // The daemon is still reading.
     enqueue(&mut conn, &[job("after-1", "email")]);
     wait_for(&mut conn, Duration::from_secs(30), "a later job", |e| {

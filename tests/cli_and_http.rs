@@ -48,10 +48,10 @@ fn enqueue_validates_every_line_and_reports_bad_ones_by_number() {
     );
     assert!(stderr.contains("enqueued 3 jobs"), "{stderr}");
     let mut conn = redis.conn();
-    assert_eq!(xlen(&mut conn, "t:jobs:email"), 1);
-    assert_eq!(xlen(&mut conn, "t:jobs:line"), 1);
-    assert_eq!(xlen(&mut conn, "t:jobs:dm"), 1);
-    assert_eq!(xlen(&mut conn, "t:jobs:sms"), 0);
+    assert_eq!(xlen(&mut conn, "t:{0}:jobs:email"), 1);
+    assert_eq!(xlen(&mut conn, "t:{0}:jobs:line"), 1);
+    assert_eq!(xlen(&mut conn, "t:{0}:jobs:dm"), 1);
+    assert_eq!(xlen(&mut conn, "t:{0}:jobs:sms"), 0);
 }
 
 #[test]

@@ -37,7 +37,11 @@ fn every_job_is_sent_once_with_one_outbox_file() {
     }
     // Acknowledged and removed: nothing pending, nothing left in the streams.
     for ch in channels {
-        assert_eq!(xlen(&mut conn, &format!("t:jobs:{ch}")), 0, "{ch} stream");
+        assert_eq!(
+            xlen(&mut conn, &format!("t:{{0}}:jobs:{ch}")),
+            0,
+            "{ch} stream"
+        );
     }
     // Events carry the contract's common fields.
     let e = evs.iter().find(|e| e["job_id"] == "j0001").unwrap();
@@ -125,7 +129,7 @@ fn scheduled_jobs_wait_until_send_at_and_expired_ones_are_not_sent() {
     });
     // Before send_at the job waits in the delayed set and nothing is sent.
     let delayed: usize = redis::cmd("ZCARD")
-        .arg("t:delayed")
+        .arg("t:{0}:delayed")
         .query(&mut conn)
         .unwrap();
     assert_eq!(delayed, 1);

@@ -29,15 +29,15 @@
 //!   `confirmed_by_enqueue`: those of runs that exited 0 (with `wait_replicas`,
 //!   only after `WAIT` reached the replicas).
 //! - `terminal_events`: `sent`, `failed`, `suppressed`, `expired`, `duplicate`
-//!   and (a job without fallback ends there) `bounced` events in `t:results`.
+//!   and (a job without fallback ends there) `bounced` events in `t:{0}:results`.
 //! - `lost_jobs`: confirmed jobs with no terminal event and nowhere in Redis
 //!   (job stream, delayed set, dead letters) after the drain — including jobs
 //!   the peer did receive but whose every trace in Redis is gone.
 //! - `lost_events`: jobs the peer holds a message of (the Message-ID carries the
-//!   job id) without a `sent` event in `t:results`.
+//!   job id) without a `sent` event in `t:{0}:results`.
 //! - `sent_twice`: jobs the peer holds two or more copies of.
 //! - `suppressions_expected`: confirmed `unknown-*` jobs; `suppressions_lost`:
-//!   those whose address is missing from `t:suppressed:email` at the end.
+//!   those whose address is missing from `t:{0}:suppressed:email` at the end.
 //!
 //! A `DETAIL` line follows with the breakdown (racing runs, failover time,
 //! metrics, the daemon's log, which is kept under `target/tmp/durability/`).
@@ -56,7 +56,7 @@
 //! the primary took since the link was dropped is gone. A `WINDOW` line
 //! reports it: the window run's exit code and warning, its jobs `confirmed`,
 //! `missing` (no trace on the new primary), `delivered`, `lost` (confirmed and
-//! missing); `events_before(_lost)`: `t:results` entries the replica had
+//! missing); `events_before(_lost)`: `t:{0}:results` entries the replica had
 //! acknowledged (and of them missing after the failover); `events_during`:
 //! entries the old primary recorded in the window, `events_during_kept` those
 //! that still reached the replica; `outcomes_lost`: the window's `sent` entries
@@ -463,7 +463,7 @@ fn job_id_of(raw: &str) -> Option<String> {
 /// Job ids still anywhere in Redis: the email stream, the delayed set, the dead letters.
 fn ids_in_redis(conn: &mut redis::Connection) -> HashSet<String> {
     let mut ids = HashSet::new();
-    for key in ["t:jobs:email", "t:dead"] {
+    for key in ["t:{0}:jobs:email", "t:{0}:dead"] {
         for (_, fields) in xrange(conn, key) {
             for (k, v) in fields {
                 if k == "job" {
@@ -473,7 +473,7 @@ fn ids_in_redis(conn: &mut redis::Connection) -> HashSet<String> {
         }
     }
     let members: Vec<String> = redis::cmd("ZRANGE")
-        .arg("t:delayed")
+        .arg("t:{0}:delayed")
         .arg(0)
         .arg(-1)
         .query(conn)
@@ -494,10 +494,10 @@ fn ids_in_redis(conn: &mut redis::Connection) -> HashSet<String> {
 
 /// (stream length, delayed, pending, results length) on the node behind `conn`.
 fn queue_state(conn: &mut redis::Connection) -> redis::RedisResult<(usize, usize, u64, usize)> {
-    let stream: usize = redis::cmd("XLEN").arg("t:jobs:email").query(conn)?;
-    let delayed: usize = redis::cmd("ZCARD").arg("t:delayed").query(conn)?;
+    let stream: usize = redis::cmd("XLEN").arg("t:{0}:jobs:email").query(conn)?;
+    let delayed: usize = redis::cmd("ZCARD").arg("t:{0}:delayed").query(conn)?;
     let pending: u64 = match redis::cmd("XPENDING")
-        .arg("t:jobs:email")
+        .arg("t:{0}:jobs:email")
         .arg("tayori")
         .query::<redis::Value>(conn)
     {
@@ -508,20 +508,20 @@ fn queue_state(conn: &mut redis::Connection) -> redis::RedisResult<(usize, usize
         // No stream or no group (a Redis that lost everything): nothing pending.
         _ => 0,
     };
-    let results: usize = redis::cmd("XLEN").arg("t:results").query(conn)?;
+    let results: usize = redis::cmd("XLEN").arg("t:{0}:results").query(conn)?;
     Ok((stream, delayed, pending, results))
 }
 
 // ---------------------------------------------------------------------------
 // The replication window (Sentinel scenarios)
 
-/// One `t:results` entry: (entry id, job id, event type).
+/// One `t:{0}:results` entry: (entry id, job id, event type).
 type Entry = (String, String, String);
 
-/// `t:results` entries from `start` (an XRANGE bound) to the end.
+/// `t:{0}:results` entries from `start` (an XRANGE bound) to the end.
 fn result_entries(conn: &mut redis::Connection, start: &str) -> Vec<Entry> {
     let raw: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg("t:results")
+        .arg("t:{0}:results")
         .arg(start)
         .arg("+")
         .query::<redis::Value>(conn)
@@ -596,7 +596,7 @@ impl Drop for Stopped {
 struct Window {
     /// The primary it was opened on.
     primary: u16,
-    /// `t:results` once the replica had acknowledged all of it (before the stop).
+    /// `t:{0}:results` once the replica had acknowledged all of it (before the stop).
     before: Vec<Entry>,
     /// What the old primary recorded after `before`, read just before the kill.
     during: Vec<Entry>,
@@ -1260,7 +1260,7 @@ fn measure(conn: &mut redis::Connection, peer: &SmtpPeer, all: &[Enqueued]) -> M
     }
     let present = ids_in_redis(conn);
     let suppressed: HashSet<String> = redis::cmd("HKEYS")
-        .arg("t:suppressed:email")
+        .arg("t:{0}:suppressed:email")
         .query::<Vec<String>>(conn)
         .unwrap_or_default()
         .into_iter()

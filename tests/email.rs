@@ -199,7 +199,7 @@ fn list_unsubscribe(msg: &mail_parser::Message<'_>) -> Vec<String> {
 
 fn suppression(conn: &mut redis::Connection, address: &str) -> Option<String> {
     redis::cmd("HGET")
-        .arg("t:suppressed:email")
+        .arg("t:{0}:suppressed:email")
         .arg(address)
         .query(conn)
         .unwrap()

@@ -242,7 +242,7 @@ fn kill_9_at_random_moments_during_20000_mixed_jobs_loses_nothing() {
     let plan = mix(n);
     for user in &plan.suppressed_users {
         let _: () = redis::cmd("HSET")
-            .arg("t:suppressed:line")
+            .arg("t:{0}:suppressed:line")
             .arg(user)
             .arg("blocked")
             .query(&mut conn)
@@ -298,7 +298,7 @@ fn kill_9_at_random_moments_during_20000_mixed_jobs_loses_nothing() {
     assert_no_event_twice(&log.events);
     assert_eq!(pending(&mut conn), 0, "nothing left pending");
     assert_eq!(queued(&mut conn), 0, "nothing left queued or delayed");
-    assert_eq!(xlen(&mut conn, "t:dead"), 0, "no dead letters");
+    assert_eq!(xlen(&mut conn, "t:{0}:dead"), 0, "no dead letters");
 
     // What the receivers got.
     let smtp = smtp_copies(&peers.smtp);

@@ -57,7 +57,7 @@ fn outbox_file(s: &Setup, channel: &str, job_id: &str, ext: &str) -> Vec<u8> {
 
 fn suppressed(conn: &mut redis::Connection, channel: &str, address: &str) -> Option<String> {
     redis::cmd("HGET")
-        .arg(format!("t:suppressed:{channel}"))
+        .arg(format!("t:{{0}}:suppressed:{channel}"))
         .arg(address)
         .query(conn)
         .unwrap()
@@ -536,7 +536,7 @@ fn deep_huge_mistyped_and_undecodable_jobs_are_refused_and_the_daemon_goes_on() 
     let at = utf8.windows(4).position(|w| w == b"NAME").unwrap();
     utf8.splice(at..at + 4, [0xFF, 0xFE, 0xC0, 0x80]);
     let _: String = redis::cmd("XADD")
-        .arg("t:jobs:email")
+        .arg("t:{0}:jobs:email")
         .arg("*")
         .arg("job")
         .arg(utf8)
@@ -595,12 +595,12 @@ fn deep_huge_mistyped_and_undecodable_jobs_are_refused_and_the_daemon_goes_on() 
         );
     }
     assert_eq!(
-        xlen(&mut conn, "t:dead"),
+        xlen(&mut conn, "t:{0}:dead"),
         bad.len(),
         "each refused job is a dead letter"
     );
     // The deep ones are kept whole in the dead letters for a person to look at.
-    let dead = xrange(&mut conn, "t:dead");
+    let dead = xrange(&mut conn, "t:{0}:dead");
     assert!(dead
         .iter()
         .any(|(_, f)| f.iter().any(|(k, v)| k == "job" && v.len() > 200_000)));
@@ -624,7 +624,7 @@ fn deep_huge_mistyped_and_undecodable_jobs_are_refused_and_the_daemon_goes_on() 
     let eml = outbox_file(&s, "email", "ctl-name-1", "eml");
     targets::check_mail(&eml);
     assert_eq!(
-        xlen(&mut conn, "t:jobs:email"),
+        xlen(&mut conn, "t:{0}:jobs:email"),
         0,
         "nothing blocks the queue"
     );
@@ -1455,7 +1455,7 @@ fn the_documented_redis_acl_is_enough_and_no_secret_or_address_is_logged() {
     // A job a consumer that died took: reclaimed (XAUTOCLAIM, XPENDING) and sent.
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
-        .arg("t:jobs:email")
+        .arg("t:{0}:jobs:email")
         .arg("tayori")
         .arg("0")
         .arg("MKSTREAM")
@@ -1467,7 +1467,7 @@ fn the_documented_redis_acl_is_enough_and_no_secret_or_address_is_logged() {
         .arg("tayori")
         .arg("ghost")
         .arg("STREAMS")
-        .arg("t:jobs:email")
+        .arg("t:{0}:jobs:email")
         .arg(">")
         .query(&mut conn)
         .unwrap();

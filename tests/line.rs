@@ -425,7 +425,7 @@ fn webhook_requests_without_a_valid_signature_are_refused_without_an_event() {
         "no event from refused or unknown webhooks"
     );
     let suppressed: usize = redis::cmd("HLEN")
-        .arg("t:suppressed:line")
+        .arg("t:{0}:suppressed:line")
         .query(&mut conn)
         .unwrap();
     assert_eq!(suppressed, 0);

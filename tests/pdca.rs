@@ -27,7 +27,7 @@ fn at(t: jiff::Timestamp) -> String {
     format!("{t:.3}")
 }
 
-/// Adds an event to `t:results` as the daemon would.
+/// Adds an event to `t:{0}:results` as the daemon would.
 fn add_event(
     conn: &mut redis::Connection,
     kind: &str,
@@ -41,7 +41,7 @@ fn add_event(
         "customer_id": customer, "channel": channel, "attempt": 1
     });
     let _: String = redis::cmd("XADD")
-        .arg("t:results")
+        .arg("t:{0}:results")
         .arg("*")
         .arg("event")
         .arg(ev.to_string())
@@ -54,7 +54,7 @@ fn wait_profile(conn: &mut redis::Connection, customer: &str, field: &str) -> Ha
     let deadline = Instant::now() + WAIT;
     loop {
         let h: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(format!("t:profile:{customer}"))
+            .arg(format!("t:{{0}}:profile:{customer}"))
             .query(conn)
             .unwrap();
         if h.contains_key(field) {
@@ -101,7 +101,7 @@ fn profiles_count_sends_reactions_and_refusals_by_channel_and_hour() {
     let mut bot = json!({"type": "opened", "event_id": "b", "at": at(now), "job_id": "j",
         "customer_id": "C1", "channel": "email", "attempt": 1, "suspected_bot": true});
     let _: String = redis::cmd("XADD")
-        .arg("t:results")
+        .arg("t:{0}:results")
         .arg("*")
         .arg("event")
         .arg(bot.to_string())
@@ -109,7 +109,7 @@ fn profiles_count_sends_reactions_and_refusals_by_channel_and_hour() {
         .unwrap();
     bot["customer_id"] = Value::Null;
     let _: String = redis::cmd("XADD")
-        .arg("t:results")
+        .arg("t:{0}:results")
         .arg("*")
         .arg("event")
         .arg(bot.to_string())
@@ -135,7 +135,7 @@ fn profiles_count_sends_reactions_and_refusals_by_channel_and_hour() {
         "4 reactions this hour of the week: {p:?}"
     );
     let ttl: i64 = redis::cmd("PTTL")
-        .arg("t:profile:C1")
+        .arg("t:{0}:profile:C1")
         .query(&mut conn)
         .unwrap();
     assert!(ttl > 300 * 86_400_000, "kept for profiles.ttl: {ttl}");
@@ -143,7 +143,7 @@ fn profiles_count_sends_reactions_and_refusals_by_channel_and_hour() {
     std::thread::sleep(Duration::from_millis(300));
     let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
         .arg("GROUPS")
-        .arg("t:results")
+        .arg("t:{0}:results")
         .query(&mut conn)
         .unwrap();
     let group = groups
@@ -205,7 +205,7 @@ fn a_best_channel_job_goes_where_the_customer_reacts_and_skips_what_cannot_reach
     wait_profile(&mut conn, "C-line", "r:line");
     wait_profile(&mut conn, "C-blocked", "r:line");
     let _: () = redis::cmd("HSET")
-        .arg("t:suppressed:line")
+        .arg("t:{0}:suppressed:line")
         .arg("U4af4980629a1b2c3d4e5f60718293a4b")
         .arg("blocked")
         .query(&mut conn)
@@ -320,7 +320,7 @@ fn a_best_time_job_waits_for_the_hour_the_customer_reacts_or_goes_now_if_that_is
     // profile at the default 10:00 (UTC here), never inside quiet hours.
     std::thread::sleep(Duration::from_millis(500));
     let delayed: Vec<(String, f64)> = redis::cmd("ZRANGE")
-        .arg("t:delayed")
+        .arg("t:{0}:delayed")
         .arg(0)
         .arg(-1)
         .arg("WITHSCORES")

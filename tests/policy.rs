@@ -59,9 +59,9 @@ fn quiet_hours_defer_to_their_end_in_the_recipients_time_zone() {
         "the end of today's window: {retry_at}"
     );
     // Not sent, not dropped: waiting in the delayed set.
-    assert_eq!(xlen(&mut conn, "t:jobs:email"), 0);
+    assert_eq!(xlen(&mut conn, "t:{0}:jobs:email"), 0);
     let delayed: usize = redis::cmd("ZCARD")
-        .arg("t:delayed")
+        .arg("t:{0}:delayed")
         .query(&mut conn)
         .unwrap();
     assert_eq!(delayed, 1);

@@ -9,7 +9,9 @@ use redis::aio::MultiplexedConnection;
 use tayori::policy::{CapVerdict, Policy, PolicyConfig};
 use tayori_channels::ChannelKind::{self, Dm, Email, Line, Sms};
 
-const PREFIX: &str = "tayori";
+fn keys() -> tayori::keys::Keys {
+    tayori::keys::Keys::new("tayori", 1)
+}
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 /// 2026-11-23T00:00:00Z: explicit clocks, so windows can be slid in tests.
@@ -50,14 +52,14 @@ impl Check<'_> {
         now: i64,
     ) -> CapVerdict {
         self.policy
-            .check_and_count(&mut self.conn, PREFIX, channel, customer, job, now)
+            .check_and_count(&mut self.conn, &keys(), channel, customer, job, now)
             .await
             .unwrap()
     }
 
     async fn uncount(&mut self, channel: ChannelKind, customer: &str, job: &str) {
         self.policy
-            .uncount(&mut self.conn, PREFIX, channel, customer, job)
+            .uncount(&mut self.conn, &keys(), channel, customer, job)
             .await
             .unwrap()
     }
@@ -98,7 +100,7 @@ async fn email_two_a_day_then_capped_until_the_oldest_ages_out() {
         capped(T0 + DAY, "email 2/1d")
     );
     // Nothing was counted for the capped job.
-    assert_eq!(c.members("tayori:cap:email:C1").await, ["j1", "j2"]);
+    assert_eq!(c.members("tayori:{0}:cap:email:C1").await, ["j1", "j2"]);
     // Another customer, and another channel without caps, are not affected.
     assert_eq!(
         c.send(Email, "C2", "k1", T0 + 2 * HOUR).await,
@@ -108,7 +110,10 @@ async fn email_two_a_day_then_capped_until_the_oldest_ages_out() {
         c.send(Line, "C1", "l1", T0 + 2 * HOUR).await,
         CapVerdict::Allowed
     );
-    assert_eq!(c.members("tayori:cap:line:C1").await, Vec::<String>::new());
+    assert_eq!(
+        c.members("tayori:{0}:cap:line:C1").await,
+        Vec::<String>::new()
+    );
 
     // The window slides: one ms before j1 ages out, still capped; then a slot.
     assert_eq!(
@@ -125,11 +130,11 @@ async fn email_two_a_day_then_capped_until_the_oldest_ages_out() {
         "now j2 is the oldest in the window"
     );
     // j1 was trimmed away.
-    assert_eq!(c.members("tayori:cap:email:C1").await, ["j2", "j3"]);
+    assert_eq!(c.members("tayori:{0}:cap:email:C1").await, ["j2", "j3"]);
 
     // The set expires by itself after the longest window.
     let pttl: i64 = redis::cmd("PTTL")
-        .arg("tayori:cap:email:C1")
+        .arg("tayori:{0}:cap:email:C1")
         .query_async(&mut c.conn)
         .await
         .unwrap();
@@ -157,12 +162,12 @@ async fn the_all_cap_counts_across_channels() {
         capped(T0 + DAY, "all 3/1d"),
         "email has room under its own cap, not under all"
     );
-    assert_eq!(c.members("tayori:cap:all:C1").await, ["e1", "l1", "s1"]);
-    assert_eq!(c.members("tayori:cap:email:C1").await, ["e1"]);
+    assert_eq!(c.members("tayori:{0}:cap:all:C1").await, ["e1", "l1", "s1"]);
+    assert_eq!(c.members("tayori:{0}:cap:email:C1").await, ["e1"]);
     // Only the sets of caps that exist are written.
     let n: i64 = redis::cmd("EXISTS")
-        .arg("tayori:cap:line:C1")
-        .arg("tayori:cap:sms:C1")
+        .arg("tayori:{0}:cap:line:C1")
+        .arg("tayori:{0}:cap:sms:C1")
         .query_async(&mut c.conn)
         .await
         .unwrap();
@@ -238,7 +243,7 @@ async fn the_same_job_is_counted_once() {
         capped(T0 + DAY, "email 2/1d")
     );
     let scores: Vec<(String, i64)> = redis::cmd("ZRANGE")
-        .arg("tayori:cap:email:C1")
+        .arg("tayori:{0}:cap:email:C1")
         .arg(0)
         .arg(-1)
         .arg("WITHSCORES")
@@ -246,7 +251,7 @@ async fn the_same_job_is_counted_once() {
         .await
         .unwrap();
     assert_eq!(scores, [("j1".into(), T0), ("j2".into(), T0 + 2 * HOUR)]);
-    assert_eq!(c.members("tayori:cap:all:C1").await, ["j1", "j2"]);
+    assert_eq!(c.members("tayori:{0}:cap:all:C1").await, ["j1", "j2"]);
 }
 
 #[tokio::test]
@@ -265,8 +270,14 @@ async fn uncount_frees_the_slot() {
     );
     // j1's send failed permanently: it must not use up the allowance.
     c.uncount(Email, "C1", "j1").await;
-    assert_eq!(c.members("tayori:cap:email:C1").await, Vec::<String>::new());
-    assert_eq!(c.members("tayori:cap:all:C1").await, Vec::<String>::new());
+    assert_eq!(
+        c.members("tayori:{0}:cap:email:C1").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        c.members("tayori:{0}:cap:all:C1").await,
+        Vec::<String>::new()
+    );
     // e.g. its fallback on sms, counted under "all" only.
     assert_eq!(c.send(Sms, "C1", "j1", T0 + 2).await, CapVerdict::Allowed);
     assert_eq!(
@@ -278,7 +289,7 @@ async fn uncount_frees_the_slot() {
     // Uncounting what was never counted is harmless.
     c.uncount(Email, "C1", "nope").await;
     c.uncount(Line, "C9", "nope").await;
-    assert_eq!(c.members("tayori:cap:email:C1").await, ["j2"]);
+    assert_eq!(c.members("tayori:{0}:cap:email:C1").await, ["j2"]);
 }
 
 #[tokio::test]
@@ -327,7 +338,7 @@ async fn race(
                 policy
                     .check_and_count(
                         &mut conn,
-                        PREFIX,
+                        &keys(),
                         channel_of(i),
                         "C1",
                         &format!("job-{i}"),
@@ -357,7 +368,7 @@ async fn exactly_max_under_concurrency() {
         policy: &p,
         conn: conn(&redis).await,
     };
-    assert_eq!(c.members("tayori:cap:email:C1").await.len(), 7);
+    assert_eq!(c.members("tayori:{0}:cap:email:C1").await.len(), 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
@@ -370,6 +381,6 @@ async fn exactly_max_across_channels_under_concurrency() {
         policy: &p,
         conn: conn(&redis).await,
     };
-    assert_eq!(c.members("tayori:cap:all:C1").await.len(), 7);
-    assert!(c.members("tayori:cap:email:C1").await.len() <= 3);
+    assert_eq!(c.members("tayori:{0}:cap:all:C1").await.len(), 7);
+    assert!(c.members("tayori:{0}:cap:email:C1").await.len() <= 3);
 }

@@ -24,7 +24,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Sets an entry's delivery count, as if `times` consumers had taken it.
 fn taken_over(conn: &mut redis::Connection, channel: &str, id: &str, times: u32) {
     let _: redis::Value = redis::cmd("XCLAIM")
-        .arg(format!("t:jobs:{channel}"))
+        .arg(format!("t:{{0}}:jobs:{channel}"))
         .arg("tayori")
         .arg("ghost")
         .arg(0)
@@ -38,7 +38,7 @@ fn taken_over(conn: &mut redis::Connection, channel: &str, id: &str, times: u32)
 fn ghost_reads(conn: &mut redis::Connection, channel: &str, n: usize) -> Vec<String> {
     let _: redis::RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
-        .arg(format!("t:jobs:{channel}"))
+        .arg(format!("t:{{0}}:jobs:{channel}"))
         .arg("tayori")
         .arg("0")
         .arg("MKSTREAM")
@@ -50,7 +50,7 @@ fn ghost_reads(conn: &mut redis::Connection, channel: &str, n: usize) -> Vec<Str
         .arg("COUNT")
         .arg(n)
         .arg("STREAMS")
-        .arg(format!("t:jobs:{channel}"))
+        .arg(format!("t:{{0}}:jobs:{channel}"))
         .arg(">")
         .query(conn)
         .unwrap();
@@ -106,7 +106,7 @@ fn jobs_held_by_a_dead_consumer_are_reclaimed_and_sent_once() {
     assert_eq!(second, 20);
     assert_eq!(s.outbox_files("line").len(), 30);
     let pending: redis::Value = redis::cmd("XPENDING")
-        .arg("t:jobs:line")
+        .arg("t:{0}:jobs:line")
         .arg("tayori")
         .query(&mut conn)
         .unwrap();
@@ -128,7 +128,7 @@ fn a_job_that_keeps_crashing_workers_goes_to_dead_letters_and_can_be_retried() {
     // As if three workers had started on it and died.
     taken_over(&mut conn, "dm", &held[0], 3);
     let _: () = redis::cmd("SET")
-        .arg(format!("t:starts:dm:{}", held[0]))
+        .arg(format!("t:{{0}}:starts:dm:{}", held[0]))
         .arg(2)
         .query(&mut conn)
         .unwrap();
@@ -137,7 +137,7 @@ fn a_job_that_keeps_crashing_workers_goes_to_dead_letters_and_can_be_retried() {
     let failed = evs.iter().find(|e| e["type"] == "failed").unwrap();
     assert_eq!(failed["error"]["code"], "too_many_deliveries");
     assert_eq!(failed["job_id"], "poison-1");
-    assert_eq!(xlen(&mut conn, "t:dead"), 1);
+    assert_eq!(xlen(&mut conn, "t:{0}:dead"), 1);
     assert!(s.outbox_files("dm").is_empty());
     assert_eq!(d.terminate(Duration::from_secs(20)), Some(0));
 
@@ -150,7 +150,7 @@ fn a_job_that_keeps_crashing_workers_goes_to_dead_letters_and_can_be_retried() {
     );
     let status = s.tayori().args(["dead", "retry"]).status().unwrap();
     assert!(status.success());
-    assert_eq!(xlen(&mut conn, "t:dead"), 0);
+    assert_eq!(xlen(&mut conn, "t:{0}:dead"), 0);
     let _d = s.start();
     wait_for(&mut conn, WAIT, "sent after retry", |e| {
         count(e, "sent") == 1
@@ -179,7 +179,7 @@ fn takeovers_by_daemons_that_died_before_starting_do_not_dead_letter_a_job() {
     });
     assert_eq!(count(&evs, "sent"), 1, "{evs:?}");
     assert_eq!(s.outbox_files("dm"), vec!["victim-1.json"]);
-    assert_eq!(xlen(&mut conn, "t:dead"), 0);
+    assert_eq!(xlen(&mut conn, "t:{0}:dead"), 0);
 }
 
 #[test]
@@ -298,7 +298,7 @@ fn overlapping_dead_retry_runs_put_each_job_back_once() {
     for i in 0..n {
         let raw = job(&format!("dl-{i}"), "email").to_string();
         pipe.cmd("XADD")
-            .arg("t:dead")
+            .arg("t:{0}:dead")
             .arg("*")
             .arg(&[
                 "job",
@@ -327,9 +327,9 @@ fn overlapping_dead_retry_runs_put_each_job_back_once() {
         .unwrap();
     a.wait_with_output().unwrap();
     b.wait_with_output().unwrap();
-    assert_eq!(xlen(&mut conn, "t:dead"), 0);
+    assert_eq!(xlen(&mut conn, "t:{0}:dead"), 0);
     assert_eq!(
-        xlen(&mut conn, "t:jobs:email"),
+        xlen(&mut conn, "t:{0}:jobs:email"),
         n,
         "each dead letter re-driven exactly once"
     );

@@ -257,25 +257,25 @@ fn queue_state(port: u16) -> String {
     };
     let groups: redis::Value = redis::cmd("XINFO")
         .arg("GROUPS")
-        .arg("t:jobs:email")
+        .arg("t:{0}:jobs:email")
         .query(&mut c)
         .unwrap_or(redis::Value::Nil);
     let consumers: redis::Value = redis::cmd("XINFO")
         .arg("CONSUMERS")
-        .arg("t:jobs:email")
+        .arg("t:{0}:jobs:email")
         .arg("tayori")
         .query(&mut c)
         .unwrap_or(redis::Value::Nil);
     let delayed: usize = redis::cmd("ZCARD")
-        .arg("t:delayed")
+        .arg("t:{0}:delayed")
         .query(&mut c)
         .unwrap_or(0);
     format!(
-        "t:results length {}, t:jobs:email length {}, groups {groups:?}, consumers {consumers:?}, \
-         t:delayed {delayed}, t:dead {}",
-        xlen(&mut c, "t:results"),
-        xlen(&mut c, "t:jobs:email"),
-        xlen(&mut c, "t:dead"),
+        "t:{{0}}:results length {}, t:{{0}}:jobs:email length {}, groups {groups:?}, consumers {consumers:?}, \
+         t:{{0}}:delayed {delayed}, t:{{0}}:dead {}",
+        xlen(&mut c, "t:{0}:results"),
+        xlen(&mut c, "t:{0}:jobs:email"),
+        xlen(&mut c, "t:{0}:dead"),
     )
 }
 
@@ -350,7 +350,7 @@ fn fixtures_start() {
         .conn_as("tayori", "tayori-pw")
         .expect("the ACL user logs in");
     let _: String = redis::cmd("XADD")
-        .arg("t:jobs:email")
+        .arg("t:{0}:jobs:email")
         .arg("*")
         .arg("job")
         .arg("{}")
@@ -723,7 +723,7 @@ fn every_scheme_spelling_connects() {
 struct FailoverRun {
     setup: Setup,
     daemon: Daemon,
-    /// Events in `t:results` when the primary was killed.
+    /// Events in `t:{0}:results` when the primary was killed.
     at_kill: usize,
     failover: Duration,
     new_port: u16,
@@ -732,7 +732,7 @@ struct FailoverRun {
 /// A Sentinel set with `replicas` replicas; a daemon (`wait_replicas = 1`,
 /// `wait_timeout = "1s"`) started, then `n` email jobs enqueued through Sentinel
 /// with `tayori enqueue` (finished before the kill); the primary SIGKILLed once
-/// `kill_after` events are in `t:results`; then every job must end with exactly
+/// `kill_after` events are in `t:{0}:results`; then every job must end with exactly
 /// one terminal event on the new primary within `deadline`.
 fn failover_run(
     set: &mut SentinelSet,
@@ -771,7 +771,7 @@ fn failover_run(
     let mut primary = set.primary_conn();
     let until = Instant::now() + WAIT;
     let at_kill = loop {
-        let results = xlen(&mut primary, "t:results");
+        let results = xlen(&mut primary, "t:{0}:results");
         if results >= kill_after {
             break results;
         }
@@ -795,7 +795,7 @@ fn failover_run(
     let new_events = || {
         let mut c = set.conn_to(new_port);
         redis::cmd("XRANGE")
-            .arg("t:results")
+            .arg("t:{0}:results")
             .arg("-")
             .arg("+")
             .query::<Vec<(String, Vec<(String, String)>)>>(&mut c)
@@ -836,7 +836,7 @@ fn failover_run(
         let evs = match new_events() {
             Ok(evs) => evs,
             Err(e) => {
-                assert!(Instant::now() < until, "reading t:results: {e}");
+                assert!(Instant::now() < until, "reading t:{{0}}:results: {e}");
                 std::thread::sleep(Duration::from_millis(250));
                 continue;
             }
@@ -851,7 +851,7 @@ fn failover_run(
     }
     // A late duplicate would show within a reclaim period.
     std::thread::sleep(Duration::from_secs(5));
-    let (complete, once, summary) = check(&new_events().expect("read t:results"));
+    let (complete, once, summary) = check(&new_events().expect("read t:{0}:results"));
     assert!(complete && once, "{summary}");
     FailoverRun {
         setup: s,
@@ -907,7 +907,7 @@ fn after_a_failover_that_leaves_no_replica_jobs_still_finish_once() {
 // ---------------------------------------------------------------------------
 // Sentinel over TLS, and a sentinel with an ACL user
 
-/// The terminal events in `t:results` on `conn`'s node, by job id.
+/// The terminal events in `t:{0}:results` on `conn`'s node, by job id.
 fn sent_ids(conn: &mut redis::Connection) -> HashSet<String> {
     events(conn)
         .into_iter()

@@ -905,7 +905,7 @@ fn the_report_authenticates_and_selects_the_database_of_the_url() {
             "at": "2026-11-24T08:07:51.850Z", "job_id": job, "campaign": CAMPAIGN,
             "customer_id": "C1", "channel": "sms", "attempt": 1});
         redis::cmd("XADD")
-            .arg("t:results")
+            .arg("t:{0}:results")
             .arg("*")
             .arg("event")
             .arg(event.to_string())

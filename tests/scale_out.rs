@@ -153,7 +153,7 @@ fn a_pause_set_by_one_daemon_holds_every_daemon_until_it_expires() {
     let mut conn = redis.conn();
     // As a daemon records it when LINE refuses its token or answers 429 with Retry-After.
     let _: () = redis::cmd("SET")
-        .arg("t:paused:line")
+        .arg("t:{rate:line}:paused")
         .arg("line_429")
         .arg("PX")
         .arg(2500)

@@ -92,7 +92,7 @@ fn for_job<'a>(evs: &'a [Value], kind: &str, job_id: &str) -> Vec<&'a Value> {
 
 fn suppression(conn: &mut redis::Connection, address: &str) -> Option<String> {
     redis::cmd("HGET")
-        .arg("t:suppressed:sms")
+        .arg("t:{0}:suppressed:sms")
         .arg(address)
         .query(conn)
         .expect("HGET")
@@ -996,7 +996,7 @@ fn callbacks_without_a_valid_signature_are_refused_without_an_event() {
         "no event from refused callbacks"
     );
     let suppressed: usize = redis::cmd("HLEN")
-        .arg("t:suppressed:sms")
+        .arg("t:{0}:suppressed:sms")
         .query(&mut conn)
         .unwrap();
     assert_eq!(suppressed, 0);

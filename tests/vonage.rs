@@ -255,7 +255,7 @@ fn post(s: &Setup, params: &[(String, String)]) -> u16 {
 
 fn suppression(conn: &mut redis::Connection, address: &str) -> Option<String> {
     redis::cmd("HGET")
-        .arg("t:suppressed:sms")
+        .arg("t:{0}:suppressed:sms")
         .arg(address)
         .query(conn)
         .expect("HGET")

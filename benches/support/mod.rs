@@ -190,7 +190,7 @@ impl Bench {
 
     pub fn results_len(&mut self) -> usize {
         redis::cmd("XLEN")
-            .arg("bench:results")
+            .arg("bench:{0}:results")
             .query::<usize>(&mut self.conn)
             .unwrap_or(0)
     }
@@ -198,7 +198,7 @@ impl Bench {
     /// `sent` events in the results stream.
     pub fn count_sent(&mut self) -> usize {
         let evs: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-            .arg("bench:results")
+            .arg("bench:{0}:results")
             .arg("-")
             .arg("+")
             .query::<redis::Value>(&mut self.conn)

@@ -6,15 +6,18 @@ use redis::Value;
 use tayori_channels::ChannelKind;
 
 use crate::config::Config;
+use crate::keys::{Keys, Partition};
 use crate::queue::{self, Queue};
 use crate::redis_connection::ConnectError;
 
 pub(super) async fn open(config: &Config) -> anyhow::Result<Queue> {
     let target = config.redis_target()?;
-    Queue::connect(&target, &config.redis.prefix, 0)
+    let q = Queue::connect(&target, config.redis.keys(), 0)
         .await
         .map(|q| q.with_durability(config.redis.durability()))
-        .map_err(|e| ConnectError::new(&target, &e).into())
+        .map_err(|e| ConnectError::new(&target, &e))?;
+    q.check_schema().await?;
+    Ok(q)
 }
 
 pub async fn stats(config: &Config, json: bool) -> anyhow::Result<i32> {
@@ -70,8 +73,9 @@ pub async fn stats(config: &Config, json: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// One dead letter: its entry id and fields.
+/// One dead letter: its partition, entry id and fields.
 struct DeadLetter {
+    partition: Partition,
     id: String,
     fields: Vec<(String, String)>,
 }
@@ -84,30 +88,61 @@ impl DeadLetter {
             .map(|(_, v)| v.as_str())
             .unwrap_or("")
     }
+
+    /// How `dead list` names it and `dead retry` takes it: the entry id, after
+    /// its partition and a `/` when there are several.
+    fn name(&self, keys: &Keys) -> String {
+        if keys.partitions() > 1 {
+            format!("{}/{}", self.partition, self.id)
+        } else {
+            self.id.clone()
+        }
+    }
 }
 
-async fn read_dead(q: &Queue, ids: &[String], count: usize) -> anyhow::Result<Vec<DeadLetter>> {
-    let mut c = q.conn();
-    let key = q.keys().dead();
-    let replies: Vec<Value> = if ids.is_empty() {
-        let v: Value = redis::cmd("XRANGE")
-            .arg(&key)
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut c)
-            .await?;
-        vec![v]
-    } else {
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("XRANGE").arg(&key).arg(id).arg(id);
+/// A `dead retry` argument: `k/entry-id`, or a bare entry id (looked for in
+/// every partition).
+fn parse_name(keys: &Keys, name: &str) -> (Option<Partition>, String) {
+    match name.split_once('/') {
+        Some((k, id)) => match k.parse::<u32>() {
+            Ok(k) if k < keys.partitions() => {
+                (keys.all_partitions().nth(k as usize), id.to_owned())
+            }
+            _ => (None, name.to_owned()),
+        },
+        None => (None, name.to_owned()),
+    }
+}
+
+/// Up to `count` dead letters, oldest first over every partition (entry ids
+/// are times), or the named ones.
+async fn read_dead(q: &Queue, names: &[String], count: usize) -> anyhow::Result<Vec<DeadLetter>> {
+    let keys = q.keys();
+    let mut batch = q.batch();
+    let mut asked = Vec::new();
+    for p in keys.all_partitions() {
+        let key = keys.dead(p);
+        if names.is_empty() {
+            let mut range = redis::cmd("XRANGE");
+            range.arg(&key).arg("-").arg("+").arg("COUNT").arg(count);
+            batch.add(&key, range);
+            asked.push(p);
+        } else {
+            for name in names {
+                let (only, id) = parse_name(keys, name);
+                if only.is_some_and(|o| o != p) {
+                    continue;
+                }
+                let mut range = redis::cmd("XRANGE");
+                range.arg(&key).arg(&id).arg(&id);
+                batch.add(&key, range);
+                asked.push(p);
+            }
         }
-        pipe.query_async(&mut c).await?
-    };
+    }
+    let replies = batch.query(&q.conn()).await?;
     let mut out = Vec::new();
-    for reply in replies {
+    for (reply, p) in replies.into_iter().zip(asked) {
         let Value::Array(items) = reply else { continue };
         for item in items {
             let Value::Array(pair) = item else { continue };
@@ -125,12 +160,21 @@ async fn read_dead(q: &Queue, ids: &[String], count: usize) -> anyhow::Result<Ve
                 })
                 .collect();
             out.push(DeadLetter {
+                partition: p,
                 id: String::from_utf8_lossy(id).into_owned(),
                 fields,
             });
         }
     }
+    out.sort_by_key(|d| entry_time(&d.id));
+    out.truncate(count);
     Ok(out)
+}
+
+/// An entry id's (ms, seq), for ordering entries of several streams.
+fn entry_time(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 pub async fn list(config: &Config, count: usize, json: bool) -> anyhow::Result<i32> {
@@ -143,7 +187,10 @@ pub async fn list(config: &Config, count: usize, json: bool) -> anyhow::Result<i
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone().into()))
                 .collect();
-            println!("{}", serde_json::json!({ "id": d.id, "fields": obj }));
+            println!(
+                "{}",
+                serde_json::json!({ "id": d.name(q.keys()), "fields": obj })
+            );
         } else {
             let reason: serde_json::Value =
                 serde_json::from_str(d.get("reason")).unwrap_or_default();
@@ -153,7 +200,7 @@ pub async fn list(config: &Config, count: usize, json: bool) -> anyhow::Result<i
                 .unwrap_or_else(|| "-".into());
             println!(
                 "{}  {:<6} job {:<24} {}: {}",
-                d.id,
+                d.name(q.keys()),
                 d.get("channel"),
                 job_id,
                 reason["code"].as_str().unwrap_or("?"),
@@ -170,11 +217,12 @@ pub async fn list(config: &Config, count: usize, json: bool) -> anyhow::Result<i
 /// Re-drives dead letters: each goes back to its channel stream with its
 /// original identity (so deduplication lets it through) and a fresh attempt
 /// count, and leaves the dead-letter stream in the same transaction.
-/// ARGV: dead-letter stream, entry id, job stream, fields… Returns the new entry id, or nil.
+/// KEYS: the partition's dead letters and the channel's job stream (one slot).
+/// ARGV: entry id, fields… Returns the new entry id, or nil.
 static REDRIVE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
-        "if redis.call('XDEL', ARGV[1], ARGV[2]) == 1 then \
-           return redis.call('XADD', ARGV[3], '*', unpack(ARGV, 4)) \
+        "if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then \
+           return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2)) \
          end \
          return false",
     )
@@ -193,7 +241,7 @@ pub async fn retry(config: &Config, ids: &[String]) -> anyhow::Result<i32> {
     for d in &letters {
         let Ok(kind) = d.get("channel").parse::<ChannelKind>() else {
             skipped += 1;
-            eprintln!("{}: no channel recorded; left in place", d.id);
+            eprintln!("{}: no channel recorded; left in place", d.name(q.keys()));
             continue;
         };
         let routing = queue::Routing {
@@ -209,20 +257,23 @@ pub async fn retry(config: &Config, ids: &[String]) -> anyhow::Result<i32> {
         // `dead retry` runs must not both put the job back.
         let requeued: Option<String> = REDRIVE
             .prepare_invoke()
-            .arg(q.keys().dead())
+            .key(q.keys().dead(d.partition))
+            .key(q.keys().jobs(d.partition, kind))
             .arg(&d.id)
-            .arg(q.keys().jobs(kind))
             .arg(&fields)
             .invoke_async(&mut c)
             .await?;
         if requeued.is_none() {
-            eprintln!("{}: already re-driven by someone else", d.id);
+            eprintln!("{}: already re-driven by someone else", d.name(q.keys()));
             continue;
         }
         moved += 1;
     }
     for id in ids {
-        if !letters.iter().any(|d| &d.id == id) {
+        if !letters
+            .iter()
+            .any(|d| &d.name(q.keys()) == id || &d.id == id)
+        {
             eprintln!("{id}: no such dead letter");
             skipped += 1;
         }

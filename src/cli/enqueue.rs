@@ -8,7 +8,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
 use crate::job::Job;
-use crate::queue::Keys;
 
 /// Jobs per pipelined round trip.
 const PIPELINE: usize = 1000;
@@ -23,7 +22,7 @@ pub async fn run(config: &Config, file: &Path) -> anyhow::Result<i32> {
         text =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     }
-    let keys = Keys::new(&config.redis.prefix);
+    let keys = config.redis.keys();
     let mut good = Vec::new();
     let mut bad = 0usize;
     for (n, line) in text.lines().enumerate() {
@@ -33,7 +32,10 @@ pub async fn run(config: &Config, file: &Path) -> anyhow::Result<i32> {
         }
         match Job::parse(line, config.queue.max_job_bytes) {
             Ok(job) => match job.stream_channel() {
-                Ok(kind) => good.push((keys.jobs(kind), line)),
+                Ok(kind) => {
+                    let p = keys.job_partition(job.customer_id.as_deref(), &job.id);
+                    good.push((keys.jobs(p, kind), line))
+                }
                 Err(e) => {
                     bad += 1;
                     eprintln!("line {}: {e}", n + 1);
@@ -45,6 +47,8 @@ pub async fn run(config: &Config, file: &Path) -> anyhow::Result<i32> {
             }
         }
     }
+    // Refuses data of another layout before writing a job into this one.
+    super::dead::open(config).await?;
     let mut conn = super::connect(config, std::time::Duration::from_secs(30)).await?;
     let bar = ProgressBar::new(good.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} jobs  {per_sec}  eta {eta}")
@@ -53,24 +57,33 @@ pub async fn run(config: &Config, file: &Path) -> anyhow::Result<i32> {
     let durability = config.redis.durability();
     let mut unconfirmed = 0;
     for chunk in good.chunks(PIPELINE) {
-        let mut pipe = redis::pipe();
+        // One pipeline per partition on a cluster (a pipeline is one slot's).
+        let mut batch = crate::queue::Grouped::new(conn.is_cluster());
         for (stream, line) in chunk {
-            pipe.cmd("XADD")
-                .arg(stream)
-                .arg("*")
-                .arg("job")
-                .arg(*line)
-                .ignore();
+            let mut xadd = redis::cmd("XADD");
+            xadd.arg(stream).arg("*").arg("job").arg(*line);
+            batch.add_ignored(stream, xadd);
         }
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .context("XADD failed")?;
-        // redis.wait_replicas: the jobs must be on the replicas before we say so.
-        if !durability
-            .wait(&mut conn, "enqueue")
-            .await
-            .context("WAIT failed (the jobs were added; whether a replica has them is unknown)")?
-        {
+        batch.query(&conn).await.context("XADD failed")?;
+        // redis.wait_replicas: the jobs must be on the replicas before we say so:
+        // on a cluster, on each primary written to (one stream per partition
+        // names it); on one server, once.
+        let mut written: Vec<&str> = chunk.iter().map(|(s, _)| s.as_str()).collect();
+        written.sort_unstable();
+        written.dedup();
+        if !conn.is_cluster() {
+            written.truncate(1);
+        }
+        let mut confirmed = true;
+        for stream in written {
+            confirmed &= durability
+                .wait(&mut conn, stream, "enqueue")
+                .await
+                .context(
+                    "WAIT failed (the jobs were added; whether a replica has them is unknown)",
+                )?;
+        }
+        if !confirmed {
             unconfirmed += chunk.len();
         }
         bar.inc(chunk.len() as u64);

@@ -4,6 +4,7 @@
 mod bounce;
 mod dead;
 mod enqueue;
+mod events;
 mod inspect;
 mod profile;
 mod report;
@@ -117,6 +118,29 @@ pub enum Command {
     Bounce,
     /// Print the job format as JSON Schema (published as docs/job.schema.json).
     Schema,
+    /// Print the results events of every partition as JSON lines. Without
+    /// --group: every event there is, or with --follow new ones as they come
+    /// (all of them first with --from-start). With --group NAME: as consumer
+    /// group NAME on every partition (created at the end, or at the start with
+    /// --from-start), acknowledging what was printed.
+    Events {
+        /// Read as this consumer group, acknowledging what is printed.
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
+        /// Keep waiting for new events (stop with Ctrl-C).
+        #[arg(long)]
+        follow: bool,
+        /// Start at the streams' beginning.
+        #[arg(long)]
+        from_start: bool,
+    },
+    /// Bring the data in Redis to this build's layout (schema 1 → 2). Stop every
+    /// daemon first. Safe to run again after an interruption.
+    Migrate {
+        /// Only count what would move.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -209,5 +233,18 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         } => rt.block_on(dead::retry(&config, &ids)),
         Command::Bounce => rt.block_on(bounce::run(&config)),
         Command::Schema => Ok(0),
+        Command::Events {
+            group,
+            follow,
+            from_start,
+        } => rt.block_on(events::run(
+            &config,
+            events::Options {
+                group: group.as_deref(),
+                follow,
+                from_start,
+            },
+        )),
+        Command::Migrate { dry_run } => rt.block_on(crate::migrate::run(&config, dry_run)),
     }
 }

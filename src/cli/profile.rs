@@ -6,7 +6,7 @@ use serde_json::json;
 use tayori_channels::ChannelKind;
 
 use crate::config::Config;
-use crate::profile::{key, Profile, HOURS};
+use crate::profile::{Profile, HOURS};
 
 /// Hours shown as the customer's best.
 const TOP_HOURS: usize = 5;
@@ -23,7 +23,7 @@ pub async fn show(
     })?;
     let q = super::dead::open(config).await?;
     let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
-        .arg(key(&config.redis.prefix, customer_id))
+        .arg(config.redis.keys().profile(customer_id))
         .query_async(&mut q.conn())
         .await?;
     if fields.is_empty() {

@@ -1,7 +1,8 @@
 //! Frequency caps: at most `max` sends per customer in any rolling window of
 //! `per`, on one channel or across all of them, counted in Redis.
 //!
-//! One sorted set per customer and scope, `{prefix}:cap:{scope}:{customer_id}`
+//! One sorted set per customer and scope, `P:{k}:cap:<scope>:<customer_id>`
+//! (`Keys::cap`: all of a customer's in its partition, so one script counts them)
 //! (`scope` = a channel name or `all`): members are job ids, scores the ms time
 //! each was counted. A job id is a member at most once, so a retry or a
 //! redelivery of the same job never counts twice. `caps.lua` trims, checks and
@@ -13,6 +14,7 @@
 //! transactional jobs is the caller's decision: it simply does not call
 //! [`Policy::check_and_count`] for them.
 
+use crate::keys::Keys;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -126,8 +128,8 @@ fn script() -> Arc<Script> {
 }
 
 /// The sorted set of one customer's sends in one scope.
-pub fn cap_key(prefix: &str, scope: CapScope, customer_id: &str) -> String {
-    format!("{prefix}:cap:{}:{customer_id}", scope.as_str())
+pub fn cap_key(keys: &Keys, scope: CapScope, customer_id: &str) -> String {
+    keys.cap(scope.as_str(), customer_id)
 }
 
 impl Policy {
@@ -171,7 +173,7 @@ impl Policy {
     pub async fn check_and_count(
         &self,
         conn: &mut impl ConnectionLike,
-        prefix: &str,
+        keys: &Keys,
         channel: ChannelKind,
         customer_id: &str,
         job_id: &str,
@@ -192,7 +194,7 @@ impl Policy {
                 .map(|c| c.window_ms())
                 .max()
                 .unwrap_or(1);
-            inv.key(cap_key(prefix, scope, customer_id)).arg(longest);
+            inv.key(cap_key(keys, scope, customer_id)).arg(longest);
         }
         for c in &caps {
             let key_index = scopes.iter().position(|s| *s == c.scope).unwrap_or(0) + 1;
@@ -222,7 +224,7 @@ impl Policy {
     pub async fn uncount(
         &self,
         conn: &mut impl ConnectionLike,
-        prefix: &str,
+        keys: &Keys,
         channel: ChannelKind,
         customer_id: &str,
         job_id: &str,
@@ -234,7 +236,7 @@ impl Policy {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for scope in scopes {
-            pipe.zrem(cap_key(prefix, scope, customer_id), job_id)
+            pipe.zrem(cap_key(keys, scope, customer_id), job_id)
                 .ignore();
         }
         pipe.query_async(conn).await

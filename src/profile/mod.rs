@@ -1,7 +1,7 @@
 //! Engagement profiles: what each customer reacts to, on which channel and at
 //! which hour of the week, learned from the events Tayori records.
 //!
-//! A profile is one Redis hash, `{prefix}:profile:{customer_id}`:
+//! A profile is one Redis hash, `Keys::profile` (`P:{k}:profile:<customer_id>`):
 //!
 //! | field          | weight of                                             |
 //! |----------------|-------------------------------------------------------|
@@ -65,11 +65,6 @@ pub fn hour_of_week(at_ms: i64) -> usize {
     // 1970-01-01 was a Thursday: +3 days makes Monday the week's start.
     let hours = at_ms.div_euclid(3_600_000) + 3 * 24;
     hours.rem_euclid(HOURS as i64) as usize
-}
-
-/// The profile key of a customer.
-pub fn key(prefix: &str, customer_id: &str) -> String {
-    format!("{prefix}:profile:{customer_id}")
 }
 
 /// A profile read back, decayed to `now`: counts in "recent events".

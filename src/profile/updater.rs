@@ -1,6 +1,6 @@
 //! Keeps engagement profiles current from the results stream.
 //!
-//! The updater is a consumer group of its own on `{prefix}:results`
+//! The updater is a consumer group of its own on each partition's results
 //! (`tayori-profiles`), so several daemons share the work and each event counts
 //! once, and it runs on its own connection and task, so sending never waits for
 //! it. Per event it costs one pipelined `HINCRBYFLOAT` per field it touches (one
@@ -19,7 +19,7 @@ use redis::AsyncCommands;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::{hour_of_week, key, weight, Signal};
+use super::{hour_of_week, weight, Signal};
 use crate::metrics as m;
 
 /// The results stream's consumer group for profiles.
@@ -31,7 +31,7 @@ const CLAIM_IDLE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct UpdaterSettings {
-    pub prefix: String,
+    pub keys: crate::keys::Keys,
     pub consumer: String,
     pub half_life: Duration,
     /// A profile untouched this long expires.
@@ -57,9 +57,10 @@ struct EventView<'a> {
 pub async fn run(
     target: crate::redis_connection::RedisTarget,
     settings: UpdaterSettings,
+    partition: crate::keys::Partition,
     mut stop: watch::Receiver<bool>,
 ) {
-    let results = format!("{}:results", settings.prefix);
+    let results = settings.keys.results(partition);
     let mut failures = 0u32;
     while !*stop.borrow() {
         let outcome = async {
@@ -148,7 +149,10 @@ async fn apply(
     }
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let ttl_ms = settings.ttl.as_millis() as i64;
-    let mut pipe = redis::pipe();
+    // A customer's events are in its partition's results (a job's partition is
+    // its customer's), so on a cluster this is one slot's pipeline; grouped by
+    // slot anyway for events a CRM put elsewhere.
+    let mut batch = crate::queue::Grouped::new(conn.is_cluster());
     let mut ids = Vec::with_capacity(entries.len());
     let mut updated = 0u64;
     // Each profile's time and expiry once per batch, however many events it got.
@@ -174,26 +178,39 @@ async fn apply(
             .and_then(|a| a.parse::<jiff::Timestamp>().ok())
             .map_or(now_ms, |t| t.as_millisecond());
         let w = weight(at_ms, settings.half_life);
-        let key = key(&settings.prefix, customer);
+        let key = settings.keys.profile(customer);
         let field = match signal {
             Signal::Sent => format!("s:{channel}"),
             Signal::Reaction => format!("r:{channel}"),
             Signal::Refusal => format!("x:{channel}"),
         };
-        pipe.hincr(&key, field, w).ignore();
+        let mut incr = redis::cmd("HINCRBYFLOAT");
+        incr.arg(&key).arg(field).arg(w);
+        batch.add_ignored(&key, incr);
         if signal == Signal::Reaction {
-            pipe.hincr(&key, format!("h:{}", hour_of_week(at_ms)), w)
-                .ignore();
+            let mut incr = redis::cmd("HINCRBYFLOAT");
+            incr.arg(&key)
+                .arg(format!("h:{}", hour_of_week(at_ms)))
+                .arg(w);
+            batch.add_ignored(&key, incr);
         }
         touched.insert(key);
         updated += 1;
     }
     for key in &touched {
-        pipe.hset(key, "t", now_ms).ignore();
-        pipe.pexpire(key, ttl_ms).ignore();
+        let mut set = redis::cmd("HSET");
+        set.arg(key).arg("t").arg(now_ms);
+        batch.add_ignored(key, set);
+        let mut expire = redis::cmd("PEXPIRE");
+        expire.arg(key).arg(ttl_ms);
+        batch.add_ignored(key, expire);
     }
-    pipe.xack(results, GROUP, &ids).ignore();
-    pipe.query_async::<()>(conn).await?;
+    if !batch.is_empty() {
+        batch.query(conn).await?;
+    }
+    // Acknowledged after the updates: an error before it means the batch is
+    // read again (at least once, as before).
+    conn.xack::<_, _, _, ()>(results, GROUP, &ids).await?;
     metrics::counter!(m::PROFILE_UPDATES).increment(updated);
     Ok(())
 }

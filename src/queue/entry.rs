@@ -2,6 +2,8 @@
 
 use redis::Value;
 
+use crate::keys::Partition;
+
 /// Routing state Tayori carries beside the job when it writes an entry back
 /// (retry, fallback, re-driven dead letter). A CRM's own entries have none.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -47,7 +49,9 @@ impl Routing {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
-    /// The stream entry id.
+    /// The partition of the stream the entry is in.
+    pub partition: Partition,
+    /// The stream entry id (unique within its stream only).
     pub id: String,
     /// The raw job JSON (`None` if the entry has no `job` field).
     pub job: Option<String>,
@@ -81,7 +85,12 @@ impl Entry {
 }
 
 /// Appends the entries of an XREADGROUP/XAUTOCLAIM entry list.
-pub(super) fn parse_entries(list: Value, deliveries: u32, out: &mut Vec<Entry>) {
+pub(super) fn parse_entries(
+    list: Value,
+    partition: Partition,
+    deliveries: u32,
+    out: &mut Vec<Entry>,
+) {
     let Value::Array(items) = list else { return };
     for item in items {
         let Value::Array(mut pair) = item else {
@@ -95,6 +104,7 @@ pub(super) fn parse_entries(list: Value, deliveries: u32, out: &mut Vec<Entry>) 
             continue;
         };
         let mut entry = Entry {
+            partition,
             id: String::from_utf8_lossy(&id).into_owned(),
             job: None,
             routing: Routing::default(),

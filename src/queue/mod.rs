@@ -1,30 +1,24 @@
-//! The Redis side of Tayori: job streams, the results stream, the delayed set,
-//! dead letters and deduplication claims.
-//!
-//! Keys (with `{p}` the configured prefix):
-//!
-//! | key              | type       | holds                                            |
-//! |------------------|------------|--------------------------------------------------|
-//! | `{p}:jobs:{ch}`  | stream     | jobs per channel, consumer group `tayori`        |
-//! | `{p}:results`    | stream     | events for the CRM                               |
-//! | `{p}:delayed`    | sorted set | scheduled jobs and retries, scored by due time   |
-//! | `{p}:dead`       | stream     | jobs that cannot be processed, with the reason   |
-//! | `{p}:seen:{id}`  | string     | dedupe claim: the job's origin entry id (TTL)    |
-//! | `{p}:suppressed:{ch}` | hash  | address → reason (blocked, unsubscribed, …)       |
-//! | `{p}:reaction:{src}:{id}` | string | a webhook event already recorded (TTL)       |
+//! The Redis side of Tayori: job streams, the results streams, the delayed
+//! sets, dead letters and deduplication claims, over every partition. Key names
+//! and which keys share a slot: [`crate::keys`].
 //!
 //! Entries Tayori itself writes back to a job stream (retries, fallbacks,
 //! re-driven dead letters) carry routing fields beside `job`: `attempt`,
 //! `origin`, `first_at`, `hop`. A CRM only ever writes `job`.
 
 mod entry;
+mod grouped;
+mod schema;
 mod stats;
 
 pub use entry::{Entry, Routing};
+pub use grouped::Grouped;
+pub use schema::SchemaError;
 pub use stats::{ChannelStats, QueueStats};
 
 use std::time::Duration;
 
+use crate::keys::{Keys, Partition};
 use crate::redis_connection::{RedisConnection, RedisTarget};
 use redis::{AsyncCommands, Script, Value};
 use tayori_channels::ChannelKind;
@@ -34,56 +28,13 @@ pub const GROUP: &str = "tayori";
 
 pub type RedisResult<T> = Result<T, redis::RedisError>;
 
-#[derive(Debug, Clone)]
-pub struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    pub fn new(prefix: &str) -> Self {
-        Self {
-            prefix: prefix.to_owned(),
-        }
-    }
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-    pub fn jobs(&self, kind: ChannelKind) -> String {
-        format!("{}:jobs:{kind}", self.prefix)
-    }
-    pub fn results(&self) -> String {
-        format!("{}:results", self.prefix)
-    }
-    pub fn delayed(&self) -> String {
-        format!("{}:delayed", self.prefix)
-    }
-    pub fn dead(&self) -> String {
-        format!("{}:dead", self.prefix)
-    }
-    pub fn suppressed(&self, kind: ChannelKind) -> String {
-        format!("{}:suppressed:{kind}", self.prefix)
-    }
-    /// Set (with the pause's length as TTL) while a daemon has the channel paused;
-    /// the value is the reason. For `tayori stats`.
-    pub fn paused(&self, kind: ChannelKind) -> String {
-        format!("{}:paused:{kind}", self.prefix)
-    }
-    /// A short link's sealed click token (SMS), by its code.
-    pub fn short_link(&self, code: &str) -> String {
-        format!("{}:link:{code}", self.prefix)
-    }
-    /// A long job id behind a VERP return path's token (`Sealer::stored_verp_token`).
-    pub fn verp(&self, token: &str) -> String {
-        format!("{}:verp:{token}", self.prefix)
-    }
-    pub fn seen(&self, job_id: &str) -> String {
-        format!("{}:seen:{job_id}", self.prefix)
-    }
-    /// How many times a redelivered entry got as far as its dedupe claim, i.e.
-    /// how many workers started on it (see `Checked::starts`).
-    pub fn starts(&self, kind: ChannelKind, entry_id: &str) -> String {
-        format!("{}:starts:{kind}:{entry_id}", self.prefix)
-    }
+/// Where an outcome appends an entry, in the job's partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendTo {
+    /// The dead letters.
+    Dead,
+    /// A channel's job stream (a fallback, a best-channel choice).
+    Jobs(ChannelKind),
 }
 
 /// One step of a job's outcome, applied atomically with its acknowledgement.
@@ -97,9 +48,10 @@ pub enum Op {
         channel: ChannelKind,
         fields: Vec<(String, String)>,
     },
-    /// Append an entry to a stream (dead letters, the next channel's jobs).
+    /// Append an entry to a stream of the partition (dead letters, the next
+    /// channel's jobs).
     Append {
-        key: String,
+        to: AppendTo,
         fields: Vec<(String, String)>,
     },
     /// Suppress an address on a channel (a hard bounce), unless a newer change
@@ -136,7 +88,9 @@ pub fn suppression_key(kind: ChannelKind, address: &str) -> std::borrow::Cow<'_,
 /// A job's outcome: the entry to acknowledge and what to record with it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
-    pub stream: String,
+    /// The partition and channel of the job stream the entry is in.
+    pub partition: Partition,
+    pub channel: ChannelKind,
     pub id: String,
     pub ops: Vec<Op>,
 }
@@ -145,6 +99,8 @@ pub struct Completion {
 /// check against the suppression list).
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimRequest<'a> {
+    /// The partition of the entry.
+    pub partition: Partition,
     pub job_id: &'a str,
     pub origin: &'a str,
     pub address: Option<&'a str>,
@@ -194,6 +150,7 @@ pub struct Queue {
     conn: RedisConnection,
     keys: Keys,
     finish: Script,
+    suppress: Script,
     move_due: Script,
     reaction: Script,
     lease: Script,
@@ -217,18 +174,23 @@ impl Durability {
     /// replicas to survive its loss. An error (Redis went away) is returned: the
     /// caller retries its write, which every caller does idempotently.
     /// Returns whether enough replicas have the writes.
-    pub async fn wait<C: redis::aio::ConnectionLike>(
+    /// `slot_key` is a key the writes went to: on a cluster, `WAIT` goes to the
+    /// primary that owns its slot (the writes of one call share a slot).
+    pub async fn wait(
         &self,
-        conn: &mut C,
+        conn: &mut RedisConnection,
+        slot_key: &str,
         op: &'static str,
     ) -> RedisResult<bool> {
         if self.replicas == 0 {
             return Ok(true);
         }
-        let reached: u32 = redis::cmd("WAIT")
-            .arg(self.replicas)
-            .arg(self.timeout.as_millis().max(1) as u64)
-            .query_async(conn)
+        let reached = conn
+            .wait_replicas(
+                slot_key,
+                self.replicas,
+                self.timeout.as_millis().max(1) as u64,
+            )
             .await?;
         if reached < self.replicas {
             metrics::counter!(crate::metrics::REDIS_WAIT_SHORT, "op" => op).increment(1);
@@ -264,14 +226,15 @@ pub async fn connect(
 impl Queue {
     pub async fn connect(
         target: &RedisTarget,
-        prefix: &str,
+        keys: Keys,
         results_max_len: u64,
     ) -> RedisResult<Queue> {
         let conn = connect(target, REPLY_TIMEOUT).await?;
         Ok(Queue {
             conn,
-            keys: Keys::new(prefix),
+            keys,
             finish: Script::new(include_str!("finish.lua")),
+            suppress: Script::new(include_str!("suppress.lua")),
             move_due: Script::new(include_str!("move_due.lua")),
             reaction: Script::new(include_str!("reaction.lua")),
             lease: Script::new(include_str!("lease.lua")),
@@ -308,75 +271,124 @@ impl Queue {
         self.conn.clone()
     }
 
+    /// A batch for this connection: one pipeline per slot on a cluster, one
+    /// pipeline in all on a single server.
+    pub fn batch(&self) -> Grouped {
+        Grouped::new(self.conn.is_cluster())
+    }
+
     pub async fn ping(&self) -> RedisResult<()> {
         let mut c = self.conn.clone();
         redis::cmd("PING").query_async::<()>(&mut c).await
     }
 
-    /// Creates the consumer group on a job stream if it does not exist. It starts
-    /// at `0` so jobs enqueued before the first daemon started are processed.
-    pub async fn ensure_group(&self, kind: ChannelKind) -> RedisResult<()> {
-        let mut c = self.conn.clone();
-        let r: RedisResult<()> = c
-            .xgroup_create_mkstream(self.keys.jobs(kind), GROUP, "0")
-            .await;
-        match r {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => other,
+    /// The partitions one blocking read may cover: all of them on a single
+    /// server (one `XREADGROUP` names every partition's stream), one each on a
+    /// cluster (streams of different slots cannot be read in one call).
+    pub fn read_groups(&self) -> Vec<Vec<Partition>> {
+        if self.conn.is_cluster() {
+            self.keys.all_partitions().map(|p| vec![p]).collect()
+        } else {
+            vec![self.keys.all_partitions().collect()]
         }
     }
 
-    /// Reads up to `count` new entries for `consumer`, waiting up to `block`.
-    /// `conn` must be a connection of its own (see [`connect`]).
+    /// Creates the consumer group on every partition's job stream of a channel
+    /// if it does not exist. It starts at `0` so jobs enqueued before the first
+    /// daemon started are processed.
+    pub async fn ensure_group(&self, kind: ChannelKind) -> RedisResult<()> {
+        for p in self.keys.all_partitions() {
+            let mut c = self.conn.clone();
+            let r: RedisResult<()> = c
+                .xgroup_create_mkstream(self.keys.jobs(p, kind), GROUP, "0")
+                .await;
+            match r {
+                Err(e) if e.code() == Some("BUSYGROUP") => {}
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to `count` new entries per stream of `partitions` for
+    /// `consumer`, waiting up to `block`. `conn` must be a connection of its own
+    /// (see [`connect`]); on a cluster `partitions` must be one partition.
     pub async fn read(
         &self,
         conn: &mut RedisConnection,
+        partitions: &[Partition],
         kind: ChannelKind,
         consumer: &str,
         count: usize,
         block: Duration,
     ) -> RedisResult<Vec<Entry>> {
-        let reply: Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
             .arg(GROUP)
             .arg(consumer)
             .arg("COUNT")
             .arg(count)
             .arg("BLOCK")
             .arg(block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(self.keys.jobs(kind))
-            .arg(">")
-            .query_async(conn)
-            .await?;
+            .arg("STREAMS");
+        for p in partitions {
+            cmd.arg(self.keys.jobs(*p, kind));
+        }
+        for _ in partitions {
+            cmd.arg(">");
+        }
+        let reply: Value = cmd.query_async(conn).await?;
         let mut entries = Vec::new();
-        if let Value::Array(streams) | Value::Set(streams) = reply {
-            for stream in streams {
-                if let Value::Array(mut pair) = stream {
-                    if pair.len() == 2 {
-                        entry::parse_entries(pair.swap_remove(1), 1, &mut entries);
-                    }
-                } else if let Value::Map(pairs) = stream {
-                    for (_, v) in pairs {
-                        entry::parse_entries(v, 1, &mut entries);
+        let mut add = |name: Value, list: Value| {
+            let p = match &name {
+                Value::BulkString(b) => std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|s| self.keys.partition_of_stream(s)),
+                _ => None,
+            };
+            // Only streams this call named can answer; a name not of this
+            // layout cannot, but is never guessed at.
+            if let Some(p) = p.or_else(|| (partitions.len() == 1).then(|| partitions[0])) {
+                entry::parse_entries(list, p, 1, &mut entries);
+            }
+        };
+        match reply {
+            Value::Array(streams) | Value::Set(streams) => {
+                for stream in streams {
+                    match stream {
+                        Value::Array(mut pair) if pair.len() == 2 => {
+                            let list = pair.swap_remove(1);
+                            let name = pair.swap_remove(0);
+                            add(name, list);
+                        }
+                        Value::Map(pairs) => {
+                            for (name, list) in pairs {
+                                add(name, list);
+                            }
+                        }
+                        _ => {}
                     }
                 }
             }
-        } else if let Value::Map(pairs) = reply {
-            for (_, v) in pairs {
-                entry::parse_entries(v, 1, &mut entries);
+            Value::Map(pairs) => {
+                for (name, list) in pairs {
+                    add(name, list);
+                }
             }
+            _ => {}
         }
         Ok(entries)
     }
 
-    /// Takes over entries other consumers have held for longer than `min_idle`
-    /// (XAUTOCLAIM) and reports how often each has been delivered.
-    /// `cursor` carries XAUTOCLAIM's position from one call to the next (start with
-    /// `0-0`): Redis scans only about 10 × COUNT pending entries per call, so always
-    /// starting over could leave a dead consumer's entries behind live ones forever.
+    /// Takes over entries of one partition's stream that other consumers have
+    /// held for longer than `min_idle` (XAUTOCLAIM) and reports how often each
+    /// has been delivered. `cursor` carries XAUTOCLAIM's position from one call
+    /// to the next (start with `0-0`): Redis scans only about 10 × COUNT pending
+    /// entries per call, so always starting over could leave a dead consumer's
+    /// entries behind live ones forever.
     pub async fn reclaim(
         &self,
+        p: Partition,
         kind: ChannelKind,
         consumer: &str,
         min_idle: Duration,
@@ -384,7 +396,7 @@ impl Queue {
         cursor: &mut String,
     ) -> RedisResult<Vec<Entry>> {
         let mut c = self.conn.clone();
-        let stream = self.keys.jobs(kind);
+        let stream = self.keys.jobs(p, kind);
         let reply: Value = redis::cmd("XAUTOCLAIM")
             .arg(&stream)
             .arg(GROUP)
@@ -402,7 +414,7 @@ impl Queue {
                 *cursor = String::from_utf8_lossy(&next).into_owned();
             }
             if let Some(list) = parts.next() {
-                entry::parse_entries(list, 1, &mut entries);
+                entry::parse_entries(list, p, 1, &mut entries);
             }
             if let Some(Value::Array(deleted)) = parts.next() {
                 if !deleted.is_empty() {
@@ -454,41 +466,68 @@ impl Queue {
         &self,
         kind: ChannelKind,
         consumer: &str,
-        ids: &[String],
+        held: &[(Partition, String)],
     ) -> RedisResult<()> {
-        if ids.is_empty() {
+        if held.is_empty() {
             return Ok(());
         }
-        let mut c = self.conn.clone();
-        redis::cmd("XCLAIM")
-            .arg(self.keys.jobs(kind))
-            .arg(GROUP)
-            .arg(consumer)
-            .arg(0)
-            .arg(ids)
-            .arg("JUSTID")
-            .query_async::<()>(&mut c)
-            .await
+        let mut by_partition: std::collections::BTreeMap<Partition, Vec<&str>> =
+            std::collections::BTreeMap::new();
+        for (p, id) in held {
+            by_partition.entry(*p).or_default().push(id);
+        }
+        let mut batch = self.batch();
+        for (p, ids) in by_partition {
+            let stream = self.keys.jobs(p, kind);
+            let mut cmd = redis::cmd("XCLAIM");
+            cmd.arg(&stream)
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(0)
+                .arg(ids)
+                .arg("JUSTID");
+            batch.add_ignored(&stream, cmd);
+        }
+        batch.query(&self.conn).await.map(drop)
     }
 
     /// Removes consumers of earlier processes that hold nothing and have been
-    /// idle longer than `idle`, so `stats` and XINFO stay readable. Returns how many.
+    /// idle longer than `idle`, on every partition's stream of a channel, so
+    /// `stats` and XINFO stay readable. Returns how many.
     pub async fn prune_consumers(
         &self,
         kind: ChannelKind,
         me: &str,
         idle: Duration,
     ) -> RedisResult<usize> {
+        let mut removed = 0;
+        for p in self.keys.all_partitions() {
+            removed += self
+                .prune_consumers_of(&self.keys.jobs(p, kind), me, idle)
+                .await?;
+        }
+        Ok(removed)
+    }
+
+    async fn prune_consumers_of(
+        &self,
+        stream: &str,
+        me: &str,
+        idle: Duration,
+    ) -> RedisResult<usize> {
         let mut c = self.conn.clone();
-        let stream = self.keys.jobs(kind);
-        let reply: Value = redis::cmd("XINFO")
+        let reply: RedisResult<Value> = redis::cmd("XINFO")
             .arg("CONSUMERS")
-            .arg(&stream)
+            .arg(stream)
             .arg(GROUP)
             .query_async(&mut c)
-            .await?;
-        let Value::Array(consumers) = reply else {
-            return Ok(0);
+            .await;
+        let consumers = match reply {
+            Ok(Value::Array(consumers)) => consumers,
+            Ok(_) => return Ok(0),
+            // A partition nobody has read yet has no group.
+            Err(e) if e.code() == Some("NOGROUP") => return Ok(0),
+            Err(e) => return Err(e),
         };
         let mut removed = 0;
         for consumer in consumers {
@@ -499,6 +538,13 @@ impl Queue {
                         [Value::BulkString(k), v] => {
                             Some((String::from_utf8_lossy(k).into_owned(), v.clone()))
                         }
+                        _ => None,
+                    })
+                    .collect(),
+                Value::Map(m) => m
+                    .into_iter()
+                    .filter_map(|(k, v)| match k {
+                        Value::BulkString(k) => Some((String::from_utf8_lossy(&k).into_owned(), v)),
                         _ => None,
                     })
                     .collect(),
@@ -517,7 +563,7 @@ impl Queue {
             if name != me && pending && idle_ms as u128 > idle.as_millis() {
                 let _: i64 = redis::cmd("XGROUP")
                     .arg("DELCONSUMER")
-                    .arg(&stream)
+                    .arg(stream)
                     .arg(GROUP)
                     .arg(&name)
                     .query_async(&mut c)
@@ -529,9 +575,11 @@ impl Queue {
     }
 
     /// Claims job ids for deduplication and looks up suppressions, for a whole
-    /// batch in one round trip. The origin (the entry id a job first arrived as)
-    /// lets a retry, a fallback or a redelivery of the same job through while
-    /// stopping a second job that reuses the id.
+    /// batch in one round trip (one per slot on a cluster: a claim lives in its
+    /// job id's partition, a suppression in its address's). The origin (the
+    /// entry id a job first arrived as) lets a retry, a fallback or a
+    /// redelivery of the same job through while stopping a second job that
+    /// reuses the id.
     pub async fn claim(
         &self,
         kind: ChannelKind,
@@ -541,33 +589,35 @@ impl Queue {
         if claims.is_empty() {
             return Ok(Vec::new());
         }
-        let suppressed = self.keys.suppressed(kind);
-        let mut pipe = redis::pipe();
+        let mut batch = self.batch();
         for c in claims {
-            pipe.cmd("SET")
-                .arg(self.keys.seen(c.job_id))
+            let seen = self.keys.seen(c.job_id);
+            let mut set = redis::cmd("SET");
+            set.arg(&seen)
                 .arg(c.origin)
                 .arg("NX")
                 .arg("GET")
                 .arg("EX")
                 .arg(window.as_secs().max(1));
+            batch.add(&seen, set);
             if let Some(address) = c.address {
-                pipe.cmd("HGET")
-                    .arg(&suppressed)
-                    .arg(suppression_key(kind, address).as_ref());
+                let address = suppression_key(kind, address);
+                let hash = self.keys.suppressed(kind, &address);
+                let mut get = redis::cmd("HGET");
+                get.arg(&hash).arg(address.as_ref());
+                batch.add(&hash, get);
             }
             if let Some(entry_id) = c.redelivered {
-                let key = self.keys.starts(kind, entry_id);
-                pipe.cmd("INCR").arg(&key);
-                pipe.cmd("PEXPIRE")
-                    .arg(&key)
-                    .arg(window.as_millis().max(1) as u64)
-                    .ignore();
+                let key = self.keys.starts(c.partition, kind, entry_id);
+                let mut incr = redis::cmd("INCR");
+                incr.arg(&key);
+                batch.add(&key, incr);
+                let mut expire = redis::cmd("PEXPIRE");
+                expire.arg(&key).arg(window.as_millis().max(1) as u64);
+                batch.add_ignored(&key, expire);
             }
         }
-        let mut conn = self.conn.clone();
-        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
-        let mut replies = replies.into_iter();
+        let mut replies = batch.query(&self.conn).await?.into_iter();
         let text = |v: Option<Value>| match v {
             Some(Value::BulkString(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
             _ => None,
@@ -608,15 +658,10 @@ impl Queue {
     ) -> RedisResult<()> {
         let mut c = self.conn.clone();
         let address = suppression_key(kind, address);
+        let hash = self.keys.suppressed(kind, &address);
         match reason {
-            Some(r) => {
-                c.hset::<_, _, _, ()>(self.keys.suppressed(kind), address.as_ref(), r)
-                    .await
-            }
-            None => {
-                c.hdel::<_, _, ()>(self.keys.suppressed(kind), address.as_ref())
-                    .await
-            }
+            Some(r) => c.hset::<_, _, _, ()>(hash, address.as_ref(), r).await,
+            None => c.hdel::<_, _, ()>(hash, address.as_ref()).await,
         }
     }
 
@@ -628,14 +673,20 @@ impl Queue {
         if lookups.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut batch = self.batch();
         for (kind, address) in lookups {
-            pipe.hget(
-                self.keys.suppressed(*kind),
-                suppression_key(*kind, address).as_ref(),
-            );
+            let address = suppression_key(*kind, address);
+            let hash = self.keys.suppressed(*kind, &address);
+            let mut get = redis::cmd("HGET");
+            get.arg(&hash).arg(address.as_ref());
+            batch.add(&hash, get);
         }
-        pipe.query_async(&mut self.conn.clone()).await
+        batch
+            .query(&self.conn)
+            .await?
+            .into_iter()
+            .map(|v| redis::from_redis_value(v).map_err(redis::RedisError::from))
+            .collect()
     }
 
     /// Stores what a message needs before it is sent, in one round trip: short
@@ -646,21 +697,27 @@ impl Queue {
         records: &crate::tracking::Records,
         link_ttl: Duration,
     ) -> RedisResult<()> {
-        let mut pipe = redis::pipe();
+        let mut batch = self.batch();
         let secs = link_ttl.as_secs().max(1);
         for l in &records.short_links {
-            pipe.set_ex(self.keys.short_link(&l.code), &l.token, secs)
-                .ignore();
+            let key = self.keys.short_link(&l.code);
+            let mut set = redis::cmd("SET");
+            set.arg(&key).arg(&l.token).arg("EX").arg(secs);
+            batch.add_ignored(&key, set);
         }
         if let Some(v) = &records.verp {
-            pipe.set_ex(
-                self.keys.verp(&v.token),
-                &v.job_id,
-                VERP_RECORD_TTL.as_secs(),
-            )
-            .ignore();
+            let key = self.keys.verp(&v.token);
+            let mut set = redis::cmd("SET");
+            set.arg(&key)
+                .arg(&v.job_id)
+                .arg("EX")
+                .arg(VERP_RECORD_TTL.as_secs());
+            batch.add_ignored(&key, set);
         }
-        pipe.query_async(&mut self.conn.clone()).await
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.query(&self.conn).await.map(drop)
     }
 
     /// The job id stored under a VERP token, if it is still kept.
@@ -673,13 +730,13 @@ impl Queue {
         self.conn.clone().get(self.keys.short_link(code)).await
     }
 
-    /// Takes or renews the lease `{prefix}:lease:{name}` for `holder`: true while
+    /// Takes or renews the lease `key` (from [`Keys`]) for `holder`: true while
     /// `holder` has it. A lease its holder stops renewing lapses after `ttl`.
-    pub async fn hold_lease(&self, name: &str, holder: &str, ttl: Duration) -> RedisResult<bool> {
+    pub async fn hold_lease(&self, key: &str, holder: &str, ttl: Duration) -> RedisResult<bool> {
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let held: i64 = self
             .lease
-            .key(format!("{}:lease:{name}", self.keys.prefix()))
+            .key(key)
             .arg(holder)
             .arg(ms)
             .invoke_async(&mut self.conn.clone())
@@ -706,40 +763,30 @@ impl Queue {
         reason: &str,
         wait: Duration,
     ) -> RedisResult<()> {
-        let mut c = self.conn.clone();
-        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
-        redis::cmd("SET")
-            .arg(self.keys.paused(kind))
-            .arg(reason)
-            .arg("PX")
-            .arg(ms)
-            .query_async(&mut c)
+        self.set_pause_key(&self.keys.paused(kind), reason, wait)
             .await
     }
 
-    /// Records a LINE webhook event once: deduplicated by its `webhookEventId`,
-    /// the suppression change and the event written atomically. Returns false
-    /// for a redelivery already recorded.
+    /// Records a provider's webhook event once: deduplicated by its event id,
+    /// the suppression change and the event written atomically (in the
+    /// address's partition). Returns false for a redelivery already recorded.
     pub async fn record_reaction(&self, r: &Reaction<'_>, window: Duration) -> RedisResult<bool> {
+        let address = r.suppress.map(|(k, a, _)| (k, suppression_key(k, a)));
+        let keys = self.keys.reaction_keys(
+            r.source,
+            r.event_id,
+            address.as_ref().map(|(k, a)| (*k, a.as_ref())),
+        );
         let mut inv = self.reaction.prepare_invoke();
-        inv.arg(self.keys.prefix())
-            .arg(format!(
-                "{}:reaction:{}:{}",
-                self.keys.prefix(),
-                r.source,
-                r.event_id
-            ))
-            .arg(window.as_secs().max(1))
+        for k in &keys {
+            inv.key(k);
+        }
+        inv.arg(window.as_secs().max(1))
             .arg(
-                r.suppress
-                    .map(|(k, _, _)| self.keys.suppressed(k))
+                address
+                    .as_ref()
+                    .map(|(_, a)| a.as_ref())
                     .unwrap_or_default(),
-            )
-            .arg(
-                r.suppress
-                    .map(|(k, a, _)| suppression_key(k, a))
-                    .unwrap_or_default()
-                    .as_ref(),
             )
             .arg(
                 r.suppress
@@ -747,73 +794,115 @@ impl Queue {
                     .unwrap_or_default(),
             )
             .arg(r.event.unwrap_or_default())
-            .arg(r.at_ms);
+            .arg(r.at_ms)
+            .arg(self.keys.reaction_mark(r.source, r.event_id));
         let mut c = self.conn.clone();
         let fresh: i64 = inv.invoke_async(&mut c).await?;
         // Also after a repeat: the first try's WAIT may have failed.
-        self.wait.wait(&mut c, "reaction").await?;
+        self.wait.wait(&mut c, &keys[0], "reaction").await?;
         Ok(fresh == 1)
     }
 
-    /// Records outcomes and acknowledges their entries, all in one script call.
-    /// Returns how many entries were acknowledged by this call.
+    /// Records outcomes and acknowledges their entries: first the suppressions
+    /// they carry (each in its address's partition, idempotent), then one
+    /// atomic script call per partition. Returns how many entries were
+    /// acknowledged by this call.
     pub async fn finish(&self, batch: &[Completion]) -> RedisResult<usize> {
         if batch.is_empty() {
             return Ok(0);
         }
-        let mut inv = self.finish.prepare_invoke();
-        inv.arg(self.keys.prefix())
-            .arg(GROUP)
-            .arg(self.results_max_len);
-        for c in batch {
-            inv.arg(&c.stream).arg(&c.id).arg(c.ops.len());
-            for op in &c.ops {
-                match op {
-                    Op::Event(json) => {
-                        inv.arg("E").arg(json);
-                    }
-                    Op::Delay {
-                        due_ms,
-                        channel,
-                        fields,
-                    } => {
-                        inv.arg("Z")
-                            .arg(*due_ms)
-                            .arg(delayed_member(*channel, fields));
-                    }
-                    Op::Append { key, fields } => {
-                        inv.arg("X").arg(key).arg(fields.len() * 2);
-                        for (k, v) in fields {
-                            inv.arg(k).arg(v);
-                        }
-                    }
-                    Op::Suppress {
-                        channel,
-                        address,
-                        reason,
-                        at_ms,
-                    } => {
-                        inv.arg("S")
-                            .arg(self.keys.suppressed(*channel))
-                            .arg(suppression_key(*channel, address).as_ref())
-                            .arg(reason)
-                            .arg(*at_ms);
-                    }
+        let mut c = self.conn.clone();
+        for done in batch {
+            for op in &done.ops {
+                if let Op::Suppress {
+                    channel,
+                    address,
+                    reason,
+                    at_ms,
+                } = op
+                {
+                    let address = suppression_key(*channel, address);
+                    let [hash, at, _] = self.keys.suppression_keys(*channel, &address);
+                    self.suppress
+                        .key(&hash)
+                        .key(&at)
+                        .arg(address.as_ref())
+                        .arg(reason)
+                        .arg(*at_ms)
+                        .invoke_async::<i64>(&mut c)
+                        .await?;
                 }
             }
         }
-        let mut c = self.conn.clone();
-        let done = inv.invoke_async(&mut c).await?;
-        self.wait.wait(&mut c, "finish").await?;
-        Ok(done)
+        let mut partitions: Vec<Partition> = batch.iter().map(|d| d.partition).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        let mut acked = 0;
+        for p in partitions {
+            let mut inv = self.finish.prepare_invoke();
+            for k in self.keys.finish_keys(p) {
+                inv.key(k);
+            }
+            inv.arg(GROUP).arg(self.results_max_len);
+            for done in batch.iter().filter(|d| d.partition == p) {
+                inv.arg(stream_index(done.channel)).arg(&done.id).arg(
+                    done.ops
+                        .iter()
+                        .filter(|o| !matches!(o, Op::Suppress { .. }))
+                        .count(),
+                );
+                for op in &done.ops {
+                    match op {
+                        Op::Event(json) => {
+                            inv.arg("E").arg(json);
+                        }
+                        Op::Delay {
+                            due_ms,
+                            channel,
+                            fields,
+                        } => {
+                            inv.arg("Z")
+                                .arg(*due_ms)
+                                .arg(delayed_member(*channel, fields));
+                        }
+                        Op::Append { to, fields } => {
+                            let at = match to {
+                                AppendTo::Dead => DEAD_INDEX,
+                                AppendTo::Jobs(kind) => stream_index(*kind),
+                            };
+                            inv.arg("X").arg(at).arg(fields.len() * 2);
+                            for (k, v) in fields {
+                                inv.arg(k).arg(v);
+                            }
+                        }
+                        Op::Suppress { .. } => {}
+                    }
+                }
+            }
+            let n: usize = inv.invoke_async(&mut c).await?;
+            acked += n;
+            self.wait
+                .wait(&mut c, &self.keys.results(p), "finish")
+                .await?;
+        }
+        Ok(acked)
     }
 
-    /// Moves up to `limit` due delayed jobs back to their streams. Returns how many
-    /// were handled and the dead-letter ids of members that could not be moved.
-    pub async fn move_due(&self, now_ms: i64, limit: usize) -> RedisResult<(usize, Vec<String>)> {
+    /// Moves up to `limit` due delayed jobs of a partition back to its streams.
+    /// Returns how many were handled and the dead-letter ids of members that
+    /// could not be moved.
+    pub async fn move_due(
+        &self,
+        p: Partition,
+        now_ms: i64,
+        limit: usize,
+    ) -> RedisResult<(usize, Vec<String>)> {
         let mut c = self.conn.clone();
         let mut inv = self.move_due.prepare_invoke();
-        inv.arg(self.keys.prefix()).arg(now_ms).arg(limit);
+        for k in self.keys.move_due_keys(p) {
+            inv.key(k);
+        }
+        inv.arg(now_ms).arg(limit);
         for kind in ChannelKind::ALL {
             inv.arg(kind.as_str());
         }
@@ -832,12 +921,25 @@ impl Queue {
         Ok((handled, dead))
     }
 
-    /// Appends events that belong to no job (webhook reactions, invalid entries).
-    pub async fn add_event(&self, json: &str) -> RedisResult<()> {
+    /// Appends an event that belongs to no job (webhook reactions, invalid
+    /// entries) to a partition's results.
+    pub async fn add_event(&self, p: Partition, json: &str) -> RedisResult<()> {
         let mut c = self.conn.clone();
-        let _: String = c.xadd(self.keys.results(), "*", &[("event", json)]).await?;
-        self.wait.wait(&mut c, "event").await.map(drop)
+        let results = self.keys.results(p);
+        let _: String = c.xadd(&results, "*", &[("event", json)]).await?;
+        self.wait.wait(&mut c, &results, "event").await.map(drop)
     }
+}
+
+/// `finish.lua`'s KEYS: results, delayed, dead, then the job streams in
+/// `ChannelKind::ALL` order (1-based, as Lua counts).
+const DEAD_INDEX: usize = 3;
+
+fn stream_index(kind: ChannelKind) -> usize {
+    4 + ChannelKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or_default()
 }
 
 /// The delayed-set member for a job: JSON the mover script can read.

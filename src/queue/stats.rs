@@ -56,96 +56,134 @@ impl QueueStats {
 }
 
 impl Queue {
+    /// Every channel's backlog and every partition's sets, summed over the
+    /// partitions: one pipeline per partition (its keys share a slot), sent at
+    /// once.
     pub async fn stats(&self, kinds: &[ChannelKind]) -> RedisResult<QueueStats> {
         let keys = self.keys();
         let now_ms = jiff::Timestamp::now().as_millisecond();
-        let mut pipe = redis::pipe();
-        for kind in kinds {
-            pipe.cmd("XLEN").arg(keys.jobs(*kind));
+        let mut batch = self.batch();
+        let partitions: Vec<_> = keys.all_partitions().collect();
+        for p in &partitions {
+            let tag = keys.results(*p);
+            for kind in kinds {
+                let mut xlen = redis::cmd("XLEN");
+                xlen.arg(keys.jobs(*p, *kind));
+                batch.add(&tag, xlen);
+            }
+            for kind in kinds {
+                // XINFO GROUPS fails on a missing key; EXISTS-guarding keeps the pipeline whole.
+                let mut groups = redis::cmd("EVAL");
+                groups.arg("if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('XINFO', 'GROUPS', KEYS[1]) else return {} end")
+                    .arg(1)
+                    .arg(keys.jobs(*p, *kind));
+                batch.add(&tag, groups);
+            }
+            let mut zcard = redis::cmd("ZCARD");
+            zcard.arg(keys.delayed(*p));
+            batch.add(&tag, zcard);
+            let mut zcount = redis::cmd("ZCOUNT");
+            zcount.arg(keys.delayed(*p)).arg("-inf").arg(now_ms);
+            batch.add(&tag, zcount);
+            let mut dead = redis::cmd("XLEN");
+            dead.arg(keys.dead(*p));
+            batch.add(&tag, dead);
+            let mut results = redis::cmd("XLEN");
+            results.arg(keys.results(*p));
+            batch.add(&tag, results);
         }
-        for kind in kinds {
-            // XINFO GROUPS fails on a missing key; EXISTS-guarding keeps the pipeline whole.
-            pipe.cmd("EVAL")
-                .arg("if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('XINFO', 'GROUPS', KEYS[1]) else return {} end")
-                .arg(1)
-                .arg(keys.jobs(*kind));
-        }
-        pipe.cmd("ZCARD").arg(keys.delayed());
-        pipe.cmd("ZCOUNT")
-            .arg(keys.delayed())
-            .arg("-inf")
-            .arg(now_ms);
-        pipe.cmd("XLEN").arg(keys.dead());
-        pipe.cmd("XLEN").arg(keys.results());
-        let mut c = self.conn();
-        let replies: Vec<Value> = pipe.query_async(&mut c).await?;
+        let replies: Vec<Value> = batch.query(&self.conn()).await?;
         let int = |v: &Value| match v {
             Value::Int(n) => (*n).max(0) as u64,
             _ => 0,
         };
         let n = kinds.len();
-        let mut stats = QueueStats::default();
-        for (i, kind) in kinds.iter().enumerate() {
-            let mut ch = ChannelStats {
-                channel: kind.to_string(),
-                length: int(&replies[i]),
-                ..Default::default()
-            };
-            let mut lag = None;
-            if let Value::Array(groups) = &replies[n + i] {
-                for g in groups {
-                    let fields = group_fields(g);
-                    if fields.iter().any(|(k, v)| {
-                        k == "name" && matches!(v, Value::BulkString(b) if b == GROUP.as_bytes())
-                    }) {
-                        for (k, v) in &fields {
-                            match k.as_str() {
-                                "pending" => ch.pending = int(v),
-                                "lag" => lag = matches!(v, Value::Int(_)).then(|| int(v)),
-                                "consumers" => ch.consumers = int(v),
-                                _ => {}
+        let mut stats = QueueStats {
+            channels: kinds
+                .iter()
+                .map(|k| ChannelStats {
+                    channel: k.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        for replies in replies.chunks(2 * n + 4) {
+            for (i, ch) in stats.channels.iter_mut().enumerate() {
+                let length = int(&replies[i]);
+                let (mut pending, mut lag, mut consumers) = (0, None, 0);
+                if let Value::Array(groups) = &replies[n + i] {
+                    for g in groups {
+                        let fields = group_fields(g);
+                        if fields.iter().any(|(k, v)| {
+                            k == "name"
+                                && matches!(v, Value::BulkString(b) if b == GROUP.as_bytes())
+                        }) {
+                            for (k, v) in &fields {
+                                match k.as_str() {
+                                    "pending" => pending = int(v),
+                                    "lag" => lag = matches!(v, Value::Int(_)).then(|| int(v)),
+                                    "consumers" => consumers = int(v),
+                                    _ => {}
+                                }
                             }
                         }
                     }
                 }
+                ch.length += length;
+                ch.pending += pending;
+                // Redis reports no lag once entries were deleted out of order (we
+                // delete every finished entry); then the stream holds exactly
+                // backlog + pending.
+                ch.lag += lag.unwrap_or(length.saturating_sub(pending));
+                // The same daemons read every partition: not a sum.
+                ch.consumers = ch.consumers.max(consumers);
             }
-            // Redis reports no lag once entries were deleted out of order (we delete
-            // every finished entry); then the stream holds exactly backlog + pending.
-            ch.lag = lag.unwrap_or(ch.length.saturating_sub(ch.pending));
-            stats.channels.push(ch);
+            stats.delayed += int(&replies[2 * n]);
+            stats.delayed_due += int(&replies[2 * n + 1]);
+            stats.dead += int(&replies[2 * n + 2]);
+            stats.results += int(&replies[2 * n + 3]);
         }
-        stats.delayed = int(&replies[2 * n]);
-        stats.delayed_due = int(&replies[2 * n + 1]);
-        stats.dead = int(&replies[2 * n + 2]);
-        stats.results = int(&replies[2 * n + 3]);
         Ok(stats)
     }
 }
 
 impl Queue {
-    /// [`Queue::stats`] plus each channel's consumers (with idle times) and pause:
-    /// for `tayori stats`, not for the daemon's periodic sampling.
+    /// [`Queue::stats`] plus each channel's consumers (with idle times, their
+    /// pending summed over the partitions) and pause: for `tayori stats`, not
+    /// for the daemon's periodic sampling.
     pub async fn stats_detailed(&self, kinds: &[ChannelKind]) -> RedisResult<QueueStats> {
         let mut stats = self.stats(kinds).await?;
         let keys = self.keys();
-        let mut pipe = redis::pipe();
+        let mut batch = self.batch();
         for kind in kinds {
-            pipe.cmd("EVAL")
-                .arg("if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1]) else return {} end")
-                .arg(1)
-                .arg(keys.jobs(*kind))
-                .arg(GROUP);
-            pipe.cmd("GET").arg(keys.paused(*kind));
-            pipe.cmd("PTTL").arg(keys.paused(*kind));
+            for p in keys.all_partitions() {
+                let stream = keys.jobs(p, *kind);
+                let mut consumers = redis::cmd("EVAL");
+                consumers.arg("if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1]) else return {} end")
+                    .arg(1)
+                    .arg(&stream)
+                    .arg(GROUP);
+                batch.add(&stream, consumers);
+            }
+            let paused = keys.paused(*kind);
+            let mut get = redis::cmd("GET");
+            get.arg(&paused);
+            batch.add(&paused, get);
+            let mut pttl = redis::cmd("PTTL");
+            pttl.arg(&paused);
+            batch.add(&paused, pttl);
         }
-        let mut c = self.conn();
         // A group that does not exist yet makes XINFO CONSUMERS fail: then no consumers.
-        let replies: Vec<Value> = match pipe.query_async(&mut c).await {
+        let replies: Vec<Value> = match batch.query(&self.conn()).await {
             Ok(r) => r,
             Err(_) => return Ok(stats),
         };
-        for (ch, r) in stats.channels.iter_mut().zip(replies.chunks(3)) {
-            if let Value::Array(list) = &r[0] {
+        let per_channel = keys.partitions() as usize + 2;
+        for (ch, r) in stats.channels.iter_mut().zip(replies.chunks(per_channel)) {
+            let (lists, pause) = r.split_at(per_channel - 2);
+            for list in lists {
+                let Value::Array(list) = list else { continue };
                 for consumer in list {
                     let fields = group_fields(consumer);
                     let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
@@ -158,14 +196,21 @@ impl Queue {
                         Some(Value::SimpleString(s)) => s.clone(),
                         _ => continue,
                     };
-                    ch.consumer_list.push(ConsumerStats {
-                        name,
-                        pending: int(get("pending")),
-                        idle_ms: int(get("idle")),
-                    });
+                    let (pending, idle_ms) = (int(get("pending")), int(get("idle")));
+                    match ch.consumer_list.iter_mut().find(|c| c.name == name) {
+                        Some(c) => {
+                            c.pending += pending;
+                            c.idle_ms = c.idle_ms.min(idle_ms);
+                        }
+                        None => ch.consumer_list.push(ConsumerStats {
+                            name,
+                            pending,
+                            idle_ms,
+                        }),
+                    }
                 }
             }
-            if let (Value::BulkString(reason), Value::Int(ttl)) = (&r[1], &r[2]) {
+            if let (Value::BulkString(reason), Value::Int(ttl)) = (&pause[0], &pause[1]) {
                 ch.paused = Some(Paused {
                     reason: String::from_utf8_lossy(reason).into_owned(),
                     remaining_ms: (*ttl).max(0) as u64,

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::redis_connection::RedisConnection;
 
-use super::{Keys, SharedLimiter};
+use super::SharedLimiter;
 use crate::config::Rate;
+use crate::keys::Keys;
 
 /// More distinct domains than this and the map starts over: limiters are cheap to
 /// make again, and their state lives in Redis.
@@ -20,7 +21,7 @@ pub struct DomainLimits {
     rates: HashMap<String, Rate>,
     /// Every other domain, each on its own bucket at this rate (`"*"` in config).
     default: Option<Rate>,
-    prefix: String,
+    keys: Keys,
     consumer: String,
     conn: RedisConnection,
     limiters: Mutex<HashMap<String, Arc<DomainLimiter>>>,
@@ -39,7 +40,7 @@ impl DomainLimits {
     /// `None` when no domain is limited.
     pub fn new(
         rates: &[(String, Rate)],
-        prefix: &str,
+        keys: &Keys,
         consumer: &str,
         conn: RedisConnection,
     ) -> Option<DomainLimits> {
@@ -58,7 +59,7 @@ impl DomainLimits {
         Some(DomainLimits {
             rates: map,
             default,
-            prefix: prefix.to_owned(),
+            keys: keys.clone(),
             consumer: consumer.to_owned(),
             conn,
             limiters: Mutex::new(HashMap::new()),
@@ -78,11 +79,8 @@ impl DomainLimits {
         }
         let limiter = Arc::new(DomainLimiter {
             shared: SharedLimiter::new(
-                Keys {
-                    prefix: self.prefix.clone(),
-                    scope: format!("email:domain:{domain}"),
-                    pause: pause_key(&self.prefix, &domain),
-                },
+                Keys::domain_scope(&domain),
+                self.keys.rate_keys(&Keys::domain_scope(&domain)),
                 "email",
                 *rate,
                 None,
@@ -97,8 +95,9 @@ impl DomainLimits {
 }
 
 /// Where a pause of one email domain is kept (value: the reason; TTL: the pause).
-pub fn pause_key(prefix: &str, domain: &str) -> String {
-    format!("{prefix}:paused:email:{domain}")
+pub fn pause_key(keys: &Keys, domain: &str) -> String {
+    let [_, _, pause] = keys.rate_keys(&Keys::domain_scope(domain));
+    pause
 }
 
 /// The lowercased domain of an address (`Taro@Docomo.ne.jp` → `docomo.ne.jp`).

@@ -80,16 +80,12 @@ struct Pool {
     leased_at: Instant,
 }
 
-/// Where a limiter keeps its state: `{prefix}:rate:{scope}` and the pause key.
-pub struct Keys {
-    pub prefix: String,
-    pub scope: String,
-    pub pause: String,
-}
-
 impl SharedLimiter {
+    /// `scope`: `email`, `email:domain:docomo.ne.jp`; `keys`: its bucket, daemons
+    /// and pause keys (`Keys::rate_keys`), which share a slot.
     pub fn new(
-        keys: Keys,
+        scope: String,
+        keys: [String; 3],
         channel: &'static str,
         rate: Rate,
         burst: Option<NonZeroU32>,
@@ -102,11 +98,12 @@ impl SharedLimiter {
         let per_span =
             u128::from(rate.count.get()) * LEASE_SPAN.as_micros() / rate.per.as_micros().max(1);
         let lease = u32::try_from(per_span).unwrap_or(u32::MAX).clamp(1, burst);
+        let [bucket, daemons_key, pause_key] = keys;
         SharedLimiter {
-            bucket: format!("{}:rate:{}", keys.prefix, keys.scope),
-            daemons_key: format!("{}:rate:{}:daemons", keys.prefix, keys.scope),
-            pause_key: keys.pause,
-            scope: keys.scope,
+            bucket,
+            daemons_key,
+            pause_key,
+            scope,
             channel,
             interval_us: interval_us.max(1),
             burst,

@@ -1,5 +1,6 @@
 //! Why a connection to Redis failed, in the words an operator acts on: which
-//! cause (certificate, auth, unreachable) and which config key to fix.
+//! cause (certificate, auth, unreachable, a cluster that is not ok) and which
+//! config key to fix.
 
 use super::RedisTarget;
 
@@ -18,6 +19,10 @@ pub enum Cause {
     /// The server answered but is not a primary (a replica, or Sentinel's answer
     /// is stale).
     NotPrimary,
+    /// Redis Cluster: the nodes answered but the cluster does not serve every
+    /// slot (`cluster_state:fail`, `CLUSTERDOWN`): a failover under way, or a
+    /// cluster that lost a shard. May come back by itself.
+    ClusterNotOk,
 }
 
 impl Cause {
@@ -32,6 +37,7 @@ impl Cause {
             Cause::Auth => "auth",
             Cause::Unreachable => "unreachable",
             Cause::NotPrimary => "not the primary",
+            Cause::ClusterNotOk => "cluster not ok",
         }
     }
 }
@@ -52,7 +58,14 @@ impl ConnectError {
         let text = e.to_string();
         let lower = text.to_ascii_lowercase();
         let sentinel = target.is_sentinel();
+        let cluster = target.is_cluster();
         let fix = match cause {
+            Cause::Certificate if cluster && lower.contains("notvalidforname") => {
+                "a node's certificate does not name the address the cluster announces for it \
+                 (CLUSTER SLOTS): give each node a certificate for that address, or set \
+                 cluster-announce-hostname on the nodes to a name their certificates carry"
+                    .to_owned()
+            }
             Cause::Certificate if lower.contains("notvalidforname") => {
                 "the certificate does not name this host: set redis.tls_server_name to a name it \
                  carries, or connect by that name"
@@ -76,10 +89,19 @@ impl ConnectError {
             Cause::Auth if lower.contains("noperm") || lower.contains("no permissions") => {
                 "the ACL user lacks a permission Tayori needs: grant the rules in docs/security.md".into()
             }
+            Cause::Auth if cluster => {
+                "check redis.username and redis.password (or the user:password in redis.cluster): \
+                 every node must know that user"
+                    .into()
+            }
             Cause::Auth => "check redis.username and redis.password (or the user:password in redis.url)".into(),
             Cause::Unreachable if sentinel => {
                 "check redis.sentinels and redis.master_name, and that the sentinels are \
                  running (during a failover this passes within seconds)"
+                    .into()
+            }
+            Cause::Unreachable if cluster => {
+                "check redis.cluster (the seed nodes' host:port) and that the nodes are running"
                     .into()
             }
             Cause::Unreachable => "check redis.url (host and port) and that Redis is running".into(),
@@ -89,6 +111,7 @@ impl ConnectError {
                     .into()
             }
             Cause::NotPrimary => "point redis.url at the primary, or use redis.sentinels".into(),
+            Cause::ClusterNotOk => CLUSTER_NOT_OK_FIX.into(),
         };
         ConnectError {
             cause,
@@ -107,12 +130,27 @@ impl ConnectError {
         }
     }
 
+    /// Redis Cluster: some node does not say `cluster_state:ok` (`detail` names
+    /// the nodes and what they say).
+    pub(super) fn cluster_not_ok(target: &RedisTarget, detail: &str) -> ConnectError {
+        ConnectError {
+            cause: Cause::ClusterNotOk,
+            target: target.shown().to_owned(),
+            detail: scrub(detail, target),
+            fix: CLUSTER_NOT_OK_FIX.into(),
+        }
+    }
+
     pub(super) fn timed_out(target: &RedisTarget) -> ConnectError {
         ConnectError {
             cause: Cause::Unreachable,
             target: target.shown().to_owned(),
             detail: "no answer within 10 s".into(),
-            fix: if target.is_sentinel() {
+            fix: if target.is_cluster() {
+                "check redis.cluster (the seed nodes' host:port), that every node is reachable \
+                 from here at the address the cluster announces, and firewalls"
+                    .into()
+            } else if target.is_sentinel() {
                 "check redis.sentinels and that the primary is reachable".into()
             } else {
                 "check redis.url (host and port) and firewalls".into()
@@ -120,6 +158,10 @@ impl ConnectError {
         }
     }
 }
+
+const CLUSTER_NOT_OK_FIX: &str = "the cluster does not serve every slot: wait for a failover \
+     to finish, or repair it (redis-cli --cluster check / fix); check that redis.cluster names \
+     this cluster's nodes";
 
 /// Sorts a connection error by cause. TLS failures reach us as I/O errors whose
 /// text is rustls's (`invalid peer certificate: UnknownIssuer`, `received fatal
@@ -132,6 +174,7 @@ pub fn classify(e: &redis::RedisError) -> Cause {
             return Cause::Auth
         }
         ErrorKind::Server(ServerErrorKind::ReadOnly) => return Cause::NotPrimary,
+        ErrorKind::Server(ServerErrorKind::ClusterDown) => return Cause::ClusterNotOk,
         _ => {}
     }
     if e.code()

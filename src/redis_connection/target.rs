@@ -1,9 +1,11 @@
 //! Where Redis is and how to reach it, built once from `[redis]`: a direct
-//! address or a Sentinel service, plain or TLS, and the ACL credentials.
+//! address, a Sentinel service or a Redis Cluster, plain or TLS, and the ACL
+//! credentials.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo,
@@ -15,17 +17,23 @@ use crate::config::{redact_url, RedisConfig};
 /// A config problem: the key to fix and what is wrong with it.
 pub type KeyError = (String, String);
 
-/// How to reach the primary. Cheap to clone.
+/// A problem with `redis.<key>`.
+fn err(key: &str, message: String) -> KeyError {
+    (format!("redis.{key}"), message)
+}
+
+/// How to reach the primary (or, for a cluster, its seed nodes). Cheap to clone.
 #[derive(Clone)]
 pub struct RedisTarget {
     pub(super) inner: Arc<TargetInner>,
 }
 
 pub(super) struct TargetInner {
-    /// For logs and messages: the URL with its password hidden, or the Sentinel service.
+    /// For logs and messages: the URL with its password hidden, the Sentinel
+    /// service, or the cluster's seeds.
     pub shown: String,
     pub mode: Mode,
-    /// db, username, password of the data nodes.
+    /// db, username, password of the data nodes (db is always 0 for a cluster).
     pub settings: RedisConnectionInfo,
     pub tls: Option<Tls>,
     /// Passwords, to scrub from error texts.
@@ -37,6 +45,12 @@ pub(super) enum Mode {
     Sentinel {
         /// Built once; it keeps its connections to the sentinels between lookups.
         client: Box<tokio::sync::Mutex<SentinelClient>>,
+    },
+    /// Redis Cluster: the crate's cluster client finds every node from these
+    /// seeds (CLUSTER SLOTS), routes each command by its key's slot and follows
+    /// MOVED/ASK. Credentials and TLS are in `settings` and `tls`, not here.
+    Cluster {
+        seeds: Vec<ConnectionAddr>,
     },
 }
 
@@ -57,11 +71,10 @@ impl RedisTarget {
     /// empty string counts as unset (`tls_ca_file = "${TAYORI_REDIS_CA_FILE:-}"`).
     pub fn from_config(c: &RedisConfig) -> Result<RedisTarget, KeyError> {
         let c = &c.without_empty_strings();
-        let err = |k: &str, m: String| (format!("redis.{k}"), m);
-        let tls_files = c.tls_ca_file.is_some()
-            || c.tls_cert_file.is_some()
-            || c.tls_key_file.is_some()
-            || c.tls_server_name.is_some();
+        if !c.cluster.is_empty() {
+            return cluster_target(c);
+        }
+        let tls_files = tls_files(c);
         let (mode_addr, mut settings, url_tls) = if c.sentinels.is_empty() {
             if c.master_name.is_some() {
                 return Err(err(
@@ -125,18 +138,7 @@ impl RedisTarget {
                     .into(),
             ));
         }
-        if let Some(u) = c.username.as_deref().filter(|u| !u.is_empty()) {
-            settings = settings.set_username(u);
-        }
-        if let Some(p) = c.password.as_deref().filter(|p| !p.is_empty()) {
-            settings = settings.set_password(p);
-        }
-        if settings.username().is_some() && settings.password().is_none() {
-            return Err(err(
-                "password",
-                "an ACL user needs a password: set password = \"${REDIS_PASSWORD}\"".into(),
-            ));
-        }
+        settings = credentials(c, settings)?;
         let tls = if use_tls {
             Some(load_tls(c).map_err(|(k, m)| err(k, m))?)
         } else {
@@ -191,6 +193,11 @@ impl RedisTarget {
         matches!(self.inner.mode, Mode::Sentinel { .. })
     }
 
+    /// `redis.cluster` is set: the connection routes each command by its key's slot.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.mode, Mode::Cluster { .. })
+    }
+
     pub(super) fn secrets(&self) -> impl Iterator<Item = &str> {
         self.inner.secrets.iter().map(String::as_str)
     }
@@ -198,6 +205,202 @@ impl RedisTarget {
     pub fn is_tls(&self) -> bool {
         self.inner.tls.is_some()
     }
+}
+
+/// Whether any `tls_*` key is set.
+fn tls_files(c: &RedisConfig) -> bool {
+    c.tls_ca_file.is_some()
+        || c.tls_cert_file.is_some()
+        || c.tls_key_file.is_some()
+        || c.tls_server_name.is_some()
+}
+
+/// `settings` with `redis.username` and `redis.password` applied over the URL's
+/// user:password, checked: an ACL user needs a password.
+fn credentials(
+    c: &RedisConfig,
+    mut settings: RedisConnectionInfo,
+) -> Result<RedisConnectionInfo, KeyError> {
+    if let Some(u) = c.username.as_deref().filter(|u| !u.is_empty()) {
+        settings = settings.set_username(u);
+    }
+    if let Some(p) = c.password.as_deref().filter(|p| !p.is_empty()) {
+        settings = settings.set_password(p);
+    }
+    if settings.username().is_some() && settings.password().is_none() {
+        return Err(err(
+            "password",
+            "an ACL user needs a password: set password = \"${REDIS_PASSWORD}\"".into(),
+        ));
+    }
+    Ok(settings)
+}
+
+/// `[redis]` with `cluster` set: the seeds, one scheme for all, db 0 only, and
+/// nothing that names a single server (`url`, `sentinels`, `master_name`).
+fn cluster_target(c: &RedisConfig) -> Result<RedisTarget, KeyError> {
+    let conflicts = [
+        ("url", c.url.is_some()),
+        ("sentinels", !c.sentinels.is_empty()),
+        ("master_name", c.master_name.is_some()),
+    ];
+    for (key, set) in conflicts {
+        if set {
+            return Err(err(
+                key,
+                format!(
+                    "cannot be set with `cluster`: the cluster's nodes are found from the seeds \
+                     in redis.cluster. Remove {key}, or remove cluster to use {key}"
+                ),
+            ));
+        }
+    }
+    let mut seeds = Vec::with_capacity(c.cluster.len());
+    let mut seed_settings: Option<RedisConnectionInfo> = None;
+    let mut scheme_tls = None;
+    for (i, url) in c.cluster.iter().enumerate() {
+        let key = format!("cluster[{i}]");
+        let (addr, settings, tls) = parse_url(url).map_err(|m| err(&key, m))?;
+        if matches!(addr, ConnectionAddr::Unix(_)) {
+            return Err(err(
+                &key,
+                "a Unix socket cannot seed a cluster: the nodes announce host:port. Write \
+                 redis://host:port"
+                    .into(),
+            ));
+        }
+        if settings.db() != 0 {
+            return Err(err(
+                &key,
+                format!(
+                    "selects db {}: Redis Cluster has only db 0. Remove the /{} from the URL",
+                    settings.db(),
+                    settings.db()
+                ),
+            ));
+        }
+        if *scheme_tls.get_or_insert(tls) != tls {
+            return Err(err(
+                "cluster",
+                "mixes redis:// and rediss://: every node of a cluster speaks the same way, \
+                 use one scheme for every seed"
+                    .into(),
+            ));
+        }
+        // One login for every node: the seeds may carry it, but not two different ones.
+        if settings.username().is_some() || settings.password().is_some() {
+            match &seed_settings {
+                Some(first)
+                    if first.username() != settings.username()
+                        || first.password() != settings.password() =>
+                {
+                    return Err(err(
+                        "cluster",
+                        "the seeds carry different users or passwords: one ACL user logs in to \
+                         every node. Put it in redis.username and redis.password"
+                            .into(),
+                    ));
+                }
+                Some(_) => {}
+                None => seed_settings = Some(settings),
+            }
+        }
+        seeds.push(addr);
+    }
+    let use_tls = scheme_tls.unwrap_or(false);
+    if c.tls_server_name.is_some() {
+        return Err(err(
+            "tls_server_name",
+            "cannot be used with `cluster`: each node is reached at the address the cluster \
+             announces (CLUSTER SLOTS), so each node's certificate must name that address. \
+             Remove tls_server_name (set cluster-announce-hostname on the nodes if their \
+             certificates name hosts)"
+                .into(),
+        ));
+    }
+    if tls_files(c) && !use_tls {
+        return Err(err(
+            "cluster",
+            "the tls_* keys are set but the seeds are plain: use rediss:// (or valkeys://) \
+             to speak TLS, or remove the tls_* keys"
+                .into(),
+        ));
+    }
+    let mut secrets: Vec<String> = seed_settings
+        .as_ref()
+        .and_then(|s| s.password())
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    let settings = credentials(c, seed_settings.unwrap_or_default())?;
+    secrets.extend(settings.password().map(str::to_owned));
+    let tls = if use_tls {
+        Some(load_tls(c).map_err(|(k, m)| err(k, m))?)
+    } else {
+        None
+    };
+    let shown = format!(
+        "Redis Cluster via {}",
+        c.cluster
+            .iter()
+            .map(|s| redact_url(s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let target = RedisTarget {
+        inner: Arc::new(TargetInner {
+            shown,
+            mode: Mode::Cluster { seeds },
+            settings,
+            tls,
+            secrets,
+        }),
+    };
+    // Building the client connects nowhere; it checks what the crate checks (the
+    // certificates it parses itself) so a problem shows as a config error.
+    cluster_client(&target.inner, super::CONNECT_TIMEOUT).map_err(|e| {
+        err(
+            "cluster",
+            format!("is refused by the cluster client ({})", e.kind_name()),
+        )
+    })?;
+    Ok(target)
+}
+
+/// The crate's cluster client for `target` (which must be a cluster), with
+/// `reply_timeout` for each reply. Connects nowhere until asked.
+pub(super) fn cluster_client(
+    target: &TargetInner,
+    reply_timeout: std::time::Duration,
+) -> redis::RedisResult<ClusterClient> {
+    let Mode::Cluster { seeds } = &target.mode else {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "not a cluster target",
+        )));
+    };
+    let mut b = ClusterClientBuilder::new(seeds.clone())
+        .connection_timeout(super::CONNECT_TIMEOUT)
+        // The whole request, MOVED/ASK hops and retries included, within the
+        // caller's reply timeout (which exceeds any BLOCK it uses) …
+        .overall_response_timeout(Some(reply_timeout))
+        // … and each attempt a little longer, so the overall timeout ends a slow
+        // request first: an attempt timing out on its own is resent by the crate,
+        // and a resent XREADGROUP would deliver entries nobody reads.
+        .response_timeout(reply_timeout + std::time::Duration::from_secs(1));
+    if let Some(u) = target.settings.username() {
+        b = b.username(u);
+    }
+    if let Some(p) = target.settings.password() {
+        b = b.password(p);
+    }
+    if let Some(tls) = &target.tls {
+        b = b.tls(TlsMode::Secure);
+        if let Some(certs) = &tls.certificates {
+            b = b.certs(certs.clone());
+        }
+    }
+    b.build()
 }
 
 /// `redis://`, `rediss://`, `valkey://`, `valkeys://` in any case, with
@@ -448,6 +651,13 @@ pub(super) async fn primary(target: &TargetInner) -> redis::RedisResult<Connecti
                 }
             }
         }
+        Mode::Cluster { .. } => {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "a Redis Cluster has no single primary (redis.cluster): ask the cluster \
+                 connection, which routes by key",
+            )))
+        }
     };
     Ok(info)
 }
@@ -570,6 +780,50 @@ mod tests {
             "redis.sentinels"
         );
         assert_eq!(key_of(redis("master_name = \"m\"")), "redis.master_name");
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let t = redis(r#"cluster = ["redis://10.0.0.1:7000", "REDIS://u:s3cret@10.0.0.2:7000/0"]"#)
+            .unwrap();
+        assert!(t.is_cluster() && !t.is_sentinel() && !t.is_tls());
+        assert!(t.shown().contains("10.0.0.1:7000"), "{}", t.shown());
+        assert!(!t.shown().contains("s3cret"), "{}", t.shown());
+        assert!(t.secrets().any(|s| s == "s3cret"));
+        assert_eq!(t.inner.settings.username(), Some("u"));
+        let t =
+            redis(r#"cluster = ["valkeys://10.0.0.1:7000", "rediss://10.0.0.2:7000"]"#).unwrap();
+        assert!(t.is_cluster() && t.is_tls());
+        // Empty seeds (a variable left unset) are no cluster at all.
+        let t = redis("cluster = [\"\"]\nurl = \"redis://h:1\"").unwrap();
+        assert!(!t.is_cluster());
+        let cases = [
+            ("url = \"redis://h:1\"\ncluster = [\"redis://a:1\"]", "redis.url"),
+            (
+                "sentinels = [\"redis://s:26379\"]\nmaster_name = \"m\"\ncluster = [\"redis://a:1\"]",
+                "redis.sentinels",
+            ),
+            ("master_name = \"m\"\ncluster = [\"redis://a:1\"]", "redis.master_name"),
+            ("cluster = [\"redis://a:1\", \"rediss://b:1\"]", "redis.cluster"),
+            ("cluster = [\"redis://a:1\", \"redis://b:1/2\"]", "redis.cluster[1]"),
+            ("cluster = [\"unix:///tmp/redis.sock\"]", "redis.cluster[0]"),
+            ("cluster = [\"http://a:1\"]", "redis.cluster[0]"),
+            (
+                "cluster = [\"rediss://a:1\"]\ntls_server_name = \"redis.internal\"",
+                "redis.tls_server_name",
+            ),
+            ("cluster = [\"redis://a:1\"]\ntls_ca_file = \"/ca.pem\"", "redis.cluster"),
+            ("cluster = [\"redis://u:p@a:1\", \"redis://u:q@b:1\"]", "redis.cluster"),
+            ("cluster = [\"redis://a:1\"]\nusername = \"tayori\"", "redis.password"),
+        ];
+        for (text, key) in cases {
+            assert_eq!(key_of(redis(text)), key, "{text}");
+        }
+        let (_, message) = redis("cluster = [\"redis://a:1/3\"]").err().unwrap();
+        assert!(
+            message.contains("db 3") && message.contains("only db 0"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -276,3 +276,38 @@ impl Reader {
         }
     }
 }
+
+/// An entry as the crate reads it: id, then field and value bytes.
+type RawEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Feeds every entry of the stream `key` to `summary`, oldest first, through
+/// the redis crate: for a Redis Cluster, where [`Reader`] (one socket to one
+/// server) does not reach every partition.
+pub async fn scan_via(
+    conn: &crate::redis_connection::RedisConnection,
+    key: &str,
+    summary: &mut Summary,
+) -> Result<(), ReadError> {
+    let mut conn = conn.clone();
+    let mut start = "-".to_owned();
+    loop {
+        let page: Vec<RawEntry> = redis::cmd("XRANGE")
+            .arg(key)
+            .arg(&start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(PAGE)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| ReadError::Redis(e.to_string()))?;
+        for (_, fields) in &page {
+            if let Some((_, event)) = fields.iter().find(|(f, _)| f == b"event") {
+                summary.add(event);
+            }
+        }
+        match page.last() {
+            Some((id, _)) if page.len() == PAGE => start = format!("({id}"),
+            _ => return Ok(()),
+        }
+    }
+}

@@ -12,7 +12,7 @@ use crate::job::{BestTime, Job};
 use crate::metrics as m;
 use crate::profile::choose::{best_time, rank_channels};
 use crate::profile::Profile;
-use crate::queue::{Completion, Entry, Op, Routing};
+use crate::queue::{AppendTo, Completion, Entry, Op, Routing};
 
 /// A best-time job whose time is now: how it was chosen.
 pub(super) enum Timing {
@@ -27,7 +27,7 @@ impl ChannelWorker {
             return Ok(None);
         };
         let fields: BTreeMap<String, String> = redis::cmd("HGETALL")
-            .arg(crate::profile::key(self.queue.keys().prefix(), customer))
+            .arg(self.queue.keys().profile(customer))
             .query_async(&mut self.queue.conn())
             .await?;
         if fields.is_empty() {
@@ -135,7 +135,7 @@ impl ChannelWorker {
             scheduled: entry.routing.scheduled.clone(),
         };
         let forward = Op::Append {
-            key: self.queue.keys().jobs(ranked[0]),
+            to: AppendTo::Jobs(ranked[0]),
             fields: routing.fields(&raw.to_string()),
         };
         self.complete(entry, vec![forward])

@@ -30,6 +30,7 @@ use crate::config::RateScope;
 use crate::config::{ChannelConfig, Config, QueueConfig};
 use crate::event::EventType;
 use crate::job::{Job, JobError};
+use crate::keys::Partition;
 use crate::metrics as m;
 use crate::queue::{self, Checked, Claim, ClaimRequest, Completion, Entry, Op, Queue};
 use crate::rate_limit::{self, domains::DomainLimits, Permit, SharedLimiter};
@@ -44,7 +45,6 @@ const TAKEOVER_LIMIT: u32 = 4;
 
 pub struct ChannelWorker {
     kind: ChannelKind,
-    stream: String,
     consumer: String,
     queue: Queue,
     adapter: Arc<dyn Channel>,
@@ -107,7 +107,6 @@ impl ChannelWorker {
         finished: Arc<AtomicU64>,
     ) -> (Arc<ChannelWorker>, tokio::task::JoinHandle<()>) {
         let (done, rx) = mpsc::channel(ch.concurrency.max(FINISH_BATCH) * 2);
-        let prefix = queue.keys().prefix().to_owned();
         // `[channels.sms]`, parsed once: its region reads phone numbers for every
         // channel's suppression lookups, its link TTL matters to the SMS worker.
         let sms = config
@@ -117,11 +116,8 @@ impl ChannelWorker {
             .and_then(|c| crate::sms_settings::SmsSettings::from_channel(c).ok());
         let shared = (ch.rate_scope == RateScope::Global).then(|| {
             SharedLimiter::new(
-                rate_limit::Keys {
-                    prefix: prefix.clone(),
-                    scope: kind.as_str().to_owned(),
-                    pause: queue.keys().paused(kind),
-                },
+                kind.as_str().to_owned(),
+                queue.keys().rate_keys(kind.as_str()),
                 kind.as_str(),
                 ch.rate,
                 ch.burst,
@@ -134,7 +130,7 @@ impl ChannelWorker {
             .flatten()
             .and_then(|s| {
                 let rates: Vec<_> = s.domain_rates.into_iter().collect();
-                DomainLimits::new(&rates, &prefix, &consumer, queue.conn())
+                DomainLimits::new(&rates, queue.keys(), &consumer, queue.conn())
             });
         let held = Held::default();
         // Outcomes go on a connection of their own: with redis.wait_replicas each
@@ -147,7 +143,6 @@ impl ChannelWorker {
         ));
         let worker = Arc::new(ChannelWorker {
             kind,
-            stream: queue.keys().jobs(kind),
             consumer,
             queue,
             adapter,
@@ -219,10 +214,13 @@ impl ChannelWorker {
     pub async fn read_loop(
         self: Arc<Self>,
         target: crate::redis_connection::RedisTarget,
+        partitions: Vec<Partition>,
         mut stop: watch::Receiver<bool>,
     ) {
         let mut conn: Option<RedisConnection> = None;
         let mut failures = 0u32;
+        // While probing, one stream at a time, in turn: one job, not one per partition.
+        let mut turn = 0usize;
         while !*stop.borrow() {
             if !self.wait_while_paused(&mut stop).await {
                 break;
@@ -246,10 +244,23 @@ impl ChannelWorker {
             } else {
                 self.slots.available_permits().clamp(1, self.cfg.read_batch)
             };
+            let read_from = if probing && !partitions.is_empty() {
+                turn = (turn + 1) % partitions.len();
+                &partitions[turn..=turn]
+            } else {
+                &partitions[..]
+            };
             let result = match conn.as_mut() {
                 Some(c) => {
                     self.queue
-                        .read(c, self.kind, &self.consumer, count, self.cfg.block)
+                        .read(
+                            c,
+                            read_from,
+                            self.kind,
+                            &self.consumer,
+                            count,
+                            self.cfg.block,
+                        )
                         .await
                 }
                 None => {
@@ -288,7 +299,13 @@ impl ChannelWorker {
         let prune_every =
             (Duration::from_secs(300).as_millis() / every.as_millis().max(1)).max(1) as u64;
         let mut passes = 0u64;
-        let mut cursor = String::from("0-0");
+        // XAUTOCLAIM's position in each partition's stream.
+        let mut cursors: Vec<(Partition, String)> = self
+            .queue
+            .keys()
+            .all_partitions()
+            .map(|p| (p, String::from("0-0")))
+            .collect();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -326,41 +343,45 @@ impl ChannelWorker {
                     }
                 }
             }
-            let want = if paused {
-                0
-            } else {
-                self.slots.available_permits().min(self.cfg.read_batch)
-            };
-            if want == 0 {
-                continue;
-            }
-            match self
-                .queue
-                .reclaim(
-                    self.kind,
-                    &self.consumer,
-                    self.cfg.reclaim_idle,
-                    want,
-                    &mut cursor,
-                )
-                .await
-            {
-                Ok(mut entries) if !entries.is_empty() => {
-                    // Still ours and in progress here (their outcome waits to be
-                    // written): taking them again would send them twice.
-                    entries.retain(|e| !self.held.contains(&e.id));
-                    if entries.is_empty() {
-                        continue;
-                    }
-                    metrics::counter!(m::RECLAIMED, "channel" => self.kind.as_str())
-                        .increment(entries.len() as u64);
-                    tracing::info!(channel = %self.kind, count = entries.len(), "reclaimed jobs from a stopped consumer");
-                    self.dispatch(entries).await;
+            for (p, cursor) in &mut cursors {
+                let want = if paused {
+                    0
+                } else {
+                    self.slots.available_permits().min(self.cfg.read_batch)
+                };
+                if want == 0 {
+                    break;
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    metrics::counter!(m::REDIS_ERRORS, "op" => "reclaim").increment(1);
-                    tracing::warn!(channel = %self.kind, error = %e, "reclaiming jobs failed");
+                match self
+                    .queue
+                    .reclaim(
+                        *p,
+                        self.kind,
+                        &self.consumer,
+                        self.cfg.reclaim_idle,
+                        want,
+                        cursor,
+                    )
+                    .await
+                {
+                    Ok(mut entries) if !entries.is_empty() => {
+                        // Still ours and in progress here (their outcome waits to be
+                        // written): taking them again would send them twice.
+                        entries.retain(|e| !self.held.contains(e.partition, &e.id));
+                        if entries.is_empty() {
+                            continue;
+                        }
+                        metrics::counter!(m::RECLAIMED, "channel" => self.kind.as_str())
+                            .increment(entries.len() as u64);
+                        tracing::info!(channel = %self.kind, partition = %p, count = entries.len(), "reclaimed jobs from a stopped consumer");
+                        self.dispatch(entries).await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        metrics::counter!(m::REDIS_ERRORS, "op" => "reclaim").increment(1);
+                        tracing::warn!(channel = %self.kind, error = %e, "reclaiming jobs failed");
+                        break;
+                    }
                 }
             }
         }
@@ -372,7 +393,8 @@ impl ChannelWorker {
             return;
         }
         // Held (heartbeated) from the moment they are read, even while waiting for slots.
-        self.held.add(entries.iter().map(|e| e.id.clone()));
+        self.held
+            .add(entries.iter().map(|e| (e.partition, e.id.clone())));
         // One slot per job until its completion is handed over: bounds in-flight work.
         let Ok(mut slots) = self
             .slots
@@ -433,6 +455,7 @@ impl ChannelWorker {
             .zip(&addresses)
             .filter_map(|((e, j), address)| {
                 j.as_ref().ok().map(|j| ClaimRequest {
+                    partition: e.partition,
                     job_id: &j.id,
                     origin: e.origin(),
                     address: address.as_deref(),
@@ -575,7 +598,8 @@ impl ChannelWorker {
                     "channel",
                     format!(
                         "job is for {:?} but was added to stream {}",
-                        job.channel, self.stream
+                        job.channel,
+                        self.queue.keys().jobs(entry.partition, self.kind)
                     ),
                 );
                 Err(self.dead_invalid(entry, raw, &e))
@@ -804,7 +828,7 @@ impl ChannelWorker {
         match (domain, retry_after) {
             (Some(domain), wait) => {
                 let wait = wait.unwrap_or(self.pause);
-                let key = rate_limit::domains::pause_key(self.queue.keys().prefix(), &domain);
+                let key = rate_limit::domains::pause_key(self.queue.keys(), &domain);
                 metrics::counter!(m::PAUSES, "channel" => self.kind.as_str(), "reason" => "domain_throttled").increment(1);
                 tracing::warn!(channel = %self.kind, domain, millis = wait.as_millis() as u64, "domain paused: {}", err.message());
                 let (queue, code) = (self.queue.clone(), err.code().to_owned());

@@ -10,7 +10,7 @@ use super::ChannelWorker;
 use crate::event::{Event, EventType};
 use crate::job::{Job, JobError};
 use crate::metrics as m;
-use crate::queue::{self, Completion, Entry, Op};
+use crate::queue::{self, AppendTo, Completion, Entry, Op};
 use crate::retry_policy::Decision;
 
 impl ChannelWorker {
@@ -183,7 +183,7 @@ impl ChannelWorker {
                 };
                 let raw = entry.job.clone().unwrap_or_default();
                 let forward = Op::Append {
-                    key: self.queue.keys().jobs(next),
+                    to: AppendTo::Jobs(next),
                     fields: routing.fields(&raw),
                 };
                 return Some(vec![ev.into(), forward]);
@@ -287,13 +287,17 @@ impl ChannelWorker {
         )
         .with("error", error);
         if ev.job_id.is_none() {
-            ev.event_id = format!("{}/{}/failed", self.stream, entry.id);
+            ev.event_id = format!(
+                "{}/{}/failed",
+                self.queue.keys().jobs(entry.partition, self.kind),
+                entry.id
+            );
         }
         self.complete(
             entry,
             vec![
                 Op::Append {
-                    key: self.queue.keys().dead(),
+                    to: AppendTo::Dead,
                     fields,
                 },
                 ev.into(),
@@ -323,7 +327,8 @@ impl ChannelWorker {
         }
         self.finished.fetch_add(1, Ordering::Relaxed);
         Completion {
-            stream: self.stream.clone(),
+            partition: entry.partition,
+            channel: self.kind,
             id: entry.id.clone(),
             ops,
         }

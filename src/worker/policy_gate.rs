@@ -66,7 +66,7 @@ impl ChannelWorker {
             self.policy
                 .check_and_count(
                     &mut self.queue.conn(),
-                    self.queue.keys().prefix(),
+                    self.queue.keys(),
                     self.kind,
                     customer,
                     &job.id,
@@ -122,13 +122,7 @@ impl ChannelWorker {
         );
         tokio::spawn(async move {
             let r = policy
-                .uncount(
-                    &mut queue.conn(),
-                    queue.keys().prefix(),
-                    kind,
-                    &customer,
-                    &job_id,
-                )
+                .uncount(&mut queue.conn(), queue.keys(), kind, &customer, &job_id)
                 .await;
             if let Err(e) = r {
                 tracing::debug!(error = %e, "could not give back a frequency-cap slot");

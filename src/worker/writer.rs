@@ -6,6 +6,7 @@ use tayori_channels::ChannelKind;
 use tokio::sync::mpsc;
 
 use super::backoff;
+use crate::keys::Partition;
 use crate::metrics as m;
 use crate::queue::{Completion, Queue};
 
@@ -14,25 +15,29 @@ pub(super) const FINISH_BATCH: usize = 512;
 
 /// The set of entry ids a worker holds, shared with its completion writer.
 #[derive(Clone, Default)]
-pub(super) struct Held(Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+/// Entry ids are unique within one stream only: held by (partition, id).
+pub(super) struct Held(Arc<std::sync::Mutex<std::collections::HashSet<(Partition, String)>>>);
 
 impl Held {
-    pub(super) fn add(&self, ids: impl Iterator<Item = String>) {
+    pub(super) fn add(&self, ids: impl Iterator<Item = (Partition, String)>) {
         if let Ok(mut set) = self.0.lock() {
             set.extend(ids);
         }
     }
-    pub(super) fn remove<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+    pub(super) fn remove<'a>(&self, ids: impl Iterator<Item = (Partition, &'a str)>) {
         if let Ok(mut set) = self.0.lock() {
-            for id in ids {
-                set.remove(id);
+            for (p, id) in ids {
+                set.remove(&(p, id.to_owned()));
             }
         }
     }
-    pub(super) fn contains(&self, id: &str) -> bool {
-        self.0.lock().map(|set| set.contains(id)).unwrap_or(false)
+    pub(super) fn contains(&self, p: Partition, id: &str) -> bool {
+        self.0
+            .lock()
+            .map(|set| set.contains(&(p, id.to_owned())))
+            .unwrap_or(false)
     }
-    pub(super) fn ids(&self) -> Vec<String> {
+    pub(super) fn ids(&self) -> Vec<(Partition, String)> {
         self.0
             .lock()
             .map(|set| set.iter().cloned().collect())
@@ -55,7 +60,7 @@ pub(super) async fn write_completions(
         loop {
             match queue.finish(&batch).await {
                 Ok(_) => {
-                    held.remove(batch.iter().map(|c| c.id.as_str()));
+                    held.remove(batch.iter().map(|c| (c.partition, c.id.as_str())));
                     break;
                 }
                 Err(e) => {

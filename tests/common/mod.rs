@@ -412,13 +412,13 @@ pub fn job(id: &str, channel: &str) -> Value {
     })
 }
 
-/// XADDs raw `job` field values to `t:jobs:{channel}`, pipelined.
+/// XADDs raw `job` field values to `t:{0}:jobs:{channel}`, pipelined.
 pub fn enqueue_raw(conn: &mut redis::Connection, channel: &str, jobs: &[String]) {
     for chunk in jobs.chunks(1000) {
         let mut pipe = redis::pipe();
         for j in chunk {
             pipe.cmd("XADD")
-                .arg(format!("t:jobs:{channel}"))
+                .arg(format!("t:{{0}}:jobs:{channel}"))
                 .arg("*")
                 .arg("job")
                 .arg(j)
@@ -451,9 +451,9 @@ pub fn xrange(conn: &mut redis::Connection, key: &str) -> Vec<(String, Vec<(Stri
         .unwrap_or_default()
 }
 
-/// All events in `t:results`, in order.
+/// All events in `t:{0}:results`, in order.
 pub fn events(conn: &mut redis::Connection) -> Vec<Value> {
-    xrange(conn, "t:results")
+    xrange(conn, "t:{0}:results")
         .into_iter()
         .filter_map(|(_, fields)| fields.into_iter().find(|(k, _)| k == "event"))
         .filter_map(|(_, v)| serde_json::from_str(&v).ok())

@@ -1,6 +1,6 @@
 //! Helpers of `tests/faults.rs` only: the four real peers of one run and their
 //! `[channels.*]` sections, what each receiver got per job (to count duplicates),
-//! the daemon's CPU time from `/proc`, and an incremental reader of `t:results`
+//! the daemon's CPU time from `/proc`, and an incremental reader of `t:{0}:results`
 //! (a run of 20,000 jobs has too many events to re-read on every poll).
 
 #![allow(dead_code)]
@@ -305,7 +305,7 @@ pub fn measure_cpu(pid: u32, window: Duration) -> CpuUse {
     }
 }
 
-/// Reads `t:results` incrementally: each poll fetches only the entries added since.
+/// Reads `t:{0}:results` incrementally: each poll fetches only the entries added since.
 #[derive(Default)]
 pub struct EventLog {
     last: Option<String>,
@@ -323,7 +323,7 @@ impl EventLog {
                 None => "-".to_owned(),
             };
             let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-                .arg("t:results")
+                .arg("t:{0}:results")
                 .arg(start)
                 .arg("+")
                 .arg("COUNT")
@@ -432,7 +432,7 @@ pub fn pending(conn: &mut redis::Connection) -> u64 {
         .iter()
         .map(|ch| {
             redis::cmd("XPENDING")
-                .arg(format!("t:jobs:{ch}"))
+                .arg(format!("t:{{0}}:jobs:{ch}"))
                 .arg("tayori")
                 .query::<(
                     u64,
@@ -450,10 +450,10 @@ pub fn pending(conn: &mut redis::Connection) -> u64 {
 pub fn queued(conn: &mut redis::Connection) -> usize {
     let streams: usize = ["email", "line", "sms", "dm"]
         .iter()
-        .map(|ch| crate::common::xlen(conn, &format!("t:jobs:{ch}")))
+        .map(|ch| crate::common::xlen(conn, &format!("t:{{0}}:jobs:{ch}")))
         .sum();
     let delayed: usize = redis::cmd("ZCARD")
-        .arg("t:delayed")
+        .arg("t:{0}:delayed")
         .query(conn)
         .unwrap_or(0);
     streams + delayed

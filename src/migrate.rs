@@ -1,0 +1,1320 @@
+//! `tayori migrate [--dry-run]`: brings a Redis that holds schema-1 data (the
+//! names before partitions: `P:jobs:<channel>`, `P:results`, …, [`keys::v1`])
+//! to schema 2 with `redis.partitions` partitions (the table in [`crate::keys`]).
+//!
+//! # What moves
+//!
+//! - Job streams, the results stream and the dead letters: every entry goes to
+//!   its partition's stream (the job's `customer_id`, else its `id`; an event's
+//!   `customer_id` and `job_id`; an entry whose JSON cannot be read, or an event
+//!   without a job, to partition 0) with its entry id and every field, so
+//!   `origin`, dedupe claims and the CRM's positions keep meaning what they meant.
+//! - The job streams' group `tayori` is created at `0` on every partition:
+//!   what is left in a schema-1 job stream is backlog, or entries stopped
+//!   daemons held (their pending lists do not move), so all of it is delivered
+//!   again — at least once; the dedupe claims, which move too, let a job that
+//!   was already sent through as a redelivery of the same entry, not a new one.
+//! - Every consumer group of the results stream (the CRM's, and the daemons'
+//!   `tayori-profiles`) is created on every partition's results stream, just
+//!   before its oldest pending entry (else at its last-delivered id): the CRM
+//!   reads again what it had not acknowledged — and what it acknowledged after
+//!   that — and nothing it had acknowledged before.
+//! - The delayed set (members unchanged, by the job in them), the suppression
+//!   hashes with their change times and marks (by address: the hash field is
+//!   already the suppression form), dedupe claims, caps (scopes `all` and the
+//!   channels; another scope is left with a warning) and profiles, with what is
+//!   left of their TTLs.
+//!
+//! # What does not move
+//!
+//! Transient keys, which expire by themselves: `P:starts:*` (start counts of
+//! redelivered entries: the moved entries start afresh), `P:rate:*` and
+//! `P:paused:*` (rate buckets and pauses, rebuilt within a second), `P:lease:*`
+//! and `P:reaction:*` (the dedupe of provider webhooks within their window: a
+//! provider that redelivers an event inside that window after the migration has
+//! it recorded twice). `P:link:*` and `P:verp:*` have the same names in both
+//! schemas and stay.
+//!
+//! # Interruption
+//!
+//! Nothing is deleted before everything is copied, so until the end the
+//! schema-1 data is whole and a run can be repeated. Every write can be repeated:
+//! a stream entry whose id is not above its target stream's last id is looked up
+//! there and skipped when it is there with the same fields (a run interrupted
+//! after copying it); if it is not there (the target stream holds later entries,
+//! written by a schema-2 daemon: a CRM that kept writing to the old names after
+//! the upgrade), it is appended with a new id, and a job keeps its old id as its
+//! `origin`. Sets, hashes and claims are written idempotently (a claim only when
+//! the target has none: a schema-2 claim is newer). A job stream is deleted only
+//! if nothing was appended to it since it was copied (checked atomically); else
+//! the new entries are copied first. The partition count a run copies into is
+//! recorded first (`P:schema:migrating`), so a run after an interruption with a
+//! changed `redis.partitions` is refused instead of splitting the data two ways.
+//! `P:schema` is written last.
+//!
+//! # Limits
+//!
+//! Standalone Redis only: the per-id keys are found with `SCAN`, which on a
+//! cluster connection reaches one node, and schema 1 never ran on a cluster.
+//! Migrate on the standalone Redis, then import into the cluster
+//! (docs/scaling.md). Changing the partition count of schema-2 data is refused.
+//!
+//! A daemon that is running makes it refuse: a consumer of a job stream (either
+//! schema) active within the last 30 s. `TAYORI_MIGRATE_LIVE_WITHIN_MS` changes
+//! that window (tests, or an operator who knows every daemon is down).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use redis::{Cmd, Value};
+use tayori_channels::ChannelKind;
+
+use crate::config::Config;
+use crate::keys::{v1, Keys, Partition, SCHEMA_VERSION};
+use crate::queue::{Grouped, GROUP};
+use crate::redis_connection::RedisConnection;
+
+/// Entries, members or keys per round trip.
+const PAGE: usize = 1000;
+
+/// A job-stream consumer active more recently than this is a running daemon's:
+/// a daemon reads every `queue.block` (1 s by default) even when idle.
+const LIVE_WITHIN: Duration = Duration::from_secs(30);
+const LIVE_WITHIN_ENV: &str = "TAYORI_MIGRATE_LIVE_WITHIN_MS";
+
+/// Replies to a page of 1,000 writes, and UNLINK, come well within this.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a job stream that grows while being deleted is copied again before
+/// the run gives up (the CRM's enqueuer is still writing to it).
+const DELETE_TRIES: usize = 5;
+
+/// A stream's last generated id (XINFO STREAM), `0-0` for a missing stream.
+const LAST_ID: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return '0-0' end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+for i = 1, #info, 2 do
+  if info[i] == 'last-generated-id' then return info[i + 1] end
+end
+return '0-0'
+";
+
+/// XGROUP CREATE … MKSTREAM; a group that exists is left where it is (a run
+/// that was interrupted after creating it computed the same position).
+const CREATE_GROUP: &str = r"
+local r = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], ARGV[2], 'MKSTREAM')
+if type(r) == 'table' and r.err and not string.find(r.err, 'BUSYGROUP', 1, true) then
+  return r
+end
+return 1
+";
+
+/// XINFO GROUPS (no ARGV) or XINFO CONSUMERS of group ARGV[1]; empty for a
+/// missing stream or group.
+const XINFO: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+local r
+if ARGV[1] then
+  r = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+else
+  r = redis.pcall('XINFO', 'GROUPS', KEYS[1])
+end
+if type(r) == 'table' and r.err then return {} end
+return r
+";
+
+/// Deletes a stream only if its last entry is still ARGV[1] (empty: it had
+/// none), so an entry appended after the copy is never lost.
+const UNLINK_IF_LAST: &str = r"
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local top = ''
+if last[1] then top = last[1][1] end
+if top ~= ARGV[1] then return 0 end
+redis.call('UNLINK', KEYS[1])
+return 1
+";
+
+/// Runs `tayori migrate`; the exit code: 0 done (or nothing to do), 1 refused.
+pub async fn run(config: &Config, dry_run: bool) -> anyhow::Result<i32> {
+    let conn = crate::cli::connect(config, REPLY_TIMEOUT).await?;
+    let keys = config.redis.keys();
+    let mut m = Migration {
+        conn,
+        prefix: keys.prefix().to_owned(),
+        keys,
+        dry_run,
+        counts: Counts::default(),
+        tops: HashMap::new(),
+        copied: HashMap::new(),
+    };
+    m.run().await
+}
+
+/// A stream entry id, `ms-seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct StreamId {
+    ms: u64,
+    seq: u64,
+}
+
+impl StreamId {
+    const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
+    /// Above every id: a target stream that got an entry with a new id, whose
+    /// exact last id this run no longer knows.
+    const MAX: StreamId = StreamId {
+        ms: u64::MAX,
+        seq: u64::MAX,
+    };
+
+    fn next(self) -> Option<StreamId> {
+        if self.seq < u64::MAX {
+            Some(StreamId {
+                seq: self.seq + 1,
+                ..self
+            })
+        } else {
+            self.ms.checked_add(1).map(|ms| StreamId { ms, seq: 0 })
+        }
+    }
+
+    fn prev(self) -> Option<StreamId> {
+        if self.seq > 0 {
+            Some(StreamId {
+                seq: self.seq - 1,
+                ..self
+            })
+        } else {
+            self.ms
+                .checked_sub(1)
+                .map(|ms| StreamId { ms, seq: u64::MAX })
+        }
+    }
+}
+
+impl FromStr for StreamId {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<StreamId> {
+        let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
+        Ok(StreamId {
+            ms: ms.parse().with_context(|| format!("stream id {s:?}"))?,
+            seq: seq.parse().with_context(|| format!("stream id {s:?}"))?,
+        })
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
+struct StreamEntry {
+    id: StreamId,
+    fields: Fields,
+}
+
+fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a [u8]> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name.as_bytes())
+        .map(|(_, v)| v.as_slice())
+}
+
+/// The three kinds of stream that move entry by entry.
+#[derive(Debug, Clone, Copy)]
+enum Stream {
+    Jobs(ChannelKind),
+    Results,
+    Dead,
+}
+
+impl Stream {
+    fn source(self, prefix: &str) -> String {
+        match self {
+            Stream::Jobs(kind) => v1::jobs(prefix, kind),
+            Stream::Results => v1::results(prefix),
+            Stream::Dead => v1::dead(prefix),
+        }
+    }
+
+    fn target(self, keys: &Keys, p: Partition) -> String {
+        match self {
+            Stream::Jobs(kind) => keys.jobs(p, kind),
+            Stream::Results => keys.results(p),
+            Stream::Dead => keys.dead(p),
+        }
+    }
+
+    /// An entry's partition: the one Tayori writes it to under schema 2.
+    fn partition(self, keys: &Keys, fields: &Fields) -> Partition {
+        match self {
+            Stream::Jobs(_) | Stream::Dead => json_partition(keys, field(fields, "job"), "id"),
+            Stream::Results => json_partition(keys, field(fields, "event"), "job_id"),
+        }
+    }
+}
+
+/// The partition of a job (`id_field` = `id`) or of a job's event (`job_id`):
+/// [`Keys::job_partition`] of its `customer_id` and id; partition 0 when the
+/// JSON cannot be read or has no id (an event no job caused, a broken job: any
+/// partition would do, and 0 always exists).
+fn json_partition(keys: &Keys, json: Option<&[u8]>, id_field: &str) -> Partition {
+    let Some(v) = json.and_then(|j| serde_json::from_slice::<serde_json::Value>(j).ok()) else {
+        return Partition::default();
+    };
+    match v.get(id_field).and_then(|i| i.as_str()) {
+        Some(id) => keys.job_partition(v.get("customer_id").and_then(|c| c.as_str()), id),
+        None => Partition::default(),
+    }
+}
+
+/// A delayed member `{"c": channel, "f": [field, value, …]}`: its job's partition.
+fn delayed_partition(keys: &Keys, member: &[u8]) -> Partition {
+    let job = serde_json::from_slice::<serde_json::Value>(member)
+        .ok()
+        .and_then(|v| {
+            let f = v.get("f")?.as_array()?;
+            f.chunks(2)
+                .find(|kv| kv[0].as_str() == Some("job"))
+                .and_then(|kv| Some(kv.get(1)?.as_str()?.to_owned()))
+        });
+    json_partition(keys, job.as_deref().map(str::as_bytes), "id")
+}
+
+/// The keys found by `SCAN`, one per id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PerId {
+    Seen,
+    Cap,
+    Profile,
+}
+
+/// What was (or would be) moved, for the summary.
+#[derive(Default)]
+struct Counts {
+    jobs: HashMap<&'static str, u64>,
+    results: u64,
+    dead: u64,
+    delayed: u64,
+    suppressions: u64,
+    suppression_marks: u64,
+    seen: u64,
+    caps: u64,
+    profiles: u64,
+    groups: u64,
+    /// Entries an interrupted run had already copied.
+    already: u64,
+    /// Entries that could not keep their id.
+    renumbered: u64,
+    /// Cap keys of an unknown scope, left in place.
+    odd_caps: u64,
+}
+
+impl Counts {
+    fn add(&mut self, stream: Stream, n: u64) {
+        match stream {
+            Stream::Jobs(kind) => *self.jobs.entry(kind.as_str()).or_default() += n,
+            Stream::Results => self.results += n,
+            Stream::Dead => self.dead += n,
+        }
+    }
+
+    fn add_per_id(&mut self, kind: PerId, n: u64) {
+        match kind {
+            PerId::Seen => self.seen += n,
+            PerId::Cap => self.caps += n,
+            PerId::Profile => self.profiles += n,
+        }
+    }
+
+    fn print(&self, heading: &str) {
+        println!("{heading}");
+        println!("{:<28} {:>10}", "kind", "count");
+        let mut rows: Vec<(String, u64)> = ChannelKind::ALL
+            .iter()
+            .map(|k| {
+                (
+                    format!("jobs {k}"),
+                    self.jobs.get(k.as_str()).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        rows.extend([
+            ("results".to_owned(), self.results),
+            ("dead letters".to_owned(), self.dead),
+            ("delayed".to_owned(), self.delayed),
+            ("suppressions".to_owned(), self.suppressions),
+            (
+                "suppression times, marks".to_owned(),
+                self.suppression_marks,
+            ),
+            ("dedupe claims".to_owned(), self.seen),
+            ("caps".to_owned(), self.caps),
+            ("profiles".to_owned(), self.profiles),
+            ("results consumer groups".to_owned(), self.groups),
+        ]);
+        for (kind, n) in rows {
+            println!("{kind:<28} {n:>10}");
+        }
+        if self.already > 0 {
+            println!(
+                "({} entries were already copied by an interrupted run)",
+                self.already
+            );
+        }
+        if self.renumbered > 0 {
+            println!(
+                "({} entries got a new id: their partition's stream already held later ones)",
+                self.renumbered
+            );
+        }
+        if self.odd_caps > 0 {
+            println!(
+                "({} cap keys of another scope than all or a channel were left in place)",
+                self.odd_caps
+            );
+        }
+    }
+}
+
+/// Where the run found Redis.
+enum Found {
+    /// No schema-1 keys; `true`: `P:schema` says schema 2 with these partitions.
+    Nothing(bool),
+    /// No schema-1 keys left, but a run that copied everything was interrupted
+    /// before it wrote `P:schema`.
+    Unfinished,
+    /// Schema-1 keys to move.
+    Work,
+}
+
+struct Migration {
+    conn: RedisConnection,
+    keys: Keys,
+    prefix: String,
+    dry_run: bool,
+    counts: Counts,
+    /// Per target stream, its last generated id as far as this run knows.
+    tops: HashMap<String, StreamId>,
+    /// Per schema-1 stream, the last entry copied (`None`: it had none).
+    copied: HashMap<String, Option<StreamId>>,
+}
+
+/// A command with its arguments, for a [`Grouped`] batch.
+fn cmd(name: &str) -> Cmd {
+    redis::cmd(name)
+}
+
+fn eval(script: &str, key: &str) -> Cmd {
+    let mut c = cmd("EVAL");
+    c.arg(script).arg(1).arg(key);
+    c
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
+    }
+}
+
+fn int(v: Option<&Value>) -> i64 {
+    match v {
+        Some(Value::Int(n)) => *n,
+        Some(other) => text(other).and_then(|t| t.parse().ok()).unwrap_or(0),
+        None => 0,
+    }
+}
+
+/// The name/value pairs of an XINFO reply (a flat array, or a map under RESP3).
+fn info_fields(v: &Value) -> Vec<(String, &Value)> {
+    match v {
+        Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|kv| Some((text(&kv[0])?, kv.get(1)?)))
+            .collect(),
+        Value::Map(pairs) => pairs
+            .iter()
+            .filter_map(|(k, v)| Some((text(k)?, v)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn info_get<'a>(fields: &[(String, &'a Value)], name: &str) -> Option<&'a Value> {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+}
+
+fn live_within() -> Duration {
+    std::env::var(LIVE_WITHIN_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(LIVE_WITHIN)
+}
+
+/// The key recording the partition count a started migration copies into.
+fn migrating_key(keys: &Keys) -> String {
+    keys.migrating()
+}
+
+impl Migration {
+    fn batch(&self) -> Grouped {
+        Grouped::new(self.conn.is_cluster())
+    }
+
+    async fn run(&mut self) -> anyhow::Result<i32> {
+        let n = self.keys.partitions();
+        let found = match self.survey().await? {
+            Ok(found) => found,
+            Err(refusal) => {
+                eprintln!("tayori migrate: {refusal}");
+                return Ok(1);
+            }
+        };
+        match found {
+            Found::Nothing(true) => {
+                println!(
+                    "nothing to migrate: Redis holds schema {SCHEMA_VERSION} with {n} partitions and no schema-1 keys"
+                );
+                return Ok(0);
+            }
+            Found::Nothing(false) => {
+                println!(
+                    "nothing to migrate: no schema-1 keys (the first daemon records schema {SCHEMA_VERSION} with {n} partitions)"
+                );
+                return Ok(0);
+            }
+            Found::Unfinished if self.dry_run => {
+                println!(
+                    "would finish an interrupted migration: only {} is left to write",
+                    self.keys.schema()
+                );
+                return Ok(0);
+            }
+            Found::Unfinished => {
+                self.finish().await?;
+                println!(
+                    "finished an interrupted migration: {} now says schema {SCHEMA_VERSION} with {n} partitions",
+                    self.keys.schema()
+                );
+                return Ok(0);
+            }
+            Found::Work => {}
+        }
+        if self.conn.is_cluster() {
+            eprintln!(
+                "tayori migrate: schema-1 data on a Redis Cluster: migrate works on a standalone Redis \
+                 (schema 1 never ran on a cluster, and finding its per-job keys needs SCAN on one server). \
+                 Migrate on the standalone Redis with the cluster's redis.partitions, then import it \
+                 into the cluster with `redis-cli --cluster import` (docs/scaling.md)"
+            );
+            return Ok(1);
+        }
+        let live = self.live_consumers().await?;
+        if !live.is_empty() {
+            let which = live.join(", ");
+            if !self.dry_run {
+                eprintln!(
+                    "tayori migrate: a daemon is running (consumers active within {} s: {which}): \
+                     stop every daemon first, then run `tayori migrate` again",
+                    live_within().as_secs()
+                );
+                return Ok(1);
+            }
+            eprintln!(
+                "tayori migrate: note: a daemon is running ({which}); `tayori migrate` will refuse \
+                 until every daemon is stopped"
+            );
+        }
+        if !self.dry_run {
+            // Recorded before the first write: a later run into another
+            // partition count is refused in `survey`.
+            let _: () = cmd("HSETNX")
+                .arg(migrating_key(&self.keys))
+                .arg("partitions")
+                .arg(n)
+                .query_async(&mut self.conn.clone())
+                .await?;
+        }
+        self.copy().await?;
+        if self.dry_run {
+            self.counts.print(&format!(
+                "would move (schema 1 → {SCHEMA_VERSION}, redis.partitions = {n}):"
+            ));
+            return Ok(0);
+        }
+        self.delete().await?;
+        self.finish().await?;
+        self.counts.print(&format!(
+            "moved (schema 1 → {SCHEMA_VERSION}, redis.partitions = {n}):"
+        ));
+        println!(
+            "The CRM now writes jobs to {p}:{{k}}:jobs:<channel> and reads {p}:{{k}}:results for every \
+             partition k (docs/scaling.md).",
+            p = self.prefix
+        );
+        Ok(0)
+    }
+
+    /// Reads `P:schema`, the migration record and the schema-1 markers. A
+    /// refusal is `Ok(Err(message))`.
+    async fn survey(&mut self) -> anyhow::Result<Result<Found, String>> {
+        let n = self.keys.partitions();
+        let schema_key = self.keys.schema();
+        let mut c = self.conn.clone();
+        let schema: HashMap<String, String> =
+            cmd("HGETALL").arg(&schema_key).query_async(&mut c).await?;
+        let migrating: Option<String> = cmd("HGET")
+            .arg(migrating_key(&self.keys))
+            .arg("partitions")
+            .query_async(&mut c)
+            .await?;
+        let markers = v1::markers(&self.prefix);
+        let mut batch = self.batch();
+        for key in &markers {
+            let mut exists = cmd("EXISTS");
+            exists.arg(key);
+            batch.add(key, exists);
+        }
+        let any_v1 = batch
+            .query(&self.conn)
+            .await?
+            .iter()
+            .any(|v| matches!(v, Value::Int(n) if *n > 0));
+        if !schema.is_empty() {
+            let version = schema.get("version").map(String::as_str).unwrap_or("");
+            if version != SCHEMA_VERSION.to_string() {
+                return Ok(Err(format!(
+                    "{schema_key} says schema {version:?}; this build migrates schema 1 to \
+                     {SCHEMA_VERSION} only: use the Tayori version that wrote it, or a newer one"
+                )));
+            }
+            let recorded = schema.get("partitions").map(String::as_str).unwrap_or("");
+            if recorded != n.to_string() {
+                return Ok(Err(format!(
+                    "Redis holds schema {SCHEMA_VERSION} data with partitions = {recorded} \
+                     ({schema_key}), the config says {n}. Changing redis.partitions on existing \
+                     data is not supported yet: set redis.partitions = {recorded} again. (Draining \
+                     the queue first is not enough: results, suppressions, caps, profiles and \
+                     dedupe claims would stay in the partitions {recorded} put them in.)"
+                )));
+            }
+        }
+        if let Some(m) = migrating.as_deref().filter(|m| *m != n.to_string()) {
+            return Ok(Err(format!(
+                "an interrupted migration was copying into {m} partitions ({}); the config says \
+                 {n}: set redis.partitions = {m} and run `tayori migrate` again to finish it",
+                migrating_key(&self.keys)
+            )));
+        }
+        Ok(Ok(match (any_v1, migrating.is_some()) {
+            (true, _) => Found::Work,
+            (false, true) => Found::Unfinished,
+            (false, false) => Found::Nothing(!schema.is_empty()),
+        }))
+    }
+
+    /// Consumers of a job stream (schema 1 or 2) active within [`live_within`]:
+    /// `stream/consumer (idle ms)`.
+    async fn live_consumers(&self) -> anyhow::Result<Vec<String>> {
+        let mut streams: Vec<String> = ChannelKind::ALL
+            .iter()
+            .map(|k| v1::jobs(&self.prefix, *k))
+            .collect();
+        for p in self.keys.all_partitions() {
+            streams.extend(ChannelKind::ALL.iter().map(|k| self.keys.jobs(p, *k)));
+        }
+        let within = live_within().as_millis() as i64;
+        let mut live = Vec::new();
+        for chunk in streams.chunks(PAGE) {
+            let mut batch = self.batch();
+            for s in chunk {
+                let mut c = eval(XINFO, s);
+                c.arg(GROUP);
+                batch.add(s, c);
+            }
+            for (s, reply) in chunk.iter().zip(batch.query(&self.conn).await?) {
+                let Value::Array(consumers) = reply else {
+                    continue;
+                };
+                for consumer in &consumers {
+                    let f = info_fields(consumer);
+                    let idle = int(info_get(&f, "idle"));
+                    if idle < within {
+                        let name = info_get(&f, "name").and_then(text).unwrap_or_default();
+                        live.push(format!("{s}/{name} (idle {idle} ms)"));
+                    }
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    /// Copies (or, in a dry run, counts) everything; deletes nothing.
+    async fn copy(&mut self) -> anyhow::Result<()> {
+        for kind in ChannelKind::ALL {
+            self.copy_stream(Stream::Jobs(kind), None).await?;
+            if !self.dry_run {
+                let targets: Vec<String> = self
+                    .keys
+                    .all_partitions()
+                    .map(|p| self.keys.jobs(p, kind))
+                    .collect();
+                self.create_groups(&targets, GROUP, "0").await?;
+            }
+        }
+        self.copy_stream(Stream::Results, None).await?;
+        self.results_groups().await?;
+        self.copy_stream(Stream::Dead, None).await?;
+        self.copy_delayed().await?;
+        self.copy_suppressions().await?;
+        for kind in [PerId::Seen, PerId::Cap, PerId::Profile] {
+            self.per_id(kind, false).await?;
+        }
+        Ok(())
+    }
+
+    /// The last generated id of every partition's target stream of `stream`
+    /// that this run has not looked at yet.
+    async fn load_tops(&mut self, stream: Stream) -> anyhow::Result<()> {
+        let targets: Vec<String> = self
+            .keys
+            .all_partitions()
+            .map(|p| stream.target(&self.keys, p))
+            .filter(|t| !self.tops.contains_key(t))
+            .collect();
+        for chunk in targets.chunks(PAGE) {
+            let mut batch = self.batch();
+            for t in chunk {
+                batch.add(t, eval(LAST_ID, t));
+            }
+            for (t, reply) in chunk.iter().zip(batch.query(&self.conn).await?) {
+                let id = match text(&reply) {
+                    Some(s) => s.parse()?,
+                    None => StreamId::ZERO,
+                };
+                self.tops.insert(t.clone(), id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the entries of a schema-1 stream after `after` (all of them for
+    /// `None`) to their partitions' streams; the last id copied.
+    async fn copy_stream(
+        &mut self,
+        stream: Stream,
+        after: Option<StreamId>,
+    ) -> anyhow::Result<Option<StreamId>> {
+        let src = stream.source(&self.prefix);
+        if self.dry_run {
+            let len: u64 = cmd("XLEN")
+                .arg(&src)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            self.counts.add(stream, len);
+            return Ok(None);
+        }
+        self.load_tops(stream).await?;
+        let mut last = after;
+        let mut start = match after {
+            None => "-".to_owned(),
+            Some(id) => match id.next() {
+                Some(next) => next.to_string(),
+                None => return Ok(after),
+            },
+        };
+        loop {
+            let page = xrange(&self.conn, &src, &start, "+", PAGE).await?;
+            let Some(tail) = page.last().map(|e| e.id) else {
+                break;
+            };
+            let targets: Vec<String> = page
+                .iter()
+                .map(|e| stream.target(&self.keys, stream.partition(&self.keys, &e.fields)))
+                .collect();
+            // Entries not above their target's last id may be there already.
+            let mut checks = self.batch();
+            let mut checked = Vec::new();
+            for (i, (e, t)) in page.iter().zip(&targets).enumerate() {
+                if e.id <= self.tops.get(t).copied().unwrap_or(StreamId::ZERO) {
+                    let mut c = cmd("XRANGE");
+                    c.arg(t).arg(e.id.to_string()).arg(e.id.to_string());
+                    checks.add(t, c);
+                    checked.push(i);
+                }
+            }
+            let mut present = vec![false; page.len()];
+            if !checked.is_empty() {
+                for (i, reply) in checked.into_iter().zip(checks.query(&self.conn).await?) {
+                    let found: Vec<(String, Fields)> = redis::from_redis_value(reply)?;
+                    present[i] = found.first().is_some_and(|(_, f)| *f == page[i].fields);
+                }
+            }
+            let mut writes = self.batch();
+            for ((e, t), there) in page.iter().zip(&targets).zip(present) {
+                self.counts.add(stream, 1);
+                if there {
+                    self.counts.already += 1;
+                    continue;
+                }
+                let top = self.tops.entry(t.clone()).or_insert(StreamId::ZERO);
+                let mut c = cmd("XADD");
+                c.arg(t);
+                let mut fields = e.fields.clone();
+                if e.id > *top {
+                    c.arg(e.id.to_string());
+                    *top = e.id;
+                } else {
+                    // The stream holds later entries (a schema-2 daemon wrote
+                    // them): the entry cannot keep its id. A job keeps it as
+                    // its identity for deduplication.
+                    c.arg("*");
+                    *top = StreamId::MAX;
+                    self.counts.renumbered += 1;
+                    if matches!(stream, Stream::Jobs(_)) && field(&fields, "origin").is_none() {
+                        fields.push((b"origin".to_vec(), e.id.to_string().into_bytes()));
+                    }
+                }
+                for (k, v) in &fields {
+                    c.arg(k.as_slice()).arg(v.as_slice());
+                }
+                writes.add_ignored(t, c);
+            }
+            if !writes.is_empty() {
+                writes.query(&self.conn).await?;
+            }
+            last = Some(tail);
+            match tail.next() {
+                Some(next) if page.len() == PAGE => start = next.to_string(),
+                _ => break,
+            }
+        }
+        self.copied.insert(src, last);
+        Ok(last)
+    }
+
+    /// Creates `group` at `at` on each of `streams` (and the stream if missing).
+    async fn create_groups(&self, streams: &[String], group: &str, at: &str) -> anyhow::Result<()> {
+        for chunk in streams.chunks(PAGE) {
+            let mut batch = self.batch();
+            for s in chunk {
+                let mut c = eval(CREATE_GROUP, s);
+                c.arg(group).arg(at);
+                batch.add_ignored(s, c);
+            }
+            batch.query(&self.conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Recreates every consumer group of the schema-1 results stream on every
+    /// partition's results stream, where its reader reads on without losing
+    /// what it had not acknowledged.
+    async fn results_groups(&mut self) -> anyhow::Result<()> {
+        let src = v1::results(&self.prefix);
+        let mut c = self.conn.clone();
+        let groups: Value = eval(XINFO, &src).query_async(&mut c).await?;
+        let Value::Array(groups) = groups else {
+            return Ok(());
+        };
+        let targets: Vec<String> = self
+            .keys
+            .all_partitions()
+            .map(|p| self.keys.results(p))
+            .collect();
+        let within = live_within().as_millis() as i64;
+        for g in &groups {
+            let f = info_fields(g);
+            let Some(name) = info_get(&f, "name").and_then(text) else {
+                continue;
+            };
+            let last_delivered = info_get(&f, "last-delivered-id")
+                .and_then(text)
+                .unwrap_or_else(|| "0-0".to_owned());
+            let at = if int(info_get(&f, "pending")) > 0 {
+                let oldest: Vec<(String, String, u64, u64)> = cmd("XPENDING")
+                    .arg(&src)
+                    .arg(&name)
+                    .arg("-")
+                    .arg("+")
+                    .arg(1)
+                    .query_async(&mut c)
+                    .await?;
+                match oldest.first() {
+                    Some((id, ..)) => match id.parse::<StreamId>()?.prev() {
+                        Some(before) => before.to_string(),
+                        None => "0".to_owned(),
+                    },
+                    None => last_delivered,
+                }
+            } else {
+                last_delivered
+            };
+            self.counts.groups += 1;
+            // A reader still active acknowledges into the old stream: what it
+            // acknowledges from now on it will read again.
+            let mut consumers = eval(XINFO, &src);
+            consumers.arg(&name);
+            if let Value::Array(list) = consumers.query_async::<Value>(&mut c).await? {
+                for consumer in &list {
+                    let cf = info_fields(consumer);
+                    if int(info_get(&cf, "idle")) < within {
+                        let who = info_get(&cf, "name").and_then(text).unwrap_or_default();
+                        eprintln!(
+                            "tayori migrate: note: {who} of results group {name} is still reading {src}; \
+                             stop it, or it reads again what it acknowledges from now on"
+                        );
+                    }
+                }
+            }
+            if !self.dry_run {
+                self.create_groups(&targets, &name, &at).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy_delayed(&mut self) -> anyhow::Result<()> {
+        let src = v1::delayed(&self.prefix);
+        let mut c = self.conn.clone();
+        if self.dry_run {
+            let n: u64 = cmd("ZCARD").arg(&src).query_async(&mut c).await?;
+            self.counts.delayed += n;
+            return Ok(());
+        }
+        // Nothing writes to the set while no daemon runs: ranks are stable.
+        let mut from = 0usize;
+        loop {
+            let page: Vec<(Vec<u8>, String)> = cmd("ZRANGE")
+                .arg(&src)
+                .arg(from)
+                .arg(from + PAGE - 1)
+                .arg("WITHSCORES")
+                .query_async(&mut c)
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            let mut writes = self.batch();
+            for (member, score) in &page {
+                let target = self.keys.delayed(delayed_partition(&self.keys, member));
+                let mut z = cmd("ZADD");
+                z.arg(&target).arg(score).arg(member.as_slice());
+                writes.add_ignored(&target, z);
+            }
+            writes.query(&self.conn).await?;
+            self.counts.delayed += page.len() as u64;
+            from += page.len();
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy_suppressions(&mut self) -> anyhow::Result<()> {
+        let mut c = self.conn.clone();
+        for kind in ChannelKind::ALL {
+            // The hash, its change times, its change marks: the order of
+            // `Keys::suppression_keys`.
+            for (slot, src) in v1::suppression_keys(&self.prefix, kind)
+                .into_iter()
+                .enumerate()
+            {
+                let len: u64 = cmd("HLEN").arg(&src).query_async(&mut c).await?;
+                if slot == 0 {
+                    self.counts.suppressions += len;
+                } else {
+                    self.counts.suppression_marks += len;
+                }
+                if self.dry_run || len == 0 {
+                    continue;
+                }
+                let mut cursor = 0u64;
+                loop {
+                    let (next, page): (u64, Fields) = cmd("HSCAN")
+                        .arg(&src)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(PAGE)
+                        .query_async(&mut c)
+                        .await?;
+                    let mut writes = self.batch();
+                    for (address, value) in &page {
+                        let keys = self
+                            .keys
+                            .suppression_keys(kind, &String::from_utf8_lossy(address));
+                        let target = &keys[slot];
+                        let mut h = cmd("HSET");
+                        h.arg(target).arg(address.as_slice()).arg(value.as_slice());
+                        writes.add_ignored(target, h);
+                    }
+                    if !writes.is_empty() {
+                        writes.query(&self.conn).await?;
+                    }
+                    cursor = next;
+                    if cursor == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the dedupe claims, caps or profiles found by SCAN (counting them
+    /// on the first pass); with `delete`, deletes each source key once its copy
+    /// is written (copying again is harmless: every write is idempotent).
+    async fn per_id(&mut self, kind: PerId, delete: bool) -> anyhow::Result<()> {
+        let (pattern, type_) = match kind {
+            PerId::Seen => (v1::seen_pattern(&self.prefix), "string"),
+            PerId::Cap => (v1::cap_pattern(&self.prefix), "zset"),
+            PerId::Profile => (v1::profile_pattern(&self.prefix), "hash"),
+        };
+        let strip = pattern.trim_end_matches('*').to_owned();
+        let mut c = self.conn.clone();
+        let mut cursor = 0u64;
+        loop {
+            let (next, found): (u64, Vec<Vec<u8>>) = cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(PAGE)
+                .arg("TYPE")
+                .arg(type_)
+                .query_async(&mut c)
+                .await?;
+            cursor = next;
+            // (source, target)
+            let mut pairs = Vec::with_capacity(found.len());
+            for raw in found {
+                let Ok(src) = String::from_utf8(raw) else {
+                    // Tayori never wrote such a name; no target name for it.
+                    if !delete {
+                        eprintln!("tayori migrate: warning: a key under {pattern} that is not UTF-8 was left in place");
+                    }
+                    continue;
+                };
+                let Some(id) = src.strip_prefix(&strip) else {
+                    continue;
+                };
+                let target = match kind {
+                    PerId::Seen => self.keys.seen(id),
+                    PerId::Profile => self.keys.profile(id),
+                    PerId::Cap => match id.split_once(':') {
+                        Some((scope, customer)) if is_cap_scope(scope) => {
+                            self.keys.cap(scope, customer)
+                        }
+                        _ => {
+                            if !delete {
+                                self.counts.odd_caps += 1;
+                                eprintln!(
+                                    "tayori migrate: warning: {src} is not a cap of scope all or a \
+                                     channel; left in place"
+                                );
+                            }
+                            continue;
+                        }
+                    },
+                };
+                pairs.push((src, target));
+            }
+            if !delete {
+                self.counts.add_per_id(kind, pairs.len() as u64);
+            }
+            if !self.dry_run && !pairs.is_empty() {
+                self.copy_per_id(kind, &pairs).await?;
+                if delete {
+                    let mut unlink = self.batch();
+                    for (src, _) in &pairs {
+                        let mut u = cmd("UNLINK");
+                        u.arg(src);
+                        unlink.add_ignored(src, u);
+                    }
+                    unlink.query(&self.conn).await?;
+                }
+            }
+            if cursor == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy_per_id(&self, kind: PerId, pairs: &[(String, String)]) -> anyhow::Result<()> {
+        let mut reads = self.batch();
+        for (src, _) in pairs {
+            let mut get = match kind {
+                PerId::Seen => cmd("GET"),
+                PerId::Cap => cmd("ZRANGE"),
+                PerId::Profile => cmd("HGETALL"),
+            };
+            get.arg(src);
+            if kind == PerId::Cap {
+                get.arg(0).arg(-1).arg("WITHSCORES");
+            }
+            reads.add(src, get);
+            let mut pttl = cmd("PTTL");
+            pttl.arg(src);
+            reads.add(src, pttl);
+        }
+        let replies = reads.query(&self.conn).await?;
+        let mut writes = self.batch();
+        for ((_, target), r) in pairs.iter().zip(replies.chunks(2)) {
+            let ttl = int(r.get(1));
+            // -2: gone since SCAN found it (expired); 0: expiring now.
+            if ttl != -1 && ttl <= 0 {
+                continue;
+            }
+            match kind {
+                PerId::Seen => {
+                    let Value::BulkString(value) = &r[0] else {
+                        continue;
+                    };
+                    // NX: a claim already there is this run's copy, or newer.
+                    let mut set = cmd("SET");
+                    set.arg(target).arg(value.as_slice()).arg("NX");
+                    if ttl > 0 {
+                        set.arg("PX").arg(ttl);
+                    }
+                    writes.add_ignored(target, set);
+                }
+                PerId::Cap => {
+                    let members: Vec<(Vec<u8>, String)> = redis::from_redis_value(r[0].clone())?;
+                    if members.is_empty() {
+                        continue;
+                    }
+                    let mut z = cmd("ZADD");
+                    z.arg(target);
+                    for (member, score) in &members {
+                        z.arg(score).arg(member.as_slice());
+                    }
+                    writes.add_ignored(target, z);
+                    self.expire(&mut writes, target, ttl);
+                }
+                PerId::Profile => {
+                    let fields: Fields = redis::from_redis_value(r[0].clone())?;
+                    if fields.is_empty() {
+                        continue;
+                    }
+                    let mut h = cmd("HSET");
+                    h.arg(target);
+                    for (k, v) in &fields {
+                        h.arg(k.as_slice()).arg(v.as_slice());
+                    }
+                    writes.add_ignored(target, h);
+                    self.expire(&mut writes, target, ttl);
+                }
+            }
+        }
+        if !writes.is_empty() {
+            writes.query(&self.conn).await?;
+        }
+        Ok(())
+    }
+
+    fn expire(&self, writes: &mut Grouped, target: &str, ttl: i64) {
+        if ttl > 0 {
+            let mut e = cmd("PEXPIRE");
+            e.arg(target).arg(ttl);
+            writes.add_ignored(target, e);
+        }
+    }
+
+    /// Deletes the schema-1 keys, each after its copy: the per-id keys first
+    /// and the keys that mark schema-1 data last, so an interruption leaves
+    /// markers behind and the next run carries on.
+    async fn delete(&mut self) -> anyhow::Result<()> {
+        for kind in [PerId::Seen, PerId::Cap, PerId::Profile] {
+            self.per_id(kind, true).await?;
+        }
+        let mut plain = vec![v1::delayed(&self.prefix)];
+        for kind in ChannelKind::ALL {
+            plain.extend(v1::suppression_keys(&self.prefix, kind));
+        }
+        let mut batch = self.batch();
+        for key in &plain {
+            let mut u = cmd("UNLINK");
+            u.arg(key);
+            batch.add_ignored(key, u);
+        }
+        batch.query(&self.conn).await?;
+        let mut streams = vec![Stream::Dead, Stream::Results];
+        streams.extend(ChannelKind::ALL.map(Stream::Jobs));
+        for stream in streams {
+            self.delete_stream(stream).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a schema-1 stream if nothing was appended to it since it was
+    /// copied; else copies what was appended and tries again.
+    async fn delete_stream(&mut self, stream: Stream) -> anyhow::Result<()> {
+        let src = stream.source(&self.prefix);
+        let mut c = self.conn.clone();
+        // What the copy reached, not what the stream holds now: an entry
+        // appended since must not go with it.
+        let Some(mut copied) = self.copied.get(&src).copied() else {
+            bail!("{src} was not copied; run `tayori migrate` again");
+        };
+        for _ in 0..DELETE_TRIES {
+            let top = copied.map(|id| id.to_string()).unwrap_or_default();
+            let deleted: i64 = eval(UNLINK_IF_LAST, &src)
+                .arg(&top)
+                .query_async(&mut c)
+                .await?;
+            if deleted == 1 {
+                return Ok(());
+            }
+            // Entries were appended after the copy (a CRM still enqueuing):
+            // copy them too. Their counts join the summary.
+            copied = self.copy_stream(stream, copied).await?;
+        }
+        bail!(
+            "{src} keeps getting new entries: stop whatever writes to it (the CRM's enqueuer) \
+             and run `tayori migrate` again"
+        )
+    }
+
+    /// Records schema 2 and forgets the migration, in one transaction.
+    async fn finish(&self) -> anyhow::Result<()> {
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(self.keys.schema())
+            .arg("version")
+            .arg(SCHEMA_VERSION)
+            .arg("partitions")
+            .arg(self.keys.partitions())
+            .ignore()
+            .cmd("DEL")
+            .arg(migrating_key(&self.keys))
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+}
+
+fn is_cap_scope(scope: &str) -> bool {
+    scope == "all" || ChannelKind::ALL.iter().any(|k| k.as_str() == scope)
+}
+
+async fn xrange(
+    conn: &RedisConnection,
+    key: &str,
+    start: &str,
+    end: &str,
+    count: usize,
+) -> anyhow::Result<Vec<StreamEntry>> {
+    let page: Vec<(String, Fields)> = cmd("XRANGE")
+        .arg(key)
+        .arg(start)
+        .arg(end)
+        .arg("COUNT")
+        .arg(count)
+        .query_async(&mut conn.clone())
+        .await?;
+    page.into_iter()
+        .map(|(id, fields)| {
+            Ok(StreamEntry {
+                id: id.parse()?,
+                fields,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_step_across_milliseconds() {
+        let id: StreamId = "5-0".parse().unwrap();
+        assert_eq!(id.prev().unwrap().to_string(), format!("4-{}", u64::MAX));
+        assert_eq!(
+            "5-3"
+                .parse::<StreamId>()
+                .unwrap()
+                .prev()
+                .unwrap()
+                .to_string(),
+            "5-2"
+        );
+        assert_eq!(StreamId::ZERO.prev(), None);
+        assert_eq!("7".parse::<StreamId>().unwrap(), StreamId { ms: 7, seq: 0 });
+        assert_eq!(
+            format!("3-{}", u64::MAX)
+                .parse::<StreamId>()
+                .unwrap()
+                .next()
+                .unwrap()
+                .to_string(),
+            "4-0"
+        );
+        assert_eq!(StreamId::MAX.next(), None);
+        assert!("x-1".parse::<StreamId>().is_err());
+    }
+
+    #[test]
+    fn entries_go_where_schema_2_writes_them() {
+        let keys = Keys::new("t", 12);
+        let job = br#"{"id":"j-1","customer_id":"C-9","channel":"email"}"#;
+        assert_eq!(
+            json_partition(&keys, Some(job), "id"),
+            keys.job_partition(Some("C-9"), "j-1")
+        );
+        let no_customer = br#"{"id":"j-1"}"#;
+        assert_eq!(
+            json_partition(&keys, Some(no_customer), "id"),
+            keys.job_partition(None, "j-1")
+        );
+        let event = br#"{"type":"sent","job_id":"j-1","customer_id":"C-9"}"#;
+        assert_eq!(
+            json_partition(&keys, Some(event), "job_id"),
+            keys.job_partition(Some("C-9"), "j-1")
+        );
+        let reaction = br#"{"type":"unfollow","customer_id":"C-9"}"#;
+        assert_eq!(
+            json_partition(&keys, Some(reaction), "job_id"),
+            Partition::default()
+        );
+        assert_eq!(
+            json_partition(&keys, Some(b"not json"), "id"),
+            Partition::default()
+        );
+        assert_eq!(json_partition(&keys, None, "id"), Partition::default());
+        let member = serde_json::json!({
+            "c": "line",
+            "f": ["job", String::from_utf8_lossy(job), "attempt", "1"],
+        })
+        .to_string();
+        assert_eq!(
+            delayed_partition(&keys, member.as_bytes()),
+            keys.job_partition(Some("C-9"), "j-1")
+        );
+        assert_eq!(
+            delayed_partition(&keys, br#"{"c":"line","f":["job"]}"#),
+            Partition::default()
+        );
+    }
+
+    #[test]
+    fn cap_scopes_are_all_and_the_channels() {
+        assert!(is_cap_scope("all"));
+        assert!(is_cap_scope("sms"));
+        assert!(!is_cap_scope("campaign"));
+    }
+}
