@@ -100,6 +100,14 @@ impl ConnectError {
                  running (during a failover this passes within seconds)"
                     .into()
             }
+            // A TLS-only server drops a plain client's first command.
+            Cause::Unreachable if !target.is_tls() && lower.contains("reset by peer") => {
+                let key = if cluster { "redis.cluster" } else if sentinel { "redis.sentinels" } else { "redis.url" };
+                format!(
+                    "the server closed the connection: if it speaks TLS, write rediss:// in {key}; \
+                     otherwise check {key} (host:port) and that Redis is running"
+                )
+            }
             Cause::Unreachable if cluster => {
                 "check redis.cluster (the seed nodes' host:port) and that the nodes are running"
                     .into()
@@ -185,11 +193,14 @@ pub fn classify(e: &redis::RedisError) -> Cause {
     {
         return Cause::Auth;
     }
+    // Not the bare word "peer": "Connection reset by peer" is what a plain
+    // client gets from a TLS-only port, and is no certificate problem.
     if text.contains("certificate")
         || text.contains("tls")
         || text.contains("handshake")
         || text.contains("unknownissuer")
-        || text.contains("peer")
+        || text.contains("peer is incompatible")
+        || text.contains("peer misbehaved")
         || text.contains("alert")
     {
         return Cause::Certificate;
@@ -243,6 +254,21 @@ mod tests {
                 "Password authentication failed"
             ))),
             Cause::Auth
+        );
+        // What a plain client gets from a TLS-only port: not a certificate problem.
+        assert_eq!(
+            classify(&io(
+                std::io::ErrorKind::ConnectionReset,
+                "Connection reset by peer (os error 104)"
+            )),
+            Cause::Unreachable
+        );
+        assert_eq!(
+            classify(&io(
+                std::io::ErrorKind::InvalidData,
+                "peer is incompatible: Tls12NotOffered"
+            )),
+            Cause::Certificate
         );
         assert!(Cause::Certificate.is_permanent() && Cause::Auth.is_permanent());
         assert!(!Cause::Unreachable.is_permanent());

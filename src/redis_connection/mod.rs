@@ -22,13 +22,23 @@
 //! - A command goes to the primary of its first key's slot. `EVAL`/`EVALSHA`
 //!   (so `Script::invoke_async`) go by their first KEY: every key a script
 //!   touches must share that slot (a `{hash tag}`); with no KEYS they go to a
-//!   random node, which may be a replica. A `NOSCRIPT` reply makes
-//!   `invoke_async` send `SCRIPT LOAD`, which the crate sends to every node, then
-//!   retry.
+//!   random node. A `NOSCRIPT` reply makes `invoke_async` send `SCRIPT LOAD`,
+//!   which the crate sends to every node it holds a socket to (the primaries:
+//!   with no read routing it opens none to replicas), then retry. Redis does
+//!   not replicate `SCRIPT LOAD`, so a replica promoted by a failover starts
+//!   without the scripts and its first `EVALSHA` takes that same path.
 //! - A pipeline (atomic or not) goes to the slot of its first keyed command; a
 //!   later command of another slot fails the whole pipeline with `CrossSlot`
-//!   before anything is sent. Keyless commands (`PING`, `WAIT`, `INFO`…) fan out
-//!   to every primary: use [`RedisConnection::wait_replicas`], not a raw `WAIT`.
+//!   before anything is sent.
+//! - Some keyless commands fan out to every primary and merge the replies
+//!   (`PING`, `WAIT` (the smallest count), `INFO`, `DBSIZE`, `KEYS`, `FLUSHDB`,
+//!   `SCRIPT EXISTS`; `SCRIPT LOAD`/`FLUSH` to every connected node); other
+//!   keyless commands (`TIME`, `CLIENT …`) go to a random node. Use
+//!   [`RedisConnection::wait_replicas`], not a raw `WAIT`.
+//! - `DEL`, `UNLINK`, `EXISTS`, `TOUCH`, `MGET`, `MSET` with keys of several
+//!   slots are split by slot and sent to each primary: not atomic, and
+//!   `MSET`'s parts may succeed one by one. Inside a pipeline they must stay in
+//!   one slot like any other command.
 //! - The crate resends a request after a lost connection or a `MOVED`/`ASK`/
 //!   `TRYAGAIN`/`CLUSTERDOWN` reply (up to 16 tries within the reply timeout), so
 //!   a write whose reply was lost may happen twice, and a non-atomic pipeline
@@ -144,18 +154,16 @@ impl RedisTarget {
     }
 
     /// Connects once and checks the server answers as a primary (a cluster:
-    /// every primary answers and every node says `cluster_state:ok`), classifying
+    /// every primary says `cluster_state:ok` and answers PING), classifying
     /// any failure (for `check-config --connect` and the daemon's start).
     pub async fn check(&self) -> Result<(), ConnectError> {
         let fail = |e: redis::RedisError| ConnectError::new(self, &e);
         let attempt = async {
             let mut c = self.connect(CONNECT_TIMEOUT).await.map_err(fail)?;
-            // On a cluster PING goes to every primary.
-            redis::cmd("PING")
-                .query_async::<()>(&mut c)
-                .await
-                .map_err(fail)?;
             if c.is_cluster() {
+                // The nodes' own verdict first: a cluster that lost a shard says
+                // so, whereas PING would fail on the lost node's address with a
+                // bare I/O error.
                 let states = c.cluster_states().await.map_err(fail)?;
                 let bad: Vec<String> = states
                     .iter()
@@ -165,6 +173,13 @@ impl RedisTarget {
                 if !bad.is_empty() {
                     return Err(ConnectError::cluster_not_ok(self, &bad.join(", ")));
                 }
+            }
+            // On a cluster PING goes to every primary of the slot map.
+            redis::cmd("PING")
+                .query_async::<()>(&mut c)
+                .await
+                .map_err(fail)?;
+            if c.is_cluster() {
                 return Ok(());
             }
             let role: Value = redis::cmd("ROLE").query_async(&mut c).await.map_err(fail)?;
@@ -446,8 +461,10 @@ impl RedisConnection {
         }
     }
 
-    /// `cluster_state` of every node `CLUSTER INFO` reaches, as (node, state);
-    /// a node that answers with an error has that error as its state.
+    /// `cluster_state` of every node the connection holds a socket to (the
+    /// primaries: with no read routing the crate opens none to replicas),
+    /// as (node, state); a node that answers with an error has that error as
+    /// its state.
     async fn cluster_states(&mut self) -> RedisResult<Vec<(String, String)>> {
         let Inner::Cluster(shared) = &self.inner else {
             return Ok(Vec::new());
@@ -507,8 +524,12 @@ pub fn key_slot(key: &[u8]) -> u16 {
 }
 
 /// CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), the checksum the Redis
-/// Cluster specification names. Bitwise: keys are short, and it is not worth a
-/// table (the crate's `crc16` dependency is private to it).
+/// Cluster specification names. Written here because the redis crate (1.8)
+/// does not hand out the number: `cluster_routing::Slot::for_key` is public
+/// but `Slot`'s field is private and so is `Route::slot()`, and its `crc16`
+/// dependency is not one of ours. The crate routes with `Route::with_key`
+/// (as [`RedisConnection::wait_replicas`] does); the test below checks that
+/// both agree. Bitwise: keys are short, and it is not worth a table.
 fn crc16_xmodem(data: &[u8]) -> u16 {
     let mut crc: u16 = 0;
     for &byte in data {
@@ -534,6 +555,7 @@ mod tests {
         assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
         assert_eq!(key_slot(b"foo"), 12182);
         assert_eq!(key_slot(b"bar"), 5061);
+        // 0x31C3 is below 16384: the slot is the checksum itself.
         assert_eq!(key_slot(b"123456789"), 0x31C3);
         // Hash tags: only the first {…} counts, and only when not empty.
         let following = key_slot(b"{user1000}.following");

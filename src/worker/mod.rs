@@ -278,6 +278,12 @@ impl ChannelWorker {
                     failures = 0;
                     self.dispatch(entries).await;
                 }
+                // A reshard moved the partition's slot while this read was
+                // blocked on its old node: not a failure; the client follows the
+                // slot (MOVED) on the next read.
+                Err(e) if e.code() == Some("UNBLOCKED") => {
+                    tracing::info!(channel = %self.kind, "a partition's slot moved to another node; reading there");
+                }
                 Err(e) => {
                     failures += 1;
                     metrics::counter!(m::REDIS_ERRORS, "op" => "read").increment(1);

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod sentinel;
 pub mod smtp;
 pub mod tls;
