@@ -137,7 +137,7 @@ pub fn setup(redis: &Redis, queue: &str, channels: &str) -> Setup {
 }
 
 /// A setup whose config has `redis_section` as the body of `[redis]` (`prefix =
-/// "t"` is added), `queue` as extra lines of `[queue]`, and `channels` at the end
+/// "t"` is added unless it sets a prefix), `queue` as extra lines of `[queue]`, and `channels` at the end
 /// (the channels, e.g. [`ALL_FILE`], and any further tables), where `{outbox}`
 /// stands for the setup dir's `outbox`: a channel `{outbox}/email` writes into
 /// [`Setup::outbox`]`("email")`.
@@ -147,11 +147,16 @@ pub fn setup_with_redis(redis_section: &str, queue: &str, channels: &str) -> Set
     let out = dir.path().join("outbox");
     let channels = channels.replace("{outbox}", &out.display().to_string());
     let http_port = free_port();
+    let prefix = if redis_section.contains("prefix =") {
+        ""
+    } else {
+        "prefix = \"t\""
+    };
     let text = format!(
         r#"
 [redis]
 {redis_section}
-prefix = "t"
+{prefix}
 
 [http]
 listen = "127.0.0.1:{http_port}"
