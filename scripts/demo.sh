@@ -26,7 +26,7 @@ $bin -c $cfg enqueue config/demo-jobs.jsonl || true
 echo; echo "== run the daemon until the queues are empty"
 TAYORI_LOG=${TAYORI_LOG:-warn} $bin -c $cfg run --drain
 echo; echo "== results stream (what the CRM reads)"
-redis-cli -p "$port" --raw XRANGE "tayori:{0}:results" - + | grep "^{"
+$bin -c $cfg events
 echo; echo "== dead letters"; $bin -c $cfg dead list
 echo; echo "== stats"; $bin -c $cfg stats
 echo; echo "== outbox (what would have been sent)"; find outbox -type f | sort
