@@ -28,34 +28,12 @@ fn jobs(tag: &str, n: usize) -> Vec<Value> {
         .collect()
 }
 
-fn enqueue_cli(s: &Setup, jobs: &[Value]) {
-    let path = s.dir.path().join("jobs.jsonl");
-    let text: Vec<String> = jobs.iter().map(Value::to_string).collect();
-    std::fs::write(&path, text.join("\n")).unwrap();
-    let out = s
-        .tayori()
-        .args(["enqueue", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-}
-
-/// Every event of every partition, through `tayori events`.
-fn all_events(s: &Setup) -> Vec<Value> {
-    let out = s.tayori().args(["events"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
-}
-
 /// Waits until each of `ids` has a terminal event; then checks each has exactly
 /// one and that no event is printed twice.
 fn wait_each_once(s: &Setup, ids: &HashSet<String>, timeout: Duration) -> Vec<Value> {
     let deadline = Instant::now() + timeout;
     loop {
-        let evs = all_events(s);
+        let evs = s.events_cli(&[]);
         let by_job = terminal_by_job(&evs);
         let done = ids.iter().filter(|id| by_job.contains_key(*id)).count();
         if done == ids.len() {
@@ -97,7 +75,7 @@ fn six_thousand_jobs_on_twelve_partitions_end_once_with_two_daemons() {
     let a = cluster_setup(&cluster);
     let b = cluster_setup(&cluster);
     let jobs = jobs("cj", 6000);
-    enqueue_cli(&a, &jobs);
+    a.enqueue_cli(&jobs);
     // Every master holds some partitions' job streams.
     for port in cluster.masters() {
         let mut c = cluster.node_conn(port).unwrap();
@@ -161,14 +139,14 @@ fn a_reshard_while_jobs_flow_loses_nothing_and_doubles_nothing() {
     let cluster = RedisCluster::start();
     let s = cluster_setup(&cluster);
     let first = jobs("rs", 3000);
-    enqueue_cli(&s, &first);
+    s.enqueue_cli(&first);
     let mut daemon = s.start();
     let masters = cluster.masters();
     // Slots (and the partitions' keys in them) move between masters while the
     // daemon reads, acknowledges and writes events: MOVED and ASK replies.
     cluster.reshard(masters[0], masters[1], 2000);
     let second = jobs("rs2", 1000);
-    enqueue_cli(&s, &second);
+    s.enqueue_cli(&second);
     cluster.reshard(masters[1], masters[2], 2000);
     let ids: HashSet<String> = first
         .iter()

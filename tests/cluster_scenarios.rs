@@ -28,42 +28,10 @@ fn cluster_setup(prefix: &str, queue: &str, channels: &str) -> Setup {
     )
 }
 
-fn enqueue_cli(s: &Setup, jobs: &[Value]) {
-    let path = s
-        .dir
-        .path()
-        .join(format!("jobs-{}.jsonl", fastrand_suffix()));
-    let text: Vec<String> = jobs.iter().map(Value::to_string).collect();
-    std::fs::write(&path, text.join("\n")).unwrap();
-    let out = s
-        .tayori()
-        .args(["enqueue", path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-}
-
-fn fastrand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
-
-/// Every event of every partition (`tayori events`).
-fn cluster_events(s: &Setup) -> Vec<Value> {
-    let out = s.tayori().args(["events"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 fn wait_events(s: &Setup, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let evs = cluster_events(s);
+        let evs = s.events_cli(&[]);
         if pred(&evs) {
             return evs;
         }
@@ -95,7 +63,7 @@ fn fallback_moves_a_job_across_its_partitions_streams() {
     j["to"].as_object_mut().unwrap().remove("line_user_id");
     j["to"].as_object_mut().unwrap().remove("phone");
     j["fallback"] = json!(["sms", "email"]);
-    enqueue_cli(&s, &[j]);
+    s.enqueue_cli(&[j]);
     let mut d = s.start();
     let evs = wait_events(&s, "sent by email", |e| count(e, "sent") == 1);
     let fallbacks: Vec<_> = evs.iter().filter(|e| e["type"] == "fallback").collect();
@@ -119,7 +87,7 @@ fn scheduled_jobs_wait_in_their_partitions_delayed_set() {
             j
         })
         .collect();
-    enqueue_cli(&s, &jobs);
+    s.enqueue_cli(&jobs);
     let mut d = s.start();
     let evs = wait_events(&s, "scheduled sends", |e| count(e, "sent") == 12);
     for sent in evs.iter().filter(|e| e["type"] == "sent") {
@@ -158,7 +126,7 @@ fn a_dead_letter_is_listed_and_retried_on_its_partition() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     // Re-driven to the stream it died in (its partition's email stream), read
     // again there, and dead again for the same reason: in the same partition.
-    let evs = cluster_events(&s);
+    let evs = s.events_cli(&[]);
     assert_eq!(
         terminal_by_job(&evs)["dl-1"],
         ["failed", "failed"],
@@ -194,7 +162,7 @@ concurrency = 8
     let s = cluster_setup("rl", "", channels);
     let n = 60;
     let jobs: Vec<Value> = (0..n).map(|i| job(&format!("r{i}"), "sms")).collect();
-    enqueue_cli(&s, &jobs);
+    s.enqueue_cli(&jobs);
     let mut d = s.start();
     let evs = wait_events(&s, "all sent", |e| count(e, "sent") == n);
     let mut times: Vec<i64> = evs
@@ -245,7 +213,7 @@ fn a_killed_daemons_jobs_are_reclaimed_on_every_partition_and_end_once() {
             j
         })
         .collect();
-    enqueue_cli(&s, &jobs);
+    s.enqueue_cli(&jobs);
     let mut first = s.start();
     wait_events(&s, "some sent", |e| count(e, "sent") >= 20);
     // Killed with jobs read and pending in several partitions.

@@ -76,9 +76,7 @@ fn enqueue_puts_each_job_in_its_customers_partition_and_the_daemon_reads_them_al
         .iter()
         .map(|(c, _)| job_of(&format!("p-{c}"), c, "email"))
         .collect();
-    let text: Vec<String> = jobs.iter().map(Value::to_string).collect();
-    let out = run_with_stdin(&s, &["enqueue", "-"], &text.join("\n"));
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    s.enqueue_cli(&jobs);
     let mut conn = redis.conn();
     // Each job is in the stream the CRM-side function names, and nowhere else.
     for (customer, k) in PARTITION_OF {
@@ -128,7 +126,7 @@ fn enqueue_puts_each_job_in_its_customers_partition_and_the_daemon_reads_them_al
     }
 
     // `events` prints every partition's events; as a group, each once.
-    let all = lines(&run(&s, &["events"]));
+    let all = s.events_cli(&[]);
     assert_eq!(all.iter().filter(|e| e["type"] == "sent").count(), 8);
     let first = run(&s, &["events", "--group", "ops", "--from-start"]);
     assert_eq!(first.status.code(), Some(0), "{first:?}");
@@ -136,7 +134,7 @@ fn enqueue_puts_each_job_in_its_customers_partition_and_the_daemon_reads_them_al
     let again = run(&s, &["events", "--group", "ops"]);
     assert_eq!(lines(&again), Vec::<Value>::new(), "acknowledged before");
     // A new group without --from-start starts at the end.
-    assert_eq!(lines(&run(&s, &["events", "--group", "late"])).len(), 0);
+    assert_eq!(s.events_cli(&["--group", "late"]).len(), 0);
     for p in 0..4 {
         let groups: Vec<Value> = redis::cmd("XINFO")
             .arg("GROUPS")

@@ -222,6 +222,38 @@ concurrency = 64
 "#;
 
 impl Setup {
+    /// `tayori enqueue` of `jobs`, as a JSON Lines file in the setup's dir;
+    /// asserts it exits 0.
+    pub fn enqueue_cli(&self, jobs: &[Value]) {
+        static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.path().join(format!("jobs-{n}.jsonl"));
+        let text: Vec<String> = jobs.iter().map(Value::to_string).collect();
+        std::fs::write(&path, text.join("\n")).expect("write jobs");
+        let out = self
+            .tayori()
+            .arg("enqueue")
+            .arg(&path)
+            .output()
+            .expect("tayori enqueue");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    }
+
+    /// The events `tayori events` prints (every partition's), parsed.
+    pub fn events_cli(&self, args: &[&str]) -> Vec<Value> {
+        let out = self
+            .tayori()
+            .arg("events")
+            .args(args)
+            .output()
+            .expect("tayori events");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    }
+
     /// Edits the config file in place (a test's variant of the common setup).
     pub fn replace_config(self, from: &str, to: &str) -> Setup {
         let text = std::fs::read_to_string(&self.config).expect("read config");
