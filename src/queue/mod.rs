@@ -837,8 +837,11 @@ impl Queue {
         let mut partitions: Vec<Partition> = batch.iter().map(|d| d.partition).collect();
         partitions.sort_unstable();
         partitions.dedup();
-        let mut acked = 0;
-        for p in partitions {
+        // One script call per partition (each atomic in its slot), sent at once:
+        // on the multiplexed connection they cost one round trip's wait.
+        let mut calls = Vec::with_capacity(partitions.len());
+        for p in &partitions {
+            let p = *p;
             let mut inv = self.finish.prepare_invoke();
             for k in self.keys.finish_keys(p) {
                 inv.key(k);
@@ -879,14 +882,29 @@ impl Queue {
                     }
                 }
             }
-            let n: usize = inv.invoke_async(&mut c).await?;
-            acked += n;
+            calls.push(inv);
+        }
+        let acked: Vec<usize> = futures_util::future::try_join_all(calls.iter().map(|inv| {
+            let mut c = c.clone();
+            async move { inv.invoke_async::<usize>(&mut c).await }
+        }))
+        .await?;
+        // WAIT counts the writes of the connection it is sent on, on one server:
+        // once on a single server, once per primary written to on a cluster.
+        if self.conn.is_cluster() {
+            for p in &partitions {
+                self.wait
+                    .wait(&mut c, &self.keys.results(*p), "finish")
+                    .await?;
+            }
+        } else if let Some(p) = partitions.first() {
             self.wait
-                .wait(&mut c, &self.keys.results(p), "finish")
+                .wait(&mut c, &self.keys.results(*p), "finish")
                 .await?;
         }
-        Ok(acked)
+        Ok(acked.iter().sum())
     }
+
 
     /// Moves up to `limit` due delayed jobs of a partition back to its streams.
     /// Returns how many were handled and the dead-letter ids of members that
