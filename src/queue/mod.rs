@@ -905,7 +905,6 @@ impl Queue {
         Ok(acked.iter().sum())
     }
 
-
     /// Moves up to `limit` due delayed jobs of a partition back to its streams.
     /// Returns how many were handled and the dead-letter ids of members that
     /// could not be moved.
