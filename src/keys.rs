@@ -263,7 +263,13 @@ impl Keys {
     /// `suppress.lua` (and the suppression part of `reaction.lua`): the hash,
     /// its change times and its change marks.
     pub fn suppression_keys(&self, kind: ChannelKind, address: &str) -> [String; 3] {
-        let hash = self.suppressed(kind, address);
+        self.suppression_keys_in(self.address_partition(address), kind)
+    }
+
+    /// A partition's suppression keys of a channel (migration): the hash, its
+    /// change times and its change marks.
+    pub fn suppression_keys_in(&self, p: Partition, kind: ChannelKind) -> [String; 3] {
+        let hash = self.suppressed_in(p, kind);
         [hash.clone(), format!("{hash}:at"), format!("{hash}:by")]
     }
 

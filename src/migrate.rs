@@ -1,8 +1,24 @@
-//! `tayori migrate [--dry-run]`: brings a Redis that holds schema-1 data (the
-//! names before partitions: `P:jobs:<channel>`, `P:results`, …, [`keys::v1`])
-//! to schema 2 with `redis.partitions` partitions (the table in [`crate::keys`]).
+//! `tayori migrate [--dry-run]`: brings the data in Redis to the layout the
+//! config names (the table in [`crate::keys`]). It does one of two things:
 //!
-//! # What moves
+//! - **Schema 1 → 2**: a Redis that holds schema-1 data (the names before
+//!   partitions: `P:jobs:<channel>`, `P:results`, …, [`keys::v1`]) is copied
+//!   into schema 2 with `redis.partitions` partitions.
+//! - **N → M partitions**: schema-2 data whose `P:schema` records
+//!   `partitions = N` while the config says M (more or fewer) is moved, item by
+//!   item, to where the partition function puts it under M.
+//!
+//! Both refuse while a daemon runs, work on a standalone Redis only, can be
+//! run again after an interruption at any point, and with `--dry-run` only
+//! count. Both record the partition count they move into in
+//! `P:schema:migrating` before their first write, so a rerun with another
+//! count is refused instead of splitting the data two ways, and write
+//! `P:schema` last, in one transaction with deleting that record: until then
+//! every daemon and CLI command refuses the data.
+//!
+//! # Schema 1 → 2
+//!
+//! ## What moves
 //!
 //! - Job streams, the results stream and the dead letters: every entry goes to
 //!   its partition's stream (the job's `customer_id`, else its `id`; an event's
@@ -25,7 +41,7 @@
 //!   channels; another scope is left with a warning) and profiles, with what is
 //!   left of their TTLs.
 //!
-//! # What does not move
+//! ## What does not move
 //!
 //! Transient keys, which expire by themselves: `P:starts:*` (start counts of
 //! redelivered entries: the moved entries start afresh), `P:rate:*` and
@@ -35,7 +51,7 @@
 //! it recorded twice). `P:link:*` and `P:verp:*` have the same names in both
 //! schemas and stay.
 //!
-//! # Interruption
+//! ## Interruption
 //!
 //! Nothing is deleted before everything is copied, so until the end the
 //! schema-1 data is whole and a run can be repeated. Every write can be repeated:
@@ -47,23 +63,84 @@
 //! `origin`. Sets, hashes and claims are written idempotently (a claim only when
 //! the target has none: a schema-2 claim is newer). A job stream is deleted only
 //! if nothing was appended to it since it was copied (checked atomically); else
-//! the new entries are copied first. The partition count a run copies into is
-//! recorded first (`P:schema:migrating`), so a run after an interruption with a
-//! changed `redis.partitions` is refused instead of splitting the data two ways.
-//! `P:schema` is written last.
+//! the new entries are copied first.
+//!
+//! # N → M partitions
+//!
+//! For every old partition k < N, whatever belongs to another partition under
+//! M moves there; what stays is not touched (raising 1 → 2 moves about half of
+//! everything, 4 → 8 about half, 2 → 3 about two thirds).
+//!
+//! ## What moves, and how
+//!
+//! - Job streams and dead letters: an entry whose job's partition under M is
+//!   not k is appended to the target stream with a new id, then acknowledged in
+//!   every group of its old stream and deleted there — a page of entries in
+//!   one MULTI, so on a standalone Redis each entry is in exactly one place at
+//!   any time. A new id because the target's consumer group has a
+//!   last-delivered id, and an entry appended below it would never be
+//!   delivered. The routing fields stay; a job without `origin` gets its old
+//!   id as `origin` (what its dedupe claim holds) and `first_at` from it, so
+//!   it passes its claim as the same job, a second job reusing its id is still
+//!   a `duplicate`, and its age still counts from when it arrived. An entry a
+//!   stopped daemon held (pending) moves too and is delivered afresh.
+//!   Every job stream of the new count gets the group `tayori` at `0`.
+//! - Results: events move to their job's partition (`customer_id`, `job_id`;
+//!   an event without a job to 0) with new ids, unchanged otherwise. Every
+//!   consumer group found on any old results stream is created, before
+//!   anything moves, on every new results stream lacking it, at its last id:
+//!   each group gets every moved event in its new stream, **including events
+//!   it had already read and acknowledged** — a CRM deduplicates by
+//!   `event_id`. An event it had read but not acknowledged leaves its pending
+//!   list and comes again as new. The profile updater's group
+//!   (`tayori-profiles`) is the exception: the moved events it had counted are
+//!   read as consumer `tayori-migrate` and acknowledged, so no profile counts
+//!   an event twice (those it had not counted stay pending for
+//!   `tayori-migrate`; a daemon's updater takes them over after a minute).
+//! - Delayed sets: members move by their job's partition, with their scores.
+//! - Suppressions: by address (the hash field is already the suppression
+//!   form), the reason, change time and marks together; if the target already
+//!   has the address, the later change time wins.
+//! - Dedupe claims, caps and profiles (found with one SCAN): renamed to their
+//!   new name, which keeps the TTL. A name already taken (only data of some
+//!   older layout could hold it) keeps its claim or profile; caps are merged.
+//! - Transient keys (`starts`, `lease:mover`, `reaction`) of partitions that
+//!   stay are left to expire; those of removed partitions are deleted (a
+//!   provider redelivering a webhook within its dedupe window may then have it
+//!   recorded twice). When lowering, the removed partitions' streams are
+//!   deleted once they are checked empty, with their groups; a key there this
+//!   build does not know is reported and left.
+//!
+//! ## Interruption
+//!
+//! Every step can be repeated. A page of stream entries moves in one
+//! transaction; should a copy nonetheless be in both places (left by hand, or
+//! by a tool that appended before deleting), the rerun finds it: the entries
+//! with an `origin` that the interrupted run's target streams got since it
+//! started (`since` in `P:schema:migrating`; all of them without it) are
+//! indexed by `origin` and fields, and an old entry already there is only
+//! deleted. This matters: both copies would carry the same `origin`, which
+//! the dedupe claim takes for a redelivery of the same job — it would be sent
+//! twice. Delayed members and suppressions are moved in transactions too,
+//! per-id keys by RENAME, both atomic. What a rerun cannot know is which moved
+//! events the profile updater had counted before the interruption: those are
+//! counted again.
 //!
 //! # Limits
 //!
 //! Standalone Redis only: the per-id keys are found with `SCAN`, which on a
-//! cluster connection reaches one node, and schema 1 never ran on a cluster.
-//! Migrate on the standalone Redis, then import into the cluster
-//! (docs/scaling.md). Changing the partition count of schema-2 data is refused.
+//! cluster connection reaches one node, and schema 1 never ran on a cluster;
+//! the partition moves are transactions across two hash tags. Migrate on a
+//! standalone Redis, then import into the cluster (docs/scaling.md).
 //!
-//! A daemon that is running makes it refuse: a consumer of a job stream (either
-//! schema) active within the last 30 s. `TAYORI_MIGRATE_LIVE_WITHIN_MS` changes
-//! that window (tests, or an operator who knows every daemon is down).
+//! A daemon that is running makes it refuse: a consumer of a job stream (schema
+//! 1, or any partition of either count) active within the last 30 s.
+//! `TAYORI_MIGRATE_LIVE_WITHIN_MS` changes that window (tests, or an operator
+//! who knows every daemon is down). The CRM must not enqueue meanwhile, and
+//! must switch to the new count (partition function and results streams)
+//! before it enqueues again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -73,7 +150,8 @@ use redis::{Cmd, Value};
 use tayori_channels::ChannelKind;
 
 use crate::config::Config;
-use crate::keys::{v1, Keys, Partition, SCHEMA_VERSION};
+use crate::keys::{v1, Keys, Partition, MAX_PARTITIONS, SCHEMA_VERSION};
+use crate::profile::updater::GROUP as PROFILES_GROUP;
 use crate::queue::{Grouped, GROUP};
 use crate::redis_connection::RedisConnection;
 
@@ -149,12 +227,14 @@ pub async fn run(config: &Config, dry_run: bool) -> anyhow::Result<i32> {
         counts: Counts::default(),
         tops: HashMap::new(),
         copied: HashMap::new(),
+        copies: HashMap::new(),
+        counted: HashMap::new(),
     };
     m.run().await
 }
 
 /// A stream entry id, `ms-seq`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct StreamId {
     ms: u64,
     seq: u64,
@@ -313,6 +393,18 @@ struct Counts {
     renumbered: u64,
     /// Cap keys of an unknown scope, left in place.
     odd_caps: u64,
+    /// Repartitioning: transient keys of removed partitions deleted.
+    transient: u64,
+    /// Repartitioning: streams of removed partitions deleted once empty.
+    emptied: u64,
+    /// Repartitioning: keys or suppressions whose target already held a newer
+    /// (or, for claims and profiles, any) value, which was kept.
+    kept_target: u64,
+    /// Repartitioning: moved events `tayori-profiles` had already counted,
+    /// acknowledged for it in their new stream.
+    profile_acked: u64,
+    /// Repartitioning: keys of removed partitions this build does not know.
+    leftovers: Vec<String>,
 }
 
 impl Counts {
@@ -379,6 +471,43 @@ impl Counts {
                 self.odd_caps
             );
         }
+        if self.kept_target > 0 {
+            println!(
+                "({} keys or suppressions already had a value under their new name; it was kept)",
+                self.kept_target
+            );
+        }
+        if self.transient > 0 {
+            println!(
+                "({} transient keys of the removed partitions were deleted)",
+                self.transient
+            );
+        }
+        if self.emptied > 0 {
+            println!(
+                "({} streams of the removed partitions were deleted, empty)",
+                self.emptied
+            );
+        }
+        if self.profile_acked > 0 {
+            println!(
+                "({} moved events the profile updater had counted were acknowledged for it)",
+                self.profile_acked
+            );
+        }
+        if !self.leftovers.is_empty() {
+            let shown: Vec<&str> = self.leftovers.iter().take(10).map(String::as_str).collect();
+            println!(
+                "({} keys of the removed partitions are not Tayori's and were left: {}{})",
+                self.leftovers.len(),
+                shown.join(", "),
+                if self.leftovers.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            );
+        }
     }
 }
 
@@ -391,6 +520,19 @@ enum Found {
     Unfinished,
     /// Schema-1 keys to move.
     Work,
+    /// Schema-2 data laid out for `from` partitions, to move into the
+    /// configured count.
+    Repartition(Resume),
+}
+
+/// A repartitioning's starting point.
+struct Resume {
+    /// The partition count `P:schema` records.
+    from: u32,
+    /// A run into the same count was interrupted: `P:schema:migrating` is there.
+    resumed: bool,
+    /// When that run started (Redis time, ms; `since` in `P:schema:migrating`).
+    since: Option<u64>,
 }
 
 struct Migration {
@@ -403,6 +545,13 @@ struct Migration {
     tops: HashMap<String, StreamId>,
     /// Per schema-1 stream, the last entry copied (`None`: it had none).
     copied: HashMap<String, Option<StreamId>>,
+    /// Repartitioning after an interruption: entries already appended to a
+    /// target stream by the interrupted run, by [`copy_identity`], with how
+    /// many of each.
+    copies: HashMap<CopyIdentity, u32>,
+    /// Repartitioning: per target results stream, the new ids of moved events
+    /// that `tayori-profiles` had already counted in their old stream.
+    counted: HashMap<String, HashSet<String>>,
 }
 
 /// A command with its arguments, for a [`Grouped`] batch.
@@ -508,18 +657,33 @@ impl Migration {
                 );
                 return Ok(0);
             }
-            Found::Work => {}
+            Found::Work | Found::Repartition(_) => {}
         }
         if self.conn.is_cluster() {
-            eprintln!(
-                "tayori migrate: schema-1 data on a Redis Cluster: migrate works on a standalone Redis \
-                 (schema 1 never ran on a cluster, and finding its per-job keys needs SCAN on one server). \
-                 Migrate on the standalone Redis with the cluster's redis.partitions, then import it \
-                 into the cluster with `redis-cli --cluster import` (docs/scaling.md)"
-            );
+            let why = match &found {
+                Found::Repartition(r) => format!(
+                    "changing redis.partitions ({} → {n}) works on a standalone Redis only: finding \
+                     the per-job keys needs SCAN on one server, and each move is a transaction \
+                     across two partitions. Set redis.partitions = {} again (docs/scaling.md, \
+                     \"Changing the number of partitions\")",
+                    r.from, r.from
+                ),
+                _ => "schema-1 data on a Redis Cluster: migrate works on a standalone Redis \
+                      (schema 1 never ran on a cluster, and finding its per-job keys needs SCAN on \
+                      one server). Migrate on the standalone Redis with the cluster's \
+                      redis.partitions, then import it into the cluster with `redis-cli --cluster \
+                      import` (docs/scaling.md)"
+                    .to_owned(),
+            };
+            eprintln!("tayori migrate: {why}");
             return Ok(1);
         }
-        let live = self.live_consumers().await?;
+        // Every partition either count names: a daemon of either config.
+        let watched = match &found {
+            Found::Repartition(r) => r.from.max(n),
+            _ => n,
+        };
+        let live = self.live_consumers(watched).await?;
         if !live.is_empty() {
             let which = live.join(", ");
             if !self.dry_run {
@@ -534,6 +698,9 @@ impl Migration {
                 "tayori migrate: note: a daemon is running ({which}); `tayori migrate` will refuse \
                  until every daemon is stopped"
             );
+        }
+        if let Found::Repartition(resume) = found {
+            return self.repartition(resume).await;
         }
         if !self.dry_run {
             // Recorded before the first write: a later run into another
@@ -573,11 +740,11 @@ impl Migration {
         let mut c = self.conn.clone();
         let schema: HashMap<String, String> =
             cmd("HGETALL").arg(&schema_key).query_async(&mut c).await?;
-        let migrating: Option<String> = cmd("HGET")
+        let record: HashMap<String, String> = cmd("HGETALL")
             .arg(migrating_key(&self.keys))
-            .arg("partitions")
             .query_async(&mut c)
             .await?;
+        let migrating = record.get("partitions").cloned();
         let markers = v1::markers(&self.prefix);
         let mut batch = self.batch();
         for key in &markers {
@@ -598,16 +765,6 @@ impl Migration {
                      {SCHEMA_VERSION} only: use the Tayori version that wrote it, or a newer one"
                 )));
             }
-            let recorded = schema.get("partitions").map(String::as_str).unwrap_or("");
-            if recorded != n.to_string() {
-                return Ok(Err(format!(
-                    "Redis holds schema {SCHEMA_VERSION} data with partitions = {recorded} \
-                     ({schema_key}), the config says {n}. Changing redis.partitions on existing \
-                     data is not supported yet: set redis.partitions = {recorded} again. (Draining \
-                     the queue first is not enough: results, suppressions, caps, profiles and \
-                     dedupe claims would stay in the partitions {recorded} put them in.)"
-                )));
-            }
         }
         if let Some(m) = migrating.as_deref().filter(|m| *m != n.to_string()) {
             return Ok(Err(format!(
@@ -616,6 +773,36 @@ impl Migration {
                 migrating_key(&self.keys)
             )));
         }
+        if !schema.is_empty() {
+            let recorded = schema.get("partitions").map(String::as_str).unwrap_or("");
+            if recorded != n.to_string() {
+                let Some(from) = recorded
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|r| (1..=MAX_PARTITIONS).contains(r))
+                else {
+                    return Ok(Err(format!(
+                        "{schema_key} records partitions = {recorded:?}, which is no partition \
+                         count: restore it to the count the data was written with"
+                    )));
+                };
+                if any_v1 {
+                    // One move at a time: the schema-1 copy puts entries where
+                    // the configured count says, beside data of another count.
+                    return Ok(Err(format!(
+                        "Redis holds schema-1 keys beside schema {SCHEMA_VERSION} data with \
+                         partitions = {from} ({schema_key}), the config says {n}: set \
+                         redis.partitions = {from}, run `tayori migrate` to move the schema-1 keys, \
+                         then set {n} and run it again"
+                    )));
+                }
+                return Ok(Ok(Found::Repartition(Resume {
+                    from,
+                    resumed: migrating.is_some(),
+                    since: record.get("since").and_then(|s| s.parse().ok()),
+                })));
+            }
+        }
         Ok(Ok(match (any_v1, migrating.is_some()) {
             (true, _) => Found::Work,
             (false, true) => Found::Unfinished,
@@ -623,15 +810,16 @@ impl Migration {
         }))
     }
 
-    /// Consumers of a job stream (schema 1 or 2) active within [`live_within`]:
-    /// `stream/consumer (idle ms)`.
-    async fn live_consumers(&self) -> anyhow::Result<Vec<String>> {
+    /// Consumers of a job stream (schema 1, or schema 2 in any of the first
+    /// `partitions`) active within [`live_within`]: `stream/consumer (idle ms)`.
+    async fn live_consumers(&self, partitions: u32) -> anyhow::Result<Vec<String>> {
         let mut streams: Vec<String> = ChannelKind::ALL
             .iter()
             .map(|k| v1::jobs(&self.prefix, *k))
             .collect();
-        for p in self.keys.all_partitions() {
-            streams.extend(ChannelKind::ALL.iter().map(|k| self.keys.jobs(p, *k)));
+        let keys = Keys::new(&self.prefix, partitions);
+        for p in keys.all_partitions() {
+            streams.extend(ChannelKind::ALL.iter().map(|k| keys.jobs(p, *k)));
         }
         let within = live_within().as_millis() as i64;
         let mut live = Vec::new();
@@ -1207,6 +1395,852 @@ impl Migration {
     }
 }
 
+// --- N → M partitions ------------------------------------------------------------
+
+/// Deletes a stream of a removed partition only if it is empty, so an entry
+/// appended after its entries were moved is never lost. 1: gone.
+const DEL_IF_EMPTY: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
+if redis.call('XLEN', KEYS[1]) > 0 then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+";
+
+/// Moves a per-id key (claim, cap, profile) to its name under the new count:
+/// RENAME, which is atomic and keeps the TTL. When the new name is taken (only
+/// ever by data of some earlier layout: no run writes there twice, a rename
+/// being atomic), caps (ARGV[1] = 'merge') are merged — both sets count sends
+/// of the same customer, and a union counts each once — with the longer TTL;
+/// a claim or profile already there is kept and the old one dropped.
+/// 0: the source is gone; 1: renamed; 2: the target was kept (or merged into).
+const MOVE_KEY: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  return 1
+end
+if ARGV[1] == 'merge' and redis.call('TYPE', KEYS[1]).ok == 'zset'
+   and redis.call('TYPE', KEYS[2]).ok == 'zset' then
+  local a, b = redis.call('PTTL', KEYS[1]), redis.call('PTTL', KEYS[2])
+  redis.call('ZUNIONSTORE', KEYS[2], 2, KEYS[2], KEYS[1], 'AGGREGATE', 'MAX')
+  if a > 0 and b > 0 then redis.call('PEXPIRE', KEYS[2], math.max(a, b)) end
+end
+redis.call('DEL', KEYS[1])
+return 2
+";
+
+/// The consumer this command reads the profile updater's group as, to
+/// acknowledge the moved events the updater had already counted.
+const PROFILES_MIGRATE_CONSUMER: &str = "tayori-migrate";
+
+/// What identifies an entry a run appended to a target stream: the stream,
+/// the entry's `origin`, and a hash of its other fields but `first_at` (which
+/// a move may add). See [`copy_identity`].
+type CopyIdentity = (String, Vec<u8>, u64);
+
+/// The identity of `fields` appended to `target`; `None` without an `origin`
+/// (every job or dead letter a move appends has one).
+fn copy_identity(target: &str, fields: &Fields) -> Option<CopyIdentity> {
+    use std::hash::{Hash, Hasher};
+    let origin = field(fields, "origin")?;
+    // A fixed-key SipHash: the same in every process, not only this one.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (k, v) in fields {
+        if k != b"origin" && k != b"first_at" {
+            k.hash(&mut h);
+            v.hash(&mut h);
+        }
+    }
+    Some((target.to_owned(), origin.to_vec(), h.finish()))
+}
+
+/// The fields an entry moves with. A job or dead letter without an `origin`
+/// gets its old id as one: that is the identity its dedupe claim holds (a
+/// claim stores the origin of the entry that made it, the entry's own id when
+/// it has none), so the moved entry still passes its claim as the same job and
+/// a second job reusing the id is still a `duplicate`. A job without
+/// `first_at` gets the time of that origin, which is what its age was counted
+/// from (`Entry::first_at_ms`), so `retry.max_age` does not start over.
+/// Results events move unchanged.
+fn moved_fields(stream: Stream, e: &StreamEntry) -> Fields {
+    let mut fields = e.fields.clone();
+    if matches!(stream, Stream::Results) {
+        return fields;
+    }
+    if field(&fields, "origin").is_none() {
+        fields.push((b"origin".to_vec(), e.id.to_string().into_bytes()));
+    }
+    if matches!(stream, Stream::Jobs(_)) && field(&fields, "first_at").is_none() {
+        let origin_ms = field(&fields, "origin")
+            .and_then(|o| std::str::from_utf8(o).ok())
+            .and_then(|o| o.parse::<StreamId>().ok())
+            .map(|id| id.ms);
+        if let Some(ms) = origin_ms {
+            fields.push((b"first_at".to_vec(), ms.to_string().into_bytes()));
+        }
+    }
+    fields
+}
+
+/// A partitioned key's partition and the rest of its name: `P:{k}:rest` →
+/// `(k, rest)`.
+fn split_partitioned<'a>(prefix: &str, key: &'a str) -> Option<(u32, &'a str)> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix(":{")?;
+    let (k, rest) = rest.split_once("}:")?;
+    Some((k.parse().ok()?, rest))
+}
+
+/// `s` with the glob characters of SCAN's MATCH escaped.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A consumer group of a stream: its name and last-delivered id.
+struct GroupInfo {
+    name: String,
+    last_delivered: StreamId,
+}
+
+/// The ids of an `XREADGROUP` reply: `[[name, entries], …]` (RESP2) or
+/// `{name: entries}` (RESP3), an entry being `[id, fields]`.
+fn read_ids(reply: &Value) -> Vec<String> {
+    let lists: Vec<&Value> = match reply {
+        Value::Array(streams) => streams
+            .iter()
+            .filter_map(|s| match s {
+                Value::Array(pair) => pair.get(1),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(streams) => streams.iter().map(|(_, entries)| entries).collect(),
+        _ => Vec::new(),
+    };
+    let mut ids = Vec::new();
+    for list in lists {
+        let Value::Array(entries) = list else {
+            continue;
+        };
+        for e in entries {
+            if let Some(id) = match e {
+                Value::Array(pair) => pair.first().and_then(text),
+                _ => None,
+            } {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
+impl Migration {
+    /// Moves schema-2 data from `resume.from` partitions into the configured
+    /// count (the module doc, "N → M partitions").
+    async fn repartition(&mut self, resume: Resume) -> anyhow::Result<i32> {
+        let from = resume.from;
+        let n = self.keys.partitions();
+        let old = Keys::new(&self.prefix, from);
+        if !self.dry_run {
+            let mut c = self.conn.clone();
+            let key = migrating_key(&self.keys);
+            // Recorded before the first write: a later run into another count
+            // is refused in `survey`, and a rerun knows since when the
+            // targets may hold its copies.
+            let _: () = cmd("HSETNX")
+                .arg(&key)
+                .arg("partitions")
+                .arg(n)
+                .query_async(&mut c)
+                .await?;
+            if !resume.resumed {
+                let (secs, micros): (u64, u64) = cmd("TIME").query_async(&mut c).await?;
+                let _: () = cmd("HSETNX")
+                    .arg(&key)
+                    .arg("since")
+                    .arg(secs * 1000 + micros / 1000)
+                    .query_async(&mut c)
+                    .await?;
+            } else {
+                self.index_copies(resume.since).await?;
+            }
+            // Every job stream of the new count exists with the daemons' group
+            // before anything is appended to it; at `0`, so all of it is
+            // delivered. A group that exists is left where it is.
+            for kind in ChannelKind::ALL {
+                let targets: Vec<String> = self
+                    .keys
+                    .all_partitions()
+                    .map(|p| self.keys.jobs(p, kind))
+                    .collect();
+                self.create_groups(&targets, GROUP, "0").await?;
+            }
+        }
+        self.spread_results_groups(&old).await?;
+        for k in old.all_partitions() {
+            for kind in ChannelKind::ALL {
+                self.move_stream(&old, Stream::Jobs(kind), k).await?;
+            }
+            self.move_stream(&old, Stream::Results, k).await?;
+            self.move_stream(&old, Stream::Dead, k).await?;
+            self.move_delayed(&old, k).await?;
+            for kind in ChannelKind::ALL {
+                self.move_suppressions(&old, kind, k).await?;
+            }
+        }
+        self.move_per_id(from).await?;
+        let heading = format!("redis.partitions {from} → {n}");
+        if self.dry_run {
+            self.counts.print(&format!("would move ({heading}):"));
+            return Ok(0);
+        }
+        self.acknowledge_counted().await?;
+        if n < from {
+            self.delete_removed(&old).await?;
+        }
+        self.finish().await?;
+        self.counts.print(&format!("moved ({heading}):"));
+        println!(
+            "The CRM now computes partitions with N = {n}: it writes jobs to \
+             {p}:{{k}}:jobs:<channel> and reads {p}:{{k}}:results for k < {n} (docs/scaling.md).",
+            p = self.prefix
+        );
+        if n < from {
+            println!(
+                "Partitions {n} to {} are gone: a CRM still reading or writing them must stop.",
+                from - 1
+            );
+        }
+        Ok(0)
+    }
+
+    /// Indexes what an interrupted run appended to the job and dead-letter
+    /// streams of the new count (entries with an `origin` since it started;
+    /// all of them when it did not record its start), so this run deletes
+    /// the old copy of an entry that is already there instead of appending it
+    /// again.
+    async fn index_copies(&mut self, since: Option<u64>) -> anyhow::Result<()> {
+        let mut targets: Vec<String> = Vec::new();
+        for p in self.keys.all_partitions() {
+            targets.extend(ChannelKind::ALL.iter().map(|k| self.keys.jobs(p, *k)));
+            targets.push(self.keys.dead(p));
+        }
+        for t in targets {
+            let mut start = match since {
+                Some(ms) => format!("{ms}-0"),
+                None => "-".to_owned(),
+            };
+            loop {
+                let page = xrange(&self.conn, &t, &start, "+", PAGE).await?;
+                for e in &page {
+                    if let Some(identity) = copy_identity(&t, &e.fields) {
+                        *self.copies.entry(identity).or_default() += 1;
+                    }
+                }
+                match page.last().and_then(|e| e.id.next()) {
+                    Some(next) if page.len() == PAGE => start = next.to_string(),
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A stream's consumer groups (none for a missing stream).
+    async fn groups_of(&self, stream: &str) -> anyhow::Result<Vec<GroupInfo>> {
+        let reply: Value = eval(XINFO, stream)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let Value::Array(groups) = reply else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for g in &groups {
+            let f = info_fields(g);
+            let Some(name) = info_get(&f, "name").and_then(text) else {
+                continue;
+            };
+            let last_delivered = match info_get(&f, "last-delivered-id").and_then(text) {
+                Some(id) => id.parse()?,
+                None => StreamId::ZERO,
+            };
+            out.push(GroupInfo {
+                name,
+                last_delivered,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Creates every consumer group of any old results stream (the CRM's, the
+    /// profile updater's) on every results stream of the new count that lacks
+    /// it, at the stream's last id (`$`), before any event moves: moved events
+    /// get new ids above it, so each group gets every moved event.
+    async fn spread_results_groups(&mut self, old: &Keys) -> anyhow::Result<()> {
+        let within = live_within().as_millis() as i64;
+        let mut names = BTreeSet::new();
+        for k in old.all_partitions() {
+            let src = old.results(k);
+            for g in self.groups_of(&src).await? {
+                // A reader still active reads events before they move and
+                // again after: tell the operator.
+                let mut consumers = eval(XINFO, &src);
+                consumers.arg(&g.name);
+                if let Value::Array(list) = consumers
+                    .query_async::<Value>(&mut self.conn.clone())
+                    .await?
+                {
+                    for consumer in &list {
+                        let cf = info_fields(consumer);
+                        if int(info_get(&cf, "idle")) < within {
+                            let who = info_get(&cf, "name").and_then(text).unwrap_or_default();
+                            eprintln!(
+                                "tayori migrate: note: {who} of results group {} is still reading \
+                                 {src}; it will see the events that move again in their new stream",
+                                g.name
+                            );
+                        }
+                    }
+                }
+                names.insert(g.name);
+            }
+        }
+        for p in self.keys.all_partitions() {
+            let target = self.keys.results(p);
+            let have: HashSet<String> = self
+                .groups_of(&target)
+                .await?
+                .into_iter()
+                .map(|g| g.name)
+                .collect();
+            for name in names.iter().filter(|g| !have.contains(*g)) {
+                self.counts.groups += 1;
+                if !self.dry_run {
+                    self.create_groups(std::slice::from_ref(&target), name, "$")
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The ids pending in `group` of `stream`.
+    async fn pending_ids(&self, stream: &str, group: &str) -> anyhow::Result<HashSet<StreamId>> {
+        let mut ids = HashSet::new();
+        let mut start = "-".to_owned();
+        loop {
+            let rows: Vec<(String, String, u64, u64)> = cmd("XPENDING")
+                .arg(stream)
+                .arg(group)
+                .arg(&start)
+                .arg("+")
+                .arg(PAGE)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            let mut last = None;
+            for (id, ..) in &rows {
+                let id: StreamId = id.parse()?;
+                ids.insert(id);
+                last = Some(id);
+            }
+            match last.and_then(StreamId::next) {
+                Some(next) if rows.len() == PAGE => start = next.to_string(),
+                _ => return Ok(ids),
+            }
+        }
+    }
+
+    /// Moves the entries of partition `k`'s `stream` (old count) that belong
+    /// to another partition under the new count: each is appended to its
+    /// target with a new id, acknowledged in every group of the old stream and
+    /// deleted from it, a page at a time in one MULTI (atomic on a standalone
+    /// Redis: a page is in one place or the other, never in both or neither).
+    ///
+    /// Why a new id (`*`), not the old one: the target stream's consumer group
+    /// has a last-delivered id, and an entry appended below it is never
+    /// delivered (`XREADGROUP >` only reads above it); nor does XADD accept an
+    /// id below the stream's last one. A job keeps its identity in `origin`.
+    async fn move_stream(
+        &mut self,
+        old: &Keys,
+        stream: Stream,
+        k: Partition,
+    ) -> anyhow::Result<()> {
+        let src = stream.target(old, k);
+        let groups = if self.dry_run {
+            Vec::new()
+        } else {
+            self.groups_of(&src).await?
+        };
+        // An event the profile updater had read and acknowledged here: counted.
+        let profiles = match groups
+            .iter()
+            .find(|g| matches!(stream, Stream::Results) && g.name == PROFILES_GROUP)
+        {
+            Some(g) => Some((
+                g.last_delivered,
+                self.pending_ids(&src, PROFILES_GROUP).await?,
+            )),
+            None => None,
+        };
+        let mut start = "-".to_owned();
+        loop {
+            let page = xrange(&self.conn, &src, &start, "+", PAGE).await?;
+            let Some(tail) = page.last().map(|e| e.id) else {
+                break;
+            };
+            let mut tx = redis::pipe();
+            tx.atomic();
+            // Per XADD in the transaction: its target and whether the profile
+            // updater had counted the event.
+            let mut appended: Vec<(String, bool)> = Vec::new();
+            let mut moved: Vec<String> = Vec::new();
+            for e in &page {
+                let p = stream.partition(&self.keys, &e.fields);
+                if p == k {
+                    continue;
+                }
+                self.counts.add(stream, 1);
+                if self.dry_run {
+                    continue;
+                }
+                let target = stream.target(&self.keys, p);
+                let fields = moved_fields(stream, e);
+                let copied = copy_identity(&target, &fields)
+                    .and_then(|id| self.copies.get_mut(&id))
+                    .filter(|n| **n > 0);
+                if let Some(n) = copied {
+                    // An interrupted run appended it already: only the old
+                    // copy is left to delete.
+                    *n -= 1;
+                    self.counts.already += 1;
+                } else {
+                    let x = tx.cmd("XADD").arg(&target).arg("*");
+                    for (f, v) in &fields {
+                        x.arg(f.as_slice()).arg(v.as_slice());
+                    }
+                    let counted = profiles
+                        .as_ref()
+                        .is_some_and(|(last, pending)| e.id <= *last && !pending.contains(&e.id));
+                    appended.push((target, counted));
+                }
+                moved.push(e.id.to_string());
+            }
+            if !moved.is_empty() {
+                // Acknowledged first: a pending entry deleted without it would
+                // stay in its group's pending list as a dead id (XAUTOCLAIM
+                // reports those as trimmed).
+                for g in &groups {
+                    tx.cmd("XACK").arg(&src).arg(&g.name).arg(&moved).ignore();
+                }
+                tx.cmd("XDEL").arg(&src).arg(&moved).ignore();
+                let ids: Vec<Value> = tx.query_async(&mut self.conn.clone()).await?;
+                for ((target, counted), id) in appended.into_iter().zip(ids) {
+                    if let (true, Some(id)) = (counted, text(&id)) {
+                        self.counted.entry(target).or_default().insert(id);
+                    }
+                }
+            }
+            match tail.next() {
+                Some(next) if page.len() == PAGE => start = next.to_string(),
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the members of partition `k`'s delayed set that belong elsewhere:
+    /// ZADD to the target with the same score, ZREM here, in one MULTI.
+    async fn move_delayed(&mut self, old: &Keys, k: Partition) -> anyhow::Result<()> {
+        let src = old.delayed(k);
+        let mut c = self.conn.clone();
+        // Ranks: nothing else writes while no daemon runs, and the members
+        // that stay keep their ranks ahead of the next page.
+        let mut from = 0usize;
+        loop {
+            let page: Vec<(Vec<u8>, String)> = cmd("ZRANGE")
+                .arg(&src)
+                .arg(from)
+                .arg(from + PAGE - 1)
+                .arg("WITHSCORES")
+                .query_async(&mut c)
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            let mut tx = redis::pipe();
+            tx.atomic();
+            let mut stayed = 0;
+            let mut moved = 0;
+            for (member, score) in &page {
+                let p = delayed_partition(&self.keys, member);
+                if p == k {
+                    stayed += 1;
+                    continue;
+                }
+                moved += 1;
+                tx.cmd("ZADD")
+                    .arg(self.keys.delayed(p))
+                    .arg(score)
+                    .arg(member.as_slice())
+                    .ignore();
+                tx.cmd("ZREM").arg(&src).arg(member.as_slice()).ignore();
+            }
+            self.counts.delayed += moved;
+            if !self.dry_run && moved > 0 {
+                let _: () = tx.query_async(&mut c).await?;
+            }
+            from += if self.dry_run { page.len() } else { stayed };
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the suppressions of partition `k` on a channel whose address
+    /// belongs elsewhere: per address, its reason, change time and change
+    /// marks together, in one MULTI with their deletion here. The hash field
+    /// is already the suppression form, which is what the partition is
+    /// computed from. Should the target already hold the address, the entry
+    /// with the later change time (`:at`) wins, as in `suppress.lua`; on a
+    /// tie, or without times, the moved one.
+    async fn move_suppressions(
+        &mut self,
+        old: &Keys,
+        kind: ChannelKind,
+        k: Partition,
+    ) -> anyhow::Result<()> {
+        // The order of `Keys::suppression_keys`: reasons, times, marks.
+        let sources = old.suppression_keys_in(k, kind);
+        let mut c = self.conn.clone();
+        for (slot, src) in sources.iter().enumerate() {
+            let mut cursor = 0u64;
+            loop {
+                let (next, page): (u64, Fields) = cmd("HSCAN")
+                    .arg(src)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(PAGE)
+                    .query_async(&mut c)
+                    .await?;
+                cursor = next;
+                let mut addresses: BTreeSet<String> = BTreeSet::new();
+                for (raw, _) in &page {
+                    let Ok(address) = std::str::from_utf8(raw) else {
+                        // Tayori writes addresses as text; no partition for this.
+                        eprintln!(
+                            "tayori migrate: warning: a field of {src} that is not UTF-8 was left in place"
+                        );
+                        continue;
+                    };
+                    if self.keys.address_partition(address) != k {
+                        addresses.insert(address.to_owned());
+                    }
+                }
+                if self.dry_run {
+                    if slot == 0 {
+                        self.counts.suppressions += addresses.len() as u64;
+                    } else {
+                        self.counts.suppression_marks += addresses.len() as u64;
+                    }
+                } else if !addresses.is_empty() {
+                    let addresses: Vec<String> = addresses.into_iter().collect();
+                    self.move_addresses(kind, &sources, &addresses).await?;
+                }
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn move_addresses(
+        &mut self,
+        kind: ChannelKind,
+        sources: &[String; 3],
+        addresses: &[String],
+    ) -> anyhow::Result<()> {
+        let mut c = self.conn.clone();
+        let mut reads = redis::pipe();
+        for a in addresses {
+            for src in sources {
+                reads.cmd("HGET").arg(src).arg(a);
+            }
+            let [_, target_at, _] = self.keys.suppression_keys(kind, a);
+            reads.cmd("HGET").arg(target_at).arg(a);
+        }
+        let values: Vec<Option<Vec<u8>>> = reads.query_async(&mut c).await?;
+        let mut tx = redis::pipe();
+        tx.atomic();
+        let mut writes = false;
+        for (a, v) in addresses.iter().zip(values.chunks(4)) {
+            let (old_values, target_at) = (&v[..3], &v[3]);
+            if old_values.iter().all(Option::is_none) {
+                // Moved already (found again by another hash's scan).
+                continue;
+            }
+            writes = true;
+            let at = |v: &Option<Vec<u8>>| {
+                v.as_deref()
+                    .and_then(|t| std::str::from_utf8(t).ok())
+                    .and_then(|t| t.parse::<i64>().ok())
+            };
+            let target_newer =
+                matches!((at(target_at), at(&old_values[1])), (Some(t), Some(o)) if t > o);
+            let targets = self.keys.suppression_keys(kind, a);
+            if target_newer {
+                self.counts.kept_target += 1;
+            } else {
+                for (target, value) in targets.iter().zip(old_values) {
+                    match value {
+                        Some(value) => tx
+                            .cmd("HSET")
+                            .arg(target)
+                            .arg(a)
+                            .arg(value.as_slice())
+                            .ignore(),
+                        None => tx.cmd("HDEL").arg(target).arg(a).ignore(),
+                    };
+                }
+                if old_values[0].is_some() {
+                    self.counts.suppressions += 1;
+                }
+                self.counts.suppression_marks +=
+                    old_values[1..].iter().filter(|v| v.is_some()).count() as u64;
+            }
+            for src in sources {
+                tx.cmd("HDEL").arg(src).arg(a).ignore();
+            }
+        }
+        if writes {
+            let _: () = tx.query_async(&mut c).await?;
+        }
+        Ok(())
+    }
+
+    /// One SCAN over the partitioned keys of the first `from` partitions:
+    /// dedupe claims, caps and profiles whose partition changes are renamed
+    /// ([`MOVE_KEY`]); when partitions are removed, their transient keys
+    /// (start counts, the mover's lease, webhook dedupe keys) are deleted and
+    /// any other key of theirs this build does not know is reported.
+    async fn move_per_id(&mut self, from: u32) -> anyhow::Result<()> {
+        let n = self.keys.partitions();
+        let pattern = format!("{}:{{*}}:*", glob_escape(&self.prefix));
+        let mut c = self.conn.clone();
+        let mut cursor = 0u64;
+        loop {
+            let (next, found): (u64, Vec<Vec<u8>>) = cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(PAGE)
+                .query_async(&mut c)
+                .await?;
+            cursor = next;
+            let mut moves: Vec<(String, String, PerId)> = Vec::new();
+            let mut transient: Vec<String> = Vec::new();
+            for raw in found {
+                let Ok(key) = String::from_utf8(raw) else {
+                    continue;
+                };
+                let Some((k, rest)) = split_partitioned(&self.prefix, &key) else {
+                    continue;
+                };
+                // Partitions past the old count hold only what this migration
+                // put there (raising): already in place.
+                if k >= from {
+                    continue;
+                }
+                let removed = k >= n;
+                let (kind, target) = if let Some(id) = rest.strip_prefix("seen:") {
+                    (PerId::Seen, self.keys.seen(id))
+                } else if let Some(customer) = rest.strip_prefix("profile:") {
+                    (PerId::Profile, self.keys.profile(customer))
+                } else if let Some(cap) = rest.strip_prefix("cap:") {
+                    match cap.split_once(':') {
+                        Some((scope, customer)) if is_cap_scope(scope) => {
+                            (PerId::Cap, self.keys.cap(scope, customer))
+                        }
+                        _ => {
+                            self.counts.odd_caps += 1;
+                            if removed {
+                                self.counts.leftovers.push(key.clone());
+                            }
+                            continue;
+                        }
+                    }
+                } else if rest.starts_with("starts:")
+                    || rest == "lease:mover"
+                    || rest.starts_with("reaction:")
+                {
+                    // Transient: they expire by themselves. Of a partition that
+                    // stays they are left (a start count still names its entry
+                    // there); of one that goes, nothing would read them.
+                    if removed {
+                        transient.push(key.clone());
+                    }
+                    continue;
+                } else if rest.starts_with("jobs:")
+                    || rest.starts_with("suppressed:")
+                    || matches!(rest, "results" | "delayed" | "dead")
+                {
+                    // Moved entry by entry, above.
+                    continue;
+                } else {
+                    if removed {
+                        self.counts.leftovers.push(key.clone());
+                    }
+                    continue;
+                };
+                if target != key {
+                    self.counts.add_per_id(kind, 1);
+                    moves.push((key, target, kind));
+                }
+            }
+            self.counts.transient += transient.len() as u64;
+            if !self.dry_run {
+                let mut pipe = redis::pipe();
+                for (src, target, kind) in &moves {
+                    pipe.cmd("EVAL")
+                        .arg(MOVE_KEY)
+                        .arg(2)
+                        .arg(src)
+                        .arg(target)
+                        .arg(if *kind == PerId::Cap { "merge" } else { "keep" });
+                }
+                for key in &transient {
+                    pipe.cmd("UNLINK").arg(key).ignore();
+                }
+                if !moves.is_empty() || !transient.is_empty() {
+                    let replies: Vec<i64> = pipe.query_async(&mut c).await?;
+                    self.counts.kept_target += replies.iter().filter(|r| **r == 2).count() as u64;
+                }
+            }
+            if cursor == 0 {
+                break;
+            }
+        }
+        if !self.counts.leftovers.is_empty() {
+            eprintln!(
+                "tayori migrate: warning: {} keys of the removed partitions are not Tayori's and \
+                 were left in place (listed below)",
+                self.counts.leftovers.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// The profile updater counts every event its group delivers; the moved
+    /// events it had already counted come again in their new stream (new ids,
+    /// above its position). Reads its group there as [`PROFILES_MIGRATE_CONSUMER`]
+    /// and acknowledges those, so no profile counts an event twice; the other
+    /// events read stay pending for that consumer, and a daemon's updater takes
+    /// them over once they are idle for a minute (`claim_abandoned`) and counts
+    /// them then.
+    async fn acknowledge_counted(&mut self) -> anyhow::Result<()> {
+        let counted = std::mem::take(&mut self.counted);
+        let mut c = self.conn.clone();
+        for (target, ids) in counted {
+            loop {
+                let reply: Value = cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(PROFILES_GROUP)
+                    .arg(PROFILES_MIGRATE_CONSUMER)
+                    .arg("COUNT")
+                    .arg(PAGE)
+                    .arg("STREAMS")
+                    .arg(&target)
+                    .arg(">")
+                    .query_async(&mut c)
+                    .await?;
+                let read = read_ids(&reply);
+                if read.is_empty() {
+                    break;
+                }
+                let ack: Vec<&String> = read.iter().filter(|id| ids.contains(*id)).collect();
+                if !ack.is_empty() {
+                    let _: i64 = cmd("XACK")
+                        .arg(&target)
+                        .arg(PROFILES_GROUP)
+                        .arg(&ack)
+                        .query_async(&mut c)
+                        .await?;
+                    self.counts.profile_acked += ack.len() as u64;
+                }
+            }
+            // Holding nothing, the consumer would only clutter XINFO; holding
+            // something, it stays until a daemon has taken it all over.
+            let held: Vec<Value> = cmd("XPENDING")
+                .arg(&target)
+                .arg(PROFILES_GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(1)
+                .arg(PROFILES_MIGRATE_CONSUMER)
+                .query_async(&mut c)
+                .await?;
+            if held.is_empty() {
+                let _: i64 = cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&target)
+                    .arg(PROFILES_GROUP)
+                    .arg(PROFILES_MIGRATE_CONSUMER)
+                    .query_async(&mut c)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lowering: deletes the streams of the removed partitions once they are
+    /// empty (their groups go with them). One that is not (something appended
+    /// to it since its entries moved) is moved again first.
+    async fn delete_removed(&mut self, old: &Keys) -> anyhow::Result<()> {
+        let n = self.keys.partitions();
+        let mut streams: Vec<Stream> = ChannelKind::ALL.map(Stream::Jobs).to_vec();
+        streams.extend([Stream::Results, Stream::Dead]);
+        for k in old.all_partitions().skip(n as usize) {
+            for stream in &streams {
+                let key = stream.target(old, k);
+                let existed: bool = cmd("EXISTS")
+                    .arg(&key)
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                let mut gone = false;
+                for _ in 0..DELETE_TRIES {
+                    let deleted: i64 = eval(DEL_IF_EMPTY, &key)
+                        .query_async(&mut self.conn.clone())
+                        .await?;
+                    if deleted == 1 {
+                        gone = true;
+                        break;
+                    }
+                    self.move_stream(old, *stream, k).await?;
+                }
+                if !gone {
+                    bail!(
+                        "{key} keeps getting new entries: stop whatever writes to it (the CRM's \
+                         enqueuer, still computing partitions with the old count) and run \
+                         `tayori migrate` again"
+                    );
+                }
+                if existed {
+                    self.counts.emptied += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn is_cap_scope(scope: &str) -> bool {
     scope == "all" || ChannelKind::ALL.iter().any(|k| k.as_str() == scope)
 }
@@ -1309,6 +2343,98 @@ mod tests {
             delayed_partition(&keys, br#"{"c":"line","f":["job"]}"#),
             Partition::default()
         );
+    }
+
+    fn entry(id: &str, fields: &[(&str, &str)]) -> StreamEntry {
+        StreamEntry {
+            id: id.parse().unwrap(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_moved_job_keeps_its_identity_and_age() {
+        let job = ("job", r#"{"id":"j-1"}"#);
+        // A CRM's entry: its old id becomes its origin, and its age counts from it.
+        let moved = moved_fields(Stream::Jobs(ChannelKind::Email), &entry("1700-3", &[job]));
+        assert_eq!(field(&moved, "origin"), Some(&b"1700-3"[..]));
+        assert_eq!(field(&moved, "first_at"), Some(&b"1700"[..]));
+        // A retry keeps what it carries.
+        let retry = entry(
+            "1900-0",
+            &[
+                job,
+                ("attempt", "2"),
+                ("origin", "1700-3"),
+                ("first_at", "1650"),
+            ],
+        );
+        let moved = moved_fields(Stream::Jobs(ChannelKind::Line), &retry);
+        assert_eq!(moved, retry.fields);
+        // A dead letter gets an origin only; an event moves unchanged.
+        let dead = moved_fields(Stream::Dead, &entry("1800-0", &[job]));
+        assert_eq!(field(&dead, "origin"), Some(&b"1800-0"[..]));
+        assert_eq!(field(&dead, "first_at"), None);
+        let event = entry("1800-1", &[("event", "{}")]);
+        assert_eq!(moved_fields(Stream::Results, &event), event.fields);
+    }
+
+    #[test]
+    fn a_copy_is_known_by_its_target_origin_and_fields_but_first_at() {
+        let e = entry("1700-3", &[("job", "{}"), ("attempt", "1")]);
+        let moved = moved_fields(Stream::Jobs(ChannelKind::Email), &e);
+        let by_hand = entry(
+            "1900-0",
+            &[("job", "{}"), ("attempt", "1"), ("origin", "1700-3")],
+        );
+        assert_eq!(
+            copy_identity("t:{1}:jobs:email", &moved),
+            copy_identity("t:{1}:jobs:email", &by_hand.fields)
+        );
+        assert_ne!(
+            copy_identity("t:{1}:jobs:email", &moved),
+            copy_identity("t:{2}:jobs:email", &moved)
+        );
+        let other = entry(
+            "1900-0",
+            &[("job", "{}"), ("attempt", "2"), ("origin", "1700-3")],
+        );
+        assert_ne!(
+            copy_identity("t:{1}:jobs:email", &moved),
+            copy_identity("t:{1}:jobs:email", &other.fields)
+        );
+        assert_eq!(copy_identity("t:{1}:jobs:email", &e.fields), None);
+    }
+
+    #[test]
+    fn partitioned_names_split_and_prefixes_are_escaped() {
+        assert_eq!(
+            split_partitioned("t", "t:{12}:seen:a:b"),
+            Some((12, "seen:a:b"))
+        );
+        assert_eq!(split_partitioned("t", "t:{rate:sms}:paused"), None);
+        assert_eq!(split_partitioned("t", "tt:{1}:dead"), None);
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn xreadgroup_ids_in_both_protocols() {
+        let b = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let entries = Value::Array(vec![
+            Value::Array(vec![b("1-1"), Value::Array(vec![b("event"), b("{}")])]),
+            Value::Array(vec![b("1-2"), Value::Array(vec![b("event"), b("{}")])]),
+        ]);
+        let resp2 = Value::Array(vec![Value::Array(vec![
+            b("t:{0}:results"),
+            entries.clone(),
+        ])]);
+        let resp3 = Value::Map(vec![(b("t:{0}:results"), entries)]);
+        assert_eq!(read_ids(&resp2), ["1-1", "1-2"]);
+        assert_eq!(read_ids(&resp3), ["1-1", "1-2"]);
+        assert!(read_ids(&Value::Nil).is_empty());
     }
 
     #[test]
