@@ -453,47 +453,40 @@ impl Counts {
         for (kind, n) in rows {
             println!("{kind:<28} {n:>10}");
         }
-        if self.already > 0 {
-            println!(
-                "({} entries were already copied by an interrupted run)",
-                self.already
-            );
-        }
-        if self.renumbered > 0 {
-            println!(
-                "({} entries got a new id: their partition's stream already held later ones)",
-                self.renumbered
-            );
-        }
-        if self.odd_caps > 0 {
-            println!(
-                "({} cap keys of another scope than all or a channel were left in place)",
-                self.odd_caps
-            );
-        }
-        if self.kept_target > 0 {
-            println!(
-                "({} keys or suppressions already had a value under their new name; it was kept)",
-                self.kept_target
-            );
-        }
-        if self.transient > 0 {
-            println!(
-                "({} transient keys of the removed partitions were deleted)",
-                self.transient
-            );
-        }
-        if self.emptied > 0 {
-            println!(
-                "({} streams of the removed partitions were deleted, empty)",
-                self.emptied
-            );
-        }
-        if self.profile_acked > 0 {
-            println!(
-                "({} moved events the profile updater had counted were acknowledged for it)",
-                self.profile_acked
-            );
+        let notes = [
+            (
+                self.already,
+                "entries were already copied by an interrupted run",
+            ),
+            (
+                self.renumbered,
+                "entries got a new id: their partition's stream already held later ones",
+            ),
+            (
+                self.odd_caps,
+                "cap keys of another scope than all or a channel were left in place",
+            ),
+            (
+                self.kept_target,
+                "keys or suppressions already had a value under their new name; it was kept",
+            ),
+            (
+                self.transient,
+                "transient keys of the removed partitions were deleted",
+            ),
+            (
+                self.emptied,
+                "streams of the removed partitions were deleted, empty",
+            ),
+            (
+                self.profile_acked,
+                "moved events the profile updater had counted were acknowledged for it",
+            ),
+        ];
+        for (n, text) in notes {
+            if n > 0 {
+                println!("({n} {text})");
+            }
         }
         if !self.leftovers.is_empty() {
             let shown: Vec<&str> = self.leftovers.iter().take(10).map(String::as_str).collect();
