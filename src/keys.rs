@@ -249,6 +249,12 @@ impl Keys {
         self.queue_keys(p)
     }
 
+    /// `tayori dead retry`'s script: the partition's dead letters and the job
+    /// stream a letter goes back to.
+    pub fn redrive_keys(&self, p: Partition, kind: ChannelKind) -> [String; 2] {
+        [self.dead(p), self.jobs(p, kind)]
+    }
+
     /// `move_due.lua`: the same keys as [`Keys::finish_keys`].
     pub fn move_due_keys(&self, p: Partition) -> Vec<String> {
         self.queue_keys(p)
@@ -441,6 +447,10 @@ mod tests {
                 all_one_tag(&k.finish_keys(p));
                 all_one_tag(&k.move_due_keys(p));
                 assert_eq!(k.finish_keys(p).len(), 3 + ChannelKind::ALL.len());
+                for kind in ChannelKind::ALL {
+                    all_one_tag(&k.redrive_keys(p, kind));
+                }
+                all_one_tag(&[k.mover_lease(p), k.delayed(p)]);
             }
             for kind in ChannelKind::ALL {
                 for address in ["taro@example.jp", "+819012345678", "U4af}{x", ""] {

@@ -255,10 +255,11 @@ pub async fn retry(config: &Config, ids: &[String]) -> anyhow::Result<i32> {
         let fields = routing.fields(d.get("job"));
         // Delete first and re-add only if this run deleted it: two overlapping
         // `dead retry` runs must not both put the job back.
+        let [dead, stream] = q.keys().redrive_keys(d.partition, kind);
         let requeued: Option<String> = REDRIVE
             .prepare_invoke()
-            .key(q.keys().dead(d.partition))
-            .key(q.keys().jobs(d.partition, kind))
+            .key(dead)
+            .key(stream)
             .arg(&d.id)
             .arg(&fields)
             .invoke_async(&mut c)
