@@ -235,6 +235,11 @@ impl Keys {
         format!("{}:schema", self.prefix)
     }
 
+    /// SCAN's MATCH for every key under a partition tag `P:{…}:…` (migration).
+    pub fn partitioned_pattern(&self) -> String {
+        format!("{}:{{*}}:*", glob_escape(&self.prefix))
+    }
+
     /// While `tayori migrate` runs: the partition count it copies into, so a
     /// rerun with another count is refused.
     pub fn migrating(&self) -> String {
@@ -328,6 +333,26 @@ impl Keys {
             .map(|s| self.cap(s, customer_id))
             .collect()
     }
+}
+
+/// A partitioned key's partition and the rest of its name: `P:{k}:rest` →
+/// `(k, rest)`.
+pub fn split_partitioned<'a>(prefix: &str, key: &'a str) -> Option<(u32, &'a str)> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix(":{")?;
+    let (k, rest) = rest.split_once("}:")?;
+    Some((k.parse().ok()?, rest))
+}
+
+/// `s` with the glob characters of SCAN's MATCH escaped.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Schema 1's names (before partitions and hash tags), for the start-up check
@@ -472,5 +497,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn partitioned_names_split_and_prefixes_are_escaped() {
+        assert_eq!(
+            split_partitioned("t", "t:{12}:seen:a:b"),
+            Some((12, "seen:a:b"))
+        );
+        assert_eq!(split_partitioned("t", "t:{rate:sms}:paused"), None);
+        assert_eq!(split_partitioned("t", "tt:{1}:dead"), None);
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 }

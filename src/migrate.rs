@@ -1475,26 +1475,6 @@ fn moved_fields(stream: Stream, e: &StreamEntry) -> Fields {
     fields
 }
 
-/// A partitioned key's partition and the rest of its name: `P:{k}:rest` →
-/// `(k, rest)`.
-fn split_partitioned<'a>(prefix: &str, key: &'a str) -> Option<(u32, &'a str)> {
-    let rest = key.strip_prefix(prefix)?.strip_prefix(":{")?;
-    let (k, rest) = rest.split_once("}:")?;
-    Some((k.parse().ok()?, rest))
-}
-
-/// `s` with the glob characters of SCAN's MATCH escaped.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// A consumer group of a stream: its name and last-delivered id.
 struct GroupInfo {
     name: String,
@@ -2025,7 +2005,7 @@ impl Migration {
     /// any other key of theirs this build does not know is reported.
     async fn move_per_id(&mut self, from: u32) -> anyhow::Result<()> {
         let n = self.keys.partitions();
-        let pattern = format!("{}:{{*}}:*", glob_escape(&self.prefix));
+        let pattern = self.keys.partitioned_pattern();
         let mut c = self.conn.clone();
         let mut cursor = 0u64;
         loop {
@@ -2044,7 +2024,7 @@ impl Migration {
                 let Ok(key) = String::from_utf8(raw) else {
                     continue;
                 };
-                let Some((k, rest)) = split_partitioned(&self.prefix, &key) else {
+                let Some((k, rest)) = crate::keys::split_partitioned(&self.prefix, &key) else {
                     continue;
                 };
                 // Partitions past the old count hold only what this migration
@@ -2400,17 +2380,6 @@ mod tests {
             copy_identity("t:{1}:jobs:email", &other.fields)
         );
         assert_eq!(copy_identity("t:{1}:jobs:email", &e.fields), None);
-    }
-
-    #[test]
-    fn partitioned_names_split_and_prefixes_are_escaped() {
-        assert_eq!(
-            split_partitioned("t", "t:{12}:seen:a:b"),
-            Some((12, "seen:a:b"))
-        );
-        assert_eq!(split_partitioned("t", "t:{rate:sms}:paused"), None);
-        assert_eq!(split_partitioned("t", "tt:{1}:dead"), None);
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 
     #[test]
