@@ -90,9 +90,10 @@ enum Inner {
 struct ClusterShared {
     target: RedisTarget,
     reply_timeout: Duration,
-    /// Set once and kept: the crate's connection reconnects to its nodes (from
-    /// the seeds again if it has lost them all) by itself.
-    conn: tokio::sync::OnceCell<ClusterConnection>,
+    /// The crate's connection reconnects to its nodes (from the seeds again if
+    /// it has lost them all) by itself; it is replaced only after a request
+    /// timed out (see [`ClusterShared::after_error`]).
+    conn: tokio::sync::RwLock<Option<ClusterConnection>>,
 }
 
 impl ClusterShared {
@@ -100,17 +101,35 @@ impl ClusterShared {
         ClusterShared {
             target,
             reply_timeout,
-            conn: tokio::sync::OnceCell::new(),
+            conn: tokio::sync::RwLock::new(None),
         }
     }
 
     /// The connection (a handle on it: cheap to clone), opening it if it is not
     /// yet open. A failed open is tried again on the next call.
     async fn get(&self) -> RedisResult<ClusterConnection> {
-        self.conn
-            .get_or_try_init(|| self.target.open_cluster(self.reply_timeout))
-            .await
-            .cloned()
+        if let Some(c) = self.conn.read().await.as_ref() {
+            return Ok(c.clone());
+        }
+        let mut slot = self.conn.write().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let c = self.target.open_cluster(self.reply_timeout).await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// After a request timed out, the next one opens a new connection (a new
+    /// slot map and new sockets). Seen once in CI on a loaded 2-core machine:
+    /// after two reshards a daemon's claims timed out on every try for minutes,
+    /// while a new process on the same cluster worked. Other errors (MOVED,
+    /// a lost node) the crate handles itself.
+    async fn after_error(&self, e: &redis::RedisError) {
+        if e.is_timeout() {
+            tracing::warn!(target = %self.target.shown(), "a Redis Cluster request timed out; opening a new cluster connection");
+            *self.conn.write().await = None;
+        }
     }
 }
 
@@ -353,7 +372,13 @@ impl ConnectionLike for RedisConnection {
                     }
                     r
                 }
-                Inner::Cluster(shared) => shared.get().await?.req_packed_command(cmd).await,
+                Inner::Cluster(shared) => {
+                    let r = shared.get().await?.req_packed_command(cmd).await;
+                    if let Err(e) = &r {
+                        shared.after_error(e).await;
+                    }
+                    r
+                }
             }
         })
     }
@@ -375,11 +400,15 @@ impl ConnectionLike for RedisConnection {
                     r
                 }
                 Inner::Cluster(shared) => {
-                    shared
+                    let r = shared
                         .get()
                         .await?
                         .req_packed_commands(pipeline, offset, count)
-                        .await
+                        .await;
+                    if let Err(e) = &r {
+                        shared.after_error(e).await;
+                    }
+                    r
                 }
             }
         })
