@@ -235,3 +235,32 @@ fn a_build_refuses_data_of_another_layout_and_names_the_fix() {
     );
     assert_eq!(xlen(&mut conn, "t:{0}:jobs:email"), 0, "nothing written");
 }
+
+/// One read over many partitions' streams can return more entries than the
+/// channel has slots; the daemon must still take them all (it once waited for
+/// more slots than exist).
+#[test]
+fn a_read_over_more_partitions_than_slots_still_drains() {
+    let redis = Redis::start();
+    let s = setup_with_redis(
+        &format!("url = \"{}\"\npartitions = 12", redis.url()),
+        "",
+        r#"
+[channels.email]
+transport = "file"
+dir = "{outbox}/email"
+from = "Example Shop <news@example.com>"
+rate = "100000/s"
+concurrency = 2
+"#,
+    );
+    let jobs: Vec<Value> = (0..60)
+        .map(|i| job_of(&format!("m-{i}"), &format!("M{i}"), "email"))
+        .collect();
+    s.enqueue_cli(&jobs);
+    let out = run(&s, &["run", "--drain"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(s.outbox_files("email").len(), 60);
+    let sent = s.events_cli(&[]);
+    assert_eq!(sent.iter().filter(|e| e["type"] == "sent").count(), 60);
+}

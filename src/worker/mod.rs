@@ -239,10 +239,13 @@ impl ChannelWorker {
             if probing && !self.wait_for_probe(&mut stop).await {
                 break;
             }
+            // COUNT applies to each stream a read names: the free slots are
+            // shared among them, so one read returns about what fits.
             let count = if probing {
                 1
             } else {
-                self.slots.available_permits().clamp(1, self.cfg.read_batch)
+                (self.slots.available_permits().clamp(1, self.cfg.read_batch))
+                    .div_ceil(partitions.len().max(1))
             };
             let read_from = if probing && !partitions.is_empty() {
                 turn = (turn + 1) % partitions.len();
@@ -394,9 +397,20 @@ impl ChannelWorker {
     }
 
     /// First pass over a batch (parse, claim, schedule), then one task per job to deliver.
-    async fn dispatch(self: &Arc<Self>, entries: Vec<Entry>) {
+    async fn dispatch(self: &Arc<Self>, mut entries: Vec<Entry>) {
         if entries.is_empty() {
             return;
+        }
+        // A read over several partitions' streams can return more entries than
+        // there are slots at all: asking for them at once would wait forever.
+        if entries.len() > self.concurrency {
+            self.held
+                .add(entries.iter().map(|e| (e.partition, e.id.clone())));
+            while entries.len() > self.concurrency {
+                let rest = entries.split_off(self.concurrency);
+                Box::pin(self.dispatch(entries)).await;
+                entries = rest;
+            }
         }
         // Held (heartbeated) from the moment they are read, even while waiting for slots.
         self.held
