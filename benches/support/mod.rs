@@ -1,13 +1,23 @@
-//! What the benchmarks share: a release build, a private redis-server, personalized
-//! jobs, and a drain measured end to end with the daemon's peak RSS.
+//! What the benchmarks share: a release build, a private redis-server (or a local
+//! Redis Cluster), personalized jobs, and a drain measured end to end with the
+//! daemon's peak RSS and CPU time.
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Once;
 use std::time::{Duration, Instant};
+
+use redis::ConnectionLike;
+use tayori::keys::Keys;
+
+use cluster::{info_fields, node_conn, LocalCluster};
 
 pub fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
     std::env::var(k)
@@ -32,54 +42,132 @@ pub fn free_port() -> u16 {
         .expect("port")
 }
 
+/// The prefix every benchmark's config uses.
+pub const PREFIX: &str = "bench";
+
+/// Which Redis a [`Bench`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// One redis-server.
+    Standalone,
+    /// A Redis Cluster of this many primaries, no replicas.
+    Cluster { masters: usize },
+}
+
+enum Server {
+    Standalone(Child),
+    Cluster(LocalCluster),
+}
+
 pub struct Bench {
     pub dir: tempfile::TempDir,
     pub root: PathBuf,
     pub bin: PathBuf,
+    /// Standalone: the server's URL. Cluster: the first node's.
     pub url: String,
+    /// Standalone: the server. Cluster: the first node only, so node-local
+    /// commands; keys go through [`Bench::keys_conn`].
     pub conn: redis::Connection,
-    redis: Child,
+    /// Key names of the benchmark's prefix and `redis.partitions` (src/keys.rs:
+    /// the one place they are made).
+    pub keys: Keys,
+    /// Cluster only: a connection that sends each key's command to its slot's primary.
+    cluster_conn: Option<redis::cluster::ClusterConnection>,
+    server: Server,
 }
 
 pub struct Drained {
     pub secs: f64,
     pub events: usize,
     pub peak_mib: f64,
+    /// The daemon's user + system CPU time over its whole life (start, drain,
+    /// shutdown), from `wait4`'s rusage.
+    pub cpu_us: f64,
+    /// With `settle`: from the last event until the profile updater had read
+    /// every event.
+    pub settle_secs: f64,
 }
 
-impl Bench {
-    pub fn start() -> Bench {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+/// One redis-server's counters at one moment (`INFO cpu`, `memory`, `commandstats`).
+#[derive(Clone, Debug, Default)]
+pub struct NodeStats {
+    pub port: u16,
+    /// `used_cpu_user` + `used_cpu_sys`: the whole process, every thread.
+    pub cpu_us: f64,
+    pub used_memory: i64,
+    /// Keys in db 0 (`INFO keyspace`).
+    pub keys: i64,
+    /// Calls per command (`INFO commandstats`; commands run by scripts count too),
+    /// without `info`, `xlen` and `memory`: the benchmark's own probes.
+    pub calls: BTreeMap<String, u64>,
+}
+
+impl NodeStats {
+    pub fn total_calls(&self) -> u64 {
+        self.calls.values().sum()
+    }
+}
+
+/// The release binary, built once per bench process: the passes of one
+/// benchmark share it.
+fn build_release(root: &Path) {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
         let status = Command::new("cargo")
             .args(["build", "--release", "--quiet", "--bin", "tayori"])
-            .current_dir(&root)
+            .current_dir(root)
             .status();
         assert!(
             status.map(|s| s.success()).unwrap_or(false),
             "cargo build --release failed"
         );
+    });
+}
+
+impl Bench {
+    /// One redis-server, one partition.
+    pub fn start() -> Bench {
+        Bench::start_on(Topology::Standalone, 1)
+    }
+
+    /// A redis-server or a local cluster, and `partitions` in the config.
+    pub fn start_on(topology: Topology, partitions: u32) -> Bench {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        build_release(&root);
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let redis = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (install it: apt-get install redis-server)");
+        let (server, port, cluster_conn) = match topology {
+            Topology::Standalone => {
+                let port = free_port();
+                let child = Command::new("redis-server")
+                    .args([
+                        "--port",
+                        &port.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .arg("--dir")
+                    .arg(dir.path())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("redis-server (install it: apt-get install redis-server)");
+                (Server::Standalone(child), port, None)
+            }
+            Topology::Cluster { masters } => {
+                let cluster = LocalCluster::start(masters);
+                let conn = redis::cluster::ClusterClient::new(cluster.seeds())
+                    .and_then(|c| c.get_connection())
+                    .expect("cluster connection");
+                let port = cluster.ports()[0];
+                (Server::Cluster(cluster), port, Some(conn))
+            }
+        };
         let url = format!("redis://127.0.0.1:{port}");
-        let client = redis::Client::open(url.as_str()).expect("client");
         let conn = loop {
-            if let Ok(c) = client.get_connection() {
+            if let Ok(c) = node_conn(port) {
                 break c;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -90,15 +178,31 @@ impl Bench {
             dir,
             url,
             conn,
-            redis,
+            keys: Keys::new(PREFIX, partitions),
+            cluster_conn,
+            server,
         }
+    }
+
+    /// The body of `[redis]` that reaches this Redis.
+    fn redis_section(&self) -> String {
+        let mut s = match &self.server {
+            Server::Standalone(_) => format!("url = \"{}\"\n", self.url),
+            Server::Cluster(c) => format!("cluster = {:?}\n", c.seeds()),
+        };
+        s.push_str(&format!("prefix = \"{PREFIX}\"\n"));
+        // Only when not the default: the other benchmarks' configs stay as they were.
+        if self.keys.partitions() != 1 {
+            s.push_str(&format!("partitions = {}\n", self.keys.partitions()));
+        }
+        s
     }
 
     /// The config sections every benchmark shares; channels are appended.
     pub fn config_head(&self) -> String {
         format!(
-            "[redis]\nurl = \"{}\"\nprefix = \"bench\"\n[http]\nlisten = \"\"\ntracking_secret = \"bench-tracking-secret-0123456789\"\n[templates]\ndir = \"{}\"\n[policy.quiet_hours]\nsms = \"\"\n[queue]\npoll_interval = \"20ms\"\nread_batch = 512\n",
-            self.url,
+            "[redis]\n{}[http]\nlisten = \"\"\ntracking_secret = \"bench-tracking-secret-0123456789\"\n[templates]\ndir = \"{}\"\n[policy.quiet_hours]\nsms = \"\"\n[queue]\npoll_interval = \"20ms\"\nread_batch = 512\n",
+            self.redis_section(),
             self.root.join("config/templates").display()
         )
     }
@@ -144,11 +248,21 @@ impl Bench {
         t.elapsed().as_secs_f64()
     }
 
-    /// Starts the daemon and waits until the results stream has `events` more entries.
+    /// Starts the daemon and waits until the results streams have `events` more
+    /// entries, then stops it (SIGTERM) and reaps it.
     pub fn drain(&mut self, cfg: &Path, events: usize) -> Drained {
+        self.drain_with(cfg, events, false)
+    }
+
+    /// [`Bench::drain`]; with `settle`, the daemon is stopped only once the
+    /// profile updater has read every event too (`secs` still ends at the last
+    /// event). The updater reads the results streams behind the senders, so a
+    /// fast drain stops it halfway: its CPU, commands and profiles would be
+    /// counted for some jobs only, and a slower run would look costlier per job.
+    pub fn drain_with(&mut self, cfg: &Path, events: usize, settle: bool) -> Drained {
         let before = self.results_len();
         let t = Instant::now();
-        let mut daemon = Command::new(&self.bin)
+        let daemon = Command::new(&self.bin)
             .arg("-c")
             .arg(cfg)
             .arg("run")
@@ -158,67 +272,305 @@ impl Bench {
             .expect("daemon");
         let status_path = format!("/proc/{}/status", daemon.id());
         let mut peak_kib = 0u64;
-        let mut done;
+        let mut done = 0;
+        let mut progress = Instant::now();
         loop {
-            done = self.results_len() - before;
-            if let Ok(s) = std::fs::read_to_string(&status_path) {
-                if let Some(v) = s.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
-                    peak_kib = v
-                        .trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse()
-                        .unwrap_or(peak_kib);
-                }
+            let now_done = self.results_len().saturating_sub(before);
+            if now_done > done {
+                progress = Instant::now();
             }
-            if done >= events || t.elapsed() > Duration::from_secs(600) {
+            done = now_done;
+            peak_kib = peak_kib.max(vm_hwm_kib(&status_path));
+            // Not a time limit on the run: a daemon that wrote no event for a
+            // minute is stuck, and the caller's count check reports it.
+            if done >= events || progress.elapsed() > Duration::from_secs(60) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         let secs = t.elapsed().as_secs_f64();
+        let settled = Instant::now();
+        if settle && done >= events {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !self.profiles_caught_up() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak_kib = peak_kib.max(vm_hwm_kib(&status_path));
+        }
+        let settle_secs = settled.elapsed().as_secs_f64();
         let _ = Command::new("kill")
             .args(["-TERM", &daemon.id().to_string()])
             .status();
-        let _ = daemon.wait();
+        let (cpu_us, max_rss_kib) = reap_with_usage(daemon);
         Drained {
             secs,
             events: done,
-            peak_mib: peak_kib as f64 / 1024.0,
+            // The kernel's own high-water mark settles what sampling missed.
+            peak_mib: peak_kib.max(max_rss_kib) as f64 / 1024.0,
+            cpu_us,
+            settle_secs,
         }
     }
 
-    pub fn results_len(&mut self) -> usize {
-        redis::cmd("XLEN")
-            .arg("bench:{0}:results")
-            .query::<usize>(&mut self.conn)
-            .unwrap_or(0)
+    /// Whether the profile updater's group (`tayori-profiles`) has read and
+    /// acknowledged every entry of every results stream. A missing stream (a
+    /// partition without jobs) or one without the group (profiles off) counts as
+    /// caught up.
+    pub fn profiles_caught_up(&mut self) -> bool {
+        for key in self.results_keys() {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(&key)
+                .query(self.keys_conn())
+                .unwrap_or(false);
+            if !exists {
+                continue;
+            }
+            let groups: Vec<HashMap<String, redis::Value>> = match redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(&key)
+                .query(self.keys_conn())
+            {
+                Ok(g) => g,
+                Err(_) => return false,
+            };
+            let text = |m: &HashMap<String, redis::Value>, k: &str| match m.get(k) {
+                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                _ => String::new(),
+            };
+            let Some(group) = groups
+                .iter()
+                .find(|g| text(g, "name") == tayori::profile::updater::GROUP)
+            else {
+                continue;
+            };
+            if !matches!(group.get("pending"), Some(redis::Value::Int(0))) {
+                return false;
+            }
+            let stream: HashMap<String, redis::Value> = match redis::cmd("XINFO")
+                .arg("STREAM")
+                .arg(&key)
+                .query(self.keys_conn())
+            {
+                Ok(s) => s,
+                Err(_) => return false,
+            };
+            if text(group, "last-delivered-id") != text(&stream, "last-generated-id") {
+                return false;
+            }
+        }
+        true
     }
 
-    /// `sent` events in the results stream.
-    pub fn count_sent(&mut self) -> usize {
-        let evs: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-            .arg("bench:{0}:results")
-            .arg("-")
-            .arg("+")
-            .query::<redis::Value>(&mut self.conn)
-            .ok()
-            .and_then(|v| redis::from_redis_value(v).ok())
-            .unwrap_or_default();
-        evs.iter()
-            .filter(|(_, f)| {
-                f.iter()
-                    .any(|(k, v)| k == "event" && v.contains("\"type\":\"sent\""))
-            })
-            .count()
+    /// The connection for commands on keys: on a cluster it sends each to the
+    /// primary of the key's slot.
+    pub fn keys_conn(&mut self) -> &mut dyn ConnectionLike {
+        match &mut self.cluster_conn {
+            Some(c) => c,
+            None => &mut self.conn,
+        }
     }
+
+    /// Every partition's results stream.
+    pub fn results_keys(&self) -> Vec<String> {
+        self.keys
+            .all_partitions()
+            .map(|p| self.keys.results(p))
+            .collect()
+    }
+
+    /// Entries in every partition's results stream, summed. One pipeline: on a
+    /// cluster the client splits it by node, so a poll costs a round trip per
+    /// node, not per partition, and adds little to what is measured.
+    pub fn results_len(&mut self) -> usize {
+        let keys = self.results_keys();
+        let lens: Vec<usize> = match &mut self.cluster_conn {
+            Some(c) => {
+                let mut pipe = redis::cluster::cluster_pipe();
+                for k in &keys {
+                    pipe.cmd("XLEN").arg(k);
+                }
+                pipe.query(c).unwrap_or_default()
+            }
+            None => {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("XLEN").arg(k);
+                }
+                pipe.query(&mut self.conn).unwrap_or_default()
+            }
+        };
+        lens.iter().sum()
+    }
+
+    /// `sent` events in every partition's results stream.
+    pub fn count_sent(&mut self) -> usize {
+        let mut sent = 0;
+        for key in self.results_keys() {
+            // Pages of 10,000: a whole 100,000-entry stream in one reply is a
+            // needless spike in both processes.
+            let mut start = "-".to_owned();
+            loop {
+                let page: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg(&start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(10_000)
+                    .query::<redis::Value>(self.keys_conn())
+                    .ok()
+                    .and_then(|v| redis::from_redis_value(v).ok())
+                    .unwrap_or_default();
+                sent += page
+                    .iter()
+                    .filter(|(_, f)| {
+                        f.iter()
+                            .any(|(k, v)| k == "event" && v.contains("\"type\":\"sent\""))
+                    })
+                    .count();
+                match page.last() {
+                    Some((id, _)) if page.len() == 10_000 => start = format!("({id}"),
+                    _ => break,
+                }
+            }
+        }
+        sent
+    }
+
+    /// Bytes the results streams take (`MEMORY USAGE … SAMPLES 0`: every entry counted).
+    pub fn results_bytes(&mut self) -> i64 {
+        let mut total = 0;
+        for key in self.results_keys() {
+            let bytes: Option<i64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(&key)
+                .arg("SAMPLES")
+                .arg(0)
+                .query(self.keys_conn())
+                .unwrap_or(None);
+            total += bytes.unwrap_or(0);
+        }
+        total
+    }
+
+    /// Every redis-server's port: the one, or each primary of the cluster.
+    pub fn nodes(&self) -> Vec<u16> {
+        match &self.server {
+            Server::Standalone(_) => vec![self.url_port()],
+            Server::Cluster(c) => c.ports(),
+        }
+    }
+
+    fn url_port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in url")
+    }
+
+    /// Which partitions each node holds (by its results stream's slot; every key
+    /// of a partition shares that slot), in [`Bench::nodes`] order.
+    pub fn partitions_by_node(&self) -> Vec<(u16, Vec<u32>)> {
+        let nodes = self.nodes();
+        let mut held: Vec<(u16, Vec<u32>)> = nodes.iter().map(|&n| (n, Vec::new())).collect();
+        for p in self.keys.all_partitions() {
+            let owner = match &self.server {
+                Server::Standalone(_) => nodes[0],
+                Server::Cluster(c) => c.master_for_key(&self.keys.results(p)),
+            };
+            if let Some((_, ps)) = held.iter_mut().find(|(n, _)| *n == owner) {
+                ps.push(p.index());
+            }
+        }
+        held
+    }
+
+    /// Every node's counters now, in [`Bench::nodes`] order.
+    pub fn node_stats(&self) -> Vec<NodeStats> {
+        self.nodes()
+            .into_iter()
+            .map(|port| {
+                let mut c = node_conn(port).expect("connect to a redis-server");
+                let text: String = redis::cmd("INFO")
+                    .arg("cpu")
+                    .arg("memory")
+                    .arg("commandstats")
+                    .arg("keyspace")
+                    .query(&mut c)
+                    .expect("INFO");
+                let f = info_fields(&text);
+                let num = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                let calls = f
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        let name = k.strip_prefix("cmdstat_")?;
+                        let n = v.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+                        Some((name.to_owned(), n.parse().ok()?))
+                    })
+                    // `memory|usage`: subcommands are counted under `name|sub`.
+                    .filter(|(name, _)| {
+                        let base = name.split('|').next().unwrap_or_default();
+                        !matches!(base, "info" | "xlen" | "memory")
+                    })
+                    .collect();
+                NodeStats {
+                    port,
+                    cpu_us: (num("used_cpu_user") + num("used_cpu_sys")) * 1e6,
+                    used_memory: num("used_memory") as i64,
+                    keys: f
+                        .get("db0")
+                        .and_then(|v| v.split(',').find_map(|kv| kv.strip_prefix("keys=")))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                    calls,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The process's peak resident set (`VmHWM`), 0 once it is gone.
+fn vm_hwm_kib(status_path: &str) -> u64 {
+    std::fs::read_to_string(status_path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Waits for `child` with `wait4`, which also reports what it used: (user +
+/// system CPU µs, peak RSS KiB). `Child::wait` reaps without the rusage.
+fn reap_with_usage(child: Child) -> (f64, u64) {
+    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
+        return (0.0, 0);
+    };
+    let mut status = 0;
+    // SAFETY: rusage is plain data, zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, with pointers to live locals. The `Child`
+    // is not waited on afterwards (dropping it does not wait).
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r != pid {
+        return (0.0, 0);
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    (
+        tv(usage.ru_utime) + tv(usage.ru_stime),
+        u64::try_from(usage.ru_maxrss).unwrap_or(0),
+    )
 }
 
 impl Drop for Bench {
     fn drop(&mut self) {
-        let _ = redis::cmd("SHUTDOWN")
-            .arg("NOSAVE")
-            .query::<()>(&mut self.conn);
-        let _ = self.redis.wait();
+        // A cluster's nodes are killed by its own Drop.
+        if let Server::Standalone(child) = &mut self.server {
+            let _ = redis::cmd("SHUTDOWN")
+                .arg("NOSAVE")
+                .query::<()>(&mut self.conn);
+            let _ = child.wait();
+        }
     }
 }
