@@ -72,6 +72,8 @@ pub enum Content {
     Dm {
         fields: BTreeMap<String, String>,
     },
+    /// A JSON document a channel posts as its request body (signed webhooks).
+    Json { body: serde_json::Value },
 }
 
 /// Per-message parts of an email that come from the daemon, not the template:
