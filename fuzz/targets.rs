@@ -23,15 +23,15 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, St
 use base64::Engine as _;
 use ring::hmac;
 use serde_json::{json, Value};
+use tayori::channel::{registry, Channels, Compose};
+use tayori::channel_id::ChannelId;
+use tayori::config::Config;
 use tayori::job::Job;
 use tayori::render::Renderer;
-use tayori::sms_settings::{SignatureMethod, VonageSignature};
-use tayori::tracking::{Purpose, Sealer, Tracked, Tracker, TrackingSettings};
+use tayori::tracking::{Purpose, Sealer, Tracked};
 use tayori_channels::email::EmailEncoder;
 use tayori_channels::sms::{phone, segments};
-use tayori_channels::{
-    ChannelKind, Content, EmailExtras, Encode, Message, PostalAddress, Recipient,
-};
+use tayori_channels::{Content, EmailExtras, Encode, Message, PostalAddress, Recipient};
 
 /// One fuzz target: its name (the cargo-fuzz binary and `fuzz/corpus/{name}/`),
 /// its body, and seeds made in code (tokens sealed with [`SECRET`], signed bodies)
@@ -213,7 +213,7 @@ fn pick(data: &[u8], n: usize) -> usize {
 
 pub fn job(data: &[u8]) {
     let raw = String::from_utf8_lossy(data);
-    let job = match Job::parse(&raw, MAX_JOB_BYTES) {
+    let job = match registry::parse_job(&raw, MAX_JOB_BYTES) {
         Ok(job) => job,
         Err(e) => {
             assert!(!e.field.is_empty(), "an error names a field: {e:?}");
@@ -241,12 +241,12 @@ pub fn job(data: &[u8]) {
     if let Some(best) = job.best_time() {
         let _ = best.window(jiff::Timestamp::now());
     }
-    for kind in ChannelKind::ALL {
-        if let Some(address) = job.address(kind) {
-            let masked = tayori::mask::address(kind, address);
+    for plugin in registry::PLUGINS {
+        if let Some(address) = plugin.address(&job.to) {
+            let masked = plugin.mask(address);
             assert!(masked.contains("***"), "{masked:?} is not masked");
         }
-        let _ = job.recipient(kind);
+        let _ = plugin.recipient(&job.to);
     }
     // The file transport names files after the id: never outside its directory.
     let stem = tayori_channels::file::file_stem(&job.id);
@@ -260,7 +260,7 @@ pub fn job(data: &[u8]) {
     );
     // What Tayori writes back (a `best` job with its choice) reads again.
     let again = serde_json::to_string(&job).expect("a parsed job serializes");
-    if let Err(e) = Job::parse(&again, usize::MAX) {
+    if let Err(e) = registry::parse_job(&again, usize::MAX) {
         panic!("a re-serialized job does not parse again: {e}: {again}");
     }
 }
@@ -320,7 +320,7 @@ fn job_seeds() -> Vec<Vec<u8>> {
 
 struct RenderKit {
     renderer: Renderer,
-    tracker: Tracker,
+    channels: Channels,
     encoder: EmailEncoder,
 }
 
@@ -331,83 +331,125 @@ thread_local! {
 fn render_kit() -> RenderKit {
     // Fuel as a config would set it, low enough that a runaway loop ends quickly.
     let mut renderer = Renderer::empty(Some(20_000));
-    let fz = [
-        ("subject.txt", Some("{{ v }}".to_owned())),
+    let fz = vec![
+        ("subject.txt", "{{ v }}".to_owned()),
         (
             "email.html",
-            Some(
-                "<html><body><p>{{ v }}</p><a href=\"https://shop.example.com/p?id={{ job.id }}\">shop</a>\
-                 <a href=\"{{ unsubscribe_url }}\">stop</a></body></html>"
-                    .to_owned(),
-            ),
+            "<html><body><p>{{ v }}</p><a href=\"https://shop.example.com/p?id={{ job.id }}\">shop</a>\
+             <a href=\"{{ unsubscribe_url }}\">stop</a></body></html>"
+                .to_owned(),
         ),
-        ("email.txt", None),
-        ("sms.txt", Some("{{ v }}".to_owned())),
+        ("sms.txt", "{{ v }}".to_owned()),
         (
             "line.json",
-            Some(
-                r#"[{"type":"text","text":"{{ v }}"},{"type":"template","altText":"a","template":{"type":"buttons","text":"{{ v }}","actions":[{"type":"uri","label":"l","uri":"https://shop.example.com/{{ job.id }}"}]}}]"#
-                    .to_owned(),
-            ),
+            r#"[{"type":"text","text":"{{ v }}"},{"type":"template","altText":"a","template":{"type":"buttons","text":"{{ v }}","actions":[{"type":"uri","label":"l","uri":"https://shop.example.com/{{ job.id }}"}]}}]"#
+                .to_owned(),
         ),
-        ("dm.json", Some(r#"{"message1":"{{ v }}"}"#.to_owned())),
+        ("dm.json", r#"{"message1":"{{ v }}"}"#.to_owned()),
     ];
     renderer.add_set("fz", fz).expect("the fuzz template loads");
-    let text = [
-        ("subject.txt", Some("s".to_owned())),
-        ("email.html", None),
+    let text = vec![
+        ("subject.txt", "s".to_owned()),
         (
             "email.txt",
-            Some("{{ v }} https://shop.example.com/x {{ unsubscribe_url }}".to_owned()),
+            "{{ v }} https://shop.example.com/x {{ unsubscribe_url }}".to_owned(),
         ),
-        ("sms.txt", None),
-        ("line.json", None),
-        ("dm.json", None),
     ];
     renderer
         .add_set("text", text)
         .expect("the fuzz template loads");
     RenderKit {
         renderer,
-        tracker: tracker(),
+        channels: channels(TWILIO_SMS),
         encoder: EmailEncoder::new("Example Shop <news@example.com>", None).expect("a valid From"),
     }
 }
 
-fn tracker() -> Tracker {
-    Tracker::new(&TrackingSettings {
-        secret: SECRET.to_owned(),
-        public_url: PUBLIC_URL.to_owned(),
-        opens: true,
-        clicks: true,
-        verp: Some("bounces@example.com".to_owned()),
-        line_clicks: true,
-        sms_clicks: true,
-    })
-    .expect("valid tracking settings")
+/// `[channels.sms]` through Twilio (its webhook verifies with [`TWILIO_TOKEN`]).
+const TWILIO_SMS: &str = r#"
+provider = "twilio"
+track_clicks = false
+[channels.sms.twilio]
+account_sid = "AC0123456789abcdef0123456789abcdef"
+auth_token = "TWILIO_TOKEN"
+from = "+15005550006"
+"#;
+
+/// `[channels.sms]` through Vonage, signed with [`VONAGE_SECRET`] (HMAC-SHA256).
+const VONAGE_SMS: &str = r#"
+provider = "vonage"
+track_clicks = false
+[channels.sms.vonage]
+api_key = "k"
+api_secret = "s"
+from = "Tayori"
+signature_secret = "VONAGE_SECRET"
+signature_method = "sha256"
+"#;
+
+/// Every channel as the daemon builds it from a config: tracking on (opens,
+/// clicks, VERP, LINE and SMS links), each channel's webhooks verified with the
+/// secrets above, SMS through `sms`.
+fn channels(sms: &str) -> Channels {
+    let sms = sms
+        .replace("TWILIO_TOKEN", TWILIO_TOKEN)
+        .replace("VONAGE_SECRET", VONAGE_SECRET);
+    let text = format!(
+        r#"
+[redis]
+[http]
+public_url = "{PUBLIC_URL}"
+tracking_secret = "{SECRET}"
+[channels.email]
+transport = "null"
+from = "Example Shop <news@example.com>"
+verp = true
+envelope_from = "bounces@example.com"
+[channels.line]
+transport = "null"
+channel_secret = "{LINE_SECRET}"
+[channels.dm]
+transport = "null"
+[channels.sms]
+{sms}
+"#
+    );
+    let config = Config::parse(&text, std::path::Path::new("fuzz.toml"), |_| None)
+        .expect("the fuzz config parses");
+    Channels::from_config(&config).expect("the fuzz channels configure")
 }
 
 pub fn render(data: &[u8]) {
     let raw = String::from_utf8_lossy(data);
     // Smaller than the daemon's limit: each render may be slow in a debug build.
-    let Ok(job) = Job::parse(&raw, 16 * 1024) else {
+    let Ok(job) = registry::parse_job(&raw, 16 * 1024) else {
         return;
     };
     RENDER.with(|kit| {
-        let r = &kit.renderer;
-        if let Ok((content, _)) = kit.tracker.compose_email(r, &job) {
-            let message = message_for(&job, ChannelKind::Email, content);
+        let cx = Compose {
+            renderer: &kit.renderer,
+            tracker: kit.channels.tracker.as_deref(),
+        };
+        let compose = |id: ChannelId| {
+            kit.channels
+                .get(id)
+                .expect("every channel is enabled")
+                .compose(&job, &cx)
+        };
+        let email = tayori::channel::email::ID;
+        if let Ok((content, _)) = compose(email) {
+            let message = message_for(&job, email, content);
             if let Ok(eml) = kit.encoder.encode(&message) {
                 check_mail(&eml);
             }
         }
-        let _ = kit.tracker.compose_line(r, &job);
-        let _ = kit.tracker.compose_sms(r, &job);
-        let _ = r.render(&job, ChannelKind::Dm, None);
+        let _ = compose(tayori::channel::line::ID);
+        let _ = compose(tayori::channel::dm::ID);
         // Variables are data: `{{ v }}` prints v exactly, whatever it contains.
+        let sms = compose(tayori::channel::sms::ID).map(|(content, _)| content);
         if job.template.as_deref() == Some("fz") {
             if let Some(Value::String(v)) = job.vars.get("v") {
-                match r.render(&job, ChannelKind::Sms, None) {
+                match sms {
                     Ok(Content::Sms { text }) => assert_eq!(text, v.trim_end()),
                     other => panic!("{{{{ v }}}} with a string v did not render: {other:?}"),
                 }
@@ -416,14 +458,16 @@ pub fn render(data: &[u8]) {
     });
 }
 
-fn message_for(job: &Job, kind: ChannelKind, content: Content) -> Message {
+fn message_for(job: &Job, kind: ChannelId, content: Content) -> Message {
     Message {
         job_id: job.id.clone(),
         attempt: 1,
         idempotency_key: format!("{}/{kind}", job.id),
         campaign: job.campaign.clone(),
         customer_id: job.customer_id.clone(),
-        to: job.recipient(kind),
+        to: registry::plugin(kind)
+            .map(|p| p.recipient(&job.to))
+            .unwrap_or_default(),
         content,
     }
 }
@@ -595,7 +639,9 @@ pub fn tracking_token(data: &[u8]) {
         // What is sealed opens to itself, for its purpose only; one changed
         // character opens to nothing.
         let t = Tracked {
-            channel: ChannelKind::ALL[pick(data, 4)],
+            channel: registry::ids()
+                .nth(pick(data, registry::PLUGINS.len()))
+                .unwrap_or(tayori::channel::email::ID),
             job_id: p[0].clone(),
             address: p[1].clone(),
             campaign: non_empty(&p[2]),
@@ -634,7 +680,7 @@ pub fn tracking_token(data: &[u8]) {
 fn token_seeds() -> Vec<Vec<u8>> {
     let s = Sealer::new(SECRET);
     let t = Tracked {
-        channel: ChannelKind::Email,
+        channel: tayori::channel::email::ID,
         job_id: "spring26-C1001".into(),
         address: "taro@example.com".into(),
         campaign: Some("spring26".into()),
@@ -756,18 +802,33 @@ fn http_kit() -> HttpKit {
         .enable_all()
         .build()
         .expect("a runtime");
+    // SMS goes through one provider at a time: Twilio's routes from one
+    // config, Vonage's from another.
+    let hooks = tayori::channel::inbound::RouteContext {
+        public_url: PUBLIC_URL.to_owned(),
+        tracker: None,
+        dedupe_window: std::time::Duration::from_secs(60),
+    };
+    let twilio = channels(TWILIO_SMS);
+    let vonage = channels(VONAGE_SMS);
+    let tracker = twilio.tracker.clone();
+    let hooks = tayori::channel::inbound::RouteContext { tracker, ..hooks };
+    let mut routes: Vec<_> = twilio
+        .iter()
+        .flat_map(|c| c.settings.routes(&hooks))
+        .collect();
+    routes.extend(
+        vonage
+            .get(tayori::channel::sms::ID)
+            .map(|c| c.settings.routes(&hooks))
+            .unwrap_or_default(),
+    );
     let webhooks = tayori::http::Webhooks {
         queue: Default::default(),
-        line_secret: Some(LINE_SECRET.to_owned()),
         dedupe_window: std::time::Duration::from_secs(60),
         repeat_window: std::time::Duration::from_secs(60),
-        tracker: Some(Arc::new(tracker())),
-        twilio_token: Some(TWILIO_TOKEN.to_owned()),
-        vonage: Some(VonageSignature {
-            secret: VONAGE_SECRET.to_owned(),
-            method: SignatureMethod::HmacSha256,
-        }),
-        public_url: PUBLIC_URL.to_owned(),
+        tracker: twilio.tracker.clone(),
+        routes,
     };
     let app = tayori::http::router(tayori::http::AppState {
         health: Default::default(),
@@ -1067,7 +1128,7 @@ fn http_seeds() -> Vec<Vec<u8>> {
     };
     let s = Sealer::new(SECRET);
     let t = Tracked {
-        channel: ChannelKind::Email,
+        channel: tayori::channel::email::ID,
         job_id: "spring26-C1001".into(),
         address: "taro@example.com".into(),
         campaign: None,

@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tayori_channels::ChannelKind;
 use tokio::sync::watch;
 
-use crate::adapters;
-use crate::compose::Composer;
+use crate::channel::inbound::RouteContext;
+use crate::channel::Channels;
 use crate::config::Config;
 use crate::event::{Event, EventType};
 use crate::http::{AppState, Health, Webhooks};
@@ -29,26 +28,27 @@ pub struct RunOptions {
 /// Jobs moved from the delayed set per script call.
 const MOVE_BATCH: usize = 1000;
 
-pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
+pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow::Result<()> {
     let handle = m::install().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
-    let composer = Arc::new(Composer::load(&config).map_err(anyhow::Error::msg)?);
+    let templates =
+        Arc::new(crate::channel::load_templates(&config).map_err(|e| anyhow::anyhow!(e.0))?);
+    let channels = Arc::new(channels);
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let hooks = RouteContext {
+        public_url: config.http.public_url.trim_end_matches('/').to_owned(),
+        tracker: channels.tracker.clone(),
+        dedupe_window: config.queue.dedupe_window,
+    };
     let webhooks = Arc::new(Webhooks {
         queue: Default::default(),
-        line_secret: config
-            .channels
-            .line
-            .as_ref()
-            .and_then(|l| l.setting("channel_secret"))
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned),
         dedupe_window: config.queue.dedupe_window,
         repeat_window: config.http.repeat_window,
-        tracker: composer.tracker.clone(),
-        twilio_token: twilio_token(&config),
-        vonage: crate::sms_settings::vonage_signature_of(config.channels.sms.as_ref()),
-        public_url: config.http.public_url.trim_end_matches('/').to_owned(),
+        tracker: channels.tracker.clone(),
+        routes: channels
+            .iter()
+            .flat_map(|c| c.settings.routes(&hooks))
+            .collect(),
     });
 
     let http = if config.http.listen.is_empty() {
@@ -89,20 +89,20 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
     let mut workers = Vec::new();
     let mut writers = Vec::new();
     let mut kinds = Vec::new();
-    for (kind, ch) in config.channels.enabled() {
+    for channel in channels.iter() {
+        let kind = channel.id;
         queue
             .ensure_group(kind)
             .await
             .with_context(|| format!("creating the consumer groups of the {kind} job streams"))?;
-        let adapter =
-            adapters::build(kind, ch, &config.http.public_url).map_err(anyhow::Error::msg)?;
+        let adapter = channel.sender()?;
         let (worker, writer) = ChannelWorker::spawn(
             kind,
-            ch,
+            channels.clone(),
+            templates.clone(),
             consumer.clone(),
             queue.clone(),
             adapter,
-            composer.clone(),
             &config,
             finished.clone(),
         );
@@ -116,7 +116,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<()> {
         }
         tokio::spawn(worker.clone().reclaim_loop(stop_rx.clone()));
         tokio::spawn(worker.clone().tick_loop(stop_rx.clone()));
-        tracing::info!(channel = %kind, transport = ch.transport.as_deref().unwrap_or(""), concurrency = ch.concurrency, "channel worker started");
+        tracing::info!(channel = %kind, transport = channel.transport_name(), concurrency = channel.common.concurrency, "channel worker started");
         workers.push(worker);
         writers.push(writer);
         kinds.push(kind);
@@ -284,7 +284,7 @@ async fn connect_until_up(
 async fn housekeeping(
     queue: Queue,
     consumer: String,
-    kinds: Vec<ChannelKind>,
+    kinds: Vec<crate::channel_id::ChannelId>,
     workers: Vec<Arc<ChannelWorker>>,
     every: Duration,
     health: Arc<Health>,
@@ -331,7 +331,7 @@ async fn housekeeping(
                 metrics::gauge!(m::DELAYED).set(stats.delayed as f64);
                 metrics::gauge!(m::DEAD_LETTER_SIZE).set(stats.dead as f64);
                 for w in &workers {
-                    metrics::gauge!(m::IN_FLIGHT, "channel" => w.kind().as_str())
+                    metrics::gauge!(m::IN_FLIGHT, "channel" => w.kind().label())
                         .set(w.in_flight() as f64);
                 }
                 let busy: usize = workers.iter().map(|w| w.in_flight()).sum();
@@ -424,14 +424,4 @@ async fn shutdown_signal() -> &'static str {
         let _ = tokio::signal::ctrl_c().await;
         "ctrl-c"
     }
-}
-
-/// The Twilio auth token, when SMS goes through Twilio (it signs Twilio's webhooks).
-fn twilio_token(config: &Config) -> Option<String> {
-    let ch = config.channels.sms.as_ref()?;
-    let settings = crate::sms_settings::SmsSettings::from_channel(ch).ok()?;
-    (settings.provider.as_deref() == Some("twilio"))
-        .then(|| settings.twilio.map(|t| t.auth_token.trim().to_owned()))
-        .flatten()
-        .filter(|t| !t.is_empty())
 }

@@ -134,8 +134,16 @@ impl Event {
     }
 }
 
-impl From<Event> for crate::queue::Op {
-    fn from(e: Event) -> Self {
-        crate::queue::Op::Event(e.to_json())
-    }
+/// A provider's report about a recipient (a LINE unfollow, an SMS STOP), recorded once.
+#[derive(Debug, Clone, Copy)]
+pub struct Reaction<'a> {
+    /// `line`, `twilio`, …: with `event_id`, the deduplication key.
+    pub source: &'a str,
+    pub event_id: &'a str,
+    /// `(channel, address, Some(reason))` suppresses, `(…, None)` lifts a suppression.
+    pub suppress: Option<(crate::channel_id::ChannelId, &'a str, Option<&'a str>)>,
+    /// The results-stream event (JSON), if the reaction produces one.
+    pub event: Option<&'a str>,
+    /// When it happened at the provider (ms): older suppression changes lose to newer ones.
+    pub at_ms: i64,
 }

@@ -3,12 +3,10 @@
 //! The types here are the published contract: `docs/job.schema.json` is
 //! generated from them (`tayori schema`).
 
-use std::collections::BTreeMap;
-
+use crate::channel_id::ChannelId;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tayori_channels::{ChannelKind, PostalAddress};
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[schemars(
@@ -101,7 +99,7 @@ impl BestTime {
     ) -> Result<(jiff::Timestamp, jiff::Timestamp), String> {
         match (&self.best_within, &self.best_between) {
             (Some(within), None) => {
-                let d = crate::config::duration::parse(within)?;
+                let d = crate::units::duration::parse(within)?;
                 if d.is_zero() || d > BEST_WINDOW_MAX {
                     return Err("best_within must be between 1s and 7d".into());
                 }
@@ -137,63 +135,55 @@ pub enum JobKind {
     Transactional,
 }
 
+/// The recipient: a name, a time zone, and an address per channel (`email`,
+/// `line_user_id`, `phone`, `postal`, …: each channel reads its own key).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct To {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line_user_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postal: Option<PostalAddress>,
     /// IANA time zone of the recipient (e.g. Asia/Tokyo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// Each channel's address, under the key the channel reads.
+    #[serde(flatten)]
+    pub addresses: serde_json::Map<String, Value>,
 }
 
+impl To {
+    /// A text address, without surrounding blanks (`None` when missing or blank).
+    pub fn text(&self, key: &str) -> Option<&str> {
+        self.addresses
+            .get(key)?
+            .as_str()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+    }
+
+    /// Checks that `key`, if given, is a string (or null).
+    pub fn check_text(&self, key: &str) -> Result<(), JobError> {
+        match self.addresses.get(key) {
+            None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
+            Some(other) => {
+                let kind = match other {
+                    Value::Bool(_) => "boolean",
+                    Value::Number(_) => "number",
+                    Value::Array(_) => "sequence",
+                    _ => "map",
+                };
+                Err(JobError::new(
+                    &format!("to.{key}"),
+                    format!("invalid job JSON: invalid type: {kind}, expected a string"),
+                ))
+            }
+        }
+    }
+}
+
+/// Inline content per channel, used instead of `template`: `{"email": {…}, "sms": {…}}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct InlineContent {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<EmailContent>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line: Option<LineContent>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sms: Option<SmsContent>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dm: Option<DmContent>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EmailContent {
-    pub subject: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub html: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LineContent {
-    /// LINE message objects; every string in them is a template.
-    pub messages: Vec<Value>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SmsContent {
-    pub text: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DmContent {
-    pub fields: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub parts: serde_json::Map<String, Value>,
 }
 
 /// Why a job cannot be processed; `field` names the culprit.
@@ -267,9 +257,7 @@ impl Job {
             let mut seen = Vec::new();
             for (i, c) in self.channels.iter().enumerate() {
                 let field = format!("channels[{i}]");
-                let kind = c
-                    .parse::<ChannelKind>()
-                    .map_err(|e| JobError::new(&field, e))?;
+                let kind = ChannelId::parse(c).map_err(|e| JobError::new(&field, e.to_string()))?;
                 if seen.contains(&kind) {
                     return Err(JobError::new(&field, format!("{kind} is listed twice")));
                 }
@@ -280,13 +268,11 @@ impl Job {
         // are per channel, and a loop would never end.
         let mut seen = match self.is_best() {
             true => Vec::new(),
-            false => vec![self.channel_kind()?],
+            false => vec![self.channel_id()?],
         };
         for (i, f) in self.fallback.iter().enumerate() {
             let field = format!("fallback[{i}]");
-            let kind = f
-                .parse::<ChannelKind>()
-                .map_err(|e| JobError::new(&field, e))?;
+            let kind = ChannelId::parse(f).map_err(|e| JobError::new(&field, e.to_string()))?;
             if seen.contains(&kind) {
                 return Err(JobError::new(
                     &field,
@@ -338,36 +324,48 @@ impl Job {
     }
 
     /// The stream a CRM adds the job to: its channel's, or for `best` the first candidate's.
-    pub fn stream_channel(&self) -> Result<ChannelKind, JobError> {
+    pub fn stream_channel(&self) -> Result<ChannelId, JobError> {
         if self.is_best() {
-            return self
-                .channels
-                .first()
-                .ok_or_else(|| {
-                    JobError::new(
-                        "channels",
-                        "channel \"best\" needs the channels to choose from",
-                    )
-                })?
-                .parse()
-                .map_err(|e| JobError::new("channels[0]", e));
+            let first = self.channels.first().ok_or_else(|| {
+                JobError::new(
+                    "channels",
+                    "channel \"best\" needs the channels to choose from",
+                )
+            })?;
+            return ChannelId::parse(first)
+                .map_err(|e| JobError::new("channels[0]", e.to_string()));
         }
-        self.channel_kind()
+        self.channel_id()
     }
 
-    pub fn channel_kind(&self) -> Result<ChannelKind, JobError> {
-        self.channel
-            .parse()
-            .map_err(|e| JobError::new("channel", e))
+    pub fn channel_id(&self) -> Result<ChannelId, JobError> {
+        ChannelId::parse(&self.channel).map_err(|e| JobError::new("channel", e.to_string()))
     }
 
     /// The channel at fallback position `hop` (0 is the job's own channel).
-    pub fn channel_at(&self, hop: usize) -> Option<ChannelKind> {
+    pub fn channel_at(&self, hop: usize) -> Option<ChannelId> {
         if hop == 0 {
-            self.channel_kind().ok()
+            self.channel_id().ok()
         } else {
-            self.fallback.get(hop - 1)?.parse().ok()
+            ChannelId::parse(self.fallback.get(hop - 1)?).ok()
         }
+    }
+
+    /// Every channel the job names (its own or `best`'s candidates, then the
+    /// fallback), with the field each is named in.
+    pub fn named_channels(&self) -> Vec<(String, &str)> {
+        let mut out = Vec::new();
+        if self.is_best() {
+            for (i, c) in self.channels.iter().enumerate() {
+                out.push((format!("channels[{i}]"), c.as_str()));
+            }
+        } else {
+            out.push(("channel".to_owned(), self.channel.as_str()));
+        }
+        for (i, c) in self.fallback.iter().enumerate() {
+            out.push((format!("fallback[{i}]"), c.as_str()));
+        }
+        out
     }
 
     /// A fixed send time, if the job has one (not a best-time window).
@@ -388,37 +386,6 @@ impl Job {
 
     pub fn expires_at(&self) -> Option<jiff::Timestamp> {
         self.expires_at.as_deref().and_then(|s| parse_time(s).ok())
-    }
-
-    /// The recipient's address on a channel, if the job has one (without surrounding blanks).
-    pub fn address(&self, kind: ChannelKind) -> Option<&str> {
-        let a = match kind {
-            ChannelKind::Email => self.to.email.as_deref(),
-            ChannelKind::Line => self.to.line_user_id.as_deref(),
-            ChannelKind::Sms => self.to.phone.as_deref(),
-            ChannelKind::Dm => self.to.postal.as_ref().map(|p| p.postal_code.as_str()),
-        };
-        // Trimmed: the suppression lookup and the send must see the same address.
-        a.map(str::trim).filter(|a| !a.is_empty())
-    }
-
-    /// The recipient as the channel adapter sees it (`address` empty when the job has none).
-    pub fn recipient(&self, kind: ChannelKind) -> tayori_channels::Recipient {
-        tayori_channels::Recipient {
-            name: self.to.name.clone(),
-            address: self.address(kind).unwrap_or_default().to_owned(),
-            postal: self.to.postal.clone(),
-        }
-    }
-
-    /// The field a channel's address lives in (for error messages).
-    pub fn address_field(kind: ChannelKind) -> &'static str {
-        match kind {
-            ChannelKind::Email => "to.email",
-            ChannelKind::Line => "to.line_user_id",
-            ChannelKind::Sms => "to.phone",
-            ChannelKind::Dm => "to.postal",
-        }
     }
 }
 
@@ -474,7 +441,7 @@ fn json_error(raw: &str, e: serde_json::Error) -> JobError {
 /// A path as the job's author reads it: `content.email.bcc`, `channels[2]`; a key
 /// that is not a plain name in quotes (`content.""`, `content."a.b"`), cut at 64
 /// characters.
-fn field_path(path: &serde_path_to_error::Path) -> String {
+pub fn field_path(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
     for segment in path {
@@ -496,7 +463,7 @@ fn separate(out: &mut String) {
     }
 }
 
-fn push_key(out: &mut String, key: &str) {
+pub fn push_key(out: &mut String, key: &str) {
     const MAX_CHARS: usize = 64;
     separate(out);
     let plain = !key.is_empty()
@@ -526,129 +493,4 @@ pub fn valid_template_name(name: &str) -> bool {
 fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
     s.parse::<jiff::Timestamp>()
         .map_err(|e| format!("not an RFC 3339 time with offset: {e}"))
-}
-
-/// The JSON Schema of [`Job`], as published in `docs/job.schema.json`.
-pub fn json_schema() -> String {
-    let schema = schemars::schema_for!(Job);
-    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const OK: &str =
-        r#"{"id":"j1","channel":"email","to":{"email":"a@example.com"},"template":"welcome"}"#;
-
-    fn err(raw: &str) -> JobError {
-        Job::parse(raw, 1 << 20).unwrap_err()
-    }
-
-    #[test]
-    fn a_valid_job_parses() {
-        let job = Job::parse(OK, 1 << 20).unwrap();
-        assert_eq!(job.address(ChannelKind::Email), Some("a@example.com"));
-        assert_eq!(job.address(ChannelKind::Sms), None);
-    }
-
-    #[test]
-    fn errors_name_the_field() {
-        assert_eq!(err(r#"{"channel":"email","template":"t"}"#).field, "id");
-        assert_eq!(
-            err(r#"{"id":"x","channel":"fax","template":"t"}"#).field,
-            "channel"
-        );
-        assert_eq!(
-            err(r#"{"id":"x","channel":"email","fallback":["dm","pigeon"],"template":"t"}"#).field,
-            "fallback[1]"
-        );
-        assert_eq!(
-            err(r#"{"id":"x","channel":"email","template":"../etc"}"#).field,
-            "template"
-        );
-        assert_eq!(
-            err(r#"{"id":"x","channel":"email","fallback":["sms","email"],"template":"t"}"#).field,
-            "fallback[1]"
-        );
-        assert_eq!(
-            err(r#"{"id":"x","channel":"email","fallback":["sms","sms"],"template":"t"}"#).field,
-            "fallback[1]"
-        );
-        assert_eq!(
-            err(r#"{"id":"x","channel":"email","template":"t","send_at":"tomorrow"}"#).field,
-            "send_at"
-        );
-        assert_eq!(
-            err(r#"{"id":" ","channel":"email","template":"t"}"#).field,
-            "id"
-        );
-        assert_eq!(err("not json").field, "job");
-        assert_eq!(err(r#"{"id":"x","channel":"email"}"#).field, "template");
-    }
-
-    #[test]
-    fn json_errors_name_the_whole_path() {
-        let inline = |content: &str| {
-            err(&format!(
-                r#"{{"id":"x","channel":"email","content":{content}}}"#
-            ))
-        };
-        let e = inline(r#"{"email":{"subject":"s","text":"t","bcc":"x@example.net"}}"#);
-        assert_eq!(e.field, "content.email.bcc");
-        assert!(e.message.contains("unknown field `bcc`"), "{e}");
-        assert_eq!(inline(r#"{"":1}"#).field, r#"content."""#);
-        assert_eq!(inline(r#"{"a.b":1}"#).field, r#"content."a.b""#);
-        assert_eq!(
-            inline(r#"{"email":{"text":"t"}}"#).field,
-            "content.email.subject"
-        );
-        assert_eq!(inline(r#"{"sms":{"text":5}}"#).field, "content.sms.text");
-        assert_eq!(
-            inline(r#"{"dm":{"fields":{"coupon code":1}}}"#).field,
-            r#"content.dm.fields."coupon code""#
-        );
-        let long = inline(&format!(r#"{{"{}":1}}"#, "k".repeat(500))).field;
-        assert_eq!(long, format!(r#"content."{}…""#, "k".repeat(64)));
-        let e = err(r#"{"id":"x","channel":"email","template":"t","fallback":["sms",3]}"#);
-        assert_eq!(e.field, "fallback[1]");
-        assert_eq!(
-            err(r#"{"id":12,"channel":"email","template":"t"}"#).field,
-            "id"
-        );
-        assert_eq!(
-            err(r#"{"id":"a","id":"b","channel":"email","template":"t"}"#).field,
-            "id"
-        );
-        assert_eq!(
-            err(r#"{"id":"x","channel":"email","template":"t","send_at":5}"#).field,
-            "send_at"
-        );
-        // Not a field's fault: the JSON itself, or its top-level shape.
-        assert_eq!(err("[1,2,3]").field, "job");
-        assert_eq!(err(r#"{"id":"x","#).field, "job");
-        assert_eq!(err(&format!("{OK} x")).field, "job");
-    }
-
-    #[test]
-    fn campaign_and_customer_ids_are_bounded() {
-        let with = |key: &str, len: usize| {
-            let mut v: Value = serde_json::from_str(OK).unwrap();
-            v[key] = Value::from("c".repeat(len));
-            Job::parse(&v.to_string(), 1 << 20)
-        };
-        for key in ["campaign", "customer_id"] {
-            assert!(with(key, MAX_REF_BYTES).is_ok());
-            let e = with(key, MAX_REF_BYTES + 1).unwrap_err();
-            assert_eq!(e.field, key);
-            assert!(e.message.contains("128 bytes"), "{e}");
-        }
-    }
-
-    #[test]
-    fn oversize_jobs_are_refused() {
-        let e = Job::parse(OK, 10).unwrap_err();
-        assert_eq!(e.field, "job");
-        assert!(e.message.contains("limit"));
-    }
 }

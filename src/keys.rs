@@ -39,7 +39,7 @@
 
 use std::fmt;
 
-use tayori_channels::ChannelKind;
+use crate::channel_id::ChannelId;
 
 /// The layout this build reads and writes (`P:schema` → `version`).
 pub const SCHEMA_VERSION: u32 = 2;
@@ -139,7 +139,7 @@ impl Keys {
 
     // --- a partition's queue -------------------------------------------------
 
-    pub fn jobs(&self, p: Partition, kind: ChannelKind) -> String {
+    pub fn jobs(&self, p: Partition, kind: ChannelId) -> String {
         self.in_partition(p, format_args!("jobs:{kind}"))
     }
 
@@ -156,7 +156,7 @@ impl Keys {
     }
 
     /// How many workers started on a redelivered entry (see `queue::Checked::starts`).
-    pub fn starts(&self, p: Partition, kind: ChannelKind, entry_id: &str) -> String {
+    pub fn starts(&self, p: Partition, kind: ChannelId, entry_id: &str) -> String {
         self.in_partition(p, format_args!("starts:{kind}:{entry_id}"))
     }
 
@@ -183,12 +183,12 @@ impl Keys {
     }
 
     /// An address's suppression hash on a channel, with its partition.
-    pub fn suppressed(&self, kind: ChannelKind, address: &str) -> String {
+    pub fn suppressed(&self, kind: ChannelId, address: &str) -> String {
         self.suppressed_in(self.address_partition(address), kind)
     }
 
     /// A partition's suppression hash on a channel (`tayori stats`, migration).
-    pub fn suppressed_in(&self, p: Partition, kind: ChannelKind) -> String {
+    pub fn suppressed_in(&self, p: Partition, kind: ChannelId) -> String {
         self.in_partition(p, format_args!("suppressed:{kind}"))
     }
 
@@ -209,7 +209,7 @@ impl Keys {
     }
 
     /// A channel's pause (set by any daemon; read by `tayori stats`).
-    pub fn paused(&self, kind: ChannelKind) -> String {
+    pub fn paused(&self, kind: ChannelId) -> String {
         self.rate(kind.as_str(), ":paused")
     }
 
@@ -248,38 +248,50 @@ impl Keys {
 
     // --- each script's KEYS ----------------------------------------------------
 
-    /// `finish.lua`: results, delayed, dead, then each channel's job stream in
-    /// `ChannelKind::ALL` order.
-    pub fn finish_keys(&self, p: Partition) -> Vec<String> {
-        self.queue_keys(p)
+    /// `finish.lua`: results, delayed, dead, then the job stream of each of
+    /// `channels`, in their order (the registry's).
+    pub fn finish_keys(
+        &self,
+        p: Partition,
+        channels: impl IntoIterator<Item = ChannelId>,
+    ) -> Vec<String> {
+        self.queue_keys(p, channels)
     }
 
     /// `tayori dead retry`'s script: the partition's dead letters and the job
     /// stream a letter goes back to.
-    pub fn redrive_keys(&self, p: Partition, kind: ChannelKind) -> [String; 2] {
+    pub fn redrive_keys(&self, p: Partition, kind: ChannelId) -> [String; 2] {
         [self.dead(p), self.jobs(p, kind)]
     }
 
     /// `move_due.lua`: the same keys as [`Keys::finish_keys`].
-    pub fn move_due_keys(&self, p: Partition) -> Vec<String> {
-        self.queue_keys(p)
+    pub fn move_due_keys(
+        &self,
+        p: Partition,
+        channels: impl IntoIterator<Item = ChannelId>,
+    ) -> Vec<String> {
+        self.queue_keys(p, channels)
     }
 
-    fn queue_keys(&self, p: Partition) -> Vec<String> {
+    fn queue_keys(
+        &self,
+        p: Partition,
+        channels: impl IntoIterator<Item = ChannelId>,
+    ) -> Vec<String> {
         let mut keys = vec![self.results(p), self.delayed(p), self.dead(p)];
-        keys.extend(ChannelKind::ALL.iter().map(|k| self.jobs(p, *k)));
+        keys.extend(channels.into_iter().map(|k| self.jobs(p, k)));
         keys
     }
 
     /// `suppress.lua` (and the suppression part of `reaction.lua`): the hash,
     /// its change times and its change marks.
-    pub fn suppression_keys(&self, kind: ChannelKind, address: &str) -> [String; 3] {
+    pub fn suppression_keys(&self, kind: ChannelId, address: &str) -> [String; 3] {
         self.suppression_keys_in(self.address_partition(address), kind)
     }
 
     /// A partition's suppression keys of a channel (migration): the hash, its
     /// change times and its change marks.
-    pub fn suppression_keys_in(&self, p: Partition, kind: ChannelKind) -> [String; 3] {
+    pub fn suppression_keys_in(&self, p: Partition, kind: ChannelId) -> [String; 3] {
         let hash = self.suppressed_in(p, kind);
         [hash.clone(), format!("{hash}:at"), format!("{hash}:by")]
     }
@@ -291,7 +303,7 @@ impl Keys {
         &self,
         source: &str,
         event_id: &str,
-        suppress: Option<(ChannelKind, &str)>,
+        suppress: Option<(ChannelId, &str)>,
     ) -> Vec<String> {
         let p = match suppress {
             Some((_, address)) => self.address_partition(address),
@@ -358,9 +370,9 @@ fn glob_escape(s: &str) -> String {
 /// Schema 1's names (before partitions and hash tags), for the start-up check
 /// and `tayori migrate` only: nothing else reads or writes them.
 pub mod v1 {
-    use tayori_channels::ChannelKind;
+    use crate::channel_id::ChannelId;
 
-    pub fn jobs(prefix: &str, kind: ChannelKind) -> String {
+    pub fn jobs(prefix: &str, kind: ChannelId) -> String {
         format!("{prefix}:jobs:{kind}")
     }
     pub fn results(prefix: &str) -> String {
@@ -374,10 +386,10 @@ pub mod v1 {
     }
     /// The suppression hash of a channel, its change times and its change
     /// marks (the order of `Keys::suppression_keys`).
-    pub fn suppressed(prefix: &str, kind: ChannelKind) -> String {
+    pub fn suppressed(prefix: &str, kind: ChannelId) -> String {
         format!("{prefix}:suppressed:{kind}")
     }
-    pub fn suppression_keys(prefix: &str, kind: ChannelKind) -> [String; 3] {
+    pub fn suppression_keys(prefix: &str, kind: ChannelId) -> [String; 3] {
         let hash = suppressed(prefix, kind);
         [hash.clone(), format!("{hash}:at"), format!("{hash}:by")]
     }
@@ -395,7 +407,8 @@ pub mod v1 {
     /// Keys whose presence means a schema-1 deployment's data is here.
     pub fn markers(prefix: &str) -> Vec<String> {
         let mut keys = vec![results(prefix), delayed(prefix), dead(prefix)];
-        for kind in ChannelKind::ALL {
+        // The channels schema 1 had; frozen.
+        for kind in ["email", "line", "sms", "dm"].map(ChannelId::new) {
             keys.push(jobs(prefix, kind));
             keys.push(suppressed(prefix, kind));
         }
@@ -405,6 +418,12 @@ pub mod v1 {
 
 #[cfg(test)]
 mod tests {
+    const CHANNELS: [ChannelId; 4] = [
+        ChannelId::new("email"),
+        ChannelId::new("line"),
+        ChannelId::new("sms"),
+        ChannelId::new("dm"),
+    ];
     use super::*;
 
     fn all_one_tag(keys: &[String]) {
@@ -450,11 +469,11 @@ mod tests {
     fn names_are_the_documented_layout() {
         let k = Keys::new("tayori", 4);
         let p = Partition(3);
-        assert_eq!(k.jobs(p, ChannelKind::Email), "tayori:{3}:jobs:email");
+        assert_eq!(k.jobs(p, ChannelId::new("email")), "tayori:{3}:jobs:email");
         assert_eq!(k.results(p), "tayori:{3}:results");
         assert_eq!(k.delayed(p), "tayori:{3}:delayed");
         assert_eq!(k.dead(p), "tayori:{3}:dead");
-        assert_eq!(k.paused(ChannelKind::Sms), "tayori:{rate:sms}:paused");
+        assert_eq!(k.paused(ChannelId::new("sms")), "tayori:{rate:sms}:paused");
         assert_eq!(k.short_link("ab12"), "tayori:link:ab12");
         assert_eq!(k.schema(), "tayori:schema");
         assert_eq!(k.partition_of_stream("tayori:{3}:jobs:line"), Some(p));
@@ -469,15 +488,15 @@ mod tests {
         for n in [1, 2, 12, MAX_PARTITIONS] {
             let k = Keys::new("tayori", n);
             for p in k.all_partitions().take(20) {
-                all_one_tag(&k.finish_keys(p));
-                all_one_tag(&k.move_due_keys(p));
-                assert_eq!(k.finish_keys(p).len(), 3 + ChannelKind::ALL.len());
-                for kind in ChannelKind::ALL {
+                all_one_tag(&k.finish_keys(p, CHANNELS));
+                all_one_tag(&k.move_due_keys(p, CHANNELS));
+                assert_eq!(k.finish_keys(p, CHANNELS).len(), 3 + CHANNELS.len());
+                for kind in CHANNELS {
                     all_one_tag(&k.redrive_keys(p, kind));
                 }
                 all_one_tag(&[k.mover_lease(p), k.delayed(p)]);
             }
-            for kind in ChannelKind::ALL {
+            for kind in CHANNELS {
                 for address in ["taro@example.jp", "+819012345678", "U4af}{x", ""] {
                     all_one_tag(&k.suppression_keys(kind, address));
                     all_one_tag(&k.reaction_keys("line", "ev-1", Some((kind, address))));

@@ -65,7 +65,7 @@ pub const ALL: &[&str] = &[
 /// Registers the counters a channel can produce at 0, so the first increment is a
 /// change `increase()` and `rate()` can see (a series born at 1 looks flat), and
 /// alerts fire on the first dead letter or bounce after a start.
-pub fn register_zeroes(kinds: &[tayori_channels::ChannelKind]) {
+pub fn register_zeroes(kinds: &[crate::channel_id::ChannelId]) {
     const OUTCOMES: [&str; 8] = [
         "sent",
         "deferred",
@@ -83,7 +83,7 @@ pub fn register_zeroes(kinds: &[tayori_channels::ChannelKind]) {
         "internal",
     ];
     for kind in kinds {
-        let ch = kind.as_str();
+        let ch = kind.label();
         for outcome in OUTCOMES {
             metrics::counter!(MESSAGES, "channel" => ch, "outcome" => outcome).increment(0);
         }

@@ -1,16 +1,11 @@
 //! Personalization: templates from `templates/{name}/` and inline job content,
 //! rendered with minijinja.
 //!
-//! A template directory holds one file per channel part:
-//!
-//! | file           | part                                   |
-//! |----------------|----------------------------------------|
-//! | `subject.txt`  | email subject                          |
-//! | `email.html`   | email HTML part (auto-escaped)         |
-//! | `email.txt`    | email text part                        |
-//! | `line.json`    | LINE `messages` array                  |
-//! | `sms.txt`      | SMS text                               |
-//! | `dm.json`      | direct-mail fields (object of strings) |
+//! A template directory holds one file per channel part (`subject.txt`,
+//! `email.html`, `line.json`, `sms.txt`, …): which files exist is each channel's
+//! business (`crate::channel`), which composes its message from them with the
+//! primitives here. A `.json` part is a JSON document whose string leaves are
+//! templates.
 //!
 //! In the JSON parts only string values are templates: the structure is fixed
 //! and values are inserted as JSON strings, so a variable can never change the
@@ -24,7 +19,6 @@ use std::path::Path;
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value as Ctx};
 use serde_json::Value;
-use tayori_channels::{ChannelKind, Content};
 
 use crate::job::{valid_template_name, Job};
 
@@ -65,13 +59,19 @@ impl Default for TemplateOptions {
 #[derive(Debug, Clone, Default)]
 struct TemplateSet {
     options: TemplateOptions,
-    subject: bool,
-    html: bool,
-    text: bool,
-    sms: bool,
-    line: Option<JsonPart>,
-    dm: Option<JsonPart>,
+    /// File name → its compiled form.
+    parts: HashMap<String, Part>,
 }
+
+#[derive(Debug, Clone)]
+enum Part {
+    /// A text template, compiled under `{set}/{file}`.
+    Text,
+    Json(JsonPart),
+}
+
+/// What a template sees (`to`, `job`, the job's `vars`, `unsubscribe_url`).
+pub type Context = Ctx;
 
 pub struct Renderer {
     env: Environment<'static>,
@@ -79,8 +79,9 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    /// Loads every template directory under `dir` (a missing `dir` means no named templates).
-    pub fn load(dir: &Path, fuel: Option<u64>) -> Result<Renderer, RenderError> {
+    /// Loads every template directory under `dir` (a missing `dir` means no
+    /// named templates), reading the part files the channels name in `files`.
+    pub fn load(dir: &Path, fuel: Option<u64>, files: &[&str]) -> Result<Renderer, RenderError> {
         let mut renderer = Renderer::empty(fuel);
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
@@ -102,16 +103,14 @@ impl Renderer {
                     Err(e) => Err(RenderError(format!("{}: {e}", path.join(file).display()))),
                 }
             };
-            let files = [
-                ("subject.txt", read("subject.txt")?),
-                ("email.html", read("email.html")?),
-                ("email.txt", read("email.txt")?),
-                ("sms.txt", read("sms.txt")?),
-                ("line.json", read("line.json")?),
-                ("dm.json", read("dm.json")?),
-            ];
+            let mut sources = Vec::new();
+            for file in files {
+                if let Some(source) = read(file)? {
+                    sources.push((*file, source));
+                }
+            }
             renderer
-                .add_set(&name, files)
+                .add_set(&name, sources)
                 .map_err(|e| RenderError(format!("{}: {}", path.display(), e.0)))?;
             if let Some(text) = read("template.toml")? {
                 let options = toml::from_str(&text).map_err(|e| {
@@ -142,37 +141,21 @@ impl Renderer {
         }
     }
 
-    /// Adds a template set from `(file name, source)` pairs.
-    pub fn add_set(
-        &mut self,
-        name: &str,
-        files: [(&str, Option<String>); 6],
-    ) -> Result<(), RenderError> {
+    /// Adds a template set from `(file name, source)` pairs: a `.json` file is a
+    /// JSON part, any other a text template.
+    pub fn add_set(&mut self, name: &str, files: Vec<(&str, String)>) -> Result<(), RenderError> {
         let mut set = TemplateSet::default();
         for (file, source) in files {
-            let Some(source) = source else { continue };
             let tname = format!("{name}/{file}");
-            match file {
-                "line.json" | "dm.json" => {
-                    let part = self.add_json_part(&tname, &source)?;
-                    if file == "line.json" {
-                        set.line = Some(part);
-                    } else {
-                        set.dm = Some(part);
-                    }
-                }
-                _ => {
-                    self.env
-                        .add_template_owned(tname, source)
-                        .map_err(|e| RenderError(format!("{file}: {e:#}")))?;
-                    match file {
-                        "subject.txt" => set.subject = true,
-                        "email.html" => set.html = true,
-                        "email.txt" => set.text = true,
-                        _ => set.sms = true,
-                    }
-                }
-            }
+            let part = if file.ends_with(".json") {
+                Part::Json(self.add_json_part(&tname, &source)?)
+            } else {
+                self.env
+                    .add_template_owned(tname, source)
+                    .map_err(|e| RenderError(format!("{file}: {e:#}")))?;
+                Part::Text
+            };
+            set.parts.insert(file.to_owned(), part);
         }
         self.sets.insert(name.to_owned(), set);
         Ok(())
@@ -201,203 +184,76 @@ impl Renderer {
         self.sets.keys().map(String::as_str)
     }
 
-    /// Whether template `name` has what channel `kind` needs.
-    pub fn supports(&self, name: &str, kind: ChannelKind) -> Result<(), RenderError> {
-        let set = self
-            .sets
-            .get(name)
-            .ok_or_else(|| RenderError(format!("template {name:?} does not exist")))?;
-        let ok = match kind {
-            ChannelKind::Email => set.subject && (set.html || set.text),
-            ChannelKind::Line => set.line.is_some(),
-            ChannelKind::Sms => set.sms,
-            ChannelKind::Dm => set.dm.is_some(),
-        };
-        let need = match kind {
-            ChannelKind::Email => "subject.txt and email.html or email.txt",
-            ChannelKind::Line => "line.json",
-            ChannelKind::Sms => "sms.txt",
-            ChannelKind::Dm => "dm.json",
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(RenderError(format!(
-                "template {name:?} has no {kind} part (needs {need})"
-            )))
-        }
+    /// Whether template `name` exists.
+    pub fn exists(&self, name: &str) -> bool {
+        self.sets.contains_key(name)
     }
 
-    /// What a marketing email template lacks under Japan's Act on Specified Electronic
-    /// Mail (and Gmail/Yahoo bulk-sender rules): a visible unsubscribe link in every
-    /// body part, and the sender's identity. `sender` is the From display name.
-    pub fn compliance_warnings(&self, name: &str, sender: Option<&str>) -> Vec<String> {
-        let Some(set) = self.sets.get(name) else {
-            return Vec::new();
-        };
-        if set.options.transactional || !(set.html || set.text) {
-            return Vec::new();
+    /// Whether template `name` has the part `file`.
+    pub fn has_part(&self, name: &str, file: &str) -> bool {
+        self.sets
+            .get(name)
+            .is_some_and(|s| s.parts.contains_key(file))
+    }
+
+    /// The source of a text part, as written (for checks such as email's
+    /// compliance warnings).
+    pub fn source(&self, name: &str, file: &str) -> Option<String> {
+        if !matches!(self.sets.get(name)?.parts.get(file)?, Part::Text) {
+            return None;
         }
-        let mut warnings = Vec::new();
-        let parts = [("email.html", set.html), ("email.txt", set.text)];
-        for (file, present) in parts {
-            let Some(source) = present
-                .then(|| self.env.get_template(&format!("{name}/{file}")).ok())
-                .flatten()
-                .map(|t| t.source().to_owned())
-            else {
-                continue;
-            };
-            if !source.contains("unsubscribe_url") {
-                warnings.push(format!(
-                    "{name}/{file}: no visible unsubscribe link: add {{{{ unsubscribe_url }}}} \
-                     (or set transactional = true in {name}/template.toml)"
-                ));
-            }
-            if !sender.is_some_and(|s| source.contains(s))
-                && !source.contains('〒')
-                && !source.contains("住所")
-            {
-                warnings.push(format!(
-                    "{name}/{file}: no sender identity found: name the sender ({}) and its address \
-                     in the footer",
-                    sender.unwrap_or("the From display name")
-                ));
-            }
-        }
-        warnings
+        let t = self.env.get_template(&format!("{name}/{file}")).ok()?;
+        Some(t.source().to_owned())
+    }
+
+    /// The settings of template `name` (defaults when it has none).
+    pub fn template_options(&self, name: &str) -> TemplateOptions {
+        self.sets
+            .get(name)
+            .map(|s| s.options.clone())
+            .unwrap_or_default()
     }
 
     /// The settings of the job's template (defaults for inline content).
     pub fn options(&self, job: &Job) -> TemplateOptions {
         job.template
             .as_deref()
-            .and_then(|n| self.sets.get(n))
-            .map(|s| s.options.clone())
+            .map(|n| self.template_options(n))
             .unwrap_or_default()
     }
 
-    /// Renders the job's content for one channel. `unsubscribe_url` is offered to
-    /// templates as `{{ unsubscribe_url }}` (empty when there is none).
-    pub fn render(
+    /// A text part of template `name` rendered; `None` when the template has no such part.
+    pub fn text_part(
         &self,
-        job: &Job,
-        kind: ChannelKind,
-        unsubscribe_url: Option<&str>,
-    ) -> Result<Content, RenderError> {
-        let ctx = context(job, unsubscribe_url);
-        if let Some(name) = &job.template {
-            return self.render_named(name, kind, &ctx);
-        }
-        let content = job
-            .content
-            .as_ref()
-            .ok_or_else(|| RenderError("job has neither template nor content".into()))?;
-        let missing = || RenderError(format!("content has no {kind} part"));
-        match kind {
-            ChannelKind::Email => {
-                let e = content.email.as_ref().ok_or_else(missing)?;
-                if e.html.is_none() && e.text.is_none() {
-                    return Err(RenderError("content.email needs html or text".into()));
-                }
-                Ok(Content::Email {
-                    subject: self
-                        .inline("content.email.subject", &e.subject, &ctx)?
-                        .trim()
-                        .to_owned(),
-                    html: e
-                        .html
-                        .as_deref()
-                        .map(|s| self.inline("content.email.html", s, &ctx))
-                        .transpose()?,
-                    text: e
-                        .text
-                        .as_deref()
-                        .map(|s| self.inline("content.email.text", s, &ctx))
-                        .transpose()?,
-                    extras: Default::default(),
-                })
-            }
-            ChannelKind::Line => {
-                let l = content.line.as_ref().ok_or_else(missing)?;
-                let rendered = self.inline_json(
-                    "content.line.messages",
-                    &Value::Array(l.messages.clone()),
-                    &ctx,
-                )?;
-                Ok(Content::Line {
-                    messages: as_array(rendered),
-                })
-            }
-            ChannelKind::Sms => {
-                let s = content.sms.as_ref().ok_or_else(missing)?;
-                Ok(Content::Sms {
-                    text: self
-                        .inline("content.sms.text", &s.text, &ctx)?
-                        .trim_end()
-                        .to_owned(),
-                })
-            }
-            ChannelKind::Dm => {
-                let d = content.dm.as_ref().ok_or_else(missing)?;
-                let mut fields = BTreeMap::new();
-                for (k, v) in &d.fields {
-                    fields.insert(
-                        k.clone(),
-                        self.inline(&format!("content.dm.fields.{k}"), v, &ctx)?,
-                    );
-                }
-                Ok(Content::Dm { fields })
-            }
+        name: &str,
+        file: &str,
+        ctx: &Context,
+    ) -> Result<Option<String>, RenderError> {
+        match self.sets.get(name).and_then(|s| s.parts.get(file)) {
+            Some(Part::Text) => self.named(&format!("{name}/{file}"), ctx).map(Some),
+            _ => Ok(None),
         }
     }
 
-    fn render_named(
+    /// A JSON part of template `name` with its string leaves rendered; `None`
+    /// when the template has no such part.
+    pub fn json_part(
         &self,
         name: &str,
-        kind: ChannelKind,
-        ctx: &Ctx,
-    ) -> Result<Content, RenderError> {
-        self.supports(name, kind)?;
-        let set = &self.sets[name];
-        let part = |file: &str| self.named(&format!("{name}/{file}"), ctx);
-        match kind {
-            ChannelKind::Email => Ok(Content::Email {
-                subject: part("subject.txt")?.trim().to_owned(),
-                html: set.html.then(|| part("email.html")).transpose()?,
-                text: set.text.then(|| part("email.txt")).transpose()?,
-                extras: Default::default(),
-            }),
-            ChannelKind::Sms => Ok(Content::Sms {
-                text: part("sms.txt")?.trim_end().to_owned(),
-            }),
-            ChannelKind::Line => {
-                let json = self.render_json(set.line.as_ref(), ctx)?;
-                Ok(Content::Line {
-                    messages: as_array(json),
-                })
-            }
-            ChannelKind::Dm => {
-                let json = self.render_json(set.dm.as_ref(), ctx)?;
-                let Value::Object(map) = json else {
-                    return Err(RenderError(format!(
-                        "{name}/dm.json must be an object of fields"
-                    )));
-                };
-                let fields = map
-                    .into_iter()
-                    .map(|(k, v)| {
-                        (
-                            k,
-                            v.as_str()
-                                .map(str::to_owned)
-                                .unwrap_or_else(|| v.to_string()),
-                        )
-                    })
-                    .collect();
-                Ok(Content::Dm { fields })
+        file: &str,
+        ctx: &Context,
+    ) -> Result<Option<Value>, RenderError> {
+        let Some(Part::Json(part)) = self.sets.get(name).and_then(|s| s.parts.get(file)) else {
+            return Ok(None);
+        };
+        let mut out = part.skeleton.clone();
+        for (pointer, tname) in &part.leaves {
+            let text = self.named(tname, ctx)?;
+            if let Some(slot) = out.pointer_mut(pointer) {
+                *slot = Value::String(text);
             }
         }
+        Ok(Some(out))
     }
 
     fn named(&self, tname: &str, ctx: &Ctx) -> Result<String, RenderError> {
@@ -409,19 +265,9 @@ impl Renderer {
             .map_err(|e| RenderError(describe_render(tname, &t, ctx, &e)))
     }
 
-    fn render_json(&self, part: Option<&JsonPart>, ctx: &Ctx) -> Result<Value, RenderError> {
-        let part = part.ok_or_else(|| RenderError("missing JSON part".into()))?;
-        let mut out = part.skeleton.clone();
-        for (pointer, tname) in &part.leaves {
-            let text = self.named(tname, ctx)?;
-            if let Some(slot) = out.pointer_mut(pointer) {
-                *slot = Value::String(text);
-            }
-        }
-        Ok(out)
-    }
-
-    fn inline(&self, what: &str, source: &str, ctx: &Ctx) -> Result<String, RenderError> {
+    /// Inline job content rendered; `what` names it in errors (`content.sms.text`)
+    /// and, ending in `.html`, turns on HTML escaping of variables.
+    pub fn inline(&self, what: &str, source: &str, ctx: &Context) -> Result<String, RenderError> {
         if !source.contains("{{") && !source.contains("{%") {
             return Ok(source.to_owned());
         }
@@ -439,7 +285,13 @@ impl Renderer {
             .map_err(|e| RenderError(describe_render(what, &t, ctx, &e)))
     }
 
-    fn inline_json(&self, what: &str, value: &Value, ctx: &Ctx) -> Result<Value, RenderError> {
+    /// Inline JSON content with every string in it rendered in place.
+    pub fn inline_json(
+        &self,
+        what: &str,
+        value: &Value,
+        ctx: &Context,
+    ) -> Result<Value, RenderError> {
         Ok(match value {
             Value::String(s) => Value::String(self.inline(what, s, ctx)?),
             Value::Array(a) => Value::Array(
@@ -458,7 +310,7 @@ impl Renderer {
 }
 
 /// What a template sees: the job's `vars`, plus `to` and `job` (id, campaign, customer_id, tags).
-fn context(job: &Job, unsubscribe_url: Option<&str>) -> Ctx {
+pub fn context(job: &Job, unsubscribe_url: Option<&str>) -> Context {
     let mut map: BTreeMap<&str, Ctx> = BTreeMap::new();
     map.insert("to", Ctx::from(Serde(&job.to)));
     map.insert(
@@ -505,13 +357,6 @@ fn collect_leaves(value: &Value, pointer: &mut String, out: &mut Vec<(String, St
     }
 }
 
-fn as_array(v: Value) -> Vec<Value> {
-    match v {
-        Value::Array(a) => a,
-        other => vec![other],
-    }
-}
-
 fn describe(what: &str, e: &minijinja::Error) -> String {
     format!("{what}: {e}")
 }
@@ -541,113 +386,4 @@ fn describe_render(
         describe(what, e),
         missing.join(", ")
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(json: &str) -> Job {
-        Job::parse(json, 1 << 20).unwrap()
-    }
-
-    fn renderer() -> Renderer {
-        let mut r = Renderer::empty(Some(10_000));
-        r.add_set(
-            "sale",
-            [
-                (
-                    "subject.txt",
-                    Some("{{ to.name }}様 {{ points }}pt\n".into()),
-                ),
-                ("email.html", Some("<p>{{ to.name }}</p>".into())),
-                ("email.txt", None),
-                ("sms.txt", Some("{{ points }}pt".into())),
-                (
-                    "line.json",
-                    Some(r#"[{"type":"text","text":"{{ to.name }}: {{ points }}"}]"#.into()),
-                ),
-                ("dm.json", None),
-            ],
-        )
-        .unwrap();
-        r
-    }
-
-    #[test]
-    fn named_templates_render_per_channel_and_escape_html() {
-        let j = job(
-            r#"{"id":"1","channel":"email","to":{"name":"<b>山田</b>","email":"a@x.jp"},"template":"sale","vars":{"points":1200}}"#,
-        );
-        let Content::Email { subject, html, .. } =
-            renderer().render(&j, ChannelKind::Email, None).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(subject, "<b>山田</b>様 1200pt");
-        assert_eq!(html.unwrap(), "<p>&lt;b&gt;山田&lt;&#x2f;b&gt;</p>");
-        let Content::Line { messages } = renderer().render(&j, ChannelKind::Line, None).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(messages[0]["text"], "<b>山田</b>: 1200");
-    }
-
-    #[test]
-    fn variables_are_data_not_templates() {
-        let j =
-            job(r#"{"id":"1","channel":"sms","template":"sale","vars":{"points":"{{ 7*7 }}"}}"#);
-        let Content::Sms { text } = renderer().render(&j, ChannelKind::Sms, None).unwrap() else {
-            panic!()
-        };
-        assert_eq!(text, "{{ 7*7 }}pt");
-    }
-
-    #[test]
-    fn missing_variables_and_parts_are_errors() {
-        let j = job(r#"{"id":"1","channel":"sms","template":"sale"}"#);
-        let e = renderer().render(&j, ChannelKind::Sms, None).unwrap_err();
-        assert!(
-            e.0.contains("undefined") && e.0.contains("missing variable: points"),
-            "{e}"
-        );
-        let e = renderer()
-            .render(
-                &job(r#"{"id":"1","channel":"dm","template":"sale","vars":{"points":1}}"#),
-                ChannelKind::Dm,
-                None,
-            )
-            .unwrap_err();
-        assert!(e.0.contains("no dm part"), "{e}");
-        let e = renderer()
-            .render(
-                &job(r#"{"id":"1","channel":"dm","template":"nope"}"#),
-                ChannelKind::Dm,
-                None,
-            )
-            .unwrap_err();
-        assert!(e.0.contains("does not exist"), "{e}");
-    }
-
-    #[test]
-    fn runaway_loops_run_out_of_fuel() {
-        let j = job(
-            r#"{"id":"1","channel":"sms","content":{"sms":{"text":"{% for i in range(100000) %}{% for k in range(100000) %}x{% endfor %}{% endfor %}"}}}"#,
-        );
-        let e = renderer().render(&j, ChannelKind::Sms, None).unwrap_err();
-        assert!(e.0.contains("fuel"), "{e}");
-    }
-
-    #[test]
-    fn inline_json_leaves_are_rendered_in_place() {
-        let j = job(
-            r#"{"id":"1","channel":"line","to":{"name":"\"quoted\""},"content":{"line":{"messages":[{"type":"text","text":"hi {{ to.name }}"}]}}}"#,
-        );
-        let Content::Line { messages } = renderer().render(&j, ChannelKind::Line, None).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(messages[0]["text"], "hi \"quoted\"");
-        assert_eq!(messages[0]["type"], "text");
-    }
 }

@@ -105,7 +105,7 @@ fn a_dead_letter_is_listed_and_retried_on_its_partition() {
     let p = keys.job_partition(Some("C-dl-1"), "dl-1");
     let mut j = job("dl-1", "sms");
     j["customer_id"] = "C-dl-1".into();
-    xadd(&keys.jobs(p, tayori_channels::ChannelKind::Email), &j);
+    xadd(&keys.jobs(p, tayori::channel::email::ID), &j);
     let out = s.tayori().args(["run", "--drain"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let out = s

@@ -308,7 +308,7 @@ fn shutdown_grace(toml: &str) -> Duration {
         .and_then(|q| q.get("shutdown_grace"))
         .and_then(|g| g.as_str())
         .unwrap_or("30s");
-    tayori::config::duration::parse(grace).unwrap()
+    tayori::units::duration::parse(grace).unwrap()
 }
 
 fn assert_stop_timeout_covers(what: &str, timeout: Duration, grace: Duration) {
@@ -466,7 +466,7 @@ fn the_systemd_unit_is_hardened_and_stops_in_time() {
     assert_eq!(get("EnvironmentFile"), "/etc/tayori/env");
     assert_stop_timeout_covers(
         "TimeoutStopSec",
-        tayori::config::duration::parse(get("TimeoutStopSec")).unwrap(),
+        tayori::units::duration::parse(get("TimeoutStopSec")).unwrap(),
         shutdown_grace(&read("config/tayori.toml")),
     );
 }
@@ -592,7 +592,7 @@ fn the_compose_file_runs_tayori_with_redis_prometheus_and_grafana() {
     let tayori = yaml_map(&yaml_block(&services, &["tayori"]));
     assert_stop_timeout_covers(
         "compose stop_grace_period",
-        tayori::config::duration::parse(&tayori["stop_grace_period"]).unwrap(),
+        tayori::units::duration::parse(&tayori["stop_grace_period"]).unwrap(),
         shutdown_grace(&read("deploy/docker/tayori.toml")),
     );
 }

@@ -603,7 +603,7 @@ fn clicks_and_opens_come_back_as_events_and_forged_tokens_do_not() {
     // A token of a message sent an hour ago: a person with a browser is not a bot,
     // a HEAD request or curl is.
     let hour_ago = Tracked {
-        channel: tayori_channels::ChannelKind::Email,
+        channel: tayori::channel::email::ID,
         job_id: "old-1".into(),
         address: "taro@example.com".into(),
         campaign: Some("spring26".into()),

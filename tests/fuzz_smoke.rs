@@ -475,14 +475,18 @@ fn a_signed_vonage_webhook_with_an_extreme_timestamp_is_refused() {
     }
 }
 
-/// `Job::parse` (src/job.rs) names the field of a JSON error by its whole path,
+/// Parsing a job (`registry::parse_job`: src/job.rs, then each channel's part of
+/// `content` in src/channel/) names the field of a JSON error by its whole path,
 /// from serde_path_to_error (`content.email.bcc`, not `bcc`), with a key that is
 /// not a plain name in quotes: an unknown field named "" (`{"content":{"":1}}`,
 /// found by cargo-fuzz, target `job`) is `content.""`, never an empty field.
 #[test]
 fn an_unknown_field_with_an_empty_name_is_named() {
-    let e = tayori::job::Job::parse(r#"{"id":"x","channel":"email","content":{"":1}}"#, 1 << 20)
-        .unwrap_err();
+    let e = tayori::channel::registry::parse_job(
+        r#"{"id":"x","channel":"email","content":{"":1}}"#,
+        1 << 20,
+    )
+    .unwrap_err();
     assert_eq!(e.field, r#"content."""#, "{e:?}");
 }
 
@@ -492,9 +496,19 @@ fn an_unknown_field_with_an_empty_name_is_named() {
 /// mail (1 MB of template and 1 MB of variable) still renders.
 #[test]
 fn fuel_bounds_memory_as_well_as_loops() {
-    use tayori_channels::{ChannelKind, Content};
+    use tayori::channel::Compose;
+    use tayori_channels::Content;
+    let config = tayori::config::Config::parse(
+        "[redis]\n[channels.sms]\ntransport = \"null\"\n",
+        std::path::Path::new("t.toml"),
+        |_| None,
+    )
+    .unwrap();
+    let channels = tayori::channel::Channels::from_config(&config).unwrap();
+    let sms = channels.get(tayori::channel::sms::ID).unwrap();
+    let renderer = tayori::render::Renderer::empty(None);
     let render = |text: &str, v: &str| {
-        let job = tayori::job::Job::parse(
+        let job = tayori::channel::registry::parse_job(
             &json!({"id": "bomb-1", "channel": "sms", "to": {"phone": "+819012345678"},
                     "content": {"sms": {"text": text}}, "vars": {"v": v}})
             .to_string(),
@@ -502,7 +516,11 @@ fn fuel_bounds_memory_as_well_as_loops() {
         )
         .unwrap();
         let started = Instant::now();
-        let out = tayori::render::Renderer::empty(None).render(&job, ChannelKind::Sms, None);
+        let cx = Compose {
+            renderer: &renderer,
+            tracker: None,
+        };
+        let out = sms.settings.compose(&job, &cx).map(|(content, _)| content);
         assert!(
             started.elapsed() < PER_INPUT,
             "{text}: {:?}",

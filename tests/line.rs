@@ -564,7 +564,7 @@ fn uri_actions_go_through_the_click_tracker_and_text_urls_do_not() {
     let opened = tayori::tracking::Sealer::new(TRACKING_SECRET)
         .open(tayori::tracking::Purpose::Click, token)
         .expect("a click token of ours");
-    assert_eq!(opened.channel, tayori_channels::ChannelKind::Line);
+    assert_eq!(opened.channel, tayori::channel::line::ID);
     assert_eq!(opened.job_id, "track-1");
     // Following it redirects to the original link and records a LINE click.
     let (status, location) = get_with_location(&s, &uri[base.len() - "/t/c/".len()..]);

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 use tayori::keys::{Keys, Partition};
-use tayori_channels::ChannelKind;
 
 /// An entry as redis-rs parses XRANGE replies: id and fields.
 type StreamEntry = (String, Vec<(String, String)>);
@@ -422,8 +421,8 @@ fn fill_v1(conn: &mut redis::Connection) -> V1 {
     let _: () = cmd(conn, &["SET", "t:link:abc", "sealed"]);
 
     let mut jobs = BTreeMap::new();
-    for ch in ChannelKind::ALL {
-        jobs.insert(ch.as_str(), xrange(conn, &format!("t:jobs:{ch}")));
+    for ch in tayori::channel::registry::ids() {
+        jobs.insert(ch.label(), xrange(conn, &format!("t:jobs:{ch}")));
     }
     V1 {
         jobs,
@@ -612,7 +611,7 @@ fn migrate_moves_everything_and_a_daemon_then_finishes_every_job_once() {
     );
 
     // Streams: every entry in its partition with its id and fields.
-    for kind in ChannelKind::ALL {
+    for kind in tayori::channel::registry::ids() {
         assert_moved(
             &mut conn,
             kind.as_str(),
@@ -642,7 +641,7 @@ fn migrate_moves_everything_and_a_daemon_then_finishes_every_job_once() {
     );
     // The unreadable job and the event without a job are in partition 0.
     let p0 = Partition::default();
-    assert!(xrange(&mut conn, &k.jobs(p0, ChannelKind::Email))
+    assert!(xrange(&mut conn, &k.jobs(p0, tayori::channel::email::ID))
         .iter()
         .any(|(_, f)| field(f, "job") == "not json {"));
 
@@ -684,7 +683,7 @@ fn migrate_moves_everything_and_a_daemon_then_finishes_every_job_once() {
     assert!(read("tayori-profiles").is_empty());
 
     // Suppressions with their times and marks, in the address's partition.
-    let [hash, at, by] = k.suppression_keys(ChannelKind::Email, "sup@example.com");
+    let [hash, at, by] = k.suppression_keys(tayori::channel::email::ID, "sup@example.com");
     let get = |conn: &mut redis::Connection, key: &str, f: &str| -> Option<String> {
         cmd(conn, &["HGET", key, f])
     };
@@ -700,13 +699,14 @@ fn migrate_moves_everything_and_a_daemon_then_finishes_every_job_once() {
         get(&mut conn, &by, "sup@example.com").as_deref(),
         Some("t:reaction:dsn:m-1")
     );
-    let [lifted, lifted_at, _] = k.suppression_keys(ChannelKind::Email, "lifted@example.com");
+    let [lifted, lifted_at, _] =
+        k.suppression_keys(tayori::channel::email::ID, "lifted@example.com");
     assert_eq!(get(&mut conn, &lifted, "lifted@example.com"), None);
     assert_eq!(
         get(&mut conn, &lifted_at, "lifted@example.com").as_deref(),
         Some("1700000000001")
     );
-    let [line, _, _] = k.suppression_keys(ChannelKind::Line, "Uabc");
+    let [line, _, _] = k.suppression_keys(tayori::channel::line::ID, "Uabc");
     assert_eq!(get(&mut conn, &line, "Uabc").as_deref(), Some("unfollow"));
 
     // Claims, caps and profiles with what was left of their TTLs.
@@ -803,7 +803,7 @@ fn an_interrupted_run_is_finished_by_the_next_without_duplicates() {
             .iter()
             .map(|(a, b)| (a.as_str(), b.as_str()))
             .collect();
-        xadd(&mut conn, &k.jobs(p, ChannelKind::Email), id, &f);
+        xadd(&mut conn, &k.jobs(p, tayori::channel::email::ID), id, &f);
     }
     let (id, fields) = &v1.results[0];
     let p = partition_of_event(field(fields, "event"));
@@ -834,7 +834,7 @@ fn an_interrupted_run_is_finished_by_the_next_without_duplicates() {
         &mut conn,
         "email",
         &v1.jobs["email"],
-        |p| k.jobs(p, ChannelKind::Email),
+        |p| k.jobs(p, tayori::channel::email::ID),
         |f| partition_of_job(field(f, "job")),
     );
     assert_moved(
@@ -860,7 +860,7 @@ fn jobs_written_to_the_old_names_after_the_upgrade_are_moved_too() {
     );
     let late = job_json("late-1", "email");
     let p = partition_of_job(&late);
-    let target = k.jobs(p, ChannelKind::Email);
+    let target = k.jobs(p, tayori::channel::email::ID);
     // The partition's stream already has a later entry than the old-name one:
     // the moved job gets a new id and keeps its old one as its origin.
     xadd(
@@ -900,12 +900,12 @@ fn jobs_written_to_the_old_names_after_the_upgrade_are_moved_too() {
     assert_eq!(field(&renumbered.1, "origin"), "1000-0");
     let total: usize = k
         .all_partitions()
-        .map(|p| xlen(&mut conn, &k.jobs(p, ChannelKind::Email)))
+        .map(|p| xlen(&mut conn, &k.jobs(p, tayori::channel::email::ID)))
         .sum();
     assert_eq!(total, 3);
     let kept = xrange(
         &mut conn,
-        &k.jobs(partition_of_job(&other), ChannelKind::Email),
+        &k.jobs(partition_of_job(&other), tayori::channel::email::ID),
     );
     assert!(kept
         .iter()
@@ -985,7 +985,7 @@ fn delayed_job(member: &str) -> String {
 fn contents(conn: &mut redis::Connection, k: &Keys) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for p in k.all_partitions() {
-        for kind in ChannelKind::ALL {
+        for kind in tayori::channel::registry::ids() {
             for (_, f) in xrange(conn, &k.jobs(p, kind)) {
                 out.entry(format!("jobs {kind}"))
                     .or_default()
@@ -1015,7 +1015,7 @@ fn contents(conn: &mut redis::Connection, k: &Keys) -> BTreeMap<String, Vec<Stri
 /// partition `k` names for it.
 fn assert_in_place(conn: &mut redis::Connection, k: &Keys) {
     for p in k.all_partitions() {
-        for kind in ChannelKind::ALL {
+        for kind in tayori::channel::registry::ids() {
             for (id, f) in xrange(conn, &k.jobs(p, kind)) {
                 assert_eq!(
                     job_partition_in(k, field(&f, "job")),
@@ -1133,7 +1133,7 @@ fn fill_with_daemon(redis: &Redis, n: u32, m: u32) -> Filled {
     let p = k.job_partition(Some("C-90"), &dead);
     xadd(
         &mut conn,
-        &k.jobs(p, ChannelKind::Email),
+        &k.jobs(p, tayori::channel::email::ID),
         "*",
         &[("job", &wrong.to_string())],
     );
@@ -1193,7 +1193,7 @@ fn fill_with_daemon(redis: &Redis, n: u32, m: u32) -> Filled {
         j["to"]["email"] = address.as_str().into();
         backlog.push(j);
         suppressed.push(id);
-        let [hash, at, by] = k.suppression_keys(ChannelKind::Email, address);
+        let [hash, at, by] = k.suppression_keys(tayori::channel::email::ID, address);
         let _: () = cmd(&mut conn, &["HSET", &hash, address, "unsubscribed"]);
         let _: () = cmd(&mut conn, &["HSET", &at, address, "1700000000000"]);
         let _: () = cmd(&mut conn, &["HSET", &by, address, "t:reaction:test:1"]);
@@ -1211,7 +1211,7 @@ fn fill_with_daemon(redis: &Redis, n: u32, m: u32) -> Filled {
                 "COUNT",
                 "2",
                 "STREAMS",
-                &k.jobs(p, ChannelKind::Email),
+                &k.jobs(p, tayori::channel::email::ID),
                 ">",
             ],
         );
@@ -1276,7 +1276,7 @@ fn before(conn: &mut redis::Connection, n: u32) -> Before {
     let old = Keys::new("t", n);
     let mut entries = HashMap::new();
     for p in old.all_partitions() {
-        for kind in ChannelKind::ALL {
+        for kind in tayori::channel::registry::ids() {
             for (id, f) in xrange(conn, &old.jobs(p, kind)) {
                 entries.insert(field(&f, "job").to_owned(), (p, id));
             }
@@ -1321,7 +1321,7 @@ fn check_moved(redis: &Redis, f: &Filled, n: u32, m: u32, before: &Before) {
     // A job that moved has a new id, its old one as its origin, and its age.
     let mut moved = 0;
     for p in new.all_partitions() {
-        for kind in ChannelKind::ALL {
+        for kind in tayori::channel::registry::ids() {
             for (id, fl) in xrange(&mut conn, &new.jobs(p, kind)) {
                 let (was, old_id) = &before.entries[field(&fl, "job")];
                 if *was == p {
@@ -1343,7 +1343,7 @@ fn check_moved(redis: &Redis, f: &Filled, n: u32, m: u32, before: &Before) {
     // before, what it had not read; the profile updater nothing (it had
     // counted all of it).
     for p in new.all_partitions() {
-        for kind in ChannelKind::ALL {
+        for kind in tayori::channel::registry::ids() {
             assert!(groups(&mut conn, &new.jobs(p, kind)).contains_key("tayori"));
         }
         let r = new.results(p);
@@ -1414,14 +1414,14 @@ fn check_moved(redis: &Redis, f: &Filled, n: u32, m: u32, before: &Before) {
     // Suppressions with their times and marks, dedupe claims, the cap with its
     // TTL and the profiles, under their new names only.
     for address in &f.addresses {
-        let [hash, at, by] = new.suppression_keys(ChannelKind::Email, address);
+        let [hash, at, by] = new.suppression_keys(tayori::channel::email::ID, address);
         let get = |conn: &mut redis::Connection, key: &str| -> Option<String> {
             cmd(conn, &["HGET", key, address])
         };
         assert_eq!(get(&mut conn, &hash).as_deref(), Some("unsubscribed"));
         assert_eq!(get(&mut conn, &at).as_deref(), Some("1700000000000"));
         assert_eq!(get(&mut conn, &by).as_deref(), Some("t:reaction:test:1"));
-        let [old_hash, ..] = old.suppression_keys(ChannelKind::Email, address);
+        let [old_hash, ..] = old.suppression_keys(tayori::channel::email::ID, address);
         assert_eq!(get(&mut conn, &old_hash), None);
     }
     for (id, _) in &f.sent {
@@ -1496,7 +1496,7 @@ fn drain_and_check(redis: &Redis, f: &Filled, n: u32, m: u32) {
     // Nothing is left to send.
     assert_in_place(&mut conn, &new);
     let left = contents(&mut conn, &new);
-    for kind in ChannelKind::ALL {
+    for kind in tayori::channel::registry::ids() {
         assert!(
             left.get(&format!("jobs {kind}")).is_none_or(Vec::is_empty),
             "{kind}: {left:?}"
@@ -1639,14 +1639,14 @@ fn an_interrupted_repartition_is_finished_without_a_second_send() {
     let (entry, job, target) = old
         .all_partitions()
         .flat_map(|p| {
-            xrange(&mut conn, &old.jobs(p, ChannelKind::Email))
+            xrange(&mut conn, &old.jobs(p, tayori::channel::email::ID))
                 .into_iter()
                 .map(move |e| (p, e))
         })
         .find_map(|(p, (id, f))| {
             let job = field(&f, "job").to_owned();
             let q = job_partition_in(&new, &job);
-            (q != p).then(|| (id, job, new.jobs(q, ChannelKind::Email)))
+            (q != p).then(|| (id, job, new.jobs(q, tayori::channel::email::ID)))
         })
         .expect("an email job that moves");
     xadd(
@@ -1673,7 +1673,7 @@ fn an_interrupted_repartition_is_finished_without_a_second_send() {
     assert_in_place(&mut conn, &new);
     let copies = new
         .all_partitions()
-        .flat_map(|p| xrange(&mut conn, &new.jobs(p, ChannelKind::Email)))
+        .flat_map(|p| xrange(&mut conn, &new.jobs(p, tayori::channel::email::ID)))
         .filter(|(_, f)| field(f, "job") == job)
         .count();
     assert_eq!(copies, 1);

@@ -6,8 +6,9 @@ mod common;
 
 use common::Redis;
 use redis::aio::MultiplexedConnection;
+use tayori::channel::{dm::ID as Dm, email::ID as Email, line::ID as Line, sms::ID as Sms};
+use tayori::channel_id::ChannelId as ChannelKind;
 use tayori::policy::{CapVerdict, Policy, PolicyConfig};
-use tayori_channels::ChannelKind::{self, Dm, Email, Line, Sms};
 
 fn keys() -> tayori::keys::Keys {
     tayori::keys::Keys::new("tayori", 1)
@@ -23,7 +24,11 @@ fn policy(caps_toml: &str) -> Policy {
         policy: PolicyConfig,
     }
     let root: Root = toml::from_str(&format!("[policy]\n{caps_toml}")).unwrap();
-    Policy::from_config(&root.policy).unwrap()
+    Policy::from_config(
+        &root.policy,
+        &tayori::channel::registry::quiet_hours_defaults(),
+    )
+    .unwrap()
 }
 
 fn cap(channel: &str, max: u32, per: &str) -> String {

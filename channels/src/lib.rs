@@ -17,52 +17,12 @@ pub mod sms;
 pub use file::{FileTransport, NullTransport};
 pub use message::{Content, EmailExtras, Message, PostalAddress, Recipient};
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 /// Installs rustls's crypto provider (ring) for every HTTPS client of the process.
 /// Call once at start; calling again is harmless.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// The delivery channels Tayori knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ChannelKind {
-    Email,
-    Line,
-    Sms,
-    Dm,
-}
-
-impl ChannelKind {
-    pub const ALL: [ChannelKind; 4] = [Self::Email, Self::Line, Self::Sms, Self::Dm];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Email => "email",
-            Self::Line => "line",
-            Self::Sms => "sms",
-            Self::Dm => "dm",
-        }
-    }
-}
-
-impl fmt::Display for ChannelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ChannelKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown channel {s:?} (known: email, line, sms, dm)"))
-    }
 }
 
 /// A send the provider accepted.

@@ -73,7 +73,9 @@ pub enum Content {
         fields: BTreeMap<String, String>,
     },
     /// A JSON document a channel posts as its request body (signed webhooks).
-    Json { body: serde_json::Value },
+    Json {
+        body: serde_json::Value,
+    },
 }
 
 /// Per-message parts of an email that come from the daemon, not the template:

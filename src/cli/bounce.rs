@@ -3,9 +3,10 @@
 
 use std::io::Read;
 
-use crate::bounce::{self, BounceError};
+use crate::channel::email::bounce::{self, BounceError, Bounces};
+use crate::channel::email::{EmailSettings, ID as EMAIL};
+use crate::channel::Channels;
 use crate::config::Config;
-use crate::tracking::Tracker;
 
 /// sysexits.h: the MTA keeps the message and tries again later.
 const EX_TEMPFAIL: i32 = 75;
@@ -15,15 +16,21 @@ const EX_CONFIG: i32 = 78;
 /// Bounce reports larger than this are not DSNs worth reading.
 const MAX_BYTES: u64 = 4 * 1024 * 1024;
 
-pub async fn run(config: &Config) -> anyhow::Result<i32> {
-    let Some(settings) = config.tracking() else {
+pub async fn run(config: &Config, channels: &Channels) -> anyhow::Result<i32> {
+    let email = channels
+        .get(EMAIL)
+        .and_then(|c| c.settings.as_any().downcast_ref::<EmailSettings>());
+    let (Some(email), Some(tracker)) = (email, channels.tracker.as_deref()) else {
         eprintln!(
             "tayori bounce: email is not enabled (or http.tracking_secret is unset) in {}",
             config.source.display()
         );
         return Ok(EX_CONFIG);
     };
-    let tracker = Tracker::new(&settings).map_err(anyhow::Error::msg)?;
+    let bounces = Bounces {
+        sealer: tracker.sealer(),
+        verp: email.verp_mailbox(),
+    };
     let mut raw = Vec::new();
     std::io::stdin().take(MAX_BYTES).read_to_end(&mut raw)?;
     let queue = match super::dead::open(config).await {
@@ -38,7 +45,11 @@ pub async fn run(config: &Config) -> anyhow::Result<i32> {
             return Ok(if permanent { EX_CONFIG } else { EX_TEMPFAIL });
         }
     };
-    match bounce::record(&queue, &tracker, &raw, config.queue.dedupe_window).await {
+    let recorder = crate::queue::ReactionRecorder {
+        queue: &queue,
+        window: config.queue.dedupe_window,
+    };
+    match bounce::record(&recorder, &bounces, &raw).await {
         Ok(s) => {
             eprintln!(
                 "tayori bounce: {} bounced, {} deferred, {} repeated, {} unmatched, {} ignored",

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::channel_id::ChannelId;
 use redis::Value;
-use tayori_channels::ChannelKind;
 
 use crate::config::Config;
 use crate::keys::{Keys, Partition};
@@ -22,7 +22,9 @@ pub(super) async fn open(config: &Config) -> anyhow::Result<Queue> {
 
 pub async fn stats(config: &Config, json: bool) -> anyhow::Result<i32> {
     let q = open(config).await?;
-    let s = q.stats_detailed(&ChannelKind::ALL).await?;
+    let s = q
+        .stats_detailed(&crate::channel::registry::ids().collect::<Vec<_>>())
+        .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(0);
@@ -239,7 +241,7 @@ pub async fn retry(config: &Config, ids: &[String]) -> anyhow::Result<i32> {
     let mut moved = 0;
     let mut skipped = 0;
     for d in &letters {
-        let Ok(kind) = d.get("channel").parse::<ChannelKind>() else {
+        let Ok(kind) = d.get("channel").parse::<ChannelId>() else {
             skipped += 1;
             eprintln!("{}: no channel recorded; left in place", d.name(q.keys()));
             continue;

@@ -7,7 +7,6 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use crate::job::Job;
 
 /// Jobs per pipelined round trip.
 const PIPELINE: usize = 1000;
@@ -30,7 +29,7 @@ pub async fn run(config: &Config, file: &Path) -> anyhow::Result<i32> {
         if line.is_empty() {
             continue;
         }
-        match Job::parse(line, config.queue.max_job_bytes) {
+        match crate::channel::registry::parse_job(line, config.queue.max_job_bytes) {
             Ok(job) => match job.stream_channel() {
                 Ok(kind) => {
                     let p = keys.job_partition(job.customer_id.as_deref(), &job.id);

@@ -3,57 +3,53 @@
 use std::path::Path;
 
 use anyhow::Context;
-use tayori_channels::{ChannelKind, Message};
+use tayori_channels::Message;
 
-use crate::adapters;
-use crate::compose::Composer;
+use crate::channel::{load_templates, registry, Channels, Compose};
 use crate::config::Config;
-use crate::job::Job;
-use crate::render::Renderer;
 
-pub fn render(config: &Config, path: &Path) -> anyhow::Result<i32> {
+pub fn render(config: &Config, channels: &Channels, path: &Path) -> anyhow::Result<i32> {
     let raw =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let job = Job::parse(raw.trim(), config.queue.max_job_bytes)
+    let job = registry::parse_job(raw.trim(), config.queue.max_job_bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let composer = Composer::load(config).map_err(anyhow::Error::msg)?;
+    let renderer = load_templates(config).map_err(|e| anyhow::anyhow!(e.0))?;
+    let cx = Compose {
+        renderer: &renderer,
+        tracker: channels.tracker.as_deref(),
+    };
     let mut failures = 0;
     for hop in 0..=job.fallback.len() {
         let Some(kind) = job.channel_at(hop) else {
             continue;
         };
         println!("===== {kind} =====");
-        let Some(ch) = config.channels.get(kind) else {
+        let Some(channel) = channels.get(kind) else {
             println!(
                 "(channel {kind} is not enabled in {})\n",
                 config.source.display()
             );
             continue;
         };
-        let result = composer
-            .compose(&job, kind)
+        let result = channel
+            .compose(&job, &cx)
             .map_err(|e| e.0)
-            .and_then(|content| {
+            .and_then(|(content, _records)| {
                 let message = Message {
                     job_id: job.id.clone(),
                     attempt: 1,
                     idempotency_key: format!("{}/{kind}", job.id),
                     campaign: job.campaign.clone(),
                     customer_id: job.customer_id.clone(),
-                    to: job.recipient(kind),
+                    to: channel.plugin.recipient(&job.to),
                     content,
                 };
-                let enc = adapters::encoder(kind, ch)?;
+                let enc = channel.settings.encoder().map_err(|e| e.to_string())?;
                 enc.encode(&message).map_err(|e| e.to_string())
             });
-        if kind == ChannelKind::Email {
-            if let Some(name) = &job.template {
-                for w in composer
-                    .renderer
-                    .compliance_warnings(name, sender_name(ch).as_deref())
-                {
-                    eprintln!("warning: {w}");
-                }
+        if let Some(name) = &job.template {
+            for w in channel.settings.template_warnings(&renderer, name) {
+                eprintln!("warning: {w}");
             }
         }
         match result {
@@ -71,11 +67,11 @@ pub fn render(config: &Config, path: &Path) -> anyhow::Result<i32> {
 /// authenticate and check the server is the primary.
 pub fn check_config(
     config: &Config,
+    channels: &Channels,
     connect: Option<&tokio::runtime::Runtime>,
 ) -> anyhow::Result<i32> {
     let dir = config.templates_dir();
-    let renderer = Renderer::load(&dir, config.templates.fuel)
-        .map_err(|e| anyhow::anyhow!("templates: {}", e.0))?;
+    let renderer = load_templates(config).map_err(|e| anyhow::anyhow!(e.0))?;
     let mut names: Vec<&str> = renderer.template_names().collect();
     names.sort();
     println!("config     {}: ok", config.source.display());
@@ -106,53 +102,39 @@ pub fn check_config(
             names.join(", ")
         }
     );
-    for (kind, ch) in config.channels.enabled() {
+    for channel in channels.iter() {
         // Only look: building the transport would create directories or connect.
-        match adapters::encoder(kind, ch) {
+        match channel.settings.encoder() {
             Ok(_) => {
-                let target = ch
+                let target = channel
+                    .common
                     .dir
                     .as_ref()
                     .map(|d| format!(" → {}", d.display()))
                     .unwrap_or_default();
+                let c = &channel.common;
                 println!(
-                    "channel    {kind}: transport {}{target}, rate {}/{:?}, concurrency {}",
-                    ch.transport
-                        .as_deref()
-                        .unwrap_or(if kind == ChannelKind::Line {
-                            "api"
-                        } else {
-                            "-"
-                        }),
-                    ch.rate.count,
-                    ch.rate.per,
-                    ch.concurrency
+                    "channel    {}: transport {}{target}, rate {}/{:?}, concurrency {}",
+                    channel.id,
+                    channel.transport_name(),
+                    c.rate.count,
+                    c.rate.per,
+                    c.concurrency
                 );
             }
             Err(e) => {
                 errors += 1;
-                println!("channel    {kind}: error: {e}");
+                println!("channel    {}: error: {e}", channel.id);
             }
         }
-    }
-    if config.channels.enabled().next().is_none() {
-        println!("warning    no channel is enabled");
-    }
-    if let Some(email) = &config.channels.email {
-        let sender = sender_name(email);
         for name in &names {
-            for w in renderer.compliance_warnings(name, sender.as_deref()) {
+            for w in channel.settings.template_warnings(&renderer, name) {
                 println!("warning    {w}");
             }
         }
     }
+    if channels.is_empty() {
+        println!("warning    no channel is enabled");
+    }
     Ok(if errors > 0 { 1 } else { 0 })
-}
-
-/// The display name of the email channel's From (`Example Shop`), if it has one.
-fn sender_name(email: &crate::config::ChannelConfig) -> Option<String> {
-    let from = email.from.as_deref()?;
-    let (name, _) = from.rsplit_once('<')?;
-    let name = name.trim().trim_matches('"').trim();
-    (!name.is_empty()).then(|| name.to_owned())
 }

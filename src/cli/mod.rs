@@ -6,6 +6,7 @@ mod dead;
 mod enqueue;
 mod events;
 mod inspect;
+mod migrate;
 mod profile;
 mod report;
 
@@ -178,10 +179,11 @@ pub(crate) async fn connect(
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let path = Config::resolve_path(cli.config.as_deref());
     if let Command::Schema = cli.command {
-        print!("{}", crate::job::json_schema());
+        print!("{}", crate::channel::registry::job_schema());
         return Ok(0);
     }
     let config = Config::load(&path)?;
+    let channels = crate::channel::Channels::from_config(&config)?;
     tayori_channels::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -190,13 +192,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run { drain } => {
             rt.block_on(crate::daemon::run(
                 config,
+                channels,
                 crate::daemon::RunOptions { drain },
             ))?;
             Ok(0)
         }
         Command::Enqueue { file } => rt.block_on(enqueue::run(&config, &file)),
-        Command::Render { job } => inspect::render(&config, &job),
-        Command::CheckConfig { connect } => inspect::check_config(&config, connect.then_some(&rt)),
+        Command::Render { job } => inspect::render(&config, &channels, &job),
+        Command::CheckConfig { connect } => {
+            inspect::check_config(&config, &channels, connect.then_some(&rt))
+        }
         Command::Stats { json } => rt.block_on(dead::stats(&config, json)),
         Command::Report {
             campaign,
@@ -231,7 +236,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Dead {
             command: DeadCommand::Retry { ids },
         } => rt.block_on(dead::retry(&config, &ids)),
-        Command::Bounce => rt.block_on(bounce::run(&config)),
+        Command::Bounce => rt.block_on(bounce::run(&config, &channels)),
         Command::Schema => Ok(0),
         Command::Events {
             group,
@@ -245,6 +250,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 from_start,
             },
         )),
-        Command::Migrate { dry_run } => rt.block_on(crate::migrate::run(&config, dry_run)),
+        Command::Migrate { dry_run } => rt.block_on(migrate::run(&config, dry_run)),
     }
 }

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::channel_id::ChannelId;
 use serde_json::json;
-use tayori_channels::ChannelKind;
 
 use crate::config::Config;
 use crate::profile::{Profile, HOURS};
@@ -35,19 +35,18 @@ pub async fn show(
     let now = jiff::Timestamp::now();
     let p = Profile::from_fields(&fields, now.as_millisecond(), config.profiles.half_life);
     let hours = top_hours(&p, &tz, now);
-    let channels: Vec<_> = ChannelKind::ALL
-        .iter()
+    let channels: Vec<_> = crate::channel::registry::ids()
         .filter(|k| {
             p.sent.contains_key(k) || p.reactions.contains_key(k) || p.refusals.contains_key(k)
         })
         .map(|k| {
-            let get = |m: &BTreeMap<ChannelKind, f64>| m.get(k).copied().unwrap_or(0.0);
+            let get = |m: &BTreeMap<ChannelId, f64>| m.get(&k).copied().unwrap_or(0.0);
             (
-                k.as_str(),
+                k.label(),
                 get(&p.sent),
                 get(&p.reactions),
                 get(&p.refusals),
-                p.channel_score(*k),
+                p.channel_score(k),
             )
         })
         .collect();

@@ -5,7 +5,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use tayori_channels::ChannelKind;
 
 use super::tracking::{opened, tracked_event};
 use super::AppState;
@@ -47,7 +46,7 @@ pub async fn one_click(State(state): State<AppState>, Path(token): Path<String>)
         source: "unsubscribe",
         // One unsubscribe per message: a second click changes nothing.
         event_id: &t.job_id,
-        suppress: Some((ChannelKind::Email, &t.address, Some("unsubscribed"))),
+        suppress: Some((t.channel, &t.address, Some("unsubscribed"))),
         event: Some(&event),
         at_ms: jiff::Timestamp::now().as_millisecond(),
     };

@@ -19,23 +19,23 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::channel_id::ChannelId;
 use redis::aio::ConnectionLike;
 use redis::{RedisResult, Script};
-use tayori_channels::ChannelKind;
 
 use super::{CapConfig, Policy};
-use crate::config::duration;
+use crate::units::duration;
 
 /// What a cap counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CapScope {
-    Channel(ChannelKind),
+    Channel(ChannelId),
     /// Every channel together.
     All,
 }
 
 impl CapScope {
-    pub fn applies_to(self, channel: ChannelKind) -> bool {
+    pub fn applies_to(self, channel: ChannelId) -> bool {
         match self {
             CapScope::Channel(k) => k == channel,
             CapScope::All => true,
@@ -44,7 +44,7 @@ impl CapScope {
 
     fn as_str(self) -> &'static str {
         match self {
-            CapScope::Channel(k) => k.as_str(),
+            CapScope::Channel(k) => k.label(),
             CapScope::All => "all",
         }
     }
@@ -62,18 +62,28 @@ pub struct Cap {
 
 impl Cap {
     /// Errors are `(field, message)`; the caller adds `policy.caps[i].`.
-    pub(super) fn from_config(c: &CapConfig) -> Result<Cap, (&'static str, String)> {
+    pub(super) fn from_config(
+        c: &CapConfig,
+        channels: &[&str],
+    ) -> Result<Cap, (&'static str, String)> {
         let scope = match c.channel.as_str() {
             "all" => CapScope::All,
-            name => CapScope::Channel(name.parse().map_err(|_| {
-                (
-                    "channel",
-                    format!(
-                        "unknown channel {name:?}: use \"email\", \"line\", \"sms\", \"dm\", \
-                         or \"all\" to count every channel together"
-                    ),
-                )
-            })?),
+            name => CapScope::Channel(
+                ChannelId::parse(name)
+                    .ok()
+                    .filter(|_| channels.contains(&name))
+                    .ok_or_else(|| {
+                        let known: Vec<String> =
+                            channels.iter().map(|c| format!("\"{c}\"")).collect();
+                        (
+                            "channel",
+                            format!(
+                                "unknown channel {name:?}: use {}, or \"all\" to count every channel together",
+                                known.join(", ")
+                            ),
+                        )
+                    })?,
+            ),
         };
         if c.max == 0 {
             return Err((
@@ -135,12 +145,12 @@ pub fn cap_key(keys: &Keys, scope: CapScope, customer_id: &str) -> String {
 impl Policy {
     /// Whether any cap counts sends on `channel` (its own caps or `all`).
     /// When not, the worker need not call [`Policy::check_and_count`].
-    pub fn has_caps(&self, channel: ChannelKind) -> bool {
+    pub fn has_caps(&self, channel: ChannelId) -> bool {
         self.caps_for(channel).next().is_some()
     }
 
     /// The caps that count sends on `channel`: its own, then the `all` caps.
-    pub fn caps_for(&self, channel: ChannelKind) -> impl Iterator<Item = &Cap> {
+    pub fn caps_for(&self, channel: ChannelId) -> impl Iterator<Item = &Cap> {
         let own = self
             .caps
             .iter()
@@ -151,7 +161,7 @@ impl Policy {
 
     /// The scopes (sets) a send on `channel` is counted in: the channel's own
     /// if it has caps, and `all` if there are `all` caps.
-    fn scopes_for(&self, channel: ChannelKind) -> Vec<CapScope> {
+    fn scopes_for(&self, channel: ChannelId) -> Vec<CapScope> {
         let mut scopes: Vec<CapScope> = Vec::with_capacity(2);
         for c in self.caps_for(channel) {
             if !scopes.contains(&c.scope) {
@@ -174,7 +184,7 @@ impl Policy {
         &self,
         conn: &mut impl ConnectionLike,
         keys: &Keys,
-        channel: ChannelKind,
+        channel: ChannelId,
         customer_id: &str,
         job_id: &str,
         now_ms: i64,
@@ -225,7 +235,7 @@ impl Policy {
         &self,
         conn: &mut impl ConnectionLike,
         keys: &Keys,
-        channel: ChannelKind,
+        channel: ChannelId,
         customer_id: &str,
         job_id: &str,
     ) -> RedisResult<()> {

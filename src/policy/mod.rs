@@ -34,18 +34,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::channel_id::ChannelId;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Deserialize;
-use tayori_channels::ChannelKind;
 
 pub use caps::{Cap, CapScope, CapVerdict};
 pub use quiet_hours::QuietHours;
 
 /// The time zone of recipients without `to.timezone`, unless configured.
 pub const DEFAULT_TIMEZONE: &str = "Asia/Tokyo";
-/// SMS quiet hours when `policy.quiet_hours.sms` is absent.
-pub const DEFAULT_SMS_QUIET_HOURS: &str = "21:00-08:00";
 
 /// `[policy]` as written in the config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -122,36 +120,35 @@ impl fmt::Display for OnCap {
 pub struct Policy {
     timezone: TimeZone,
     on_cap: OnCap,
-    quiet: Vec<(ChannelKind, QuietHours)>,
+    quiet: Vec<(ChannelId, QuietHours)>,
     caps: Vec<Cap>,
 }
 
-impl Default for Policy {
-    /// No caps, SMS quiet 21:00–08:00, Asia/Tokyo, defer.
-    fn default() -> Self {
-        Policy::from_config(&PolicyConfig::default())
-            .expect("the default policy is valid (is the Asia/Tokyo time zone available?)")
-    }
-}
-
 impl Policy {
-    /// Checks the config. Errors are `(key, what is wrong and the fix)`, the
-    /// key as in the file, e.g. `policy.quiet_hours.sms` or `policy.caps[0].max`.
-    pub fn from_config(c: &PolicyConfig) -> Result<Policy, (String, String)> {
+    /// Checks the config against `channels`: each channel of this build and the
+    /// quiet hours it has when the config sets none. Errors are `(key, what is
+    /// wrong and the fix)`, the key as in the file, e.g. `policy.quiet_hours.sms`
+    /// or `policy.caps[0].max`.
+    pub fn from_config(
+        c: &PolicyConfig,
+        channels: &[(ChannelId, Option<&str>)],
+    ) -> Result<Policy, (String, String)> {
         let timezone =
             lookup_timezone(&c.timezone).map_err(|m| ("policy.timezone".to_owned(), m))?;
-
+        let names: Vec<&str> = channels.iter().map(|(id, _)| id.as_str()).collect();
         for name in c.quiet_hours.keys() {
-            name.parse::<ChannelKind>()
-                .map_err(|m| (format!("policy.quiet_hours.{name}"), m))?;
+            if !names.contains(&name.as_str()) {
+                return Err((
+                    format!("policy.quiet_hours.{name}"),
+                    format!("unknown channel {name:?} (known: {})", names.join(", ")),
+                ));
+            }
         }
         let mut quiet = Vec::new();
-        for kind in ChannelKind::ALL {
+        for (kind, default) in channels.iter().copied() {
             let written = c.quiet_hours.get(kind.as_str()).map(String::as_str);
-            let window = match (kind, written) {
-                (_, Some(w)) => w,
-                (ChannelKind::Sms, None) => DEFAULT_SMS_QUIET_HOURS,
-                (_, None) => continue,
+            let Some(window) = written.or(default) else {
+                continue;
             };
             let key = format!("policy.quiet_hours.{kind}");
             if let Some(q) = QuietHours::parse(window).map_err(|m| (key, m))? {
@@ -164,7 +161,7 @@ impl Policy {
             .iter()
             .enumerate()
             .map(|(i, cap)| {
-                Cap::from_config(cap).map_err(|(f, m)| (format!("policy.caps[{i}].{f}"), m))
+                Cap::from_config(cap, &names).map_err(|(f, m)| (format!("policy.caps[{i}].{f}"), m))
             })
             .collect::<Result<_, _>>()?;
 
@@ -187,7 +184,7 @@ impl Policy {
     }
 
     /// The channel's quiet hours, if it has any.
-    pub fn quiet_hours(&self, channel: ChannelKind) -> Option<&QuietHours> {
+    pub fn quiet_hours(&self, channel: ChannelId) -> Option<&QuietHours> {
         self.quiet
             .iter()
             .find_map(|(k, q)| (*k == channel).then_some(q))
@@ -202,7 +199,7 @@ impl Policy {
     /// so a job fails or passes the same way on every channel.
     pub fn quiet_until(
         &self,
-        channel: ChannelKind,
+        channel: ChannelId,
         recipient_tz: Option<&str>,
         now: Timestamp,
     ) -> Result<Option<Timestamp>, String> {
@@ -231,6 +228,25 @@ fn lookup_timezone(name: &str) -> Result<TimeZone, String> {
 mod tests {
     use super::*;
 
+    const EMAIL: ChannelId = ChannelId::new("email");
+    const LINE: ChannelId = ChannelId::new("line");
+    const SMS: ChannelId = ChannelId::new("sms");
+    const DM: ChannelId = ChannelId::new("dm");
+    const ALL: [ChannelId; 4] = [EMAIL, LINE, SMS, DM];
+    /// The channels as the registry gives them (SMS quiet at night by default).
+    const CHANNELS: &[(ChannelId, Option<&str>)] = &[
+        (EMAIL, None),
+        (LINE, None),
+        (SMS, Some("21:00-08:00")),
+        (DM, None),
+    ];
+
+    impl Default for Policy {
+        fn default() -> Self {
+            Policy::from_config(&PolicyConfig::default(), CHANNELS).unwrap()
+        }
+    }
+
     fn config(toml_text: &str) -> PolicyConfig {
         #[derive(Deserialize)]
         struct Root {
@@ -241,7 +257,7 @@ mod tests {
     }
 
     fn err(toml_text: &str) -> (String, String) {
-        Policy::from_config(&config(toml_text)).unwrap_err()
+        Policy::from_config(&config(toml_text), CHANNELS).unwrap_err()
     }
 
     fn ts(s: &str) -> Timestamp {
@@ -250,24 +266,22 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let p = Policy::from_config(&config("")).unwrap();
+        let p = Policy::from_config(&config(""), CHANNELS).unwrap();
         assert_eq!(p.on_cap(), OnCap::Defer);
         assert_eq!(p.timezone().iana_name(), Some("Asia/Tokyo"));
-        assert_eq!(
-            p.quiet_hours(ChannelKind::Sms).unwrap().to_string(),
-            "21:00-08:00"
-        );
-        for k in [ChannelKind::Email, ChannelKind::Line, ChannelKind::Dm] {
+        assert_eq!(p.quiet_hours(SMS).unwrap().to_string(), "21:00-08:00");
+        for k in [EMAIL, LINE, DM] {
             assert_eq!(p.quiet_hours(k), None);
             assert!(!p.has_caps(k));
         }
-        assert!(!p.has_caps(ChannelKind::Sms));
+        assert!(!p.has_caps(SMS));
     }
 
     #[test]
     fn full_config() {
-        let p = Policy::from_config(&config(
-            r#"
+        let p = Policy::from_config(
+            &config(
+                r#"
             [policy]
             timezone = "UTC"
             on_cap = "drop"
@@ -287,32 +301,21 @@ mod tests {
             max = 4
             per = "7d"
             "#,
-        ))
+            ),
+            CHANNELS,
+        )
         .unwrap();
         assert_eq!(p.on_cap(), OnCap::Drop);
         assert_eq!(p.timezone().iana_name(), Some("UTC"));
-        assert_eq!(
-            p.quiet_hours(ChannelKind::Sms),
-            None,
-            "\"\" turns the default off"
-        );
-        assert_eq!(
-            p.quiet_hours(ChannelKind::Email).unwrap().to_string(),
-            "22:00-07:00"
-        );
+        assert_eq!(p.quiet_hours(SMS), None, "\"\" turns the default off");
+        assert_eq!(p.quiet_hours(EMAIL).unwrap().to_string(), "22:00-07:00");
         // "all" applies to every channel.
-        for k in ChannelKind::ALL {
+        for k in ALL {
             assert!(p.has_caps(k));
         }
-        let labels: Vec<String> = p
-            .caps_for(ChannelKind::Email)
-            .map(|c| c.to_string())
-            .collect();
+        let labels: Vec<String> = p.caps_for(EMAIL).map(|c| c.to_string()).collect();
         assert_eq!(labels, ["email 2/1d", "all 3/1d"]);
-        let labels: Vec<String> = p
-            .caps_for(ChannelKind::Sms)
-            .map(|c| c.to_string())
-            .collect();
+        let labels: Vec<String> = p.caps_for(SMS).map(|c| c.to_string()).collect();
         assert_eq!(labels, ["all 3/1d"]);
     }
 
@@ -380,31 +383,28 @@ mod tests {
         // 13:30 in London (not).
         let now = ts("2026-11-23T13:30:00Z");
         assert_eq!(
-            p.quiet_until(ChannelKind::Sms, None, now),
+            p.quiet_until(SMS, None, now),
             Ok(Some(ts("2026-11-23T23:00:00Z")))
         );
         assert_eq!(
-            p.quiet_until(ChannelKind::Sms, Some(" "), now),
+            p.quiet_until(SMS, Some(" "), now),
             Ok(Some(ts("2026-11-23T23:00:00Z"))),
             "blank is the default"
         );
         assert_eq!(
-            p.quiet_until(ChannelKind::Sms, Some("America/Los_Angeles"), now),
+            p.quiet_until(SMS, Some("America/Los_Angeles"), now),
             Ok(Some(ts("2026-11-23T16:00:00Z")))
         );
-        assert_eq!(
-            p.quiet_until(ChannelKind::Sms, Some("Europe/London"), now),
-            Ok(None)
-        );
+        assert_eq!(p.quiet_until(SMS, Some("Europe/London"), now), Ok(None));
         // No quiet hours on email by default.
-        assert_eq!(p.quiet_until(ChannelKind::Email, None, now), Ok(None));
+        assert_eq!(p.quiet_until(EMAIL, None, now), Ok(None));
     }
 
     #[test]
     fn quiet_until_refuses_an_unknown_zone_on_every_channel() {
         let p = Policy::default();
         let now = ts("2026-11-23T03:00:00Z");
-        for k in ChannelKind::ALL {
+        for k in ALL {
             let e = p.quiet_until(k, Some("Mars/Olympus"), now).unwrap_err();
             assert!(e.contains("\"Mars/Olympus\"") && e.contains("IANA"), "{e}");
         }

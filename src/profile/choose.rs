@@ -1,10 +1,10 @@
 //! Choosing by profile: the best time within a window and the best channel
 //! among candidates. Pure functions; the worker reads the profile and acts.
 
+use crate::channel_id::ChannelId;
 use jiff::civil::Time;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use tayori_channels::ChannelKind;
 
 use super::{hour_of_week, Profile};
 
@@ -112,12 +112,12 @@ impl ChannelRule {
 /// uniform draw in [0, 1); below `explore` a random other channel goes first.
 pub fn rank_channels(
     profile: Option<&Profile>,
-    eligible: &[ChannelKind],
+    eligible: &[ChannelId],
     min_reactions: f64,
     explore: f64,
     explore_roll: f64,
     pick: usize,
-) -> (Vec<ChannelKind>, ChannelRule) {
+) -> (Vec<ChannelId>, ChannelRule) {
     let Some(p) = profile.filter(|p| p.total_reactions() >= min_reactions) else {
         return (eligible.to_vec(), ChannelRule::Order);
     };
@@ -156,7 +156,7 @@ mod tests {
             ..Profile::default()
         };
         p.hours[hour_of_week(ts(utc).as_millisecond())] = n;
-        p.reactions.insert(ChannelKind::Email, n);
+        p.reactions.insert(ChannelId::new("email"), n);
         p
     }
 
@@ -209,17 +209,21 @@ mod tests {
     #[test]
     fn channels_rank_by_score_and_sometimes_explore() {
         let mut p = Profile::default();
-        p.sent.insert(ChannelKind::Email, 10.0);
-        p.reactions.insert(ChannelKind::Email, 1.0);
-        p.sent.insert(ChannelKind::Line, 10.0);
-        p.reactions.insert(ChannelKind::Line, 8.0);
-        let all = [ChannelKind::Email, ChannelKind::Line, ChannelKind::Sms];
+        p.sent.insert(ChannelId::new("email"), 10.0);
+        p.reactions.insert(ChannelId::new("email"), 1.0);
+        p.sent.insert(ChannelId::new("line"), 10.0);
+        p.reactions.insert(ChannelId::new("line"), 8.0);
+        let all = [
+            ChannelId::new("email"),
+            ChannelId::new("line"),
+            ChannelId::new("sms"),
+        ];
         let (ranked, rule) = rank_channels(Some(&p), &all, 3.0, 0.1, 0.5, 0);
         assert_eq!(rule, ChannelRule::Profile);
-        assert_eq!(ranked[0], ChannelKind::Line);
+        assert_eq!(ranked[0], ChannelId::new("line"));
         let (ranked, rule) = rank_channels(Some(&p), &all, 3.0, 0.1, 0.05, 0);
         assert_eq!(rule, ChannelRule::Explore);
-        assert_ne!(ranked[0], ChannelKind::Line);
+        assert_ne!(ranked[0], ChannelId::new("line"));
         assert_eq!(ranked.len(), 3);
         let (ranked, rule) = rank_channels(None, &all, 3.0, 0.1, 0.0, 0);
         assert_eq!((ranked, rule), (all.to_vec(), ChannelRule::Order));

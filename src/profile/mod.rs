@@ -26,7 +26,7 @@ pub mod updater;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tayori_channels::ChannelKind;
+use crate::channel_id::ChannelId;
 
 /// The start of forward decay (2026-01-01T00:00:00Z, ms). Weights grow by 2 each
 /// half-life after it; doubles hold that for centuries at a 30-day half-life.
@@ -70,9 +70,9 @@ pub fn hour_of_week(at_ms: i64) -> usize {
 /// A profile read back, decayed to `now`: counts in "recent events".
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Profile {
-    pub sent: BTreeMap<ChannelKind, f64>,
-    pub reactions: BTreeMap<ChannelKind, f64>,
-    pub refusals: BTreeMap<ChannelKind, f64>,
+    pub sent: BTreeMap<ChannelId, f64>,
+    pub reactions: BTreeMap<ChannelId, f64>,
+    pub refusals: BTreeMap<ChannelId, f64>,
     /// Reactions by UTC hour of the week.
     pub hours: Vec<f64>,
     pub updated_ms: Option<i64>,
@@ -107,7 +107,7 @@ impl Profile {
                 }
                 continue;
             }
-            let Ok(channel) = rest.parse::<ChannelKind>() else {
+            let Ok(channel) = rest.parse::<ChannelId>() else {
                 continue;
             };
             let map = match kind {
@@ -131,8 +131,8 @@ impl Profile {
     /// imaginary send, a fifth of a reaction), so one lucky send does not outrank
     /// a long record, and a channel never tried ranks below a proven one but
     /// above one that has never worked.
-    pub fn channel_score(&self, channel: ChannelKind) -> f64 {
-        let get = |m: &BTreeMap<ChannelKind, f64>| m.get(&channel).copied().unwrap_or(0.0);
+    pub fn channel_score(&self, channel: ChannelId) -> f64 {
+        let get = |m: &BTreeMap<ChannelId, f64>| m.get(&channel).copied().unwrap_or(0.0);
         let (sent, reacted, refused) = (get(&self.sent), get(&self.reactions), get(&self.refusals));
         (reacted + 0.2 - 2.0 * refused) / (sent + 1.0)
     }
@@ -179,8 +179,8 @@ mod tests {
         .into_iter()
         .collect();
         let p = Profile::from_fields(&fields, now, MONTH);
-        assert!((p.reactions[&ChannelKind::Email] - 1.5).abs() < 1e-9);
-        assert!((p.sent[&ChannelKind::Email] - 2.0).abs() < 1e-9);
+        assert!((p.reactions[&ChannelId::new("email")] - 1.5).abs() < 1e-9);
+        assert!((p.sent[&ChannelId::new("email")] - 2.0).abs() < 1e-9);
         assert!((p.hours[33] - 1.0).abs() < 1e-9);
         assert_eq!(p.updated_ms, Some(now));
     }
@@ -188,12 +188,12 @@ mod tests {
     #[test]
     fn refusals_sink_a_channel_below_one_that_is_merely_quiet() {
         let mut p = Profile::default();
-        p.sent.insert(ChannelKind::Line, 5.0);
-        p.reactions.insert(ChannelKind::Line, 4.0);
-        p.sent.insert(ChannelKind::Email, 5.0);
-        p.sent.insert(ChannelKind::Sms, 1.0);
-        p.refusals.insert(ChannelKind::Sms, 1.0);
-        assert!(p.channel_score(ChannelKind::Line) > p.channel_score(ChannelKind::Email));
-        assert!(p.channel_score(ChannelKind::Email) > p.channel_score(ChannelKind::Sms));
+        p.sent.insert(ChannelId::new("line"), 5.0);
+        p.reactions.insert(ChannelId::new("line"), 4.0);
+        p.sent.insert(ChannelId::new("email"), 5.0);
+        p.sent.insert(ChannelId::new("sms"), 1.0);
+        p.refusals.insert(ChannelId::new("sms"), 1.0);
+        assert!(p.channel_score(ChannelId::new("line")) > p.channel_score(ChannelId::new("email")));
+        assert!(p.channel_score(ChannelId::new("email")) > p.channel_score(ChannelId::new("sms")));
     }
 }

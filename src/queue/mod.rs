@@ -18,10 +18,10 @@ pub use stats::{ChannelStats, QueueStats};
 
 use std::time::Duration;
 
+use crate::channel_id::ChannelId;
 use crate::keys::{Keys, Partition};
 use crate::redis_connection::{RedisConnection, RedisTarget};
 use redis::{AsyncCommands, Script, Value};
-use tayori_channels::ChannelKind;
 
 /// The consumer group every daemon joins.
 pub const GROUP: &str = "tayori";
@@ -34,7 +34,7 @@ pub enum AppendTo {
     /// The dead letters.
     Dead,
     /// A channel's job stream (a fallback, a best-channel choice).
-    Jobs(ChannelKind),
+    Jobs(ChannelId),
 }
 
 /// One step of a job's outcome, applied atomically with its acknowledgement.
@@ -45,7 +45,7 @@ pub enum Op {
     /// Put a job into the delayed set until `due_ms`.
     Delay {
         due_ms: i64,
-        channel: ChannelKind,
+        channel: ChannelId,
         fields: Vec<(String, String)>,
     },
     /// Append an entry to a stream of the partition (dead letters, the next
@@ -57,31 +57,19 @@ pub enum Op {
     /// Suppress an address on a channel (a hard bounce), unless a newer change
     /// (a re-subscription) is already recorded for it.
     Suppress {
-        channel: ChannelKind,
+        channel: ChannelId,
         address: String,
         reason: String,
         at_ms: i64,
     },
 }
 
-/// The form an address is suppressed under: email addresses compare without case
-/// (what a bounce report or a click carries may differ from the job in case), and
-/// with an internationalized domain in its IDNA form, the form the mail is sent in
-/// (`taro@例え.jp` → `taro@xn--r8jz45g.jp`): a bounce report names the address as
-/// sent, an unsubscribe token or an operator as the job had it, and both must hit
-/// the same entry.
-pub fn suppression_key(kind: ChannelKind, address: &str) -> std::borrow::Cow<'_, str> {
-    let address = address.trim();
-    match kind {
-        ChannelKind::Email => {
-            let sent = tayori_channels::email::address::with_ascii_domain(address);
-            if sent.bytes().any(|b| b.is_ascii_uppercase()) {
-                sent.to_ascii_lowercase().into()
-            } else {
-                sent
-            }
-        }
-        _ => address.into(),
+/// The form an address is suppressed under: each channel says (email compares
+/// without case and with its domain in IDNA form; see its plugin).
+pub fn suppression_key(kind: ChannelId, address: &str) -> std::borrow::Cow<'_, str> {
+    match crate::channel::registry::plugin(kind) {
+        Some(p) => p.suppression_key(address),
+        None => address.trim().into(),
     }
 }
 
@@ -90,7 +78,7 @@ pub fn suppression_key(kind: ChannelKind, address: &str) -> std::borrow::Cow<'_,
 pub struct Completion {
     /// The partition and channel of the job stream the entry is in.
     pub partition: Partition,
-    pub channel: ChannelKind,
+    pub channel: ChannelId,
     pub id: String,
     pub ops: Vec<Op>,
 }
@@ -121,18 +109,43 @@ pub struct Checked {
     pub suppressed: Option<String>,
 }
 
-/// A provider's report about a recipient (a LINE unfollow, an SMS STOP), recorded once.
-#[derive(Debug, Clone, Copy)]
-pub struct Reaction<'a> {
-    /// `line`, `twilio`, …: with `event_id`, the deduplication key.
-    pub source: &'a str,
-    pub event_id: &'a str,
-    /// `(channel, address, Some(reason))` suppresses, `(…, None)` lifts a suppression.
-    pub suppress: Option<(ChannelKind, &'a str, Option<&'a str>)>,
-    /// The results-stream event (JSON), if the reaction produces one.
-    pub event: Option<&'a str>,
-    /// When it happened at the provider (ms): older suppression changes lose to newer ones.
-    pub at_ms: i64,
+pub use crate::event::Reaction;
+pub use crate::redis_connection::Durability;
+
+/// Reactions recorded in Redis, each deduplicated for `window`: what webhook
+/// routes and `tayori bounce` record through.
+pub struct ReactionRecorder<'a> {
+    pub queue: &'a Queue,
+    pub window: Duration,
+}
+
+#[async_trait::async_trait]
+impl crate::channel::inbound::Recorder for ReactionRecorder<'_> {
+    async fn record(
+        &self,
+        reaction: &Reaction<'_>,
+    ) -> Result<bool, crate::channel::inbound::RecordError> {
+        self.queue
+            .record_reaction(reaction, self.window)
+            .await
+            .map_err(|e| crate::channel::inbound::RecordError(e.to_string()))
+    }
+
+    async fn verp_job(
+        &self,
+        token: &str,
+    ) -> Result<Option<String>, crate::channel::inbound::RecordError> {
+        self.queue
+            .verp_job(token)
+            .await
+            .map_err(|e| crate::channel::inbound::RecordError(e.to_string()))
+    }
+}
+
+impl From<crate::event::Event> for Op {
+    fn from(e: crate::event::Event) -> Self {
+        Op::Event(e.to_json())
+    }
 }
 
 /// What a deduplication claim found.
@@ -158,52 +171,6 @@ pub struct Queue {
     /// `redis.wait_replicas` and `redis.wait_timeout`: replicas that must have a
     /// write before it counts as recorded (0: none asked).
     wait: Durability,
-}
-
-/// How many replicas must acknowledge a write (`WAIT`), and for how long to wait.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Durability {
-    pub replicas: u32,
-    pub timeout: Duration,
-}
-
-impl Durability {
-    /// `WAIT replicas timeout` on `conn`, after the writes made on it. Fewer
-    /// replicas than asked is counted (`tayori_redis_wait_short_total{op}`) and
-    /// logged, not an error: the write is on the primary, only not yet on enough
-    /// replicas to survive its loss. An error (Redis went away) is returned: the
-    /// caller retries its write, which every caller does idempotently.
-    /// Returns whether enough replicas have the writes.
-    /// `slot_key` is a key the writes went to: on a cluster, `WAIT` goes to the
-    /// primary that owns its slot (the writes of one call share a slot).
-    pub async fn wait(
-        &self,
-        conn: &mut RedisConnection,
-        slot_key: &str,
-        op: &'static str,
-    ) -> RedisResult<bool> {
-        if self.replicas == 0 {
-            return Ok(true);
-        }
-        let reached = conn
-            .wait_replicas(
-                slot_key,
-                self.replicas,
-                self.timeout.as_millis().max(1) as u64,
-            )
-            .await?;
-        if reached < self.replicas {
-            metrics::counter!(crate::metrics::REDIS_WAIT_SHORT, "op" => op).increment(1);
-            tracing::warn!(
-                op,
-                asked = self.replicas,
-                reached,
-                timeout_ms = self.timeout.as_millis() as u64,
-                "WAIT reached fewer replicas than redis.wait_replicas: a failover now could lose this write"
-            );
-        }
-        Ok(reached >= self.replicas)
-    }
 }
 
 /// How long a VERP token's job id is kept: bounce reports come within days (MTAs
@@ -296,7 +263,7 @@ impl Queue {
     /// Creates the consumer group on every partition's job stream of a channel
     /// if it does not exist. It starts at `0` so jobs enqueued before the first
     /// daemon started are processed.
-    pub async fn ensure_group(&self, kind: ChannelKind) -> RedisResult<()> {
+    pub async fn ensure_group(&self, kind: ChannelId) -> RedisResult<()> {
         for p in self.keys.all_partitions() {
             let mut c = self.conn.clone();
             let r: RedisResult<()> = c
@@ -317,7 +284,7 @@ impl Queue {
         &self,
         conn: &mut RedisConnection,
         partitions: &[Partition],
-        kind: ChannelKind,
+        kind: ChannelId,
         consumer: &str,
         count: usize,
         block: Duration,
@@ -389,7 +356,7 @@ impl Queue {
     pub async fn reclaim(
         &self,
         p: Partition,
-        kind: ChannelKind,
+        kind: ChannelId,
         consumer: &str,
         min_idle: Duration,
         count: usize,
@@ -464,7 +431,7 @@ impl Queue {
     /// slow send is not mistaken for a dead consumer's and processed twice.
     pub async fn heartbeat(
         &self,
-        kind: ChannelKind,
+        kind: ChannelId,
         consumer: &str,
         held: &[(Partition, String)],
     ) -> RedisResult<()> {
@@ -496,7 +463,7 @@ impl Queue {
     /// `stats` and XINFO stay readable. Returns how many.
     pub async fn prune_consumers(
         &self,
-        kind: ChannelKind,
+        kind: ChannelId,
         me: &str,
         idle: Duration,
     ) -> RedisResult<usize> {
@@ -582,7 +549,7 @@ impl Queue {
     /// reuses the id.
     pub async fn claim(
         &self,
-        kind: ChannelKind,
+        kind: ChannelId,
         claims: &[ClaimRequest<'_>],
         window: Duration,
     ) -> RedisResult<Vec<Checked>> {
@@ -652,7 +619,7 @@ impl Queue {
     /// bounced), or lifts it (`None`).
     pub async fn set_suppressed(
         &self,
-        kind: ChannelKind,
+        kind: ChannelId,
         address: &str,
         reason: Option<&str>,
     ) -> RedisResult<()> {
@@ -668,7 +635,7 @@ impl Queue {
     /// Why each (channel, address) is suppressed, if it is: one round trip.
     pub async fn suppressed_many(
         &self,
-        lookups: &[(ChannelKind, String)],
+        lookups: &[(ChannelId, String)],
     ) -> RedisResult<Vec<Option<String>>> {
         if lookups.is_empty() {
             return Ok(Vec::new());
@@ -692,11 +659,8 @@ impl Queue {
     /// Stores what a message needs before it is sent, in one round trip: short
     /// links (code → sealed click token) for `link_ttl`, and a VERP token's job id
     /// for [`VERP_RECORD_TTL`].
-    pub async fn store_records(
-        &self,
-        records: &crate::tracking::Records,
-        link_ttl: Duration,
-    ) -> RedisResult<()> {
+    pub async fn store_records(&self, records: &crate::tracking::Records) -> RedisResult<()> {
+        let link_ttl = records.link_ttl;
         let mut batch = self.batch();
         let secs = link_ttl.as_secs().max(1);
         for l in &records.short_links {
@@ -759,7 +723,7 @@ impl Queue {
     /// Publishes a channel pause (reason, until it expires) for `tayori stats`.
     pub async fn record_pause(
         &self,
-        kind: ChannelKind,
+        kind: ChannelId,
         reason: &str,
         wait: Duration,
     ) -> RedisResult<()> {
@@ -843,7 +807,7 @@ impl Queue {
         for p in &partitions {
             let p = *p;
             let mut inv = self.finish.prepare_invoke();
-            for k in self.keys.finish_keys(p) {
+            for k in self.keys.finish_keys(p, crate::channel::registry::ids()) {
                 inv.key(k);
             }
             inv.arg(GROUP).arg(self.results_max_len);
@@ -916,11 +880,11 @@ impl Queue {
     ) -> RedisResult<(usize, Vec<String>)> {
         let mut c = self.conn.clone();
         let mut inv = self.move_due.prepare_invoke();
-        for k in self.keys.move_due_keys(p) {
+        for k in self.keys.move_due_keys(p, crate::channel::registry::ids()) {
             inv.key(k);
         }
         inv.arg(now_ms).arg(limit);
-        for kind in ChannelKind::ALL {
+        for kind in crate::channel::registry::ids() {
             inv.arg(kind.as_str());
         }
         let reply: Vec<Value> = inv.invoke_async(&mut c).await?;
@@ -949,18 +913,17 @@ impl Queue {
 }
 
 /// `finish.lua`'s KEYS: results, delayed, dead, then the job streams in
-/// `ChannelKind::ALL` order (1-based, as Lua counts).
+/// registry order (`crate::channel::registry`) (1-based, as Lua counts).
 const DEAD_INDEX: usize = 3;
 
-fn stream_index(kind: ChannelKind) -> usize {
-    4 + ChannelKind::ALL
-        .iter()
-        .position(|k| *k == kind)
+fn stream_index(kind: ChannelId) -> usize {
+    4 + crate::channel::registry::ids()
+        .position(|k| k == kind)
         .unwrap_or_default()
 }
 
 /// The delayed-set member for a job: JSON the mover script can read.
-fn delayed_member(channel: ChannelKind, fields: &[(String, String)]) -> String {
+fn delayed_member(channel: ChannelId, fields: &[(String, String)]) -> String {
     let flat: Vec<&str> = fields
         .iter()
         .flat_map(|(k, v)| [k.as_str(), v.as_str()])
@@ -974,14 +937,14 @@ mod tests {
 
     #[test]
     fn email_suppression_keys_are_lowercase_with_the_domain_as_sent() {
-        let key = |a| suppression_key(ChannelKind::Email, a).into_owned();
+        let key = |a| suppression_key(ChannelId::new("email"), a).into_owned();
         assert_eq!(key(" Taro@Example.COM "), "taro@example.com");
         // A bounce names the punycode form; the job, a token or an operator the Unicode one.
         assert_eq!(key("Taro@例え.jp"), "taro@xn--r8jz45g.jp");
         assert_eq!(key("taro@XN--R8JZ45G.jp"), "taro@xn--r8jz45g.jp");
         // Other channels keep their address as it is (trimmed).
         assert_eq!(
-            suppression_key(ChannelKind::Line, " U4aF ").into_owned(),
+            suppression_key(ChannelId::new("line"), " U4aF ").into_owned(),
             "U4aF"
         );
     }

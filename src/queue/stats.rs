@@ -1,7 +1,7 @@
 //! Queue depths, read cheaply: a handful of O(1) commands in one pipeline.
 
+use crate::channel_id::ChannelId;
 use redis::Value;
-use tayori_channels::ChannelKind;
 
 use super::{Queue, RedisResult, GROUP};
 
@@ -59,7 +59,7 @@ impl Queue {
     /// Every channel's backlog and every partition's sets, summed over the
     /// partitions: one pipeline per partition (its keys share a slot), sent at
     /// once.
-    pub async fn stats(&self, kinds: &[ChannelKind]) -> RedisResult<QueueStats> {
+    pub async fn stats(&self, kinds: &[ChannelId]) -> RedisResult<QueueStats> {
         let keys = self.keys();
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let mut batch = self.batch();
@@ -152,7 +152,7 @@ impl Queue {
     /// [`Queue::stats`] plus each channel's consumers (with idle times, their
     /// pending summed over the partitions) and pause: for `tayori stats`, not
     /// for the daemon's periodic sampling.
-    pub async fn stats_detailed(&self, kinds: &[ChannelKind]) -> RedisResult<QueueStats> {
+    pub async fn stats_detailed(&self, kinds: &[ChannelId]) -> RedisResult<QueueStats> {
         let mut stats = self.stats(kinds).await?;
         let keys = self.keys();
         let mut batch = self.batch();

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use crate::redis_connection::RedisConnection;
 
 use super::SharedLimiter;
-use crate::config::Rate;
 use crate::keys::Keys;
+use crate::units::Rate;
 
 /// More distinct domains than this and the map starts over: limiters are cheap to
 /// make again, and their state lives in Redis.
@@ -25,6 +25,8 @@ pub struct DomainLimits {
     consumer: String,
     conn: RedisConnection,
     limiters: Mutex<HashMap<String, Arc<DomainLimiter>>>,
+    /// The channel's metric label.
+    channel: &'static str,
 }
 
 /// One domain's limits: the bucket all daemons share, and this process's own
@@ -39,6 +41,7 @@ impl DomainLimits {
     /// `rates` as in `[channels.email.domain_rates]`: domain → rate, `"*"` for the rest.
     /// `None` when no domain is limited.
     pub fn new(
+        channel: &'static str,
         rates: &[(String, Rate)],
         keys: &Keys,
         consumer: &str,
@@ -63,6 +66,7 @@ impl DomainLimits {
             consumer: consumer.to_owned(),
             conn,
             limiters: Mutex::new(HashMap::new()),
+            channel,
         })
     }
 
@@ -81,7 +85,7 @@ impl DomainLimits {
             shared: SharedLimiter::new(
                 Keys::domain_scope(&domain),
                 self.keys.rate_keys(&Keys::domain_scope(&domain)),
-                "email",
+                self.channel,
                 *rate,
                 None,
                 &self.consumer,

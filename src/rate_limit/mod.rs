@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use crate::redis_connection::RedisConnection;
 use governor::DefaultDirectRateLimiter;
 
-use crate::config::Rate;
 use crate::metrics as m;
+use crate::units::Rate;
 
 /// Permits older than this are not used: a stale lease would send in a clump.
 pub const LEASE_FRESH: Duration = Duration::from_millis(250);

@@ -48,9 +48,11 @@
 //!   for every clone of the connection: give such callers
 //!   [`RedisConnection::detached`], which has sockets of its own.
 
+mod config;
 mod error;
 mod target;
 
+pub use config::{redact_url, RedisConfig, DEFAULT_REDIS_URL};
 pub use error::{Cause, ConnectError};
 pub use target::RedisTarget;
 
@@ -572,6 +574,52 @@ fn crc16_xmodem(data: &[u8]) -> u16 {
         }
     }
     crc
+}
+
+/// How many replicas must acknowledge a write (`WAIT`), and for how long to wait.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Durability {
+    pub replicas: u32,
+    pub timeout: Duration,
+}
+
+impl Durability {
+    /// `WAIT replicas timeout` on `conn`, after the writes made on it. Fewer
+    /// replicas than asked is counted (`tayori_redis_wait_short_total{op}`) and
+    /// logged, not an error: the write is on the primary, only not yet on enough
+    /// replicas to survive its loss. An error (Redis went away) is returned: the
+    /// caller retries its write, which every caller does idempotently.
+    /// Returns whether enough replicas have the writes.
+    /// `slot_key` is a key the writes went to: on a cluster, `WAIT` goes to the
+    /// primary that owns its slot (the writes of one call share a slot).
+    pub async fn wait(
+        &self,
+        conn: &mut RedisConnection,
+        slot_key: &str,
+        op: &'static str,
+    ) -> RedisResult<bool> {
+        if self.replicas == 0 {
+            return Ok(true);
+        }
+        let reached = conn
+            .wait_replicas(
+                slot_key,
+                self.replicas,
+                self.timeout.as_millis().max(1) as u64,
+            )
+            .await?;
+        if reached < self.replicas {
+            metrics::counter!(crate::metrics::REDIS_WAIT_SHORT, "op" => op).increment(1);
+            tracing::warn!(
+                op,
+                asked = self.replicas,
+                reached,
+                timeout_ms = self.timeout.as_millis() as u64,
+                "WAIT reached fewer replicas than redis.wait_replicas: a failover now could lose this write"
+            );
+        }
+        Ok(reached >= self.replicas)
+    }
 }
 
 #[cfg(test)]

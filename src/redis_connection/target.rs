@@ -12,7 +12,7 @@ use redis::{
     TlsCertificates, TlsMode,
 };
 
-use crate::config::{redact_url, RedisConfig};
+use super::{redact_url, RedisConfig};
 
 /// A config problem: the key to fix and what is wrong with it.
 pub type KeyError = (String, String);

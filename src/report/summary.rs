@@ -14,8 +14,16 @@ use std::collections::HashMap;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-/// The channels, in report order.
-pub const CHANNELS: [&str; 4] = ["email", "line", "sms", "dm"];
+/// The channels, in report order: the registry's. A report counts at most
+/// this many (a bit each in a link's clickers).
+pub const MAX_CHANNELS: usize = 32;
+
+fn channel_names() -> Vec<&'static str> {
+    crate::channel::registry::ids()
+        .map(|id| id.label())
+        .take(MAX_CHANNELS)
+        .collect()
+}
 
 /// Links listed per channel (and in total).
 pub const TOP_LINKS: usize = 10;
@@ -164,17 +172,19 @@ pub struct Summary {
     /// Job index → its first slot.
     heads: Vec<u32>,
     slots: Vec<Slot>,
-    totals: [ChannelTotals; 4],
+    /// The channels counted, in report order (an event's channel is its index here).
+    names: Vec<&'static str>,
+    totals: Vec<ChannelTotals>,
     /// URL → index into `link_urls`.
     links: HashMap<Box<str>, u32>,
     link_urls: Vec<Box<str>>,
     /// (URL index, channel) → clicks.
     link_clicks: HashMap<(u32, u8), u64>,
     /// (URL index, job index) → bit per channel it was clicked on.
-    link_clickers: HashMap<(u32, u32), u8>,
+    link_clickers: HashMap<(u32, u32), u32>,
     pending: Vec<Pending>,
     /// Events without a job id, per channel and type, since the campaign's first event.
-    unattributed: [[u64; Kind::ALL.len()]; 4],
+    unattributed: Vec<[u64; Kind::ALL.len()]>,
     entries: u64,
     unreadable: u64,
     matched: u64,
@@ -184,20 +194,22 @@ pub struct Summary {
 
 impl Summary {
     pub fn new(campaign: &str, include_bots: bool, tz: TimeZone) -> Summary {
+        let names = channel_names();
         Summary {
+            totals: vec![ChannelTotals::default(); names.len()],
+            unattributed: vec![[0; Kind::ALL.len()]; names.len()],
+            names,
             campaign: campaign.to_owned(),
             include_bots,
             tz,
             jobs: HashMap::new(),
             heads: Vec::new(),
             slots: Vec::new(),
-            totals: [ChannelTotals::default(); 4],
             links: HashMap::new(),
             link_urls: Vec::new(),
             link_clicks: HashMap::new(),
             link_clickers: HashMap::new(),
             pending: Vec::new(),
-            unattributed: [[0; Kind::ALL.len()]; 4],
             entries: 0,
             unreadable: 0,
             matched: 0,
@@ -215,7 +227,7 @@ impl Summary {
         };
         let (Some(kind), Some(channel)) = (
             Kind::parse(&ev.kind),
-            ev.channel.as_deref().and_then(channel_index),
+            ev.channel.as_deref().and_then(|c| self.channel_index(c)),
         ) else {
             return;
         };
@@ -256,6 +268,13 @@ impl Summary {
     }
 
     /// The slot of job `j` on `channel`, made on first use.
+    fn channel_index(&self, name: &str) -> Option<u8> {
+        self.names
+            .iter()
+            .position(|c| *c == name)
+            .and_then(|i| u8::try_from(i).ok())
+    }
+
     fn slot(&mut self, j: u32, channel: u8) -> usize {
         let mut i = self.heads[j as usize];
         while i != NONE {
@@ -363,12 +382,13 @@ impl Summary {
                 self.record(j, p.kind, p.channel, at, p.bot, None);
             }
         }
-        let mut channels: Vec<ChannelReport> = (0..4u8).map(|c| self.channel(Some(c))).collect();
+        let channels: Vec<(&'static str, ChannelReport)> = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(c, name)| (*name, self.channel(Some(c as u8))))
+            .collect();
         let total = self.channel(None);
-        let dm = channels.pop().unwrap_or_default();
-        let sms = channels.pop().unwrap_or_default();
-        let line = channels.pop().unwrap_or_default();
-        let email = channels.pop().unwrap_or_default();
         let mut by_channel = std::collections::BTreeMap::new();
         let mut unattributed_events = 0;
         for (c, counts) in self.unattributed.iter().enumerate() {
@@ -380,7 +400,7 @@ impl Summary {
                 .collect();
             unattributed_events += types.values().sum::<u64>();
             if !types.is_empty() {
-                by_channel.insert(CHANNELS[c], types);
+                by_channel.insert(self.names[c], types);
             }
         }
         Report {
@@ -395,12 +415,7 @@ impl Summary {
             },
             first_event_at: (self.first_at != i64::MAX).then(|| format_ms(self.first_at)),
             last_event_at: (self.last_at != i64::MIN).then(|| format_ms(self.last_at)),
-            channels: Channels {
-                email,
-                line,
-                sms,
-                dm,
-            },
+            channels: Channels(channels),
             total,
             unattributed: Unattributed {
                 events: unattributed_events,
@@ -431,7 +446,7 @@ impl Summary {
             }
         }
         let mut totals = ChannelTotals::default();
-        for c in (0..4u8).filter(|c| on(*c)) {
+        for c in (0..self.names.len() as u8).filter(|c| on(*c)) {
             let t = &self.totals[usize::from(c)];
             totals.opens += t.opens;
             totals.clicks += t.clicks;
@@ -511,10 +526,6 @@ impl Summary {
         links.truncate(TOP_LINKS);
         links
     }
-}
-
-fn channel_index(s: &str) -> Option<u8> {
-    CHANNELS.iter().position(|c| *c == s).map(|i| i as u8)
 }
 
 /// The median of sorted milliseconds, in seconds (the mean of the two middle
@@ -624,23 +635,30 @@ pub struct StreamInfo {
     pub events: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Channels {
-    pub email: ChannelReport,
-    pub line: ChannelReport,
-    pub sms: ChannelReport,
-    pub dm: ChannelReport,
-}
+/// Each channel's figures, in report order; JSON: an object keyed by channel.
+#[derive(Debug, Clone)]
+pub struct Channels(pub Vec<(&'static str, ChannelReport)>);
 
 impl Channels {
     /// (name, report) in report order.
-    pub fn iter(&self) -> [(&'static str, &ChannelReport); 4] {
-        [
-            ("email", &self.email),
-            ("line", &self.line),
-            ("sms", &self.sms),
-            ("dm", &self.dm),
-        ]
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &ChannelReport)> {
+        self.0.iter().map(|(n, r)| (*n, r))
+    }
+
+    /// One channel's figures.
+    pub fn get(&self, name: &str) -> Option<&ChannelReport> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, r)| r)
+    }
+}
+
+impl Serialize for Channels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (name, report) in &self.0 {
+            map.serialize_entry(name, report)?;
+        }
+        map.end()
     }
 }
 
@@ -958,7 +976,7 @@ mod tests {
         );
         s.add(b"not json");
         let r = s.finish("Asia/Tokyo");
-        let e = &r.channels.email;
+        let e = &r.channels.get("email").unwrap();
         assert_eq!(e.counts.sent, 2);
         assert_eq!(e.counts.opened, 1);
         assert_eq!(e.counts.clicked, 2);
@@ -988,7 +1006,7 @@ mod tests {
         assert_eq!(r.unattributed.by_channel["line"]["blocked"], 1);
         assert_eq!(r.stream.entries, 13);
         assert_eq!(r.stream.unreadable, 1);
-        assert!(r.channels.line.is_empty());
+        assert!(r.channels.get("line").unwrap().is_empty());
     }
 
     #[test]
@@ -1016,14 +1034,14 @@ mod tests {
             Some("https://a/"),
         ));
         let r = s.finish("UTC");
-        assert_eq!(r.channels.email.counts.fallback, 1);
-        assert_eq!(r.channels.email.counts.sent, 0);
-        assert_eq!(r.channels.email.rates.clicked, None);
-        assert_eq!(r.channels.sms.counts.sent, 1);
+        assert_eq!(r.channels.get("email").unwrap().counts.fallback, 1);
+        assert_eq!(r.channels.get("email").unwrap().counts.sent, 0);
+        assert_eq!(r.channels.get("email").unwrap().rates.clicked, None);
+        assert_eq!(r.channels.get("sms").unwrap().counts.sent, 1);
         assert_eq!(r.total.counts.sent, 1);
         assert_eq!(r.total.counts.fallback, 1);
         // The click came through the email token (channel email): counted there.
-        assert_eq!(r.channels.email.counts.clicked, 1);
-        assert_eq!(r.channels.email.suspected_bots.clicks, 1);
+        assert_eq!(r.channels.get("email").unwrap().counts.clicked, 1);
+        assert_eq!(r.channels.get("email").unwrap().suspected_bots.clicks, 1);
     }
 }

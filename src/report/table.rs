@@ -137,12 +137,7 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
 
 /// The channels that saw anything, then the total.
 pub fn columns(r: &Report) -> Vec<(&'static str, &ChannelReport)> {
-    let mut v: Vec<_> = r
-        .channels
-        .iter()
-        .into_iter()
-        .filter(|(_, c)| !c.is_empty())
-        .collect();
+    let mut v: Vec<_> = r.channels.iter().filter(|(_, c)| !c.is_empty()).collect();
     v.push(("total", &r.total));
     v
 }

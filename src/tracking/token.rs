@@ -12,14 +12,19 @@
 //! that lowercases it, so it is lowercase hex: the job id and a 64-bit HMAC-SHA256
 //! over the job id and the recipient's address.
 
+use crate::channel_id::ChannelId;
 use base64::Engine as _;
 use ring::aead::{self, LessSafeKey, Nonce, UnboundKey, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::{digest, hmac};
-use tayori_channels::ChannelKind;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-const VERSION: u8 = 1;
+/// Version 2 carries the channel's id; version 1 (before channel plugins) its
+/// position in [`V1_CHANNELS`]. Both open: links in mail already sent keep working.
+const VERSION: u8 = 2;
+
+/// The channel order version-1 tokens were sealed with. Frozen: never grows.
+const V1_CHANNELS: [&str; 4] = ["email", "line", "sms", "dm"];
 
 /// What a token is for; bound into the seal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +38,7 @@ pub enum Purpose {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tracked {
     /// The channel the message went out on (email, or LINE for its links).
-    pub channel: ChannelKind,
+    pub channel: ChannelId,
     pub job_id: String,
     pub address: String,
     pub campaign: Option<String>,
@@ -47,7 +52,7 @@ pub struct Tracked {
 impl Default for Tracked {
     fn default() -> Self {
         Tracked {
-            channel: ChannelKind::Email,
+            channel: ChannelId::new("email"),
             job_id: String::new(),
             address: String::new(),
             campaign: None,
@@ -93,6 +98,10 @@ impl Sealer {
 
     /// The URL-safe token for `t`.
     pub fn seal(&self, purpose: Purpose, t: &Tracked) -> String {
+        self.seal_version(purpose, t, VERSION)
+    }
+
+    fn seal_version(&self, purpose: Purpose, t: &Tracked, version: u8) -> String {
         let mut buf = Vec::with_capacity(
             NONCE_LEN
                 + 32
@@ -106,9 +115,15 @@ impl Sealer {
         let _ = self.rng.fill(&mut nonce);
         buf.extend_from_slice(&nonce);
         let start = buf.len();
-        buf.push(VERSION);
-        buf.push(channel_index(t.channel));
+        buf.push(version);
+        if version == 1 {
+            let index = V1_CHANNELS.iter().position(|c| t.channel == *c);
+            buf.push(index.and_then(|i| u8::try_from(i).ok()).unwrap_or(0));
+        }
         buf.extend_from_slice(&t.sent_at.to_be_bytes());
+        if version != 1 {
+            put(&mut buf, Some(t.channel.as_str()));
+        }
         for field in [
             Some(t.job_id.as_str()),
             Some(t.address.as_str()),
@@ -149,17 +164,24 @@ impl Sealer {
             .open_in_place(nonce, aead::Aad::from([purpose as u8]), &mut body)
             .ok()?;
         let (&version, rest) = plain.split_first()?;
-        if version != VERSION {
-            return None;
-        }
-        let (&channel, rest) = rest.split_first()?;
-        let channel = *ChannelKind::ALL.get(usize::from(channel))?;
+        let (v1_channel, rest) = match version {
+            1 => {
+                let (&index, rest) = rest.split_first()?;
+                (Some(*V1_CHANNELS.get(usize::from(index))?), rest)
+            }
+            VERSION => (None, rest),
+            _ => return None,
+        };
         if rest.len() < 8 {
             return None;
         }
         let (at, mut rest) = rest.split_at(8);
         let sent_at = i64::from_be_bytes(at.try_into().ok()?);
         let mut next = || take(&mut rest);
+        let channel = match v1_channel {
+            Some(name) => ChannelId::parse(name).ok()?,
+            None => ChannelId::parse(&next()??).ok()?,
+        };
         let job_id = next()??;
         let address = next()??;
         let campaign = next()?;
@@ -259,14 +281,6 @@ impl Sealer {
     }
 }
 
-fn channel_index(kind: ChannelKind) -> u8 {
-    ChannelKind::ALL
-        .iter()
-        .position(|k| *k == kind)
-        .and_then(|i| u8::try_from(i).ok())
-        .unwrap_or(0)
-}
-
 /// A field: 0xFFFF for none, else a big-endian u16 length and the bytes.
 fn put(buf: &mut Vec<u8>, field: Option<&str>) {
     match field {
@@ -316,9 +330,31 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn version_1_tokens_still_open() {
+        let sealer = Sealer::new("a-secret-of-sixteen-bytes");
+        for channel in ["email", "line", "sms", "dm"] {
+            let t = Tracked {
+                channel: ChannelId::new("email"),
+                job_id: "j-1".into(),
+                address: "a@example.com".into(),
+                url: Some("https://shop.example/x".into()),
+                ..Tracked::default()
+            };
+            let t = Tracked {
+                channel: ChannelId::parse(channel).unwrap(),
+                ..t
+            };
+            let old = sealer.seal_version(Purpose::Click, &t, 1);
+            assert_eq!(sealer.open(Purpose::Click, &old), Some(t.clone()));
+            let new = sealer.seal(Purpose::Click, &t);
+            assert_eq!(sealer.open(Purpose::Click, &new), Some(t));
+        }
+    }
+
     fn tracked() -> Tracked {
         Tracked {
-            channel: ChannelKind::Line,
+            channel: ChannelId::new("line"),
             job_id: "spring26-C1001".into(),
             address: "taro@example.com".into(),
             campaign: Some("spring26".into()),

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::channel_id::ChannelId;
 use serde_json::{json, Value};
-use tayori_channels::ChannelKind;
 
 use super::ChannelWorker;
 use crate::event::EventType;
@@ -46,12 +46,12 @@ impl ChannelWorker {
     /// fallback. The choice is written into the job (`choice`) and so into its events.
     pub(super) async fn choose_channel(&self, entry: &Entry, job: &Job) -> Completion {
         let attempt = self.attempt(entry);
-        let candidates: Vec<ChannelKind> =
+        let candidates: Vec<ChannelId> =
             job.channels.iter().filter_map(|c| c.parse().ok()).collect();
         let mut eligible = Vec::new();
         let mut skipped = Vec::new();
         for kind in candidates {
-            let address = job.address(kind);
+            let address = crate::channel::registry::plugin(kind).and_then(|p| p.address(&job.to));
             let why = if !self.enabled.contains(&kind) {
                 Some("not enabled")
             } else if address.is_none() {
@@ -64,7 +64,7 @@ impl ChannelWorker {
                 None => eligible.push(kind),
             }
         }
-        let lookups: Vec<(ChannelKind, String)> = eligible
+        let lookups: Vec<(ChannelId, String)> = eligible
             .iter()
             .map(|k| (*k, self.address_key(job, *k)))
             .collect();
@@ -95,7 +95,7 @@ impl ChannelWorker {
             fastrand::f64(),
             fastrand::usize(..),
         );
-        metrics::counter!(m::CHANNEL_CHOICES, "channel" => ranked[0].as_str(), "rule" => rule.as_str()).increment(1);
+        metrics::counter!(m::CHANNEL_CHOICES, "channel" => ranked[0].label(), "rule" => rule.as_str()).increment(1);
         let scores: serde_json::Map<String, Value> = ranked
             .iter()
             .map(|k| {
@@ -173,7 +173,7 @@ impl ChannelWorker {
         if at.duration_since(now) <= jiff::SignedDuration::from_secs(30) {
             return Timing::Now(rule.as_str());
         }
-        metrics::counter!(m::MESSAGES, "channel" => self.kind.as_str(), "outcome" => "scheduled")
+        metrics::counter!(m::MESSAGES, "channel" => self.kind.label(), "outcome" => "scheduled")
             .increment(1);
         let mut routing = entry.routing.clone();
         routing.origin = Some(entry.origin().to_owned());

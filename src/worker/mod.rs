@@ -19,22 +19,24 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::channel_id::ChannelId;
 use crate::redis_connection::RedisConnection;
 use futures_util::FutureExt;
 use governor::DefaultDirectRateLimiter;
-use tayori_channels::{Channel, ChannelKind, Message, SendError};
+use tayori_channels::{Channel, Message, SendError};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::compose::Composer;
-use crate::config::RateScope;
-use crate::config::{ChannelConfig, Config, QueueConfig};
+use crate::channel::{ChannelPlugin, Channels, Compose};
+use crate::config::{Config, QueueConfig};
 use crate::event::EventType;
 use crate::job::{Job, JobError};
 use crate::keys::Partition;
 use crate::metrics as m;
 use crate::queue::{self, Checked, Claim, ClaimRequest, Completion, Entry, Op, Queue};
 use crate::rate_limit::{self, domains::DomainLimits, Permit, SharedLimiter};
+use crate::render::Renderer;
 use crate::retry_policy::RetryPolicy;
+use crate::units::RateScope;
 use outcome::Reason;
 use writer::{write_completions, Held, FINISH_BATCH};
 
@@ -44,16 +46,20 @@ use writer::{write_completions, Held, FINISH_BATCH};
 const TAKEOVER_LIMIT: u32 = 4;
 
 pub struct ChannelWorker {
-    kind: ChannelKind,
+    kind: ChannelId,
     consumer: String,
     queue: Queue,
+    /// What the daemon knows of this channel (addresses, masking).
+    plugin: &'static dyn ChannelPlugin,
     adapter: Arc<dyn Channel>,
     limiter: DefaultDirectRateLimiter,
-    composer: Arc<Composer>,
+    /// Every enabled channel, typed: this one composes with it, fallbacks are chosen from it.
+    channels: Arc<Channels>,
+    templates: Arc<Renderer>,
     retry: RetryPolicy,
     cfg: QueueConfig,
     /// Channels enabled in this daemon, for choosing a fallback.
-    enabled: Vec<ChannelKind>,
+    enabled: Vec<ChannelId>,
     done: mpsc::Sender<Completion>,
     slots: Arc<Semaphore>,
     concurrency: usize,
@@ -69,18 +75,14 @@ pub struct ChannelWorker {
     probing: std::sync::atomic::AtomicBool,
     /// Jobs brought to an outcome (for the drain summary).
     pub finished: Arc<AtomicU64>,
-    /// SMS only: how long short tracked links are kept.
-    link_ttl: Duration,
     /// The channel's rate for all daemons together (`rate_scope = "global"`).
     shared: Option<SharedLimiter>,
-    /// Email only: limits per recipient domain.
+    /// Limits per destination (email: per recipient domain), when the channel has them.
     domains: Option<DomainLimits>,
     /// Quiet hours and frequency caps.
     policy: Arc<crate::policy::Policy>,
     /// Best time and best channel.
     profiles: crate::config::ProfilesConfig,
-    /// The region national phone numbers are read in (any channel's suppression lookups).
-    phone_region: String,
 }
 
 /// How long a job may wait for its domain's next permit while holding a worker
@@ -97,41 +99,35 @@ impl ChannelWorker {
     /// Builds the worker and spawns its completion writer.
     #[allow(clippy::too_many_arguments)]
     pub fn spawn(
-        kind: ChannelKind,
-        ch: &ChannelConfig,
+        kind: ChannelId,
+        channels: Arc<Channels>,
+        templates: Arc<Renderer>,
         consumer: String,
         queue: Queue,
         adapter: Arc<dyn Channel>,
-        composer: Arc<Composer>,
         config: &Config,
         finished: Arc<AtomicU64>,
     ) -> (Arc<ChannelWorker>, tokio::task::JoinHandle<()>) {
+        let Some(this) = channels.get(kind) else {
+            unreachable!("a worker is spawned only for an enabled channel")
+        };
+        let ch = &this.common;
         let (done, rx) = mpsc::channel(ch.concurrency.max(FINISH_BATCH) * 2);
-        // `[channels.sms]`, parsed once: its region reads phone numbers for every
-        // channel's suppression lookups, its link TTL matters to the SMS worker.
-        let sms = config
-            .channels
-            .sms
-            .as_ref()
-            .and_then(|c| crate::sms_settings::SmsSettings::from_channel(c).ok());
         let shared = (ch.rate_scope == RateScope::Global).then(|| {
             SharedLimiter::new(
                 kind.as_str().to_owned(),
                 queue.keys().rate_keys(kind.as_str()),
-                kind.as_str(),
+                kind.label(),
                 ch.rate,
                 ch.burst,
                 &consumer,
                 queue.conn(),
             )
         });
-        let domains = (kind == ChannelKind::Email)
-            .then(|| crate::email_settings::EmailSettings::from_channel(ch).ok())
-            .flatten()
-            .and_then(|s| {
-                let rates: Vec<_> = s.domain_rates.into_iter().collect();
-                DomainLimits::new(&rates, queue.keys(), &consumer, queue.conn())
-            });
+        let rates = this.settings.destination_rates();
+        let domains = (!rates.is_empty())
+            .then(|| DomainLimits::new(kind.label(), rates, queue.keys(), &consumer, queue.conn()))
+            .flatten();
         let held = Held::default();
         // Outcomes go on a connection of their own: with redis.wait_replicas each
         // batch WAITs, which would otherwise hold up claims and reads.
@@ -145,39 +141,32 @@ impl ChannelWorker {
             kind,
             consumer,
             queue,
+            plugin: this.plugin,
             adapter,
             limiter: governor::RateLimiter::direct(ch.rate.quota(ch.burst)),
-            composer,
             retry: RetryPolicy::new(config.retry.clone()),
             cfg: config.queue.clone(),
-            enabled: config.channels.enabled().map(|(k, _)| k).collect(),
+            enabled: channels.ids(),
             done,
             slots: Arc::new(Semaphore::new(ch.concurrency)),
             concurrency: ch.concurrency,
             active: AtomicUsize::new(0),
             held,
             paused: std::sync::Mutex::new(None),
-            pause: ch.pause(),
+            pause: ch.pause,
             probing: std::sync::atomic::AtomicBool::new(false),
             finished,
-            link_ttl: sms
-                .as_ref()
-                .and_then(|s| s.link_ttl.as_deref())
-                .and_then(|t| crate::config::duration::parse(t).ok())
-                .unwrap_or(crate::sms_settings::DEFAULT_LINK_TTL),
             shared,
             domains,
-            // Validated with the config; the default only if it somehow is not.
-            policy: Arc::new(
-                crate::policy::Policy::from_config(&config.policy).unwrap_or_default(),
-            ),
+            policy: channels.policy.clone(),
             profiles: config.profiles.clone(),
-            phone_region: sms.map_or_else(|| "JP".to_owned(), |s| s.default_region),
+            channels,
+            templates,
         });
         (worker, writer)
     }
 
-    pub fn kind(&self) -> ChannelKind {
+    pub fn kind(&self) -> ChannelId {
         self.kind
     }
 
@@ -380,7 +369,7 @@ impl ChannelWorker {
                         if entries.is_empty() {
                             continue;
                         }
-                        metrics::counter!(m::RECLAIMED, "channel" => self.kind.as_str())
+                        metrics::counter!(m::RECLAIMED, "channel" => self.kind.label())
                             .increment(entries.len() as u64);
                         tracing::info!(channel = %self.kind, partition = %p, count = entries.len(), "reclaimed jobs from a stopped consumer");
                         self.dispatch(entries).await;
@@ -424,7 +413,7 @@ impl ChannelWorker {
         else {
             return;
         };
-        metrics::counter!(m::JOBS_TAKEN, "channel" => self.kind.as_str())
+        metrics::counter!(m::JOBS_TAKEN, "channel" => self.kind.label())
             .increment(entries.len() as u64);
         self.active.fetch_add(entries.len(), Ordering::Relaxed);
         let prepared = self.prepare(&entries).await;
@@ -516,7 +505,7 @@ impl ChannelWorker {
                     routing.origin = Some(entry.origin().to_owned());
                     // retry.max_age and end-to-end latency count from when the job is due.
                     routing.first_at_ms = Some(due.as_millisecond());
-                    metrics::counter!(m::MESSAGES, "channel" => self.kind.as_str(), "outcome" => "scheduled").increment(1);
+                    metrics::counter!(m::MESSAGES, "channel" => self.kind.label(), "outcome" => "scheduled").increment(1);
                     let raw = entry.job.clone().unwrap_or_default();
                     Prepared::Done(self.complete(
                         entry,
@@ -563,18 +552,26 @@ impl ChannelWorker {
         if job.is_best() {
             return None;
         }
-        job.address(self.kind)?;
+        self.address(job)?;
         Some(self.address_key(job, self.kind))
     }
 
+    /// The job's address on this channel, or where the channel sends a job
+    /// without one (a webhook's default endpoint).
+    fn address<'a>(&'a self, job: &'a Job) -> Option<&'a str> {
+        self.plugin
+            .address(&job.to)
+            .or_else(|| self.channels.get(self.kind)?.settings.default_address())
+    }
+
     /// A job's address on any channel as suppressions are keyed (phone numbers in E.164).
-    pub(super) fn address_key(&self, job: &Job, kind: ChannelKind) -> String {
-        let address = job.address(kind).unwrap_or_default();
-        if kind == ChannelKind::Sms {
-            return tayori_channels::sms::phone::to_e164(address, &self.phone_region)
-                .unwrap_or_else(|_| address.to_owned());
-        }
-        address.to_owned()
+    pub(super) fn address_key(&self, job: &Job, kind: ChannelId) -> String {
+        let channel = self.channels.get(kind);
+        let address = crate::channel::registry::plugin(kind)
+            .and_then(|p| p.address(&job.to))
+            .or_else(|| channel?.settings.default_address())
+            .unwrap_or_default();
+        self.channels.suppression_address(kind, address)
     }
 
     /// Parses the entry's job and checks it belongs here; a bad one becomes a dead letter.
@@ -589,7 +586,7 @@ impl ChannelWorker {
             let job = entry
                 .job
                 .as_deref()
-                .and_then(|raw| Job::parse(raw, usize::MAX).ok());
+                .and_then(|raw| crate::channel::registry::parse_job(raw, usize::MAX).ok());
             let reason = Reason {
                 code: "too_many_deliveries",
                 message: &msg,
@@ -605,11 +602,11 @@ impl ChannelWorker {
             };
             self.dead(entry, None, None, reason)
         })?;
-        let job = Job::parse(raw, self.cfg.max_job_bytes)
+        let job = crate::channel::registry::parse_job(raw, self.cfg.max_job_bytes)
             .map_err(|e| self.dead_invalid(entry, raw, &e))?;
         let best_here = job.is_best()
             && entry.routing.hop == 0
-            && job.channels.iter().any(|c| c == self.kind.as_str());
+            && job.channels.iter().any(|c| c == self.kind.label());
         match job.channel_at(entry.routing.hop) {
             _ if best_here => Ok(job),
             Some(k) if k == self.kind => Ok(job),
@@ -633,8 +630,8 @@ impl ChannelWorker {
         if job.is_best() {
             return self.choose_channel(entry, job).await;
         }
-        if job.address(self.kind).is_none() {
-            let field = Job::address_field(self.kind);
+        if self.address(job).is_none() {
+            let field = format!("to.{}", self.plugin.address_key());
             return self.not_here(
                 entry,
                 job,
@@ -671,7 +668,18 @@ impl ChannelWorker {
         attempt: u32,
         time_rule: Option<&str>,
     ) -> Completion {
-        let (content, records) = match self.composer.compose_for_send(job, self.kind) {
+        let cx = Compose {
+            renderer: &self.templates,
+            tracker: self.channels.tracker.as_deref(),
+        };
+        let composed = match self.channels.get(self.kind) {
+            Some(this) => this.compose(job, &cx),
+            None => Err(crate::render::RenderError(format!(
+                "{} is not enabled",
+                self.kind
+            ))),
+        };
+        let (content, records) = match composed {
             Ok(c) => c,
             Err(e) => return self.not_here(entry, job, attempt, "template", &e.0),
         };
@@ -682,7 +690,7 @@ impl ChannelWorker {
         // its attempts.
         if !records.is_empty() {
             until_redis_answers(self.kind, "store_records", || {
-                self.queue.store_records(&records, self.link_ttl)
+                self.queue.store_records(&records)
             })
             .await;
         }
@@ -692,7 +700,7 @@ impl ChannelWorker {
             idempotency_key: format!("{}/{}", job.id, self.kind),
             campaign: job.campaign.clone(),
             customer_id: job.customer_id.clone(),
-            to: job.recipient(self.kind),
+            to: self.plugin.recipient(&job.to),
             content,
         };
         if let Some(done) = self
@@ -712,7 +720,7 @@ impl ChannelWorker {
             }
         }
         if self.limiter.check().is_err() {
-            metrics::counter!(m::RATE_LIMIT_WAITS, "channel" => self.kind.as_str()).increment(1);
+            metrics::counter!(m::RATE_LIMIT_WAITS, "channel" => self.kind.label()).increment(1);
             // No jitter: measured −6 % of the configured rate with it (2,000/s, burst 1).
             self.limiter.until_ready().await;
         }
@@ -730,13 +738,13 @@ impl ChannelWorker {
         if !matches!(result, Err(SendError::Suspended { .. })) {
             self.probing.store(false, Ordering::Relaxed);
         }
-        metrics::histogram!(m::SEND_SECONDS, "channel" => self.kind.as_str())
+        metrics::histogram!(m::SEND_SECONDS, "channel" => self.kind.label())
             .record(started.elapsed());
         tracing::debug!(
             channel = %self.kind,
             job_id = %job.id,
             campaign = job.campaign.as_deref().unwrap_or("-"),
-            to = %crate::mask::address(self.kind, &message.to.address),
+            to = %self.plugin.mask(&message.to.address),
             attempt,
             result = match &result {
                 Ok(_) => "sent",
@@ -746,7 +754,7 @@ impl ChannelWorker {
         );
         match result {
             Ok(sent) => {
-                metrics::histogram!(m::END_TO_END_SECONDS, "channel" => self.kind.as_str())
+                metrics::histogram!(m::END_TO_END_SECONDS, "channel" => self.kind.label())
                     .record(entry.age());
                 let mut ev = self
                     .event(EventType::Sent, job, attempt)
@@ -805,8 +813,7 @@ impl ChannelWorker {
                 None
             }
             Permit::Reserved { in_ } => {
-                metrics::counter!(m::DOMAIN_THROTTLED, "channel" => self.kind.as_str())
-                    .increment(1);
+                metrics::counter!(m::DOMAIN_THROTTLED, "channel" => self.kind.label()).increment(1);
                 let err = SendError::RateLimited {
                     code: "domain_throttled".into(),
                     message: format!("{domain} is at its rate limit; a later slot is reserved"),
@@ -840,6 +847,13 @@ impl ChannelWorker {
         let SendError::RateLimited { retry_after, .. } = err else {
             return;
         };
+        let channel_wide = self
+            .channels
+            .get(self.kind)
+            .is_some_and(|c| c.settings.pauses_on_rate_limit());
+        if !channel_wide {
+            return;
+        }
         let domain = self
             .domains
             .as_ref()
@@ -849,7 +863,7 @@ impl ChannelWorker {
             (Some(domain), wait) => {
                 let wait = wait.unwrap_or(self.pause);
                 let key = rate_limit::domains::pause_key(self.queue.keys(), &domain);
-                metrics::counter!(m::PAUSES, "channel" => self.kind.as_str(), "reason" => "domain_throttled").increment(1);
+                metrics::counter!(m::PAUSES, "channel" => self.kind.label(), "reason" => "domain_throttled").increment(1);
                 tracing::warn!(channel = %self.kind, domain, millis = wait.as_millis() as u64, "domain paused: {}", err.message());
                 let (queue, code) = (self.queue.clone(), err.code().to_owned());
                 tokio::spawn(async move {
@@ -876,7 +890,7 @@ fn completion_sent(c: &Completion) -> bool {
 /// and must not spend its attempts; the job waits, holding its slot, as it does
 /// for its dedupe claim.
 pub(super) async fn until_redis_answers<T, F, Fut>(
-    kind: ChannelKind,
+    kind: ChannelId,
     op: &'static str,
     mut step: F,
 ) -> T

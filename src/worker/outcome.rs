@@ -28,7 +28,7 @@ impl ChannelWorker {
         };
         match self.retry.decide(attempt, age, hint) {
             Decision::RetryIn(wait) => {
-                metrics::counter!(m::RETRIES, "channel" => self.kind.as_str(), "class" => err.class()).increment(1);
+                metrics::counter!(m::RETRIES, "channel" => self.kind.label(), "class" => err.class()).increment(1);
                 self.defer(entry, job, attempt, err, wait, attempt)
             }
             Decision::GiveUp => {
@@ -213,10 +213,11 @@ impl ChannelWorker {
         }
         if code == "no_address" {
             // A job that names no address for its channel is bad input: keep it for inspection.
+            let field = format!("to.{}", self.plugin.address_key());
             let reason = Reason {
                 code,
                 message,
-                field: Some(Job::address_field(self.kind)),
+                field: Some(&field),
             };
             return self.dead(entry, Some(job), None, reason);
         }
@@ -252,7 +253,7 @@ impl ChannelWorker {
             message,
             field,
         } = reason;
-        metrics::counter!(m::DEAD_LETTERS, "channel" => self.kind.as_str(), "reason" => code.to_owned()).increment(1);
+        metrics::counter!(m::DEAD_LETTERS, "channel" => self.kind.label(), "reason" => code.to_owned()).increment(1);
         // The message may quote the job's values (addresses, phone numbers): it goes to
         // the dead letter and the event, never to the log.
         tracing::warn!(
@@ -273,7 +274,7 @@ impl ChannelWorker {
             fields.push(("origin".into(), entry.id.clone()));
         }
         fields.extend([
-            ("channel".into(), self.kind.as_str().into()),
+            ("channel".into(), self.kind.label().into()),
             ("reason".into(), error.to_string()),
             ("deliveries".into(), entry.deliveries.to_string()),
             ("failed_at".into(), crate::event::now_rfc3339()),
@@ -282,7 +283,7 @@ impl ChannelWorker {
             EventType::Failed,
             job,
             job_id,
-            self.kind.as_str(),
+            self.kind.label(),
             self.attempt(entry),
         )
         .with("error", error);
@@ -306,7 +307,7 @@ impl ChannelWorker {
     }
 
     pub(super) fn event(&self, kind: EventType, job: &Job, attempt: u32) -> Event {
-        let ev = Event::for_job(kind, Some(job), None, self.kind.as_str(), attempt);
+        let ev = Event::for_job(kind, Some(job), None, self.kind.label(), attempt);
         match &job.choice {
             Some(choice) => ev.with("channel_choice", choice.clone()),
             None => ev,
@@ -323,7 +324,7 @@ impl ChannelWorker {
     /// Packs the outcome with the entry to acknowledge; counts it by event type.
     pub(super) fn complete(&self, entry: &Entry, ops: Vec<Op>) -> Completion {
         for kind in ops.iter().filter_map(event_type) {
-            metrics::counter!(m::MESSAGES, "channel" => self.kind.as_str(), "outcome" => kind.to_owned()).increment(1);
+            metrics::counter!(m::MESSAGES, "channel" => self.kind.label(), "outcome" => kind.to_owned()).increment(1);
         }
         self.finished.fetch_add(1, Ordering::Relaxed);
         Completion {

@@ -27,8 +27,8 @@ impl ChannelWorker {
             return;
         }
         if paused.is_none() {
-            metrics::counter!(m::PAUSES, "channel" => self.kind.as_str(), "reason" => code.to_owned()).increment(1);
-            metrics::gauge!(m::CHANNEL_PAUSED, "channel" => self.kind.as_str()).set(1.0);
+            metrics::counter!(m::PAUSES, "channel" => self.kind.label(), "reason" => code.to_owned()).increment(1);
+            metrics::gauge!(m::CHANNEL_PAUSED, "channel" => self.kind.label()).set(1.0);
             tracing::warn!(channel = %self.kind, code, millis = wait.as_millis() as u64, "channel paused: {message}; jobs stay queued");
         }
         *paused = Some((until, code.to_owned()));
@@ -60,7 +60,7 @@ impl ChannelWorker {
                 {
                     *p = None;
                     self.probing.store(true, Ordering::Relaxed);
-                    metrics::gauge!(m::CHANNEL_PAUSED, "channel" => self.kind.as_str()).set(0.0);
+                    metrics::gauge!(m::CHANNEL_PAUSED, "channel" => self.kind.label()).set(0.0);
                     tracing::info!(channel = %self.kind, "pause over: trying the provider again");
                 }
             }

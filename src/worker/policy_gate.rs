@@ -39,7 +39,7 @@ impl ChannelWorker {
                 return Gate::Done(self.complete(entry, vec![ev.into()]));
             }
             Ok(Some(until)) => {
-                metrics::counter!(m::POLICY_HELD, "channel" => self.kind.as_str(), "reason" => "quiet_hours").increment(1);
+                metrics::counter!(m::POLICY_HELD, "channel" => self.kind.label(), "reason" => "quiet_hours").increment(1);
                 // Rounded up to the next millisecond: never due a moment early.
                 let wait = until.duration_since(now).unsigned_abs() + Duration::from_millis(1);
                 let err = SendError::transient(
@@ -78,7 +78,7 @@ impl ChannelWorker {
         match verdict {
             CapVerdict::Allowed => Gate::Send { counted: true },
             CapVerdict::Capped { until_ms, cap } => {
-                metrics::counter!(m::POLICY_HELD, "channel" => self.kind.as_str(), "reason" => "frequency_cap").increment(1);
+                metrics::counter!(m::POLICY_HELD, "channel" => self.kind.label(), "reason" => "frequency_cap").increment(1);
                 match job.cap.unwrap_or(self.policy.on_cap()) {
                     OnCap::Drop => {
                         let ev = self
@@ -131,7 +131,6 @@ impl ChannelWorker {
     }
 
     fn is_transactional(&self, job: &Job) -> bool {
-        job.kind == Some(JobKind::Transactional)
-            || self.composer.renderer.options(job).transactional
+        job.kind == Some(JobKind::Transactional) || self.templates.options(job).transactional
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tayori_channels::ChannelKind;
+use crate::channel_id::ChannelId;
 use tokio::sync::mpsc;
 
 use super::backoff;
@@ -50,7 +50,7 @@ impl Held {
 /// acknowledges, so a retry after a lost reply cannot double an event.
 pub(super) async fn write_completions(
     queue: Queue,
-    kind: ChannelKind,
+    kind: ChannelId,
     mut rx: mpsc::Receiver<Completion>,
     held: Held,
 ) {

@@ -71,6 +71,7 @@ impl FromStr for BodyFormat {
     }
 }
 
+#[derive(Clone)]
 pub struct HttpGatewaySettings {
     /// The full endpoint, tenant and all (no templating here).
     pub url: String,

@@ -15,6 +15,7 @@ const OPTED_OUT: u64 = 21610;
 const QUEUE_FULL: &[u64] = &[20429, 21611, 30001];
 const AUTH: &[u64] = &[20003, 20005, 20006];
 
+#[derive(Clone)]
 pub struct TwilioSettings {
     pub api_base: String,
     pub account_sid: String,

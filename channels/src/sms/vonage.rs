@@ -19,6 +19,7 @@ pub const DEFAULT_API_BASE: &str = "https://rest.nexmo.com";
 /// Vonage caps `client-ref` at 100 characters.
 const CLIENT_REF_MAX: usize = 100;
 
+#[derive(Clone)]
 pub struct VonageSettings {
     /// `https://rest.nexmo.com` ([`DEFAULT_API_BASE`]) unless testing.
     pub api_base: String,

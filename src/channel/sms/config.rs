@@ -6,12 +6,12 @@ use tayori_channels::sms::twilio::TwilioSettings;
 use tayori_channels::sms::vonage::{self, VonageSettings};
 use tayori_channels::sms::{phone, SmsLimits};
 
-use crate::config::{duration, ChannelConfig};
-use crate::email_settings::KeyError;
+use crate::config::KeyError;
+use crate::units::duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SmsSettings {
+pub struct SmsSection {
     /// `twilio`, `vonage` or `http` (a gateway described in `[channels.sms.http]`).
     pub provider: Option<String>,
     /// Region for national numbers. Default: "JP".
@@ -23,17 +23,12 @@ pub struct SmsSettings {
     pub twilio: Option<TwilioSection>,
     pub vonage: Option<VonageSection>,
     pub http: Option<HttpSection>,
-    /// Common to all channels; read by `ChannelConfig::pause`.
-    pub pause: Option<String>,
     /// Links in the text become short tracked links (`{public_url}/s/{code}`)
     /// when `http.tracking_secret` is set. Default: true.
     pub track_clicks: Option<bool>,
     /// How long a short link keeps working. Default: "90d".
     pub link_ttl: Option<String>,
 }
-
-/// How long a short link in an SMS keeps working when `link_ttl` is not set.
-pub const DEFAULT_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
 
 fn jp() -> String {
     "JP".into()
@@ -135,17 +130,6 @@ impl std::fmt::Debug for VonageSignature {
     }
 }
 
-/// The key to Vonage's webhook signatures, when SMS goes through Vonage and a
-/// signature secret is set (`[channels.sms]` is checked at start; an unusable one
-/// gives none here).
-pub fn vonage_signature_of(sms: Option<&ChannelConfig>) -> Option<VonageSignature> {
-    let settings = SmsSettings::from_channel(sms?).ok()?;
-    if settings.provider.as_deref() != Some("vonage") {
-        return None;
-    }
-    settings.vonage_signature().ok().flatten()
-}
-
 /// A gateway described by config (URL, headers, a body template, how to read the answer).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,32 +154,26 @@ pub struct HttpSection {
     pub timeout: Option<String>,
 }
 
-impl SmsSettings {
-    pub fn from_channel(ch: &ChannelConfig) -> Result<SmsSettings, KeyError> {
-        let table: toml::Table = ch
-            .provider
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let s: SmsSettings = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| (format!("channels.sms.{}", e.path()), e.inner().to_string()))?;
-        if let Some(ttl) = &s.link_ttl {
-            duration::parse(ttl).map_err(|e| ("channels.sms.link_ttl".to_owned(), e))?;
+impl SmsSection {
+    /// The checks serde cannot make.
+    pub fn check(&self) -> Result<(), KeyError> {
+        if let Some(ttl) = &self.link_ttl {
+            duration::parse(ttl).map_err(|e| KeyError::new("channels.sms.link_ttl", e))?;
         }
-        if s.max_segments == 0 {
-            return Err((
-                "channels.sms.max_segments".into(),
-                "must be at least 1".into(),
+        if self.max_segments == 0 {
+            return Err(KeyError::new(
+                "channels.sms.max_segments",
+                "must be at least 1",
             ));
         }
-        Ok(s)
+        Ok(())
     }
 
     /// Checks `default_region` against the phone-number metadata (loading it takes a
     /// moment, so only providers that normalize numbers call this, at start).
     pub fn check_region(&self) -> Result<(), KeyError> {
         phone::check_region(&self.default_region)
-            .map_err(|e| ("channels.sms.default_region".to_owned(), e.to_string()))
+            .map_err(|e| KeyError::new("channels.sms.default_region", e.to_string()))
     }
 
     pub fn limits(&self) -> SmsLimits {
@@ -208,11 +186,12 @@ impl SmsSettings {
     /// `public_url` is where receipts are asked for when `callback` is not set and
     /// receipts can be verified (a `signature_secret` is configured).
     pub fn vonage(&self, public_url: &str) -> Result<VonageSettings, KeyError> {
-        let v = self.vonage.as_ref().ok_or((
-            "channels.sms.vonage".to_owned(),
-            "provider = \"vonage\" needs [channels.sms.vonage] with api_key, api_secret and from"
-                .to_owned(),
-        ))?;
+        let v = self.vonage.as_ref().ok_or_else(|| {
+            KeyError::new(
+                "channels.sms.vonage",
+                "provider = \"vonage\" needs [channels.sms.vonage] with api_key, api_secret and from",
+            )
+        })?;
         let signed = self.vonage_signature()?.is_some();
         let callback = v.callback.clone().or_else(|| {
             signed.then(|| format!("{}/webhooks/vonage", public_url.trim_end_matches('/')))
@@ -239,7 +218,7 @@ impl SmsSettings {
         let method = match v.signature_method.as_deref() {
             Some(m) => m
                 .parse()
-                .map_err(|e| ("channels.sms.vonage.signature_method".to_owned(), e))?,
+                .map_err(|e| KeyError::new("channels.sms.vonage.signature_method", e))?,
             None => SignatureMethod::Md5Hash,
         };
         Ok(v.signature_secret
@@ -254,23 +233,26 @@ impl SmsSettings {
 
     pub fn http_gateway(&self) -> Result<HttpGatewaySettings, KeyError> {
         let key = |k: &str| format!("channels.sms.http.{k}");
-        let h = self.http.as_ref().ok_or((
-            "channels.sms.http".to_owned(),
-            "provider = \"http\" needs [channels.sms.http] with url and body".to_owned(),
-        ))?;
+        let h = self.http.as_ref().ok_or_else(|| {
+            KeyError::new(
+                "channels.sms.http",
+                "provider = \"http\" needs [channels.sms.http] with url and body",
+            )
+        })?;
         let method = h
             .method
             .as_deref()
             .unwrap_or("POST")
             .parse()
-            .map_err(|_| (key("method"), "use \"POST\" or \"PUT\"".to_owned()))?;
+            .map_err(|_| KeyError::new(key("method"), "use \"POST\" or \"PUT\""))?;
         let content_type = h
             .content_type
             .as_deref()
             .unwrap_or("json")
             .parse()
-            .map_err(|_| (key("content_type"), "use \"json\" or \"form\"".to_owned()))?;
-        let body = serde_json::to_value(&h.body).map_err(|e| (key("body"), e.to_string()))?;
+            .map_err(|_| KeyError::new(key("content_type"), "use \"json\" or \"form\""))?;
+        let body =
+            serde_json::to_value(&h.body).map_err(|e| KeyError::new(key("body"), e.to_string()))?;
         Ok(HttpGatewaySettings {
             url: h.url.clone(),
             method,
@@ -291,25 +273,25 @@ impl SmsSettings {
     /// Twilio's settings; `public_url` is the base of the status callback.
     pub fn twilio(&self, public_url: &str) -> Result<TwilioSettings, KeyError> {
         let key = |k: &str| format!("channels.sms.twilio.{k}");
-        let t = self.twilio.as_ref().ok_or((
-            "channels.sms.twilio".to_owned(),
-            "provider = \"twilio\" needs [channels.sms.twilio] with account_sid, auth_token and from"
-                .to_owned(),
-        ))?;
+        let t = self.twilio.as_ref().ok_or_else(|| {
+            KeyError::new(
+                "channels.sms.twilio",
+                "provider = \"twilio\" needs [channels.sms.twilio] with account_sid, auth_token and from",
+            )
+        })?;
         let sid_ok = t.account_sid.len() == 34
             && t.account_sid.starts_with("AC")
             && t.account_sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
         if !sid_ok {
-            return Err((
+            return Err(KeyError::new(
                 key("account_sid"),
-                "an Account SID is AC followed by 32 hex digits (the Twilio console shows it)"
-                    .into(),
+                "an Account SID is AC followed by 32 hex digits (the Twilio console shows it)",
             ));
         }
         if t.from.is_none() == t.messaging_service_sid.is_none() {
-            return Err((
+            return Err(KeyError::new(
                 key("from"),
-                "set exactly one of from (a number) and messaging_service_sid".into(),
+                "set exactly one of from (a number) and messaging_service_sid",
             ));
         }
         let timeout = timeout(t.timeout.as_deref(), &key("timeout"))?;
@@ -332,7 +314,7 @@ impl SmsSettings {
 
 fn timeout(value: Option<&str>, key: &str) -> Result<std::time::Duration, KeyError> {
     match value {
-        Some(v) => duration::parse(v).map_err(|m| (key.to_owned(), m)),
+        Some(v) => duration::parse(v).map_err(|m| KeyError::new(key, m)),
         None => Ok(std::time::Duration::from_secs(10)),
     }
 }
@@ -341,12 +323,11 @@ fn timeout(value: Option<&str>, key: &str) -> Result<std::time::Duration, KeyErr
 mod tests {
     use super::*;
 
-    fn sms(vonage: &str) -> SmsSettings {
+    fn sms(vonage: &str) -> SmsSection {
         let text = format!(
             "provider = \"vonage\"\n[vonage]\napi_key = \"k\"\napi_secret = \"s\"\nfrom = \"Tayori\"\n{vonage}"
         );
-        let ch: ChannelConfig = toml::from_str(&text).expect("a channel section");
-        SmsSettings::from_channel(&ch).expect("sms settings")
+        toml::from_str(&text).expect("sms settings")
     }
 
     #[test]
@@ -380,7 +361,7 @@ mod tests {
     #[test]
     fn an_unknown_signature_method_is_a_config_error() {
         let s = sms("signature_secret = \"x\"\nsignature_method = \"sha384\"");
-        let (key, message) = s.vonage("https://t.example").err().expect("refused");
+        let KeyError { key, message } = s.vonage("https://t.example").err().expect("refused");
         assert_eq!(key, "channels.sms.vonage.signature_method");
         assert!(message.contains("sha256"), "{message}");
         // Also without a secret: the typo would bite once the secret is added.

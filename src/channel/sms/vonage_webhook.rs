@@ -18,38 +18,51 @@
 //! `failed`, whatever the order — the recipient got an incomplete message, and a
 //! `delivered` already sent cannot be taken back.
 
-use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hmac::{KeyInit, Mac};
 use ring::hmac as ring_hmac;
 use serde_json::Value;
-use tayori_channels::ChannelKind;
 
+use super::config::{SignatureMethod, VonageSignature};
 use super::twilio_webhook::{START_WORDS, STOP_WORDS};
-use super::AppState;
+use crate::channel::inbound::{Recorder, Request, Route};
+use crate::event::Reaction;
 use crate::event::{Event, EventType};
 use crate::metrics as m;
-use crate::queue::Reaction;
-use crate::sms_settings::{SignatureMethod, VonageSignature};
 
 /// How far `timestamp` may be from now, either way (Vonage's advice: five minutes).
 const MAX_SKEW_SECS: i64 = 5 * 60;
 
 type Params = Vec<(String, String)>;
 
-pub async fn receive(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+/// `/webhooks/vonage`, when SMS goes through Vonage with a signature secret.
+pub struct VonageWebhook {
+    pub key: VonageSignature,
+}
+
+#[async_trait::async_trait]
+impl Route for VonageWebhook {
+    fn path(&self) -> &'static str {
+        "/webhooks/vonage"
+    }
+
+    fn accepts_get(&self) -> bool {
+        true
+    }
+
+    async fn handle(&self, request: Request<'_>, recorder: Option<&dyn Recorder>) -> Response {
+        receive(&self.key, request, recorder).await
+    }
+}
+
+async fn receive(
+    key: &VonageSignature,
+    request: Request<'_>,
+    recorder: Option<&dyn Recorder>,
 ) -> Response {
-    let Some(key) = state.webhooks.vonage.as_ref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let params = match params(&method, &uri, &headers, &body) {
+    let (method, uri, headers, body) = (request.method, request.uri, request.headers, request.body);
+    let params = match params(method, uri, headers, body) {
         Ok(p) => p,
         Err(why) => {
             reject("bad_body", &why);
@@ -60,7 +73,7 @@ pub async fn receive(
         reject(reason, "signature refused");
         return StatusCode::FORBIDDEN.into_response();
     }
-    let Some(queue) = state.webhooks.queue.get() else {
+    let Some(recorder) = recorder else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let get = |k: &str| {
@@ -87,14 +100,11 @@ pub async fn receive(
         suppress: report
             .suppress
             .as_ref()
-            .map(|(address, reason)| (ChannelKind::Sms, address.as_str(), *reason)),
+            .map(|(address, reason)| (super::ID, address.as_str(), *reason)),
         event: Some(&json),
         at_ms: jiff::Timestamp::now().as_millisecond(),
     };
-    match queue
-        .record_reaction(&reaction, state.webhooks.dedupe_window)
-        .await
-    {
+    match recorder.record(&reaction).await {
         Ok(fresh) => {
             if fresh {
                 let kind = report.event.kind.as_str();

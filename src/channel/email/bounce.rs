@@ -6,13 +6,14 @@
 //! have been made for that job *and* that recipient: anyone can mail the bounce
 //! mailbox a forged report, and it must not suppress a stranger's address.
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use tayori_channels::email::dsn::{self, DsnRecipient};
-use tayori_channels::ChannelKind;
 
-use crate::event::{Event, EventType};
+use crate::channel::inbound::{RecordError, Recorder, Request, Route};
+use crate::event::{Event, EventType, Reaction};
 use crate::metrics as m;
-use crate::queue::{Queue, Reaction};
-use crate::tracking::{Sealer, Tracker};
+use crate::tracking::Sealer;
 
 /// What one DSN amounted to.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -34,17 +35,64 @@ pub enum BounceError {
     #[error("VERP is off: set channels.email.verp = true to map bounces to jobs")]
     NoVerp,
     #[error("Redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] RecordError),
+}
+
+/// What reads our bounces: the tracking secret's sealer and the VERP mailbox.
+pub struct Bounces<'a> {
+    pub sealer: &'a Sealer,
+    /// `(bounces, example.com)`; `None` when VERP is off.
+    pub verp: Option<(&'a str, &'a str)>,
+}
+
+/// `POST /webhooks/bounce`: a raw DSN (as an MTA would pipe it), for MTAs that
+/// deliver to HTTP rather than to a command. Authenticated by the VERP token
+/// inside, like `tayori bounce`.
+pub struct BounceWebhook {
+    pub tracker: std::sync::Arc<crate::tracking::Tracker>,
+    pub verp: Option<(String, String)>,
+}
+
+#[async_trait::async_trait]
+impl Route for BounceWebhook {
+    fn path(&self) -> &'static str {
+        "/webhooks/bounce"
+    }
+
+    async fn handle(&self, request: Request<'_>, recorder: Option<&dyn Recorder>) -> Response {
+        let Some(recorder) = recorder else {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        };
+        let bounces = Bounces {
+            sealer: self.tracker.sealer(),
+            verp: self.verp.as_ref().map(|(l, d)| (l.as_str(), d.as_str())),
+        };
+        match record(recorder, &bounces, request.body).await {
+            Ok(summary) => (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                serde_json::to_string(&summary).unwrap_or_default(),
+            )
+                .into_response(),
+            Err(e @ (BounceError::NotADsn(_) | BounceError::NoVerp)) => {
+                metrics::counter!(m::WEBHOOK_REJECTED, "source" => "bounce", "reason" => "bad_body")
+                    .increment(1);
+                (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response()
+            }
+            Err(BounceError::Redis(e)) => {
+                tracing::warn!(error = %e, "bounce: Redis unavailable; answering 503");
+                StatusCode::SERVICE_UNAVAILABLE.into_response()
+            }
+        }
+    }
 }
 
 /// Records what a DSN reports.
 pub async fn record(
-    queue: &Queue,
-    tracker: &Tracker,
+    recorder: &dyn Recorder,
+    bounces: &Bounces<'_>,
     raw: &[u8],
-    window: std::time::Duration,
 ) -> Result<Summary, BounceError> {
-    let (verp_local, verp_domain) = tracker.verp_mailbox().ok_or(BounceError::NoVerp)?;
+    let (verp_local, verp_domain) = bounces.verp.ok_or(BounceError::NoVerp)?;
     let report = dsn::parse(raw).map_err(|e| BounceError::NotADsn(e.to_string()))?;
     let tokens: Vec<&str> = report
         .envelope_to
@@ -62,7 +110,7 @@ pub async fn record(
             continue;
         };
         let address = r.address().trim();
-        let Some(job_id) = job_of(queue, tracker, &tokens, address).await? else {
+        let Some(job_id) = job_of(recorder, bounces.sealer, &tokens, address).await? else {
             summary.unmatched += 1;
             metrics::counter!(m::WEBHOOK_REJECTED, "source" => "bounce", "reason" => "unmatched")
                 .increment(1);
@@ -73,15 +121,11 @@ pub async fn record(
         let reaction = Reaction {
             source: "bounce",
             event_id: &dedupe_id,
-            suppress: (kind == EventType::Bounced).then_some((
-                ChannelKind::Email,
-                address,
-                Some("bounced"),
-            )),
+            suppress: (kind == EventType::Bounced).then_some((super::ID, address, Some("bounced"))),
             event: Some(&event),
             at_ms: jiff::Timestamp::now().as_millisecond(),
         };
-        if queue.record_reaction(&reaction, window).await? {
+        if recorder.record(&reaction).await? {
             metrics::counter!(m::WEBHOOK_EVENTS, "source" => "bounce", "type" => kind.as_str())
                 .increment(1);
             match kind {
@@ -98,15 +142,14 @@ pub async fn record(
 /// The job one of our VERP tokens was made for, if one was made for `address`:
 /// read from a self-contained token, or looked up for a stored one.
 async fn job_of(
-    queue: &Queue,
-    tracker: &Tracker,
+    recorder: &dyn Recorder,
+    sealer: &Sealer,
     tokens: &[&str],
     address: &str,
 ) -> Result<Option<String>, BounceError> {
-    let sealer = tracker.sealer();
     for token in tokens {
         if let Some(key) = Sealer::stored_verp_key(token) {
-            if let Some(job_id) = queue.verp_job(&key).await? {
+            if let Some(job_id) = recorder.verp_job(&key).await? {
                 if sealer.opens_stored_verp(&key, &job_id, address) {
                     return Ok(Some(job_id));
                 }

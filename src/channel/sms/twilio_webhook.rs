@@ -6,21 +6,18 @@
 //! recorded once (by message sid and status); if Redis is away the answer is 503
 //! and Twilio retries.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use crate::channel::inbound::{Recorder, Request, Route};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use ring::hmac;
-use tayori_channels::ChannelKind;
 
-use super::AppState;
+use crate::event::Reaction;
 use crate::event::{Event, EventType};
 use crate::metrics as m;
-use crate::queue::Reaction;
 
 /// Replies that opt out (Twilio's own list, plus the Japanese ones).
-pub(super) const STOP_WORDS: &[&str] = &[
+pub const STOP_WORDS: &[&str] = &[
     "STOP",
     "STOPALL",
     "UNSUBSCRIBE",
@@ -30,30 +27,47 @@ pub(super) const STOP_WORDS: &[&str] = &[
     "停止",
     "配信停止",
 ];
-pub(super) const START_WORDS: &[&str] = &["START", "UNSTOP", "YES"];
+pub const START_WORDS: &[&str] = &["START", "UNSTOP", "YES"];
 
-pub async fn receive(
-    State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+/// `/webhooks/twilio`, when SMS goes through Twilio.
+pub struct TwilioWebhook {
+    /// The account's auth token: it signs the requests.
+    pub token: String,
+    /// `http.public_url`, without a trailing slash: the URL Twilio signs.
+    pub public_url: String,
+}
+
+#[async_trait::async_trait]
+impl Route for TwilioWebhook {
+    fn path(&self) -> &'static str {
+        "/webhooks/twilio"
+    }
+
+    async fn handle(&self, request: Request<'_>, recorder: Option<&dyn Recorder>) -> Response {
+        receive(self, request, recorder).await
+    }
+}
+
+async fn receive(
+    hook: &TwilioWebhook,
+    request: Request<'_>,
+    recorder: Option<&dyn Recorder>,
 ) -> Response {
-    let Some(token) = state.webhooks.twilio_token.as_deref() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let (uri, headers, body) = (request.uri, request.headers, request.body);
+    let token = hook.token.as_str();
+    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     let signature = headers
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let url = format!("{}{path}", state.webhooks.public_url);
+    let url = format!("{}{path}", hook.public_url);
     if !verify(token, &url, &params, signature) {
         metrics::counter!(m::WEBHOOK_REJECTED, "source" => "twilio", "reason" => "bad_signature")
             .increment(1);
         return StatusCode::FORBIDDEN.into_response();
     }
-    let Some(queue) = state.webhooks.queue.get() else {
+    let Some(recorder) = recorder else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let get = |k: &str| {
@@ -113,14 +127,11 @@ pub async fn receive(
         suppress: suppress
             .as_ref()
             .filter(|(from, _)| !from.is_empty())
-            .map(|(from, reason)| (ChannelKind::Sms, from.as_str(), *reason)),
+            .map(|(from, reason)| (super::ID, from.as_str(), *reason)),
         event: json.as_deref(),
         at_ms: jiff::Timestamp::now().as_millisecond(),
     };
-    match queue
-        .record_reaction(&reaction, state.webhooks.dedupe_window)
-        .await
-    {
+    match recorder.record(&reaction).await {
         Ok(fresh) => {
             if fresh {
                 let label = match kind.as_str() {

@@ -6,16 +6,14 @@
 //! "Webhook redelivery" in the LINE console), where `webhookEventId` makes a
 //! redelivered event count once.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use tayori_channels::line::webhook::{self, WebhookEvent};
-use tayori_channels::ChannelKind;
 
-use super::AppState;
+use crate::channel::inbound::{Recorder, Request, Route};
+use crate::event::Reaction;
 use crate::event::{Event, EventType};
 use crate::metrics as m;
-use crate::queue::Reaction;
 
 /// Event types counted under their own name; others as `other` (labels stay bounded).
 const KNOWN_TYPES: [&str; 12] = [
@@ -33,20 +31,40 @@ const KNOWN_TYPES: [&str; 12] = [
     "accountLink",
 ];
 
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let Some(secret) = state.webhooks.line_secret.as_deref() else {
-        return StatusCode::NOT_FOUND;
-    };
+/// `/webhooks/line`, when the LINE channel has its channel secret.
+pub struct LineWebhook {
+    pub secret: String,
+}
+
+#[async_trait::async_trait]
+impl Route for LineWebhook {
+    fn path(&self) -> &'static str {
+        "/webhooks/line"
+    }
+
+    async fn handle(&self, request: Request<'_>, recorder: Option<&dyn Recorder>) -> Response {
+        receive(&self.secret, request, recorder)
+            .await
+            .into_response()
+    }
+}
+
+async fn receive(
+    secret: &str,
+    request: Request<'_>,
+    recorder: Option<&dyn Recorder>,
+) -> StatusCode {
+    let (headers, body) = (request.headers, request.body);
     let signature = headers
         .get("x-line-signature")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !webhook::verify(secret, &body, signature) {
+    if !webhook::verify(secret, body, signature) {
         metrics::counter!(m::WEBHOOK_REJECTED, "source" => "line", "reason" => "bad_signature")
             .increment(1);
         return StatusCode::UNAUTHORIZED;
     }
-    let events = match webhook::parse(&body) {
+    let events = match webhook::parse(body) {
         Ok(e) => e,
         Err(_) => {
             metrics::counter!(m::WEBHOOK_REJECTED, "source" => "line", "reason" => "bad_body")
@@ -57,7 +75,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     if events.is_empty() {
         return StatusCode::OK; // LINE's connectivity check
     }
-    let Some(queue) = state.webhooks.queue.get() else {
+    let Some(recorder) = recorder else {
         return StatusCode::SERVICE_UNAVAILABLE;
     };
     for ev in &events {
@@ -66,15 +84,11 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         let reaction = Reaction {
             source: "line",
             event_id: &ev.id,
-            suppress: suppress
-                .and_then(|s| ev.user_id.as_deref().map(|u| (ChannelKind::Line, u, s))),
+            suppress: suppress.and_then(|s| ev.user_id.as_deref().map(|u| (super::ID, u, s))),
             event: json.as_deref(),
             at_ms: ev.timestamp,
         };
-        match queue
-            .record_reaction(&reaction, state.webhooks.dedupe_window)
-            .await
-        {
+        match recorder.record(&reaction).await {
             Ok(true) => {
                 let kind = KNOWN_TYPES
                     .iter()

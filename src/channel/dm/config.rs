@@ -5,12 +5,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use tayori_channels::dm::{default_columns, Column, PrintSettings, TextEncoding, Unmappable};
 
-use crate::config::{duration, ChannelConfig};
-use crate::email_settings::KeyError;
+use crate::config::KeyError;
+use crate::units::duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DmSettings {
+pub struct DmSection {
     /// `utf-8` (default), `utf-8-bom` or `shift_jis`.
     pub encoding: Option<String>,
     /// A character the encoding cannot write: `fail` the job (default) or `replace` it by 〓.
@@ -24,52 +24,42 @@ pub struct DmSettings {
     /// of the template's `dm.json`. Default: the built-ins but `barcode`, then
     /// `coupon_code`, `message1`–`message3`.
     pub columns: Option<Vec<String>>,
-    /// Common to all channels; read by `ChannelConfig::pause`.
-    pub pause: Option<String>,
 }
 
-impl DmSettings {
-    pub fn from_channel(ch: &ChannelConfig) -> Result<DmSettings, KeyError> {
-        let table: toml::Table = ch
-            .provider
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| (format!("channels.dm.{}", e.path()), e.inner().to_string()))
-    }
-
+impl DmSection {
     /// What the print writer needs; every value checked, errors naming the key.
-    pub fn print_settings(&self, ch: &ChannelConfig) -> Result<PrintSettings, KeyError> {
+    pub fn print_settings(&self, dir: Option<&std::path::Path>) -> Result<PrintSettings, KeyError> {
         let key = |k: &str| format!("channels.dm.{k}");
-        let dir = ch.dir.clone().ok_or((
-            key("dir"),
-            "required: the directory print batches are written to, e.g. dir = \"/var/lib/tayori/dm\""
-                .to_owned(),
-        ))?;
+        let dir = dir.map(std::path::Path::to_path_buf).ok_or_else(|| {
+            KeyError::new(
+                key("dir"),
+                "required: the directory print batches are written to, e.g. dir = \"/var/lib/tayori/dm\"",
+            )
+        })?;
         let mut s = PrintSettings::new(dir);
         if let Some(e) = &self.encoding {
             s.encoding = e
                 .parse::<TextEncoding>()
-                .map_err(|m| (key("encoding"), m.to_string()))?;
+                .map_err(|m| KeyError::new(key("encoding"), m.to_string()))?;
         }
         if let Some(u) = &self.unmappable {
             s.unmappable = u
                 .parse::<Unmappable>()
-                .map_err(|m| (key("unmappable"), m.to_string()))?;
+                .map_err(|m| KeyError::new(key("unmappable"), m.to_string()))?;
         }
         if let Some(rows) = self.batch_max_rows {
             if rows == 0 {
-                return Err((key("batch_max_rows"), "must be at least 1".into()));
+                return Err(KeyError::new(key("batch_max_rows"), "must be at least 1"));
             }
             s.batch_max_rows = rows;
         }
         if let Some(age) = &self.batch_max_age {
-            let age: Duration = duration::parse(age).map_err(|m| (key("batch_max_age"), m))?;
+            let age: Duration =
+                duration::parse(age).map_err(|m| KeyError::new(key("batch_max_age"), m))?;
             if age.is_zero() {
-                return Err((
+                return Err(KeyError::new(
                     key("batch_max_age"),
-                    "must be longer than 0, e.g. \"10m\"".into(),
+                    "must be longer than 0, e.g. \"10m\"",
                 ));
             }
             s.batch_max_age = age;
@@ -80,15 +70,16 @@ impl DmSettings {
                 .iter()
                 .enumerate()
                 .map(|(i, n)| {
-                    n.parse::<Column>()
-                        .map_err(|m| (format!("channels.dm.columns[{i}]"), m.to_string()))
+                    n.parse::<Column>().map_err(|m| {
+                        KeyError::new(format!("channels.dm.columns[{i}]"), m.to_string())
+                    })
                 })
                 .collect::<Result<_, _>>()?,
         };
         if !s.columns.contains(&Column::JobId) {
-            return Err((
+            return Err(KeyError::new(
                 key("columns"),
-                "must include \"job_id\": it is how a batch is recovered after a crash without printing a job twice".into(),
+                "must include \"job_id\": it is how a batch is recovered after a crash without printing a job twice",
             ));
         }
         Ok(s)

@@ -145,9 +145,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::channel_id::ChannelId;
 use anyhow::{bail, Context};
 use redis::{Cmd, Value};
-use tayori_channels::ChannelKind;
 
 use crate::config::Config;
 use crate::keys::{v1, Keys, Partition, MAX_PARTITIONS, SCHEMA_VERSION};
@@ -217,7 +217,7 @@ return 1
 
 /// Runs `tayori migrate`; the exit code: 0 done (or nothing to do), 1 refused.
 pub async fn run(config: &Config, dry_run: bool) -> anyhow::Result<i32> {
-    let conn = crate::cli::connect(config, REPLY_TIMEOUT).await?;
+    let conn = super::connect(config, REPLY_TIMEOUT).await?;
     let keys = config.redis.keys();
     let mut m = Migration {
         conn,
@@ -308,7 +308,7 @@ fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a [u8]> {
 /// The three kinds of stream that move entry by entry.
 #[derive(Debug, Clone, Copy)]
 enum Stream {
-    Jobs(ChannelKind),
+    Jobs(ChannelId),
     Results,
     Dead,
 }
@@ -410,7 +410,7 @@ struct Counts {
 impl Counts {
     fn add(&mut self, stream: Stream, n: u64) {
         match stream {
-            Stream::Jobs(kind) => *self.jobs.entry(kind.as_str()).or_default() += n,
+            Stream::Jobs(kind) => *self.jobs.entry(kind.label()).or_default() += n,
             Stream::Results => self.results += n,
             Stream::Dead => self.dead += n,
         }
@@ -427,8 +427,7 @@ impl Counts {
     fn print(&self, heading: &str) {
         println!("{heading}");
         println!("{:<28} {:>10}", "kind", "count");
-        let mut rows: Vec<(String, u64)> = ChannelKind::ALL
-            .iter()
+        let mut rows: Vec<(String, u64)> = crate::channel::registry::ids()
             .map(|k| {
                 (
                     format!("jobs {k}"),
@@ -806,13 +805,12 @@ impl Migration {
     /// Consumers of a job stream (schema 1, or schema 2 in any of the first
     /// `partitions`) active within [`live_within`]: `stream/consumer (idle ms)`.
     async fn live_consumers(&self, partitions: u32) -> anyhow::Result<Vec<String>> {
-        let mut streams: Vec<String> = ChannelKind::ALL
-            .iter()
-            .map(|k| v1::jobs(&self.prefix, *k))
+        let mut streams: Vec<String> = crate::channel::registry::ids()
+            .map(|k| v1::jobs(&self.prefix, k))
             .collect();
         let keys = Keys::new(&self.prefix, partitions);
         for p in keys.all_partitions() {
-            streams.extend(ChannelKind::ALL.iter().map(|k| keys.jobs(p, *k)));
+            streams.extend(crate::channel::registry::ids().map(|k| keys.jobs(p, k)));
         }
         let within = live_within().as_millis() as i64;
         let mut live = Vec::new();
@@ -842,7 +840,7 @@ impl Migration {
 
     /// Copies (or, in a dry run, counts) everything; deletes nothing.
     async fn copy(&mut self) -> anyhow::Result<()> {
-        for kind in ChannelKind::ALL {
+        for kind in crate::channel::registry::ids() {
             self.copy_stream(Stream::Jobs(kind), None).await?;
             if !self.dry_run {
                 let targets: Vec<String> = self
@@ -1105,7 +1103,7 @@ impl Migration {
 
     async fn copy_suppressions(&mut self) -> anyhow::Result<()> {
         let mut c = self.conn.clone();
-        for kind in ChannelKind::ALL {
+        for kind in crate::channel::registry::ids() {
             // The hash, its change times, its change marks: the order of
             // `Keys::suppression_keys`.
             for (slot, src) in v1::suppression_keys(&self.prefix, kind)
@@ -1321,7 +1319,7 @@ impl Migration {
             self.per_id(kind, true).await?;
         }
         let mut plain = vec![v1::delayed(&self.prefix)];
-        for kind in ChannelKind::ALL {
+        for kind in crate::channel::registry::ids() {
             plain.extend(v1::suppression_keys(&self.prefix, kind));
         }
         let mut batch = self.batch();
@@ -1332,7 +1330,7 @@ impl Migration {
         }
         batch.query(&self.conn).await?;
         let mut streams = vec![Stream::Dead, Stream::Results];
-        streams.extend(ChannelKind::ALL.map(Stream::Jobs));
+        streams.extend(crate::channel::registry::ids().map(Stream::Jobs));
         for stream in streams {
             self.delete_stream(stream).await?;
         }
@@ -1545,7 +1543,7 @@ impl Migration {
             // Every job stream of the new count exists with the daemons' group
             // before anything is appended to it; at `0`, so all of it is
             // delivered. A group that exists is left where it is.
-            for kind in ChannelKind::ALL {
+            for kind in crate::channel::registry::ids() {
                 let targets: Vec<String> = self
                     .keys
                     .all_partitions()
@@ -1556,13 +1554,13 @@ impl Migration {
         }
         self.spread_results_groups(&old).await?;
         for k in old.all_partitions() {
-            for kind in ChannelKind::ALL {
+            for kind in crate::channel::registry::ids() {
                 self.move_stream(&old, Stream::Jobs(kind), k).await?;
             }
             self.move_stream(&old, Stream::Results, k).await?;
             self.move_stream(&old, Stream::Dead, k).await?;
             self.move_delayed(&old, k).await?;
-            for kind in ChannelKind::ALL {
+            for kind in crate::channel::registry::ids() {
                 self.move_suppressions(&old, kind, k).await?;
             }
         }
@@ -1600,7 +1598,7 @@ impl Migration {
     async fn index_copies(&mut self, since: Option<u64>) -> anyhow::Result<()> {
         let mut targets: Vec<String> = Vec::new();
         for p in self.keys.all_partitions() {
-            targets.extend(ChannelKind::ALL.iter().map(|k| self.keys.jobs(p, *k)));
+            targets.extend(crate::channel::registry::ids().map(|k| self.keys.jobs(p, k)));
             targets.push(self.keys.dead(p));
         }
         for t in targets {
@@ -1886,7 +1884,7 @@ impl Migration {
     async fn move_suppressions(
         &mut self,
         old: &Keys,
-        kind: ChannelKind,
+        kind: ChannelId,
         k: Partition,
     ) -> anyhow::Result<()> {
         // The order of `Keys::suppression_keys`: reasons, times, marks.
@@ -1936,7 +1934,7 @@ impl Migration {
 
     async fn move_addresses(
         &mut self,
-        kind: ChannelKind,
+        kind: ChannelId,
         sources: &[String; 3],
         addresses: &[String],
     ) -> anyhow::Result<()> {
@@ -2178,7 +2176,7 @@ impl Migration {
     /// to it since its entries moved) is moved again first.
     async fn delete_removed(&mut self, old: &Keys) -> anyhow::Result<()> {
         let n = self.keys.partitions();
-        let mut streams: Vec<Stream> = ChannelKind::ALL.map(Stream::Jobs).to_vec();
+        let mut streams: Vec<Stream> = crate::channel::registry::ids().map(Stream::Jobs).collect();
         streams.extend([Stream::Results, Stream::Dead]);
         for k in old.all_partitions().skip(n as usize) {
             for stream in &streams {
@@ -2215,7 +2213,7 @@ impl Migration {
 }
 
 fn is_cap_scope(scope: &str) -> bool {
-    scope == "all" || ChannelKind::ALL.iter().any(|k| k.as_str() == scope)
+    scope == "all" || crate::channel::registry::ids().any(|k| k.as_str() == scope)
 }
 
 async fn xrange(
@@ -2332,7 +2330,10 @@ mod tests {
     fn a_moved_job_keeps_its_identity_and_age() {
         let job = ("job", r#"{"id":"j-1"}"#);
         // A CRM's entry: its old id becomes its origin, and its age counts from it.
-        let moved = moved_fields(Stream::Jobs(ChannelKind::Email), &entry("1700-3", &[job]));
+        let moved = moved_fields(
+            Stream::Jobs(ChannelId::new("email")),
+            &entry("1700-3", &[job]),
+        );
         assert_eq!(field(&moved, "origin"), Some(&b"1700-3"[..]));
         assert_eq!(field(&moved, "first_at"), Some(&b"1700"[..]));
         // A retry keeps what it carries.
@@ -2345,7 +2346,7 @@ mod tests {
                 ("first_at", "1650"),
             ],
         );
-        let moved = moved_fields(Stream::Jobs(ChannelKind::Line), &retry);
+        let moved = moved_fields(Stream::Jobs(ChannelId::new("line")), &retry);
         assert_eq!(moved, retry.fields);
         // A dead letter gets an origin only; an event moves unchanged.
         let dead = moved_fields(Stream::Dead, &entry("1800-0", &[job]));
@@ -2358,7 +2359,7 @@ mod tests {
     #[test]
     fn a_copy_is_known_by_its_target_origin_and_fields_but_first_at() {
         let e = entry("1700-3", &[("job", "{}"), ("attempt", "1")]);
-        let moved = moved_fields(Stream::Jobs(ChannelKind::Email), &e);
+        let moved = moved_fields(Stream::Jobs(ChannelId::new("email")), &e);
         let by_hand = entry(
             "1900-0",
             &[("job", "{}"), ("attempt", "1"), ("origin", "1700-3")],

@@ -1,0 +1,154 @@
+//! LINE: push messages through the Messaging API (`tayori_channels::line`),
+//! with `uri` actions routed through the click tracker.
+
+mod compose;
+mod config;
+mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+use tayori_channels::line::{LineClient, LineEncoder};
+use tayori_channels::{Channel, Content, Encode};
+
+use crate::channel::inbound::{Route, RouteContext};
+use crate::channel::section::{self, Common};
+use crate::channel::{
+    typed_content, BuildError, ChannelPlugin, ChannelSettings, Compose, ConfigContext, Transport,
+};
+use crate::channel_id::ChannelId;
+use crate::config::KeyError;
+use crate::job::{Job, JobError};
+use crate::render::RenderError;
+use crate::tracking::Records;
+pub use config::LineSection;
+
+pub const ID: ChannelId = ChannelId::new("line");
+
+pub struct Line;
+
+/// `content.line`: LINE message objects; every string in them is a template.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineContent {
+    pub messages: Vec<Value>,
+}
+
+impl ChannelPlugin for Line {
+    fn id(&self) -> ChannelId {
+        ID
+    }
+
+    fn address_key(&self) -> &'static str {
+        "line_user_id"
+    }
+
+    fn example_address(&self) -> serde_json::Value {
+        serde_json::json!("U4af4980629a1b2c3d4e5f60718293a4b")
+    }
+
+    fn template_files(&self) -> &'static [&'static str] {
+        &["line.json"]
+    }
+
+    fn check_content(&self, content: &Value) -> Result<(), JobError> {
+        typed_content::<LineContent>(ID, content).map(drop)
+    }
+
+    fn content_schema(&self, gen: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        gen.subschema_for::<LineContent>()
+    }
+
+    fn route_paths(&self) -> &'static [&'static str] {
+        &["/webhooks/line"]
+    }
+
+    fn transports(&self) -> &'static [&'static str] {
+        &["api"]
+    }
+
+    fn configure(
+        &self,
+        section: &toml::Table,
+        _cx: &ConfigContext<'_>,
+    ) -> Result<(Common, Box<dyn ChannelSettings>), KeyError> {
+        let (common, own) = section::split::<LineSection>(ID, section)?;
+        let token = match common.transport(ID, self.transports())? {
+            Transport::Native => Some(own.token()?),
+            _ => None,
+        };
+        let settings = LineSettings {
+            api_base: own
+                .api_base
+                .clone()
+                .unwrap_or_else(|| "https://api.line.me".into()),
+            timeout: own.timeout.unwrap_or(Duration::from_secs(10)),
+            aggregation_units: own.custom_aggregation_units,
+            track_clicks: own.track_clicks,
+            channel_secret: own.secret(),
+            token,
+        };
+        // The client refuses a token that cannot be a header: say so now.
+        if settings.token.is_some() {
+            settings
+                .native_sender()
+                .map_err(|e| KeyError::new("channels.line.channel_access_token", e.message))?;
+        }
+        Ok((common, Box::new(settings)))
+    }
+}
+
+/// `[channels.line]`, checked.
+pub struct LineSettings {
+    api_base: String,
+    token: Option<String>,
+    timeout: Duration,
+    aggregation_units: bool,
+    track_clicks: bool,
+    /// Verifies `/webhooks/line`.
+    channel_secret: Option<String>,
+}
+
+impl LineSettings {
+    fn line_encoder(&self) -> LineEncoder {
+        LineEncoder {
+            aggregation_units: self.aggregation_units,
+        }
+    }
+}
+
+impl ChannelSettings for LineSettings {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn encoder(&self) -> Result<Box<dyn Encode>, BuildError> {
+        Ok(Box::new(self.line_encoder()))
+    }
+
+    fn native_sender(&self) -> Result<Arc<dyn Channel>, BuildError> {
+        let token = self
+            .token
+            .as_deref()
+            .ok_or_else(|| BuildError::new(ID, "channel_access_token is required"))?;
+        let client = LineClient::new(&self.api_base, token, self.timeout, self.line_encoder())
+            .map_err(|m| BuildError::new(ID, m))?;
+        Ok(Arc::new(client))
+    }
+
+    fn compose(&self, job: &Job, cx: &Compose<'_>) -> Result<(Content, Records), RenderError> {
+        compose::compose(job, cx, self.track_clicks)
+    }
+
+    fn routes(&self, _cx: &RouteContext) -> Vec<Arc<dyn Route>> {
+        match &self.channel_secret {
+            Some(secret) => vec![Arc::new(webhook::LineWebhook {
+                secret: secret.clone(),
+            })],
+            None => Vec::new(),
+        }
+    }
+}
