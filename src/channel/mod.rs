@@ -5,15 +5,11 @@
 //!
 //! Adding a channel is a folder here plus one line in `registry.rs`.
 
-pub mod dm;
-pub mod email;
 mod enabled;
 pub mod inbound;
-pub mod line;
 pub mod mask;
 pub mod registry;
 pub mod section;
-pub mod sms;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -28,6 +24,26 @@ use crate::tracking::{Records, Tracker};
 use crate::units::Rate;
 pub use enabled::{load_templates, Channels, Enabled};
 pub use section::{Common, Transport};
+
+/// Declares each channel's folder and lists its plugin in [`PLUGINS`].
+macro_rules! channels {
+    ($($folder:ident::$plugin:ident),* $(,)?) => {
+        $(pub mod $folder;)*
+
+        /// Every channel, in the order they are listed (config docs, `stats`,
+        /// report columns). The order is presentation only: ids are the wire format.
+        pub static PLUGINS: &[&dyn ChannelPlugin] = &[$(&$folder::$plugin),*];
+    };
+}
+
+// Every channel of this build: its folder under src/channel/ and its plugin.
+// A new channel is a folder and one line here.
+channels! {
+    email::Email,
+    line::Line,
+    sms::Sms,
+    dm::Dm,
+}
 
 /// One channel, as the daemon sees it. Implemented once per channel folder by a
 /// unit struct; the registry holds a `&'static` of each.

@@ -1,19 +1,13 @@
-//! The channels this build knows, in the order they are listed (config docs,
-//! `stats`, report columns). The order is presentation only: nothing stores a
-//! position, ids are the wire format.
+//! Looking channels up: by id, by name, every one of them (the list itself is
+//! [`PLUGINS`], declared with the channels' folders in `channel/mod.rs`); and
+//! what needs every channel to check a job or publish its schema.
 
 use crate::channel_id::ChannelId;
 use crate::job::{push_key, Job, JobError};
 
 use super::ChannelPlugin;
 
-/// Every channel. A new channel is one line here.
-pub static PLUGINS: &[&dyn ChannelPlugin] = &[
-    &super::email::Email,
-    &super::line::Line,
-    &super::sms::Sms,
-    &super::dm::Dm,
-];
+pub use super::PLUGINS;
 
 /// The plugin of a channel id, if this build has it.
 pub fn plugin(id: ChannelId) -> Option<&'static dyn ChannelPlugin> {
