@@ -13,6 +13,7 @@ pub mod line;
 mod message;
 pub mod provider_http;
 pub mod sms;
+pub mod webhook;
 
 pub use file::{FileTransport, NullTransport};
 pub use message::{Content, EmailExtras, Message, PostalAddress, Recipient};

@@ -43,6 +43,7 @@ channels! {
     line::Line,
     sms::Sms,
     dm::Dm,
+    webhook::Webhook,
 }
 
 /// One channel, as the daemon sees it. Implemented once per channel folder by a
