@@ -7,27 +7,12 @@ use std::time::Duration;
 
 pub use crate::redis_connection::{redact_url, RedisConfig, DEFAULT_REDIS_URL};
 use crate::units::duration;
+pub use crate::units::KeyError;
 use serde::Deserialize;
 
 pub const DEFAULT_PATH: &str = "config/tayori.toml";
 
-/// A problem with one key: the key as written in the file
-/// (`channels.email.smtp.port`) and what is wrong with it, with the fix.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("key `{key}`: {message}")]
-pub struct KeyError {
-    pub key: String,
-    pub message: String,
-}
-
 impl KeyError {
-    pub fn new(key: impl Into<String>, message: impl Into<String>) -> KeyError {
-        KeyError {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-
     /// The error as the file's: `{file}: key `{key}`: {message}`.
     pub fn in_file(self, file: &Path) -> ConfigError {
         ConfigError::Key {
@@ -296,7 +281,8 @@ impl Config {
                 ),
             );
         }
-        crate::redis_connection::RedisTarget::from_config(&self.redis)?;
+        crate::redis_connection::RedisTarget::from_config(&self.redis)
+            .map_err(|e| (e.key, e.message))?;
         if self.redis.wait_replicas > 0 && self.redis.wait_timeout.is_zero() {
             return key(
                 "redis.wait_timeout",
@@ -353,13 +339,13 @@ impl Config {
     /// Where Redis is and how to reach it (checked by `load`, so this only fails
     /// for a config built without it).
     pub fn redis_target(&self) -> Result<crate::redis_connection::RedisTarget, ConfigError> {
-        crate::redis_connection::RedisTarget::from_config(&self.redis).map_err(|(key, message)| {
-            ConfigError::Key {
+        crate::redis_connection::RedisTarget::from_config(&self.redis).map_err(
+            |KeyError { key, message }| ConfigError::Key {
                 file: self.source.display().to_string(),
                 key,
                 message,
-            }
-        })
+            },
+        )
     }
 
     pub fn templates_dir(&self) -> PathBuf {

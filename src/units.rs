@@ -1,4 +1,5 @@
-//! Values a config writes as text: durations (`30s`, `7d`) and rates (`100/s`).
+//! Values a config writes as text — durations (`30s`, `7d`) and rates (`100/s`) —
+//! and the error for one key ([`KeyError`]).
 //! Imports nothing of Tayori, so every layer can use it.
 
 use std::num::NonZeroU32;
@@ -103,6 +104,24 @@ pub mod duration {
     /// For an optional key: `#[serde(default, deserialize_with = "duration::optional")]`.
     pub fn optional<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         deserialize(d).map(Some)
+    }
+}
+
+/// A problem with one key: the key as written in the file
+/// (`channels.email.smtp.port`) and what is wrong with it, with the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key `{key}`: {message}")]
+pub struct KeyError {
+    pub key: String,
+    pub message: String,
+}
+
+impl KeyError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> KeyError {
+        KeyError {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 

@@ -65,7 +65,7 @@ fn rt() -> tokio::runtime::Runtime {
 /// `RedisTarget::from_config` of a `[redis]` body.
 fn target_of(section: &str) -> Result<RedisTarget, (String, String)> {
     let c: RedisConfig = toml::from_str(section).expect("a valid [redis] body");
-    RedisTarget::from_config(&c)
+    RedisTarget::from_config(&c).map_err(|e| (e.key, e.message))
 }
 
 fn target(section: &str) -> RedisTarget {

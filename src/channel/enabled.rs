@@ -110,7 +110,7 @@ impl Channels {
             }))
         });
         let policy = Policy::from_config(&config.policy, &registry::quiet_hours_defaults())
-            .map_err(|(key, message)| KeyError::new(key, message).in_file(file))?;
+            .map_err(|e| e.in_file(file))?;
         Ok(Channels {
             enabled,
             tracker,

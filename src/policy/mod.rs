@@ -35,6 +35,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::channel_id::ChannelId;
+use crate::units::KeyError;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -130,6 +131,13 @@ impl Policy {
     /// wrong and the fix)`, the key as in the file, e.g. `policy.quiet_hours.sms`
     /// or `policy.caps[0].max`.
     pub fn from_config(
+        c: &PolicyConfig,
+        channels: &[(ChannelId, Option<&str>)],
+    ) -> Result<Policy, KeyError> {
+        Self::checked(c, channels).map_err(|(key, message)| KeyError { key, message })
+    }
+
+    fn checked(
         c: &PolicyConfig,
         channels: &[(ChannelId, Option<&str>)],
     ) -> Result<Policy, (String, String)> {
@@ -257,7 +265,8 @@ mod tests {
     }
 
     fn err(toml_text: &str) -> (String, String) {
-        Policy::from_config(&config(toml_text), CHANNELS).unwrap_err()
+        let e = Policy::from_config(&config(toml_text), CHANNELS).unwrap_err();
+        (e.key, e.message)
     }
 
     fn ts(s: &str) -> Timestamp {

@@ -14,12 +14,11 @@ use redis::{
 
 use super::{redact_url, RedisConfig};
 
-/// A config problem: the key to fix and what is wrong with it.
-pub type KeyError = (String, String);
+pub use crate::units::KeyError;
 
 /// A problem with `redis.<key>`.
 fn err(key: &str, message: String) -> KeyError {
-    (format!("redis.{key}"), message)
+    KeyError::new(format!("redis.{key}"), message)
 }
 
 /// How to reach the primary (or, for a cluster, its seed nodes). Cheap to clone.
@@ -672,14 +671,14 @@ mod tests {
     use super::*;
 
     fn redis(text: &str) -> Result<RedisTarget, KeyError> {
-        let c: RedisConfig = toml::from_str(text).map_err(|e| (String::new(), e.to_string()))?;
+        let c: RedisConfig = toml::from_str(text).map_err(|e| KeyError::new("", e.to_string()))?;
         RedisTarget::from_config(&c)
     }
 
     fn key_of(r: Result<RedisTarget, KeyError>) -> String {
         match r {
             Ok(_) => "ok".into(),
-            Err((k, _)) => k,
+            Err(e) => e.key,
         }
     }
 
@@ -819,7 +818,10 @@ mod tests {
         for (text, key) in cases {
             assert_eq!(key_of(redis(text)), key, "{text}");
         }
-        let (_, message) = redis("cluster = [\"redis://a:1/3\"]").err().unwrap();
+        let message = redis("cluster = [\"redis://a:1/3\"]")
+            .err()
+            .unwrap()
+            .message;
         assert!(
             message.contains("db 3") && message.contains("only db 0"),
             "{message}"
