@@ -4,6 +4,7 @@
 pub mod http_gateway;
 pub mod phone;
 pub mod segments;
+pub mod signatures;
 pub mod twilio;
 pub mod vonage;
 

@@ -6,6 +6,8 @@ use tayori_channels::sms::twilio::TwilioSettings;
 use tayori_channels::sms::vonage::{self, VonageSettings};
 use tayori_channels::sms::{phone, SmsLimits};
 
+pub use tayori_channels::sms::signatures::{SignatureMethod, VonageSignature};
+
 use crate::config::KeyError;
 use crate::units::duration;
 
@@ -78,56 +80,6 @@ pub struct VonageSection {
     /// (the last four are HMACs). Default: "md5hash", Vonage's own default; prefer
     /// `sha256` and set the same in the dashboard.
     pub signature_method: Option<String>,
-}
-
-/// How Vonage signs its SMS webhooks (the dashboard's "signature method").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignatureMethod {
-    /// `md5hash`: hex(MD5(signed string + secret)), Vonage's default.
-    Md5Hash,
-    /// `md5`: hex(HMAC-MD5(secret, signed string)).
-    HmacMd5,
-    /// `sha1`: hex(HMAC-SHA1(secret, signed string)).
-    HmacSha1,
-    /// `sha256`: hex(HMAC-SHA256(secret, signed string)).
-    HmacSha256,
-    /// `sha512`: hex(HMAC-SHA512(secret, signed string)).
-    HmacSha512,
-}
-
-impl std::str::FromStr for SignatureMethod {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s.trim().to_ascii_lowercase().as_str() {
-            "md5hash" => SignatureMethod::Md5Hash,
-            "md5" => SignatureMethod::HmacMd5,
-            "sha1" => SignatureMethod::HmacSha1,
-            "sha256" => SignatureMethod::HmacSha256,
-            "sha512" => SignatureMethod::HmacSha512,
-            other => {
-                return Err(format!(
-                    "{other:?} is not a Vonage signature method: use \"md5hash\", \"md5\", \"sha1\", \"sha256\" or \"sha512\" (as chosen in the dashboard)"
-                ))
-            }
-        })
-    }
-}
-
-/// What `/webhooks/vonage` checks signatures with.
-#[derive(Clone)]
-pub struct VonageSignature {
-    pub secret: String,
-    pub method: SignatureMethod,
-}
-
-impl std::fmt::Debug for VonageSignature {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VonageSignature")
-            .field("secret", &"…")
-            .field("method", &self.method)
-            .finish()
-    }
 }
 
 /// A gateway described by config (URL, headers, a body template, how to read the answer).

@@ -9,8 +9,7 @@
 use crate::channel::inbound::{Recorder, Request, Route};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use ring::hmac;
+use tayori_channels::sms::signatures::verify_twilio as verify;
 
 use crate::event::Reaction;
 use crate::event::{Event, EventType};
@@ -184,80 +183,4 @@ fn twiml() -> Response {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>",
     )
         .into_response()
-}
-
-/// Twilio's signature check, trying the URL as called and with a default port
-/// added or removed (Twilio's own validators do the same).
-pub fn verify(token: &str, url: &str, params: &[(String, String)], signature: &str) -> bool {
-    let Ok(given) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
-        return false;
-    };
-    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, token.as_bytes());
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-    let signed = |url: &str| {
-        let mut data = url.to_owned();
-        for (k, v) in &sorted {
-            data.push_str(k);
-            data.push_str(v);
-        }
-        hmac::verify(&key, data.as_bytes(), &given).is_ok()
-    };
-    url_variants(url).iter().any(|u| signed(u))
-}
-
-/// The URL, and the same with the scheme's default port toggled.
-fn url_variants(url: &str) -> Vec<String> {
-    let mut out = vec![url.to_owned()];
-    for (scheme, port) in [("https://", ":443"), ("http://", ":80")] {
-        let Some(rest) = url.strip_prefix(scheme) else {
-            continue;
-        };
-        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        if let Some(bare) = host.strip_suffix(port) {
-            out.push(format!("{scheme}{bare}{path}"));
-        } else if !host.contains(':') {
-            out.push(format!("{scheme}{host}{port}{path}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The example from Twilio's security documentation; the signature was computed
-    /// with Twilio's own `RequestValidator` (the `twilio` Python package).
-    #[test]
-    fn twilios_documented_example_verifies() {
-        let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
-        let params: Vec<(String, String)> = [
-            ("CallSid", "CA1234567890ABCDE"),
-            ("Caller", "+12349013030"),
-            ("Digits", "1234"),
-            ("From", "+12349013030"),
-            ("To", "+18005551212"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let token = "12345";
-        assert!(verify(token, url, &params, "0/KCTR6DLpKmkAf8muzZqo1nDgQ="));
-        assert!(!verify(token, url, &params, "0/KCTR6DLpKmkAf8muzZqo1nDgR="));
-        let mut tampered = params.clone();
-        tampered[2].1 = "1235".into();
-        assert!(!verify(
-            token,
-            url,
-            &tampered,
-            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
-        ));
-        assert!(verify(
-            token,
-            "https://mycompany.com:443/myapp.php?foo=1&bar=2",
-            &params,
-            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
-        ));
-    }
 }

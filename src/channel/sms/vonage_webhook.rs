@@ -20,19 +20,15 @@
 
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use hmac::{KeyInit, Mac};
-use ring::hmac as ring_hmac;
 use serde_json::Value;
 
-use super::config::{SignatureMethod, VonageSignature};
+use tayori_channels::sms::signatures::{verify_vonage as verify, VonageSignature};
 use super::twilio_webhook::{START_WORDS, STOP_WORDS};
 use crate::channel::inbound::{Recorder, Request, Route};
 use crate::event::Reaction;
 use crate::event::{Event, EventType};
 use crate::metrics as m;
 
-/// How far `timestamp` may be from now, either way (Vonage's advice: five minutes).
-const MAX_SKEW_SECS: i64 = 5 * 60;
 
 type Params = Vec<(String, String)>;
 
@@ -277,91 +273,6 @@ fn json_params(body: &[u8]) -> Result<Params, String> {
         .collect()
 }
 
-/// Checks `sig` and the freshness of `timestamp`; `Err` is the metric's reason.
-fn verify(
-    key: &VonageSignature,
-    params: &[(String, String)],
-    now: i64,
-) -> Result<(), &'static str> {
-    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let given = get("sig")
-        .and_then(|s| hex_decode(s.trim()))
-        .ok_or("bad_signature")?;
-    let expected = digest(key, &signed_string(params));
-    if !constant_time_eq(&given, &expected) {
-        return Err("bad_signature");
-    }
-    let timestamp: i64 = get("timestamp")
-        .and_then(|t| t.trim().parse().ok())
-        .ok_or("stale")?;
-    if now.abs_diff(timestamp) > MAX_SKEW_SECS.unsigned_abs() {
-        return Err("stale");
-    }
-    Ok(())
-}
-
-/// What Vonage signs: `&name=value` for every parameter but `sig`, sorted by name,
-/// with `&` and `=` in values replaced by `_`.
-fn signed_string(params: &[(String, String)]) -> String {
-    let mut sorted: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "sig").collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out = String::new();
-    for (name, value) in sorted {
-        out.push('&');
-        out.push_str(name);
-        out.push('=');
-        out.push_str(&value.replace(['&', '='], "_"));
-    }
-    out
-}
-
-/// The signature's bytes for `signed`, by the configured method.
-fn digest(key: &VonageSignature, signed: &str) -> Vec<u8> {
-    let secret = key.secret.as_bytes();
-    let ring = |alg| {
-        let k = ring_hmac::Key::new(alg, secret);
-        ring_hmac::sign(&k, signed.as_bytes()).as_ref().to_vec()
-    };
-    match key.method {
-        SignatureMethod::Md5Hash => {
-            use md5::Digest as _;
-            let mut h = md5::Md5::new();
-            h.update(signed.as_bytes());
-            h.update(secret);
-            h.finalize().to_vec()
-        }
-        SignatureMethod::HmacMd5 => {
-            let mut mac = hmac::Hmac::<md5::Md5>::new_from_slice(secret)
-                .expect("HMAC takes a key of any length");
-            mac.update(signed.as_bytes());
-            mac.finalize().into_bytes().to_vec()
-        }
-        SignatureMethod::HmacSha1 => ring(ring_hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY),
-        SignatureMethod::HmacSha256 => ring(ring_hmac::HMAC_SHA256),
-        SignatureMethod::HmacSha512 => ring(ring_hmac::HMAC_SHA512),
-    }
-}
-
-/// Hex in either case (Vonage's libraries differ) to bytes; `None` if not hex.
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.is_empty() || !s.len().is_multiple_of(2) {
-        return None;
-    }
-    s.as_bytes()
-        .chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-        .collect()
-}
-
-/// Equal bytes, in time that depends on the length only.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,99 +281,6 @@ mod tests {
         p.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    fn key(method: SignatureMethod) -> VonageSignature {
-        VonageSignature {
-            secret: "secret".into(),
-            method,
-        }
-    }
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    #[test]
-    fn the_signed_string_sorts_drops_sig_and_replaces_separators_in_values() {
-        let p = pairs(&[
-            ("text", "a=b&c"),
-            ("sig", "ffff"),
-            ("msisdn", "819012345678"),
-            ("message-timestamp", "2026-04-14 12:00:05"),
-            ("api-key", "abc"),
-            ("timestamp", "1461605396"),
-            ("client-ref", "spring26/C1001"),
-        ]);
-        assert_eq!(
-            signed_string(&p),
-            "&api-key=abc&client-ref=spring26/C1001&message-timestamp=2026-04-14 12:00:05\
-             &msisdn=819012345678&text=a_b_c&timestamp=1461605396"
-        );
-        // Byte order: upper case before lower case, `-` before letters.
-        let p = pairs(&[("b", ""), ("B", "x"), ("a-b", "1"), ("ab", "2")]);
-        assert_eq!(signed_string(&p), "&B=x&a-b=1&ab=2&b=");
-        assert_eq!(signed_string(&pairs(&[("sig", "x")])), "");
-    }
-
-    /// The vector from the tests of Vonage's Python SDK (`test_check_signature`:
-    /// a=1, b=2, timestamp=1461605396, secret "secret", md5hash).
-    #[test]
-    fn vonages_own_md5hash_vector_verifies() {
-        let mut p = pairs(&[("a", "1"), ("b", "2"), ("timestamp", "1461605396")]);
-        let k = key(SignatureMethod::Md5Hash);
-        assert_eq!(
-            hex(&digest(&k, &signed_string(&p))),
-            "6af838ef94998832dbfc29020b564830"
-        );
-        p.push(("sig".into(), "6AF838EF94998832DBFC29020B564830".into()));
-        let now = 1461605396 + 299;
-        assert_eq!(verify(&k, &p, now), Ok(()), "upper-case hex is accepted");
-        assert_eq!(verify(&k, &p, 1461605396 - 301), Err("stale"));
-        assert_eq!(verify(&k, &p, 1461605396 + 301), Err("stale"));
-        // Another method, a changed value or an added parameter: refused.
-        assert_eq!(
-            verify(&key(SignatureMethod::HmacMd5), &p, now),
-            Err("bad_signature")
-        );
-        let mut tampered = p.clone();
-        tampered[1].1 = "3".into();
-        assert_eq!(verify(&k, &tampered, now), Err("bad_signature"));
-        let mut added = p.clone();
-        added.push(("c".into(), "3".into()));
-        assert_eq!(verify(&k, &added, now), Err("bad_signature"));
-        p.pop();
-        assert_eq!(verify(&k, &p, now), Err("bad_signature"), "no sig");
-        p.push(("sig".into(), "6af838ef94998832dbfc29020b56483".into()));
-        assert_eq!(verify(&k, &p, now), Err("bad_signature"), "odd length");
-    }
-
-    #[test]
-    fn a_signature_without_a_timestamp_is_not_fresh() {
-        let k = key(SignatureMethod::HmacSha256);
-        let mut p = pairs(&[("a", "1")]);
-        let sig = hex(&digest(&k, &signed_string(&p)));
-        p.push(("sig".into(), sig));
-        assert_eq!(verify(&k, &p, 0), Err("stale"));
-    }
-
-    #[test]
-    fn digests_have_each_methods_length() {
-        for (method, len) in [
-            (SignatureMethod::Md5Hash, 16),
-            (SignatureMethod::HmacMd5, 16),
-            (SignatureMethod::HmacSha1, 20),
-            (SignatureMethod::HmacSha256, 32),
-            (SignatureMethod::HmacSha512, 64),
-        ] {
-            assert_eq!(digest(&key(method), "&a=1").len(), len, "{method:?}");
-        }
-        assert!(constant_time_eq(b"ab", b"ab"));
-        assert!(!constant_time_eq(b"ab", b"ac"));
-        assert!(!constant_time_eq(b"ab", b"abc"));
-        assert_eq!(hex_decode("0aFf"), Some(vec![0x0a, 0xff]));
-        assert_eq!(hex_decode("0g"), None);
-        assert_eq!(hex_decode(""), None);
     }
 
     #[test]
