@@ -11,6 +11,8 @@ pub mod email;
 pub mod file;
 pub mod line;
 mod message;
+#[cfg(test)]
+mod one_shot;
 pub mod provider_http;
 pub mod sms;
 pub mod webhook;

@@ -732,7 +732,7 @@ mod tests {
 
     #[tokio::test]
     async fn sends_one_request_end_to_end() {
-        let (addr, server) = super::super::one_shot::serve(
+        let (addr, server) = crate::one_shot::serve(
             r#"{"id":"82bdf9de-a532-4bf5-86bc-c9a1366e5f4a","object":"message"}"#,
         )
         .await;

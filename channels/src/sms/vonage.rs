@@ -364,7 +364,7 @@ mod tests {
     #[tokio::test]
     async fn sends_one_request_end_to_end() {
         let body: &'static str = Box::leak(ok_body(&["0A0000001"]).into_boxed_str());
-        let (addr, server) = super::super::one_shot::serve(body).await;
+        let (addr, server) = crate::one_shot::serve(body).await;
         let client = VonageClient::new(settings(&format!("http://{addr}/")), limits()).unwrap();
         let sent = client
             .send(&message("09012345678", "Hi {there}", "job/1"))

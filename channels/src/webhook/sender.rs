@@ -201,7 +201,6 @@ mod tests {
     use std::net::SocketAddr;
 
     use serde_json::json;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
     use crate::Recipient;
@@ -395,54 +394,12 @@ mod tests {
         assert!(!e.message().contains("s3cret"), "{e:?}");
     }
 
-    /// A one-request HTTP server: sends the request it read on the channel, then
-    /// answers `head` and `body`, and with `hold` keeps the connection open after
-    /// (an answer that never ends).
     async fn serve(
         head: String,
         body: Vec<u8>,
         hold: bool,
     ) -> (SocketAddr, tokio::sync::oneshot::Receiver<Vec<u8>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = socket.read(&mut buf).await.unwrap();
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request);
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if request.len() >= end + 4 + length {
-                        break;
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-            }
-            let _ = tx.send(request);
-            // The client may hang up part-way through a long answer.
-            if socket.write_all(head.as_bytes()).await.is_err()
-                || socket.write_all(&body).await.is_err()
-            {
-                return;
-            }
-            if hold {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-            }
-        });
-        (addr, rx)
+        crate::one_shot::serve_raw(head, body, hold).await
     }
 
     /// The request's head (lowercased header names) and body.
