@@ -4,7 +4,6 @@
 //! STOP/START replies) signed by Twilio's own helper library (`tests/peers/twilio_sign.py`).
 
 mod common;
-mod twilio_api;
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use twilio_api::{form_encode, form_escape, Reply, TwilioApi};
+use tayori_testkit::twilio_api::{self, form_encode, form_escape, Reply, TwilioApi};
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "test-auth-token";

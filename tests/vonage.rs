@@ -5,8 +5,6 @@
 //! (`tests/peers/vonage_sign.py`, stdlib hashlib/hmac), never by Tayori's own code.
 
 mod common;
-mod twilio_api;
-mod vonage_api;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -14,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use serde_json::{json, Value};
-use twilio_api::form_encode;
-use vonage_api::{Reply, VonageApi};
+use tayori_testkit::twilio_api::form_encode;
+use tayori_testkit::vonage_api::{self, Reply, VonageApi};
 
 const API_KEY: &str = "a1b2c3d4";
 const API_SECRET: &str = "Sx9ApiSecret01";
