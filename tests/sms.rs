@@ -1,7 +1,8 @@
 //! SMS through Twilio: the channel against a server that plays Twilio's Messages
 //! endpoint and checks every request against Twilio's official OpenAPI description
-//! (`tests/twilio_api/`), and `POST /webhooks/twilio` (status callbacks and inbound
-//! STOP/START replies) signed by Twilio's own helper library (`tests/peers/twilio_sign.py`).
+//! (`tayori_testkit::twilio_api`), and `POST /webhooks/twilio` (status callbacks and
+//! inbound STOP/START replies) signed by Twilio's own helper library
+//! (`tests/peers/twilio_sign.py`).
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! SMS through Vonage: the channel against a server that plays Vonage's SMS API and
-//! checks every request against the documented shape (`tests/vonage_api/`), and
-//! `/webhooks/vonage` (delivery receipts and inbound replies, as a form POST, a GET
+//! checks every request against the documented shape (`tayori_testkit::vonage_api`),
+//! and `/webhooks/vonage` (delivery receipts and inbound replies, as a form POST, a GET
 //! or JSON) signed by a second implementation of Vonage's signature scheme in Python
 //! (`tests/peers/vonage_sign.py`, stdlib hashlib/hmac), never by Tayori's own code.
 
