@@ -7,51 +7,35 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
-use support::{env_or, free_port, under_cargo_bench, Bench};
+use support::{env_or, under_cargo_bench, Bench};
+use tayori_testkit::server::{response, FakeServer, Options};
 
-/// Arrival times of pushes at the endpoint.
-type Arrivals = Arc<Mutex<Vec<Instant>>>;
-
-/// A minimal Messaging API push endpoint: 200 with a request id, nothing else.
-fn start_endpoint(arrivals: Arrivals) -> u16 {
-    let port = free_port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let app = axum::Router::new().route(
-                "/v2/bot/message/push",
-                axum::routing::post(move |_h: HeaderMap, _b: axum::body::Bytes| {
-                    let arrivals = arrivals.clone();
-                    async move {
-                        let n = {
-                            let mut a = arrivals.lock().expect("lock");
-                            a.push(Instant::now());
-                            a.len()
-                        };
-                        (
-                            [("x-line-request-id", format!("req-{n}"))],
-                            "{\"sentMessages\":[]}",
-                        )
-                            .into_response()
-                    }
-                }),
-            );
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .expect("bind");
-            axum::serve(listener, app).await.expect("serve");
-        });
-    });
-    port
+/// A minimal Messaging API push endpoint: 200 with a request id, nothing else; it
+/// keeps the arrival time of every push.
+fn start_endpoint() -> FakeServer<Vec<Instant>> {
+    let options = Options {
+        body_limit: true,
+        worker_threads: Some(1),
+        ..Options::new("line-push")
+    };
+    FakeServer::start_with(options, Vec::new(), |arrivals, req| {
+        if req.path() != "/v2/bot/message/push" || req.method != "POST" {
+            return response(404, &[], "").into();
+        }
+        arrivals.push(req.at);
+        let n = arrivals.len();
+        response(
+            200,
+            &[
+                ("content-type", "text/plain; charset=utf-8"),
+                ("x-line-request-id", &format!("req-{n}")),
+            ],
+            "{\"sentMessages\":[]}",
+        )
+        .into()
+    })
 }
 
 fn main() {
@@ -61,8 +45,8 @@ fn main() {
     let jobs: usize = env_or("BENCH_JOBS", 20_000);
     let rate: usize = env_or("BENCH_RATE", 2000);
     let concurrency: usize = env_or("BENCH_CONCURRENCY", 256);
-    let arrivals: Arrivals = Arc::default();
-    let port = start_endpoint(arrivals.clone());
+    let endpoint = start_endpoint();
+    let port = endpoint.port();
     let mut bench = Bench::start();
 
     let head = bench.config_head();
@@ -77,16 +61,16 @@ fn main() {
     let file = bench.write_jobs(jobs, &["line"], "fast");
     bench.enqueue(&cfg, &file);
     let fast = bench.drain(&cfg, jobs);
-    let pushed = arrivals.lock().map(|a| a.len()).unwrap_or(0);
+    let pushed = endpoint.state().len();
 
     // 2. Limited: the rate the endpoint sees, from first to last arrival.
     let limited_jobs = (rate * 5).min(jobs);
-    arrivals.lock().expect("lock").clear();
+    endpoint.state().clear();
     let cfg = bench.write_config(&config(&format!("{rate}/s"), (rate / 100).max(1)));
     let file = bench.write_jobs(limited_jobs, &["line"], "limited");
     bench.enqueue(&cfg, &file);
     let limited = bench.drain(&cfg, limited_jobs);
-    let times = arrivals.lock().expect("lock").clone();
+    let times = endpoint.state().clone();
     let observed = match (times.first(), times.last()) {
         (Some(a), Some(b)) if times.len() > 1 => {
             (times.len() - 1) as f64 / b.duration_since(*a).as_secs_f64()

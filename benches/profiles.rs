@@ -9,10 +9,10 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{env_or, under_cargo_bench, Bench};
+use tayori_testkit::Daemon;
 
 fn commandstats(bench: &mut Bench) -> HashMap<String, u64> {
     let info: String = redis::cmd("INFO")
@@ -69,14 +69,7 @@ fn main() {
     let cfg = bench.write_config(&bench.config_head());
     let before = commandstats(&mut bench);
     let t = Instant::now();
-    let mut daemon = Command::new(&bench.bin)
-        .arg("-c")
-        .arg(&cfg)
-        .arg("run")
-        .env("TAYORI_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("daemon");
+    let mut daemon = Daemon::start(bench.tayori(&cfg));
     // Done when the group has read everything and nothing is pending.
     loop {
         let groups: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
@@ -98,10 +91,7 @@ fn main() {
     }
     let secs = t.elapsed().as_secs_f64();
     let after = commandstats(&mut bench);
-    let _ = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status();
-    let _ = daemon.wait();
+    daemon.terminate(Duration::from_secs(3600));
     let delta = |name: &str| after.get(name).unwrap_or(&0) - before.get(name).unwrap_or(&0);
     let profile_cmds = delta("hincrbyfloat") + delta("hset") + delta("pexpire");
     let stream_cmds = delta("xreadgroup") + delta("xack");

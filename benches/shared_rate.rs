@@ -11,10 +11,10 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{env_or, under_cargo_bench, Bench};
+use tayori_testkit::Daemon;
 
 fn channel(rate: &str, scope: &str) -> String {
     format!(
@@ -57,27 +57,15 @@ fn aggregate(
         .unwrap();
     let file = bench.write_jobs(jobs, &["line"], &format!("agg{daemons}"));
     bench.enqueue(cfg, &file);
-    let mut children: Vec<_> = (0..daemons)
-        .map(|_| {
-            Command::new(&bench.bin)
-                .arg("-c")
-                .arg(cfg)
-                .arg("run")
-                .env("TAYORI_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("daemon")
-        })
+    let mut children: Vec<Daemon> = (0..daemons)
+        .map(|_| Daemon::start(bench.tayori(cfg)))
         .collect();
     let t = Instant::now();
     while bench.results_len() < jobs && t.elapsed() < Duration::from_secs(300) {
         std::thread::sleep(Duration::from_millis(50));
     }
     for c in &mut children {
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let _ = c.wait();
+        c.terminate(Duration::from_secs(3600));
     }
     let times = sent_times(bench);
     let n = times.len();

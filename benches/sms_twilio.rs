@@ -12,12 +12,11 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use support::{env_or, free_port, under_cargo_bench, Bench, Drained};
+use axum::body::Bytes;
+use support::{env_or, under_cargo_bench, Bench, Drained};
+use tayori_testkit::server::{response, FakeServer, Options};
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 /// The product link of the link run, before the daemon shortens it.
@@ -25,47 +24,34 @@ const SHOP_URL: &str = "https://shop.example.com/p/";
 
 /// What reached the endpoint: arrival time and the raw form body, parsed after the
 /// run so the endpoint stays cheap while the daemon is measured.
-type Requests = Arc<Mutex<Vec<(Instant, axum::body::Bytes)>>>;
+type Requests = Vec<(Instant, Bytes)>;
 
 /// A minimal Twilio Messages endpoint: 201 with `sid`, `status` and
 /// `num_segments`, nothing else.
-fn start_endpoint(requests: Requests) -> u16 {
-    let port = free_port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let app = axum::Router::new().route(
-                "/2010-04-01/Accounts/{sid}/Messages.json",
-                axum::routing::post(move |body: axum::body::Bytes| {
-                    let requests = requests.clone();
-                    async move {
-                        let n = {
-                            let mut r = requests.lock().expect("lock");
-                            r.push((Instant::now(), body));
-                            r.len()
-                        };
-                        (
-                            StatusCode::CREATED,
-                            [("content-type", "application/json")],
-                            format!(
-                                "{{\"sid\":\"SM{n:032x}\",\"status\":\"queued\",\"num_segments\":\"1\"}}"
-                            ),
-                        )
-                            .into_response()
-                    }
-                }),
-            );
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .expect("bind");
-            axum::serve(listener, app).await.expect("serve");
-        });
-    });
-    port
+fn start_endpoint() -> FakeServer<Requests> {
+    let options = Options {
+        body_limit: true,
+        worker_threads: Some(1),
+        ..Options::new("sms-twilio")
+    };
+    FakeServer::start_with(options, Requests::new(), |requests, req| {
+        let is_messages = req
+            .path()
+            .strip_prefix("/2010-04-01/Accounts/")
+            .and_then(|rest| rest.strip_suffix("/Messages.json"))
+            .is_some_and(|sid| !sid.is_empty() && !sid.contains('/'));
+        if !is_messages || req.method != "POST" {
+            return response(404, &[], "").into();
+        }
+        requests.push((req.at, req.body));
+        let n = requests.len();
+        response(
+            201,
+            &[("content-type", "application/json")],
+            format!("{{\"sid\":\"SM{n:032x}\",\"status\":\"queued\",\"num_segments\":\"1\"}}"),
+        )
+        .into()
+    })
 }
 
 /// A varying, valid national mobile number (`090-1xxx-xxxx` …) for job `i`.
@@ -111,8 +97,8 @@ struct Request {
 
 /// Takes the endpoint's requests (and clears them) and parses their forms; the
 /// job id comes from the `StatusCallback` URL (`…?job={id}`).
-fn take_requests(requests: &Requests) -> Vec<Request> {
-    let raw = std::mem::take(&mut *requests.lock().expect("lock"));
+fn take_requests(endpoint: &FakeServer<Requests>) -> Vec<Request> {
+    let raw = std::mem::take(&mut *endpoint.state());
     raw.into_iter()
         .map(|(at, bytes)| {
             let form: HashMap<String, String> = form_urlencoded::parse(&bytes)
@@ -205,8 +191,8 @@ fn main() {
     let jobs: usize = env_or("BENCH_JOBS", 20_000);
     let rate: usize = env_or("BENCH_RATE", 500);
     let concurrency: usize = env_or("BENCH_CONCURRENCY", 256);
-    let requests: Requests = Arc::default();
-    let port = start_endpoint(requests.clone());
+    let endpoint = start_endpoint();
+    let port = endpoint.port();
     let mut bench = Bench::start();
 
     let head = bench.config_head();
@@ -221,7 +207,7 @@ fn main() {
         let file = write_jobs(&bench, n, tag, link);
         bench.enqueue(&cfg, &file);
         let drained = bench.drain(&cfg, n);
-        let reqs = take_requests(&requests);
+        let reqs = take_requests(&endpoint);
         check_run(&mut bench, tag, n, &reqs);
         (drained, reqs)
     };

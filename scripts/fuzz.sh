@@ -8,9 +8,9 @@
 #   ./scripts/fuzz.sh list            the targets
 #
 # Needs the nightly toolchain (rustup toolchain install nightly); installs
-# cargo-fuzz if it is missing. Targets are in fuzz/targets.rs (the same bodies
-# tests/fuzz_smoke.rs runs on stable in every test run); seeds in
-# fuzz/corpus/{target}/. Inputs the fuzzer finds worth keeping go to
+# cargo-fuzz if it is missing. Targets are in fuzz/targets/, one file each, put
+# together by fuzz/targets.rs (the same bodies tests/fuzz_smoke.rs runs on stable
+# in every test run); seeds in fuzz/corpus/{target}/. Inputs the fuzzer finds worth keeping go to
 # fuzz/work/{target}/ (ignored by git), crashes to fuzz/artifacts/{target}/.
 #
 # A crash: reproduce with

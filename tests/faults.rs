@@ -2,7 +2,7 @@
 //! moments during 20,000 mixed jobs; Redis restarted mid-run; the SMTP relay down for
 //! 30 s; the LINE API answering 500s and 429s in bursts; providers too slow to answer
 //! (timeouts); SIGTERM under load. Email goes to a real SMTP server (aiosmtpd), LINE
-//! and SMS to the fake LINE and Twilio APIs (`tests/line_api`, `tests/twilio_api`),
+//! and SMS to the fake LINE and Twilio APIs (the test kit's `line_api`, `twilio_api`),
 //! DM to print batches read back by `tests/peers/dm_read.py`.
 //!
 //! Each test prints what it measured (jobs, kills, lost, duplicated by channel, the
@@ -12,10 +12,6 @@
 
 mod common;
 mod faults_support;
-mod line_api;
-// It brings its own copy of `line_api/schema.rs` (a `#[path]` module).
-#[allow(clippy::duplicate_mod)]
-mod twilio_api;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -23,6 +19,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use faults_support::*;
 use serde_json::{json, Value};
+use tayori_testkit::{line_api, twilio_api};
 
 /// Fast crash recovery and fast retries.
 const QUEUE: &str = r#"reclaim_idle = "1s"

@@ -20,7 +20,6 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use common::smtp::SmtpPeer;
 use common::*;
 use serde_json::{json, Value};
@@ -1188,8 +1187,7 @@ fn an_unsubscribe_token_unsubscribes_only_the_address_it_was_made_for() {
 const LINE_SECRET: &str = "hostile-line-channel-secret";
 
 fn line_sign(body: &[u8]) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, LINE_SECRET.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, body).as_ref())
+    tayori_testkit::sign::line_signature(LINE_SECRET, body)
 }
 
 fn line_event(kind: &str, id: &str, user: &str, at_ms: i64) -> Vec<u8> {
@@ -1332,7 +1330,8 @@ from = "+15005550006"
         for (k, v) in &params {
             form.append_pair(k, v);
         }
-        let signature = targets::twilio_signature("hostile-twilio-token", &url, &params);
+        let signature =
+            tayori_testkit::sign::twilio_signature("hostile-twilio-token", &url, &params);
         (form.finish().into_bytes(), signature)
     };
     let post = |(body, signature): &(Vec<u8>, String)| {

@@ -2,13 +2,13 @@
 //! request against LINE's official OpenAPI description, and the LINE webhook.
 
 mod common;
-mod line_api;
 
 use std::time::Duration;
 
 use common::*;
-use line_api::{LineApi, Reply};
 use serde_json::{json, Value};
+use tayori_testkit::line_api::{self, LineApi, Reply};
+use tayori_testkit::sign::line_signature;
 
 const TOKEN: &str = "test-channel-access-token";
 const SECRET: &str = "test-channel-secret";
@@ -325,7 +325,7 @@ fn a_block_from_the_webhook_stops_pushes_and_a_follow_lifts_it() {
         "01JBLOCK000000000000000000",
         user
     )]));
-    let sig = line_api::sign(SECRET, &unfollow);
+    let sig = line_signature(SECRET, &unfollow);
     assert_eq!(post_webhook(&s, &unfollow, Some(&sig)), 200);
     // LINE redelivers: counted once.
     assert_eq!(post_webhook(&s, &unfollow, Some(&sig)), 200);
@@ -364,7 +364,7 @@ fn a_block_from_the_webhook_stops_pushes_and_a_follow_lifts_it() {
         user
     )]));
     assert_eq!(
-        post_webhook(&s, &follow, Some(&line_api::sign(SECRET, &follow))),
+        post_webhook(&s, &follow, Some(&line_signature(SECRET, &follow))),
         200
     );
     wait_for(&mut conn, WAIT, "unblocked", |e| count(e, "unblocked") == 1);
@@ -391,18 +391,18 @@ fn webhook_requests_without_a_valid_signature_are_refused_without_an_event() {
         401
     );
     assert_eq!(
-        post_webhook(&s, &body, Some(&line_api::sign("another-secret", &body))),
+        post_webhook(&s, &body, Some(&line_signature("another-secret", &body))),
         401
     );
     // A valid signature over a different body does not carry over.
     let other = webhook_body(json!([]));
     assert_eq!(
-        post_webhook(&s, &body, Some(&line_api::sign(SECRET, &other))),
+        post_webhook(&s, &body, Some(&line_signature(SECRET, &other))),
         401
     );
     // Connectivity check, unknown event types and oversized bodies.
     assert_eq!(
-        post_webhook(&s, &other, Some(&line_api::sign(SECRET, &other))),
+        post_webhook(&s, &other, Some(&line_signature(SECRET, &other))),
         200
     );
     let unknown = serde_json::to_vec(&json!({"destination": "U0", "events": [
@@ -411,12 +411,12 @@ fn webhook_requests_without_a_valid_signature_are_refused_without_an_event() {
     ]}))
     .unwrap();
     assert_eq!(
-        post_webhook(&s, &unknown, Some(&line_api::sign(SECRET, &unknown))),
+        post_webhook(&s, &unknown, Some(&line_signature(SECRET, &unknown))),
         200
     );
     let huge = vec![b' '; 2 * 1024 * 1024];
     assert_eq!(
-        post_webhook(&s, &huge, Some(&line_api::sign(SECRET, &huge))),
+        post_webhook(&s, &huge, Some(&line_signature(SECRET, &huge))),
         413
     );
     std::thread::sleep(Duration::from_millis(300));
@@ -448,7 +448,7 @@ fn replies_and_postbacks_become_events() {
          "replyToken": "r2", "postback": {"data": "coupon=SPRING"}}
     ]));
     assert_eq!(
-        post_webhook(&s, &body, Some(&line_api::sign(SECRET, &body))),
+        post_webhook(&s, &body, Some(&line_signature(SECRET, &body))),
         200
     );
     let evs = wait_for(&mut conn, WAIT, "two reactions", |e| e.len() == 2);
@@ -476,7 +476,7 @@ fn a_late_redelivered_unfollow_does_not_undo_a_newer_follow() {
         webhook_body(json!([unfollow])),
     ] {
         assert_eq!(
-            post_webhook(&s, &body, Some(&line_api::sign(SECRET, &body))),
+            post_webhook(&s, &body, Some(&line_signature(SECRET, &body))),
             200
         );
     }
@@ -529,7 +529,7 @@ fn a_suspended_job_still_ends_at_max_age_and_a_new_friend_is_not_an_unblock() {
     follow["follow"]["isUnblocked"] = json!(false);
     let body = webhook_body(json!([follow]));
     assert_eq!(
-        post_webhook(&s, &body, Some(&line_api::sign(SECRET, &body))),
+        post_webhook(&s, &body, Some(&line_signature(SECRET, &body))),
         200
     );
     std::thread::sleep(Duration::from_millis(300));

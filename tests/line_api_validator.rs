@@ -1,15 +1,16 @@
-//! Self-tests of the fake LINE API (`tests/line_api/`): it accepts a valid push, and
-//! it can fail — every malformed request gets LINE's answer and a violation naming the
-//! property, so a test that uses it can trust an empty `violations()`.
-
-mod line_api;
+//! Self-tests of the fake LINE API (the test kit's `line_api`): it accepts a valid
+//! push, and it can fail — every malformed request gets LINE's answer and a violation
+//! naming the property, so a test that uses it can trust an empty `violations()`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use line_api::{crypto, schema, sign, LineApi, Reply, PUSH_PATH};
 use serde_json::{json, Value};
+use tayori_testkit::line_api::{self, schema, LineApi, Reply, PUSH_PATH};
+// The kit's signing helpers, under the names the known-answer test below gave the
+// hand-written SHA-256/HMAC/Base64 they replace (tests/line_api/crypto.rs).
+use tayori_testkit::sign::{self as crypto, line_signature as sign};
 
 const TOKEN: &str = "test-channel-access-token";
 const USER: &str = "U4af4980629a1b2c3d4e5f60718293a4b";

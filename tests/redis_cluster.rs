@@ -1,8 +1,8 @@
 //! Redis Cluster at the connection level: `[redis] cluster = [...]` through
-//! `RedisTarget::from_config`, against real clusters made by the test
-//! (tests/common/cluster.rs): keys on every primary, single-slot pipelines,
-//! scripts, a reshard under writes, a failover, `WAIT` on the primary that took
-//! the writes, and `check()`'s causes (TLS, ACL, unreachable).
+//! `RedisTarget::from_config`, against real clusters made by the test (the test kit's
+//! testkit/src/cluster.rs): keys on every primary, single-slot pipelines, scripts, a
+//! reshard under writes, a failover, `WAIT` on the primary that took the writes, and
+//! `check()`'s causes (TLS, ACL, unreachable).
 //!
 //! Clusters that tests only read and write their own keys on are shared (one per
 //! binary, in a `OnceLock`); a test that moves slots or kills a node has its own.

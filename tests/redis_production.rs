@@ -2,7 +2,7 @@
 //! other than the host), the least-privilege ACL user docs/security.md documents,
 //! the scheme spellings, and a Sentinel failover under load. Real redis-server
 //! processes (TLS-only, or a primary, a replica and a sentinel) and the real
-//! `tayori` binary; the certificates are made by the test (tests/common/tls.rs).
+//! `tayori` binary; the certificates are made by the test (the test kit's testkit/src/tls.rs).
 
 mod common;
 

@@ -9,10 +9,6 @@
 //! events' own times); the HTML report is opened in a real headless Chromium.
 
 mod common;
-// Both include the OpenAPI schema validator (`line_api/schema.rs`) as a module.
-#[allow(clippy::duplicate_mod)]
-mod line_api;
-mod twilio_api;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -20,11 +16,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use common::*;
 use serde_json::{json, Value};
 use tayori::tracking::{Purpose, Sealer};
-use twilio_api::{form_encode, TwilioApi};
+use tayori_testkit::line_api;
+use tayori_testkit::sign::{line_signature, twilio_signature};
+use tayori_testkit::twilio_api::{form_encode, TwilioApi};
 
 const CAMPAIGN: &str = "spring26";
 const WAIT: Duration = Duration::from_secs(30);
@@ -245,7 +242,7 @@ fn run_campaign() -> Campaign {
             "/webhooks/line",
             &[
                 ("Content-Type", "application/json"),
-                ("X-Line-Signature", &line_api::sign(LINE_SECRET, &body)),
+                ("X-Line-Signature", &line_signature(LINE_SECRET, &body)),
             ],
             &body,
         )
@@ -429,19 +426,7 @@ fn get_redirect(s: &Setup, path: &str, agent: &str, to: &str) {
 /// POSTs a form to one of the daemon's Twilio URLs, signed as Twilio signs:
 /// Base64(HMAC-SHA1(auth token, URL + each parameter's name and value, sorted)).
 fn post_twilio(s: &Setup, url: &str, params: &[(&str, &str)]) -> u16 {
-    let mut sorted = params.to_vec();
-    sorted.sort();
-    let mut data = url.to_owned();
-    for (k, v) in sorted {
-        data.push_str(k);
-        data.push_str(v);
-    }
-    let key = ring::hmac::Key::new(
-        ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-        TWILIO_TOKEN.as_bytes(),
-    );
-    let signature =
-        base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, data.as_bytes()));
+    let signature = twilio_signature(TWILIO_TOKEN, url, params);
     let path = url
         .strip_prefix(&format!("http://127.0.0.1:{}", s.http_port))
         .expect("a URL of the daemon");

@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(90);
 
-/// A daemon process on the setup's config, with its own HTTP port.
+/// A daemon process on the setup's config, with its own HTTP port (SIGKILLed on drop).
 struct Peer {
-    child: Option<Child>,
+    daemon: Daemon,
     port: u16,
 }
 
@@ -30,17 +30,9 @@ impl Peer {
         );
         let path = s.config.with_file_name(format!("tayori-{n}.toml"));
         std::fs::write(&path, text).expect("write config");
-        let child = Command::new(env!("CARGO_BIN_EXE_tayori"))
-            .arg("--config")
-            .arg(&path)
-            .arg("run")
-            .env("TAYORI_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tayori");
+        let tayori = tayori_testkit::daemon::tayori(Path::new(env!("CARGO_BIN_EXE_tayori")), &path);
         Peer {
-            child: Some(child),
+            daemon: Daemon::start(tayori),
             port,
         }
     }
@@ -63,16 +55,7 @@ impl Peer {
     }
 
     fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        self.kill9();
+        self.daemon.kill9();
     }
 }
 

@@ -1,10 +1,10 @@
 //! SMS through Twilio: the channel against a server that plays Twilio's Messages
 //! endpoint and checks every request against Twilio's official OpenAPI description
-//! (`tests/twilio_api/`), and `POST /webhooks/twilio` (status callbacks and inbound
-//! STOP/START replies) signed by Twilio's own helper library (`tests/peers/twilio_sign.py`).
+//! (`tayori_testkit::twilio_api`), and `POST /webhooks/twilio` (status callbacks and
+//! inbound STOP/START replies) signed by Twilio's own helper library
+//! (`tests/peers/twilio_sign.py`).
 
 mod common;
-mod twilio_api;
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use twilio_api::{form_encode, form_escape, Reply, TwilioApi};
+use tayori_testkit::twilio_api::{self, form_encode, form_escape, Reply, TwilioApi};
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "test-auth-token";

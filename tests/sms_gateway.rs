@@ -3,58 +3,39 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
+use tayori_testkit::server::{json_response, FakeServer};
 
 /// What the gateway received: method, path, headers (lowercase names), body.
-type Seen = Arc<Mutex<Vec<(String, String, Vec<(String, String)>, Value)>>>;
+type Seen = Vec<(String, String, Vec<(String, String)>, Value)>;
 
-fn start_gateway(seen: Seen) -> u16 {
-    let port = free_port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().fallback(
-                move |method: axum::http::Method,
-                      uri: axum::http::Uri,
-                      headers: axum::http::HeaderMap,
-                      body: axum::body::Bytes| {
-                    let seen = seen.clone();
-                    async move {
-                        let headers = headers
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-                            .collect();
-                        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                        let mut seen = seen.lock().unwrap();
-                        seen.push((method.to_string(), uri.path().to_owned(), headers, body));
-                        let n = seen.len();
-                        (
-                            [("content-type", "application/json")],
-                            json!({ "id": format!("msg-{n}"), "status": "accepted" }).to_string(),
-                        )
-                    }
-                },
-            );
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                .await
-                .unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    port
+/// The gateway: records every request and answers 200 `{"id": "msg-N", "status": "accepted"}`.
+fn start_gateway() -> FakeServer<Seen> {
+    FakeServer::start("sms-gateway", Seen::new(), |seen, req| {
+        let headers = req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
+        seen.push((req.method.to_string(), req.path().to_owned(), headers, body));
+        let n = seen.len();
+        json_response(
+            200,
+            &[],
+            &json!({ "id": format!("msg-{n}"), "status": "accepted" }),
+        )
+        .into()
+    })
 }
 
 #[test]
 fn a_karaden_shaped_gateway_gets_the_request_config_describes() {
-    let seen: Seen = Arc::default();
-    let port = start_gateway(seen.clone());
+    let gateway = start_gateway();
+    let port = gateway.port();
     let redis = Redis::start();
     let channels = format!(
         r#"
@@ -86,7 +67,7 @@ timeout = "2s"
     assert_eq!(sent["provider_id"], "msg-1");
     assert_eq!(sent["encoding"], "ucs2");
     assert!(sent["segments"].as_u64().unwrap() >= 1);
-    let seen = seen.lock().unwrap();
+    let seen = gateway.state();
     assert_eq!(seen.len(), 1);
     let (method, path, headers, body) = &seen[0];
     assert_eq!(method, "POST");

@@ -1,12 +1,10 @@
 //! SMS through Vonage: the channel against a server that plays Vonage's SMS API and
-//! checks every request against the documented shape (`tests/vonage_api/`), and
-//! `/webhooks/vonage` (delivery receipts and inbound replies, as a form POST, a GET
+//! checks every request against the documented shape (`tayori_testkit::vonage_api`),
+//! and `/webhooks/vonage` (delivery receipts and inbound replies, as a form POST, a GET
 //! or JSON) signed by a second implementation of Vonage's signature scheme in Python
 //! (`tests/peers/vonage_sign.py`, stdlib hashlib/hmac), never by Tayori's own code.
 
 mod common;
-mod twilio_api;
-mod vonage_api;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -14,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use serde_json::{json, Value};
-use twilio_api::form_encode;
-use vonage_api::{Reply, VonageApi};
+use tayori_testkit::twilio_api::form_encode;
+use tayori_testkit::vonage_api::{self, Reply, VonageApi};
 
 const API_KEY: &str = "a1b2c3d4";
 const API_SECRET: &str = "Sx9ApiSecret01";

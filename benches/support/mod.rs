@@ -1,23 +1,24 @@
 //! What the benchmarks share: a release build, a private redis-server (or a local
 //! Redis Cluster), personalized jobs, and a drain measured end to end with the
-//! daemon's peak RSS and CPU time.
+//! daemon's peak RSS and CPU time. The redis-servers, the daemon process and free
+//! ports come from the test kit (`testkit/`), the same the tests use.
 
 #![allow(dead_code)]
 
-pub mod cluster;
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use redis::ConnectionLike;
 use tayori::keys::Keys;
+use tayori_testkit::cluster::{info_fields, ClusterOpts, RedisCluster};
+use tayori_testkit::{Daemon, Redis};
 
-use cluster::{info_fields, node_conn, LocalCluster};
+#[allow(unused_imports)] // for the benchmarks that start a server of their own
+pub use tayori_testkit::free_port;
 
 pub fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
     std::env::var(k)
@@ -35,13 +36,6 @@ pub fn under_cargo_bench(name: &str) -> bool {
     yes
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 /// The prefix every benchmark's config uses.
 pub const PREFIX: &str = "bench";
 
@@ -55,8 +49,8 @@ pub enum Topology {
 }
 
 enum Server {
-    Standalone(Child),
-    Cluster(LocalCluster),
+    Standalone(Redis),
+    Cluster(Box<RedisCluster>),
 }
 
 pub struct Bench {
@@ -135,42 +129,28 @@ impl Bench {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         build_release(&root);
         let dir = tempfile::tempdir().expect("tempdir");
-        let (server, port, cluster_conn) = match topology {
-            Topology::Standalone => {
-                let port = free_port();
-                let child = Command::new("redis-server")
-                    .args([
-                        "--port",
-                        &port.to_string(),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                    ])
-                    .arg("--dir")
-                    .arg(dir.path())
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .expect("redis-server (install it: apt-get install redis-server)");
-                (Server::Standalone(child), port, None)
-            }
+        let (server, cluster_conn) = match topology {
+            Topology::Standalone => (Server::Standalone(Redis::start_volatile()), None),
             Topology::Cluster { masters } => {
-                let cluster = LocalCluster::start(masters);
+                // No persistence, no replicas; a benchmark never fails over.
+                let cluster = RedisCluster::start_with(ClusterOpts {
+                    masters,
+                    node_timeout_ms: 5000,
+                    ..ClusterOpts::default()
+                });
                 let conn = redis::cluster::ClusterClient::new(cluster.seeds())
                     .and_then(|c| c.get_connection())
                     .expect("cluster connection");
-                let port = cluster.ports()[0];
-                (Server::Cluster(cluster), port, Some(conn))
+                (Server::Cluster(Box::new(cluster)), Some(conn))
             }
         };
-        let url = format!("redis://127.0.0.1:{port}");
-        let conn = loop {
-            if let Ok(c) = node_conn(port) {
-                break c;
+        let (url, conn) = match &server {
+            Server::Standalone(r) => (r.url(), r.conn()),
+            Server::Cluster(c) => {
+                let port = c.ports()[0];
+                let conn = c.node_conn(port).expect("connect to the first node");
+                (format!("redis://127.0.0.1:{port}"), conn)
             }
-            std::thread::sleep(Duration::from_millis(20));
         };
         Bench {
             bin: root.join("target/release/tayori"),
@@ -207,6 +187,12 @@ impl Bench {
         )
     }
 
+    /// `tayori --config cfg` (release build, `TAYORI_LOG=warn`); the caller adds the
+    /// subcommand.
+    pub fn tayori(&self, cfg: &Path) -> Command {
+        tayori_testkit::daemon::tayori(&self.bin, cfg)
+    }
+
     pub fn write_config(&self, text: &str) -> PathBuf {
         let cfg = self.dir.path().join("bench.toml");
         std::fs::write(&cfg, text).expect("config");
@@ -234,9 +220,8 @@ impl Bench {
     /// Runs `tayori enqueue`; returns its wall time.
     pub fn enqueue(&self, cfg: &Path, file: &Path) -> f64 {
         let t = Instant::now();
-        let status = Command::new(&self.bin)
-            .arg("-c")
-            .arg(cfg)
+        let status = self
+            .tayori(cfg)
             .arg("enqueue")
             .arg(file)
             .stderr(Stdio::null())
@@ -262,15 +247,8 @@ impl Bench {
     pub fn drain_with(&mut self, cfg: &Path, events: usize, settle: bool) -> Drained {
         let before = self.results_len();
         let t = Instant::now();
-        let daemon = Command::new(&self.bin)
-            .arg("-c")
-            .arg(cfg)
-            .arg("run")
-            .env("TAYORI_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("daemon");
-        let status_path = format!("/proc/{}/status", daemon.id());
+        let daemon = Daemon::start(self.tayori(cfg));
+        let status_path = format!("/proc/{}/status", daemon.pid());
         let mut peak_kib = 0u64;
         let mut done = 0;
         let mut progress = Instant::now();
@@ -298,10 +276,8 @@ impl Bench {
             peak_kib = peak_kib.max(vm_hwm_kib(&status_path));
         }
         let settle_secs = settled.elapsed().as_secs_f64();
-        let _ = Command::new("kill")
-            .args(["-TERM", &daemon.id().to_string()])
-            .status();
-        let (cpu_us, max_rss_kib) = reap_with_usage(daemon);
+        daemon.sigterm();
+        let (cpu_us, max_rss_kib) = daemon.wait_with_usage();
         Drained {
             secs,
             events: done,
@@ -490,7 +466,10 @@ impl Bench {
         self.nodes()
             .into_iter()
             .map(|port| {
-                let mut c = node_conn(port).expect("connect to a redis-server");
+                let mut c = match &self.server {
+                    Server::Standalone(r) => r.conn(),
+                    Server::Cluster(c) => c.node_conn(port).expect("connect to a redis-server"),
+                };
                 let text: String = redis::cmd("INFO")
                     .arg("cpu")
                     .arg("memory")
@@ -539,38 +518,4 @@ fn vm_hwm_kib(status_path: &str) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
-}
-
-/// Waits for `child` with `wait4`, which also reports what it used: (user +
-/// system CPU µs, peak RSS KiB). `Child::wait` reaps without the rusage.
-fn reap_with_usage(child: Child) -> (f64, u64) {
-    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
-        return (0.0, 0);
-    };
-    let mut status = 0;
-    // SAFETY: rusage is plain data, zero is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child, with pointers to live locals. The `Child`
-    // is not waited on afterwards (dropping it does not wait).
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if r != pid {
-        return (0.0, 0);
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
-    (
-        tv(usage.ru_utime) + tv(usage.ru_stime),
-        u64::try_from(usage.ru_maxrss).unwrap_or(0),
-    )
-}
-
-impl Drop for Bench {
-    fn drop(&mut self) {
-        // A cluster's nodes are killed by its own Drop.
-        if let Server::Standalone(child) = &mut self.server {
-            let _ = redis::cmd("SHUTDOWN")
-                .arg("NOSAVE")
-                .query::<()>(&mut self.conn);
-            let _ = child.wait();
-        }
-    }
 }

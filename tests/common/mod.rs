@@ -1,125 +1,24 @@
 //! Test harness: a private `redis-server` per test on a free port, the real
 //! `tayori` binary as a child process, and helpers to enqueue jobs and read
-//! results. Nothing here is mocked.
+//! results. Nothing here is mocked. The redis-servers (standalone, TLS,
+//! cluster), free ports and the daemon process come from the test kit
+//! (`testkit/`, shared with the benchmarks); the test configs are made here.
 
 #![allow(dead_code)]
 
-pub mod cluster;
 pub mod sentinel;
 pub mod smtp;
-pub mod tls;
+
+#[allow(unused_imports)] // not every test binary uses the cluster
+pub use tayori_testkit::{cluster, tls};
+pub use tayori_testkit::{free_port, Daemon, Redis};
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-/// A port nothing listens on, for a server a test starts. Taken below Linux's
-/// ephemeral range (32768–60999), where the kernel never hands out the local port
-/// of an outgoing connection — a port from `bind(0)` could be taken by one of the
-/// tests' many client connections before the server binds it — and from a counter,
-/// so two tests of one process never get the same port.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = (std::process::id() * 7919) % SPAN;
-    for _ in 0..SPAN {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (LOW + (start + n) % SPAN) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port on 127.0.0.1 between {LOW} and {}", LOW + SPAN)
-}
-
-/// A redis-server of the test's own, with AOF persistence so a restart keeps its data.
-pub struct Redis {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Redis {
-    pub fn start() -> Redis {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut r = Redis {
-            port: free_port(),
-            dir,
-            child: None,
-        };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is not installed: run ./scripts/test.sh, which installs it, or apt-get install redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(mut c) = self.try_conn() {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not start on port {}", self.port);
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn try_conn(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(2))
-    }
-
-    pub fn conn(&self) -> redis::Connection {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match self.try_conn() {
-                Ok(c) => return c,
-                Err(e) if Instant::now() > deadline => panic!("cannot connect to test redis: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    }
-
-    /// Stops the server (flushing the AOF) and starts it again on the same port and data.
-    pub fn restart(&mut self, down_for: Duration) {
-        if let Ok(mut c) = self.try_conn() {
-            let _ = redis::cmd("SHUTDOWN").query::<()>(&mut c);
-        }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
-        }
-        std::thread::sleep(down_for);
-        self.spawn();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// A working directory with a config and outbox dirs for one daemon setup.
 pub struct Setup {
@@ -280,11 +179,9 @@ impl Setup {
     }
 
     pub fn tayori(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tayori"));
-        c.arg("--config")
-            .arg(&self.config)
-            .current_dir(self.dir.path());
-        c.env("TAYORI_LOG", "warn");
+        let mut c =
+            tayori_testkit::daemon::tayori(Path::new(env!("CARGO_BIN_EXE_tayori")), &self.config);
+        c.current_dir(self.dir.path());
         c
     }
 
@@ -363,71 +260,7 @@ impl Setup {
     }
 
     pub fn start(&self) -> Daemon {
-        let child = self
-            .tayori()
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tayori");
-        Daemon::new(child)
-    }
-}
-
-/// A running `tayori run`, SIGKILLed on drop.
-pub struct Daemon {
-    child: Option<Child>,
-}
-
-impl Daemon {
-    /// Takes charge of a started `tayori run`.
-    pub fn new(child: Child) -> Daemon {
-        Daemon { child: Some(child) }
-    }
-
-    /// The exit status, if the daemon has exited.
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
-    /// SIGKILL: the crash case.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM, then the exit status (waits up to `timeout`).
-    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = c.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill9();
+        Daemon::start(self.tayori())
     }
 }
 

@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::common::smtp::{python, SmtpPeer};
 use crate::common::TERMINAL;
-use crate::line_api::LineApi;
-use crate::twilio_api::TwilioApi;
+use tayori_testkit::line_api::LineApi;
+use tayori_testkit::twilio_api::{self, TwilioApi};
 
 pub const LINE_TOKEN: &str = "faults-channel-access-token";
 pub const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -213,7 +213,7 @@ pub fn sms_copies(api: &TwilioApi) -> Copies {
             panic!("a message without StatusCallback: {:?}", r.form);
         });
         let query = callback.split_once('?').map(|(_, q)| q).unwrap_or_default();
-        let job = crate::twilio_api::form_decode(query)
+        let job = twilio_api::form_decode(query)
             .ok()
             .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "job"))
             .map(|(_, v)| v)

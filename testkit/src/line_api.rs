@@ -5,7 +5,8 @@
 //! (`/work/shared/specs/README.md`: text ≤ 5000 UTF-16 code units, altText ≤ 1500,
 //! at most one `customAggregationUnits` entry matching `^[a-zA-Z0-9_]{1,30}$`).
 //!
-//! Include it from a test file with `mod line_api;`.
+//! Tests use it as `tayori_testkit::line_api`; it runs on the kit's
+//! [`FakeServer`](crate::server::FakeServer).
 //!
 //! How a request is answered, in this order:
 //! 1. a path other than the push endpoint: 404 (and a violation); another method: 405;
@@ -21,24 +22,17 @@
 //! 401 still records its violations. Only step 5 consumes the script. Every answer
 //! carries a fresh `x-line-request-id`.
 
-#![allow(dead_code)]
-
-pub mod crypto;
 pub mod schema;
 
 use std::collections::{HashMap, VecDeque};
-use std::future::IntoFuture;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::{MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::Method;
 use axum::response::Response;
-use axum::Router;
 use serde_json::{json, Value};
 
+use crate::server::{Answer, FakeServer, Incoming};
 use schema::{Validator, Violation};
 
 /// The push endpoint's path, as in the spec.
@@ -48,8 +42,8 @@ pub const MAX_TEXT_UTF16: usize = 5000;
 /// `altText` limit (not in the spec), counted in UTF-16 code units like `text`.
 pub const MAX_ALT_TEXT_UTF16: usize = 1500;
 
-const MESSAGING_API_JSON: &str = include_str!("../specs/line-messaging-api.json");
-const WEBHOOK_JSON: &str = include_str!("../specs/line-webhook.json");
+const MESSAGING_API_JSON: &str = include_str!("../../tests/specs/line-messaging-api.json");
+const WEBHOOK_JSON: &str = include_str!("../../tests/specs/line-webhook.json");
 
 /// LINE's official Messaging API description (vendored, see `tests/specs/README.md`).
 pub fn messaging_api_spec() -> &'static Value {
@@ -154,11 +148,6 @@ pub fn push_violations(body: &Value) -> Vec<Violation> {
 /// description, for tests that build webhook requests to send to Tayori.
 pub fn webhook_violations(body: &Value) -> Vec<Violation> {
     request_body_violations(webhook_spec(), "POST", "/callback", body)
-}
-
-/// Base64(HMAC-SHA256(channel secret, body)) as LINE signs webhooks (`X-Line-Signature`).
-pub fn sign(secret: &str, body: &[u8]) -> String {
-    crypto::base64(&crypto::hmac_sha256(secret.as_bytes(), body))
 }
 
 /// How the server answers a request that passed every check.
@@ -271,115 +260,75 @@ impl ServerState {
     }
 }
 
-type Shared = Arc<Mutex<ServerState>>;
-
-fn lock(shared: &Shared) -> MutexGuard<'_, ServerState> {
-    // A panicking test thread must not hide the requests from the others.
-    shared.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The fake LINE API: a server on a free port of 127.0.0.1 with its own tokio runtime
-/// on a background thread. Stops when dropped.
+/// The fake LINE API: the kit's [`FakeServer`] (a free port of 127.0.0.1, its own
+/// tokio runtime on a background thread) answering as this module says. Stops when
+/// dropped.
 pub struct LineApi {
-    port: u16,
-    state: Shared,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: FakeServer<ServerState>,
 }
 
 impl LineApi {
     /// Starts the server; `token` is the valid channel access token.
     pub fn start(token: &str) -> LineApi {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let port = listener.local_addr().expect("local addr").port();
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1);
-        let seed = (seed ^ (u64::from(port) << 48)) | 1;
-        let state = Arc::new(Mutex::new(ServerState {
+        let state = ServerState {
             token: token.to_string(),
             script: VecDeque::new(),
             default: Reply::Ok,
             requests: Vec::new(),
             accepted: HashMap::new(),
-            rng: seed,
-        }));
+            rng: seed | 1,
+        };
         // Parse the spec here, so a broken spec fails the test, not a request.
         messaging_api_spec();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let shared = state.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("line-api-{port}"))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime for the LINE API server");
-                rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    let app = Router::new()
-                        .fallback(handle)
-                        .layer(DefaultBodyLimit::disable())
-                        .with_state(shared);
-                    tokio::select! {
-                        r = axum::serve(listener, app).into_future() => {
-                            if let Err(e) = r {
-                                eprintln!("line_api server on port {port} failed: {e}");
-                            }
-                        }
-                        _ = rx => {}
-                    }
-                });
-                // Dropping the runtime cancels the connections still open.
-            })
-            .expect("spawn the LINE API server thread");
-        LineApi {
-            port,
-            state,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        }
+        let server = FakeServer::start("line-api", state, |st, req| answer(st, &req));
+        // The port in the seed: two servers started in the same nanosecond differ.
+        let port = server.port();
+        server.state().rng = (seed ^ (u64::from(port) << 48)) | 1;
+        LineApi { server }
     }
 
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash): the API base URL for the client.
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.base_url()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ServerState> {
+        self.server.state()
     }
 
     /// The next requests that pass every check get these replies, in order, then the
     /// default. Replaces whatever was left of an earlier script.
     pub fn script(&self, replies: Vec<Reply>) {
-        lock(&self.state).script = replies.into();
+        self.lock().script = replies.into();
     }
 
     /// The reply once the script is used up (initially [`Reply::Ok`]).
     pub fn set_default(&self, reply: Reply) {
-        lock(&self.state).default = reply;
+        self.lock().default = reply;
     }
 
     /// Changes the valid token (a revoked token being fixed).
     pub fn set_token(&self, token: &str) {
-        lock(&self.state).token = token.to_string();
+        self.lock().token = token.to_string();
     }
 
     /// Everything received, in order.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.lock().requests.clone()
     }
 
     /// Requests that delivered a message: answered 200 (a 409 replay is not one).
     pub fn deliveries(&self) -> Vec<Recorded> {
-        lock(&self.state)
+        self.lock()
             .requests
             .iter()
             .filter(|r| r.status == 200)
@@ -389,7 +338,7 @@ impl LineApi {
 
     /// All violations of all requests, each `"{path}: {property}: {message}"`.
     pub fn violations(&self) -> Vec<String> {
-        lock(&self.state)
+        self.lock()
             .requests
             .iter()
             .flat_map(|r| r.violations.iter().map(move |v| format!("{}: {v}", r.path)))
@@ -432,75 +381,28 @@ impl LineApi {
     }
 }
 
-impl Drop for LineApi {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-async fn handle(
-    State(shared): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (response, delay) = {
-        let mut st = lock(&shared);
-        answer(&mut st, &method, &uri, &headers, &body)
-    };
-    if let Some(delay) = delay {
-        tokio::time::sleep(delay).await;
-    }
-    response
-}
-
 fn error_body(message: &str) -> Value {
     json!({ "message": message })
 }
 
 fn respond(status: u16, request_id: &str, body: &Value, extra: &[(&str, &str)]) -> Response {
-    let mut builder = Response::builder()
-        .status(StatusCode::from_u16(status).expect("status code"))
-        .header("content-type", "application/json")
-        .header("x-line-request-id", request_id);
-    for (name, value) in extra {
-        builder = builder.header(*name, *value);
-    }
-    builder
-        .body(Body::from(body.to_string()))
-        .expect("response")
+    let mut headers = vec![("x-line-request-id", request_id)];
+    headers.extend_from_slice(extra);
+    crate::server::json_response(status, &headers, body)
 }
 
 /// Decides the answer and records the request; runs under the state lock.
-fn answer(
-    st: &mut ServerState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    raw_body: &[u8],
-) -> (Response, Option<Duration>) {
+fn answer(st: &mut ServerState, req: &Incoming) -> Answer {
+    let (response, delay) = decide(st, req);
+    Answer::after(response, delay)
+}
+
+fn decide(st: &mut ServerState, req: &Incoming) -> (Response, Option<Duration>) {
+    let (method, raw_body) = (&req.method, &req.body[..]);
     let request_id = st.uuid();
-    let path = uri.path().to_string();
-    let header_list: Vec<(String, String)> = headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let header = |name: &str| -> Option<String> {
-        headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    };
+    let path = req.path().to_string();
+    let header_list = req.header_list();
+    let header = |name: &str| req.header(name);
     let parsed: Result<Value, String> = serde_json::from_slice(raw_body).map_err(|e| e.to_string());
     let retry_key = header("x-line-retry-key");
     let mut violations: Vec<Violation> = Vec::new();

@@ -26,11 +26,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
-use super::tls::Pki;
+use crate::free_port;
+use crate::tls::Pki;
 
 /// How a [`RedisCluster`] is set up. `Default`: three primaries, no replicas,
-/// plain TCP, no password.
+/// plain TCP, no password, a 2 s node timeout.
 #[derive(Clone, Debug)]
 pub struct ClusterOpts {
     /// At least three (`redis-cli --cluster create` wants three primaries).
@@ -42,6 +42,9 @@ pub struct ClusterOpts {
     /// (user, password): `default` means `requirepass`; another user is an ACL
     /// user and `default` is then off.
     pub auth: Option<(String, String)>,
+    /// `cluster-node-timeout` in milliseconds (2000: failovers in tests are quick;
+    /// the benchmarks, which never fail over, use 5000).
+    pub node_timeout_ms: u32,
 }
 
 impl Default for ClusterOpts {
@@ -51,6 +54,7 @@ impl Default for ClusterOpts {
             replicas: 0,
             tls: None,
             auth: None,
+            node_timeout_ms: 2000,
         }
     }
 }
@@ -93,7 +97,7 @@ fn quoted(p: &Path) -> String {
 }
 
 /// `k:v` lines (`INFO`, `CLUSTER INFO`) as key → value.
-fn info_fields(text: &str) -> BTreeMap<String, String> {
+pub fn info_fields(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -187,7 +191,7 @@ impl RedisCluster {
         conf.push_str(&format!(
             "cluster-enabled yes\n\
              cluster-config-file {nodes}\n\
-             cluster-node-timeout 2000\n\
+             cluster-node-timeout {timeout}\n\
              cluster-port {bus}\n\
              save \"\"\n\
              appendonly no\n\
@@ -196,6 +200,7 @@ impl RedisCluster {
             nodes = quoted(&data.join(format!("nodes-{port}.conf"))),
             dir = quoted(&data),
             log = quoted(&data.join("redis.log")),
+            timeout = self.opts.node_timeout_ms,
         ));
         match &self.opts.auth {
             Some((user, password)) if user == "default" => conf.push_str(&format!(

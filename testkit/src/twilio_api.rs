@@ -7,8 +7,9 @@
 //! E.164, `From` or `MessagingServiceSid` (the spec's `x-twilio.conditional`), and
 //! — Tayori's side of the contract — a non-empty `Body` (Tayori sends no media).
 //!
-//! Include it from a test file with `mod twilio_api;` (it uses `line_api`'s schema
-//! validator through a `#[path]` module, so it needs no `mod line_api;`).
+//! Tests use it as `tayori_testkit::twilio_api`; it runs on the kit's
+//! [`FakeServer`](crate::server::FakeServer) and validates with
+//! [`crate::line_api::schema`].
 //!
 //! How a request is answered, in this order:
 //! 1. a path other than the Messages endpoint: 404 (and a violation); another method: 405;
@@ -26,28 +27,21 @@
 //! Only step 4 consumes a script. Twilio's errors are
 //! `{"code", "message", "more_info", "status"}`.
 
-#![allow(dead_code)]
-
-#[path = "../line_api/schema.rs"]
-pub mod schema;
+pub use crate::line_api::schema;
 
 use std::collections::{HashMap, VecDeque};
-use std::future::IntoFuture;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::{MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::Method;
 use axum::response::Response;
-use axum::Router;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
+use crate::server::{Answer, FakeServer, Incoming};
 use schema::{Validator, Violation};
 
-const SPEC_JSON: &str = include_str!("../specs/twilio_create_message.json");
+const SPEC_JSON: &str = include_str!("../../tests/specs/twilio_create_message.json");
 
 /// The path template of `CreateMessage`, as in the spec.
 pub const MESSAGES_PATH: &str = "/2010-04-01/Accounts/{AccountSid}/Messages.json";
@@ -292,103 +286,62 @@ impl ServerState {
     }
 }
 
-type Shared = Arc<Mutex<ServerState>>;
-
-fn lock(shared: &Shared) -> MutexGuard<'_, ServerState> {
-    // A panicking test thread must not hide the requests from the others.
-    shared.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The fake Twilio API: a server on a free port of 127.0.0.1 with its own tokio runtime
-/// on a background thread. Stops when dropped.
+/// The fake Twilio API: the kit's [`FakeServer`] (a free port of 127.0.0.1, its own
+/// tokio runtime on a background thread) answering as this module says. Stops when
+/// dropped.
 pub struct TwilioApi {
-    port: u16,
-    state: Shared,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: FakeServer<ServerState>,
 }
 
 impl TwilioApi {
     /// Starts the server for one account: `account_sid` (`AC` + 32 hex digits) and its
     /// valid auth token.
     pub fn start(account_sid: &str, token: &str) -> TwilioApi {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let port = listener.local_addr().expect("local addr").port();
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1);
-        let seed = (seed ^ (u64::from(port) << 48)) | 1;
-        let state = Arc::new(Mutex::new(ServerState {
+        let state = ServerState {
             account_sid: account_sid.to_string(),
             token: token.to_string(),
             scripts: HashMap::new(),
             default: Reply::Created,
             requests: Vec::new(),
-            rng: seed,
-        }));
+            rng: seed | 1,
+        };
         // Parse the spec here, so a broken spec fails the test, not a request.
         request_schema();
         response_properties();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let shared = state.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("twilio-api-{port}"))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime for the Twilio API server");
-                rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    let app = Router::new()
-                        .fallback(handle)
-                        .layer(DefaultBodyLimit::disable())
-                        .with_state(shared);
-                    tokio::select! {
-                        r = axum::serve(listener, app).into_future() => {
-                            if let Err(e) = r {
-                                eprintln!("twilio_api server on port {port} failed: {e}");
-                            }
-                        }
-                        _ = rx => {}
-                    }
-                });
-            })
-            .expect("spawn the Twilio API server thread");
-        TwilioApi {
-            port,
-            state,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        }
+        let server = FakeServer::start("twilio-api", state, |st, req| answer(st, &req));
+        // The port in the seed: two servers started in the same nanosecond differ.
+        let port = server.port();
+        server.state().rng = (seed ^ (u64::from(port) << 48)) | 1;
+        TwilioApi { server }
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash): the `api_base` for the client.
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.base_url()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ServerState> {
+        self.server.state()
     }
 
     /// The endpoint's path for this server's account.
     pub fn messages_path(&self) -> String {
-        let sid = lock(&self.state).account_sid.clone();
+        let sid = self.lock().account_sid.clone();
         MESSAGES_PATH.replace("{AccountSid}", &sid)
     }
 
     /// The next valid requests to `to` (E.164, as sent) get these replies, in order,
     /// then the default. Replaces whatever was left of an earlier script for `to`.
     pub fn script(&self, to: &str, replies: Vec<Reply>) {
-        lock(&self.state)
-            .scripts
-            .insert(to.to_string(), replies.into());
+        self.lock().scripts.insert(to.to_string(), replies.into());
     }
 
     /// `reply` for the next `n` valid requests to `to`, then 201.
@@ -400,22 +353,22 @@ impl TwilioApi {
 
     /// The reply once a number's script is used up (initially [`Reply::Created`]).
     pub fn set_default(&self, reply: Reply) {
-        lock(&self.state).default = reply;
+        self.lock().default = reply;
     }
 
     /// Changes the valid auth token (a rotated token being fixed).
     pub fn set_token(&self, token: &str) {
-        lock(&self.state).token = token.to_string();
+        self.lock().token = token.to_string();
     }
 
     /// Everything received, in order.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.lock().requests.clone()
     }
 
     /// Requests that created a Message (answered 201).
     pub fn messages(&self) -> Vec<Recorded> {
-        lock(&self.state)
+        self.lock()
             .requests
             .iter()
             .filter(|r| r.status == 201)
@@ -425,7 +378,7 @@ impl TwilioApi {
 
     /// All violations of all requests, each `"{path}: {property}: {message}"`.
     pub fn violations(&self) -> Vec<String> {
-        lock(&self.state)
+        self.lock()
             .requests
             .iter()
             .flat_map(|r| r.violations.iter().map(move |v| format!("{}: {v}", r.path)))
@@ -456,34 +409,6 @@ impl TwilioApi {
     }
 }
 
-impl Drop for TwilioApi {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-async fn handle(
-    State(shared): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (response, delay) = {
-        let mut st = lock(&shared);
-        answer(&mut st, &method, &uri, &headers, &body)
-    };
-    if let Some(delay) = delay {
-        tokio::time::sleep(delay).await;
-    }
-    response
-}
-
 /// Twilio's error shape.
 pub fn error_body(status: u16, code: u64, message: &str) -> Value {
     json!({
@@ -495,12 +420,14 @@ pub fn error_body(status: u16, code: u64, message: &str) -> Value {
 }
 
 fn respond(status: u16, request_id: &str, body: &Value) -> Response {
-    Response::builder()
-        .status(StatusCode::from_u16(status).expect("status code"))
-        .header("content-type", "application/json; charset=utf-8")
-        .header("twilio-request-id", request_id)
-        .body(Body::from(body.to_string()))
-        .expect("response")
+    crate::server::response(
+        status,
+        &[
+            ("content-type", "application/json; charset=utf-8"),
+            ("twilio-request-id", request_id),
+        ],
+        body.to_string(),
+    )
 }
 
 /// A violation and the Twilio error code the real API answers it with, if known.
@@ -714,29 +641,17 @@ fn created(st: &mut ServerState, form: &[(String, String)]) -> Value {
 }
 
 /// Decides the answer and records the request; runs under the state lock.
-fn answer(
-    st: &mut ServerState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    raw_body: &[u8],
-) -> (Response, Option<Duration>) {
+fn answer(st: &mut ServerState, req: &Incoming) -> Answer {
+    let (response, delay) = decide(st, req);
+    Answer::after(response, delay)
+}
+
+fn decide(st: &mut ServerState, req: &Incoming) -> (Response, Option<Duration>) {
+    let (method, uri, raw_body) = (&req.method, &req.uri, &req.body[..]);
     let request_id = st.sid("RQ");
     let path = uri.path().to_string();
-    let header_list: Vec<(String, String)> = headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_ascii_lowercase(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let header = |name: &str| -> Option<String> {
-        headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    };
+    let header_list = req.header_list();
+    let header = |name: &str| req.header(name);
     let mut findings: Vec<Found> = Vec::new();
     let form = match std::str::from_utf8(raw_body)
         .map_err(|e| e.to_string())

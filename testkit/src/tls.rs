@@ -12,7 +12,7 @@ use rcgen::{
     Issuer, KeyPair, KeyUsagePurpose,
 };
 
-use super::free_port;
+use crate::free_port;
 
 /// A certificate and its private key, as PEM files.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,7 +170,7 @@ pub struct TlsOpts {
 }
 
 /// A redis-server of the test's own speaking TLS (no plaintext port unless
-/// `TlsOpts::plain_port`), with AOF persistence like [`super::Redis`].
+/// `TlsOpts::plain_port`), with AOF persistence like [`crate::Redis`].
 pub struct TlsRedis {
     /// The TLS port.
     pub port: u16,
@@ -185,8 +185,9 @@ pub struct TlsRedis {
 /// The rules (after `ACL SETUSER tayori`) of the `<!-- redis-acl -->` block of
 /// docs/security.md, for prefix `t` and `password`.
 pub fn documented_acl_rules(password: &str) -> Vec<String> {
+    // The kit's manifest dir is testkit/; the docs are the repository's.
     let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/security.md"))
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/security.md"))
             .expect("docs/security.md");
     let block = doc
         .split("<!-- redis-acl -->")

@@ -7,9 +7,9 @@
 //! Japanese text); `callback` an absolute http(s) URL; `client-ref` at most 100
 //! characters.
 //!
-//! Include it from a test file with `mod twilio_api; mod vonage_api;`: it counts
-//! segments and decodes forms with `twilio_api`'s helpers, written independently of
-//! Tayori's own.
+//! Tests use it as `tayori_testkit::vonage_api`; it runs on the kit's
+//! [`FakeServer`](crate::server::FakeServer), and counts segments and decodes forms
+//! with [`crate::twilio_api`]'s helpers, written independently of Tayori's own.
 //!
 //! Like the real API it answers HTTP 200 to everything on its path, with the outcome in
 //! `messages[].status`, one entry per segment:
@@ -21,22 +21,14 @@
 //! 4. otherwise the next [`Reply`] scripted for the `to` number, else "0" for every
 //!    segment, each with its own `message-id`.
 
-#![allow(dead_code)]
-
 use std::collections::{HashMap, VecDeque};
-use std::future::IntoFuture;
-use std::io::{Read, Write};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::MutexGuard;
 
-use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::Method;
 use axum::response::Response;
-use axum::Router;
 use serde_json::{json, Value};
 
+use crate::server::{FakeServer, Incoming, Options};
 use crate::twilio_api::{form_decode, segments};
 
 pub const SMS_PATH: &str = "/sms/json";
@@ -126,80 +118,48 @@ struct ServerState {
     next_id: u64,
 }
 
-type Shared = Arc<Mutex<ServerState>>;
-
-fn lock(shared: &Shared) -> MutexGuard<'_, ServerState> {
-    shared.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The fake Vonage API on a free port of 127.0.0.1, with its own runtime on a
-/// background thread. Stops when dropped.
+/// The fake Vonage API: the kit's [`FakeServer`] (a free port of 127.0.0.1, its own
+/// runtime on a background thread, axum's default body limit) answering as this
+/// module says. Stops when dropped.
 pub struct VonageApi {
-    port: u16,
-    state: Shared,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: FakeServer<ServerState>,
 }
 
 impl VonageApi {
     /// Starts the server for one account's key and secret.
     pub fn start(api_key: &str, api_secret: &str) -> VonageApi {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let port = listener.local_addr().expect("local addr").port();
-        let state = Arc::new(Mutex::new(ServerState {
+        let state = ServerState {
             api_key: api_key.to_owned(),
             api_secret: api_secret.to_owned(),
             scripts: HashMap::new(),
             requests: Vec::new(),
             next_id: 0x0A00_0000_0000_0001,
-        }));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let shared = state.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("vonage-api-{port}"))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("tokio runtime for the Vonage API server");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                    let app = Router::new().fallback(handle).with_state(shared);
-                    tokio::select! {
-                        r = axum::serve(listener, app).into_future() => {
-                            if let Err(e) = r {
-                                eprintln!("vonage_api server on port {port} failed: {e}");
-                            }
-                        }
-                        _ = rx => {}
-                    }
-                });
-            })
-            .expect("spawn the Vonage API server thread");
-        VonageApi {
-            port,
-            state,
-            shutdown: Some(tx),
-            thread: Some(thread),
-        }
+        };
+        let options = Options {
+            body_limit: true,
+            ..Options::new("vonage-api")
+        };
+        let server = FakeServer::start_with(options, state, |st, req| answer(st, &req).into());
+        VonageApi { server }
     }
 
     /// `http://127.0.0.1:PORT`: the `api_base` for the client.
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.base_url()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ServerState> {
+        self.server.state()
     }
 
     /// The next valid requests to `to` (digits, as sent) get these replies, then
     /// [`Reply::Accepted`].
     pub fn script(&self, to: &str, replies: Vec<Reply>) {
-        lock(&self.state)
-            .scripts
-            .insert(to.to_owned(), replies.into());
+        self.lock().scripts.insert(to.to_owned(), replies.into());
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.state).requests.clone()
+        self.lock().requests.clone()
     }
 
     /// Requests whose every segment was accepted.
@@ -211,7 +171,7 @@ impl VonageApi {
     }
 
     pub fn violations(&self) -> Vec<String> {
-        lock(&self.state)
+        self.lock()
             .requests
             .iter()
             .flat_map(|r| r.violations.clone())
@@ -235,58 +195,13 @@ impl VonageApi {
         content_type: &str,
         body: &str,
     ) -> (u16, Value) {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("read timeout");
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).expect("write head");
-        stream.write_all(body.as_bytes()).expect("write body");
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).expect("read answer");
-        let raw = String::from_utf8_lossy(&raw).into_owned();
-        let status = raw
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status line");
-        let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        let (status, body) = self.server.send_raw(method, path, content_type, body);
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     }
-}
-
-impl Drop for VonageApi {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-async fn handle(
-    State(shared): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let mut st = lock(&shared);
-    answer(&mut st, &method, &uri, &headers, &body)
 }
 
 fn respond(status: u16, body: &Value) -> Response {
-    Response::builder()
-        .status(StatusCode::from_u16(status).expect("status"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .expect("response")
+    crate::server::json_response(status, &[], body)
 }
 
 fn failure(status: &str, text: &str) -> Value {
@@ -381,14 +296,10 @@ pub fn form_problems(form: &[(String, String)]) -> Vec<(&'static str, String)> {
     out
 }
 
-fn answer(
-    st: &mut ServerState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    raw: &[u8],
-) -> Response {
-    let content_type = headers
+fn answer(st: &mut ServerState, req: &Incoming) -> Response {
+    let (method, uri, raw) = (&req.method, &req.uri, &req.body[..]);
+    let content_type = req
+        .headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
