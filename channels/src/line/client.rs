@@ -31,12 +31,7 @@ impl LineClient {
         timeout: Duration,
         encoder: LineEncoder,
     ) -> Result<Self, String> {
-        // Secret files often end in a newline: trim, then refuse what cannot be a header.
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
-            .map_err(|_| {
-                "channel_access_token contains characters that cannot be sent in a header"
-                    .to_owned()
-            })?;
+        let mut authorization = authorization(token)?;
         authorization.set_sensitive(true);
         let http = crate::provider_http::client(timeout)?;
         Ok(Self {
@@ -46,6 +41,15 @@ impl LineClient {
             encoder,
         })
     }
+}
+
+/// The `Authorization` header for a channel access token. Secret files often
+/// end in a newline: trimmed, then refused if it cannot be a header. A config
+/// check calls this alone, building no client.
+pub fn authorization(token: &str) -> Result<HeaderValue, String> {
+    HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| {
+        "channel_access_token contains characters that cannot be sent in a header".to_owned()
+    })
 }
 
 #[async_trait::async_trait]

@@ -276,66 +276,98 @@ fn national_digits(e164: &str, country_code: u16) -> Result<String, SendError> {
         .collect())
 }
 
+/// What a gateway's settings say once checked: everything the client needs but
+/// the HTTP client itself.
+struct Checked {
+    method: Method,
+    url: Url,
+    headers: HeaderMap,
+    national_code: Option<u16>,
+}
+
+impl HttpGatewaySettings {
+    /// Every check [`HttpGatewayClient::new`] makes, without building the client
+    /// (a config check builds nothing it would throw away).
+    pub fn check(&self, limits: &SmsLimits) -> Result<(), String> {
+        checked(self, limits).map(drop)
+    }
+}
+
+fn checked(settings: &HttpGatewaySettings, limits: &SmsLimits) -> Result<Checked, String> {
+    // The URL may carry a key in its query: errors never quote it.
+    let url = Url::parse(&settings.url).map_err(|e| format!("invalid url: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("url: expected http:// or https://".into());
+    }
+    let method = match settings.method {
+        GatewayMethod::Post => Method::POST,
+        GatewayMethod::Put => Method::PUT,
+    };
+    let mut headers = HeaderMap::new();
+    for (name, value) in &settings.headers {
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+        let mut value = HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("headers.{name}: the value is not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.append(name, value);
+    }
+    match (settings.content_type, &settings.body) {
+        (BodyFormat::Json, Value::Object(_) | Value::Array(_)) => {}
+        (BodyFormat::Json, _) => return Err("body: expected a JSON object or array".into()),
+        (BodyFormat::Form, body) => {
+            form_pairs(body)?;
+        }
+    }
+    let mut used = Vec::new();
+    placeholders(&settings.body, "", &mut used)?;
+    let national_code = if used.contains(&Placeholder::ToNational) {
+        let region = limits.default_region.trim().to_ascii_uppercase();
+        let meta = DATABASE.by_id(region.as_str()).ok_or_else(|| {
+            format!(
+                "{{{{to_national}}}} needs default_region to be a country, not {:?}",
+                limits.default_region
+            )
+        })?;
+        Some(meta.country_code())
+    } else {
+        None
+    };
+    for (what, pointer) in [
+        ("id_pointer", &settings.id_pointer),
+        ("error_pointer", &settings.error_pointer),
+    ] {
+        if let Some(p) = pointer {
+            if !p.is_empty() && !p.starts_with('/') {
+                return Err(format!(
+                    "{what}: a JSON pointer starts with '/' (\"/id\", \"/error/message\")"
+                ));
+            }
+        }
+    }
+    if let Some(bad) = settings
+        .success_status
+        .iter()
+        .find(|s| !(100..=599).contains(*s))
+    {
+        return Err(format!("success_status: {bad} is not an HTTP status"));
+    }
+    Ok(Checked {
+        method,
+        url,
+        headers,
+        national_code,
+    })
+}
+
 impl HttpGatewayClient {
     pub fn new(settings: HttpGatewaySettings, limits: SmsLimits) -> Result<Self, String> {
-        // The URL may carry a key in its query: errors never quote it.
-        let url = Url::parse(&settings.url).map_err(|e| format!("invalid url: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err("url: expected http:// or https://".into());
-        }
-        let method = match settings.method {
-            GatewayMethod::Post => Method::POST,
-            GatewayMethod::Put => Method::PUT,
-        };
-        let mut headers = HeaderMap::new();
-        for (name, value) in &settings.headers {
-            let name = HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
-            let mut value = HeaderValue::from_str(value.trim())
-                .map_err(|_| format!("headers.{name}: the value is not a valid header value"))?;
-            value.set_sensitive(true);
-            headers.append(name, value);
-        }
-        match (settings.content_type, &settings.body) {
-            (BodyFormat::Json, Value::Object(_) | Value::Array(_)) => {}
-            (BodyFormat::Json, _) => return Err("body: expected a JSON object or array".into()),
-            (BodyFormat::Form, body) => {
-                form_pairs(body)?;
-            }
-        }
-        let mut used = Vec::new();
-        placeholders(&settings.body, "", &mut used)?;
-        let national_code = if used.contains(&Placeholder::ToNational) {
-            let region = limits.default_region.trim().to_ascii_uppercase();
-            let meta = DATABASE.by_id(region.as_str()).ok_or_else(|| {
-                format!(
-                    "{{{{to_national}}}} needs default_region to be a country, not {:?}",
-                    limits.default_region
-                )
-            })?;
-            Some(meta.country_code())
-        } else {
-            None
-        };
-        for (what, pointer) in [
-            ("id_pointer", &settings.id_pointer),
-            ("error_pointer", &settings.error_pointer),
-        ] {
-            if let Some(p) = pointer {
-                if !p.is_empty() && !p.starts_with('/') {
-                    return Err(format!(
-                        "{what}: a JSON pointer starts with '/' (\"/id\", \"/error/message\")"
-                    ));
-                }
-            }
-        }
-        if let Some(bad) = settings
-            .success_status
-            .iter()
-            .find(|s| !(100..=599).contains(*s))
-        {
-            return Err(format!("success_status: {bad} is not an HTTP status"));
-        }
+        let Checked {
+            method,
+            url,
+            headers,
+            national_code,
+        } = checked(&settings, &limits)?;
         let http = crate::provider_http::client(settings.timeout)?;
         Ok(Self {
             http,

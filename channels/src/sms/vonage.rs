@@ -40,14 +40,22 @@ pub struct VonageClient {
     limits: SmsLimits,
 }
 
-impl VonageClient {
-    pub fn new(settings: VonageSettings, limits: SmsLimits) -> Result<Self, String> {
-        if settings.api_key.is_empty() || settings.api_secret.is_empty() {
+impl VonageSettings {
+    /// The checks [`VonageClient::new`] makes, without building the client.
+    pub fn check(&self) -> Result<(), String> {
+        if self.api_key.is_empty() || self.api_secret.is_empty() {
             return Err("vonage needs `api_key` and `api_secret`".into());
         }
-        if settings.from.trim().is_empty() {
+        if self.from.trim().is_empty() {
             return Err("vonage needs `from`".into());
         }
+        Ok(())
+    }
+}
+
+impl VonageClient {
+    pub fn new(settings: VonageSettings, limits: SmsLimits) -> Result<Self, String> {
+        settings.check()?;
         let http = crate::provider_http::client(settings.timeout)?;
         Ok(Self {
             url: format!("{}/sms/json", settings.api_base.trim_end_matches('/')),

@@ -91,11 +91,10 @@ impl ChannelPlugin for Line {
             channel_secret: own.secret(),
             token,
         };
-        // The client refuses a token that cannot be a header: say so now.
-        if settings.token.is_some() {
-            settings
-                .native_sender()
-                .map_err(|e| KeyError::new("channels.line.channel_access_token", e.message))?;
+        // A token that cannot be a header would fail every push: say so now.
+        if let Some(token) = &settings.token {
+            tayori_channels::line::client::authorization(token)
+                .map_err(|m| KeyError::new("channels.line.channel_access_token", m))?;
         }
         Ok((common, Box::new(settings)))
     }

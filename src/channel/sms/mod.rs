@@ -112,13 +112,12 @@ impl ChannelPlugin for Sms {
                     Some("twilio") => Provider::Twilio(own.twilio(cx.public_url())?),
                     Some("vonage") => {
                         let v = own.vonage(cx.public_url())?;
-                        VonageClient::new(v.clone(), limits.clone())
-                            .map_err(|m| KeyError::new(key("vonage"), m))?;
+                        v.check().map_err(|m| KeyError::new(key("vonage"), m))?;
                         Provider::Vonage(v)
                     }
                     Some("http") => {
                         let h = own.http_gateway()?;
-                        HttpGatewayClient::new(h.clone(), limits.clone())
+                        h.check(&limits)
                             .map_err(|m| KeyError::new(key("http"), m))?;
                         Provider::Http(h)
                     }
