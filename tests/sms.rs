@@ -242,35 +242,6 @@ fn inbound_params<'a>(sid: &'a str, from: &'a str, body: &'a str) -> Vec<(&'a st
 // The fake Twilio itself: it accepts what the real one accepts and flags the rest, so
 // an empty `violations()` in the tests below means something.
 
-/// A minimal HTTP/1.1 POST to the fake: (status, JSON answer).
-fn raw_post(api: &TwilioApi, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", api.port())).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        api.port(),
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).expect("write head");
-    stream.write_all(body.as_bytes()).expect("write body");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read answer");
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
 fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     format!(
@@ -293,8 +264,7 @@ fn valid_form() -> Vec<(&'static str, String)> {
 
 fn send_form(api: &TwilioApi, form: &[(&str, String)]) -> (u16, Value) {
     let pairs: Vec<(&str, &str)> = form.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    raw_post(
-        api,
+    api.post_raw(
         &api.messages_path(),
         &[
             ("Authorization", &basic(ACCOUNT_SID, TOKEN)),
@@ -534,7 +504,7 @@ fn the_fake_twilio_flags_every_request_the_real_one_would_refuse() {
             path.to_owned()
         };
         let before = api.requests().len();
-        let (status, answer) = raw_post(&api, &path, &headers, &body);
+        let (status, answer) = api.post_raw(&path, &headers, &body);
         assert_eq!(status, want, "{what}: {answer}");
         if want == 401 {
             assert_eq!(answer["code"], 20003, "{what}");
@@ -546,8 +516,7 @@ fn the_fake_twilio_flags_every_request_the_real_one_would_refuse() {
     }
     // A wrong token is the account's problem, not the client's: 401 but no violation.
     let before = api.requests().len();
-    let (status, answer) = raw_post(
-        &api,
+    let (status, answer) = api.post_raw(
         &api.messages_path(),
         &[("Authorization", &basic(ACCOUNT_SID, "rotated")), form_ct],
         &body,

@@ -243,15 +243,33 @@ impl<S> FakeServer<S> {
         content_type: &str,
         body: &str,
     ) -> (u16, String) {
+        self.request(method, path, &[("Content-Type", content_type)], body)
+    }
+
+    /// A raw HTTP/1.1 request with exactly `headers` besides `Host`, `Connection`
+    /// and `Content-Length` (a test may leave out what a client must send):
+    /// (HTTP status, body).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("read timeout");
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
+             Content-Length: {}\r\n",
+            self.port,
             body.len()
         );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
         stream.write_all(head.as_bytes()).expect("write head");
         stream.write_all(body.as_bytes()).expect("write body");
         let mut raw = Vec::new();

@@ -319,6 +319,12 @@ impl TwilioApi {
         TwilioApi { server }
     }
 
+    /// A raw HTTP/1.1 POST with exactly these headers: (HTTP status, JSON answer).
+    pub fn post_raw(&self, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+        let (status, body) = self.server.request("POST", path, headers, body);
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
     pub fn port(&self) -> u16 {
         self.server.port()
     }
