@@ -324,12 +324,12 @@ async fn housekeeping(
                 metrics::gauge!(m::UP).set(1.0);
                 for c in &stats.channels {
                     metrics::gauge!(m::QUEUE_BACKLOG, "channel" => c.channel.clone())
-                        .set(c.lag as f64);
+                        .set(c.backlog as f64);
                     metrics::gauge!(m::QUEUE_PENDING, "channel" => c.channel.clone())
                         .set(c.pending as f64);
                 }
                 metrics::gauge!(m::DELAYED).set(stats.delayed as f64);
-                metrics::gauge!(m::DEAD_LETTER_SIZE).set(stats.dead as f64);
+                metrics::gauge!(m::DEAD_LETTER_SIZE).set(stats.dead_letters as f64);
                 for w in &workers {
                     metrics::gauge!(m::IN_FLIGHT, "channel" => w.kind().label())
                         .set(w.in_flight() as f64);

@@ -74,9 +74,9 @@ fn stats_reports_backlog_per_channel() {
         .iter()
         .find(|c| c["channel"] == "sms")
         .unwrap();
-    assert_eq!(sms["length"], 7);
+    assert_eq!(sms["stream"], 7);
     assert_eq!(
-        sms["lag"], 7,
+        sms["backlog"], 7,
         "not yet read counts as backlog even before a group exists"
     );
 }
@@ -100,6 +100,49 @@ fn render_prints_each_channel_without_sending() {
         stdout.contains("Message-ID: <render-1@example.com>"),
         "{stdout}"
     );
+    // The email is shown decoded: its Japanese subject and body readable, not
+    // as encoded words and base64 or quoted-printable.
+    let email = stdout
+        .split("===== email =====")
+        .nth(1)
+        .and_then(|rest| rest.split("=====").next())
+        .unwrap_or_default();
+    assert!(
+        email.contains("Subject: ") && !email.contains("=?utf-8?"),
+        "{email}"
+    );
+    assert!(email.contains("--- text/plain ---"), "{email}");
+    assert!(email.contains("1200"), "{email}");
+    assert!(
+        email
+            .chars()
+            .any(|c| ('\u{3040}'..='\u{30ff}').contains(&c)),
+        "{email}"
+    );
+
+    // `-` reads the job from standard input; `--raw` prints the bytes the transport sends.
+    let mut child = s
+        .tayori()
+        .args(["render", "--raw", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), j.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let raw = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{raw}");
+    let raw_email = raw
+        .split("===== email =====")
+        .nth(1)
+        .and_then(|rest| rest.split("=====").next())
+        .unwrap_or_default();
+    assert!(
+        raw_email.contains("Content-Transfer-Encoding:"),
+        "{raw_email}"
+    );
+    assert!(raw_email.contains("Subject: =?utf-8?"), "{raw_email}");
+
     let mut conn = redis.conn();
     assert_eq!(count(&events(&mut conn), "sent"), 0);
     assert!(s.outbox_files("line").is_empty());

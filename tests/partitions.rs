@@ -106,7 +106,7 @@ fn enqueue_puts_each_job_in_its_customers_partition_and_the_daemon_reads_them_al
         .iter()
         .find(|c| c["channel"] == "email")
         .unwrap();
-    assert_eq!(email["length"], 8, "{stats}");
+    assert_eq!(email["stream"], 8, "{stats}");
 
     let out = run(&s, &["run", "--drain"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");

@@ -1,4 +1,4 @@
-//! `tayori stats` and `tayori dead list|retry`: what ops look at on call.
+//! `tayori dead list|retry`: dead letters, looked at and re-driven.
 
 use std::time::Duration;
 
@@ -18,61 +18,6 @@ pub(super) async fn open(config: &Config) -> anyhow::Result<Queue> {
         .map_err(|e| ConnectError::new(&target, &e))?;
     q.check_schema().await?;
     Ok(q)
-}
-
-pub async fn stats(config: &Config, json: bool) -> anyhow::Result<i32> {
-    let q = open(config).await?;
-    let s = q
-        .stats_detailed(&crate::channel::registry::ids().collect::<Vec<_>>())
-        .await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-        return Ok(0);
-    }
-    println!(
-        "{:<8} {:>10} {:>10} {:>10} {:>10}  state",
-        "channel", "backlog", "pending", "stream", "consumers"
-    );
-    for c in &s.channels {
-        let state = match &c.paused {
-            Some(p) => format!(
-                "paused ({}, {} s left)",
-                p.reason,
-                p.remaining_ms.div_ceil(1000)
-            ),
-            None => "flowing".to_owned(),
-        };
-        println!(
-            "{:<8} {:>10} {:>10} {:>10} {:>10}  {state}",
-            c.channel, c.lag, c.pending, c.length, c.consumers
-        );
-    }
-    println!(
-        "delayed {} ({} due)   dead letters {}   results {}",
-        s.delayed, s.delayed_due, s.dead, s.results
-    );
-    let consumers: Vec<_> = s
-        .channels
-        .iter()
-        .flat_map(|c| c.consumer_list.iter().map(move |k| (&c.channel, k)))
-        .collect();
-    if !consumers.is_empty() {
-        println!();
-        println!(
-            "{:<8} {:<40} {:>8} {:>12}",
-            "channel", "consumer", "pending", "idle"
-        );
-        for (channel, k) in consumers {
-            println!(
-                "{:<8} {:<40} {:>8} {:>11.1}s",
-                channel,
-                k.name,
-                k.pending,
-                k.idle_ms as f64 / 1000.0
-            );
-        }
-    }
-    Ok(0)
 }
 
 /// One dead letter: its partition, entry id and fields.

@@ -8,9 +8,20 @@ use tayori_channels::Message;
 use crate::channel::{load_templates, registry, Channels, Compose};
 use crate::config::Config;
 
-pub fn render(config: &Config, channels: &Channels, path: &Path) -> anyhow::Result<i32> {
-    let raw =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+pub fn render(
+    config: &Config,
+    channels: &Channels,
+    path: &Path,
+    raw_bytes: bool,
+) -> anyhow::Result<i32> {
+    let raw = if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("reading standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
     let job = registry::parse_job(raw.trim(), config.queue.max_job_bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let renderer = load_templates(config).map_err(|e| anyhow::anyhow!(e.0))?;
@@ -45,7 +56,12 @@ pub fn render(config: &Config, channels: &Channels, path: &Path) -> anyhow::Resu
                     content,
                 };
                 let enc = channel.settings.encoder().map_err(|e| e.to_string())?;
-                enc.encode(&message).map_err(|e| e.to_string())
+                let bytes = enc.encode(&message).map_err(|e| e.to_string())?;
+                Ok(match enc.extension() {
+                    "eml" if !raw_bytes => super::readable::email(&bytes)
+                        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
+                    _ => String::from_utf8_lossy(&bytes).into_owned(),
+                })
             });
         if let Some(name) = &job.template {
             for w in channel.settings.template_warnings(&renderer, name) {
@@ -53,7 +69,7 @@ pub fn render(config: &Config, channels: &Channels, path: &Path) -> anyhow::Resu
             }
         }
         match result {
-            Ok(bytes) => println!("{}\n", String::from_utf8_lossy(&bytes)),
+            Ok(text) => println!("{text}\n"),
             Err(e) => {
                 failures += 1;
                 println!("error: {e}\n");

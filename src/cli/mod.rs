@@ -8,7 +8,9 @@ mod events;
 mod inspect;
 mod migrate;
 mod profile;
+mod readable;
 mod report;
+mod stats;
 
 use std::path::PathBuf;
 
@@ -59,10 +61,15 @@ pub enum Command {
         /// A .jsonl file, or - for standard input.
         file: PathBuf,
     },
-    /// Print the personalized message a job would send, for each of its channels, without sending.
+    /// Print the personalized message a job would send, for each of its channels, without
+    /// sending. An email is shown decoded (headers, then each part's text); `--raw` prints
+    /// the bytes the transport would send.
     Render {
-        /// A file holding one job (JSON).
+        /// A file holding one job (JSON), or - for standard input.
         job: PathBuf,
+        /// Print exactly the bytes that would be sent (an email's MIME encoding included).
+        #[arg(long)]
+        raw: bool,
     },
     /// Check the config, the templates and the channels' settings; exit 1 on any error.
     CheckConfig {
@@ -198,11 +205,11 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Enqueue { file } => rt.block_on(enqueue::run(&config, &file)),
-        Command::Render { job } => inspect::render(&config, &channels, &job),
+        Command::Render { job, raw } => inspect::render(&config, &channels, &job, raw),
         Command::CheckConfig { connect } => {
             inspect::check_config(&config, &channels, connect.then_some(&rt))
         }
-        Command::Stats { json } => rt.block_on(dead::stats(&config, json)),
+        Command::Stats { json } => rt.block_on(stats::run(&config, json)),
         Command::Report {
             campaign,
             json,

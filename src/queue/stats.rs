@@ -9,11 +9,12 @@ use super::{Queue, RedisResult, GROUP};
 pub struct ChannelStats {
     pub channel: String,
     /// Entries in the stream (not yet read + read but not acknowledged).
-    pub length: u64,
+    #[serde(rename = "stream")]
+    pub stream_length: u64,
     /// Read by a consumer and not yet acknowledged.
     pub pending: u64,
-    /// Not yet read by the group (consumer lag).
-    pub lag: u64,
+    /// Not yet read by the group (the group's lag).
+    pub backlog: u64,
     pub consumers: u64,
     /// Each consumer (a daemon) and how long since it last read or claimed; filled by
     /// [`Queue::stats_detailed`] only.
@@ -44,14 +45,16 @@ pub struct QueueStats {
     pub delayed: u64,
     /// Of those, already due (the mover is behind if this stays high).
     pub delayed_due: u64,
-    pub dead: u64,
+    /// Entries in the dead-letter streams.
+    pub dead_letters: u64,
+    /// Entries in the results streams.
     pub results: u64,
 }
 
 impl QueueStats {
     /// True when nothing is queued, in flight or waiting.
     pub fn is_idle(&self) -> bool {
-        self.delayed == 0 && self.channels.iter().all(|c| c.length == 0)
+        self.delayed == 0 && self.channels.iter().all(|c| c.stream_length == 0)
     }
 }
 
@@ -130,18 +133,18 @@ impl Queue {
                         }
                     }
                 }
-                ch.length += length;
+                ch.stream_length += length;
                 ch.pending += pending;
                 // Redis reports no lag once entries were deleted out of order (we
                 // delete every finished entry); then the stream holds exactly
                 // backlog + pending.
-                ch.lag += lag.unwrap_or(length.saturating_sub(pending));
+                ch.backlog += lag.unwrap_or(length.saturating_sub(pending));
                 // The same daemons read every partition: not a sum.
                 ch.consumers = ch.consumers.max(consumers);
             }
             stats.delayed += int(&replies[2 * n]);
             stats.delayed_due += int(&replies[2 * n + 1]);
-            stats.dead += int(&replies[2 * n + 2]);
+            stats.dead_letters += int(&replies[2 * n + 2]);
             stats.results += int(&replies[2 * n + 3]);
         }
         Ok(stats)
