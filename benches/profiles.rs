@@ -82,7 +82,7 @@ fn main() {
                 g.get(k)
                     .and_then(|v| redis::from_redis_value::<i64>(v.clone()).ok())
             };
-            get("backlog") == Some(0) && get("pending") == Some(0)
+            get("lag") == Some(0) && get("pending") == Some(0)
         });
         if done || t.elapsed() > Duration::from_secs(300) {
             break;

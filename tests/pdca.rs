@@ -152,7 +152,7 @@ fn profiles_count_sends_reactions_and_refusals_by_channel_and_hour() {
         .expect("the updater's consumer group");
     let int = |k: &str| redis::from_redis_value::<i64>(group[k].clone()).unwrap();
     assert_eq!(
-        (int("pending"), int("backlog")),
+        (int("pending"), int("lag")),
         (0, 0),
         "every event read and acknowledged"
     );
