@@ -329,3 +329,25 @@ fn printing_commands_end_quietly_when_their_reader_goes_away() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn log_lines_to_a_pipe_carry_no_colour_codes() {
+    use std::io::BufRead;
+    let redis = Redis::start();
+    let s = setup(&redis, "", ALL_FILE);
+    let mut child = s
+        .tayori()
+        .env_remove("NO_COLOR")
+        .env("TAYORI_LOG", "info")
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first.contains("INFO"), "a log line: {first:?}");
+    assert!(!first.contains('\x1b'), "no ANSI escape codes: {first:?}");
+}
