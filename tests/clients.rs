@@ -132,7 +132,7 @@ fn node_client_unit_tests() {
     let redis = Redis::start();
     let dir = node_client().join("..");
     let out = Command::new("node")
-        .args(["--test", "test/"])
+        .args(["--test", "test/client.test.mjs"])
         .current_dir(&dir)
         .env("TAYORI_TEST_REDIS_URL", redis.url())
         .output()

@@ -96,6 +96,7 @@ class Enqueue(unittest.TestCase):
                 "channel": "email",
                 "send_at": datetime(2026, 11, 23, 9, 0, tzinfo=jst),
                 "expires_at": datetime(2026, 11, 24, 0, 0, tzinfo=timezone.utc),
+                "tags": ["a"],
             }
         )
         job = json.loads(self.r.xrange(f"{t.prefix}:{{0}}:jobs:email")[0][1][b"job"])
@@ -109,6 +110,8 @@ class Enqueue(unittest.TestCase):
             ({"id": "n1", "channel": "email", "send_at": datetime(2026, 11, 23, 9, 0)}, "send_at"),
             ({"id": "n2", "channel": "email", "expires_at": datetime(2026, 11, 23, 9, 0)}, "expires_at"),
             ({"id": "n3", "channel": "email", "vars": {"when": datetime(2026, 1, 1)}}, "naive"),
+            ({"id": "n5", "channel": "email", "send_at": "2026-11-23T09:00:00"}, "send_at"),
+            ({"id": "n6", "channel": "email", "send_at": {"best_between": ["2026-11-23 09:00", "2026-11-24T09:00:00Z"]}}, "best_between"),
             ({"channel": "email"}, "`id`"),
             ({"id": "n4"}, "`channel`"),
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -119,6 +120,10 @@ class Tayori:
             raise ReplicationError(wanted, acked, ids)
 
 
+#: RFC 3339 with an offset: a time without one would be read in a zone the CRM did not mean.
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
 def rfc3339(value: datetime, field: str) -> str:
     """A timezone-aware datetime as RFC 3339; a naive one is refused (Tayori needs the
     offset, and guessing the CRM's zone would shift sends by hours)."""
@@ -133,16 +138,11 @@ def _serialize(job: Mapping[str, Any]) -> str:
     if not isinstance(job_id, str) or not job_id:
         raise ValueError("job field `id`: a non-empty string is required")
     for field in ("send_at", "expires_at"):
-        if isinstance(job.get(field), datetime):
-            job[field] = rfc3339(job[field], field)
+        if field in job:
+            job[field] = _time(job[field], field)
     send_at = job.get("send_at")
     if isinstance(send_at, Mapping) and isinstance(send_at.get("best_between"), list):
-        job["send_at"] = {
-            **send_at,
-            "best_between": [
-                rfc3339(v, "send_at.best_between") if isinstance(v, datetime) else v for v in send_at["best_between"]
-            ],
-        }
+        job["send_at"] = {**send_at, "best_between": [_time(v, "send_at.best_between") for v in send_at["best_between"]]}
 
     def other(value: Any) -> Any:
         if isinstance(value, datetime):
@@ -153,6 +153,15 @@ def _serialize(job: Mapping[str, Any]) -> str:
         return json.dumps(job, ensure_ascii=False, separators=(",", ":"), default=other)
     except TypeError as e:
         raise ValueError(str(e)) from None
+
+
+def _time(value: Any, field: str) -> Any:
+    """A job's time field: an aware datetime becomes RFC 3339; a string must carry an offset."""
+    if isinstance(value, datetime):
+        return rfc3339(value, field)
+    if isinstance(value, str) and not RFC3339.fullmatch(value):
+        raise ValueError(f"job field `{field}`: {value!r} is not RFC 3339 with an offset (e.g. 2026-11-23T09:00:00+09:00)")
+    return value
 
 
 def _text(v: Any) -> str:
