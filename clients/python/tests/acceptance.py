@@ -35,8 +35,8 @@ CHANNELS = ("email", "line", "sms")
 
 
 def make_jobs(n: int) -> tuple[list[Job], dict[str, str]]:
-    """The jobs and the terminal type each must end with: 1 in 100 expired, 1 in 100
-    failed (no address), the rest sent."""
+    """The jobs and the terminal type each must end with: 1 in 100 expired, 1 in 1,000
+    failed (no address: the daemon logs each), the rest sent."""
     past = datetime.now(timezone.utc) - timedelta(hours=1)
     jobs: list[Job] = []
     expect: dict[str, str] = {}
@@ -55,7 +55,7 @@ def make_jobs(n: int) -> tuple[list[Job], dict[str, str]]:
         if i % 100 == 1:
             job["expires_at"] = past  # type: ignore[typeddict-item]  # a datetime: the client writes RFC 3339
             expect[job["id"]] = "expired"
-        elif i % 100 == 2:
+        elif i % 1000 == 2:
             job["to"] = {"name": "no address"}
             expect[job["id"]] = "failed"
         jobs.append(job)
@@ -122,7 +122,8 @@ def drive(args: argparse.Namespace) -> int:
     started = time.monotonic()
     ids = t.enqueue_many(jobs)
     enqueue_s = time.monotonic() - started
-    assert len(ids) == len(jobs) and len(set(ids)) == len(jobs), "one entry id per job"
+    # Entry ids are per stream: (stream, id) identifies an entry.
+    assert len(set(zip(map(t.stream_of, jobs), ids))) == len(jobs), "one entry per job"
     per_partition = Counter(int(s.split("{")[1].split("}")[0]) for s in map(t.stream_of, jobs))
     assert len(per_partition) == args.partitions, f"jobs in every partition: {per_partition}"
 
@@ -130,7 +131,7 @@ def drive(args: argparse.Namespace) -> int:
         return subprocess.Popen(
             [sys.executable, __file__, "consume", "--url", args.url, "--prefix", args.prefix,
              "--partitions", str(args.partitions), "--name", name, "--log", str(log),
-             "--expect", str(len(jobs)), "--block-at", str(block_at), "--marker", str(work / f"blocked.{name}.{block_at}"),
+             "--expect", str(len(jobs)), f"--block-at={block_at}", "--marker", str(work / f"blocked.{name}.{block_at}"),
              "--claim-idle-ms", str(claim_idle_ms)],
             stdout=subprocess.PIPE,
         )

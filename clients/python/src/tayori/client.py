@@ -44,7 +44,9 @@ class Tayori:
         prefix: str = "tayori",
         partitions: int | None = None,
     ) -> None:
-        self.redis = client
+        # Any: redis-py's own annotations differ between its versions (and between
+        # RESP2 and RESP3 replies); the replies are checked where they are used.
+        self.redis: Any = client
         self.prefix = prefix
         self.cluster = isinstance(client, RedisCluster)
         self.partitions = check_layout(client.hgetall(schema_key(prefix)), prefix, partitions)

@@ -100,7 +100,7 @@ class ResultsConsumer:
         remember: int = 100_000,
     ) -> None:
         self.tayori = tayori
-        self.redis = tayori.redis
+        self.redis: Any = tayori.redis
         self.group = group
         self.consumer = consumer or socket.gethostname()
         self.start_id = start_id  # where a new group starts: "0" = every event the stream holds, "$" = new ones
@@ -142,7 +142,7 @@ class ResultsConsumer:
             last = "0"
             while True:
                 reply = self.redis.xreadgroup(self.group, self.consumer, {stream: last}, count=self.count)
-                entries = reply[0][1] if reply else []
+                entries = [e for _, es in _by_stream(reply) for e in es]
                 if not entries:
                     break
                 for entry_id, fields in entries:
@@ -174,14 +174,16 @@ class ResultsConsumer:
     def poll(self, handler: Handler) -> int:
         """Reads and handles new events (one `XREADGROUP >` on a standalone Redis,
         blocking up to `block_ms`; one per partition on a cluster)."""
+        replies: list[tuple[Any, Any]] = []
         if self.tayori.cluster:
-            replies = []
             for stream in self.streams:
-                replies += self.redis.xreadgroup(self.group, self.consumer, {stream: ">"}, count=self.count) or []
+                replies += _by_stream(self.redis.xreadgroup(self.group, self.consumer, {stream: ">"}, count=self.count))
         else:
-            replies = self.redis.xreadgroup(
-                self.group, self.consumer, dict.fromkeys(self.streams, ">"), count=self.count, block=self.block_ms
-            ) or []
+            replies = _by_stream(
+                self.redis.xreadgroup(
+                    self.group, self.consumer, dict.fromkeys(self.streams, ">"), count=self.count, block=self.block_ms
+                )
+            )
         n = 0
         for stream, entries in replies:
             for entry_id, fields in entries:
@@ -224,6 +226,17 @@ class ResultsConsumer:
         if isinstance(event_id, str):
             self.recent.add(event_id)  # before the XACK: a redelivery after a failed XACK is then a repeat
         self.redis.xack(stream, self.group, entry_id)
+
+
+def _by_stream(reply: Any) -> list[tuple[Any, Any]]:
+    """An XREADGROUP reply as (stream, entries) pairs: a list of pairs over RESP2, a
+    map over RESP3 (`protocol=3`), nothing on a timeout. Entries are (id, fields)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        # redis-py 8 wraps each stream's entries in one more list over RESP3.
+        return [(stream, [e for chunk in v for e in chunk] if v and isinstance(v[0], list) else v) for stream, v in reply.items()]
+    return [(stream, entries) for stream, entries in reply]
 
 
 def _text(v: Any) -> str:
