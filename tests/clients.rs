@@ -13,6 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::cluster::RedisCluster;
 use common::*;
 
 fn repo() -> &'static Path {
@@ -41,6 +42,15 @@ fn daemon_on_four_partitions(redis: &Redis) -> (Setup, Daemon) {
         "",
         ALL_FILE,
     );
+    let d = s.start();
+    s.wait_http();
+    (s, d)
+}
+
+/// A 3-master Redis Cluster and a daemon on it with 12 partitions (spread over the
+/// masters), file transports, ready.
+fn daemon_on_cluster(cluster: &RedisCluster) -> (Setup, Daemon) {
+    let s = setup_with_redis(&cluster.redis_section("partitions = 12\n"), "", ALL_FILE);
     let d = s.start();
     s.wait_http();
     (s, d)
@@ -171,4 +181,57 @@ fn node_client_2000_jobs_exactly_once_through_two_consumer_kills() {
     assert_eq!(s["types"]["expired"], JOBS / 100);
     assert_eq!(s["types"]["failed"], JOBS / 1000);
     assert_all_read(&redis, JOBS);
+}
+
+/// On a Redis Cluster: one pipeline per partition (slot), one XREADGROUP per stream.
+#[test]
+fn python_client_on_a_redis_cluster() {
+    const JOBS: usize = 1_000;
+    let cluster = RedisCluster::start();
+    let (_s, _daemon) = daemon_on_cluster(&cluster);
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(python())
+        .arg(repo().join("clients/python/tests/acceptance.py"))
+        .args([
+            "drive",
+            "--cluster",
+            "--url",
+            &cluster.seeds()[0],
+            "--prefix",
+            "t",
+        ])
+        .args(["--partitions", "12", "--jobs", &JOBS.to_string()])
+        .arg("--dir")
+        .arg(work.path())
+        .output()
+        .expect("run python");
+    let s = summary(&assert_ok("python acceptance on a cluster", out));
+    assert_eq!(s["events"], JOBS);
+    assert_eq!(s["types"]["expired"], JOBS / 100);
+}
+
+#[test]
+fn node_client_on_a_redis_cluster() {
+    const JOBS: usize = 1_000;
+    let cluster = RedisCluster::start();
+    let (_s, _daemon) = daemon_on_cluster(&cluster);
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("node")
+        .arg(node_client().join("../test/acceptance.mjs"))
+        .args([
+            "drive",
+            "--cluster",
+            "--url",
+            &cluster.seeds()[0],
+            "--prefix",
+            "t",
+        ])
+        .args(["--partitions", "12", "--jobs", &JOBS.to_string()])
+        .arg("--dir")
+        .arg(work.path())
+        .output()
+        .expect("run node (scripts/node-env.sh installs it)");
+    let s = summary(&assert_ok("node acceptance on a cluster", out));
+    assert_eq!(s["events"], JOBS);
+    assert_eq!(s["types"]["expired"], JOBS / 100);
 }

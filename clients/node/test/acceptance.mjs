@@ -15,7 +15,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 
 import { ResultsConsumer, TERMINAL_TYPES, Tayori } from "../dist/index.js";
 
@@ -40,10 +40,17 @@ function makeJobs(n) {
   return { jobs, expect };
 }
 
+/** `--url` is a Redis, or with `--cluster` a seed node of a Redis Cluster. */
+function connect(a) {
+  if (!a.cluster) return new Redis(a.url);
+  const u = new URL(a.url);
+  return new Cluster([{ host: u.hostname, port: Number(u.port) }]);
+}
+
 const lineCount = (path) => (existsSync(path) ? readFileSync(path, "utf8").split("\n").filter(Boolean).length : 0);
 
 async function consume(a) {
-  const r = new Redis(a.url);
+  const r = connect(a);
   const t = await Tayori.connect(r, { prefix: a.prefix, partitions: Number(a.partitions) });
   const c = new ResultsConsumer(t, GROUP, a.name, { claimIdleMs: Number(a["claim-idle-ms"]), blockMs: 100 });
   let recorded = lineCount(a.log);
@@ -94,7 +101,7 @@ async function waitFor(path, child, what) {
 const killed = (child) => new Promise((res) => { child.once("exit", res); child.kill("SIGKILL"); });
 
 async function drive(a) {
-  const r = new Redis(a.url);
+  const r = connect(a);
   const t = await Tayori.connect(r, { prefix: a.prefix, partitions: Number(a.partitions) });
   mkdirSync(a.dir, { recursive: true });
   const log = join(a.dir, "handled.log");
@@ -111,7 +118,7 @@ async function drive(a) {
     const p = spawn(process.execPath, [fileURLToPath(import.meta.url), "consume", "--url", a.url, "--prefix", a.prefix,
       "--partitions", a.partitions, "--name", name, "--log", log, "--expect", String(jobs.length),
       `--block-at=${blockAt}`, "--marker", join(a.dir, `blocked.${name}.${blockAt}`),
-      "--claim-idle-ms", String(claimIdleMs)], { stdio: ["ignore", "pipe", "inherit"] });
+      "--claim-idle-ms", String(claimIdleMs), ...(a.cluster ? ["--cluster"] : [])], { stdio: ["ignore", "pipe", "inherit"] });
     p.out = "";
     p.stdout.on("data", (d) => { p.out += d; });
     return p;
@@ -179,7 +186,7 @@ async function drive(a) {
 const { positionals, values } = parseArgs({
   allowPositionals: true,
   options: Object.fromEntries(["url", "prefix", "partitions", "jobs", "dir", "name", "log", "expect", "block-at", "marker", "claim-idle-ms"]
-    .map((k) => [k, { type: "string" }])),
+    .map((k) => [k, { type: "string" }]).concat([["cluster", { type: "boolean" }]])),
 });
 const mode = positionals[0];
 if (mode === "drive") await drive({ prefix: "tayori", jobs: "2000", ...values });

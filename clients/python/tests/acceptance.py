@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from tayori import TERMINAL_TYPES, Job, ResultsConsumer, Tayori
 
@@ -62,8 +63,13 @@ def make_jobs(n: int) -> tuple[list[Job], dict[str, str]]:
     return jobs, expect
 
 
+def connect(args: argparse.Namespace) -> Any:
+    """`--url` is a Redis, or with `--cluster` a seed node of a Redis Cluster."""
+    return RedisCluster.from_url(args.url) if args.cluster else redis.Redis.from_url(args.url)
+
+
 def consume(args: argparse.Namespace) -> int:
-    r = redis.Redis.from_url(args.url)
+    r = connect(args)
     t = Tayori(r, prefix=args.prefix, partitions=args.partitions)
     c = ResultsConsumer(t, GROUP, args.name, claim_idle_ms=args.claim_idle_ms, block_ms=100)
     log = Path(args.log)
@@ -92,7 +98,7 @@ def consume(args: argparse.Namespace) -> int:
     return 0
 
 
-def pending_of(r: redis.Redis, t: Tayori, consumer: str) -> int:
+def pending_of(r: Any, t: Tayori, consumer: str) -> int:
     total = 0
     for s in t.results_streams():
         for row in r.xpending(s, GROUP).get("consumers", []):
@@ -112,7 +118,7 @@ def wait_for(path: Path, child: subprocess.Popen[bytes], what: str, timeout: flo
 
 
 def drive(args: argparse.Namespace) -> int:
-    r = redis.Redis.from_url(args.url)
+    r = connect(args)
     t = Tayori(r, prefix=args.prefix, partitions=args.partitions)
     work = Path(args.dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -132,7 +138,7 @@ def drive(args: argparse.Namespace) -> int:
             [sys.executable, __file__, "consume", "--url", args.url, "--prefix", args.prefix,
              "--partitions", str(args.partitions), "--name", name, "--log", str(log),
              "--expect", str(len(jobs)), f"--block-at={block_at}", "--marker", str(work / f"blocked.{name}.{block_at}"),
-             "--claim-idle-ms", str(claim_idle_ms)],
+             "--claim-idle-ms", str(claim_idle_ms), *(["--cluster"] if args.cluster else [])],
             stdout=subprocess.PIPE,
         )
 
@@ -210,6 +216,7 @@ def main() -> int:
     p.add_argument("--block-at", type=int, default=-1)
     p.add_argument("--marker")
     p.add_argument("--claim-idle-ms", type=int, default=60_000)
+    p.add_argument("--cluster", action="store_true", help="--url is a seed node of a Redis Cluster")
     args = p.parse_args()
     return drive(args) if args.mode == "drive" else consume(args)
 
