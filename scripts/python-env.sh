@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes the Python virtualenv of the integration-test peers (tests/peers/: a real
-# SMTP server and a DKIM verifier) at target/test-python, installing
+# SMTP server and a DKIM verifier) and of the Python client (clients/python, editable)
+# at target/test-python, installing
 # tests/peers/requirements.txt only when the venv is new or the requirements
 # changed. Installs Debian's python3-venv first when `python3 -m venv` cannot work.
 # Sourced: defines ensure_test_python, which exports TAYORI_TEST_PYTHON.
@@ -33,7 +34,8 @@ ensure_test_python() {
     rm -rf "$venv"
     python3 -m venv "$venv" >&2 || { echo "python3 -m venv $venv failed" >&2; return 1; }
   fi
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req" >&2 || {
+  # From the root: the requirements name the Python client as `-e clients/python`.
+  (cd "$_tayori_root" && "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req") >&2 || {
     echo "pip install -r $req failed (is PyPI reachable?)" >&2; return 1; }
   cp "$req" "$stamp"
   export TAYORI_TEST_PYTHON="$venv/bin/python"

@@ -8,5 +8,6 @@ cd "$(dirname "$0")/.."
 . scripts/redis-env.sh
 ensure_redis_server
 command -v chromium >/dev/null 2>&1 || apt_install chromium "chromium not found (tests/report.rs opens the HTML report in it)"
-. scripts/python-env.sh; ensure_test_python  # exports TAYORI_TEST_PYTHON (the SMTP/DKIM test peers)
+. scripts/python-env.sh; ensure_test_python  # exports TAYORI_TEST_PYTHON (the SMTP/DKIM test peers, the Python client)
+. scripts/node-env.sh; ensure_node_client  # node, and clients/node built (tests/clients.rs)
 cargo test --workspace --all-targets "$@"

@@ -1,0 +1,225 @@
+"""The client end to end against a running Tayori daemon (started by tests/clients.rs):
+enqueue N jobs with `enqueue_many`, read their events with `ResultsConsumer` in a
+child process, SIGKILL it mid-stream twice, and check every event was handled
+exactly once and every job has exactly one terminal outcome.
+
+    python acceptance.py drive --url redis://… --prefix t --partitions 4 --jobs 10000 --dir /tmp/x
+
+The consumer child stops inside its handler at a given event (before recording it),
+so the kill lands with entries read and not acknowledged every time, with no
+timing involved. Its handler records each event by appending one line to a log
+(a write survives SIGKILL); a repeat would be a second line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+
+from tayori import TERMINAL_TYPES, Job, ResultsConsumer, Tayori
+
+GROUP = "crm"
+CHANNELS = ("email", "line", "sms")
+
+
+def make_jobs(n: int) -> tuple[list[Job], dict[str, str]]:
+    """The jobs and the terminal type each must end with: 1 in 100 expired, 1 in 1,000
+    failed (no address: the daemon logs each), the rest sent."""
+    past = datetime.now(timezone.utc) - timedelta(hours=1)
+    jobs: list[Job] = []
+    expect: dict[str, str] = {}
+    for i in range(n):
+        channel = CHANNELS[i % len(CHANNELS)]
+        job: Job = {
+            "id": f"acc-{i}",
+            "campaign": "acceptance",
+            "customer_id": f"C{i}",
+            "channel": channel,
+            "to": {"name": "山田 太郎", "email": "taro@example.com", "line_user_id": "U4af4980629a1b2c3d4e5f60718293a4b", "phone": "090-1234-5678"},
+            "template": "spring_sale",
+            "vars": {"points": i, "items": [{"name": "化粧水", "url": "https://shop.example.com/p/1"}]},
+        }
+        expect[job["id"]] = "sent"
+        if i % 100 == 1:
+            job["expires_at"] = past  # type: ignore[typeddict-item]  # a datetime: the client writes RFC 3339
+            expect[job["id"]] = "expired"
+        elif i % 1000 == 2:
+            job["to"] = {"name": "no address"}
+            expect[job["id"]] = "failed"
+        jobs.append(job)
+    return jobs, expect
+
+
+def connect(args: argparse.Namespace) -> Any:
+    """`--url` is a Redis, or with `--cluster` a seed node of a Redis Cluster."""
+    return RedisCluster.from_url(args.url) if args.cluster else redis.Redis.from_url(args.url)
+
+
+def consume(args: argparse.Namespace) -> int:
+    r = connect(args)
+    t = Tayori(r, prefix=args.prefix, partitions=args.partitions)
+    c = ResultsConsumer(t, GROUP, args.name, claim_idle_ms=args.claim_idle_ms, block_ms=100)
+    log = Path(args.log)
+    recorded = len(log.read_text().splitlines()) if log.exists() else 0
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    stop = threading.Event()
+
+    def handle(event: dict[str, Any]) -> None:
+        nonlocal recorded
+        if recorded == args.block_at:
+            Path(args.marker).write_text(str(os.getpid()))
+            while True:  # wait here for the SIGKILL: this event stays read and unacknowledged
+                time.sleep(60)
+        line = {"event_id": event["event_id"], "job_id": event["job_id"], "type": event["type"], "by": args.name}
+        os.write(fd, (json.dumps(line) + "\n").encode())
+        recorded += 1
+        if recorded >= args.expect:
+            stop.set()
+
+    c.create_groups()
+    recovered = c.recover_own(handle)
+    Path(f"{args.log}.{args.name}.recovered").write_text(str(recovered))
+    if recorded < args.expect:
+        c.run(handle, stop)
+    print(json.dumps(c.stats.__dict__))
+    return 0
+
+
+def pending_of(r: Any, t: Tayori, consumer: str) -> int:
+    total = 0
+    for s in t.results_streams():
+        for row in r.xpending(s, GROUP).get("consumers", []):
+            if row["name"] in (consumer, consumer.encode()):
+                total += int(row["pending"])
+    return total
+
+
+def wait_for(path: Path, child: subprocess.Popen[bytes], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if child.poll() is not None:
+            raise SystemExit(f"the consumer exited ({child.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def drive(args: argparse.Namespace) -> int:
+    r = connect(args)
+    t = Tayori(r, prefix=args.prefix, partitions=args.partitions)
+    work = Path(args.dir)
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "handled.log"
+    jobs, expect = make_jobs(args.jobs)
+
+    started = time.monotonic()
+    ids = t.enqueue_many(jobs)
+    enqueue_s = time.monotonic() - started
+    # Entry ids are per stream: (stream, id) identifies an entry.
+    assert len(set(zip(map(t.stream_of, jobs), ids))) == len(jobs), "one entry per job"
+    per_partition = Counter(int(s.split("{")[1].split("}")[0]) for s in map(t.stream_of, jobs))
+    assert len(per_partition) == args.partitions, f"jobs in every partition: {per_partition}"
+
+    def child(name: str, block_at: int, claim_idle_ms: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, __file__, "consume", "--url", args.url, "--prefix", args.prefix,
+             "--partitions", str(args.partitions), "--name", name, "--log", str(log),
+             "--expect", str(len(jobs)), f"--block-at={block_at}", "--marker", str(work / f"blocked.{name}.{block_at}"),
+             "--claim-idle-ms", str(claim_idle_ms), *(["--cluster"] if args.cluster else [])],
+            stdout=subprocess.PIPE,
+        )
+
+    # Run 1: crm-1 handles a third, then is killed inside its handler.
+    first_stop = len(jobs) // 3
+    c1 = child("crm-1", first_stop, 3_600_000)
+    wait_for(work / f"blocked.crm-1.{first_stop}", c1, "the first stop")
+    os.kill(c1.pid, signal.SIGKILL)
+    c1.wait()
+    pending_1 = pending_of(r, t, "crm-1")
+    assert pending_1 > 0, "the kill left crm-1 with read, unacknowledged entries"
+
+    # Run 2: crm-1 again (the same name): its own pending entries first.
+    second_stop = 2 * len(jobs) // 3
+    c2 = child("crm-1", second_stop, 3_600_000)
+    wait_for(work / f"blocked.crm-1.{second_stop}", c2, "the second stop")
+    recovered = int((Path(f"{log}.crm-1.recovered")).read_text())
+    assert recovered == pending_1, f"crm-1 recovered {recovered} of its {pending_1} pending entries"
+    os.kill(c2.pid, signal.SIGKILL)
+    c2.wait()
+    pending_2 = pending_of(r, t, "crm-1")
+    assert pending_2 > 0, "the second kill left crm-1 with pending entries"
+
+    # Run 3: crm-1 never comes back; crm-2 claims its entries (idle > 0 ms) and finishes.
+    c3 = child("crm-2", -1, 0)
+    out, _ = c3.communicate(timeout=300)
+    assert c3.returncode == 0, f"crm-2 exited {c3.returncode}"
+    stats = json.loads(out.decode().strip().splitlines()[-1])
+    assert stats["claimed"] == pending_2, f"crm-2 claimed {stats['claimed']} of crm-1's {pending_2} pending entries"
+    assert stats["failed"] == 0 and stats["malformed"] == 0, stats
+    total_s = time.monotonic() - started
+
+    # Every event exactly once; every job exactly one terminal outcome, the expected one.
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    counts = Counter(line["event_id"] for line in lines)
+    twice = [e for e, n in counts.items() if n > 1]
+    assert not twice, f"{len(twice)} events handled more than once, e.g. {twice[:5]}"
+    in_streams = {
+        json.loads(f[b"event"])["event_id"] for s in t.results_streams() for _, f in r.xrange(s)
+    }
+    missing = in_streams - set(counts)
+    assert not missing, f"{len(missing)} events never handled, e.g. {sorted(missing)[:5]}"
+    assert set(counts) <= in_streams
+    terminal: dict[str, list[str]] = {}
+    for line in lines:
+        if line["type"] in TERMINAL_TYPES:
+            terminal.setdefault(line["job_id"], []).append(line["type"])
+    wrong = {j: terminal.get(j) for j, want in expect.items() if terminal.get(j) != [want]}
+    assert not wrong, f"{len(wrong)} jobs without exactly their one terminal outcome, e.g. {list(wrong.items())[:5]}"
+    for s in t.results_streams():
+        assert r.xpending(s, GROUP)["pending"] == 0, f"{s}: entries left pending"
+        group = next(g for g in r.xinfo_groups(s) if g["name"] in (GROUP, GROUP.encode()))
+        assert group["lag"] == 0, f"{s}: {group['lag']} entries never read"
+
+    by_run = Counter(line["by"] for line in lines)
+    print(json.dumps({
+        "jobs": len(jobs), "events": len(lines), "types": Counter(line["type"] for line in lines),
+        "handled_by": by_run, "pending_at_kill": [pending_1, pending_2], "recovered": recovered,
+        "claimed": stats["claimed"], "enqueue_s": round(enqueue_s, 3), "total_s": round(total_s, 3),
+    }))
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["drive", "consume"])
+    p.add_argument("--url", required=True)
+    p.add_argument("--prefix", default="tayori")
+    p.add_argument("--partitions", type=int, required=True)
+    p.add_argument("--jobs", type=int, default=10_000)
+    p.add_argument("--dir")
+    p.add_argument("--name")
+    p.add_argument("--log")
+    p.add_argument("--expect", type=int)
+    p.add_argument("--block-at", type=int, default=-1)
+    p.add_argument("--marker")
+    p.add_argument("--claim-idle-ms", type=int, default=60_000)
+    p.add_argument("--cluster", action="store_true", help="--url is a seed node of a Redis Cluster")
+    args = p.parse_args()
+    return drive(args) if args.mode == "drive" else consume(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
