@@ -1,6 +1,10 @@
 //! The file transport: writes exactly what would be sent, one file per message.
 //!
 //! Used for demos, dry runs and tests of everything around the real adapters.
+//! Both transports here run the channel's encoder, which makes the real
+//! transport's checks (an SMS's number and segments, a DM's address and
+//! encoding) and reports its facts (`segments`, `batch`): a dry run fails and
+//! succeeds where production would, with the same codes and event fields.
 //! Files are named after the job, written to a temporary name and renamed, so a
 //! retried or redelivered job replaces its file instead of adding a second one
 //! and a reader never sees half a message.
@@ -51,13 +55,16 @@ impl<E: Encode> FileTransport<E> {
 #[async_trait::async_trait]
 impl<E: Encode> Channel for FileTransport<E> {
     async fn send(&self, message: &Message) -> Result<Sent, SendError> {
-        let bytes = self.encoder.encode(message)?;
-        let name = self.write(message, &bytes)?;
-        Ok(Sent::new(format!("file:{name}")))
+        let encoded = self.encoder.encode_with_details(message)?;
+        let name = self.write(message, &encoded.bytes)?;
+        let mut sent = Sent::new(format!("file:{name}"));
+        sent.details = encoded.details;
+        Ok(sent)
     }
 }
 
 /// Encodes and discards: measures everything but the provider (benchmarks).
+/// The encoding is the file transport's, checks and `sent` facts included.
 pub struct NullTransport<E> {
     encoder: E,
 }
@@ -71,8 +78,10 @@ impl<E: Encode> NullTransport<E> {
 #[async_trait::async_trait]
 impl<E: Encode> Channel for NullTransport<E> {
     async fn send(&self, message: &Message) -> Result<Sent, SendError> {
-        let bytes = self.encoder.encode(message)?;
-        Ok(Sent::new(format!("null:{}", bytes.len())))
+        let encoded = self.encoder.encode_with_details(message)?;
+        let mut sent = Sent::new(format!("null:{}", encoded.bytes.len()));
+        sent.details = encoded.details;
+        Ok(sent)
     }
 }
 
