@@ -32,7 +32,12 @@ fn every_job_is_sent_once_with_one_outbox_file() {
     for (i, ch) in channels.iter().enumerate() {
         let files = s.outbox_files(ch);
         assert_eq!(files.len(), 100, "{ch} outbox");
-        let sample = format!("j{i:04}.{}", if *ch == "email" { "eml" } else { "json" });
+        let ext = match *ch {
+            "email" => "eml",
+            "dm" => "csv",
+            _ => "json",
+        };
+        let sample = format!("j{i:04}.{ext}");
         assert!(files.contains(&sample), "{ch}: {sample} missing");
     }
     // Acknowledged and removed: nothing pending, nothing left in the streams.
@@ -145,6 +150,17 @@ fn scheduled_jobs_wait_until_send_at_and_expired_ones_are_not_sent() {
 /// write: a real transient I/O error, retried with backoff.
 fn break_outbox(s: &Setup, ch: &str) {
     let dir = s.outbox(ch);
+    // The daemon creates it once its channels are built (the SMS channel loads
+    // the phone-number metadata first): wait for that, not for a fixed time.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !dir.is_dir() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never created",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::write(&dir, b"not a directory").unwrap();
 }
@@ -164,7 +180,6 @@ fn a_transient_failure_is_retried_until_it_succeeds() {
     let s = setup(&redis, FAST_RETRY, ALL_FILE);
     let mut conn = redis.conn();
     let mut d = s.start();
-    std::thread::sleep(Duration::from_millis(500));
     break_outbox(&s, "dm");
     enqueue(&mut conn, &[job("retry-1", "dm")]);
     let evs = wait_for(&mut conn, WAIT, "a deferred event", |e| {
@@ -190,7 +205,6 @@ fn retries_exhausted_fail_with_the_last_error() {
     let s = setup(&redis, FAST_RETRY, ALL_FILE);
     let mut conn = redis.conn();
     let _d = s.start();
-    std::thread::sleep(Duration::from_millis(500));
     break_outbox(&s, "sms");
     enqueue(&mut conn, &[job("doomed-1", "sms")]);
     let evs = wait_for(&mut conn, WAIT, "failed after retries", |e| {

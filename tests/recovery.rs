@@ -155,7 +155,7 @@ fn a_job_that_keeps_crashing_workers_goes_to_dead_letters_and_can_be_retried() {
     wait_for(&mut conn, WAIT, "sent after retry", |e| {
         count(e, "sent") == 1
     });
-    assert_eq!(s.outbox_files("dm"), vec!["poison-1.json"]);
+    assert_eq!(s.outbox_files("dm"), vec!["poison-1.csv"]);
 }
 
 /// A crash loop takes the same jobs over again and again, though no worker ever
@@ -178,7 +178,7 @@ fn takeovers_by_daemons_that_died_before_starting_do_not_dead_letter_a_job() {
         count(e, "sent") + count(e, "failed") == 1
     });
     assert_eq!(count(&evs, "sent"), 1, "{evs:?}");
-    assert_eq!(s.outbox_files("dm"), vec!["victim-1.json"]);
+    assert_eq!(s.outbox_files("dm"), vec!["victim-1.csv"]);
     assert_eq!(xlen(&mut conn, "t:{0}:dead"), 0);
 }
 

@@ -1,6 +1,10 @@
 //! The file transport: writes exactly what would be sent, one file per message.
 //!
 //! Used for demos, dry runs and tests of everything around the real adapters.
+//! Both transports here run the channel's encoder, which makes the real
+//! transport's checks (an SMS's number and segments, a DM's address and
+//! encoding) and reports its facts (`segments`, `batch`): a dry run fails and
+//! succeeds where production would, with the same codes and event fields.
 //! Files are named after the job, written to a temporary name and renamed, so a
 //! retried or redelivered job replaces its file instead of adding a second one
 //! and a reader never sees half a message.
@@ -51,13 +55,16 @@ impl<E: Encode> FileTransport<E> {
 #[async_trait::async_trait]
 impl<E: Encode> Channel for FileTransport<E> {
     async fn send(&self, message: &Message) -> Result<Sent, SendError> {
-        let bytes = self.encoder.encode(message)?;
-        let name = self.write(message, &bytes)?;
-        Ok(Sent::new(format!("file:{name}")))
+        let encoded = self.encoder.encode_with_details(message)?;
+        let name = self.write(message, &encoded.bytes)?;
+        let mut sent = Sent::new(format!("file:{name}"));
+        sent.details = encoded.details;
+        Ok(sent)
     }
 }
 
 /// Encodes and discards: measures everything but the provider (benchmarks).
+/// The encoding is the file transport's, checks and `sent` facts included.
 pub struct NullTransport<E> {
     encoder: E,
 }
@@ -71,8 +78,10 @@ impl<E: Encode> NullTransport<E> {
 #[async_trait::async_trait]
 impl<E: Encode> Channel for NullTransport<E> {
     async fn send(&self, message: &Message) -> Result<Sent, SendError> {
-        let bytes = self.encoder.encode(message)?;
-        Ok(Sent::new(format!("null:{}", bytes.len())))
+        let encoded = self.encoder.encode_with_details(message)?;
+        let mut sent = Sent::new(format!("null:{}", encoded.bytes.len()));
+        sent.details = encoded.details;
+        Ok(sent)
     }
 }
 
@@ -112,6 +121,63 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sms::{SmsEncoder, SmsLimits};
+    use crate::{Content, Recipient};
+
+    fn sms(job_id: &str, to: &str) -> Message {
+        Message {
+            job_id: job_id.into(),
+            attempt: 1,
+            idempotency_key: job_id.into(),
+            campaign: None,
+            customer_id: None,
+            to: Recipient {
+                address: to.into(),
+                ..Recipient::default()
+            },
+            content: Content::Sms {
+                text: "春のセール".into(),
+            },
+        }
+    }
+
+    fn encoder() -> SmsEncoder {
+        SmsEncoder::new(SmsLimits {
+            default_region: "JP".into(),
+            max_segments: 3,
+        })
+    }
+
+    /// `file` and `null` do the same encoding work: the same checks and the
+    /// same facts in `sent`; only `file` keeps the bytes.
+    #[tokio::test]
+    async fn file_and_null_encode_alike_and_report_the_encoders_facts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = FileTransport::new(tmp.path(), encoder()).unwrap();
+        let null = NullTransport::new(encoder());
+        let ok = sms("j1", "090-1234-5678");
+        let (written, discarded) = (file.send(&ok).await.unwrap(), null.send(&ok).await.unwrap());
+        assert_eq!(written.provider_id, "file:j1.json");
+        let expected = encoder().encode_with_details(&ok).unwrap();
+        assert_eq!(written.details, expected.details);
+        assert_eq!(discarded.details, expected.details);
+        assert_eq!(
+            discarded.provider_id,
+            format!("null:{}", expected.bytes.len())
+        );
+        assert_eq!(
+            std::fs::read(tmp.path().join("j1.json")).unwrap(),
+            expected.bytes
+        );
+
+        let bad = sms("j2", "12345");
+        let (a, b) = (
+            file.send(&bad).await.unwrap_err(),
+            null.send(&bad).await.unwrap_err(),
+        );
+        assert_eq!((a.code(), b.code()), ("invalid_phone", "invalid_phone"));
+        assert!(!tmp.path().join("j2.json").exists());
+    }
 
     #[test]
     fn plain_ids_keep_their_name() {

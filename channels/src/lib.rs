@@ -149,11 +149,31 @@ impl SendError {
 /// What a provider receives for one message, as bytes: the protocol half of an adapter.
 ///
 /// An encoder is pure (no I/O) so that the same encoding is written by the file
-/// transport and sent by the real one, and `tayori render` can show it.
+/// transport and sent by the real one, and `tayori render` can show it. It makes
+/// the same checks, with the same error codes, as the real transport (they share
+/// the code: SMS's [`sms::prepare`], DM's row encoder), so a dry run fails where
+/// production would.
 pub trait Encode: Send + Sync {
-    /// The file extension of the encoded form (`eml`, `json`).
+    /// The file extension of the encoded form (`eml`, `json`, `csv`).
     fn extension(&self) -> &'static str;
     fn encode(&self, message: &Message) -> Result<Vec<u8>, SendError>;
+
+    /// The bytes and the facts about them the real transport reports in its
+    /// `sent` event (an SMS's `segments` and `encoding`). Encoders with such
+    /// facts override this and implement [`Encode::encode`] through it.
+    fn encode_with_details(&self, message: &Message) -> Result<Encoded, SendError> {
+        Ok(Encoded {
+            bytes: self.encode(message)?,
+            details: Vec::new(),
+        })
+    }
+}
+
+/// One encoded message and its facts for the `sent` event ([`Sent::details`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    pub details: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl<E: Encode + ?Sized> Encode for Box<E> {
@@ -162,6 +182,9 @@ impl<E: Encode + ?Sized> Encode for Box<E> {
     }
     fn encode(&self, message: &Message) -> Result<Vec<u8>, SendError> {
         (**self).encode(message)
+    }
+    fn encode_with_details(&self, message: &Message) -> Result<Encoded, SendError> {
+        (**self).encode_with_details(message)
     }
 }
 

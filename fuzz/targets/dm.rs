@@ -1,11 +1,14 @@
 //! The `dm` fuzz target: postal codes, the customer barcode and print rows (written
-//! to a scratch batch directory, UTF-8 and Shift_JIS).
+//! to a scratch batch directory, UTF-8 and Shift_JIS), and the dry-run encoder
+//! refusing exactly what the batch writer refuses.
 
 use super::*;
 
 struct DmKit {
     runtime: tokio::runtime::Runtime,
     batches: Vec<tayori_channels::dm::PrintBatches>,
+    /// The `file` transport's encoder of each batch writer's settings.
+    encoders: Vec<tayori_channels::dm::DmEncoder>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -15,13 +18,14 @@ thread_local! {
 
 fn dm_kit() -> DmKit {
     use tayori_channels::dm::{
-        default_columns, Column, PrintBatches, PrintSettings, TextEncoding, Unmappable,
+        default_columns, Column, DmEncoder, PrintBatches, PrintSettings, TextEncoding, Unmappable,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a runtime");
     let mut batches = Vec::new();
+    let mut encoders = Vec::new();
     let mut dirs = Vec::new();
     for (encoding, unmappable) in [
         (TextEncoding::Utf8, Unmappable::Fail),
@@ -35,12 +39,14 @@ fn dm_kit() -> DmKit {
         settings.batch_max_rows = 200;
         settings.columns = default_columns();
         settings.columns.push(Column::Barcode);
+        encoders.push(DmEncoder::of(&settings).expect("valid columns"));
         batches.push(PrintBatches::open(settings).expect("a print directory"));
         dirs.push(dir);
     }
     DmKit {
         runtime,
         batches,
+        encoders,
         _dirs: dirs,
     }
 }
@@ -91,14 +97,19 @@ pub fn dm(data: &[u8]) {
         },
         content: Content::Dm { fields },
     };
-    let _ = tayori_channels::dm::DmEncoder.encode(&message);
     DM.with(|kit| {
         let mut kit = kit.borrow_mut();
         let kit = kit.get_or_insert_with(dm_kit);
-        let batches = &kit.batches[pick(data, kit.batches.len())];
-        let _ = kit
+        let i = pick(data, kit.batches.len());
+        let encoded = tayori_channels::Encode::encode(&kit.encoders[i], &message);
+        let sent = kit
             .runtime
-            .block_on(tayori_channels::Channel::send(batches, &message));
+            .block_on(tayori_channels::Channel::send(&kit.batches[i], &message));
+        // A dry run refuses what production refuses, with the same code.
+        if let Err(e) = &encoded {
+            let code = sent.as_ref().err().map(|s| s.code());
+            assert_eq!(code, Some(e.code()), "{e}");
+        }
     });
 }
 

@@ -6,7 +6,9 @@
 //! - `row.rs`: the [`Column`]s, and one job → one safe CSV row.
 //! - `encoding.rs`: UTF-8, UTF-8 with BOM or Shift_JIS, and unencodable characters.
 //! - `postal.rs`: checking the postal address; [`barcode`]: Japan Post's customer barcode.
-//! - [`DmEncoder`]: the JSON row the `file` transport and `tayori render` show.
+//! - [`DmEncoder`]: one job's print file (the header and its row, checked and
+//!   encoded as the batch writer does), what the `file` transport writes and
+//!   `tayori render` shows.
 
 pub mod barcode;
 mod batch;
@@ -24,26 +26,60 @@ pub use row::{default_columns, Column};
 
 use serde_json::json;
 
-use crate::{Content, Encode, Message, SendError};
+use crate::file::file_stem;
+use crate::{Encode, Encoded, Message, SendError};
+use row::RowEncoder;
 
-/// Encodes the row a print vendor receives: the postal address and the rendered fields.
-#[derive(Default)]
-pub struct DmEncoder;
+/// One job's print file: the header and the job's row, in the configured
+/// columns and encoding, exactly as the batch writer writes them (the same
+/// [`RowEncoder`], so the same checks and codes: `invalid_address` naming the
+/// field, `unencodable`, `unknown_dm_field`, `invalid_job_id`). The `file`
+/// transport writes it as `{job}.csv`: a batch of one row.
+#[derive(Debug, Clone)]
+pub struct DmEncoder {
+    rows: RowEncoder,
+}
+
+impl DmEncoder {
+    /// The columns' checks are [`PrintBatches::open`]'s: `job_id` required,
+    /// names unique and writable in the encoding.
+    pub fn new(
+        columns: Vec<Column>,
+        encoding: TextEncoding,
+        unmappable: Unmappable,
+    ) -> Result<DmEncoder, String> {
+        Ok(DmEncoder {
+            rows: RowEncoder::new(columns, encoding, unmappable)?,
+        })
+    }
+
+    /// The encoder of a print writer's settings.
+    pub fn of(settings: &PrintSettings) -> Result<DmEncoder, String> {
+        DmEncoder::new(
+            settings.columns.clone(),
+            settings.encoding,
+            settings.unmappable,
+        )
+    }
+}
 
 impl Encode for DmEncoder {
     fn extension(&self) -> &'static str {
-        "json"
+        "csv"
     }
     fn encode(&self, message: &Message) -> Result<Vec<u8>, SendError> {
-        let Content::Dm { fields } = &message.content else {
-            return Err(SendError::permanent("invalid_message", "no DM content"));
-        };
-        let postal = message
-            .to
-            .postal
-            .as_ref()
-            .ok_or_else(|| SendError::unreachable("no_address", "to.postal is missing"))?;
-        let row = json!({ "job_id": message.job_id, "postal": postal, "fields": fields });
-        serde_json::to_vec(&row).map_err(|e| SendError::permanent("invalid_message", e.to_string()))
+        self.encode_with_details(message).map(|e| e.bytes)
+    }
+    /// `batch`, as the batch writer's `sent` event has it: here the one-row
+    /// file's name without `.csv` (the `file` transport's name for the job).
+    fn encode_with_details(&self, message: &Message) -> Result<Encoded, SendError> {
+        let row = self.rows.row(message)?;
+        let mut bytes = Vec::with_capacity(self.rows.header().len() + row.len());
+        bytes.extend_from_slice(self.rows.header());
+        bytes.extend_from_slice(&row);
+        Ok(Encoded {
+            bytes,
+            details: vec![("batch", json!(file_stem(&message.job_id)))],
+        })
     }
 }

@@ -125,8 +125,9 @@ pub(crate) fn safe_cell(value: &str) -> Cow<'_, str> {
 }
 
 /// Turns jobs into CSV rows for one column layout and encoding. Pure: the batch
-/// writer encodes outside its locks.
-#[derive(Debug)]
+/// writer encodes outside its locks, and [`super::DmEncoder`] (the `file` and
+/// `null` transports) encodes the same rows with the same checks.
+#[derive(Debug, Clone)]
 pub(crate) struct RowEncoder {
     columns: Vec<Column>,
     fields: BTreeSet<String>,

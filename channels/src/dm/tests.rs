@@ -722,3 +722,50 @@ async fn print_throughput() {
     );
     batches.shutdown().await;
 }
+
+/// The dry-run encoder (`file`, `null`) refuses what the batch writer refuses,
+/// with the same class, code and message, and writes a batch of one row: the
+/// same bytes as a batch closed after that row.
+#[tokio::test]
+async fn the_dry_run_encoder_is_the_batch_writer_without_the_disk() {
+    use crate::Encode;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = PrintSettings {
+        encoding: TextEncoding::ShiftJis,
+        batch_max_rows: 1,
+        ..settings(tmp.path())
+    };
+    let encoder = DmEncoder::of(&s).unwrap();
+    let batches = open(s);
+    let mut unknown = message("u", None);
+    if let Content::Dm { fields } = &mut unknown.content {
+        fields.insert("secret_column".into(), "y".into());
+    }
+    let mut no_postal = message("none", None);
+    no_postal.to.postal = None;
+    let refused = [
+        with_postal(message("p", None), |p| p.postal_code = "abc".into()),
+        with_postal(message("a", None), |p| p.address1 = String::new()),
+        with_postal(message("k", None), |p| p.name = "𠮷田 花子".into()),
+        message("=cmd", None),
+        unknown,
+        no_postal,
+    ];
+    for m in &refused {
+        let real = batches.send(m).await.unwrap_err();
+        let dry = encoder.encode_with_details(m).unwrap_err();
+        assert_eq!(dry, real, "{}", m.job_id);
+    }
+
+    let m = with_postal(message("j1", Some("c")), |p| p.name = "髙橋 一郎".into());
+    let dry = encoder.encode_with_details(&m).unwrap();
+    assert_eq!(dry.details, [("batch", Value::from("j1"))]);
+    batches.send(&m).await.unwrap();
+    let ready = ready(tmp.path());
+    assert_eq!(ready.len(), 1);
+    assert_eq!(
+        dry.bytes, ready[0].bytes,
+        "the file transport's file is the batch"
+    );
+    assert_eq!(encoder.extension(), "csv");
+}

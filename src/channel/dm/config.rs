@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use tayori_channels::dm::{default_columns, Column, PrintSettings, TextEncoding, Unmappable};
+use tayori_channels::dm::{
+    default_columns, Column, DmEncoder, PrintSettings, TextEncoding, Unmappable,
+};
 
 use crate::config::KeyError;
 use crate::units::duration;
@@ -36,6 +38,19 @@ impl DmSection {
                 "required: the directory print batches are written to, e.g. dir = \"/var/lib/tayori/dm\"",
             )
         })?;
+        self.settings_in(dir)
+    }
+
+    /// The print file's layout (columns, encoding, unmappable) as the `file`
+    /// and `null` transports encode it: the same keys and checks as print
+    /// batches, so a dry run writes the rows production would.
+    pub fn encoder(&self) -> Result<DmEncoder, KeyError> {
+        let s = self.settings_in(std::path::PathBuf::new())?;
+        DmEncoder::of(&s).map_err(|m| KeyError::new("channels.dm.columns", m))
+    }
+
+    fn settings_in(&self, dir: std::path::PathBuf) -> Result<PrintSettings, KeyError> {
+        let key = |k: &str| format!("channels.dm.{k}");
         let mut s = PrintSettings::new(dir);
         if let Some(e) = &self.encoding {
             s.encoding = e

@@ -112,7 +112,8 @@ impl ChannelPlugin for Dm {
             Transport::Native => Some(own.print_settings(common.dir.as_deref())?),
             _ => None,
         };
-        Ok((common, Box::new(DmSettings { print })))
+        let encoder = own.encoder()?;
+        Ok((common, Box::new(DmSettings { print, encoder })))
     }
 }
 
@@ -120,6 +121,8 @@ impl ChannelPlugin for Dm {
 pub struct DmSettings {
     /// The print writer's settings, when the transport is print files.
     print: Option<PrintSettings>,
+    /// One job's print file in the configured layout (`file`, `null`, `tayori render`).
+    encoder: DmEncoder,
 }
 
 impl ChannelSettings for DmSettings {
@@ -128,7 +131,7 @@ impl ChannelSettings for DmSettings {
     }
 
     fn encoder(&self) -> Result<Box<dyn Encode>, BuildError> {
-        Ok(Box::new(DmEncoder))
+        Ok(Box::new(self.encoder.clone()))
     }
 
     fn native_sender(&self) -> Result<Arc<dyn Channel>, BuildError> {

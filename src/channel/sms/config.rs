@@ -121,8 +121,8 @@ impl SmsSection {
         Ok(())
     }
 
-    /// Checks `default_region` against the phone-number metadata (loading it takes a
-    /// moment, so only providers that normalize numbers call this, at start).
+    /// Checks `default_region` against the phone-number metadata, at start (every
+    /// transport normalizes numbers, `file` and `null` included).
     pub fn check_region(&self) -> Result<(), KeyError> {
         phone::check_region(&self.default_region)
             .map_err(|e| KeyError::new("channels.sms.default_region", e.to_string()))

@@ -104,9 +104,11 @@ impl ChannelPlugin for Sms {
         let (common, own) = section::split::<SmsSection>(ID, section)?;
         own.check()?;
         let limits = own.limits();
+        // Every transport normalizes numbers (`file` and `null` write and
+        // discard what the gateway would get), so every one needs the region.
+        own.check_region()?;
         let provider = match common.transport(ID, self.transports())? {
             Transport::Native => {
-                own.check_region()?;
                 let key = |k: &str| format!("channels.sms.{k}");
                 Some(match own.provider.as_deref() {
                     Some("twilio") => Provider::Twilio(own.twilio(cx.public_url())?),
@@ -184,7 +186,7 @@ impl ChannelSettings for SmsSettings {
     }
 
     fn encoder(&self) -> Result<Box<dyn Encode>, BuildError> {
-        Ok(Box::new(SmsEncoder))
+        Ok(Box::new(SmsEncoder::new(self.limits.clone())))
     }
 
     fn native_sender(&self) -> Result<Arc<dyn Channel>, BuildError> {
