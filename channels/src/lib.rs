@@ -167,6 +167,13 @@ pub trait Encode: Send + Sync {
             details: Vec::new(),
         })
     }
+
+    /// The encoded bytes as a person reads them (`tayori render`): an email
+    /// decoded from its MIME transfer encodings, a Shift_JIS print row as text.
+    /// JSON payloads are text already.
+    fn to_text(&self, bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
 }
 
 /// One encoded message and its facts for the `sent` event ([`Sent::details`]).
@@ -185,6 +192,9 @@ impl<E: Encode + ?Sized> Encode for Box<E> {
     }
     fn encode_with_details(&self, message: &Message) -> Result<Encoded, SendError> {
         (**self).encode_with_details(message)
+    }
+    fn to_text(&self, bytes: &[u8]) -> String {
+        (**self).to_text(bytes)
     }
 }
 

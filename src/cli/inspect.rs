@@ -57,10 +57,10 @@ pub fn render(
                 };
                 let enc = channel.settings.encoder().map_err(|e| e.to_string())?;
                 let bytes = enc.encode(&message).map_err(|e| e.to_string())?;
-                Ok(match enc.extension() {
-                    "eml" if !raw_bytes => super::readable::email(&bytes)
-                        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
-                    _ => String::from_utf8_lossy(&bytes).into_owned(),
+                Ok(if raw_bytes {
+                    String::from_utf8_lossy(&bytes).into_owned()
+                } else {
+                    enc.to_text(&bytes)
                 })
             });
         if let Some(name) = &job.template {

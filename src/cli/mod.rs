@@ -8,7 +8,6 @@ mod events;
 mod inspect;
 mod migrate;
 mod profile;
-mod readable;
 mod report;
 mod stats;
 

@@ -82,4 +82,10 @@ impl Encode for DmEncoder {
             details: vec![("batch", json!(file_stem(&message.job_id)))],
         })
     }
+    fn to_text(&self, bytes: &[u8]) -> String {
+        self.rows
+            .encoding()
+            .decode(bytes)
+            .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
+    }
 }

@@ -202,6 +202,10 @@ impl RowEncoder {
         })
     }
 
+    pub(crate) fn encoding(&self) -> TextEncoding {
+        self.encoding
+    }
+
     pub(crate) fn header(&self) -> &[u8] {
         &self.header
     }

@@ -768,4 +768,7 @@ async fn the_dry_run_encoder_is_the_batch_writer_without_the_disk() {
         "the file transport's file is the batch"
     );
     assert_eq!(encoder.extension(), "csv");
+    // `tayori render` shows the Shift_JIS row as text.
+    assert!(std::str::from_utf8(&dry.bytes).is_err());
+    assert!(encoder.to_text(&dry.bytes).contains("髙橋 一郎"));
 }

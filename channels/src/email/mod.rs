@@ -4,6 +4,7 @@
 pub mod address;
 pub mod dsn;
 mod header_line;
+mod readable;
 pub mod smtp;
 mod smtp_pool;
 
@@ -359,6 +360,9 @@ impl Encode for EmailEncoder {
     }
     fn encode(&self, message: &Message) -> Result<Vec<u8>, SendError> {
         Ok(self.build(message)?.formatted())
+    }
+    fn to_text(&self, bytes: &[u8]) -> String {
+        readable::message(bytes).unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
     }
 }
 

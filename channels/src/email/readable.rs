@@ -1,6 +1,6 @@
-//! How `tayori render` shows a message to a person: an email's encoded words,
-//! quoted-printable and base64 decoded (the raw message shows Japanese as
-//! `=E3=81=93…`); every other channel's payload is already text.
+//! An email as a person reads it (`tayori render`): encoded words,
+//! quoted-printable and base64 decoded; the raw message shows Japanese as
+//! `=E3=81=93…`.
 
 use std::fmt::Write;
 
@@ -9,7 +9,7 @@ use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
 /// The message as a reader sees it: the top-level headers, decoded where they
 /// were encoded, then each part's decoded text (or its type and size).
 /// `None` when the bytes do not parse as a message.
-pub fn email(raw: &[u8]) -> Option<String> {
+pub(crate) fn message(raw: &[u8]) -> Option<String> {
     let message = MessageParser::default().parse(raw)?;
     let mut out = String::new();
     for header in message.headers() {
@@ -83,7 +83,7 @@ Content-Type: text/plain; charset=utf-8\r\n\
 Content-Transfer-Encoding: quoted-printable\r\n\
 \r\n\
 =E3=81=93=E3=82=93=E3=81=AB=E3=81=A1=E3=81=AF\r\n";
-        let text = email(raw).unwrap();
+        let text = message(raw).unwrap();
         assert!(text.contains("From: タヨリ <news@example.com>"), "{text}");
         assert!(text.contains("Subject: ようこそ"), "{text}");
         assert!(text.contains("MIME-Version: 1.0"), "{text}");
