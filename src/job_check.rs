@@ -87,13 +87,15 @@ impl JobChecker {
                 .map_err(|e| CheckError::new("invalid_job", &field, e.to_string()))?;
             match self.channels.get(id) {
                 Some(e) => enabled.push((field, e)),
-                None => return Err(CheckError::new(
-                    "channel_disabled",
-                    field,
-                    format!(
+                None => {
+                    return Err(CheckError::new(
+                        "channel_disabled",
+                        field,
+                        format!(
                         "channel {id} is not enabled in this config (no [channels.{id}] section)"
                     ),
-                )),
+                    ))
+                }
             }
         }
         let ctx = context(job, None);

@@ -164,13 +164,12 @@ type Item<'a> = Result<&'a str, CheckError>;
 
 /// Splits the body into jobs; a malformed JSON array is refused whole (the
 /// error names line and column), a malformed NDJSON line only fails its job.
-fn split(body: &[u8], format: Format) -> Result<Vec<Item<'_>>, Response> {
+/// The error is a `malformed_json` answer's message and extra fields.
+fn split(body: &[u8], format: Format) -> Result<Vec<Item<'_>>, (String, Value)> {
     match format {
         Format::Array => {
             let raws: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_json",
+                (
                     format!("the body is not a JSON array of jobs: {e}"),
                     json!({ "line": e.line(), "column": e.column() }),
                 )
@@ -178,14 +177,8 @@ fn split(body: &[u8], format: Format) -> Result<Vec<Item<'_>>, Response> {
             Ok(raws.into_iter().map(|r| Ok(r.get())).collect())
         }
         Format::Ndjson => {
-            let text = std::str::from_utf8(body).map_err(|e| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_json",
-                    format!("the body is not UTF-8: {e}"),
-                    Value::Null,
-                )
-            })?;
+            let text = std::str::from_utf8(body)
+                .map_err(|e| (format!("the body is not UTF-8: {e}"), Value::Null))?;
             Ok(text
                 .lines()
                 .enumerate()
@@ -258,7 +251,9 @@ pub async fn post_jobs(
     };
     let items = match split(&bytes, format) {
         Ok(items) => items,
-        Err(r) => return r,
+        Err((message, extra)) => {
+            return error(StatusCode::BAD_REQUEST, "malformed_json", message, extra)
+        }
     };
     if items.len() > MAX_JOBS {
         return error(
