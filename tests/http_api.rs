@@ -53,7 +53,10 @@ static ENV: OnceLock<Env> = OnceLock::new();
 fn env() -> &'static Env {
     ENV.get_or_init(|| {
         let redis = Redis::start();
-        let setup = setup(&redis, "", &format!("{ALL_FILE}\n{}", api_table()));
+        // A batch of 1,000 jobs takes seconds to check in a debug build on a
+        // loaded machine: more than the test configs' 5 s request timeout.
+        let setup = setup(&redis, "", &format!("{ALL_FILE}\n{}", api_table()))
+            .replace_config("request_timeout = \"5s\"", "request_timeout = \"120s\"");
         let daemon = setup.start();
         setup.wait_http();
         // Statics are never dropped: the servers go when the process exits.
