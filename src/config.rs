@@ -469,6 +469,27 @@ mod tests {
     }
 
     #[test]
+    fn api_keys_are_sha256_hashes_and_a_bad_one_is_named() {
+        let abc = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let c = parse(&format!("[redis]\n[http.api]\nkeys = [\"{abc}\"]\n")).unwrap();
+        let hashes = c.http.api.hashes().unwrap();
+        assert_eq!(hashes.len(), 1);
+        assert_eq!(hashes[0][..3], [0xba, 0x78, 0x16]);
+        assert!(parse("[redis]\n").unwrap().http.api.keys.is_empty());
+        for bad in ["ba7816bf", "sha256:xyz", "sha256:ba7816"] {
+            let e = parse(&format!(
+                "[redis]\n[http.api]\nkeys = [\"{abc}\", \"{bad}\"]\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("http.api.keys[1]") && e.contains("tayori api-key"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn http_timeouts_have_defaults_and_must_be_positive() {
         let c = parse("[redis]\n").unwrap();
         assert_eq!(c.http.header_read_timeout, Duration::from_secs(10));

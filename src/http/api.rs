@@ -382,3 +382,29 @@ pub fn from_config(config: &crate::config::Config, checker: JobChecker) -> Optio
     let keys = config.http.api.hashes().ok()?;
     Api::new(keys, checker).map(Arc::new)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_key_is_random_and_its_hash_is_what_the_config_holds() {
+        let (key, hash) = new_key().unwrap();
+        let (other, _) = new_key().unwrap();
+        assert_ne!(key, other);
+        assert_eq!(hash, key_hash(&key));
+        assert_eq!(
+            key_hash("abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn check_takes_true_or_false_only() {
+        let uri = |q: &str| format!("/v1/jobs{q}").parse::<Uri>().unwrap();
+        assert_eq!(check_only(&uri("")), Ok(false));
+        assert_eq!(check_only(&uri("?check=true")), Ok(true));
+        assert_eq!(check_only(&uri("?check=false")), Ok(false));
+        assert!(check_only(&uri("?check=yes")).is_err());
+    }
+}
