@@ -741,3 +741,88 @@ fn enqueue_refuses_the_lines_that_fail_the_checks() {
     assert_eq!(xlen(&mut conn, "t:{0}:jobs:line"), 1);
     assert_eq!(xlen(&mut conn, "t:{0}:jobs:email"), 0);
 }
+
+/// On a Redis Cluster a job's claim (its id's partition) and its stream (its
+/// customer's) may be in two slots: the API claims first with an origin token
+/// the entry carries, and the daemon still sends each job once.
+#[test]
+fn on_a_cluster_claims_in_another_slot_still_send_once() {
+    let cluster = common::cluster::RedisCluster::start();
+    let s = setup_with_redis(
+        &cluster.redis_section("partitions = 12\n"),
+        "",
+        &format!("{ALL_FILE}\n{}", api_table()),
+    );
+    let _daemon = s.start();
+    s.wait_http();
+    let keys = tayori::keys::Keys::new("t", 12);
+    let jobs: Vec<Value> = (0..24)
+        .map(|i| {
+            let mut j = job(&format!("cl-{i}"), "sms");
+            // Without a customer the stream is in the id's partition too.
+            j["customer_id"] = match i % 3 {
+                0 => Value::Null,
+                _ => format!("C{i}").into(),
+            };
+            j
+        })
+        .collect();
+    let split: Vec<bool> = jobs
+        .iter()
+        .map(|j| {
+            let id = j["id"].as_str().unwrap();
+            // The stream's partition against the claim's.
+            keys.job_partition(j["customer_id"].as_str(), id) != tayori::keys::partition_of(id, 12)
+        })
+        .collect();
+    assert!(
+        split.iter().any(|s| *s) && split.iter().any(|s| !*s),
+        "both kinds of job"
+    );
+    let body = serde_json::to_vec(&jobs).unwrap();
+    let post = || {
+        post_to(
+            s.http_port,
+            Some(KEY_1),
+            "",
+            "application/json",
+            &body,
+            true,
+        )
+    };
+    let first = post();
+    assert_eq!(first.status, 200, "{}", first.body);
+    let first = first.json()["results"].clone();
+    let again = post().json()["results"].clone();
+    for (i, is_split) in split.iter().enumerate() {
+        assert_eq!(first[i]["status"], "enqueued", "{first}");
+        assert_eq!(again[i]["status"], "duplicate", "{again}");
+        if !is_split {
+            assert_eq!(again[i]["entry_id"], first[i]["entry_id"]);
+        }
+    }
+    let ids: Vec<String> = (0..24).map(|i| format!("cl-{i}")).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = terminal_by_job(&s.events_cli(&[]));
+        if ids.iter().all(|id| t.contains_key(id)) {
+            for id in &ids {
+                assert_eq!(t[id], ["sent"], "{id}: sent once, not a duplicate");
+            }
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "jobs not ended: {t:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let late = post().json()["results"].clone();
+    for (i, r) in late.as_array().unwrap().iter().enumerate() {
+        assert_eq!(r["status"], "duplicate");
+        assert_eq!(
+            r["entry_id"], again[i]["entry_id"],
+            "the same answer as before"
+        );
+    }
+}
