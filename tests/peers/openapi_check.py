@@ -8,6 +8,7 @@ Reads one exchange per line on stdin (JSON):
    "response": {"content_type": "...", "body": ...}}   # body: parsed JSON, or null
 and answers one line per exchange: {"request": null | "why not", "response": null | "why not"}.
 
+At start every schema of the document is checked to be valid JSON Schema 2020-12.
 The request body is checked against the operation's requestBody schema for its
 content type (JSON bodies only); the response's status must be documented, its
 content type one the document lists for it, its body valid against that schema,
@@ -41,6 +42,16 @@ def main():
         schema = json.loads(sibling.read_text(encoding="utf-8"))
         resources.append((sibling.as_uri(), DRAFT202012.create_resource(schema)))
     registry = Registry().with_resources(resources)
+    # Every schema in the document must itself be valid JSON Schema 2020-12.
+    for name, schema in doc.get("components", {}).get("schemas", {}).items():
+        Draft202012Validator.check_schema(schema)
+    for path, ops in doc.get("paths", {}).items():
+        for method, op in ops.items():
+            bodies = list(op.get("requestBody", {}).get("content", {}).values())
+            for r in op.get("responses", {}).values():
+                bodies += list(r.get("content", {}).values())
+            for body in bodies:
+                Draft202012Validator.check_schema(body.get("schema", {}))
 
     def check(schema_path, instance):
         validator = Draft202012Validator({"$ref": base + "#/" + pointer(*schema_path)}, registry=registry)
