@@ -348,6 +348,32 @@ fn oversize_bodies_are_refused_with_a_json_error() {
     let a = post(Some(KEY_1), "", "application/json", &body, false);
     assert_eq!(a.status, 413, "{}", a.body);
     assert_eq!(a.json()["error"]["code"], "body_too_large");
+    // The same without Content-Length (chunked): cut off at the limit.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", env().setup.http_port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "POST /v1/jobs HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nAuthorization: Bearer {KEY_1}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    for chunk in body.chunks(64 * 1024) {
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+        if stream.write_all(&framed).is_err() {
+            break; // answered and closed before the end: fine
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut raw = String::new();
+    let _ = stream.read_to_string(&mut raw);
+    assert!(
+        raw.starts_with("HTTP/1.1 413"),
+        "{}",
+        raw.lines().next().unwrap_or("")
+    );
+    assert!(raw.contains("body_too_large"), "{raw}");
     // Over 1,000 jobs.
     let jobs: Vec<Value> = (0..1001).map(|i| sms(&format!("many-{i}"))).collect();
     let a = post(

@@ -197,6 +197,22 @@ fn split(body: &[u8], format: Format) -> Result<Vec<Item<'_>>, (String, Value)> 
     }
 }
 
+/// The whole body, or `None` as soon as it grows past `max` bytes (a body sent
+/// without Content-Length, chunked, is cut off there too).
+async fn read_body(body: Body, max: usize) -> Result<Option<Vec<u8>>, axum::Error> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if out.len() + chunk.len() > max {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
+}
+
 /// `POST /v1/jobs`.
 pub async fn post_jobs(
     State(state): State<AppState>,
@@ -237,9 +253,9 @@ pub async fn post_jobs(
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return too_large();
     }
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(b) => b,
-        Err(e) if format!("{e:?}").contains("LengthLimit") => return too_large(),
+    let bytes = match read_body(body, MAX_BODY).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return too_large(),
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
