@@ -287,8 +287,9 @@ pub async fn post_jobs(
             Value::Null,
         );
     }
-    // Checks take ~10-100 µs a job (a compose per channel): a blocking thread
-    // keeps a big batch off the server's async workers.
+    // Checks compose each job on each of its channels: 0.5 ms of CPU a job in
+    // a debug build (10,000 SMS, LINE and email jobs through `check-jobs`: 4.9 s),
+    // so a batch runs on a blocking thread, off the server's async workers.
     let checker = api.checker.clone();
     let owned: Vec<Result<String, CheckError>> =
         items.into_iter().map(|i| i.map(str::to_owned)).collect();
@@ -315,11 +316,14 @@ pub async fn post_jobs(
         }
     };
     let mut results: Vec<Value> = Vec::with_capacity(checked.len());
-    let mut good = Vec::new();
+    // The good jobs, and where each one's result is.
+    let mut adds: Vec<ToAdd<'_>> = Vec::new();
+    let mut at: Vec<usize> = Vec::new();
     for (index, c) in checked.iter().enumerate() {
         match c {
             Ok((job, raw)) => {
-                good.push((index, ToAdd { job, raw }));
+                adds.push(ToAdd { job, raw });
+                at.push(index);
                 results.push(json!({ "index": index, "job_id": job.id, "status": "valid" }));
             }
             Err((e, id)) => results.push(json!({
@@ -329,7 +333,7 @@ pub async fn post_jobs(
         }
     }
     let mut warning = None;
-    if !check && !good.is_empty() {
+    if !check && !adds.is_empty() {
         let Some(intake) = api.intake.get() else {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -338,13 +342,6 @@ pub async fn post_jobs(
                 Value::Null,
             );
         };
-        let adds: Vec<ToAdd<'_>> = good
-            .iter()
-            .map(|(_, t)| ToAdd {
-                job: t.job,
-                raw: t.raw,
-            })
-            .collect();
         let (added, confirmed) = match intake.add(&adds).await {
             Ok(a) => a,
             Err(e) => {
@@ -359,7 +356,7 @@ pub async fn post_jobs(
                 );
             }
         };
-        for ((index, _), a) in good.iter().zip(added) {
+        for (index, a) in at.iter().zip(added) {
             let r = &mut results[*index];
             match a {
                 Added::Enqueued(id) => {
