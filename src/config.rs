@@ -88,6 +88,41 @@ pub struct HttpConfig {
     /// arrives (or trickles in) holds nothing for long.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
+    /// `[http.api]`: the enqueue API (`POST /v1/jobs`), on when it has keys.
+    pub api: ApiConfig,
+}
+
+/// `[http.api]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The API keys' SHA-256 hashes, `"sha256:<64 hex digits>"` (`tayori api-key`
+    /// makes one). Several at once let a key be rotated without a gap.
+    pub keys: Vec<String>,
+}
+
+impl ApiConfig {
+    /// Each key's hash, or the index and value of the first that is not one.
+    pub fn hashes(&self) -> Result<Vec<[u8; 32]>, usize> {
+        self.keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| parse_key_hash(k).ok_or(i))
+            .collect()
+    }
+}
+
+/// `sha256:<64 hex digits>` → the 32 bytes.
+fn parse_key_hash(text: &str) -> Option<[u8; 32]> {
+    let hex = text.trim().strip_prefix("sha256:")?;
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 impl Default for HttpConfig {
@@ -99,6 +134,7 @@ impl Default for HttpConfig {
             repeat_window: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -301,6 +337,12 @@ impl Config {
                 "must be longer than 0, e.g. \"30s\"".into(),
             );
         }
+        if let Err(i) = self.http.api.hashes() {
+            return key(
+                &format!("http.api.keys[{i}]"),
+                "must be \"sha256:\" and the key's SHA-256 in 64 hex digits (`tayori api-key` makes a key and prints its line)".into(),
+            );
+        }
         if self.queue.read_batch == 0 {
             return key("queue.read_batch", "must be at least 1".into());
         }
@@ -424,6 +466,27 @@ mod tests {
         Config::parse(text, Path::new("t.toml"), |v| {
             (v == "SET").then(|| "value".to_owned())
         })
+    }
+
+    #[test]
+    fn api_keys_are_sha256_hashes_and_a_bad_one_is_named() {
+        let abc = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let c = parse(&format!("[redis]\n[http.api]\nkeys = [\"{abc}\"]\n")).unwrap();
+        let hashes = c.http.api.hashes().unwrap();
+        assert_eq!(hashes.len(), 1);
+        assert_eq!(hashes[0][..3], [0xba, 0x78, 0x16]);
+        assert!(parse("[redis]\n").unwrap().http.api.keys.is_empty());
+        for bad in ["ba7816bf", "sha256:xyz", "sha256:ba7816"] {
+            let e = parse(&format!(
+                "[redis]\n[http.api]\nkeys = [\"{abc}\", \"{bad}\"]\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("http.api.keys[1]") && e.contains("tayori api-key"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
             .collect(),
     });
 
+    // POST /v1/jobs, when [http.api] has keys; Redis is set once connected.
+    let api = crate::http::api::from_config(
+        &config,
+        crate::job_check::JobChecker::new(&config, channels.clone(), templates.clone()),
+    );
     let http = if config.http.listen.is_empty() {
         None
     } else {
@@ -62,6 +67,7 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
             health: health.clone(),
             metrics: handle,
             webhooks: webhooks.clone(),
+            api: api.clone(),
         });
         let timeouts = crate::http::serve::Timeouts {
             header_read: config.http.header_read_timeout,
@@ -82,6 +88,15 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
     let Some(queue) = queue else { return Ok(()) };
     // Reactions WAIT with redis.wait_replicas: a connection of their own.
     let _ = webhooks.queue.set(queue.with_own_connection());
+    if let Some(api) = &api {
+        // Its own connection too: the adds WAIT for replicas.
+        let _ = api.intake.set(crate::job_intake::Intake {
+            conn: queue.with_own_connection().conn(),
+            keys: queue.keys().clone(),
+            durability: config.redis.durability(),
+            window: config.queue.dedupe_window,
+        });
+    }
     let consumer = consumer_name();
     tracing::info!(consumer = %consumer, "joined consumer group");
 

@@ -9,6 +9,8 @@ pub mod daemon;
 pub mod event;
 pub mod http;
 pub mod job;
+pub mod job_check;
+pub mod job_intake;
 pub mod keys;
 pub mod metrics;
 pub mod policy;

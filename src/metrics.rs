@@ -32,6 +32,8 @@ pub const WEBHOOK_EVENTS: &str = "tayori_webhook_events_total";
 pub const WEBHOOK_REJECTED: &str = "tayori_webhook_rejected_total";
 /// `WAIT` (redis.wait_replicas) answered with fewer replicas than asked, by `op`.
 pub const REDIS_WAIT_SHORT: &str = "tayori_redis_wait_short_total";
+/// Jobs posted to `POST /v1/jobs`, by `status` (enqueued, duplicate, invalid, valid).
+pub const API_JOBS: &str = "tayori_api_jobs_total";
 
 /// Every metric family the daemon exports (dashboards and alerts may use only these).
 pub const ALL: &[&str] = &[
@@ -60,6 +62,7 @@ pub const ALL: &[&str] = &[
     WEBHOOK_EVENTS,
     WEBHOOK_REJECTED,
     REDIS_WAIT_SHORT,
+    API_JOBS,
 ];
 
 /// Registers the counters a channel can produce at 0, so the first increment is a
@@ -193,6 +196,10 @@ fn describe() {
     describe_counter!(
         WEBHOOK_REJECTED,
         "Webhook and tracking requests refused or not recorded, by source (line, twilio, vonage, tracking, bounce) and reason (bad_signature, stale, bad_body, bad_token, unknown_link, unmatched, redis; repeat: an open or click again within a minute, answered but recorded once)."
+    );
+    describe_counter!(
+        API_JOBS,
+        "Jobs posted to POST /v1/jobs, by status: enqueued, duplicate (its id seen within the dedupe window), invalid (refused by the checks), valid (passed a ?check=true run)."
     );
     describe_counter!(
         REDIS_WAIT_SHORT,

@@ -309,6 +309,55 @@ impl Renderer {
     }
 }
 
+impl Renderer {
+    /// Every variable the parts `files` of template `name` read that `ctx` does
+    /// not define, sorted and without repeats: what a job must add to its
+    /// `vars` (a render stops at the first; a check before a campaign names them
+    /// all). A variable read only under `{% if x is defined %}` is listed too.
+    pub fn missing_in_template(&self, name: &str, files: &[&str], ctx: &Ctx) -> Vec<String> {
+        let mut missing = std::collections::BTreeSet::new();
+        let Some(set) = self.sets.get(name) else {
+            return Vec::new();
+        };
+        for file in files {
+            let names: Vec<String> = match set.parts.get(*file) {
+                Some(Part::Text) => vec![format!("{name}/{file}")],
+                Some(Part::Json(part)) => part.leaves.iter().map(|(_, t)| t.clone()).collect(),
+                None => Vec::new(),
+            };
+            for tname in names {
+                if let Ok(t) = self.env.get_template(&tname) {
+                    missing.extend(self.undefined_in(&t, ctx));
+                }
+            }
+        }
+        missing.into_iter().collect()
+    }
+
+    /// [`Renderer::missing_in_template`] for inline content: every string in `value`.
+    pub fn missing_in_inline(&self, value: &Value, ctx: &Ctx) -> Vec<String> {
+        let mut missing = std::collections::BTreeSet::new();
+        let mut sources = Vec::new();
+        collect_leaves(value, &mut String::new(), &mut sources);
+        for (_, source) in sources {
+            if let Ok(t) = self.env.template_from_str(&source) {
+                missing.extend(self.undefined_in(&t, ctx));
+            }
+        }
+        missing.into_iter().collect()
+    }
+
+    /// The top-level names `t` reads that neither `ctx` nor the environment's
+    /// globals (`range`, `dict`, …) define.
+    fn undefined_in(&self, t: &minijinja::Template<'_, '_>, ctx: &Ctx) -> Vec<String> {
+        t.undeclared_variables(false)
+            .into_iter()
+            .filter(|name| ctx.get_attr(name).map(|v| v.is_undefined()).unwrap_or(true))
+            .filter(|name| !self.env.globals().any(|(g, _)| g == name))
+            .collect()
+    }
+}
+
 /// What a template sees: the job's `vars`, plus `to` and `job` (id, campaign, customer_id, tags).
 pub fn context(job: &Job, unsubscribe_url: Option<&str>) -> Context {
     let mut map: BTreeMap<&str, Ctx> = BTreeMap::new();

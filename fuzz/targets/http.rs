@@ -52,6 +52,7 @@ fn http_kit() -> HttpKit {
             .build_recorder()
             .handle(),
         webhooks: Arc::new(webhooks),
+        api: None,
     });
     HttpKit { runtime, app }
 }

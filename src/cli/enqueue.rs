@@ -1,4 +1,6 @@
-//! `tayori enqueue`: validate every line first, then add the good ones with pipelined XADDs.
+//! `tayori enqueue` and `tayori check-jobs`: check every line against the live
+//! config first (`crate::job_check`), then add the good ones with pipelined XADDs
+//! (not with `--check`, nor `check-jobs`).
 
 use std::io::Read;
 use std::path::Path;
@@ -7,11 +9,13 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
+use crate::job_check::{check_lines, JobChecker};
 
 /// Jobs per pipelined round trip.
 const PIPELINE: usize = 1000;
 
-pub async fn run(config: &Config, file: &Path) -> anyhow::Result<i32> {
+/// The jobs of `file` (`-`: standard input).
+fn read_jobs(file: &Path) -> anyhow::Result<String> {
     let mut text = String::new();
     if file == Path::new("-") {
         std::io::stdin()
@@ -21,30 +25,56 @@ pub async fn run(config: &Config, file: &Path) -> anyhow::Result<i32> {
         text =
             std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     }
+    Ok(text)
+}
+
+/// Prints one line per job that fails, to `out`; returns how many failed.
+fn report(
+    checker: &JobChecker,
+    text: &str,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<Vec<usize>> {
+    let bad = check_lines(checker, text);
+    for (line, id, e) in &bad {
+        let id = match id {
+            Some(id) => format!(" job {:?}:", id.chars().take(80).collect::<String>()),
+            None => String::new(),
+        };
+        writeln!(out, "line {line}:{id} {e} [{}]", e.code)?;
+    }
+    Ok(bad.into_iter().map(|(line, _, _)| line).collect())
+}
+
+/// `tayori check-jobs FILE` (or `enqueue --check`): the report, nothing enqueued;
+/// exit 1 if any line fails.
+pub fn check(checker: &JobChecker, file: &Path) -> anyhow::Result<i32> {
+    let text = read_jobs(file)?;
+    let total = text.lines().filter(|l| !l.trim().is_empty()).count();
+    let bad = report(checker, &text, &mut std::io::stdout().lock())?;
+    eprintln!(
+        "checked {total} jobs: {} failed, nothing enqueued",
+        bad.len()
+    );
+    Ok(if bad.is_empty() { 0 } else { 1 })
+}
+
+pub async fn run(config: &Config, checker: &JobChecker, file: &Path) -> anyhow::Result<i32> {
+    let text = read_jobs(file)?;
     let keys = config.redis.keys();
+    let refused = report(checker, &text, &mut std::io::stderr().lock())?;
+    let bad = refused.len();
     let mut good = Vec::new();
-    let mut bad = 0usize;
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
-        if line.is_empty() {
+        if line.is_empty() || refused.binary_search(&(n + 1)).is_ok() {
             continue;
         }
-        match crate::channel::registry::parse_job(line, config.queue.max_job_bytes) {
-            Ok(job) => match job.stream_channel() {
-                Ok(kind) => {
-                    let p = keys.job_partition(job.customer_id.as_deref(), &job.id);
-                    good.push((keys.jobs(p, kind), line))
-                }
-                Err(e) => {
-                    bad += 1;
-                    eprintln!("line {}: {e}", n + 1);
-                }
-            },
-            Err(e) => {
-                bad += 1;
-                eprintln!("line {}: {e}", n + 1);
-            }
-        }
+        // Checked above: a line that passed parses the same again.
+        let job = crate::channel::registry::parse_job(line, config.queue.max_job_bytes)
+            .with_context(|| format!("line {}", n + 1))?;
+        let (stream, _) =
+            crate::job_intake::stream_of(&keys, &job).with_context(|| format!("line {}", n + 1))?;
+        good.push((stream, line));
     }
     // Refuses data of another layout before writing a job into this one.
     super::dead::open(config).await?;

@@ -54,12 +54,27 @@ pub enum Command {
         #[arg(long)]
         drain: bool,
     },
-    /// Validate jobs (JSON Lines) and add them to their channel streams. Bad lines are
-    /// reported by number and not enqueued; the exit code is 1 if there were any.
+    /// Check jobs (JSON Lines) against this config, as `check-jobs` does, and add the
+    /// good ones to their channel streams. Bad lines are reported by number and not
+    /// enqueued; the exit code is 1 if there were any.
     Enqueue {
         /// A .jsonl file, or - for standard input.
         file: PathBuf,
+        /// Only check, as `check-jobs`: nothing is enqueued.
+        #[arg(long)]
+        check: bool,
     },
+    /// Check jobs (JSON Lines) against this config without enqueueing them: each
+    /// channel enabled, the template there and every variable it reads in `vars`, an
+    /// address each channel can send to. One line per failing job (line number, job
+    /// id, the field at fault); exit 1 if any fails.
+    CheckJobs {
+        /// A .jsonl file, or - for standard input.
+        file: PathBuf,
+    },
+    /// Make an API key for `POST /v1/jobs`: prints the key (give it to the client;
+    /// it is not stored) and the hash line to add to `[http.api] keys`.
+    ApiKey,
     /// Print the personalized message a job would send, for each of its channels, without
     /// sending. An email is shown decoded (headers, then each part's text); `--raw` prints
     /// the bytes the transport would send.
@@ -181,11 +196,30 @@ pub(crate) async fn connect(
         .map_err(|e| crate::redis_connection::ConnectError::new(&target, &e).into())
 }
 
+/// The checks `enqueue` and `check-jobs` run, with this config's templates.
+fn job_checker(
+    config: &Config,
+    channels: crate::channel::Channels,
+) -> anyhow::Result<crate::job_check::JobChecker> {
+    let renderer = crate::channel::load_templates(config).map_err(|e| anyhow::anyhow!(e.0))?;
+    Ok(crate::job_check::JobChecker::new(
+        config,
+        std::sync::Arc::new(channels),
+        std::sync::Arc::new(renderer),
+    ))
+}
+
 /// Runs the parsed command; the result is the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let path = Config::resolve_path(cli.config.as_deref());
     if let Command::Schema = cli.command {
         print!("{}", crate::channel::registry::job_schema());
+        return Ok(0);
+    }
+    if let Command::ApiKey = cli.command {
+        let (key, hash) = crate::http::api::new_key()?;
+        println!("key: {key}");
+        println!("config ([http.api]): keys = [\"{hash}\"]");
         return Ok(0);
     }
     let config = Config::load(&path)?;
@@ -203,7 +237,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             ))?;
             Ok(0)
         }
-        Command::Enqueue { file } => rt.block_on(enqueue::run(&config, &file)),
+        Command::Enqueue { file, check } => {
+            let checker = job_checker(&config, channels)?;
+            match check {
+                true => enqueue::check(&checker, &file),
+                false => rt.block_on(enqueue::run(&config, &checker, &file)),
+            }
+        }
+        Command::CheckJobs { file } => enqueue::check(&job_checker(&config, channels)?, &file),
+        Command::ApiKey => Ok(0),
         Command::Render { job, raw } => inspect::render(&config, &channels, &job, raw),
         Command::CheckConfig { connect } => {
             inspect::check_config(&config, &channels, connect.then_some(&rt))

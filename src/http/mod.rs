@@ -1,6 +1,7 @@
-//! The HTTP server: health, readiness, metrics and provider webhooks. Handlers are
-//! small; state is explicit.
+//! The HTTP server: health, readiness, metrics, provider webhooks and the
+//! enqueue API. Handlers are small; state is explicit.
 
+pub mod api;
 pub mod serve;
 mod tracking;
 mod unsubscribe;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub health: Arc<Health>,
     pub metrics: PrometheusHandle,
     pub webhooks: Arc<Webhooks>,
+    /// `POST /v1/jobs`; `None` (no `[http.api] keys`): the route answers 404.
+    pub api: Option<Arc<api::Api>>,
 }
 
 /// What the webhook and tracking handlers need: Redis (set once connected),
@@ -125,6 +128,14 @@ pub fn router(state: AppState) -> Router {
                 );
             }
         }
+    }
+    if state.api.is_some() {
+        // The handler reads the body itself, to answer an oversized one with a
+        // JSON error (413) rather than axum's plain-text one.
+        router = router.route(
+            "/v1/jobs",
+            axum::routing::post(api::post_jobs).layer(axum::extract::DefaultBodyLimit::disable()),
+        );
     }
     router
         .route("/t/o/{token}", get(tracking::open))
