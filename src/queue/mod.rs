@@ -42,6 +42,16 @@ pub enum AppendTo {
 pub enum Op {
     /// Append an event (JSON) to the results stream.
     Event(String),
+    /// Append an event only if `event_id` is new to the job's record of event
+    /// ids written, the set `set` (`Keys::emitted`, the job's partition): the
+    /// events of a dead letter and of a re-driven one (see `worker::outcome`).
+    EventOnce {
+        set: String,
+        event_id: String,
+        json: String,
+    },
+    /// Drop that record: the re-driven job has ended and cannot come back.
+    ForgetEvents { set: String },
     /// Put a job into the delayed set until `due_ms`.
     Delay {
         due_ms: i64,
@@ -807,8 +817,26 @@ impl Queue {
         for p in &partitions {
             let p = *p;
             let mut inv = self.finish.prepare_invoke();
-            for k in self.keys.finish_keys(p, crate::channel::registry::ids()) {
+            let fixed = self.keys.finish_keys(p, crate::channel::registry::ids());
+            // The event-id records come after the fixed keys (one slot: the partition's).
+            let mut records: Vec<&str> = Vec::new();
+            for done in batch.iter().filter(|d| d.partition == p) {
+                for op in &done.ops {
+                    if let Op::EventOnce { set, .. } | Op::ForgetEvents { set } = op {
+                        if !records.contains(&set.as_str()) {
+                            records.push(set);
+                        }
+                    }
+                }
+            }
+            let record_index = |set: &str| {
+                fixed.len() + 1 + records.iter().position(|r| *r == set).unwrap_or_default()
+            };
+            for k in &fixed {
                 inv.key(k);
+            }
+            for k in &records {
+                inv.key(*k);
             }
             inv.arg(GROUP).arg(self.results_max_len);
             for done in batch.iter().filter(|d| d.partition == p) {
@@ -822,6 +850,16 @@ impl Queue {
                     match op {
                         Op::Event(json) => {
                             inv.arg("E").arg(json);
+                        }
+                        Op::EventOnce {
+                            set,
+                            event_id,
+                            json,
+                        } => {
+                            inv.arg("C").arg(record_index(set)).arg(event_id).arg(json);
+                        }
+                        Op::ForgetEvents { set } => {
+                            inv.arg("F").arg(record_index(set));
                         }
                         Op::Delay {
                             due_ms,
