@@ -6,10 +6,12 @@
 -- ARGV: group, results_max_len, then for each job:
 --   stream (index into KEYS), entry id, op count, ops...
 -- ops: 'E' event-json                     -> XADD results
---      'C' record-index event-id event-json -> XADD results only if SADD adds
---                                            event-id to KEYS[record-index]
---                                            (the job's event ids written)
---      'F' record-index                   -> DEL KEYS[record-index]
+--      'C' record-index event-id event-json -> XADD results only if event-id
+--                                            is new to KEYS[record-index] (a hash:
+--                                            the job's event ids written)
+--      'F' record-index                   -> empty KEYS[record-index]
+-- (HSETNX, HGETALL and HDEL rather than a set: the commands docs/security.md's
+-- ACL already allows.)
 --      'Z' score member                   -> ZADD delayed
 --      'X' stream-index n field value ... -> XADD KEYS[stream-index] (dead
 --                                            letters, the next channel's jobs)
@@ -39,7 +41,7 @@ while i <= #ARGV do
     elseif op == 'C' then
       -- A dead letter's events, and a re-driven one's: its attempts restart, so
       -- an id may already be in the results; the record says which are.
-      if acked and redis.call('SADD', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2]) == 1 then
+      if acked and redis.call('HSETNX', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], '1') == 1 then
         if maxlen > 0 then
           redis.call('XADD', results, 'MAXLEN', '~', maxlen, '*', 'event', ARGV[i + 3])
         else
@@ -48,7 +50,11 @@ while i <= #ARGV do
       end
       i = i + 4
     elseif op == 'F' then
-      if acked then redis.call('DEL', KEYS[tonumber(ARGV[i + 1])]) end
+      if acked then
+        local record = KEYS[tonumber(ARGV[i + 1])]
+        local f = redis.call('HGETALL', record)
+        for j = 1, #f, 2 do redis.call('HDEL', record, f[j]) end
+      end
       i = i + 2
     elseif op == 'Z' then
       if acked then redis.call('ZADD', delayed, ARGV[i + 1], ARGV[i + 2]) end

@@ -42,16 +42,16 @@ pub enum AppendTo {
 pub enum Op {
     /// Append an event (JSON) to the results stream.
     Event(String),
-    /// Append an event only if `event_id` is new to the job's record of event
-    /// ids written, the set `set` (`Keys::emitted`, the job's partition): the
+    /// Append an event only if `event_id` is new to `record`, the job's record
+    /// of event ids written (a hash, `Keys::emitted`, the job's partition): the
     /// events of a dead letter and of a re-driven one (see `worker::outcome`).
     EventOnce {
-        set: String,
+        record: String,
         event_id: String,
         json: String,
     },
     /// Drop that record: the re-driven job has ended and cannot come back.
-    ForgetEvents { set: String },
+    ForgetEvents { record: String },
     /// Put a job into the delayed set until `due_ms`.
     Delay {
         due_ms: i64,
@@ -822,15 +822,20 @@ impl Queue {
             let mut records: Vec<&str> = Vec::new();
             for done in batch.iter().filter(|d| d.partition == p) {
                 for op in &done.ops {
-                    if let Op::EventOnce { set, .. } | Op::ForgetEvents { set } = op {
-                        if !records.contains(&set.as_str()) {
-                            records.push(set);
+                    if let Op::EventOnce { record, .. } | Op::ForgetEvents { record } = op {
+                        if !records.contains(&record.as_str()) {
+                            records.push(record);
                         }
                     }
                 }
             }
-            let record_index = |set: &str| {
-                fixed.len() + 1 + records.iter().position(|r| *r == set).unwrap_or_default()
+            let record_index = |record: &str| {
+                fixed.len()
+                    + 1
+                    + records
+                        .iter()
+                        .position(|r| *r == record)
+                        .unwrap_or_default()
             };
             for k in &fixed {
                 inv.key(k);
@@ -852,14 +857,17 @@ impl Queue {
                             inv.arg("E").arg(json);
                         }
                         Op::EventOnce {
-                            set,
+                            record,
                             event_id,
                             json,
                         } => {
-                            inv.arg("C").arg(record_index(set)).arg(event_id).arg(json);
+                            inv.arg("C")
+                                .arg(record_index(record))
+                                .arg(event_id)
+                                .arg(json);
                         }
-                        Op::ForgetEvents { set } => {
-                            inv.arg("F").arg(record_index(set));
+                        Op::ForgetEvents { record } => {
+                            inv.arg("F").arg(record_index(record));
                         }
                         Op::Delay {
                             due_ms,

@@ -387,20 +387,20 @@ pub(super) fn once_only(keys: &crate::keys::Keys, entry: &Entry, ops: Vec<Op>) -
     let continues = ops
         .iter()
         .any(|o| matches!(o, Op::Append { .. } | Op::Delay { .. }));
-    let mut set = None;
+    let mut record = None;
     let mut out: Vec<Op> = ops
         .into_iter()
         .map(|op| match op {
             Op::Event(json) => {
                 let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
                 let event_id = v["event_id"].as_str().unwrap_or_default().to_owned();
-                let key = set
+                let key = record
                     .get_or_insert_with(|| {
                         keys.emitted(entry.partition, v["job_id"].as_str(), entry.origin())
                     })
                     .clone();
                 Op::EventOnce {
-                    set: key,
+                    record: key,
                     event_id,
                     json,
                 }
@@ -408,8 +408,8 @@ pub(super) fn once_only(keys: &crate::keys::Keys, entry: &Entry, ops: Vec<Op>) -
             other => other,
         })
         .collect();
-    if let (Some(set), false) = (set, continues) {
-        out.push(Op::ForgetEvents { set });
+    if let (Some(record), false) = (record, continues) {
+        out.push(Op::ForgetEvents { record });
     }
     out
 }
