@@ -345,7 +345,14 @@ pub async fn retry(config: &Config, ids: &[String], include_invalid: bool) -> an
         );
     }
     if ids.is_empty() && letters.len() == RETRY_PAGE {
-        eprintln!("more dead letters remain: run `tayori dead retry` again");
+        if moved == 0 && invalid > 0 {
+            // A page is the oldest letters: left invalid ones would fill it every run.
+            eprintln!(
+                "more dead letters remain behind these: `tayori dead list` shows them; re-drive them by id, or all with --include-invalid"
+            );
+        } else {
+            eprintln!("more dead letters remain: run `tayori dead retry` again");
+        }
     }
     Ok(if skipped > 0 { 1 } else { 0 })
 }
