@@ -380,7 +380,7 @@ async fn move_due_jobs(queue: &Queue, p: Partition, now: i64) {
                     metrics::counter!(m::DEAD_LETTERS, "channel" => "none", "reason" => "internal")
                         .increment(1);
                     tracing::warn!(dead_letter = %id, "an unreadable delayed entry was moved to the dead letters");
-                    let mut ev = Event::for_job(EventType::Failed, None, None, "none", 0)
+                    let mut ev = Event::for_job(EventType::Failed, None, None, "none", 0, None)
                         .with_error(
                             "internal",
                             &format!("unreadable delayed entry (dead letter {id})"),

@@ -160,6 +160,15 @@ impl Keys {
         self.in_partition(p, format_args!("starts:{kind}:{entry_id}"))
     }
 
+    /// The event ids a job that went to the dead letters has written, in the
+    /// job's partition (see `finish.lua`): its re-drive writes none of them again.
+    pub fn emitted(&self, p: Partition, job_id: Option<&str>, origin: &str) -> String {
+        self.in_partition(
+            p,
+            format_args!("emitted:{origin}:{}", job_id.unwrap_or("-")),
+        )
+    }
+
     /// The lease of the daemon that moves this partition's due jobs.
     pub fn mover_lease(&self, p: Partition) -> String {
         self.in_partition(p, format_args!("lease:mover"))

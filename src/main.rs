@@ -10,7 +10,7 @@ fn main() {
     use tayori::cli::Command;
     if matches!(
         cli.command,
-        Command::Render { .. } | Command::CheckConfig { .. } | Command::Schema
+        Command::Render { .. } | Command::CheckConfig { .. } | Command::Schema { .. }
     ) {
         // SAFETY: before any thread exists; restores the default action.
         unsafe {

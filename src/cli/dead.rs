@@ -48,23 +48,54 @@ impl DeadLetter {
 }
 
 /// A `dead retry` argument: `k/entry-id`, or a bare entry id (looked for in
-/// every partition).
-fn parse_name(keys: &Keys, name: &str) -> (Option<Partition>, String) {
-    match name.split_once('/') {
-        Some((k, id)) => match k.parse::<u32>() {
-            Ok(k) if k < keys.partitions() => {
-                (keys.all_partitions().nth(k as usize), id.to_owned())
+/// every partition). Anything else is an error naming the argument and the
+/// form expected, before Redis is asked.
+fn parse_name(keys: &Keys, name: &str) -> anyhow::Result<(Option<Partition>, String)> {
+    let form = if keys.partitions() > 1 {
+        "k/1234567890123-0 or 1234567890123-0"
+    } else {
+        "1234567890123-0"
+    };
+    let (partition, id) = match name.split_once('/') {
+        Some((k, id)) => {
+            let k: u32 = k.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "{name:?} is not a dead-letter id: expected {form}, as `tayori dead list` shows them"
+                )
+            })?;
+            if k >= keys.partitions() {
+                anyhow::bail!(
+                    "{name:?}: there is no partition {k} (redis.partitions is {}): expected {form}, as `tayori dead list` shows them",
+                    keys.partitions()
+                );
             }
-            _ => (None, name.to_owned()),
-        },
-        None => (None, name.to_owned()),
+            (keys.all_partitions().nth(k as usize), id)
+        }
+        None => (None, name),
+    };
+    let entry_id = id
+        .split_once('-')
+        .is_some_and(|(ms, seq)| is_number(ms) && is_number(seq));
+    if !entry_id {
+        anyhow::bail!(
+            "{name:?} is not a dead-letter id: expected {form} (a stream entry id), as `tayori dead list` shows them"
+        );
     }
+    Ok((partition, id.to_owned()))
+}
+
+fn is_number(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Up to `count` dead letters, oldest first over every partition (entry ids
 /// are times), or the named ones.
 async fn read_dead(q: &Queue, names: &[String], count: usize) -> anyhow::Result<Vec<DeadLetter>> {
     let keys = q.keys();
+    let parsed = names
+        .iter()
+        .map(|n| parse_name(keys, n))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut batch = q.batch();
     let mut asked = Vec::new();
     for p in keys.all_partitions() {
@@ -75,13 +106,12 @@ async fn read_dead(q: &Queue, names: &[String], count: usize) -> anyhow::Result<
             batch.add(&key, range);
             asked.push(p);
         } else {
-            for name in names {
-                let (only, id) = parse_name(keys, name);
+            for (only, id) in &parsed {
                 if only.is_some_and(|o| o != p) {
                     continue;
                 }
                 let mut range = redis::cmd("XRANGE");
-                range.arg(&key).arg(&id).arg(&id);
+                range.arg(&key).arg(id).arg(id);
                 batch.add(&key, range);
                 asked.push(p);
             }
@@ -162,8 +192,11 @@ pub async fn list(config: &Config, count: usize, json: bool) -> anyhow::Result<i
 }
 
 /// Re-drives dead letters: each goes back to its channel stream with its
-/// original identity (so deduplication lets it through) and a fresh attempt
-/// count, and leaves the dead-letter stream in the same transaction.
+/// original identity (its `origin`, so deduplication lets it through and its
+/// events keep their ids), a fresh attempt count and its re-drive counted (so
+/// the finish script writes only events whose ids are new: see
+/// `worker::outcome::once_only`), and leaves the dead-letter stream in the
+/// same transaction.
 /// KEYS: the partition's dead letters and the channel's job stream (one slot).
 /// ARGV: entry id, fields… Returns the new entry id, or nil.
 static REDRIVE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
@@ -178,14 +211,29 @@ static REDRIVE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(||
 /// Dead letters re-driven per `dead retry` run when no ids are given.
 const RETRY_PAGE: usize = 10_000;
 
-pub async fn retry(config: &Config, ids: &[String]) -> anyhow::Result<i32> {
+/// Why a letter is dead (`reason.code`).
+fn reason_code(d: &DeadLetter) -> String {
+    serde_json::from_str::<serde_json::Value>(d.get("reason"))
+        .ok()
+        .and_then(|r| r["code"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// `invalid_job` letters fail again as they are: `dead retry` without ids leaves
+/// them unless `include_invalid`; named by id, they go.
+pub async fn retry(config: &Config, ids: &[String], include_invalid: bool) -> anyhow::Result<i32> {
     let q = open(config).await?;
     // A page at a time keeps memory bounded; run again to re-drive more.
     let letters = read_dead(&q, ids, RETRY_PAGE).await?;
     let mut c = super::connect(config, Duration::from_secs(30)).await?;
     let mut moved = 0;
     let mut skipped = 0;
+    let mut invalid = 0;
     for d in &letters {
+        if ids.is_empty() && !include_invalid && reason_code(d) == "invalid_job" {
+            invalid += 1;
+            continue;
+        }
         let Ok(kind) = d.get("channel").parse::<ChannelId>() else {
             skipped += 1;
             eprintln!("{}: no channel recorded; left in place", d.name(q.keys()));
@@ -193,11 +241,20 @@ pub async fn retry(config: &Config, ids: &[String]) -> anyhow::Result<i32> {
         };
         let routing = queue::Routing {
             attempt: 0,
-            origin: Some(d.get("origin").to_owned()).filter(|o| !o.is_empty()),
+            // Dead letters always record it; one of an older build may not.
+            origin: Some(d.get("origin"))
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .or_else(|| Some(d.id.clone())),
             first_at_ms: Some(jiff::Timestamp::now().as_millisecond()),
             hop: d.get("hop").parse().unwrap_or(0),
             slot_ms: None,
             scheduled: None,
+            redrive: d
+                .get("redrive")
+                .parse::<u32>()
+                .unwrap_or(0)
+                .saturating_add(1),
         };
         let fields = routing.fields(d.get("job"));
         // Delete first and re-add only if this run deleted it: two overlapping
@@ -227,8 +284,20 @@ pub async fn retry(config: &Config, ids: &[String]) -> anyhow::Result<i32> {
         }
     }
     eprintln!("re-queued {moved} dead letters");
+    if invalid > 0 {
+        eprintln!(
+            "left {invalid} invalid_job dead letters: they would fail again as they are (fix the job and enqueue it anew); re-drive them by id, or all with --include-invalid"
+        );
+    }
     if ids.is_empty() && letters.len() == RETRY_PAGE {
-        eprintln!("more dead letters remain: run `tayori dead retry` again");
+        if moved == 0 && invalid > 0 {
+            // A page is the oldest letters: left invalid ones would fill it every run.
+            eprintln!(
+                "more dead letters remain behind these: `tayori dead list` shows them; re-drive them by id, or all with --include-invalid"
+            );
+        } else {
+            eprintln!("more dead letters remain: run `tayori dead retry` again");
+        }
     }
     Ok(if skipped > 0 { 1 } else { 0 })
 }

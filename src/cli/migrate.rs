@@ -2051,10 +2051,15 @@ impl Migration {
                 } else if rest.starts_with("starts:")
                     || rest == "lease:mover"
                     || rest.starts_with("reaction:")
+                    || rest.starts_with("emitted:")
                 {
                     // Transient: they expire by themselves. Of a partition that
                     // stays they are left (a start count still names its entry
-                    // there); of one that goes, nothing would read them.
+                    // there); of one that goes, nothing would read them. A dead
+                    // letter's record of event ids written (`emitted:`) does not
+                    // expire, but its key does not say the job's partition: it is
+                    // treated alike, and a letter re-driven after the move may
+                    // report its failure once more (docs/reliability.md).
                     if removed {
                         transient.push(key.clone());
                     }

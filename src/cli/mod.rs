@@ -138,8 +138,13 @@ pub enum Command {
     /// and record it: hard bounces suppress the address. Exit 75 (try again later)
     /// when Redis is unreachable, 65 when the input is not a DSN.
     Bounce,
-    /// Print the job format as JSON Schema (published as docs/job.schema.json).
-    Schema,
+    /// Print the job format as JSON Schema (published as docs/job.schema.json),
+    /// or with --events the results events' (docs/event.schema.json).
+    Schema {
+        /// The events' schema instead of the job's.
+        #[arg(long)]
+        events: bool,
+    },
     /// Print the results events of every partition as JSON lines. Without
     /// --group: every event there is, or with --follow new ones as they come
     /// (all of them first with --from-start). With --group NAME: as consumer
@@ -180,6 +185,10 @@ pub enum DeadCommand {
     Retry {
         /// Dead-letter entry ids, as `dead list` shows them.
         ids: Vec<String>,
+        /// Without ids, also re-drive `invalid_job` letters (they fail again
+        /// unless something outside the job changed).
+        #[arg(long)]
+        include_invalid: bool,
     },
 }
 
@@ -212,8 +221,12 @@ fn job_checker(
 /// Runs the parsed command; the result is the process exit code.
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let path = Config::resolve_path(cli.config.as_deref());
-    if let Command::Schema = cli.command {
-        print!("{}", crate::channel::registry::job_schema());
+    if let Command::Schema { events } = cli.command {
+        if events {
+            print!("{}", crate::event::event_schema());
+        } else {
+            print!("{}", crate::channel::registry::job_schema());
+        }
         return Ok(0);
     }
     if let Command::ApiKey = cli.command {
@@ -282,10 +295,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             command: DeadCommand::List { count, json },
         } => rt.block_on(dead::list(&config, count, json)),
         Command::Dead {
-            command: DeadCommand::Retry { ids },
-        } => rt.block_on(dead::retry(&config, &ids)),
+            command:
+                DeadCommand::Retry {
+                    ids,
+                    include_invalid,
+                },
+        } => rt.block_on(dead::retry(&config, &ids, include_invalid)),
         Command::Bounce => rt.block_on(bounce::run(&config, &channels)),
-        Command::Schema => Ok(0),
+        Command::Schema { .. } => Ok(0),
         Command::Events {
             group,
             follow,

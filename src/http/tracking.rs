@@ -230,7 +230,8 @@ async fn record(
     }
 }
 
-/// The same for every repeat of a reaction within one window: the job, the kind,
+/// The same for every repeat of a reaction within one window (the reaction shape
+/// of [`crate::event`]: `{job_id}/{channel}/0/{type}/{link}/{slot}[b]`): the job, the kind,
 /// a digest of the link, the window, and whether it looked automated (a scanner's
 /// prefetch must not hide the recipient's own click a few seconds later). Without
 /// a window, unique per request.
@@ -247,13 +248,8 @@ fn reaction_id(kind: EventType, t: &Tracked, bot: bool, now_ms: i64, window: Dur
         Ok(w) if w > 0 => now_ms.div_euclid(w).to_string(),
         _ => format!("{now_ms}-{:04x}", fastrand::u16(..)),
     };
-    format!(
-        "{}/{}/{}/{link}/{slot}{}",
-        t.job_id,
-        t.channel.as_str(),
-        kind.as_str(),
-        if bot { "b" } else { "" }
-    )
+    let detail = format!("{link}/{slot}{}", if bot { "b" } else { "" });
+    crate::event::reaction_id(&t.job_id, t.channel.as_str(), kind, Some(&detail))
 }
 
 /// An event about a tracked message, with the job's identifiers from the token.

@@ -38,7 +38,8 @@ pub async fn one_click(State(state): State<AppState>, Path(token): Path<String>)
         return unavailable();
     };
     // One unsubscribe per message (the reaction below is keyed by the job).
-    let id = format!("{}/{}/unsubscribed", t.job_id, t.channel.as_str());
+    let id =
+        crate::event::reaction_id(&t.job_id, t.channel.as_str(), EventType::Unsubscribed, None);
     let event = tracked_event(EventType::Unsubscribed, &t, id)
         .with("address", t.address.as_str())
         .to_json();

@@ -21,6 +21,9 @@ pub struct Routing {
     pub slot_ms: Option<i64>,
     /// A best-time job already scheduled, by this rule: it sends when it comes back.
     pub scheduled: Option<String>,
+    /// How many times `dead retry` has put the job back: its events may then
+    /// repeat ids already written, and are written only if their ids are new.
+    pub redrive: u32,
 }
 
 impl Routing {
@@ -42,6 +45,9 @@ impl Routing {
         }
         if let Some(rule) = &self.scheduled {
             f.push(("sched".to_owned(), rule.clone()));
+        }
+        if self.redrive > 0 {
+            f.push(("redrive".to_owned(), self.redrive.to_string()));
         }
         f
     }
@@ -130,6 +136,7 @@ pub(super) fn parse_entries(
                 b"hop" => entry.routing.hop = v.parse().unwrap_or(0),
                 b"slot" => entry.routing.slot_ms = v.parse().ok(),
                 b"sched" => entry.routing.scheduled = Some(v),
+                b"redrive" => entry.routing.redrive = v.parse().unwrap_or(0),
                 _ => {}
             }
         }

@@ -1,9 +1,17 @@
 -- Records outcomes and acknowledges jobs in one atomic step, for one partition.
 -- KEYS: results, delayed, dead, then the partition's job streams (one per
---       channel, in ChannelKind::ALL order): every key the script may touch.
+--       channel, in registry order), then the records of event ids written of
+--       the jobs whose events must be new ('C', 'F'): every key the script may
+--       touch.
 -- ARGV: group, results_max_len, then for each job:
 --   stream (index into KEYS), entry id, op count, ops...
 -- ops: 'E' event-json                     -> XADD results
+--      'C' record-index event-id event-json -> XADD results only if event-id
+--                                            is new to KEYS[record-index] (a hash:
+--                                            the job's event ids written)
+--      'F' record-index                   -> empty KEYS[record-index]
+-- (HSETNX, HGETALL and HDEL rather than a set: the commands docs/security.md's
+-- ACL already allows.)
 --      'Z' score member                   -> ZADD delayed
 --      'X' stream-index n field value ... -> XADD KEYS[stream-index] (dead
 --                                            letters, the next channel's jobs)
@@ -28,6 +36,24 @@ while i <= #ARGV do
         else
           redis.call('XADD', results, '*', 'event', ARGV[i + 1])
         end
+      end
+      i = i + 2
+    elseif op == 'C' then
+      -- A dead letter's events, and a re-driven one's: its attempts restart, so
+      -- an id may already be in the results; the record says which are.
+      if acked and redis.call('HSETNX', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], '1') == 1 then
+        if maxlen > 0 then
+          redis.call('XADD', results, 'MAXLEN', '~', maxlen, '*', 'event', ARGV[i + 3])
+        else
+          redis.call('XADD', results, '*', 'event', ARGV[i + 3])
+        end
+      end
+      i = i + 4
+    elseif op == 'F' then
+      if acked then
+        local record = KEYS[tonumber(ARGV[i + 1])]
+        local f = redis.call('HGETALL', record)
+        for j = 1, #f, 2 do redis.call('HDEL', record, f[j]) end
       end
       i = i + 2
     elseif op == 'Z' then

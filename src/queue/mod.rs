@@ -42,6 +42,16 @@ pub enum AppendTo {
 pub enum Op {
     /// Append an event (JSON) to the results stream.
     Event(String),
+    /// Append an event only if `event_id` is new to `record`, the job's record
+    /// of event ids written (a hash, `Keys::emitted`, the job's partition): the
+    /// events of a dead letter and of a re-driven one (see `worker::outcome`).
+    EventOnce {
+        record: String,
+        event_id: String,
+        json: String,
+    },
+    /// Drop that record: the re-driven job has ended and cannot come back.
+    ForgetEvents { record: String },
     /// Put a job into the delayed set until `due_ms`.
     Delay {
         due_ms: i64,
@@ -807,8 +817,31 @@ impl Queue {
         for p in &partitions {
             let p = *p;
             let mut inv = self.finish.prepare_invoke();
-            for k in self.keys.finish_keys(p, crate::channel::registry::ids()) {
+            let fixed = self.keys.finish_keys(p, crate::channel::registry::ids());
+            // The event-id records come after the fixed keys (one slot: the partition's).
+            let mut records: Vec<&str> = Vec::new();
+            for done in batch.iter().filter(|d| d.partition == p) {
+                for op in &done.ops {
+                    if let Op::EventOnce { record, .. } | Op::ForgetEvents { record } = op {
+                        if !records.contains(&record.as_str()) {
+                            records.push(record);
+                        }
+                    }
+                }
+            }
+            let record_index = |record: &str| {
+                fixed.len()
+                    + 1
+                    + records
+                        .iter()
+                        .position(|r| *r == record)
+                        .unwrap_or_default()
+            };
+            for k in &fixed {
                 inv.key(k);
+            }
+            for k in &records {
+                inv.key(*k);
             }
             inv.arg(GROUP).arg(self.results_max_len);
             for done in batch.iter().filter(|d| d.partition == p) {
@@ -822,6 +855,19 @@ impl Queue {
                     match op {
                         Op::Event(json) => {
                             inv.arg("E").arg(json);
+                        }
+                        Op::EventOnce {
+                            record,
+                            event_id,
+                            json,
+                        } => {
+                            inv.arg("C")
+                                .arg(record_index(record))
+                                .arg(event_id)
+                                .arg(json);
+                        }
+                        Op::ForgetEvents { record } => {
+                            inv.arg("F").arg(record_index(record));
                         }
                         Op::Delay {
                             due_ms,

@@ -81,7 +81,7 @@ impl ChannelWorker {
         }
         if reachable.is_empty() {
             let ev = self
-                .event(EventType::Failed, job, attempt)
+                .event(entry, EventType::Failed, job, attempt)
                 .with_error("no_channel", "no candidate channel can reach the recipient")
                 .with("skipped", Value::Array(skipped));
             return self.complete(entry, vec![ev.into()]);
@@ -133,6 +133,7 @@ impl ChannelWorker {
             hop: 0,
             slot_ms: None,
             scheduled: entry.routing.scheduled.clone(),
+            redrive: entry.routing.redrive,
         };
         let forward = Op::Append {
             to: AppendTo::Jobs(ranked[0]),

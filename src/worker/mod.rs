@@ -493,12 +493,12 @@ impl ChannelWorker {
                 } else if verdict.claim == Claim::Duplicate {
                     Prepared::Done(self.complete(
                         entry,
-                        vec![self.event(EventType::Duplicate, &job, attempt).into()],
+                        vec![self.event(entry, EventType::Duplicate, &job, attempt).into()],
                     ))
                 } else if job.expires_at().is_some_and(|t| t <= now) {
                     Prepared::Done(self.complete(
                         entry,
-                        vec![self.event(EventType::Expired, &job, attempt).into()],
+                        vec![self.event(entry, EventType::Expired, &job, attempt).into()],
                     ))
                 } else if let Some(due) = job.send_at().filter(|t| *t > now) {
                     let mut routing = entry.routing.clone();
@@ -757,7 +757,7 @@ impl ChannelWorker {
                 metrics::histogram!(m::END_TO_END_SECONDS, "channel" => self.kind.label())
                     .record(entry.age());
                 let mut ev = self
-                    .event(EventType::Sent, job, attempt)
+                    .event(entry, EventType::Sent, job, attempt)
                     .with("provider_id", sent.provider_id);
                 for (key, value) in sent.details {
                     ev = ev.with(key, value);

@@ -34,7 +34,7 @@ impl ChannelWorker {
             Decision::GiveUp => {
                 let msg = format!("gave up after {attempt} attempts: {}", err.message());
                 let ev = self
-                    .event(EventType::Failed, job, attempt)
+                    .event(entry, EventType::Failed, job, attempt)
                     .with_error(err.code(), &msg);
                 self.complete(entry, vec![ev.into()])
             }
@@ -66,7 +66,7 @@ impl ChannelWorker {
                 err.message()
             );
             let ev = self
-                .event(EventType::Failed, job, attempt)
+                .event(entry, EventType::Failed, job, attempt)
                 .with_error(err.code(), &msg);
             return self.complete(entry, vec![ev.into()]);
         }
@@ -106,7 +106,7 @@ impl ChannelWorker {
             .map(|t| format!("{t:.3}"))
             .unwrap_or_default();
         let mut ev = self
-            .event(EventType::Deferred, job, attempt)
+            .event(entry, EventType::Deferred, job, attempt)
             .with_error(err.code(), err.message())
             .with("retry_at", retry_at);
         // A job can be deferred more than once at the same attempt (channel pauses).
@@ -138,7 +138,7 @@ impl ChannelWorker {
         reason: &str,
     ) -> Completion {
         let ev = self
-            .event(kind, job, attempt)
+            .event(entry, kind, job, attempt)
             .with_error(err.code(), err.message());
         let mut ops = vec![ev.into()];
         if let Some(address) = self.suppression_address(job) {
@@ -170,7 +170,7 @@ impl ChannelWorker {
         while let Some(next) = job.channel_at(hop) {
             if self.enabled.contains(&next) {
                 let ev = self
-                    .event(EventType::Fallback, job, attempt)
+                    .event(entry, EventType::Fallback, job, attempt)
                     .with("to_channel", next.as_str())
                     .with_error(code, message);
                 let routing = queue::Routing {
@@ -180,6 +180,7 @@ impl ChannelWorker {
                     hop,
                     slot_ms: None,
                     scheduled: entry.routing.scheduled.clone(),
+                    redrive: entry.routing.redrive,
                 };
                 let raw = entry.job.clone().unwrap_or_default();
                 let forward = Op::Append {
@@ -207,7 +208,7 @@ impl ChannelWorker {
         }
         if code == "suppressed" {
             let ev = self
-                .event(EventType::Suppressed, job, attempt)
+                .event(entry, EventType::Suppressed, job, attempt)
                 .with("reason", message);
             return self.complete(entry, vec![ev.into()]);
         }
@@ -222,7 +223,7 @@ impl ChannelWorker {
             return self.dead(entry, Some(job), None, reason);
         }
         let ev = self
-            .event(EventType::Failed, job, attempt)
+            .event(entry, EventType::Failed, job, attempt)
             .with_error(code, message);
         self.complete(entry, vec![ev.into()])
     }
@@ -279,19 +280,25 @@ impl ChannelWorker {
             ("deliveries".into(), entry.deliveries.to_string()),
             ("failed_at".into(), crate::event::now_rfc3339()),
         ]);
+        let attempt = self.attempt(entry);
         let mut ev = Event::for_job(
             EventType::Failed,
             job,
             job_id,
             self.kind.label(),
-            self.attempt(entry),
+            attempt,
+            Some(entry.origin()),
         )
         .with("error", error);
-        if ev.job_id.is_none() {
-            ev.event_id = format!(
-                "{}/{}/failed",
-                self.queue.keys().jobs(entry.partition, self.kind),
-                entry.id
+        if job.is_none() {
+            // Unparsed, the job never claimed its id: the origin tells it apart
+            // from other copies, and stays the same when the letter is re-driven.
+            ev.event_id = crate::event::unclaimed_id(
+                job_id,
+                self.kind.label(),
+                attempt,
+                EventType::Failed,
+                entry.origin(),
             );
         }
         self.complete(
@@ -306,8 +313,26 @@ impl ChannelWorker {
         )
     }
 
-    pub(super) fn event(&self, kind: EventType, job: &Job, attempt: u32) -> Event {
-        let ev = Event::for_job(kind, Some(job), None, self.kind.label(), attempt);
+    pub(super) fn event(&self, entry: &Entry, kind: EventType, job: &Job, attempt: u32) -> Event {
+        let mut ev = Event::for_job(
+            kind,
+            Some(job),
+            None,
+            self.kind.label(),
+            attempt,
+            Some(entry.origin()),
+        );
+        if kind == EventType::Duplicate {
+            // A copy that lost the claim on its id: a third copy must not repeat
+            // the second's id.
+            ev.event_id = crate::event::unclaimed_id(
+                Some(&job.id),
+                self.kind.label(),
+                attempt,
+                kind,
+                entry.origin(),
+            );
+        }
         match &job.choice {
             Some(choice) => ev.with("channel_choice", choice.clone()),
             None => ev,
@@ -331,9 +356,62 @@ impl ChannelWorker {
             partition: entry.partition,
             channel: self.kind,
             id: entry.id.clone(),
-            ops,
+            ops: once_only(self.queue.keys(), entry, ops),
         }
     }
+}
+
+/// The rule that keeps every event id once in the results stream. An outcome's
+/// id is `job / channel / attempt / type`; one entry is finished once (XACK in
+/// `finish.lua`) and every try has its own attempt number, so ids repeat only
+/// when a job is tried again from an attempt it already had: a dead letter
+/// that `dead retry` puts back (it restarts at attempt 1, and a job that cannot
+/// be parsed fails again with the very same id). So the events of a job going to
+/// the dead letters, and every event of a re-driven job, are written only if
+/// their id is new to the job's record of ids written (`P:{k}:emitted:…`, checked
+/// in the script that writes them); the record is dropped when the re-driven job
+/// ends other than as a dead letter again. Other jobs pay nothing for it.
+pub(super) fn once_only(keys: &crate::keys::Keys, entry: &Entry, ops: Vec<Op>) -> Vec<Op> {
+    let dead = ops.iter().any(|o| {
+        matches!(
+            o,
+            Op::Append {
+                to: AppendTo::Dead,
+                ..
+            }
+        )
+    });
+    if !dead && entry.routing.redrive == 0 {
+        return ops;
+    }
+    let continues = ops
+        .iter()
+        .any(|o| matches!(o, Op::Append { .. } | Op::Delay { .. }));
+    let mut record = None;
+    let mut out: Vec<Op> = ops
+        .into_iter()
+        .map(|op| match op {
+            Op::Event(json) => {
+                let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+                let event_id = v["event_id"].as_str().unwrap_or_default().to_owned();
+                let key = record
+                    .get_or_insert_with(|| {
+                        keys.emitted(entry.partition, v["job_id"].as_str(), entry.origin())
+                    })
+                    .clone();
+                Op::EventOnce {
+                    record: key,
+                    event_id,
+                    json,
+                }
+            }
+            other => other,
+        })
+        .collect();
+    if let (Some(record), false) = (record, continues) {
+        out.push(Op::ForgetEvents { record });
+    }
+    out
 }
 
 /// Why a job goes to the dead letters.
@@ -346,7 +424,9 @@ pub(super) struct Reason<'a> {
 /// The `type` of an event op (the first field `Event` serializes), for the outcome counter.
 pub(super) fn event_type(op: &Op) -> Option<&str> {
     match op {
-        Op::Event(json) => json.strip_prefix(r#"{"type":""#)?.split('"').next(),
+        Op::Event(json) | Op::EventOnce { json, .. } => {
+            json.strip_prefix(r#"{"type":""#)?.split('"').next()
+        }
         _ => None,
     }
 }

@@ -34,7 +34,7 @@ impl ChannelWorker {
         {
             Err(message) => {
                 let ev = self
-                    .event(EventType::Failed, job, attempt)
+                    .event(entry, EventType::Failed, job, attempt)
                     .with_error("invalid_job", &format!("to.timezone: {message}"));
                 return Gate::Done(self.complete(entry, vec![ev.into()]));
             }
@@ -82,7 +82,7 @@ impl ChannelWorker {
                 match job.cap.unwrap_or(self.policy.on_cap()) {
                     OnCap::Drop => {
                         let ev = self
-                            .event(EventType::Suppressed, job, attempt)
+                            .event(entry, EventType::Suppressed, job, attempt)
                             .with("reason", "frequency_cap")
                             .with("cap", cap);
                         Gate::Done(self.complete(entry, vec![ev.into()]))
