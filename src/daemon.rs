@@ -54,7 +54,7 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
     // POST /v1/jobs, when [http.api] has keys; Redis is set once connected.
     let api = crate::http::api::from_config(
         &config,
-        crate::job_check::JobChecker::new(&config, channels.clone(), templates.clone()),
+        crate::job_check::JobChecker::new(&config, channels.clone(), templates.clone())?,
     );
     let http = if config.http.listen.is_empty() {
         None

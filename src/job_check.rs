@@ -5,16 +5,22 @@
 //! Past the job's own syntax ([`registry::parse_job`]): each channel it may go
 //! out on (its own, `channels` of a `best` job, each fallback) is enabled; its
 //! message composes, through the channel's own compose, exactly as the daemon
-//! would (template or inline content, every variable defined); and it has an
-//! address the channel can send to, read by the channel's own rules (SMS's
-//! E.164 reading in `default_region`, email's address parsing, a webhook's
-//! endpoint rules). Nothing here writes anywhere.
+//! would (template or inline content, every variable defined); it has an
+//! address; and the message encodes through the channel's own encoder, which
+//! makes the real transport's checks (an email address as it is sent, an SMS
+//! number in E.164 and its segments, a postal address and its characters), so
+//! a check fails with the code the delivery's `failed` event would carry. A
+//! rule the sender holds (a webhook's endpoint) is the channel settings'
+//! `check_address`. Nothing here writes anywhere.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::channel::{registry, Channels, Compose, Enabled, Source};
+use tayori_channels::{Encode, Message};
+
+use crate::channel::{registry, BuildError, Channels, Compose, Enabled, Source};
+use crate::channel_id::ChannelId;
 use crate::config::Config;
 use crate::job::{Job, JobError};
 use crate::render::{context, Renderer};
@@ -24,15 +30,19 @@ use crate::render::{context, Renderer};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct CheckError {
-    pub code: &'static str,
+    pub code: std::borrow::Cow<'static, str>,
     pub field: String,
     pub message: String,
 }
 
 impl CheckError {
-    fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+    fn new(
+        code: impl Into<std::borrow::Cow<'static, str>>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         CheckError {
-            code,
+            code: code.into(),
             field: field.into(),
             message: message.into(),
         }
@@ -51,24 +61,26 @@ pub struct JobChecker {
     channels: Arc<Channels>,
     renderer: Arc<Renderer>,
     max_job_bytes: usize,
-    /// `channels.webhook.allow_http`: a job's own endpoint may be plain http.
-    webhook_allow_http: bool,
+    /// Each enabled channel's encoder, built once (email's holds its DKIM key).
+    encoders: Arc<Vec<(ChannelId, Box<dyn Encode>)>>,
 }
 
 impl JobChecker {
-    pub fn new(config: &Config, channels: Arc<Channels>, renderer: Arc<Renderer>) -> JobChecker {
-        let webhook_allow_http = config
-            .channels
-            .get("webhook")
-            .and_then(|s| s.get("allow_http"))
-            .and_then(toml::Value::as_bool)
-            .unwrap_or(false);
-        JobChecker {
+    pub fn new(
+        config: &Config,
+        channels: Arc<Channels>,
+        renderer: Arc<Renderer>,
+    ) -> Result<JobChecker, BuildError> {
+        let encoders = channels
+            .iter()
+            .map(|e| Ok((e.id, e.settings.encoder()?)))
+            .collect::<Result<Vec<_>, BuildError>>()?;
+        Ok(JobChecker {
             channels,
             renderer,
             max_job_bytes: config.queue.max_job_bytes,
-            webhook_allow_http,
-        }
+            encoders: Arc::new(encoders),
+        })
     }
 
     /// Parses a job (JSON text) and checks it.
@@ -163,16 +175,23 @@ impl JobChecker {
         self.check_addresses(job, &enabled)
     }
 
-    /// Each address the job gives must be one its channel can send to; at least
-    /// one of its channels must have one (a channel without may fall back).
+    /// Each address the job gives must be one its channel can send to, its
+    /// message encoding as the transport would send it; at least one of its
+    /// channels must have an address (a channel without one may fall back).
     fn check_addresses(&self, job: &Job, enabled: &[(String, &Enabled)]) -> Result<(), CheckError> {
         let mut reachable = false;
+        let cx = Compose {
+            renderer: &self.renderer,
+            tracker: self.channels.tracker.as_deref(),
+        };
         for (_, e) in enabled {
             let key = e.plugin.address_key();
             match e.plugin.address(&job.to) {
                 Some(address) => {
-                    self.check_address(e, address)
+                    e.settings
+                        .check_address(address)
                         .map_err(|m| CheckError::new("invalid_address", format!("to.{key}"), m))?;
+                    self.check_encoding(job, e, &cx)?;
                     reachable = true;
                 }
                 None => reachable |= e.settings.default_address().is_some(),
@@ -193,30 +212,42 @@ impl JobChecker {
         ))
     }
 
-    /// One address, read by its channel's own rules; the reason never quotes it.
-    fn check_address(&self, e: &Enabled, address: &str) -> Result<(), String> {
-        match e.id.as_str() {
-            "email" => tayori_channels::email::address::ascii_address(address)
-                .map(drop)
-                .map_err(|err| format!("invalid email address: {err}")),
-            "sms" => {
-                // The channel's settings read the number in its default_region
-                // (E.164 when it reads, the address unchanged when not); an
-                // E.164 number reads in any region, so "ZZ" (no region) takes
-                // exactly the numbers the channel took.
-                let normalized = e.settings.suppression_address(address);
-                tayori_channels::sms::phone::to_e164(&normalized, "ZZ")
-                    .map(drop)
-                    .map_err(|_| {
-                        "invalid phone number: not a valid number (national numbers are read in channels.sms.default_region)"
-                            .to_owned()
-                    })
-            }
-            "webhook" => {
-                tayori_channels::webhook::endpoint_allowed(address, self.webhook_allow_http)
-            }
-            _ => Ok(()),
-        }
+    /// The message, composed and encoded as the worker would, through the
+    /// channel's encoder: its refusal is the transport's, with the transport's
+    /// code (`invalid_phone`, `too_many_segments`, `unencodable`, …).
+    fn check_encoding(&self, job: &Job, e: &Enabled, cx: &Compose<'_>) -> Result<(), CheckError> {
+        let Some((_, encoder)) = self.encoders.iter().find(|(id, _)| *id == e.id) else {
+            return Ok(());
+        };
+        let Ok((content, _records)) = e.compose(job, cx) else {
+            return Ok(()); // reported by the content check
+        };
+        let message = Message {
+            job_id: job.id.clone(),
+            attempt: 1,
+            idempotency_key: format!("{}/{}", job.id, e.id),
+            campaign: job.campaign.clone(),
+            customer_id: job.customer_id.clone(),
+            to: e.plugin.recipient(&job.to),
+            content,
+        };
+        encoder.encode(&message).map(drop).map_err(|err| {
+            let text = err.message();
+            // The transports name the field when it is the recipient's
+            // (`to.postal.postal_code: …`); otherwise an address code is the
+            // address's, and anything else the message's.
+            let field = match text.split_once(':') {
+                Some((path, _)) if path.starts_with("to.") && !path.contains(' ') => {
+                    path.to_owned()
+                }
+                _ if matches!(err.code(), "invalid_address" | "invalid_phone") => {
+                    format!("to.{}", e.plugin.address_key())
+                }
+                _ if job.template.is_some() => "template".to_owned(),
+                _ => format!("content.{}", e.id),
+            };
+            CheckError::new(err.code().to_owned(), field, text)
+        })
     }
 }
 

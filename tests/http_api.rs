@@ -488,7 +488,7 @@ fn a_partial_batch_enqueues_its_valid_jobs() {
         m.contains("items") && m.contains("points"),
         "every missing variable named: {m}"
     );
-    assert_eq!(r[3]["error"]["code"], "invalid_address");
+    assert_eq!(r[3]["error"]["code"], "invalid_phone");
     assert_eq!(r[3]["error"]["field"], "to.phone");
     assert_eq!(r[4]["error"]["code"], "channel_disabled");
     assert_eq!(r[4]["error"]["field"], "channel");
@@ -664,6 +664,12 @@ fn check_lines() -> Vec<Value> {
     phone["to"]["phone"] = json!("0120-ABC");
     let mut disabled = sms("cj-6");
     disabled["fallback"] = json!(["webhook"]);
+    // Refused by the channels' encoders, as the transports would refuse them.
+    let mut long = sms("cj-8");
+    long["template"] = Value::Null;
+    long["content"] = json!({"sms": {"text": "春".repeat(800)}});
+    let mut postal = job("cj-9", "dm");
+    postal["to"]["postal"]["postal_code"] = json!("abc");
     vec![
         sms("cj-1"),
         unknown,
@@ -672,6 +678,8 @@ fn check_lines() -> Vec<Value> {
         phone,
         disabled,
         job("cj-7", "line"),
+        long,
+        postal,
     ]
 }
 
@@ -712,15 +720,20 @@ fn check_jobs_reports_each_failing_line_and_enqueues_nothing() {
         let lines: Vec<&str> = stdout.lines().collect();
         assert_eq!(
             lines.len(),
-            5,
+            7,
             "{args:?}: one line per failing job: {stdout}"
         );
         let expect = [
             ("line 2: job \"cj-2\": template:", "unknown_template"),
             ("line 3: job \"cj-3\": vars.items:", "missing_variable"),
             ("line 4: job \"cj-4\": to.phone:", "missing_address"),
-            ("line 5: job \"cj-5\": to.phone:", "invalid_address"),
+            ("line 5: job \"cj-5\": to.phone:", "invalid_phone"),
             ("line 6: job \"cj-6\": fallback[0]:", "channel_disabled"),
+            ("line 8: job \"cj-8\": content.sms:", "too_many_segments"),
+            (
+                "line 9: job \"cj-9\": to.postal.postal_code:",
+                "invalid_address",
+            ),
         ];
         for (line, (start, code)) in lines.iter().zip(expect) {
             assert!(
@@ -757,7 +770,7 @@ fn enqueue_refuses_the_lines_that_fail_the_checks() {
     let out = run_stdin(&s, &["enqueue", "-"], &text.join("\n"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("enqueued 2 jobs; 5 bad lines"), "{stderr}");
+    assert!(stderr.contains("enqueued 2 jobs; 7 bad lines"), "{stderr}");
     assert!(
         stderr.contains("line 5: job \"cj-5\": to.phone"),
         "{stderr}"

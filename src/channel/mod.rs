@@ -207,6 +207,14 @@ pub trait ChannelSettings: Send + Sync {
         address.to_owned()
     }
 
+    /// Checks an address a job gives, before it is enqueued, where the sender
+    /// (not the encoder) holds the rule: a webhook's endpoint. The reason never
+    /// quotes the address. The encoder's own checks (an email address, an SMS
+    /// number and segments, a postal address) run on the encoded message.
+    fn check_address(&self, _address: &str) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Warnings about a named template (email: a marketing mail without a
     /// visible unsubscribe link or sender identity).
     fn template_warnings(&self, _renderer: &Renderer, _template: &str) -> Vec<String> {

@@ -215,7 +215,7 @@ fn job_checker(
         config,
         std::sync::Arc::new(channels),
         std::sync::Arc::new(renderer),
-    ))
+    )?)
 }
 
 /// Runs the parsed command; the result is the process exit code.

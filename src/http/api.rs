@@ -187,7 +187,7 @@ fn split(body: &[u8], format: Format) -> Result<Vec<Item<'_>>, (String, Value)> 
                     serde_json::from_str::<&RawValue>(l)
                         .map(|_| l.trim())
                         .map_err(|e| CheckError {
-                            code: "malformed_json",
+                            code: "malformed_json".into(),
                             field: "job".into(),
                             message: format!("line {}, column {}: {e}", n + 1, e.column()),
                         })

@@ -101,7 +101,14 @@ impl ChannelPlugin for Webhook {
         let (common, own) = section::split::<WebhookSection>(ID, section)?;
         let native = common.transport(ID, self.transports())? == Transport::Native;
         let protocol = own.settings(native)?;
-        Ok((common, Box::new(WebhookChannelSettings { protocol })))
+        let allow_http = own.allow_http;
+        Ok((
+            common,
+            Box::new(WebhookChannelSettings {
+                protocol,
+                allow_http,
+            }),
+        ))
     }
 }
 
@@ -109,6 +116,8 @@ impl ChannelPlugin for Webhook {
 pub struct WebhookChannelSettings {
     /// The endpoint, secret and timeout; `None` without the native transport.
     protocol: Option<WebhookSettings>,
+    /// `allow_http`: a job's own endpoint may be plain http on a loopback host.
+    allow_http: bool,
 }
 
 impl WebhookChannelSettings {
@@ -142,6 +151,10 @@ impl ChannelSettings for WebhookChannelSettings {
 
     fn suppression_address(&self, address: &str) -> String {
         Webhook.suppression_key(address).into_owned()
+    }
+
+    fn check_address(&self, address: &str) -> Result<(), String> {
+        tayori_channels::webhook::endpoint_allowed(address, self.allow_http)
     }
 
     /// A 429 or 503 speaks for one endpoint, not the channel: only that job waits.
