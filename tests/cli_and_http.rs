@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -21,20 +20,7 @@ fn enqueue_validates_every_line_and_reports_bad_ones_by_number() {
         json!({"id": "cli-3", "channel": "pigeon", "template": "spring_sale"}).to_string(),
         job("cli-4", "dm").to_string(),
     ];
-    let mut child = s
-        .tayori()
-        .args(["enqueue", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.join("\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = s.run_with_stdin(&["enqueue", "-"], &lines.join("\n"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
@@ -121,15 +107,7 @@ fn render_prints_each_channel_without_sending() {
     );
 
     // `-` reads the job from standard input; `--raw` prints the bytes the transport sends.
-    let mut child = s
-        .tayori()
-        .args(["render", "--raw", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), j.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = s.run_with_stdin(&["render", "--raw", "-"], &j.to_string());
     let raw = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{raw}");
     let raw_email = raw

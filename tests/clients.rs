@@ -126,25 +126,66 @@ fn python_client_unit_tests() {
     }
 }
 
+/// A client's acceptance program (`drive`): enqueues `jobs` through the client,
+/// consumes the events with two consumer kills on the way, and prints a summary.
+enum Client {
+    Python,
+    Node,
+}
+
+fn drive(
+    client: Client,
+    url: &str,
+    cluster: bool,
+    partitions: u32,
+    jobs: usize,
+) -> serde_json::Value {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (mut cmd, what) = match client {
+        Client::Python => {
+            let mut c = Command::new(python());
+            c.arg(repo().join("clients/python/tests/acceptance.py"));
+            (c, "python acceptance")
+        }
+        Client::Node => {
+            let mut c = Command::new("node");
+            c.arg(node_client().join("../test/acceptance.mjs"));
+            (c, "node acceptance")
+        }
+    };
+    cmd.arg("drive");
+    if cluster {
+        cmd.arg("--cluster");
+    }
+    let out = cmd
+        .args(["--url", url, "--prefix", "t"])
+        .args([
+            "--partitions",
+            &partitions.to_string(),
+            "--jobs",
+            &jobs.to_string(),
+        ])
+        .arg("--dir")
+        .arg(work.path())
+        .output()
+        .expect("run the client (scripts/python-env.sh and scripts/node-env.sh install them)");
+    summary(&assert_ok(what, out))
+}
+
+/// The outcomes the acceptance programs ask for: 1 % expire, 0.1 % fail, the rest sent.
+fn assert_outcomes(s: &serde_json::Value, jobs: usize) {
+    assert_eq!(s["events"], jobs);
+    assert_eq!(s["types"]["sent"], jobs - jobs / 100 - jobs / 1000);
+    assert_eq!(s["types"]["expired"], jobs / 100);
+    assert_eq!(s["types"]["failed"], jobs / 1000);
+}
+
 #[test]
 fn python_client_10000_jobs_exactly_once_through_two_consumer_kills() {
     const JOBS: usize = 10_000;
     let redis = Redis::start();
     let (_s, _daemon) = daemon_on_four_partitions(&redis);
-    let work = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(python())
-        .arg(repo().join("clients/python/tests/acceptance.py"))
-        .args(["drive", "--url", &redis.url(), "--prefix", "t"])
-        .args(["--partitions", "4", "--jobs", &JOBS.to_string()])
-        .arg("--dir")
-        .arg(work.path())
-        .output()
-        .expect("run python");
-    let s = summary(&assert_ok("python acceptance", out));
-    assert_eq!(s["events"], JOBS);
-    assert_eq!(s["types"]["sent"], JOBS - JOBS / 100 - JOBS / 1000);
-    assert_eq!(s["types"]["expired"], JOBS / 100);
-    assert_eq!(s["types"]["failed"], JOBS / 1000);
+    assert_outcomes(&drive(Client::Python, &redis.url(), false, 4, JOBS), JOBS);
     assert_all_read(&redis, JOBS);
 }
 
@@ -166,20 +207,7 @@ fn node_client_2000_jobs_exactly_once_through_two_consumer_kills() {
     const JOBS: usize = 2_000;
     let redis = Redis::start();
     let (_s, _daemon) = daemon_on_four_partitions(&redis);
-    let work = tempfile::tempdir().expect("tempdir");
-    let out = Command::new("node")
-        .arg(node_client().join("../test/acceptance.mjs"))
-        .args(["drive", "--url", &redis.url(), "--prefix", "t"])
-        .args(["--partitions", "4", "--jobs", &JOBS.to_string()])
-        .arg("--dir")
-        .arg(work.path())
-        .output()
-        .expect("run node (scripts/node-env.sh installs it)");
-    let s = summary(&assert_ok("node acceptance", out));
-    assert_eq!(s["events"], JOBS);
-    assert_eq!(s["types"]["sent"], JOBS - JOBS / 100 - JOBS / 1000);
-    assert_eq!(s["types"]["expired"], JOBS / 100);
-    assert_eq!(s["types"]["failed"], JOBS / 1000);
+    assert_outcomes(&drive(Client::Node, &redis.url(), false, 4, JOBS), JOBS);
     assert_all_read(&redis, JOBS);
 }
 
@@ -189,25 +217,8 @@ fn python_client_on_a_redis_cluster() {
     const JOBS: usize = 1_000;
     let cluster = RedisCluster::start();
     let (_s, _daemon) = daemon_on_cluster(&cluster);
-    let work = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(python())
-        .arg(repo().join("clients/python/tests/acceptance.py"))
-        .args([
-            "drive",
-            "--cluster",
-            "--url",
-            &cluster.seeds()[0],
-            "--prefix",
-            "t",
-        ])
-        .args(["--partitions", "12", "--jobs", &JOBS.to_string()])
-        .arg("--dir")
-        .arg(work.path())
-        .output()
-        .expect("run python");
-    let s = summary(&assert_ok("python acceptance on a cluster", out));
-    assert_eq!(s["events"], JOBS);
-    assert_eq!(s["types"]["expired"], JOBS / 100);
+    let s = drive(Client::Python, &cluster.seeds()[0], true, 12, JOBS);
+    assert_outcomes(&s, JOBS);
 }
 
 #[test]
@@ -215,23 +226,6 @@ fn node_client_on_a_redis_cluster() {
     const JOBS: usize = 1_000;
     let cluster = RedisCluster::start();
     let (_s, _daemon) = daemon_on_cluster(&cluster);
-    let work = tempfile::tempdir().expect("tempdir");
-    let out = Command::new("node")
-        .arg(node_client().join("../test/acceptance.mjs"))
-        .args([
-            "drive",
-            "--cluster",
-            "--url",
-            &cluster.seeds()[0],
-            "--prefix",
-            "t",
-        ])
-        .args(["--partitions", "12", "--jobs", &JOBS.to_string()])
-        .arg("--dir")
-        .arg(work.path())
-        .output()
-        .expect("run node (scripts/node-env.sh installs it)");
-    let s = summary(&assert_ok("node acceptance on a cluster", out));
-    assert_eq!(s["events"], JOBS);
-    assert_eq!(s["types"]["expired"], JOBS / 100);
+    let s = drive(Client::Node, &cluster.seeds()[0], true, 12, JOBS);
+    assert_outcomes(&s, JOBS);
 }

@@ -683,24 +683,6 @@ fn check_lines() -> Vec<Value> {
     ]
 }
 
-fn run_stdin(s: &Setup, args: &[&str], input: &str) -> std::process::Output {
-    let mut child = s
-        .tayori()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 #[test]
 fn check_jobs_reports_each_failing_line_and_enqueues_nothing() {
     let redis = Redis::start();
@@ -714,7 +696,7 @@ fn check_jobs_reports_each_failing_line_and_enqueues_nothing() {
         vec!["enqueue", "--check", path.to_str().unwrap()],
         vec!["check-jobs", "-"],
     ] {
-        let out = run_stdin(&s, &args, &text);
+        let out = s.run_with_stdin(&args, &text);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}");
         let lines: Vec<&str> = stdout.lines().collect();
@@ -757,7 +739,7 @@ fn check_jobs_reports_each_failing_line_and_enqueues_nothing() {
     }
     // All good: exit 0.
     let good = format!("{}\n{}", sms("cj-1"), job("cj-7", "line"));
-    let out = run_stdin(&s, &["check-jobs", "-"], &good);
+    let out = s.run_with_stdin(&["check-jobs", "-"], &good);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(out.stdout.is_empty());
 }
@@ -767,7 +749,7 @@ fn enqueue_refuses_the_lines_that_fail_the_checks() {
     let redis = Redis::start();
     let s = check_setup(&redis);
     let text: Vec<String> = check_lines().iter().map(Value::to_string).collect();
-    let out = run_stdin(&s, &["enqueue", "-"], &text.join("\n"));
+    let out = s.run_with_stdin(&["enqueue", "-"], &text.join("\n"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("enqueued 2 jobs; 7 bad lines"), "{stderr}");

@@ -5,8 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use common::*;
 use serde_json::Value;
@@ -30,24 +29,6 @@ fn four_partitions(redis: &Redis) -> Setup {
         "",
         ALL_FILE,
     )
-}
-
-fn run_with_stdin(s: &Setup, args: &[&str], stdin: &str) -> Output {
-    let mut child = s
-        .tayori()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 fn run(s: &Setup, args: &[&str]) -> Output {
@@ -226,7 +207,7 @@ fn a_build_refuses_data_of_another_layout_and_names_the_fix() {
         .arg(job("old-1", "email").to_string())
         .query(&mut conn)
         .unwrap();
-    let out = run_with_stdin(&s, &["enqueue", "-"], &job("new-1", "email").to_string());
+    let out = s.run_with_stdin(&["enqueue", "-"], &job("new-1", "email").to_string());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(

@@ -185,6 +185,27 @@ impl Setup {
         c
     }
 
+    /// `tayori ARGS` with `stdin` as its standard input; stdout and stderr captured.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .tayori()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tayori");
+        // A command that exits before reading all of it closes the pipe: not an error here.
+        let _ = child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(stdin.as_bytes());
+        child.wait_with_output().expect("wait for tayori")
+    }
+
     /// A plain HTTP/1.0 GET against the daemon: (status, body). `None` while it is not listening.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         self.request("GET", path, &[], b"")
