@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: a private redis-server, a few personalized jobs across all four
-# channels (including a fallback, a duplicate and a job with a missing
-# variable), the daemon draining them, then the results events and the
-# outbox files. Needs only the Rust toolchain (and installs redis-server).
+# channels (including a fallback, a duplicate, and a job with a missing
+# variable that `tayori enqueue` refuses), the daemon draining them, then the
+# results events and the outbox files. Needs only the Rust toolchain (and
+# installs redis-server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/redis-env.sh
@@ -21,7 +22,7 @@ bin=target/release/tayori
 cfg=config/dev.toml
 
 echo "== check-config"; $bin -c $cfg check-config
-echo; echo "== enqueue config/demo-jobs.jsonl (one line is deliberately a duplicate id)"
+echo; echo "== enqueue config/demo-jobs.jsonl (one line is deliberately a duplicate id, one lacks a variable)"
 $bin -c $cfg enqueue config/demo-jobs.jsonl || true
 echo; echo "== run the daemon until the queues are empty"
 TAYORI_LOG=${TAYORI_LOG:-warn} $bin -c $cfg run --drain
@@ -30,6 +31,8 @@ $bin -c $cfg events
 echo; echo "== dead letters"; $bin -c $cfg dead list
 echo; echo "== stats"; $bin -c $cfg stats
 echo; echo "== outbox (what would have been sent)"; find outbox -type f | sort
-echo; echo "== the personalized email for spring26-C1001"; sed -n '1,12p' outbox/email/spring26-C1001.eml
+echo; echo "== the personalized email for spring26-C1001, as sent (the first lines)"; sed -n '1,12p' outbox/email/spring26-C1001.eml
+echo; echo "== the same email as a reader sees it (tayori render)"
+grep -m1 '"spring26-C1001"' config/demo-jobs.jsonl | $bin -c $cfg render - | sed -n '1,/^--- text\/html/p'
 echo; echo "== the direct-mail print batch and its manifest"
 for f in outbox/dm/ready/*.csv; do cat "$f"; cat "${f%.csv}.manifest.json"; echo; done
