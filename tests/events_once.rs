@@ -256,7 +256,14 @@ fn re_driven_dead_letters_write_every_event_id_once() {
         .find(|f| f["job"].contains("once-a"))
         .expect("A's letter");
     assert_eq!(a_letter["origin"], origin_a);
-    assert_eq!(a_letter["redrive"], "4", "A was re-driven four times");
+    // Three re-drives in turn, then the two at once: both took the letter (5), or
+    // one took it and the other found it gone, or found it back after A failed
+    // again within its run (4 or 5). Either way its events are written once (below).
+    assert!(
+        matches!(a_letter["redrive"].as_str(), "4" | "5"),
+        "A was re-driven four or five times: {}",
+        a_letter["redrive"]
+    );
 
     let evs = results(&mut conn, p);
     each_id_once(&evs);
