@@ -34,6 +34,8 @@ pub const WEBHOOK_REJECTED: &str = "tayori_webhook_rejected_total";
 pub const REDIS_WAIT_SHORT: &str = "tayori_redis_wait_short_total";
 /// Jobs posted to `POST /v1/jobs`, by `status` (enqueued, duplicate, invalid, valid).
 pub const API_JOBS: &str = "tayori_api_jobs_total";
+/// Inline job content found compiled in the renderer's cache, by `result` (hit, miss).
+pub const INLINE_CACHE: &str = "tayori_inline_cache_total";
 
 /// Every metric family the daemon exports (dashboards and alerts may use only these).
 pub const ALL: &[&str] = &[
@@ -63,6 +65,7 @@ pub const ALL: &[&str] = &[
     WEBHOOK_REJECTED,
     REDIS_WAIT_SHORT,
     API_JOBS,
+    INLINE_CACHE,
 ];
 
 /// Registers the counters a channel can produce at 0, so the first increment is a
@@ -110,6 +113,9 @@ pub fn register_zeroes(kinds: &[crate::channel_id::ChannelId]) {
     }
     for op in ["finish", "reaction", "event"] {
         metrics::counter!(REDIS_WAIT_SHORT, "op" => op).increment(0);
+    }
+    for result in ["hit", "miss"] {
+        metrics::counter!(INLINE_CACHE, "result" => result).increment(0);
     }
 }
 
@@ -200,6 +206,10 @@ fn describe() {
     describe_counter!(
         API_JOBS,
         "Jobs posted to POST /v1/jobs, by status: enqueued, duplicate (its id seen within the dedupe window), invalid (refused by the checks), valid (passed a ?check=true run)."
+    );
+    describe_counter!(
+        INLINE_CACHE,
+        "Inline job content (content.*) looked up in the renderer's bounded cache of compiled templates, by result: hit (compiled before), miss (compiled now)."
     );
     describe_counter!(
         REDIS_WAIT_SHORT,

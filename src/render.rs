@@ -15,12 +15,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value as Ctx};
 use serde_json::Value;
 
 use crate::job::{valid_template_name, Job};
+use crate::metrics as m;
 
 /// Fuel per render when the config sets none: ample for real templates, finite for loops.
 pub const DEFAULT_FUEL: u64 = 200_000;
@@ -76,6 +79,90 @@ pub type Context = Ctx;
 pub struct Renderer {
     env: Environment<'static>,
     sets: HashMap<String, TemplateSet>,
+    inline: InlineCache,
+}
+
+/// Weight budget of the inline cache, in estimated bytes ([`inline_weight`]):
+/// 16 MiB holds the compiled forms of ~1,000 distinct email contents of a few
+/// KiB each (subject, text and HTML are three entries), far more than the
+/// campaigns running at once, while a daemon fed ever-new content stays bounded.
+pub const INLINE_CACHE_BYTES: u64 = 16 << 20;
+
+/// An entry's fixed cost: its environment (a clone of the renderer's, whose
+/// filters, tests and globals are shared `Arc`s; only the map of named
+/// templates is copied, one pointer pair per template) and the compiled
+/// template's bookkeeping.
+const INLINE_ENTRY_BYTES: u64 = 1024;
+
+/// The compiled form of inline content, keyed by what changes the compile: the
+/// source and its auto-escaping (`inline.html` or `inline.txt`).
+///
+/// Before it, `Renderer::inline` compiled the content for every job (a campaign
+/// of 100,000 jobs sharing one content compiled it 100,000 times; see
+/// docs/benchmarks.md, "Inline content").
+///
+/// Design: minijinja's `Template` borrows its environment and source, so a
+/// cache cannot hold one. Each entry instead owns a small `Environment`: a
+/// clone of the renderer's (same undefined behaviour, fuel, auto-escape
+/// callback, filters and named templates, so rendering is exactly as before)
+/// holding one template under the name `inline.html`/`inline.txt` the old
+/// code used, so errors read the same. Cloning shares the environment's
+/// filters, tests and globals (`Arc`s) and copies only the map of template
+/// pointers. An `Arc` makes a hit a pointer copy under the shard's read lock,
+/// and the render runs with no cache lock held.
+///
+/// The crate: `quick_cache` (sync, sharded, weight-bounded, CLOCK-Pro
+/// eviction; two small dependencies, `equivalent` and `hashbrown`, both
+/// already in the tree) over `lru` (one global `Mutex`: every worker's render
+/// would take it, and it bounds entries only, not bytes) and `moka` (a larger
+/// tree and background housekeeping for what is a plain bounded map here).
+/// The key is the source itself, hashed by the cache: equal hashes of
+/// different contents cannot share an entry, as they could with a bare hash.
+struct InlineCache {
+    entries: quick_cache::sync::Cache<InlineKey, Arc<Environment<'static>>, InlineWeighter>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// `(auto-escape is HTML, source)`.
+type InlineKey = (bool, String);
+
+/// A borrowed [`InlineKey`], to look up without copying the source: it hashes
+/// as the tuple does (the bool, then the string).
+#[derive(Hash)]
+struct InlineKeyRef<'a>(bool, &'a str);
+
+impl quick_cache::Equivalent<InlineKey> for InlineKeyRef<'_> {
+    fn equivalent(&self, key: &InlineKey) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
+#[derive(Clone)]
+struct InlineWeighter;
+
+impl quick_cache::Weighter<InlineKey, Arc<Environment<'static>>> for InlineWeighter {
+    fn weight(&self, key: &InlineKey, _: &Arc<Environment<'static>>) -> u64 {
+        inline_weight(&key.1)
+    }
+}
+
+/// An entry's estimated bytes: the source twice (the key's copy and the
+/// template's own, which also bounds its compiled instructions: one per tag or
+/// run of text) plus the fixed [`INLINE_ENTRY_BYTES`].
+fn inline_weight(source: &str) -> u64 {
+    INLINE_ENTRY_BYTES + 2 * source.len() as u64
+}
+
+impl InlineCache {
+    fn new(bytes: u64) -> InlineCache {
+        let items = (bytes / (INLINE_ENTRY_BYTES + 4096)).max(1) as usize;
+        InlineCache {
+            entries: quick_cache::sync::Cache::with_weighter(items, bytes, InlineWeighter),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Renderer {
@@ -138,6 +225,7 @@ impl Renderer {
         Renderer {
             env,
             sets: HashMap::new(),
+            inline: InlineCache::new(INLINE_CACHE_BYTES),
         }
     }
 
@@ -272,17 +360,43 @@ impl Renderer {
             return Ok(source.to_owned());
         }
         // The name picks auto-escaping: HTML parts escape variables.
-        let name = if what.ends_with(".html") {
-            "inline.html"
-        } else {
-            "inline.txt"
-        };
-        let t = self
-            .env
-            .template_from_named_str(name, source)
+        let html = what.ends_with(".html");
+        let name = if html { "inline.html" } else { "inline.txt" };
+        let env = self.compiled_inline(html, name, source, what)?;
+        let t = env
+            .get_template(name)
             .map_err(|e| RenderError(describe(what, &e)))?;
         t.render(ctx)
             .map_err(|e| RenderError(describe_render(what, &t, ctx, &e)))
+    }
+
+    /// The environment holding `source` compiled as `name`, from the cache or
+    /// compiled now (content that does not compile is not cached: its job fails).
+    fn compiled_inline(
+        &self,
+        html: bool,
+        name: &'static str,
+        source: &str,
+        what: &str,
+    ) -> Result<Arc<Environment<'static>>, RenderError> {
+        let cache = &self.inline;
+        if let Some(env) = cache.entries.get(&InlineKeyRef(html, source)) {
+            cache.hits.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::INLINE_CACHE, "result" => "hit").increment(1);
+            return Ok(env);
+        }
+        cache.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::INLINE_CACHE, "result" => "miss").increment(1);
+        let mut env = self.env.clone();
+        env.add_template_owned(name, source.to_owned())
+            .map_err(|e| RenderError(describe(what, &e)))?;
+        let env = Arc::new(env);
+        // Two workers missing the same content at once both compile it; the
+        // second insert replaces the first. Cheaper than making one wait.
+        cache
+            .entries
+            .insert((html, source.to_owned()), Arc::clone(&env));
+        Ok(env)
     }
 
     /// Inline JSON content with every string in it rendered in place.
@@ -339,8 +453,13 @@ impl Renderer {
         let mut missing = std::collections::BTreeSet::new();
         let mut sources = Vec::new();
         collect_leaves(value, &mut String::new(), &mut sources);
+        // Through the cache: the checks before enqueueing (check-jobs, POST
+        // /v1/jobs) see the same content for every job of a campaign too.
         for (_, source) in sources {
-            if let Ok(t) = self.env.template_from_str(&source) {
+            let Ok(env) = self.compiled_inline(false, "inline.txt", &source, "") else {
+                continue;
+            };
+            if let Ok(t) = env.get_template("inline.txt") {
                 missing.extend(self.undefined_in(&t, ctx));
             }
         }
@@ -435,4 +554,119 @@ fn describe_render(
         describe(what, e),
         missing.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(name: &str) -> Ctx {
+        let mut map = BTreeMap::new();
+        map.insert("name", Ctx::from(name));
+        Ctx::from(map)
+    }
+
+    fn counts(r: &Renderer) -> (u64, u64) {
+        (
+            r.inline.hits.load(Ordering::Relaxed),
+            r.inline.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    #[test]
+    fn render_inline_same_content_compiles_once() {
+        let r = Renderer::empty(None);
+        let a = r.inline("content.sms.text", "Hi {{ name }}", &ctx("Aoi"));
+        let b = r.inline("content.sms.text", "Hi {{ name }}", &ctx("Ren"));
+        assert_eq!(a, Ok("Hi Aoi".to_owned()));
+        assert_eq!(b, Ok("Hi Ren".to_owned()));
+        assert_eq!(counts(&r), (1, 1));
+        assert_eq!(r.inline.entries.len(), 1);
+    }
+
+    #[test]
+    fn render_inline_different_content_misses() {
+        let r = Renderer::empty(None);
+        r.inline("content.sms.text", "Hi {{ name }}", &ctx("Aoi"))
+            .unwrap();
+        r.inline("content.sms.text", "Bye {{ name }}", &ctx("Aoi"))
+            .unwrap();
+        // Content without tags is returned as is, never compiled nor cached.
+        r.inline("content.sms.text", "Plain", &ctx("Aoi")).unwrap();
+        assert_eq!(counts(&r), (0, 2));
+        assert_eq!(r.inline.entries.len(), 2);
+    }
+
+    #[test]
+    fn render_inline_cache_stays_within_its_bound() {
+        let mut r = Renderer::empty(None);
+        let bytes = 64 * 1024;
+        r.inline = InlineCache::new(bytes);
+        for i in 0..1_000 {
+            let source = format!("{{{{ name }}}} #{i} {}", "x".repeat(i % 200));
+            let out = r.inline("content.sms.text", &source, &ctx("Aoi")).unwrap();
+            assert!(out.starts_with(&format!("Aoi #{i} ")), "{out}");
+            assert!(
+                r.inline.entries.weight() <= bytes,
+                "weight {} over {bytes} after {i}",
+                r.inline.entries.weight()
+            );
+        }
+        let len = r.inline.entries.len() as u64;
+        assert!(len > 0 && len < 1_000, "{len} entries");
+        assert_eq!(counts(&r), (0, 1_000));
+    }
+
+    #[test]
+    fn render_inline_html_and_text_are_different_entries() {
+        let r = Renderer::empty(None);
+        let source = "<p>{{ name }}</p>";
+        let html = r.inline("content.email.html", source, &ctx("<b>&"));
+        let text = r.inline("content.email.text", source, &ctx("<b>&"));
+        assert_eq!(html, Ok("<p>&lt;b&gt;&amp;</p>".to_owned()));
+        assert_eq!(text, Ok("<p><b>&</p>".to_owned()));
+        assert_eq!(counts(&r), (0, 2));
+        // Each hit keeps its own escaping.
+        let html = r.inline("content.email.html", source, &ctx("<i>"));
+        let text = r.inline("content.email.text", source, &ctx("<i>"));
+        assert_eq!(html, Ok("<p>&lt;i&gt;</p>".to_owned()));
+        assert_eq!(text, Ok("<p><i></p>".to_owned()));
+        assert_eq!(counts(&r), (2, 2));
+    }
+
+    #[test]
+    fn render_inline_errors_name_the_field_from_cache_too() {
+        let r = Renderer::empty(None);
+        // A syntax error: not cached, named every time.
+        for _ in 0..2 {
+            let e = r
+                .inline("content.sms.text", "Hi {{ name", &ctx("Aoi"))
+                .unwrap_err();
+            assert!(e.0.starts_with("content.sms.text: "), "{e}");
+        }
+        assert_eq!(counts(&r), (0, 2));
+        assert_eq!(r.inline.entries.len(), 0);
+        // An undefined variable, on a miss and then on a hit.
+        for _ in 0..2 {
+            let e = r
+                .inline("content.line.text", "Hi {{ nickname }}", &ctx("Aoi"))
+                .unwrap_err();
+            assert!(e.0.starts_with("content.line.text: "), "{e}");
+            assert!(e.0.ends_with("missing variable: nickname"), "{e}");
+        }
+        assert_eq!(counts(&r), (1, 3));
+    }
+
+    #[test]
+    fn render_inline_fuel_limit_holds_on_a_hit() {
+        let r = Renderer::empty(Some(100));
+        let source = "{% for i in range(100000) %}{{ i }}{% endfor %}";
+        for _ in 0..2 {
+            let e = r
+                .inline("content.sms.text", source, &ctx("Aoi"))
+                .unwrap_err();
+            assert!(e.0.starts_with("content.sms.text: "), "{e}");
+        }
+        assert_eq!(counts(&r), (1, 1));
+    }
 }
