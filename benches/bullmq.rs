@@ -95,12 +95,7 @@ fn main() {
     let concurrency: usize = env_or("BENCH_CONCURRENCY", 256);
     let version: String = env_or("BENCH_BULLMQ", "5.47.3".to_owned());
     let mut bench = Bench::start();
-    let port = bench
-        .url
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let port = bench.url.rsplit(':').next().unwrap_or_default().to_owned();
 
     let node_dir = install_bullmq(bench.dir.path(), &version);
     let node = |script: &str, what: &str| -> String {
@@ -127,7 +122,9 @@ fn main() {
     let after = bench.node_stats();
     let report: serde_json::Value = serde_json::from_str(report.trim())
         .unwrap_or_else(|e| panic!("the BullMQ worker's report {report:?}: {e}"));
-    let bull_secs = report["secs"].as_f64().expect("secs in the worker's report");
+    let bull_secs = report["secs"]
+        .as_f64()
+        .expect("secs in the worker's report");
     assert_eq!(
         report["jobs"].as_u64(),
         Some(jobs as u64),
