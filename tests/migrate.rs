@@ -440,10 +440,12 @@ fn snapshot(conn: &mut redis::Connection) -> BTreeMap<String, (Vec<u8>, bool)> {
     let names: Vec<String> = cmd(conn, &["KEYS", "*"]);
     names
         .into_iter()
-        .map(|k| {
+        .filter_map(|k| {
             let dump: Vec<u8> = cmd(conn, &["DUMP", &k]);
             let ttl: i64 = cmd(conn, &["PTTL", &k]);
-            (k, (dump, ttl != -1))
+            // A key with a TTL (a lease, a rate limit's state) may expire between
+            // KEYS and DUMP: it is gone, not changed.
+            (!dump.is_empty()).then_some((k, (dump, ttl != -1)))
         })
         .collect()
 }
