@@ -1,6 +1,14 @@
 use clap::Parser;
 use tayori::cli::LogFormat;
 
+/// mimalloc instead of glibc's malloc: per-thread free lists without the arena
+/// lock that the tokio workers contended on. The email hot path allocates a few
+/// hundred times per job (rendering, link rewriting, MIME); with glibc, malloc,
+/// free and their lock took about a quarter of the daemon's CPU (perf, issue 19;
+/// figures in docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = tayori::cli::Cli::parse();
     // Like other Unix tools, the commands that only print stop quietly when their reader

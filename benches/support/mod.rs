@@ -102,6 +102,51 @@ impl NodeStats {
     }
 }
 
+/// `BENCH_PERF=FILE`: samples the daemon's CPU for the whole drain with
+/// `perf record` (software clock, 499 Hz, DWARF call graphs) into FILE, or
+/// FILE-1, FILE-2, … for a benchmark's later passes. Read it with
+/// `perf report -i FILE --no-children`. Off by default: the sampling costs the
+/// daemon a few per cent of CPU.
+fn perf_record(pid: u32) -> Option<std::process::Child> {
+    static PASS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let file = std::env::var("BENCH_PERF").ok().filter(|f| !f.is_empty())?;
+    let pass = PASS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = if pass == 0 {
+        file
+    } else {
+        format!("{file}-{pass}")
+    };
+    let child = Command::new("perf")
+        .args([
+            "record",
+            "-q",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "499",
+            "--call-graph",
+            "dwarf,16384",
+            "-o",
+        ])
+        .arg(&file)
+        .arg("-p")
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| eprintln!("BENCH_PERF: could not start perf: {e}"))
+        .ok()?;
+    // perf needs a moment to attach; the daemon is still connecting to Redis meanwhile.
+    std::thread::sleep(Duration::from_millis(200));
+    Some(child)
+}
+
+/// Where the benchmarks' daemon is built: a target directory of its own.
+/// `cargo bench` builds the shared dependencies with the dev-dependencies'
+/// features too, `cargo build --bin tayori` without them; in one target
+/// directory each undid the other, and every benchmark run rebuilt ring,
+/// rustls and the rest (about two minutes).
+const DAEMON_TARGET: &str = "target/bench-daemon";
+
 /// The release binary, built once per bench process: the passes of one
 /// benchmark share it.
 fn build_release(root: &Path) {
@@ -109,6 +154,7 @@ fn build_release(root: &Path) {
     BUILD.call_once(|| {
         let status = Command::new("cargo")
             .args(["build", "--release", "--quiet", "--bin", "tayori"])
+            .env("CARGO_TARGET_DIR", root.join(DAEMON_TARGET))
             .current_dir(root)
             .status();
         assert!(
@@ -153,7 +199,7 @@ impl Bench {
             }
         };
         Bench {
-            bin: root.join("target/release/tayori"),
+            bin: root.join(DAEMON_TARGET).join("release/tayori"),
             root,
             dir,
             url,
@@ -248,6 +294,7 @@ impl Bench {
         let before = self.results_len();
         let t = Instant::now();
         let daemon = Daemon::start(self.tayori(cfg));
+        let profiler = perf_record(daemon.pid());
         let status_path = format!("/proc/{}/status", daemon.pid());
         let mut peak_kib = 0u64;
         let mut done = 0;
@@ -278,6 +325,10 @@ impl Bench {
         let settle_secs = settled.elapsed().as_secs_f64();
         daemon.sigterm();
         let (cpu_us, max_rss_kib) = daemon.wait_with_usage();
+        if let Some(mut perf) = profiler {
+            // perf ends on its own when the process it follows exits.
+            let _ = perf.wait();
+        }
         Drained {
             secs,
             events: done,
