@@ -8,6 +8,7 @@ mod readable;
 pub mod smtp;
 mod smtp_pool;
 
+use lettre::address::Envelope;
 use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
     DkimSigningKey,
@@ -185,8 +186,14 @@ impl EmailEncoder {
                     .collect::<String>()
             })
             .filter(|n| header_line::display_name_fits(n));
+        // The envelope given, not derived: lettre derives it by parsing the From
+        // and To headers it has just written, 4 % of the daemon's CPU per email
+        // (perf, issue 19). The same addresses: From's, and the one recipient.
+        let envelope = Envelope::new(Some(self.from.email.clone()), vec![address.clone()])
+            .map_err(|e| SendError::unreachable("invalid_address", format!("to.email: {e}")))?;
         let to = Mailbox::new(name, address);
         let mut builder = lettre::Message::builder()
+            .envelope(envelope)
             .from(self.from.clone())
             .to(to)
             .raw_header(header_line::unstructured(
