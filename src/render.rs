@@ -478,14 +478,26 @@ impl Renderer {
 }
 
 /// What a template sees: the job's `vars`, plus `to` and `job` (id, campaign, customer_id, tags).
+/// `job` in a template: borrowed, not built as a JSON value first.
+#[derive(serde::Serialize)]
+struct JobVars<'a> {
+    id: &'a str,
+    campaign: Option<&'a str>,
+    customer_id: Option<&'a str>,
+    tags: &'a [String],
+}
+
 pub fn context(job: &Job, unsubscribe_url: Option<&str>) -> Context {
     let mut map: BTreeMap<&str, Ctx> = BTreeMap::new();
     map.insert("to", Ctx::from(Serde(&job.to)));
     map.insert(
         "job",
-        Ctx::from(Serde(serde_json::json!({
-            "id": job.id, "campaign": job.campaign, "customer_id": job.customer_id, "tags": job.tags,
-        }))),
+        Ctx::from(Serde(JobVars {
+            id: &job.id,
+            campaign: job.campaign.as_deref(),
+            customer_id: job.customer_id.as_deref(),
+            tags: &job.tags,
+        })),
     );
     for (k, v) in &job.vars {
         map.insert(k.as_str(), Ctx::from(Serde(v)));

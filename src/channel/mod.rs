@@ -311,7 +311,11 @@ pub fn typed_content<T: serde::de::DeserializeOwned>(
     id: ChannelId,
     value: &serde_json::Value,
 ) -> Result<T, JobError> {
-    typed_part(&format!("content.{id}"), value)
+    // The common case, a valid part, without building its path.
+    match T::deserialize(value) {
+        Ok(typed) => Ok(typed),
+        Err(_) => typed_part(&format!("content.{id}"), value),
+    }
 }
 
 /// Deserializes a part of a job found at `at` (`to.postal`), naming the field at
@@ -320,6 +324,12 @@ pub fn typed_part<T: serde::de::DeserializeOwned>(
     at: &str,
     value: &serde_json::Value,
 ) -> Result<T, JobError> {
+    // A valid part (every job but a bad one) is read without tracking the
+    // path: the tracking doubled the cost of reading inline content, which
+    // every inline job pays twice (checked on arrival, read to render).
+    if let Ok(typed) = T::deserialize(value) {
+        return Ok(typed);
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let mut field = at.to_owned();
         let path = crate::job::field_path(e.path());
