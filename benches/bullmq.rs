@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use support::{env_or, under_cargo_bench, Bench, NodeStats};
+use support::{cpu_per_job, env_or, redis_us, under_cargo_bench, Bench};
 
 /// The queue name both Node scripts use (keys `bull:bench:*`).
 const QUEUE: &str = "bench";
@@ -165,17 +165,14 @@ fn tayori_pass(bench: &mut Bench, jobs: usize, concurrency: usize, bull_rate: Op
     let t = Instant::now();
     bench.enqueue(&cfg, &file);
     let tayori_enqueue_secs = t.elapsed().as_secs_f64();
-    let before = bench.node_stats();
-    let drained = bench.drain_with(&cfg, jobs, true);
-    let after = bench.node_stats();
+    let (drained, redis) = bench.drain_cpu(&cfg, jobs);
     let sent = bench.count_sent();
     let tayori_rate = jobs as f64 / drained.secs;
-    let tayori_redis = redis_us(&before, &after) / jobs as f64;
     println!(
-        "tayori        {jobs} jobs: {tayori_rate:.0} jobs/s, daemon {:.1} µs/job, Redis {tayori_redis:.1} µs/job, \
+        "tayori        {jobs} jobs: {tayori_rate:.0} jobs/s, {}, \
          peak RSS {:.1} MiB  (inline email, tracking on, null transport, concurrency {concurrency}; \
          enqueue {:.0} jobs/s, not counted)",
-        drained.cpu_us / jobs as f64,
+        cpu_per_job(&drained, redis, jobs),
         drained.peak_mib,
         jobs as f64 / tayori_enqueue_secs
     );
@@ -186,15 +183,6 @@ fn tayori_pass(bench: &mut Bench, jobs: usize, concurrency: usize, bull_rate: Op
         );
     }
     assert_eq!(sent, jobs, "every Tayori job must have its sent event");
-}
-
-/// The Redis CPU (user + system) between two snapshots of the one server.
-fn redis_us(before: &[NodeStats], after: &[NodeStats]) -> f64 {
-    before
-        .iter()
-        .zip(after)
-        .map(|(a, b)| b.cpu_us - a.cpu_us)
-        .sum()
 }
 
 /// `npm install bullmq@version` into `dir/bullmq`, with the two Node scripts.

@@ -2,12 +2,17 @@
 //! the `dm.json` part, validation, Shift_JIS encoding, group-committed fsync,
 //! batches closed to `ready/` with manifests), then every ready file is counted.
 //!
+//! Each run's line gives CPU per job beside the rate and peak RSS: the daemon's
+//! (its whole life, `wait4`; it is stopped only once its profile updater has read
+//! every event, so that work counts too) and Redis's (`INFO cpu` around the
+//! drain; the enqueue is not counted).
+//!
 //! `cargo bench --bench dm_print`; knobs: `BENCH_JOBS` (100000),
 //! `BENCH_CONCURRENCY` (256), `BENCH_ENCODING` (shift_jis), `BENCH_BATCH_ROWS` (5000).
 
 mod support;
 
-use support::{env_or, under_cargo_bench, Bench};
+use support::{cpu_per_job, env_or, under_cargo_bench, Bench};
 
 fn main() {
     if !under_cargo_bench("dm_print") {
@@ -26,7 +31,7 @@ fn main() {
     ));
     let file = bench.write_jobs(jobs, &["dm"], "dm");
     bench.enqueue(&cfg, &file);
-    let run = bench.drain(&cfg, jobs);
+    let (run, redis) = bench.drain_cpu(&cfg, jobs);
     let sent = bench.count_sent();
 
     // What the vendor would collect: every ready batch, its rows counted.
@@ -50,9 +55,10 @@ fn main() {
         }
     }
     println!(
-        "dm print        {jobs} rows ({encoding}, concurrency {concurrency}) in {:.2} s: {:.0} rows/s end to end, {batches} batches, daemon peak RSS {:.1} MiB",
+        "dm print        {jobs} rows ({encoding}, concurrency {concurrency}) in {:.2} s: {:.0} rows/s end to end, {batches} batches, {}, daemon peak RSS {:.1} MiB",
         run.secs,
         jobs as f64 / run.secs,
+        cpu_per_job(&run, redis, jobs),
         run.peak_mib
     );
     assert_eq!(sent, jobs, "every job has its sent event");

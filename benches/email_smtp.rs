@@ -2,6 +2,11 @@
 //! List-Unsubscribe, VERP) sent to Postfix's `smtp-sink`, a real SMTP server that
 //! accepts and discards. A second run adds DKIM (ed25519).
 //!
+//! Each run's line gives CPU per job beside the rate and peak RSS: the daemon's
+//! (its whole life, `wait4`; it is stopped only once its profile updater has read
+//! every event, so that work counts too) and Redis's (`INFO cpu` around the
+//! drain; the enqueue is not counted).
+//!
 //! `cargo bench --bench email_smtp`; needs `smtp-sink` (Debian: postfix), which
 //! `scripts/bench.sh` installs. Knobs: `BENCH_JOBS` (50000), `BENCH_CONCURRENCY`
 //! (64), `BENCH_POOL` (32, SMTP connections).
@@ -11,7 +16,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{env_or, free_port, under_cargo_bench, Bench};
+use support::{cpu_per_job, env_or, free_port, under_cargo_bench, Bench};
 
 /// A fixed ed25519 seed for the DKIM run (benchmark only).
 const BENCH_DKIM_SEED: &str = "nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=";
@@ -58,7 +63,7 @@ fn main() {
         let cfg = bench.write_config(&config(dkim));
         let file = bench.write_jobs(jobs, &["email"], name.replace('+', "-").as_str());
         bench.enqueue(&cfg, &file);
-        let run = bench.drain(&cfg, jobs);
+        let run = bench.drain_cpu(&cfg, jobs);
         results.push((name, run));
     }
     let sent = bench.count_sent();
@@ -84,11 +89,12 @@ fn main() {
     }
     let _ = sink.kill();
     let _ = sink.wait();
-    for (name, run) in &results {
+    for (name, (run, redis)) in &results {
         println!(
-            "{name:<14} {jobs} emails in {:.2} s: {:.0} messages/s end to end, daemon peak RSS {:.1} MiB",
+            "{name:<14} {jobs} emails in {:.2} s: {:.0} messages/s end to end, {}, daemon peak RSS {:.1} MiB",
             run.secs,
             jobs as f64 / run.secs,
+            cpu_per_job(run, *redis, jobs),
             run.peak_mib
         );
     }

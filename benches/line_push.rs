@@ -2,6 +2,11 @@
 //! answers like the Messaging API. Two runs: unlimited (pushes/s the daemon can
 //! do) and rate-limited (how closely the configured rate holds).
 //!
+//! Each run's line gives CPU per job beside the rate and peak RSS: the daemon's
+//! (its whole life, `wait4`; it is stopped only once its profile updater has read
+//! every event, so that work counts too) and Redis's (`INFO cpu` around the
+//! drain; the enqueue is not counted).
+//!
 //! `cargo bench --bench line_push`; knobs: `BENCH_JOBS` (20000), `BENCH_RATE`
 //! (2000, pushes/s for the limited run), `BENCH_CONCURRENCY` (256).
 
@@ -9,7 +14,7 @@ mod support;
 
 use std::time::Instant;
 
-use support::{env_or, under_cargo_bench, Bench};
+use support::{cpu_per_job, env_or, under_cargo_bench, Bench};
 use tayori_testkit::server::{response, FakeServer, Options};
 
 /// A minimal Messaging API push endpoint: 200 with a request id, nothing else; it
@@ -60,7 +65,7 @@ fn main() {
     let cfg = bench.write_config(&config("1000000/s", 1000));
     let file = bench.write_jobs(jobs, &["line"], "fast");
     bench.enqueue(&cfg, &file);
-    let fast = bench.drain(&cfg, jobs);
+    let (fast, fast_redis) = bench.drain_cpu(&cfg, jobs);
     let pushed = endpoint.state().len();
 
     // 2. Limited: the rate the endpoint sees, from first to last arrival.
@@ -69,7 +74,7 @@ fn main() {
     let cfg = bench.write_config(&config(&format!("{rate}/s"), (rate / 100).max(1)));
     let file = bench.write_jobs(limited_jobs, &["line"], "limited");
     bench.enqueue(&cfg, &file);
-    let limited = bench.drain(&cfg, limited_jobs);
+    let (limited, limited_redis) = bench.drain_cpu(&cfg, limited_jobs);
     let times = endpoint.state().clone();
     let observed = match (times.first(), times.last()) {
         (Some(a), Some(b)) if times.len() > 1 => {
@@ -79,10 +84,17 @@ fn main() {
     };
     let sent = bench.count_sent();
 
-    println!("unlimited       {jobs} pushes in {:.2} s: {:.0} pushes/s end to end, daemon peak RSS {:.1} MiB", fast.secs, jobs as f64 / fast.secs, fast.peak_mib);
     println!(
-        "limited         {limited_jobs} pushes at rate {rate}/s: observed {observed:.0}/s ({:+.2} %), peak RSS {:.1} MiB",
+        "unlimited       {jobs} pushes in {:.2} s: {:.0} pushes/s end to end, {}, daemon peak RSS {:.1} MiB",
+        fast.secs,
+        jobs as f64 / fast.secs,
+        cpu_per_job(&fast, fast_redis, jobs),
+        fast.peak_mib
+    );
+    println!(
+        "limited         {limited_jobs} pushes at rate {rate}/s: observed {observed:.0}/s ({:+.2} %), {}, peak RSS {:.1} MiB",
         (observed / rate as f64 - 1.0) * 100.0,
+        cpu_per_job(&limited, limited_redis, limited_jobs),
         limited.peak_mib
     );
     assert_eq!(

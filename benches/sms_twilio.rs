@@ -4,6 +4,11 @@
 //! every message (each one becomes a short tracked link, stored in Redis before the
 //! send), and rate-limited (how closely the configured rate holds).
 //!
+//! Each run's line gives CPU per job beside the rate and peak RSS: the daemon's
+//! (its whole life, `wait4`; it is stopped only once its profile updater has read
+//! every event, so that work counts too) and Redis's (`INFO cpu` around the
+//! drain; the enqueue is not counted).
+//!
 //! `cargo bench --bench sms_twilio`; knobs: `BENCH_JOBS` (20000), `BENCH_RATE`
 //! (500, sends/s for the limited run), `BENCH_CONCURRENCY` (256).
 
@@ -15,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use support::{env_or, under_cargo_bench, Bench, Drained};
+use support::{cpu_per_job, env_or, under_cargo_bench, Bench, Drained};
 use tayori_testkit::server::{response, FakeServer, Options};
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -202,21 +207,21 @@ fn main() {
              [channels.sms.twilio]\napi_base = \"http://127.0.0.1:{port}\"\naccount_sid = \"{ACCOUNT_SID}\"\nauth_token = \"bench\"\nfrom = \"+15005550006\"\n"
         )
     };
-    let mut run = |tag: &str, n: usize, link: bool, cfg: &str| -> (Drained, Vec<Request>) {
+    let mut run = |tag: &str, n: usize, link: bool, cfg: &str| -> (Drained, f64, Vec<Request>) {
         let cfg = bench.write_config(cfg);
         let file = write_jobs(&bench, n, tag, link);
         bench.enqueue(&cfg, &file);
-        let drained = bench.drain(&cfg, n);
+        let (drained, redis) = bench.drain_cpu(&cfg, n);
         let reqs = take_requests(&endpoint);
         check_run(&mut bench, tag, n, &reqs);
-        (drained, reqs)
+        (drained, redis, reqs)
     };
 
     // 1. As fast as it goes, the template's SMS (no link).
-    let (fast, fast_reqs) = run("fast", jobs, false, &config("1000000/s", 1000));
+    let (fast, fast_redis, fast_reqs) = run("fast", jobs, false, &config("1000000/s", 1000));
 
     // 2. As fast as it goes, a link in every message: one short link stored per send.
-    let (linked, linked_reqs) = run("link", jobs, true, &config("1000000/s", 1000));
+    let (linked, linked_redis, linked_reqs) = run("link", jobs, true, &config("1000000/s", 1000));
     for r in &linked_reqs {
         assert!(
             r.body.contains("/s/") && !r.body.contains(SHOP_URL),
@@ -228,7 +233,7 @@ fn main() {
 
     // 3. Limited: the rate the endpoint sees, from first to last arrival.
     let limited_jobs = (rate * 5).min(jobs);
-    let (limited, limited_reqs) = run(
+    let (limited, limited_redis, limited_reqs) = run(
         "limited",
         limited_jobs,
         false,
@@ -251,20 +256,22 @@ fn main() {
         "link: every short link is stored"
     );
 
-    let line = |name: &str, n: usize, d: &Drained, reqs: &[Request]| {
+    let line = |name: &str, n: usize, d: &Drained, redis: f64, reqs: &[Request]| {
         println!(
-            "{name:<15} {n} sends in {:.2} s: {:.0} sends/s end to end ({:.0}/s at the endpoint, first to last), daemon peak RSS {:.1} MiB",
+            "{name:<15} {n} sends in {:.2} s: {:.0} sends/s end to end ({:.0}/s at the endpoint, first to last), {}, daemon peak RSS {:.1} MiB",
             d.secs,
             n as f64 / d.secs,
             observed_rate(reqs),
+            cpu_per_job(d, redis, n),
             d.peak_mib
         );
     };
-    line("unlimited", jobs, &fast, &fast_reqs);
-    line("with links", jobs, &linked, &linked_reqs);
+    line("unlimited", jobs, &fast, fast_redis, &fast_reqs);
+    line("with links", jobs, &linked, linked_redis, &linked_reqs);
     println!(
-        "limited         {limited_jobs} sends at rate {rate}/s: observed {observed:.0}/s ({:+.2} %), peak RSS {:.1} MiB",
+        "limited         {limited_jobs} sends at rate {rate}/s: observed {observed:.0}/s ({:+.2} %), {}, peak RSS {:.1} MiB",
         (observed / rate as f64 - 1.0) * 100.0,
+        cpu_per_job(&limited, limited_redis, limited_jobs),
         limited.peak_mib
     );
     let sample = &linked_reqs[0].body;

@@ -339,6 +339,19 @@ impl Bench {
         }
     }
 
+    /// [`Bench::drain_with`] with `settle`, and Redis's CPU over the drain: the
+    /// `INFO cpu` delta of every node ([`redis_us`]). Settled, the daemon's CPU
+    /// (`Drained::cpu_us`) includes the profile updater's work for every job, so
+    /// both figures divide by jobs evenly (see [`cpu_per_job`]). Redis's delta
+    /// also holds the benchmark's own probes (an `XLEN` pipeline every 10 ms,
+    /// `XINFO` while settling): small next to a drain's commands.
+    pub fn drain_cpu(&mut self, cfg: &Path, events: usize) -> (Drained, f64) {
+        let before = self.node_stats();
+        let drained = self.drain_with(cfg, events, true);
+        let after = self.node_stats();
+        (drained, redis_us(&before, &after))
+    }
+
     /// Whether the profile updater's group (`tayori-profiles`) has read and
     /// acknowledged every entry of every results stream. A missing stream (a
     /// partition without jobs) or one without the group (profiles off) counts as
@@ -557,6 +570,26 @@ impl Bench {
             })
             .collect()
     }
+}
+
+/// Redis's CPU (user + system) between two snapshots of the same nodes, summed
+/// over the nodes.
+pub fn redis_us(before: &[NodeStats], after: &[NodeStats]) -> f64 {
+    before
+        .iter()
+        .zip(after)
+        .map(|(a, b)| b.cpu_us - a.cpu_us)
+        .sum()
+}
+
+/// `daemon X µs/job, Redis Y µs/job`: a drain's daemon CPU and the Redis CPU
+/// around it ([`Bench::drain_cpu`]), each divided by the drain's jobs.
+pub fn cpu_per_job(drained: &Drained, redis_us: f64, jobs: usize) -> String {
+    format!(
+        "daemon {:.1} µs/job, Redis {:.1} µs/job",
+        drained.cpu_us / jobs as f64,
+        redis_us / jobs as f64
+    )
 }
 
 /// The process's peak resident set (`VmHWM`), 0 once it is gone.
