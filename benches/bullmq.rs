@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench bullmq` (or `scripts/bench.sh bullmq`); needs `node` and
 //! `npm` on PATH and the npm registry: it installs BullMQ (`BENCH_BULLMQ`,
-//! default 5.47.3) with `npm install` into its temporary directory. Knobs:
+//! default 5.47.3; `skip` runs the Tayori pass alone) with `npm install` into
+//! its temporary directory. Knobs:
 //! `BENCH_JOBS` (100000), `BENCH_CONCURRENCY` (256: the BullMQ worker's and the
 //! email channel's).
 //!
