@@ -366,6 +366,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_token_gets_its_own_nonce_and_still_opens() {
+        let sealer = Sealer::new("a-secret-of-sixteen-bytes");
+        let t = Tracked {
+            job_id: "j1".into(),
+            address: "a@example.com".into(),
+            ..Tracked::default()
+        };
+        let tokens: Vec<String> = (0..1000).map(|_| sealer.seal(Purpose::Open, &t)).collect();
+        let distinct: std::collections::HashSet<&String> = tokens.iter().collect();
+        assert_eq!(distinct.len(), tokens.len(), "a nonce repeated");
+        for token in [&tokens[0], &tokens[999]] {
+            assert_eq!(sealer.open(Purpose::Open, token).as_ref(), Some(&t));
+        }
+        // Another sealer with the same secret (another daemon) draws its own prefix.
+        let other = Sealer::new("a-secret-of-sixteen-bytes");
+        assert_ne!(other.nonces.prefix, sealer.nonces.prefix);
+        assert_eq!(other.open(Purpose::Open, &tokens[5]).as_ref(), Some(&t));
+    }
+
+    #[test]
     fn version_1_tokens_still_open() {
         let sealer = Sealer::new("a-secret-of-sixteen-bytes");
         for channel in ["email", "line", "sms", "dm"] {
