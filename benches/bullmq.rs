@@ -31,9 +31,13 @@ mod support;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use support::{cpu_per_job, env_or, redis_us, under_cargo_bench, Bench};
+use tayori::channel_id::ChannelId;
+use tayori::keys::partition_of;
+use tayori_testkit::Daemon;
+
+use support::{cpu_per_job, env_or, free_port, redis_us, under_cargo_bench, Bench};
 
 /// The queue name both Node scripts use (keys `bull:bench:*`).
 const QUEUE: &str = "bench";
@@ -157,12 +161,8 @@ fn tayori_pass(bench: &mut Bench, jobs: usize, concurrency: usize, bull_rate: Op
     let _: () = redis::cmd("FLUSHALL")
         .query(&mut bench.conn)
         .expect("FLUSHALL");
-    let cfg = bench.write_config(&format!(
-        "{}[channels.email]\ntransport = \"null\"\nfrom = \"Example Shop <news@example.com>\"\n\
-         rate = \"1000000/s\"\nconcurrency = {concurrency}\n",
-        bench.config_head()
-    ));
-    let file = write_inline_emails(bench, jobs);
+    let cfg = bench.write_config(&email_config(bench, concurrency));
+    let file = write_inline_emails(bench, jobs, "inline");
     let t = Instant::now();
     bench.enqueue(&cfg, &file);
     let tayori_enqueue_secs = t.elapsed().as_secs_f64();
@@ -184,6 +184,131 @@ fn tayori_pass(bench: &mut Bench, jobs: usize, concurrency: usize, bull_rate: Op
         );
     }
     assert_eq!(sent, jobs, "every Tayori job must have its sent event");
+    if env_or("BENCH_LATENCY", 1) != 0 {
+        latency_pass(bench, concurrency, tayori_rate);
+    }
+}
+
+/// The email channel's config of the Tayori passes: the null transport, no rate limit.
+fn email_config(bench: &Bench, concurrency: usize) -> String {
+    format!(
+        "{}[channels.email]\ntransport = \"null\"\nfrom = \"Example Shop <news@example.com>\"\n\
+         rate = \"1000000/s\"\nconcurrency = {concurrency}\n",
+        bench.config_head()
+    )
+}
+
+/// End-to-end latency at half the peak: a running daemon is fed the same kind
+/// of jobs at half the rate the drain reached (`BENCH_LATENCY_SECS`, 5 s of
+/// them, one pipelined XADD per 10 ms tick), then its `tayori_end_to_end_seconds`
+/// histogram (first XADD → `sent`) gives p50 and p99 as the upper bound of the
+/// bucket they fall in. `BENCH_LATENCY=0` skips it.
+fn latency_pass(bench: &mut Bench, concurrency: usize, peak: f64) {
+    let rate = (peak / 2.0).max(100.0);
+    let secs: f64 = env_or("BENCH_LATENCY_SECS", 5.0);
+    let n = (rate * secs) as usize;
+    let port = free_port();
+    let cfg = bench.write_config(&email_config(bench, concurrency).replacen(
+        "listen = \"\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+        1,
+    ));
+    let file = write_inline_emails(bench, n, "paced");
+    let lines: Vec<String> = std::fs::read_to_string(&file)
+        .expect("jobs file")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let before = bench.results_len();
+    let daemon = Daemon::start(bench.tayori(&cfg));
+    // Ready once /metrics answers: the workers are reading by then.
+    while scrape(port).is_none() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let email = ChannelId::new("email");
+    let partitions = bench.keys.partitions();
+    let start = Instant::now();
+    let mut added = 0;
+    while added < n {
+        let due = ((start.elapsed().as_secs_f64() * rate) as usize).min(n);
+        if due > added {
+            let mut pipe = redis::pipe();
+            for (i, line) in lines[added..due].iter().enumerate() {
+                let id = format!("paced-{}", added + i);
+                let stream = bench.keys.jobs(partition_of(&id, partitions), email);
+                pipe.cmd("XADD")
+                    .arg(stream)
+                    .arg("*")
+                    .arg("job")
+                    .arg(line)
+                    .ignore();
+            }
+            let _: () = pipe.query(&mut bench.conn).expect("XADD");
+            added = due;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let fed_secs = start.elapsed().as_secs_f64();
+    let settle = Instant::now();
+    while bench.results_len().saturating_sub(before) < n
+        && settle.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let metrics = scrape(port).expect("/metrics");
+    daemon.sigterm();
+    let _ = daemon.wait_with_usage();
+    let buckets = histogram(&metrics, "tayori_end_to_end_seconds", "email");
+    let count = buckets.last().map_or(0.0, |b| b.1);
+    let quantile = |q: f64| {
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= q * count)
+            .map_or(f64::INFINITY, |(le, _)| *le)
+    };
+    println!(
+        "latency       {n} jobs fed at {:.0} jobs/s (half of {peak:.0}): enqueue → sent p50 ≤ {} ms, p99 ≤ {} ms \
+         ({count:.0} in tayori_end_to_end_seconds; issue 19's target: p99 ≤ 50 ms)",
+        n as f64 / fed_secs,
+        quantile(0.5) * 1000.0,
+        quantile(0.99) * 1000.0,
+    );
+    assert_eq!(count as usize, n, "every paced job in the histogram");
+}
+
+/// `GET /metrics` over a plain socket (the body), or `None` while nothing listens.
+fn scrape(port: u16) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (_, body) = out.split_once("\r\n\r\n")?;
+    Some(body.to_owned())
+}
+
+/// A histogram's cumulative buckets for one channel: `(le, count)`, ascending,
+/// `+Inf` last.
+fn histogram(text: &str, name: &str, channel: &str) -> Vec<(f64, f64)> {
+    let head = format!("{name}_bucket{{");
+    let label = format!("channel=\"{channel}\"");
+    let mut out: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&head) && l.contains(&label))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
 }
 
 /// `npm install bullmq@version` into `dir/bullmq`, with the two Node scripts.
@@ -211,8 +336,8 @@ fn install_bullmq(dir: &Path, version: &str) -> PathBuf {
 
 /// `n` personalized emails from inline content: each job's own name, points and
 /// link, rendered into the subject, the text and an HTML part with one link.
-fn write_inline_emails(bench: &Bench, n: usize) -> PathBuf {
-    let file = bench.dir.path().join("inline.jsonl");
+fn write_inline_emails(bench: &Bench, n: usize, tag: &str) -> PathBuf {
+    let file = bench.dir.path().join(format!("{tag}.jsonl"));
     let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("jobs file"));
     let content = serde_json::json!({"email": {
         "subject": "{{ to.name }}様、春のセール開始 — {{ points }}ポイントをお持ちです",
@@ -221,7 +346,7 @@ fn write_inline_emails(bench: &Bench, n: usize) -> PathBuf {
     }});
     for i in 0..n {
         let job = serde_json::json!({
-            "id": format!("inline-{i}"), "campaign": "bench", "customer_id": format!("C{i}"),
+            "id": format!("{tag}-{i}"), "campaign": "bench", "customer_id": format!("C{i}"),
             "channel": "email",
             "to": {"name": format!("顧客 {i}"), "email": format!("c{i}@example.com")},
             "content": content,
