@@ -117,9 +117,13 @@ concurrency = 16
         (rate - 50.0).abs() <= 2.5,
         "aggregate {rate:.2}/s over {span_s:.1} s, configured 50/s"
     );
-    // And never more than the rate plus the burst in any second.
+    // And never more than the rate plus the burst in any second, give or take
+    // one send: the times are those of the `sent` events, written after the
+    // permit, and on a loaded machine one event lagging its permit by a few
+    // ms (at 50/s a send is 20 ms) moves it into the next window (seen once in
+    // CI: 56).
     let peak = max_in_window(&times, 1000);
-    assert!(peak <= 50 + 5, "{peak} sends within one second");
+    assert!(peak <= 50 + 5 + 1, "{peak} sends within one second");
     // Every daemon took part: the limit is shared, not held by one of them.
     let per_daemon: Vec<f64> = peers.iter().map(|p| p.sent("sms")).collect();
     assert!(
