@@ -303,3 +303,74 @@ fn ed25519_test_key_is_a_key_pair() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), public);
 }
+
+/// Tayori's own DKIM signer (channels/src/email/dkim.rs, ring) against dkimpy, for
+/// both key types: a Japanese subject and name, two parts, the unsubscribe headers;
+/// and a changed subject breaks the signature.
+#[test]
+fn tayoris_dkim_signatures_verify_with_dkimpy_for_ed25519_and_rsa() {
+    use common::smtp::{dkim_verify_rsa, TEST_DKIM_RSA_PRIVATE_PEM, TEST_DKIM_RSA_PUBLIC_B64};
+    use tayori_channels::email::{DkimKey, EmailEncoder, EmailOptions};
+    use tayori_channels::{Content, Message, Recipient};
+
+    let (ed_private, ed_public) = ed25519_test_key();
+    let keys = [
+        ("ed25519", ed_private, ed_public),
+        (
+            "rsa",
+            TEST_DKIM_RSA_PRIVATE_PEM.to_owned(),
+            TEST_DKIM_RSA_PUBLIC_B64.to_owned(),
+        ),
+    ];
+    for (algorithm, private_key, public_key) in keys {
+        let encoder = EmailEncoder::with_options(&EmailOptions {
+            from: "Example Shop <news@example.com>".into(),
+            unsubscribe_mailto: Some("unsub@example.com".into()),
+            dkim: Some(DkimKey {
+                selector: "s1".into(),
+                domain: "example.com".into(),
+                algorithm: algorithm.into(),
+                private_key,
+            }),
+            ..EmailOptions::default()
+        })
+        .expect("encoder");
+        let extras = tayori_channels::EmailExtras {
+            unsubscribe_url: Some("https://t.example.com/u/abc".into()),
+            ..Default::default()
+        };
+        let message = Message {
+            job_id: format!("dkim-{algorithm}"),
+            attempt: 1,
+            idempotency_key: "k".into(),
+            campaign: None,
+            customer_id: None,
+            to: Recipient {
+                name: Some("山田 太郎".into()),
+                address: "taro@example.com".into(),
+                postal: None,
+            },
+            content: Content::Email {
+                subject: "春のセール  最終日".into(),
+                html: Some("<p>こんにちは  \t</p>\r\n\r\n".into()),
+                text: Some("こんにちは".into()),
+                extras,
+            },
+        };
+        let raw = encoder.build(&message).expect("build").bytes;
+        let verify = |raw: &[u8]| match algorithm {
+            "rsa" => dkim_verify_rsa(raw, "s1", "example.com", &public_key),
+            _ => dkim_verify(raw, "s1", "example.com", &public_key),
+        };
+        let signed = verify(&raw).unwrap_or_else(|e| panic!("{algorithm}: {e}"));
+        assert!(signed.contains("list-unsubscribe"), "{algorithm}: {signed}");
+
+        let text = String::from_utf8(raw).expect("ASCII message");
+        let tampered = text.replacen("Subject: ", "Subject: Re: ", 1);
+        assert_ne!(tampered, text);
+        assert!(
+            verify(tampered.as_bytes()).is_err(),
+            "{algorithm}: a changed subject must fail"
+        );
+    }
+}

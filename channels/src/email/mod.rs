@@ -2,6 +2,7 @@
 //! SMTP ([`smtp::SmtpChannel`]).
 
 pub mod address;
+mod dkim;
 pub mod dsn;
 mod header_line;
 mod readable;
@@ -9,26 +10,14 @@ pub mod smtp;
 mod smtp_pool;
 
 use lettre::address::Envelope;
-use lettre::message::dkim::{
-    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
-    DkimSigningKey,
-};
 use lettre::message::header::{
     self, ContentTransferEncoding, ContentType, HeaderName, HeaderValue, Headers, MIME_VERSION_1_0,
 };
 use lettre::message::{Body, Mailbox, Mailboxes};
 
 use crate::{Content, EmailExtras, Encode, Message, SendError};
-
-/// How a DKIM key is given: `selector._domainkey.domain` publishes its public half.
-#[derive(Debug, Clone)]
-pub struct DkimKey {
-    pub selector: String,
-    pub domain: String,
-    /// `ed25519` (base64 of the 32-byte seed, RFC 8463) or `rsa` (PKCS#1 PEM).
-    pub algorithm: String,
-    pub private_key: String,
-}
+pub use dkim::DkimKey;
+use dkim::DkimSigner;
 
 /// Everything about composing mail that comes from config.
 #[derive(Debug, Clone, Default)]
@@ -87,7 +76,14 @@ pub struct EmailEncoder {
     id_domain: String,
     headers: Vec<HeaderValue>,
     unsubscribe_mailto: Option<String>,
-    dkim: Option<DkimConfig>,
+    dkim: Option<DkimSigner>,
+}
+
+/// A message ready to send: its envelope and its bytes (DKIM-signed if configured).
+#[derive(Debug)]
+pub struct BuiltEmail {
+    pub envelope: Envelope,
+    pub bytes: Vec<u8>,
 }
 
 impl EmailEncoder {
@@ -119,7 +115,11 @@ impl EmailEncoder {
                 Ok::<_, String>(format!("mailto:{addr}?subject=unsubscribe"))
             })
             .transpose()?;
-        let dkim = opts.dkim.as_ref().map(dkim_config).transpose()?;
+        let dkim = opts
+            .dkim
+            .as_ref()
+            .map(|key| DkimSigner::new(key, DKIM_SIGNED))
+            .transpose()?;
         // The headers from config are the same on every message: a line over the
         // limit is a config error, found at start rather than on every send.
         let mut fixed = Headers::new();
@@ -158,7 +158,7 @@ impl EmailEncoder {
         format!("<{}@{}>", crate::file::file_stem(job_id), self.id_domain)
     }
 
-    pub fn build(&self, message: &Message) -> Result<lettre::Message, SendError> {
+    pub fn build(&self, message: &Message) -> Result<BuiltEmail, SendError> {
         let Content::Email {
             subject,
             html,
@@ -236,13 +236,10 @@ impl EmailEncoder {
                 return Err(invalid("email has neither a text nor an html part".into()))
             }
         };
-        let mut built = builder
+        let built = builder
             .header(MIME_VERSION_1_0)
             .body(body)
             .map_err(|e| invalid(e.to_string()))?;
-        if let Some(dkim) = &self.dkim {
-            built.sign(dkim);
-        }
         // The guarantee, whatever the parts above allowed: no header line over the limit.
         if let Some((name, len)) = header_line::overlong(built.headers()) {
             return Err(invalid(format!(
@@ -250,7 +247,17 @@ impl EmailEncoder {
                 header_line::MAX_LINE
             )));
         }
-        Ok(built)
+        let envelope = built.envelope().clone();
+        let formatted = built.formatted();
+        let bytes = match &self.dkim {
+            Some(signer) => {
+                let mut signed = signer.signature_header(&formatted).map_err(invalid)?;
+                signed.extend_from_slice(&formatted);
+                signed
+            }
+            None => formatted,
+        };
+        Ok(BuiltEmail { envelope, bytes })
     }
 
     /// `List-Unsubscribe: <https://…>, <mailto:…>` (RFC 2369) when the message has
@@ -317,34 +324,6 @@ fn custom_header(name: &str, value: &str) -> Result<HeaderValue, String> {
     Ok(HeaderValue::new(header, value.to_owned()))
 }
 
-fn dkim_config(key: &DkimKey) -> Result<DkimConfig, String> {
-    let algorithm = match key.algorithm.as_str() {
-        "ed25519" => DkimSigningAlgorithm::Ed25519,
-        "rsa" => DkimSigningAlgorithm::Rsa,
-        other => {
-            return Err(format!(
-                "DKIM algorithm {other:?}: use \"ed25519\" or \"rsa\""
-            ))
-        }
-    };
-    let signing = DkimSigningKey::new(key.private_key.trim(), algorithm)
-        .map_err(|e| format!("the DKIM private key does not load ({e}): ed25519 wants base64 of the 32-byte seed, rsa a PKCS#1 PEM"))?;
-    let headers = DKIM_SIGNED
-        .iter()
-        .map(|h| HeaderName::new_from_ascii_str(h))
-        .collect();
-    Ok(DkimConfig::new(
-        key.selector.clone(),
-        key.domain.clone(),
-        signing,
-        headers,
-        DkimCanonicalization {
-            header: DkimCanonicalizationType::Relaxed,
-            body: DkimCanonicalizationType::Relaxed,
-        },
-    ))
-}
-
 /// A `multipart/alternative` body of a text and an HTML part, laid out as
 /// lettre's `MultiPart::alternative_plain_html` lays it out, each part encoded
 /// by lettre's `Body::new` (7bit, quoted-printable or base64, whichever is
@@ -385,7 +364,7 @@ impl Encode for EmailEncoder {
         "eml"
     }
     fn encode(&self, message: &Message) -> Result<Vec<u8>, SendError> {
-        Ok(self.build(message)?.formatted())
+        Ok(self.build(message)?.bytes)
     }
     fn to_text(&self, bytes: &[u8]) -> String {
         readable::message(bytes).unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
@@ -471,14 +450,9 @@ mod tests {
         let mut m = message("x");
         m.to.address = "taro@例え.jp".into();
         let built = enc.build(&m).unwrap();
-        let to: Vec<String> = built
-            .envelope()
-            .to()
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
+        let to: Vec<String> = built.envelope.to().iter().map(|a| a.to_string()).collect();
         assert_eq!(to, ["taro@xn--r8jz45g.jp"]);
-        let head = head(&built.formatted());
+        let head = head(&built.bytes);
         assert!(head.is_ascii(), "{head}");
         assert!(head.contains("<taro@xn--r8jz45g.jp>"), "{head}");
         assert!(head.contains("From: Shop <news@xn--r8jz45g.jp>"), "{head}");

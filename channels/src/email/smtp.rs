@@ -105,11 +105,11 @@ impl Channel for SmtpChannel {
             })?,
             None => self.envelope_from.clone(),
         };
-        let to = email.envelope().to().to_vec();
+        let to = email.envelope.to().to_vec();
         let envelope = Envelope::new(Some(from), to)
             .map_err(|e| SendError::permanent("invalid_message", e.to_string()))?;
         let id = self.encoder.message_id(&message.job_id);
-        match self.pool.send(&envelope, &email.formatted()).await {
+        match self.pool.send(&envelope, &email.bytes).await {
             Ok(_) => Ok(Sent::new(id.trim_matches(['<', '>']).to_owned())),
             Err(e) => Err(classify(&e)),
         }

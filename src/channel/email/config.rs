@@ -73,7 +73,7 @@ pub struct DkimSection {
     /// `ed25519` (default) or `rsa`.
     #[serde(default = "ed25519")]
     pub algorithm: String,
-    /// ed25519: base64 of the 32-byte seed; rsa: a PKCS#1 PEM.
+    /// ed25519: base64 of the 32-byte seed; rsa: a PKCS#1 or PKCS#8 PEM.
     pub key_file: PathBuf,
 }
 
