@@ -94,6 +94,9 @@ pub struct NodeStats {
     /// Calls per command (`INFO commandstats`; commands run by scripts count too),
     /// without `info`, `xlen` and `memory`: the benchmark's own probes.
     pub calls: BTreeMap<String, u64>,
+    /// Microseconds per command, from the same lines (`usec=`). A script's own
+    /// time includes the commands it runs, which are also counted under their names.
+    pub usec: BTreeMap<String, u64>,
 }
 
 impl NodeStats {
@@ -349,6 +352,9 @@ impl Bench {
         let before = self.node_stats();
         let drained = self.drain_with(cfg, events, true);
         let after = self.node_stats();
+        if std::env::var_os("BENCH_COMMANDS").is_some() {
+            println!("{}", command_costs(&before, &after, events));
+        }
         (drained, redis_us(&before, &after))
     }
 
@@ -543,19 +549,21 @@ impl Bench {
                     .expect("INFO");
                 let f = info_fields(&text);
                 let num = |k: &str| f.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-                let calls = f
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        let name = k.strip_prefix("cmdstat_")?;
-                        let n = v.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
-                        Some((name.to_owned(), n.parse().ok()?))
-                    })
-                    // `memory|usage`: subcommands are counted under `name|sub`.
-                    .filter(|(name, _)| {
-                        let base = name.split('|').next().unwrap_or_default();
-                        !matches!(base, "info" | "xlen" | "memory")
-                    })
-                    .collect();
+                let stat = |field: &'static str| -> BTreeMap<String, u64> {
+                    f.iter()
+                        .filter_map(|(k, v)| {
+                            let name = k.strip_prefix("cmdstat_")?;
+                            let n = v.split(',').find_map(|kv| kv.strip_prefix(field))?;
+                            Some((name.to_owned(), n.parse().ok()?))
+                        })
+                        // `memory|usage`: subcommands are counted under `name|sub`.
+                        .filter(|(name, _)| {
+                            let base = name.split('|').next().unwrap_or_default();
+                            !matches!(base, "info" | "xlen" | "memory")
+                        })
+                        .collect()
+                };
+                let (calls, usec) = (stat("calls="), stat("usec="));
                 NodeStats {
                     port,
                     cpu_us: (num("used_cpu_user") + num("used_cpu_sys")) * 1e6,
@@ -566,6 +574,7 @@ impl Bench {
                         .and_then(|n| n.parse().ok())
                         .unwrap_or(0),
                     calls,
+                    usec,
                 }
             })
             .collect()
@@ -580,6 +589,34 @@ pub fn redis_us(before: &[NodeStats], after: &[NodeStats]) -> f64 {
         .zip(after)
         .map(|(a, b)| b.cpu_us - a.cpu_us)
         .sum()
+}
+
+/// `BENCH_COMMANDS=1`: what Redis spent its time on between two snapshots, per job:
+/// each command's calls and its own µs (`INFO commandstats`), the costliest first.
+/// A script's µs includes the commands it ran, which are listed under their own
+/// names too; the rest of Redis's CPU (reading and writing sockets, the event
+/// loop) is in no command.
+pub fn command_costs(before: &[NodeStats], after: &[NodeStats], jobs: usize) -> String {
+    let mut per: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (a, b) in before.iter().zip(after) {
+        for (name, &calls) in &b.calls {
+            let e = per.entry(name.as_str()).or_default();
+            e.0 += calls - a.calls.get(name).copied().unwrap_or(0);
+            e.1 += b.usec.get(name).copied().unwrap_or(0) - a.usec.get(name).copied().unwrap_or(0);
+        }
+    }
+    let mut rows: Vec<_> = per.into_iter().filter(|(_, (c, _))| *c > 0).collect();
+    rows.sort_by(|x, y| y.1 .1.cmp(&x.1 .1));
+    let jobs = jobs.max(1) as f64;
+    let mut out = String::from("commands per job (calls, µs):");
+    for (name, (calls, usec)) in rows {
+        out.push_str(&format!(
+            " {name} {:.2} {:.2};",
+            calls as f64 / jobs,
+            usec as f64 / jobs
+        ));
+    }
+    out
 }
 
 /// `daemon X µs/job, Redis Y µs/job`: a drain's daemon CPU and the Redis CPU

@@ -23,6 +23,10 @@
 local group, maxlen = ARGV[1], tonumber(ARGV[2])
 local results, delayed = KEYS[1], KEYS[2]
 local i, done = 3, 0
+-- Acknowledged entries, deleted per stream in one XDEL at the end: a call per
+-- job cost 1.8 µs of Redis CPU per job in `cargo bench --bench bullmq`
+-- (BENCH_COMMANDS=1). XACK stays per entry: its answer decides the ops.
+local finished = {}
 while i <= #ARGV do
   local stream, id, nops = KEYS[tonumber(ARGV[i])], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
@@ -68,8 +72,19 @@ while i <= #ARGV do
     end
   end
   if acked then
-    redis.call('XDEL', stream, id)
+    local ids = finished[stream]
+    if ids == nil then
+      ids = {}
+      finished[stream] = ids
+    end
+    ids[#ids + 1] = id
     done = done + 1
+  end
+end
+for stream, ids in pairs(finished) do
+  -- unpack is bounded by Lua's C stack (LUAI_MAXCSTACK 8000): delete in chunks.
+  for first = 1, #ids, 1000 do
+    redis.call('XDEL', stream, unpack(ids, first, math.min(first + 999, #ids)))
   end
 end
 return done
