@@ -53,6 +53,25 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every type, in declaration order.
+    pub const ALL: [EventType; 15] = [
+        Self::Sent,
+        Self::Delivered,
+        Self::Deferred,
+        Self::Failed,
+        Self::Bounced,
+        Self::Opened,
+        Self::Clicked,
+        Self::Blocked,
+        Self::Unblocked,
+        Self::Unsubscribed,
+        Self::Replied,
+        Self::Suppressed,
+        Self::Duplicate,
+        Self::Expired,
+        Self::Fallback,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sent => "sent",
@@ -296,6 +315,31 @@ pub struct Reaction<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_event_type_once() {
+        // No wildcard: a new type fails to compile here until ALL has it too.
+        let index = |t: EventType| match t {
+            EventType::Sent => 0,
+            EventType::Delivered => 1,
+            EventType::Deferred => 2,
+            EventType::Failed => 3,
+            EventType::Bounced => 4,
+            EventType::Opened => 5,
+            EventType::Clicked => 6,
+            EventType::Blocked => 7,
+            EventType::Unblocked => 8,
+            EventType::Unsubscribed => 9,
+            EventType::Replied => 10,
+            EventType::Suppressed => 11,
+            EventType::Duplicate => 12,
+            EventType::Expired => 13,
+            EventType::Fallback => 14,
+        };
+        for (i, t) in EventType::ALL.iter().enumerate() {
+            assert_eq!(index(*t), i, "{t:?}");
+        }
+    }
 
     #[test]
     fn the_published_event_schema_matches_the_code() {

@@ -606,7 +606,7 @@ pub fn command_costs(before: &[NodeStats], after: &[NodeStats], jobs: usize) -> 
         }
     }
     let mut rows: Vec<_> = per.into_iter().filter(|(_, (c, _))| *c > 0).collect();
-    rows.sort_by(|x, y| y.1 .1.cmp(&x.1 .1));
+    rows.sort_by_key(|(_, (_, usec))| std::cmp::Reverse(*usec));
     let jobs = jobs.max(1) as f64;
     let mut out = String::from("commands per job (calls, µs):");
     for (name, (calls, usec)) in rows {

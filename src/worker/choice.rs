@@ -174,8 +174,7 @@ impl ChannelWorker {
         if at.duration_since(now) <= jiff::SignedDuration::from_secs(30) {
             return Timing::Now(rule.as_str());
         }
-        metrics::counter!(m::MESSAGES, "channel" => self.kind.label(), "outcome" => "scheduled")
-            .increment(1);
+        self.meters.count_outcome("scheduled");
         let mut routing = entry.routing.clone();
         routing.origin = Some(entry.origin().to_owned());
         routing.first_at_ms = Some(at.as_millisecond());

@@ -9,6 +9,7 @@
 //! channel never holds up another.
 
 mod choice;
+mod meters;
 mod outcome;
 mod pause;
 mod policy_gate;
@@ -83,6 +84,8 @@ pub struct ChannelWorker {
     policy: Arc<crate::policy::Policy>,
     /// Best time and best channel.
     profiles: crate::config::ProfilesConfig,
+    /// Metric handles for the per-job counters and histograms.
+    meters: meters::Meters,
 }
 
 /// How long a job may wait for its domain's next permit while holding a worker
@@ -160,6 +163,7 @@ impl ChannelWorker {
             domains,
             policy: channels.policy.clone(),
             profiles: config.profiles.clone(),
+            meters: meters::Meters::new(kind.label()),
             channels,
             templates,
         });
@@ -413,8 +417,7 @@ impl ChannelWorker {
         else {
             return;
         };
-        metrics::counter!(m::JOBS_TAKEN, "channel" => self.kind.label())
-            .increment(entries.len() as u64);
+        self.meters.jobs_taken.increment(entries.len() as u64);
         self.active.fetch_add(entries.len(), Ordering::Relaxed);
         let prepared = self.prepare(&entries).await;
         for (entry, prepared) in entries.into_iter().zip(prepared) {
@@ -482,13 +485,21 @@ impl ChannelWorker {
                     Err(dead) => return Prepared::Done(dead),
                 };
                 let attempt = self.attempt(entry);
-                let verdict = verdicts.next().unwrap_or(Checked { claim: Claim::Mine, starts: 1, suppressed: None });
+                let verdict = verdicts.next().unwrap_or(Checked {
+                    claim: Claim::Mine,
+                    starts: 1,
+                    suppressed: None,
+                });
                 if verdict.starts > self.cfg.max_deliveries {
                     let msg = format!(
                         "started {} times without an outcome (a worker died on it each time)",
                         verdict.starts
                     );
-                    let reason = Reason { code: "too_many_deliveries", message: &msg, field: None };
+                    let reason = Reason {
+                        code: "too_many_deliveries",
+                        message: &msg,
+                        field: None,
+                    };
                     Prepared::Done(self.dead(entry, Some(&job), None, reason))
                 } else if verdict.claim == Claim::Duplicate {
                     Prepared::Done(self.complete(
@@ -505,7 +516,7 @@ impl ChannelWorker {
                     routing.origin = Some(entry.origin().to_owned());
                     // retry.max_age and end-to-end latency count from when the job is due.
                     routing.first_at_ms = Some(due.as_millisecond());
-                    metrics::counter!(m::MESSAGES, "channel" => self.kind.label(), "outcome" => "scheduled").increment(1);
+                    self.meters.count_outcome("scheduled");
                     let raw = entry.job.clone().unwrap_or_default();
                     Prepared::Done(self.complete(
                         entry,
@@ -738,8 +749,7 @@ impl ChannelWorker {
         if !matches!(result, Err(SendError::Suspended { .. })) {
             self.probing.store(false, Ordering::Relaxed);
         }
-        metrics::histogram!(m::SEND_SECONDS, "channel" => self.kind.label())
-            .record(started.elapsed());
+        self.meters.send_seconds.record(started.elapsed());
         tracing::debug!(
             channel = %self.kind,
             job_id = %job.id,
@@ -754,8 +764,7 @@ impl ChannelWorker {
         );
         match result {
             Ok(sent) => {
-                metrics::histogram!(m::END_TO_END_SECONDS, "channel" => self.kind.label())
-                    .record(entry.age());
+                self.meters.end_to_end_seconds.record(entry.age());
                 let mut ev = self
                     .event(entry, EventType::Sent, job, attempt)
                     .with("provider_id", sent.provider_id);

@@ -349,7 +349,7 @@ impl ChannelWorker {
     /// Packs the outcome with the entry to acknowledge; counts it by event type.
     pub(super) fn complete(&self, entry: &Entry, ops: Vec<Op>) -> Completion {
         for kind in ops.iter().filter_map(event_type) {
-            metrics::counter!(m::MESSAGES, "channel" => self.kind.label(), "outcome" => kind.to_owned()).increment(1);
+            self.meters.count_outcome(kind);
         }
         self.finished.fetch_add(1, Ordering::Relaxed);
         Completion {
