@@ -2,6 +2,7 @@
 //! SMTP ([`smtp::SmtpChannel`]).
 
 pub mod address;
+mod body;
 mod dkim;
 pub mod dsn;
 mod header_line;
@@ -226,11 +227,11 @@ impl EmailEncoder {
             }
             (None, Some(html)) => {
                 builder = builder.header(ContentType::TEXT_HTML);
-                Body::new(html.clone())
+                encoded_body(html)
             }
             (Some(text), None) => {
                 builder = builder.header(ContentType::TEXT_PLAIN);
-                Body::new(text.clone())
+                encoded_body(text)
             }
             (None, None) => {
                 return Err(invalid("email has neither a text nor an html part".into()))
@@ -324,32 +325,38 @@ fn custom_header(name: &str, value: &str) -> Result<HeaderValue, String> {
     Ok(HeaderValue::new(header, value.to_owned()))
 }
 
+/// A single-part body, encoded by [`body::write_text`].
+fn encoded_body(text: &str) -> Body {
+    let mut out = Vec::with_capacity(text.len() + text.len() / 2);
+    let encoding = body::write_text(text, &mut out);
+    Body::dangerous_pre_encoded(out, encoding)
+}
+
 /// A `multipart/alternative` body of a text and an HTML part, laid out as
 /// lettre's `MultiPart::alternative_plain_html` lays it out, each part encoded
-/// by lettre's `Body::new` (7bit, quoted-printable or base64, whichever is
-/// shortest). Written here rather than through lettre's `MultiPart`, which
-/// builds typed headers per part, formats the whole part and had it copied
+/// by [`body::write_text`] (7bit, quoted-printable or base64, as lettre's
+/// `Body::new` chooses). Written here rather than through lettre's `MultiPart`,
+/// which builds typed headers per part, formats the whole part and had it copied
 /// out again: 7 % of the daemon's CPU per tracked email (perf, issue 19).
 fn alternative(text: &str, html: &str) -> Result<(ContentType, Vec<u8>), String> {
     let boundary: String = std::iter::repeat_with(fastrand::alphanumeric)
         .take(40)
         .collect();
     let parts = [
-        ("text/plain; charset=utf-8", Body::new(text.to_owned())),
-        ("text/html; charset=utf-8", Body::new(html.to_owned())),
+        ("text/plain; charset=utf-8", text),
+        ("text/html; charset=utf-8", html),
     ];
-    let mut out = Vec::with_capacity(parts.iter().map(|(_, b)| b.len() + 150).sum::<usize>() + 50);
-    for (content_type, body) in &parts {
-        let encoding = body.encoding();
-        // Body::new encodes non-ASCII text; a part left 8bit would need SMTPUTF8/8BITMIME.
-        if !body.as_ref().is_ascii() {
-            return Err("multipart body is not 7-bit".into());
-        }
-        let head = format!(
-            "--{boundary}\r\nContent-Type: {content_type}\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n"
+    let mut out = Vec::with_capacity(parts.iter().map(|(_, b)| b.len() * 3 / 2 + 150).sum());
+    for (content_type, text) in parts {
+        out.extend_from_slice(b"--");
+        out.extend_from_slice(boundary.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Type: ");
+        out.extend_from_slice(content_type.as_bytes());
+        let encoding = body::choose(text);
+        out.extend_from_slice(
+            format!("\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n").as_bytes(),
         );
-        out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(body.as_ref());
+        body::write(text, encoding, &mut out);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
