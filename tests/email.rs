@@ -1325,7 +1325,7 @@ fn a_refused_recipient_in_a_pipeline_bounces_and_the_connection_carries_on() {
         "the refused command and the enhanced code: {message}"
     );
     send_one(&e, &mut conn, "after-bounce");
-    // A refusal at DATA (554 after RCPT's 250) leaves the session usable too.
+    // A refusal of the message itself (554 after its final dot) leaves the session usable too.
     enqueue(&mut conn, &[email_job("spam-p", "reject-p@example.com")]);
     let evs = wait_for(&mut conn, WAIT, "failed", |e| count(e, "failed") == 1);
     let failed = of_type(&evs, "failed")[0];
@@ -1333,7 +1333,7 @@ fn a_refused_recipient_in_a_pipeline_bounces_and_the_connection_carries_on() {
     assert!(failed["error"]["message"]
         .as_str()
         .unwrap()
-        .starts_with("DATA: 554"));
+        .starts_with("message: 554 5.7.1"));
     send_one(&e, &mut conn, "after-reject");
     let msgs = e.peer.messages();
     assert_eq!(msgs.len(), 2, "only the two good messages were stored");
