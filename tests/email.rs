@@ -1258,3 +1258,147 @@ fn a_relay_whose_certificate_cannot_be_verified_gets_no_mail() {
         "nothing sent, in clear or otherwise"
     );
 }
+
+/// Redis, `peer` and the email channel on `tls` (`none` | `starttls` | `tls`), with
+/// `smtp_extra` in `[channels.email.smtp]`.
+fn env_on(peer: SmtpPeer, tls: &str, smtp_extra: &str) -> Env {
+    let redis = Redis::start();
+    let key = tempfile::tempdir().expect("tempdir");
+    let key_file = key.path().join("dkim.key");
+    std::fs::write(&key_file, ed25519_test_key().0).expect("write the DKIM key");
+    let channels = email_channels(peer.port, &key_file, smtp_extra)
+        .replace("tls = \"none\"", &format!("tls = \"{tls}\""));
+    let s = setup(&redis, RETRY, &channels);
+    Env {
+        redis,
+        peer,
+        s,
+        _key: key,
+    }
+}
+
+#[test]
+fn messages_are_pipelined_over_starttls_and_auth() {
+    let peer = SmtpPeer::start_custom(Some(("tayori", "pw")), Some("starttls"), &[]);
+    let extra = format!(
+        "ca_file = \"{}\"\nusername = \"tayori\"\npassword = \"pw\"",
+        peer.ca_pem().display()
+    );
+    let e = env_on(peer, "starttls", &extra);
+    let mut conn = e.redis.conn();
+    let n = 12;
+    let jobs: Vec<Value> = (0..n)
+        .map(|i| email_job(&format!("pipe-{i}"), &format!("member{i}@example.com")))
+        .collect();
+    enqueue(&mut conn, &jobs);
+    let _d = e.s.start();
+    wait_for(&mut conn, WAIT, "all sent", |e| count(e, "sent") == n);
+    let msgs = e.peer.wait_for(n, WAIT);
+    assert_eq!(msgs.len(), n);
+    assert!(
+        msgs.iter()
+            .all(|m| m.tls && m.auth_user.as_deref() == Some("tayori")),
+        "every message over TLS, logged in"
+    );
+    assert_eq!(
+        e.peer.pipelined(),
+        n as u64,
+        "each MAIL came in one write with its RCPT and DATA"
+    );
+    let (_, pub_key) = ed25519_test_key();
+    dkim_verify(&msgs[0].raw, "test", "example.com", &pub_key).expect("DKIM verifies");
+}
+
+#[test]
+fn a_refused_recipient_in_a_pipeline_bounces_and_the_connection_carries_on() {
+    let e = env();
+    let mut conn = e.redis.conn();
+    let _d = e.s.start();
+    // One job at a time: all of them go over the one pooled connection.
+    enqueue(&mut conn, &[email_job("gone-p", "unknown-p@example.com")]);
+    let evs = wait_for(&mut conn, WAIT, "bounced", |e| count(e, "bounced") == 1);
+    let bounced = of_type(&evs, "bounced")[0];
+    assert_eq!(bounced["error"]["code"], "smtp_550");
+    let message = bounced["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("RCPT TO") && message.contains("5.1.1"),
+        "the refused command and the enhanced code: {message}"
+    );
+    send_one(&e, &mut conn, "after-bounce");
+    // A refusal of the message itself (554 after its final dot) leaves the session usable too.
+    enqueue(&mut conn, &[email_job("spam-p", "reject-p@example.com")]);
+    let evs = wait_for(&mut conn, WAIT, "failed", |e| count(e, "failed") == 1);
+    let failed = of_type(&evs, "failed")[0];
+    assert_eq!(failed["error"]["code"], "smtp_554");
+    assert!(failed["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("message: 554 5.7.1"));
+    send_one(&e, &mut conn, "after-reject");
+    let msgs = e.peer.messages();
+    assert_eq!(msgs.len(), 2, "only the two good messages were stored");
+    assert_eq!(msgs[0].rcpt_tos, ["taro@example.com"]);
+    assert_eq!(
+        e.peer.connections(),
+        1,
+        "the refusals did not cost the connection: it stayed in step"
+    );
+    assert_eq!(e.peer.pipelined(), 4);
+}
+
+#[test]
+fn a_relay_without_pipelining_gets_one_command_at_a_time() {
+    let e = env_with(SmtpPeer::start_custom(None, None, &["--no-pipelining"]), "");
+    let mut conn = e.redis.conn();
+    let _d = e.s.start();
+    enqueue(&mut conn, &[email_job("gone-s", "unknown-s@example.com")]);
+    let evs = wait_for(&mut conn, WAIT, "bounced", |e| count(e, "bounced") == 1);
+    assert_eq!(of_type(&evs, "bounced")[0]["error"]["code"], "smtp_550");
+    let got = send_one(&e, &mut conn, "stepwise-1");
+    assert_eq!(got.rcpt_tos, ["taro@example.com"]);
+    send_one(&e, &mut conn, "stepwise-2");
+    assert_eq!(e.peer.messages().len(), 2);
+    assert_eq!(
+        e.peer.pipelined(),
+        0,
+        "no command was sent ahead of a reply"
+    );
+    assert_eq!(e.peer.connections(), 1);
+}
+
+#[test]
+fn a_pooled_connection_the_relay_closed_is_replaced_and_the_job_delivered_once() {
+    let e = env_with(
+        SmtpPeer::start_custom(None, None, &["--close-idle-after", "1"]),
+        "",
+    );
+    let mut conn = e.redis.conn();
+    let _d = e.s.start();
+    send_one(&e, &mut conn, "before-idle");
+    // The relay drops the idle connection; the pool finds out only when it uses it
+    // (it checks with NOOP only after 5 s of idleness).
+    let deadline = std::time::Instant::now() + WAIT;
+    while e.peer.closed() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the peer never closed the idle connection"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = send_one(&e, &mut conn, "after-idle");
+    assert_eq!(got.rcpt_tos, ["taro@example.com"]);
+    let evs = events(&mut conn);
+    assert_eq!(
+        count(&evs, "deferred"),
+        0,
+        "retried on a fresh connection within the send: {evs:?}"
+    );
+    let msgs = e.peer.messages();
+    assert_eq!(msgs.len(), 2, "each job exactly once");
+    let ids: HashSet<String> = msgs
+        .iter()
+        .map(|m| parse(&m.raw).message_id().expect("Message-ID").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(e.peer.connections(), 2);
+}

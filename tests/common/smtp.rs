@@ -86,6 +86,8 @@ pub struct SmtpPeer {
     auth: Option<(String, String)>,
     /// `starttls` or `implicit`.
     tls: Option<&'static str>,
+    /// More of the script's flags (`--no-pipelining`, `--close-idle-after 1`).
+    flags: Vec<String>,
     child: Option<Child>,
     _tmp: tempfile::TempDir,
 }
@@ -106,18 +108,38 @@ impl SmtpPeer {
         Self::new(None, Some(mode))
     }
 
+    /// AUTH (`user`, `pass`), TLS (`starttls` | `implicit`) and more of the script's
+    /// flags together: `--no-pipelining`, `--close-idle-after SECONDS`.
+    pub fn start_custom(
+        auth: Option<(&str, &str)>,
+        tls: Option<&'static str>,
+        flags: &[&str],
+    ) -> SmtpPeer {
+        let auth = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        Self::with_flags(auth, tls, flags.iter().map(|f| f.to_string()).collect())
+    }
+
     /// The CA that signed a TLS peer's certificate (for 127.0.0.1 and localhost).
     pub fn ca_pem(&self) -> PathBuf {
         self.dir.join(".ca.pem")
     }
 
     fn new(auth: Option<(String, String)>, tls: Option<&'static str>) -> SmtpPeer {
+        Self::with_flags(auth, tls, Vec::new())
+    }
+
+    fn with_flags(
+        auth: Option<(String, String)>,
+        tls: Option<&'static str>,
+        flags: Vec<String>,
+    ) -> SmtpPeer {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut peer = SmtpPeer {
             port: 0,
             dir: tmp.path().to_path_buf(),
             auth,
             tls,
+            flags,
             child: None,
             _tmp: tmp,
         };
@@ -163,6 +185,7 @@ impl SmtpPeer {
         if let Some(mode) = self.tls {
             cmd.args(["--tls", mode]);
         }
+        cmd.args(&self.flags);
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", python().display()));
@@ -291,7 +314,21 @@ impl SmtpPeer {
 
     /// SMTP connections accepted so far (all runs on this `dir`).
     pub fn connections(&self) -> u64 {
-        std::fs::read_to_string(self.dir.join("connections"))
+        self.counter("connections")
+    }
+
+    /// SMTP connections that ended so far (either side closing).
+    pub fn closed(&self) -> u64 {
+        self.counter("closed")
+    }
+
+    /// MAIL commands that came in one write with the commands after them (pipelined).
+    pub fn pipelined(&self) -> u64 {
+        self.counter("pipelined")
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        std::fs::read_to_string(self.dir.join(name))
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0)

@@ -1,7 +1,8 @@
 """A real SMTP server (aiosmtpd) for Tayori's integration tests.
 
     python smtp_peer.py --port PORT --dir DIR [--host 127.0.0.1] [--auth USER:PASS]
-                        [--tls starttls|implicit]
+                        [--tls starttls|implicit] [--no-pipelining]
+                        [--close-idle-after SECONDS]
 
 Prints READY once listening. How a recipient is answered depends on its local part
 (case-insensitive prefix):
@@ -18,7 +19,14 @@ An accepted message becomes DIR/NNNNNN.json (envelope: mail_from, rcpt_tos, helo
 auth_user) then DIR/NNNNNN.eml (the DATA bytes exactly as received, after dot
 un-stuffing), each written to a dot-file first and renamed, the .json before the .eml.
 DIR/connections holds the number of SMTP connections accepted so far (kept across
-restarts on the same DIR). With --auth, MAIL needs AUTH PLAIN or LOGIN first (no TLS:
+restarts on the same DIR), DIR/closed the number that ended (either side closing).
+
+The peer offers PIPELINING (RFC 2920) unless --no-pipelining; aiosmtpd reads commands
+line by line, so pipelined ones are answered in order. DIR/pipelined counts the MAIL
+commands that arrived with more commands already behind them in the same read (what
+a pipelining client's single write of MAIL, RCPT and DATA looks like). With
+--close-idle-after, a connection idle that long is closed without a word (aiosmtpd's
+timeout), as a relay's idle timeout does. With --auth, MAIL needs AUTH PLAIN or LOGIN first (no TLS:
 the tests run on loopback) and wrong credentials get 535.
 
 With --tls, the peer makes a throwaway CA (trustme) and a certificate for 127.0.0.1
@@ -62,6 +70,7 @@ class Peer:
         names = [n for n in os.listdir(directory) if re.fullmatch(r"\d{6}\.eml", n)]
         self.seq = max((int(n[:6]) for n in names), default=0)
         self.connections = self._read_int("connections")
+        self.pipelining = True
         tempfailed = os.path.join(directory, "tempfailed")
         if os.path.exists(tempfailed):
             with open(tempfailed, encoding="utf-8") as f:
@@ -79,6 +88,25 @@ class Peer:
     def connected(self):
         self.connections += 1
         write_atomic(os.path.join(self.dir, "connections"), b"%d\n" % self.connections)
+
+    def bump(self, name):
+        n = self._read_int(name) + 1
+        write_atomic(os.path.join(self.dir, name), b"%d\n" % n)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # The five-argument hook replaces aiosmtpd's own bookkeeping of the name.
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # Bytes already buffered behind MAIL came in the same write as it.
+        if server._reader is not None and len(server._reader._buffer) > 0:
+            self.bump("pipelined")
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = local_part(address)
@@ -124,6 +152,8 @@ async def main():
     parser.add_argument("--dir", required=True)
     parser.add_argument("--auth", metavar="USER:PASS")
     parser.add_argument("--tls", choices=["starttls", "implicit"])
+    parser.add_argument("--no-pipelining", action="store_true")
+    parser.add_argument("--close-idle-after", type=float, metavar="SECONDS")
     args = parser.parse_args()
     os.makedirs(args.dir, exist_ok=True)
     # Plaintext AUTH on loopback is the point here: no warnings about it (or about
@@ -132,6 +162,11 @@ async def main():
     warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     peer = Peer(args.dir)
+    peer.pipelining = not args.no_pipelining
+    if args.close_idle_after:
+        kwargs_timeout = dict(timeout=args.close_idle_after)
+    else:
+        kwargs_timeout = {}
 
     kwargs = {}
     if args.auth:
@@ -160,10 +195,16 @@ async def main():
         else:
             kwargs.update(auth_require_tls=False)
 
+    class PeerSMTP(SMTP):
+        def connection_lost(self, error):
+            peer.bump("closed")
+            super().connection_lost(error)
+
     def factory():
         peer.connected()
-        return SMTP(peer, hostname="smtp-peer.test", decode_data=False, loop=loop,
-                    enable_SMTPUTF8=True, data_size_limit=256 * 1024 * 1024, **kwargs)
+        return PeerSMTP(peer, hostname="smtp-peer.test", decode_data=False, loop=loop,
+                        enable_SMTPUTF8=True, data_size_limit=256 * 1024 * 1024,
+                        **kwargs, **kwargs_timeout)
 
     loop = asyncio.get_running_loop()
     implicit = ssl_context if args.tls == "implicit" else None

@@ -1,15 +1,17 @@
-//! SMTP delivery: lettre's pooled async transport, and what each SMTP reply means
-//! for the job (retry, bounce, fail, pause).
+//! SMTP delivery: a pool of our own pipelining SMTP sessions ([`client`]), and what
+//! each SMTP reply means for the job (retry, bounce, fail, pause).
+
+pub(crate) mod client;
+pub(crate) mod wire;
 
 use std::time::Duration;
 
-use lettre::address::Envelope;
-use lettre::transport::smtp;
-use lettre::transport::smtp::client::{Certificate, TlsParameters};
 use lettre::Address;
 use serde::Deserialize;
 
-use super::smtp_pool::{Failure, Pool, Security};
+use self::client::{Command, Security, SmtpError, Tls};
+use self::wire::Reply;
+use super::smtp_pool::{Failure, Pool};
 use super::EmailEncoder;
 use crate::{Channel, Content, Message, SendError, Sent};
 
@@ -38,7 +40,7 @@ pub struct SmtpSettings {
     pub pool_size: u32,
     /// Connect and per-command timeout.
     pub timeout: Duration,
-    /// The EHLO name; lettre's default is the host name.
+    /// The EHLO name; the host name by default.
     pub helo_name: Option<String>,
     /// Default envelope sender (Return-Path); the From address when unset.
     pub envelope_from: Option<String>,
@@ -56,37 +58,31 @@ pub struct SmtpChannel {
 impl SmtpChannel {
     pub fn new(settings: &SmtpSettings, encoder: EmailEncoder) -> Result<Self, String> {
         crate::install_crypto_provider();
-        let tls = match settings.tls {
+        let tls = || Tls::new(&settings.host, settings.ca_pem.as_deref());
+        let security = match settings.tls {
             TlsMode::None => Security::Plain,
-            TlsMode::Starttls => Security::Starttls(tls_parameters(settings)?),
-            TlsMode::Tls => Security::Implicit(tls_parameters(settings)?),
+            TlsMode::Starttls => Security::Starttls(tls()?),
+            TlsMode::Tls => Security::Implicit(tls()?),
         };
+        if let Some(name) = &settings.helo_name {
+            // It goes on the EHLO line as is.
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(format!(
+                    "invalid helo_name {name:?}: a host name (letters, digits, '-', '.')"
+                ));
+            }
+        }
         let envelope_from = match &settings.envelope_from {
             Some(a) => super::address::ascii_address(a)
                 .map_err(|e| format!("invalid envelope sender {a:?}: {e}"))?,
             None => encoder.from_address().clone(),
         };
         Ok(Self {
-            pool: Pool::new(settings, tls),
+            pool: Pool::new(settings, security),
             encoder,
             envelope_from,
         })
     }
-}
-
-/// Certificate checks for the relay: the system's roots (through the platform
-/// verifier) plus `ca_pem`, if given. Never "accept invalid": a relay that cannot
-/// prove who it is gets no mail.
-fn tls_parameters(s: &SmtpSettings) -> Result<TlsParameters, String> {
-    let mut builder = TlsParameters::builder(s.host.clone());
-    if let Some(pem) = &s.ca_pem {
-        let cert =
-            Certificate::from_pem(pem).map_err(|e| format!("the CA file is not PEM: {e}"))?;
-        builder = builder.add_root_certificate(cert);
-    }
-    builder
-        .build_rustls()
-        .map_err(|e| format!("TLS setup for {}: {e}", s.host))
 }
 
 #[async_trait::async_trait]
@@ -105,11 +101,12 @@ impl Channel for SmtpChannel {
             })?,
             None => self.envelope_from.clone(),
         };
-        let to = email.envelope.to().to_vec();
-        let envelope = Envelope::new(Some(from), to)
-            .map_err(|e| SendError::permanent("invalid_message", e.to_string()))?;
+        let to: Vec<&str> = email.envelope.to().iter().map(|a| a.as_ref()).collect();
+        if to.is_empty() {
+            return Err(SendError::permanent("invalid_message", "no recipient"));
+        }
         let id = self.encoder.message_id(&message.job_id);
-        match self.pool.send(&envelope, &email.bytes).await {
+        match self.pool.send(from.as_ref(), &to, &email.bytes).await {
             Ok(_) => Ok(Sent::new(id.trim_matches(['<', '>']).to_owned())),
             Err(e) => Err(classify(&e)),
         }
@@ -119,13 +116,10 @@ impl Channel for SmtpChannel {
 /// What a failed send means for the job.
 pub fn classify(f: &Failure) -> SendError {
     match f {
-        Failure::Io(e) => {
-            SendError::transient("smtp_connection", format!("relay unreachable: {e}"))
-        }
         Failure::Timeout(what) => {
             SendError::transient("smtp_timeout", format!("timed out: {what}"))
         }
-        Failure::Connect(e) => match classify_reply(e) {
+        Failure::Connect(e) => match classify_error(e) {
             // Refused at AUTH or at the greeting for good: every message would be.
             SendError::Permanent { message, .. } | SendError::Bounced { message, .. } => {
                 SendError::Suspended {
@@ -136,34 +130,38 @@ pub fn classify(f: &Failure) -> SendError {
             }
             other => other,
         },
-        Failure::Send(e) => classify_reply(e),
+        Failure::Send(e) => classify_error(e),
     }
 }
 
-/// What an SMTP error means for the job.
-///
-/// lettre does not say at which command a reply came, so a hard bounce is told
-/// apart from other 5xx replies by what the reply says: an enhanced status code
-/// about the recipient's address or mailbox (RFC 3463 X.1.x, 5.2.1, 5.4.1), or,
-/// for servers without enhanced codes, the usual wording of "no such user".
-fn classify_reply(e: &smtp::Error) -> SendError {
-    let text = e.to_string();
-    let Some(code) = e.status() else {
-        let code = if e.is_timeout() {
-            "smtp_timeout"
-        } else if e.is_tls() || tls_failure(e) {
-            "smtp_tls"
-        } else if e.is_client() {
-            // lettre refused locally: a message it cannot send, or (at connect) no
-            // AUTH mechanism in common; the caller decides which.
-            return SendError::permanent("smtp_client", text);
-        } else {
-            "smtp_connection"
-        };
-        return SendError::transient(code, text);
-    };
-    let code_str = format!("smtp_{code}");
-    if e.is_transient() {
+/// What a session error means for the job.
+fn classify_error(e: &SmtpError) -> SendError {
+    match e {
+        SmtpError::Rejected { command, reply } => classify_reply(*command, reply, e.to_string()),
+        SmtpError::Tls(_) => SendError::transient("smtp_tls", e.to_string()),
+        SmtpError::Io {
+            command: Command::Connect,
+            source,
+        } => SendError::transient("smtp_connection", format!("relay unreachable: {source}")),
+        SmtpError::Io { source, .. } if tls_failure(source) => {
+            SendError::transient("smtp_tls", e.to_string())
+        }
+        SmtpError::Io { .. }
+        | SmtpError::Closed { .. }
+        | SmtpError::Protocol { .. }
+        | SmtpError::Unexpected { .. } => SendError::transient("smtp_connection", e.to_string()),
+        // We refused locally: a message the relay cannot take (8-bit content without
+        // 8BITMIME), or at connect no STARTTLS or AUTH mechanism in common; the
+        // caller decides which.
+        SmtpError::Client(_) => SendError::permanent("smtp_client", e.to_string()),
+    }
+}
+
+/// What the relay's refusal of `command` means for the job. `text` is the error's
+/// text (`RCPT TO: 550 5.1.1 <a@b>: User unknown`).
+fn classify_reply(command: Command, reply: &Reply, text: String) -> SendError {
+    let code_str = format!("smtp_{}", reply.code);
+    if reply.is_transient() {
         if says_slow_down(&text) {
             // Throttling (421 "too many connections", 450 4.7.0 "rate limited"): the
             // daemon pauses the recipient's domain when it limits domains.
@@ -175,8 +173,12 @@ fn classify_reply(e: &smtp::Error) -> SendError {
         }
         return SendError::transient(&code_str, text);
     }
-    let numeric = code.to_string();
-    if matches!(numeric.as_str(), "530" | "534" | "535" | "538") {
+    if reply.is_positive() {
+        // Only a greeting can be "refused" with a positive code (not 220): a relay
+        // that does not talk SMTP properly may well do so later.
+        return SendError::transient("smtp_connection", text);
+    }
+    if matches!(reply.code, 530 | 534 | 535 | 538) {
         // Our credentials were refused: no message will go until someone fixes them.
         return SendError::Suspended {
             code: "smtp_auth".into(),
@@ -184,7 +186,8 @@ fn classify_reply(e: &smtp::Error) -> SendError {
             retry_after: None,
         };
     }
-    if is_hard_bounce(&numeric, &text) {
+    let enhanced = reply.enhanced_code().or_else(|| enhanced_status(&text));
+    if is_hard_bounce(command, reply.code, enhanced, &text) {
         SendError::Bounced {
             code: code_str,
             message: text,
@@ -194,21 +197,14 @@ fn classify_reply(e: &smtp::Error) -> SendError {
     }
 }
 
-/// Whether a TLS problem (an unverifiable certificate, a failed handshake) is behind
-/// an error lettre files as a connection error.
-fn tls_failure(e: &smtp::Error) -> bool {
-    let mut source = std::error::Error::source(e);
+/// Whether a TLS problem (a failed handshake, a bad record) is behind an I/O error.
+fn tls_failure(e: &std::io::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e
+        .get_ref()
+        .map(|inner| inner as &(dyn std::error::Error + 'static));
     while let Some(err) = source {
         if err.is::<rustls::Error>() {
             return true;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io
-                .get_ref()
-                .is_some_and(|inner| inner.is::<rustls::Error>())
-            {
-                return true;
-            }
         }
         source = err.source();
     }
@@ -230,30 +226,57 @@ fn says_slow_down(text: &str) -> bool {
     .any(|w| t.contains(w))
 }
 
-fn is_hard_bounce(code: &str, text: &str) -> bool {
-    if let Some(enhanced) = enhanced_status(text) {
+/// Whether a permanent refusal says the recipient's address is bad for good (the
+/// address is then suppressed), rather than our message, our sender or our relay.
+///
+/// An enhanced status code (RFC 3463) decides when there is one: X.1.x (address
+/// status) except X.1.7 and X.1.8, which are about our sender, plus X.2.1 (mailbox
+/// disabled) and X.4.1 (no answer from host). Without one, a 550, 551 or 553 at RCPT
+/// is about that recipient by definition (RFC 5321 §4.2.2: mailbox unavailable, user
+/// not local, mailbox name not allowed), unless its text names a policy (relaying,
+/// spam, blocking) rather than the mailbox; after RCPT it takes the usual wording of
+/// "no such user". A refusal at MAIL is never about the recipient.
+fn is_hard_bounce(command: Command, code: u16, enhanced: Option<&str>, text: &str) -> bool {
+    if command == Command::Mail {
+        return false;
+    }
+    if let Some(enhanced) = enhanced {
         let (_, rest) = enhanced.split_once('.').unwrap_or(("", ""));
         return match rest.split_once('.') {
-            // X.1.7 and X.1.8 are about our sender address, not the recipient's.
             Some(("1", detail)) => !matches!(detail, "7" | "8"),
             Some(("2", "1")) | Some(("4", "1")) => true,
             _ => false,
         };
     }
+    if !matches!(code, 550 | 551 | 553) {
+        return false;
+    }
     let lower = text.to_ascii_lowercase();
-    matches!(code, "550" | "551" | "553")
-        && [
-            "user unknown",
-            "unknown user",
-            "no such user",
-            "does not exist",
-            "recipient address rejected",
-            "mailbox unavailable",
-            "user not found",
-            "invalid recipient",
+    if command == Command::Rcpt {
+        return ![
+            "relay",
+            "spam",
+            "block",
+            "blacklist",
+            "denylist",
+            "policy",
+            "rate",
         ]
         .iter()
-        .any(|p| lower.contains(p))
+        .any(|p| lower.contains(p));
+    }
+    [
+        "user unknown",
+        "unknown user",
+        "no such user",
+        "does not exist",
+        "recipient address rejected",
+        "mailbox unavailable",
+        "user not found",
+        "invalid recipient",
+    ]
+    .iter()
+    .any(|p| lower.contains(p))
 }
 
 /// The first RFC 3463 code (`5.1.1`) in a reply's text.
@@ -289,22 +312,103 @@ mod tests {
         assert_eq!(enhanced_status("version 5.1 of 3.2.1"), None);
     }
 
+    /// `is_hard_bounce` as `classify_reply` calls it, for a reply line.
+    fn bounces_at(command: Command, line: &str) -> bool {
+        let (reply, _) = wire::parse_reply(format!("{line}\r\n").as_bytes())
+            .unwrap()
+            .unwrap();
+        let text = format!("{command}: {reply}");
+        let enhanced = reply.enhanced_code().or_else(|| enhanced_status(&text));
+        is_hard_bounce(command, reply.code, enhanced, &text)
+    }
+
     #[test]
     fn recipient_problems_are_hard_bounces_and_policy_rejections_are_not() {
-        assert!(is_hard_bounce("550", "550 5.1.1 <a@b>: User unknown"));
-        assert!(is_hard_bounce("550", "550 5.2.1 Mailbox disabled"));
-        assert!(is_hard_bounce(
-            "550",
-            "550 5.4.1 Recipient address rejected"
+        // Wherever the refusal came (RCPT, or DATA for relays that check recipients late).
+        for at in [Command::Rcpt, Command::Data] {
+            assert!(bounces_at(at, "550 5.1.1 <a@b>: User unknown"));
+            assert!(bounces_at(at, "550 5.2.1 Mailbox disabled"));
+            assert!(bounces_at(at, "550 5.4.1 Recipient address rejected"));
+            assert!(bounces_at(at, "550 No such user here"));
+            assert!(!bounces_at(at, "554 5.7.1 Message rejected as spam"));
+            assert!(!bounces_at(at, "550 5.1.8 Sender domain does not exist"));
+            assert!(!bounces_at(at, "552 5.2.2 Mailbox full"));
+            assert!(!bounces_at(at, "554 Transaction failed"));
+        }
+    }
+
+    #[test]
+    fn knowing_the_command_sharpens_the_bounce_signal() {
+        // At RCPT, a 550/551/553 without an enhanced code is about that mailbox...
+        assert!(bounces_at(Command::Rcpt, "550 Requested action not taken"));
+        assert!(bounces_at(Command::Rcpt, "553 mailbox name not allowed"));
+        assert!(bounces_at(Command::Rcpt, "551 User not local"));
+        // ... unless it names a policy; after RCPT only the wording counts.
+        assert!(!bounces_at(Command::Rcpt, "550 Relaying denied"));
+        assert!(!bounces_at(Command::Rcpt, "550 Blocked by local policy"));
+        assert!(!bounces_at(Command::Data, "550 Requested action not taken"));
+        assert!(!bounces_at(Command::Rcpt, "554 Requested action not taken"));
+        // A refusal at MAIL is about our sender, whatever its code says.
+        assert!(!bounces_at(
+            Command::Mail,
+            "550 5.1.0 Sender address rejected"
         ));
-        assert!(is_hard_bounce("550", "550 No such user here"));
-        assert!(!is_hard_bounce("554", "554 5.7.1 Message rejected as spam"));
-        assert!(!is_hard_bounce(
-            "550",
-            "550 5.1.8 Sender domain does not exist"
+        assert!(!bounces_at(Command::Mail, "553 No such user here"));
+    }
+
+    fn rejected(command: Command, line: &str) -> SendError {
+        let (reply, _) = wire::parse_reply(format!("{line}\r\n").as_bytes())
+            .unwrap()
+            .unwrap();
+        classify(&Failure::Send(SmtpError::Rejected { command, reply }))
+    }
+
+    #[test]
+    fn replies_map_to_outcomes_naming_the_command() {
+        match rejected(Command::Rcpt, "550 5.1.1 <a@b>: User unknown") {
+            SendError::Bounced { code, message } => {
+                assert_eq!(code, "smtp_550");
+                assert_eq!(message, "RCPT TO: 550 5.1.1 <a@b>: User unknown");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            rejected(Command::Data, "554 5.7.1 Message rejected as spam"),
+            SendError::Permanent { .. }
         ));
-        assert!(!is_hard_bounce("552", "552 5.2.2 Mailbox full"));
-        assert!(!is_hard_bounce("554", "554 Transaction failed"));
+        assert!(matches!(
+            rejected(Command::Message, "451 4.3.0 Try again"),
+            SendError::Transient { .. }
+        ));
+        assert!(matches!(
+            rejected(Command::Mail, "421 4.7.0 Too many connections"),
+            SendError::RateLimited { .. }
+        ));
+        assert!(matches!(
+            rejected(
+                Command::Auth,
+                "535 5.7.8 Authentication credentials invalid"
+            ),
+            SendError::Suspended { .. }
+        ));
+        let at_greeting = classify(&Failure::Connect(SmtpError::Rejected {
+            command: Command::Greeting,
+            reply: Reply {
+                code: 554,
+                lines: vec!["no service for you".into()],
+            },
+        }));
+        assert!(
+            matches!(&at_greeting, SendError::Suspended { code, .. } if code == "smtp_session"),
+            "{at_greeting:?}"
+        );
+        let lost = classify(&Failure::Send(SmtpError::Closed {
+            command: Command::Mail,
+        }));
+        assert!(
+            matches!(&lost, SendError::Transient { code, .. } if code == "smtp_connection"),
+            "{lost:?}"
+        );
     }
 
     #[test]
