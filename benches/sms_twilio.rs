@@ -226,23 +226,26 @@ fn main() {
              [channels.sms.twilio]\napi_base = \"http://127.0.0.1:{port}\"\naccount_sid = \"{ACCOUNT_SID}\"\nauth_token = \"bench\"\nfrom = \"+15005550006\"\n"
         )
     };
-    let mut run = |tag: &str, n: usize, link: bool, cfg: &str| -> (Drained, f64, Vec<Request>, String) {
-        let cfg = bench.write_config(cfg);
-        let file = write_jobs(&bench, n, tag, link);
-        bench.enqueue(&cfg, &file);
-        let before = bench.node_stats();
-        let (drained, redis) = bench.drain_cpu(&cfg, n);
-        let calls = calls_per_job(&before, &bench.node_stats(), n);
-        let reqs = take_requests(&endpoint);
-        check_run(&mut bench, tag, n, &reqs);
-        (drained, redis, reqs, calls)
-    };
+    let mut run =
+        |tag: &str, n: usize, link: bool, cfg: &str| -> (Drained, f64, Vec<Request>, String) {
+            let cfg = bench.write_config(cfg);
+            let file = write_jobs(&bench, n, tag, link);
+            bench.enqueue(&cfg, &file);
+            let before = bench.node_stats();
+            let (drained, redis) = bench.drain_cpu(&cfg, n);
+            let calls = calls_per_job(&before, &bench.node_stats(), n);
+            let reqs = take_requests(&endpoint);
+            check_run(&mut bench, tag, n, &reqs);
+            (drained, redis, reqs, calls)
+        };
 
     // 1. As fast as it goes, the template's SMS (no link).
-    let (fast, fast_redis, fast_reqs, fast_calls) = run("fast", jobs, false, &config("1000000/s", 1000));
+    let (fast, fast_redis, fast_reqs, fast_calls) =
+        run("fast", jobs, false, &config("1000000/s", 1000));
 
     // 2. As fast as it goes, a link in every message: one short link stored per send.
-    let (linked, linked_redis, linked_reqs, linked_calls) = run("link", jobs, true, &config("1000000/s", 1000));
+    let (linked, linked_redis, linked_reqs, linked_calls) =
+        run("link", jobs, true, &config("1000000/s", 1000));
     for r in &linked_reqs {
         assert!(
             r.body.contains("/s/") && !r.body.contains(SHOP_URL),
@@ -287,8 +290,22 @@ fn main() {
             d.peak_mib
         );
     };
-    line("unlimited", jobs, &fast, fast_redis, &fast_reqs, &fast_calls);
-    line("with links", jobs, &linked, linked_redis, &linked_reqs, &linked_calls);
+    line(
+        "unlimited",
+        jobs,
+        &fast,
+        fast_redis,
+        &fast_reqs,
+        &fast_calls,
+    );
+    line(
+        "with links",
+        jobs,
+        &linked,
+        linked_redis,
+        &linked_reqs,
+        &linked_calls,
+    );
     println!(
         "limited         {limited_jobs} sends at rate {rate}/s: observed {observed:.0}/s ({:+.2} %), {}, {limited_calls}, peak RSS {:.1} MiB",
         (observed / rate as f64 - 1.0) * 100.0,

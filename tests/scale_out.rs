@@ -177,9 +177,8 @@ enabled = false
     let peers: Vec<Peer> = (0..2).map(|i| Peer::start(&s, i)).collect();
     let evs = wait_for(&mut conn, WAIT, "all sent", |e| count(e, "sent") == n);
     let after = command_calls(&mut conn);
-    let calls = |name: &str| {
-        after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
-    };
+    let calls =
+        |name: &str| after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0);
 
     let times = sent_times(&evs, "sms");
     assert_eq!(times.len(), n);
@@ -207,7 +206,9 @@ enabled = false
     // per freed slot (0.88 reads per job before). Profiles are off: their
     // updater reads the results stream with XREADGROUP too.
     let reads = calls("xreadgroup") as f64 / n as f64;
-    println!("{peak} sends in the busiest second, {leases:.3} leases and {reads:.3} reads per send");
+    println!(
+        "{peak} sends in the busiest second, {leases:.3} leases and {reads:.3} reads per send"
+    );
     assert!(reads <= 0.25, "{reads:.3} reads per send");
 }
 

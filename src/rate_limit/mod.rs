@@ -155,10 +155,9 @@ impl SharedLimiter {
         conn: RedisConnection,
     ) -> SharedLimiter {
         let burst = burst.unwrap_or_else(|| rate.default_burst()).get();
-        let interval_us =
-            u64::try_from(rate.per.as_micros() / u128::from(rate.count.get()))
-                .unwrap_or(u64::MAX)
-                .max(1);
+        let interval_us = u64::try_from(rate.per.as_micros() / u128::from(rate.count.get()))
+            .unwrap_or(u64::MAX)
+            .max(1);
         // From the interval the bucket uses (at least 1 µs), not the configured
         // rate: a lease must not reach further than LEASE_SPAN.
         let per_span = LEASE_SPAN.as_micros() as u64 / interval_us;
@@ -250,19 +249,26 @@ impl SharedLimiter {
     ) -> redis::RedisResult<Lease> {
         let mut conn = self.conn.clone();
         let reserve_ms = reserve_beyond.map_or(0, |d| d.as_millis().max(1) as u64);
-        let (granted, first_us, reason, daemons, reserved, wait_ms): (u32, i64, String, u32, u8, u64) =
-            self.script
-                .key(&self.bucket)
-                .key(&self.daemons_key)
-                .key(&self.pause_key)
-                .arg(self.interval_us)
-                .arg(self.burst)
-                .arg(want)
-                .arg(&self.consumer)
-                .arg(reserve_ms)
-                .arg(reach.as_micros() as u64)
-                .invoke_async(&mut conn)
-                .await?;
+        let (granted, first_us, reason, daemons, reserved, wait_ms): (
+            u32,
+            i64,
+            String,
+            u32,
+            u8,
+            u64,
+        ) = self
+            .script
+            .key(&self.bucket)
+            .key(&self.daemons_key)
+            .key(&self.pause_key)
+            .arg(self.interval_us)
+            .arg(self.burst)
+            .arg(want)
+            .arg(&self.consumer)
+            .arg(reserve_ms)
+            .arg(reach.as_micros() as u64)
+            .invoke_async(&mut conn)
+            .await?;
         self.daemons.store(daemons.max(1), Ordering::Relaxed);
         let wait = Duration::from_millis(wait_ms.max(1));
         Ok(if granted > 0 {
@@ -279,7 +285,7 @@ impl SharedLimiter {
         })
     }
 
-/// The local stand-in while Redis is away: this daemon's share of the rate.
+    /// The local stand-in while Redis is away: this daemon's share of the rate.
     fn fallback_limiter(&self) -> Arc<DefaultDirectRateLimiter> {
         let daemons = self.daemons.load(Ordering::Relaxed).max(1);
         let mut slot = self.fallback.lock().unwrap_or_else(|p| p.into_inner());
@@ -302,10 +308,16 @@ impl SharedLimiter {
 enum Lease {
     /// `permits` leased, the first due `first_us` from now (≤ 0: at once), the
     /// rest one interval apart.
-    Granted { permits: u32, first_us: i64 },
+    Granted {
+        permits: u32,
+        first_us: i64,
+    },
     Wait(Duration),
     Reserved(Duration),
-    Paused { reason: String, wait: Duration },
+    Paused {
+        reason: String,
+        wait: Duration,
+    },
 }
 
 #[cfg(test)]
