@@ -14,7 +14,7 @@ mod support;
 
 use std::time::Instant;
 
-use support::{cpu_per_job, env_or, under_cargo_bench, Bench};
+use support::{cpu_per_job, env_or, under_cargo_bench, Bench, NodeStats};
 use tayori_testkit::server::{response, FakeServer, Options};
 
 /// A minimal Messaging API push endpoint: 200 with a request id, nothing else; it
@@ -43,6 +43,25 @@ fn start_endpoint() -> FakeServer<Vec<Instant>> {
     })
 }
 
+/// `XREADGROUP` and script calls (`EVALSHA`, `EVAL`) per job between two
+/// snapshots: what a job costs Redis in round trips, beside its CPU.
+fn calls_per_job(before: &[NodeStats], after: &[NodeStats], jobs: usize) -> String {
+    let calls = |stats: &[NodeStats], names: &[&str]| -> u64 {
+        stats
+            .iter()
+            .flat_map(|s| names.iter().filter_map(|n| s.calls.get(*n)))
+            .sum()
+    };
+    let per_job = |names: &[&str]| {
+        calls(after, names).saturating_sub(calls(before, names)) as f64 / jobs.max(1) as f64
+    };
+    format!(
+        "{:.3} XREADGROUP/job, {:.3} EVALSHA/job",
+        per_job(&["xreadgroup"]),
+        per_job(&["evalsha", "eval"])
+    )
+}
+
 fn main() {
     if !under_cargo_bench("line_push") {
         return;
@@ -65,7 +84,9 @@ fn main() {
     let cfg = bench.write_config(&config("1000000/s", 1000));
     let file = bench.write_jobs(jobs, &["line"], "fast");
     bench.enqueue(&cfg, &file);
+    let calls_before = bench.node_stats();
     let (fast, fast_redis) = bench.drain_cpu(&cfg, jobs);
+    let fast_calls = calls_per_job(&calls_before, &bench.node_stats(), jobs);
     let pushed = endpoint.state().len();
 
     // 2. Limited: the rate the endpoint sees, from first to last arrival.
@@ -74,7 +95,9 @@ fn main() {
     let cfg = bench.write_config(&config(&format!("{rate}/s"), (rate / 100).max(1)));
     let file = bench.write_jobs(limited_jobs, &["line"], "limited");
     bench.enqueue(&cfg, &file);
+    let calls_before = bench.node_stats();
     let (limited, limited_redis) = bench.drain_cpu(&cfg, limited_jobs);
+    let limited_calls = calls_per_job(&calls_before, &bench.node_stats(), limited_jobs);
     let times = endpoint.state().clone();
     let observed = match (times.first(), times.last()) {
         (Some(a), Some(b)) if times.len() > 1 => {
@@ -85,14 +108,14 @@ fn main() {
     let sent = bench.count_sent();
 
     println!(
-        "unlimited       {jobs} pushes in {:.2} s: {:.0} pushes/s end to end, {}, daemon peak RSS {:.1} MiB",
+        "unlimited       {jobs} pushes in {:.2} s: {:.0} pushes/s end to end, {}, {fast_calls}, daemon peak RSS {:.1} MiB",
         fast.secs,
         jobs as f64 / fast.secs,
         cpu_per_job(&fast, fast_redis, jobs),
         fast.peak_mib
     );
     println!(
-        "limited         {limited_jobs} pushes at rate {rate}/s: observed {observed:.0}/s ({:+.2} %), {}, peak RSS {:.1} MiB",
+        "limited         {limited_jobs} pushes at rate {rate}/s: observed {observed:.0}/s ({:+.2} %), {}, {limited_calls}, peak RSS {:.1} MiB",
         (observed / rate as f64 - 1.0) * 100.0,
         cpu_per_job(&limited, limited_redis, limited_jobs),
         limited.peak_mib

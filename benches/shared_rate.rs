@@ -44,19 +44,25 @@ fn sent_times(bench: &mut Bench) -> Vec<i64> {
     t
 }
 
-/// Runs `daemons` daemons on `cfg` until `jobs` events are in; returns the observed rate.
+/// Runs `daemons` daemons on `cfg` until `jobs` events are in; returns the
+/// observed rate, the most sends in one second and the leases per send (calls of
+/// the lease script, counted by its `TIME`: nothing else a daemon runs calls it).
 fn aggregate(
     bench: &mut Bench,
     cfg: &std::path::Path,
     daemons: usize,
     jobs: usize,
-) -> (f64, usize) {
+) -> (f64, usize, f64) {
     let _: () = redis::cmd("DEL")
         .arg("bench:{0}:results")
         .query(&mut bench.conn)
         .unwrap();
     let file = bench.write_jobs(jobs, &["line"], &format!("agg{daemons}"));
     bench.enqueue(cfg, &file);
+    let time_calls = |stats: &[support::NodeStats]| -> u64 {
+        stats.iter().filter_map(|s| s.calls.get("time")).sum()
+    };
+    let before = time_calls(&bench.node_stats());
     let mut children: Vec<Daemon> = (0..daemons)
         .map(|_| Daemon::start(bench.tayori(cfg)))
         .collect();
@@ -67,6 +73,7 @@ fn aggregate(
     for c in &mut children {
         c.terminate(Duration::from_secs(3600));
     }
+    let leases = time_calls(&bench.node_stats()).saturating_sub(before) as f64 / jobs as f64;
     let times = sent_times(bench);
     let n = times.len();
     let rate = (n.saturating_sub(1)) as f64 / ((times[n - 1] - times[0]) as f64 / 1000.0);
@@ -78,7 +85,7 @@ fn aggregate(
         }
         peak = peak.max(end - start + 1);
     }
-    (rate, peak)
+    (rate, peak, leases)
 }
 
 fn main() {
@@ -114,9 +121,9 @@ fn main() {
         channel(&format!("{rate}/s"), "global")
     ));
     for daemons in [1, 3] {
-        let (observed, peak) = aggregate(&mut bench, &cfg, daemons, rate * seconds);
+        let (observed, peak, leases) = aggregate(&mut bench, &cfg, daemons, rate * seconds);
         println!(
-            "{daemons} daemon(s)      configured {rate}/s (burst {burst}): observed {observed:.1}/s ({:+.2} %), most in one second {peak}",
+            "{daemons} daemon(s)      configured {rate}/s (burst {burst}): observed {observed:.1}/s ({:+.2} %), most in one second {peak}, {leases:.3} leases/send",
             (observed / rate as f64 - 1.0) * 100.0
         );
         assert!(peak <= rate + burst, "never above rate + burst in a second");

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use support::{cpu_per_job, env_or, under_cargo_bench, Bench, Drained};
+use support::{cpu_per_job, env_or, under_cargo_bench, Bench, Drained, NodeStats};
 use tayori_testkit::server::{response, FakeServer, Options};
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -189,6 +189,25 @@ fn observed_rate(requests: &[Request]) -> f64 {
     }
 }
 
+/// `XREADGROUP` and script calls (`EVALSHA`, `EVAL`) per job between two
+/// snapshots: what a job costs Redis in round trips, beside its CPU.
+fn calls_per_job(before: &[NodeStats], after: &[NodeStats], jobs: usize) -> String {
+    let calls = |stats: &[NodeStats], names: &[&str]| -> u64 {
+        stats
+            .iter()
+            .flat_map(|s| names.iter().filter_map(|n| s.calls.get(*n)))
+            .sum()
+    };
+    let per_job = |names: &[&str]| {
+        calls(after, names).saturating_sub(calls(before, names)) as f64 / jobs.max(1) as f64
+    };
+    format!(
+        "{:.3} XREADGROUP/job, {:.3} EVALSHA/job",
+        per_job(&["xreadgroup"]),
+        per_job(&["evalsha", "eval"])
+    )
+}
+
 fn main() {
     if !under_cargo_bench("sms_twilio") {
         return;
@@ -207,21 +226,26 @@ fn main() {
              [channels.sms.twilio]\napi_base = \"http://127.0.0.1:{port}\"\naccount_sid = \"{ACCOUNT_SID}\"\nauth_token = \"bench\"\nfrom = \"+15005550006\"\n"
         )
     };
-    let mut run = |tag: &str, n: usize, link: bool, cfg: &str| -> (Drained, f64, Vec<Request>) {
-        let cfg = bench.write_config(cfg);
-        let file = write_jobs(&bench, n, tag, link);
-        bench.enqueue(&cfg, &file);
-        let (drained, redis) = bench.drain_cpu(&cfg, n);
-        let reqs = take_requests(&endpoint);
-        check_run(&mut bench, tag, n, &reqs);
-        (drained, redis, reqs)
-    };
+    let mut run =
+        |tag: &str, n: usize, link: bool, cfg: &str| -> (Drained, f64, Vec<Request>, String) {
+            let cfg = bench.write_config(cfg);
+            let file = write_jobs(&bench, n, tag, link);
+            bench.enqueue(&cfg, &file);
+            let before = bench.node_stats();
+            let (drained, redis) = bench.drain_cpu(&cfg, n);
+            let calls = calls_per_job(&before, &bench.node_stats(), n);
+            let reqs = take_requests(&endpoint);
+            check_run(&mut bench, tag, n, &reqs);
+            (drained, redis, reqs, calls)
+        };
 
     // 1. As fast as it goes, the template's SMS (no link).
-    let (fast, fast_redis, fast_reqs) = run("fast", jobs, false, &config("1000000/s", 1000));
+    let (fast, fast_redis, fast_reqs, fast_calls) =
+        run("fast", jobs, false, &config("1000000/s", 1000));
 
     // 2. As fast as it goes, a link in every message: one short link stored per send.
-    let (linked, linked_redis, linked_reqs) = run("link", jobs, true, &config("1000000/s", 1000));
+    let (linked, linked_redis, linked_reqs, linked_calls) =
+        run("link", jobs, true, &config("1000000/s", 1000));
     for r in &linked_reqs {
         assert!(
             r.body.contains("/s/") && !r.body.contains(SHOP_URL),
@@ -233,7 +257,7 @@ fn main() {
 
     // 3. Limited: the rate the endpoint sees, from first to last arrival.
     let limited_jobs = (rate * 5).min(jobs);
-    let (limited, limited_redis, limited_reqs) = run(
+    let (limited, limited_redis, limited_reqs, limited_calls) = run(
         "limited",
         limited_jobs,
         false,
@@ -256,9 +280,9 @@ fn main() {
         "link: every short link is stored"
     );
 
-    let line = |name: &str, n: usize, d: &Drained, redis: f64, reqs: &[Request]| {
+    let line = |name: &str, n: usize, d: &Drained, redis: f64, reqs: &[Request], calls: &str| {
         println!(
-            "{name:<15} {n} sends in {:.2} s: {:.0} sends/s end to end ({:.0}/s at the endpoint, first to last), {}, daemon peak RSS {:.1} MiB",
+            "{name:<15} {n} sends in {:.2} s: {:.0} sends/s end to end ({:.0}/s at the endpoint, first to last), {}, {calls}, daemon peak RSS {:.1} MiB",
             d.secs,
             n as f64 / d.secs,
             observed_rate(reqs),
@@ -266,10 +290,24 @@ fn main() {
             d.peak_mib
         );
     };
-    line("unlimited", jobs, &fast, fast_redis, &fast_reqs);
-    line("with links", jobs, &linked, linked_redis, &linked_reqs);
+    line(
+        "unlimited",
+        jobs,
+        &fast,
+        fast_redis,
+        &fast_reqs,
+        &fast_calls,
+    );
+    line(
+        "with links",
+        jobs,
+        &linked,
+        linked_redis,
+        &linked_reqs,
+        &linked_calls,
+    );
     println!(
-        "limited         {limited_jobs} sends at rate {rate}/s: observed {observed:.0}/s ({:+.2} %), {}, peak RSS {:.1} MiB",
+        "limited         {limited_jobs} sends at rate {rate}/s: observed {observed:.0}/s ({:+.2} %), {}, {limited_calls}, peak RSS {:.1} MiB",
         (observed / rate as f64 - 1.0) * 100.0,
         cpu_per_job(&limited, limited_redis, limited_jobs),
         limited.peak_mib

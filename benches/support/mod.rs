@@ -327,7 +327,19 @@ impl Bench {
         }
         let settle_secs = settled.elapsed().as_secs_f64();
         daemon.sigterm();
-        let (cpu_us, max_rss_kib) = daemon.wait_with_usage();
+        // Its own high-water mark until it exits (a zombie's status has none).
+        // Not wait4's ru_maxrss: Linux carries the spawning process's high-water
+        // mark into the child's at exec, so it reported this benchmark's own RSS
+        // (115 MiB by the third pass of sms_twilio, for a daemon at 40 MiB).
+        loop {
+            let hwm = vm_hwm_kib(&status_path);
+            if hwm == 0 {
+                break;
+            }
+            peak_kib = peak_kib.max(hwm);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (cpu_us, _) = daemon.wait_with_usage();
         if let Some(mut perf) = profiler {
             // perf ends on its own when the process it follows exits.
             let _ = perf.wait();
@@ -335,8 +347,7 @@ impl Bench {
         Drained {
             secs,
             events: done,
-            // The kernel's own high-water mark settles what sampling missed.
-            peak_mib: peak_kib.max(max_rss_kib) as f64 / 1024.0,
+            peak_mib: peak_kib as f64 / 1024.0,
             cpu_us,
             settle_secs,
         }

