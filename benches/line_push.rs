@@ -14,7 +14,7 @@ mod support;
 
 use std::time::Instant;
 
-use support::{cpu_per_job, env_or, under_cargo_bench, Bench, NodeStats};
+use support::{calls_per_job, cpu_per_job, env_or, under_cargo_bench, Bench};
 use tayori_testkit::server::{response, FakeServer, Options};
 
 /// A minimal Messaging API push endpoint: 200 with a request id, nothing else; it
@@ -41,25 +41,6 @@ fn start_endpoint() -> FakeServer<Vec<Instant>> {
         )
         .into()
     })
-}
-
-/// `XREADGROUP` and script calls (`EVALSHA`, `EVAL`) per job between two
-/// snapshots: what a job costs Redis in round trips, beside its CPU.
-fn calls_per_job(before: &[NodeStats], after: &[NodeStats], jobs: usize) -> String {
-    let calls = |stats: &[NodeStats], names: &[&str]| -> u64 {
-        stats
-            .iter()
-            .flat_map(|s| names.iter().filter_map(|n| s.calls.get(*n)))
-            .sum()
-    };
-    let per_job = |names: &[&str]| {
-        calls(after, names).saturating_sub(calls(before, names)) as f64 / jobs.max(1) as f64
-    };
-    format!(
-        "{:.3} XREADGROUP/job, {:.3} EVALSHA/job",
-        per_job(&["xreadgroup"]),
-        per_job(&["evalsha", "eval"])
-    )
 }
 
 fn main() {

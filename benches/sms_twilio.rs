@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use support::{cpu_per_job, env_or, under_cargo_bench, Bench, Drained, NodeStats};
+use support::{calls_per_job, cpu_per_job, env_or, under_cargo_bench, Bench, Drained};
 use tayori_testkit::server::{response, FakeServer, Options};
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -187,25 +187,6 @@ fn observed_rate(requests: &[Request]) -> f64 {
         }
         _ => 0.0,
     }
-}
-
-/// `XREADGROUP` and script calls (`EVALSHA`, `EVAL`) per job between two
-/// snapshots: what a job costs Redis in round trips, beside its CPU.
-fn calls_per_job(before: &[NodeStats], after: &[NodeStats], jobs: usize) -> String {
-    let calls = |stats: &[NodeStats], names: &[&str]| -> u64 {
-        stats
-            .iter()
-            .flat_map(|s| names.iter().filter_map(|n| s.calls.get(*n)))
-            .sum()
-    };
-    let per_job = |names: &[&str]| {
-        calls(after, names).saturating_sub(calls(before, names)) as f64 / jobs.max(1) as f64
-    };
-    format!(
-        "{:.3} XREADGROUP/job, {:.3} EVALSHA/job",
-        per_job(&["xreadgroup"]),
-        per_job(&["evalsha", "eval"])
-    )
 }
 
 fn main() {

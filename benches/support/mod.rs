@@ -630,6 +630,25 @@ pub fn command_costs(before: &[NodeStats], after: &[NodeStats], jobs: usize) -> 
     out
 }
 
+/// `XREADGROUP` and script calls (`EVALSHA`, `EVAL`) per job between two
+/// snapshots: what a job costs Redis in round trips, beside its CPU.
+pub fn calls_per_job(before: &[NodeStats], after: &[NodeStats], jobs: usize) -> String {
+    let calls = |stats: &[NodeStats], names: &[&str]| -> u64 {
+        stats
+            .iter()
+            .flat_map(|s| names.iter().filter_map(|n| s.calls.get(*n)))
+            .sum()
+    };
+    let per_job = |names: &[&str]| {
+        calls(after, names).saturating_sub(calls(before, names)) as f64 / jobs.max(1) as f64
+    };
+    format!(
+        "{:.3} XREADGROUP/job, {:.3} EVALSHA/job",
+        per_job(&["xreadgroup"]),
+        per_job(&["evalsha", "eval"])
+    )
+}
+
 /// `daemon X µs/job, Redis Y µs/job`: a drain's daemon CPU and the Redis CPU
 /// around it ([`Bench::drain_cpu`]), each divided by the drain's jobs.
 pub fn cpu_per_job(drained: &Drained, redis_us: f64, jobs: usize) -> String {
