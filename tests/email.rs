@@ -272,6 +272,24 @@ fn now_secs() -> i64 {
 }
 
 /// Sends one spring_sale job to taro@example.com and returns the message the peer got.
+/// `n` email jobs, `{prefix}-{i}` to `{local}{i}@example.com`.
+fn jobs_to(prefix: &str, local: &str, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| email_job(&format!("{prefix}-{i}"), &format!("{local}{i}@example.com")))
+        .collect()
+}
+
+/// Enqueues `n` jobs, starts the daemon, waits for `n` `sent` events and returns
+/// the `n` messages the peer stored.
+fn deliver_all(e: &Env, conn: &mut redis::Connection, prefix: &str, n: usize) -> Vec<Received> {
+    enqueue(conn, &jobs_to(prefix, "member", n));
+    let _d = e.s.start();
+    wait_for(conn, WAIT, "all sent", |e| count(e, "sent") == n);
+    let msgs = e.peer.wait_for(n, WAIT);
+    assert_eq!(msgs.len(), n);
+    msgs
+}
+
 fn send_one(e: &Env, conn: &mut redis::Connection, id: &str) -> Received {
     let before = e.peer.messages().len();
     enqueue(conn, &[email_job(id, "taro@example.com")]);
@@ -866,10 +884,7 @@ fn jobs_wait_out_a_relay_outage_and_are_each_delivered_once() {
     send_one(&e, &mut conn, "warm-1");
     e.peer.stop();
     let n = 20;
-    let jobs: Vec<Value> = (0..n)
-        .map(|i| email_job(&format!("down-{i}"), &format!("user{i}@example.com")))
-        .collect();
-    enqueue(&mut conn, &jobs);
+    enqueue(&mut conn, &jobs_to("down", "user", n));
     let evs = wait_for(&mut conn, WAIT, "deferrals", |e| count(e, "deferred") >= 5);
     let codes: HashSet<&str> = of_type(&evs, "deferred")
         .iter()
@@ -913,14 +928,7 @@ fn authenticated_delivery_stays_within_the_pool() {
     );
     let mut conn = e.redis.conn();
     let n = 30;
-    let jobs: Vec<Value> = (0..n)
-        .map(|i| email_job(&format!("auth-{i}"), &format!("member{i}@example.com")))
-        .collect();
-    enqueue(&mut conn, &jobs);
-    let _d = e.s.start();
-    wait_for(&mut conn, WAIT, "all sent", |e| count(e, "sent") == n);
-    let msgs = e.peer.wait_for(n, WAIT);
-    assert_eq!(msgs.len(), n);
+    let msgs = deliver_all(&e, &mut conn, "auth", n);
     assert!(
         msgs.iter()
             .all(|m| m.auth_user.as_deref() == Some("tayori")),
@@ -1287,14 +1295,7 @@ fn messages_are_pipelined_over_starttls_and_auth() {
     let e = env_on(peer, "starttls", &extra);
     let mut conn = e.redis.conn();
     let n = 12;
-    let jobs: Vec<Value> = (0..n)
-        .map(|i| email_job(&format!("pipe-{i}"), &format!("member{i}@example.com")))
-        .collect();
-    enqueue(&mut conn, &jobs);
-    let _d = e.s.start();
-    wait_for(&mut conn, WAIT, "all sent", |e| count(e, "sent") == n);
-    let msgs = e.peer.wait_for(n, WAIT);
-    assert_eq!(msgs.len(), n);
+    let msgs = deliver_all(&e, &mut conn, "pipe", n);
     assert!(
         msgs.iter()
             .all(|m| m.tls && m.auth_user.as_deref() == Some("tayori")),
