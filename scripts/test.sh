@@ -10,4 +10,7 @@ ensure_redis_server
 command -v chromium >/dev/null 2>&1 || apt_install chromium "chromium not found (tests/report.rs opens the HTML report in it)"
 . scripts/python-env.sh; ensure_test_python  # exports TAYORI_TEST_PYTHON (the SMTP/DKIM test peers, the Python client)
 . scripts/node-env.sh; ensure_node_client  # node, and clients/node built (tests/clients.rs)
-cargo test --workspace --all-targets "$@"
+# A hung test fails the run well inside CI's 90 minutes, and libtest's "has been
+# running for over 60 seconds" lines name it. timeout signals the whole process
+# group; the daemons the tests started die with them (testkit's die_with_parent).
+timeout --kill-after=30s "${TAYORI_TEST_TIMEOUT:-50m}" cargo test --workspace --all-targets "$@"

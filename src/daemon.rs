@@ -307,12 +307,22 @@ async fn housekeeping(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut idle_polls = 0;
+    // Failed checks in a row: while Redis is down the loop waits longer between
+    // rounds (each round is a request per partition), as the readers do.
+    let mut failures = 0u32;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
+        }
+        if failures > 0 {
+            let wait = Duration::from_millis((100u64 << failures.min(6)).min(5_000));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
+            }
         }
         let now = jiff::Timestamp::now().as_millisecond();
         // One daemon at a time moves due jobs (moving is atomic anyway; the lease
@@ -335,6 +345,7 @@ async fn housekeeping(
         }
         match queue.stats(&kinds).await {
             Ok(stats) => {
+                failures = 0;
                 health.redis_ok.store(true, Ordering::Relaxed);
                 metrics::gauge!(m::UP).set(1.0);
                 for c in &stats.channels {
@@ -362,6 +373,7 @@ async fn housekeeping(
                 }
             }
             Err(e) => {
+                failures += 1;
                 health.redis_ok.store(false, Ordering::Relaxed);
                 metrics::gauge!(m::UP).set(0.0);
                 metrics::counter!(m::REDIS_ERRORS, "op" => "stats").increment(1);

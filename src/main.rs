@@ -26,8 +26,7 @@ fn main() {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TAYORI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("TAYORI_LOG").ok().as_deref());
     // Colour only on a terminal: a file, a pipe or journald would keep the escape
     // codes in every line. NO_COLOR (https://no-color.org) turns it off on a terminal too.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
@@ -46,5 +45,52 @@ fn main() {
             eprintln!("error: {e:#}");
             std::process::exit(2);
         }
+    }
+}
+
+/// `TAYORI_LOG` (default `info`), with the redis crate held to errors unless the
+/// variable names it: while a whole cluster is down the crate warns for every
+/// node of every reconnect round (3 lines per round, hundreds of rounds a second
+/// before the daemon's own pauses grow); the daemon's own warnings say the same
+/// once per failed read. `TAYORI_LOG=info,redis=warn` brings them back.
+fn log_filter(spec: Option<&str>) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_new(log_spec(spec))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_spec(None)))
+}
+
+/// The directives [`log_filter`] reads.
+fn log_spec(spec: Option<&str>) -> String {
+    let spec = spec
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("info");
+    let names_redis = spec.split(',').any(|d| d.trim_start().starts_with("redis"));
+    if names_redis {
+        spec.to_owned()
+    } else {
+        format!("{spec},redis=error")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{log_filter, log_spec};
+    use tracing::level_filters::LevelFilter;
+
+    #[test]
+    fn the_redis_crate_is_held_to_errors_unless_named() {
+        assert_eq!(log_spec(None), "info,redis=error");
+        assert_eq!(log_spec(Some(" ")), "info,redis=error");
+        assert_eq!(log_spec(Some("warn")), "warn,redis=error");
+        assert_eq!(log_spec(Some("info,redis=warn")), "info,redis=warn");
+        // A value EnvFilter cannot read falls back to the default.
+        assert_eq!(
+            log_filter(Some("tayori=[")).max_level_hint(),
+            Some(LevelFilter::INFO)
+        );
+        assert_eq!(
+            log_filter(Some("debug")).max_level_hint(),
+            Some(LevelFilter::DEBUG)
+        );
     }
 }
