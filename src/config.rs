@@ -160,7 +160,16 @@ pub struct QueueConfig {
     /// On SIGTERM, how long in-flight sends may take before the daemon exits anyway.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
-    /// Approximate cap on the results stream (XADD MAXLEN ~); 0 keeps everything.
+    /// How long events stay in the results stream at least (0: forever). An
+    /// older event goes only once every group of `results_groups` and the
+    /// profile updater have acknowledged it.
+    #[serde(with = "duration")]
+    pub results_retention: Duration,
+    /// The consumer groups that read the results stream (the CRM's): an event
+    /// none of them has acknowledged is never trimmed by `results_retention`.
+    pub results_groups: Vec<String>,
+    /// A hard cap on each partition's results stream (about this many events;
+    /// 0: none). Unlike `results_retention` it drops events nobody has read.
     pub results_max_len: u64,
     /// How often delayed jobs are checked and queue gauges sampled.
     #[serde(with = "duration")]
@@ -209,6 +218,8 @@ impl Default for QueueConfig {
             dedupe_window: Duration::from_secs(7 * 24 * 3600),
             max_job_bytes: 256 * 1024,
             shutdown_grace: Duration::from_secs(30),
+            results_retention: Duration::ZERO,
+            results_groups: Vec::new(),
             results_max_len: 0,
             poll_interval: Duration::from_millis(250),
         }
@@ -345,6 +356,22 @@ impl Config {
         }
         if self.queue.read_batch == 0 {
             return key("queue.read_batch", "must be at least 1".into());
+        }
+        if let Some(i) =
+            self.queue.results_groups.iter().position(|g| {
+                g.is_empty() || g.contains(|c: char| c.is_whitespace() || c.is_control())
+            })
+        {
+            return key(
+                &format!("queue.results_groups[{i}]"),
+                "must be a consumer group's name, a word such as \"crm\"".into(),
+            );
+        }
+        if !self.queue.results_groups.is_empty() && self.queue.results_retention.is_zero() {
+            return key(
+                "queue.results_groups",
+                "has no effect without queue.results_retention: set it too, e.g. results_retention = \"7d\"".into(),
+            );
         }
         if self.retry.max_attempts == 0 {
             return key("retry.max_attempts", "must be at least 1".into());

@@ -158,6 +158,18 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
         }
     }
 
+    if let Some(retention) =
+        crate::retention::Retention::from_config(&config.queue, config.profiles.enabled)
+    {
+        let every = retention.every(config.queue.poll_interval);
+        tokio::spawn(crate::retention::run(
+            queue.clone(),
+            retention,
+            every,
+            stop_rx.clone(),
+        ));
+    }
+
     let started = Instant::now();
     let (idle_tx, mut idle_rx) = watch::channel(false);
     let housekeeping = tokio::spawn(housekeeping(
@@ -260,7 +272,7 @@ async fn connect_until_up(
     let started = tokio::time::Instant::now();
     let mut failures = 0u32;
     loop {
-        match Queue::connect(target, config.redis.keys(), config.queue.results_max_len).await {
+        match Queue::connect(target, config.redis.keys()).await {
             Ok(q) => {
                 let q = q.with_durability(config.redis.durability());
                 // Data of another layout is not ours to touch: exit naming the fix.

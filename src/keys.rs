@@ -9,7 +9,7 @@
 //! | key                          | type   | tag          | TTL              | holds |
 //! |------------------------------|--------|--------------|------------------|-------|
 //! | `P:{k}:jobs:<channel>`       | stream | partition    | —                | jobs, consumer group `tayori` |
-//! | `P:{k}:results`              | stream | partition    | — (MAXLEN ~)     | events for the CRM |
+//! | `P:{k}:results`              | stream | partition    | — (retention)    | events for the CRM |
 //! | `P:{k}:delayed`              | zset   | partition    | —                | retries and scheduled jobs, by due time |
 //! | `P:{k}:dead`                 | stream | partition    | —                | dead letters with their reason |
 //! | `P:{k}:starts:<ch>:<entry>`  | string | partition    | dedupe window    | workers that started a redelivered entry |

@@ -20,6 +20,7 @@ pub mod rate_limit;
 pub mod redis_connection;
 pub mod render;
 pub mod report;
+pub mod retention;
 pub mod retry_policy;
 pub mod tracking;
 pub mod units;

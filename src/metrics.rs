@@ -36,6 +36,10 @@ pub const REDIS_WAIT_SHORT: &str = "tayori_redis_wait_short_total";
 pub const API_JOBS: &str = "tayori_api_jobs_total";
 /// Inline job content found compiled in the renderer's cache, by `result` (hit, miss).
 pub const INLINE_CACHE: &str = "tayori_inline_cache_total";
+/// Events removed from the results stream by `queue.results_retention` and `results_max_len`.
+pub const RESULTS_TRIMMED: &str = "tayori_results_trimmed_total";
+/// Events older than the retention kept because a results group has not acknowledged them, by `group`.
+pub const RESULTS_HELD_BACK: &str = "tayori_results_held_back";
 
 /// Every metric family the daemon exports (dashboards and alerts may use only these).
 pub const ALL: &[&str] = &[
@@ -66,6 +70,8 @@ pub const ALL: &[&str] = &[
     REDIS_WAIT_SHORT,
     API_JOBS,
     INLINE_CACHE,
+    RESULTS_TRIMMED,
+    RESULTS_HELD_BACK,
 ];
 
 /// Registers the counters a channel can produce at 0, so the first increment is a
@@ -211,6 +217,14 @@ fn describe() {
     describe_counter!(
         INLINE_CACHE,
         "Inline job content (content.*) looked up in the renderer's bounded cache of compiled templates, by result: hit (compiled before), miss (compiled now)."
+    );
+    describe_counter!(
+        RESULTS_TRIMMED,
+        "Events removed from the results stream: older than queue.results_retention and acknowledged by every results group, or over results_max_len."
+    );
+    describe_gauge!(
+        RESULTS_HELD_BACK,
+        "Events older than queue.results_retention still kept because this results group has not acknowledged them (counted up to 10,000 per partition)."
     );
     describe_counter!(
         REDIS_WAIT_SHORT,

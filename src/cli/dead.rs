@@ -12,7 +12,7 @@ use crate::redis_connection::ConnectError;
 
 pub(super) async fn open(config: &Config) -> anyhow::Result<Queue> {
     let target = config.redis_target()?;
-    let q = Queue::connect(&target, config.redis.keys(), 0)
+    let q = Queue::connect(&target, config.redis.keys())
         .await
         .map(|q| q.with_durability(config.redis.durability()))
         .map_err(|e| ConnectError::new(&target, &e))?;

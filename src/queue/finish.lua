@@ -3,7 +3,7 @@
 --       channel, in registry order), then the records of event ids written of
 --       the jobs whose events must be new ('C', 'F'): every key the script may
 --       touch.
--- ARGV: group, results_max_len, then for each job:
+-- ARGV: group, then for each job:
 --   stream (index into KEYS), entry id, op count, ops...
 -- ops: 'E' event-json                     -> XADD results
 --      'C' record-index event-id event-json -> XADD results only if event-id
@@ -20,9 +20,11 @@
 -- An op runs only if XACK acknowledged the entry here and now, so a batch
 -- retried after a lost reply, or a job finished twice by two consumers,
 -- never writes its events twice.
-local group, maxlen = ARGV[1], tonumber(ARGV[2])
+-- The results stream is trimmed elsewhere (trim_results.lua), by one rule for
+-- every writer.
+local group = ARGV[1]
 local results, delayed = KEYS[1], KEYS[2]
-local i, done = 3, 0
+local i, done = 2, 0
 -- Acknowledged entries, deleted per stream in one XDEL at the end: a call per
 -- job cost 1.8 µs of Redis CPU per job in `cargo bench --bench bullmq`
 -- (BENCH_COMMANDS=1). XACK stays per entry: its answer decides the ops.
@@ -34,23 +36,13 @@ while i <= #ARGV do
   for _ = 1, nops do
     local op = ARGV[i]
     if op == 'E' then
-      if acked then
-        if maxlen > 0 then
-          redis.call('XADD', results, 'MAXLEN', '~', maxlen, '*', 'event', ARGV[i + 1])
-        else
-          redis.call('XADD', results, '*', 'event', ARGV[i + 1])
-        end
-      end
+      if acked then redis.call('XADD', results, '*', 'event', ARGV[i + 1]) end
       i = i + 2
     elseif op == 'C' then
       -- A dead letter's events, and a re-driven one's: its attempts restart, so
       -- an id may already be in the results; the record says which are.
       if acked and redis.call('HSETNX', KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], '1') == 1 then
-        if maxlen > 0 then
-          redis.call('XADD', results, 'MAXLEN', '~', maxlen, '*', 'event', ARGV[i + 3])
-        else
-          redis.call('XADD', results, '*', 'event', ARGV[i + 3])
-        end
+        redis.call('XADD', results, '*', 'event', ARGV[i + 3])
       end
       i = i + 4
     elseif op == 'F' then

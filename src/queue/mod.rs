@@ -8,11 +8,13 @@
 
 mod entry;
 mod grouped;
+mod retention;
 mod schema;
 mod stats;
 
 pub use entry::{Entry, Routing};
 pub use grouped::Grouped;
+pub use retention::{Trimmed, HELD_BACK_COUNT_CAP};
 pub use schema::SchemaError;
 pub use stats::{ChannelStats, QueueStats};
 
@@ -177,7 +179,7 @@ pub struct Queue {
     move_due: Script,
     reaction: Script,
     lease: Script,
-    results_max_len: u64,
+    trim_results: Script,
     /// `redis.wait_replicas` and `redis.wait_timeout`: replicas that must have a
     /// write before it counts as recorded (0: none asked).
     wait: Durability,
@@ -201,11 +203,7 @@ pub async fn connect(
 }
 
 impl Queue {
-    pub async fn connect(
-        target: &RedisTarget,
-        keys: Keys,
-        results_max_len: u64,
-    ) -> RedisResult<Queue> {
+    pub async fn connect(target: &RedisTarget, keys: Keys) -> RedisResult<Queue> {
         let conn = connect(target, REPLY_TIMEOUT).await?;
         Ok(Queue {
             conn,
@@ -215,7 +213,7 @@ impl Queue {
             move_due: Script::new(include_str!("move_due.lua")),
             reaction: Script::new(include_str!("reaction.lua")),
             lease: Script::new(include_str!("lease.lua")),
-            results_max_len,
+            trim_results: Script::new(include_str!("trim_results.lua")),
             wait: Durability::default(),
         })
     }
@@ -843,7 +841,7 @@ impl Queue {
             for k in &records {
                 inv.key(*k);
             }
-            inv.arg(GROUP).arg(self.results_max_len);
+            inv.arg(GROUP);
             for done in batch.iter().filter(|d| d.partition == p) {
                 inv.arg(stream_index(done.channel)).arg(&done.id).arg(
                     done.ops
