@@ -1565,6 +1565,16 @@ fn the_documented_redis_acl_is_enough_and_no_secret_or_address_is_logged() {
         .map(|r| format!("/s/{}", &r[..11]))
         .expect("a short link in the SMS");
     assert_eq!(get(&s, &short).0, 302);
+    // Kept for link_ttl's default, 30 days.
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("t:link:{}", &short[3..]))
+        .query(&mut conn)
+        .unwrap();
+    let day_ms = 86_400_000;
+    assert!(
+        (29 * day_ms..=30 * day_ms).contains(&ttl),
+        "short link TTL {ttl} ms"
+    );
     wait_for(&mut conn, WAIT, "reactions", |e| {
         count(e, "blocked") == 1
             && count(e, "unblocked") == 1

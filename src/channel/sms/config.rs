@@ -28,7 +28,7 @@ pub struct SmsSection {
     /// Links in the text become short tracked links (`{public_url}/s/{code}`)
     /// when `http.tracking_secret` is set. Default: true.
     pub track_clicks: Option<bool>,
-    /// How long a short link keeps working. Default: "90d".
+    /// How long a short link keeps working. Default: "30d" (`DEFAULT_LINK_TTL` says why).
     pub link_ttl: Option<String>,
 }
 
