@@ -1000,6 +1000,77 @@ fn hard_dsn(verp: &str, recipient: &str) -> String {
         .replace("nosuchuser@example.net", recipient)
 }
 
+/// Carrier addresses issued before RFC 5322 was enforced (issue 21) go out quoted
+/// on the listed domains (docomo.ne.jp and ezweb.ne.jp by default) and fail as
+/// `invalid_address` elsewhere; a bounce naming the quoted form, as the relay
+/// reports it, suppresses the bare address the CRM sends to.
+#[test]
+fn a_carriers_legacy_address_goes_out_quoted_and_its_bounce_suppresses_it() {
+    let e = env();
+    let s = &e.s;
+    let mut conn = e.redis.conn();
+    enqueue(
+        &mut conn,
+        &[
+            email_job("legacy-1", "taro..yamada@docomo.ne.jp"),
+            email_job("legacy-2", "hanako.@ezweb.ne.jp"),
+            email_job("strict-1", "taro..yamada@example.com"),
+        ],
+    );
+    let _d = s.start();
+    s.wait_http();
+    let evs = wait_for(&mut conn, WAIT, "two sent, one failed", |e| {
+        count(e, "sent") == 2 && count(e, "failed") == 1
+    });
+    let failed = for_job(&evs, "failed", "strict-1");
+    assert_eq!(failed.len(), 1, "{evs:?}");
+    assert_eq!(failed[0]["error"]["code"], "invalid_address", "{evs:?}");
+    let msgs = e.peer.wait_for(2, WAIT);
+    for (rcpt, to) in [
+        (
+            "TO:<\"taro..yamada\"@docomo.ne.jp>",
+            "<\"taro..yamada\"@docomo.ne.jp>",
+        ),
+        ("TO:<\"hanako.\"@ezweb.ne.jp>", "<\"hanako.\"@ezweb.ne.jp>"),
+    ] {
+        let m = msgs
+            .iter()
+            .find(|m| m.rcpt_args == [rcpt])
+            .unwrap_or_else(|| {
+                panic!(
+                    "no RCPT {rcpt} in {:?}",
+                    msgs.iter().map(|m| &m.rcpt_args).collect::<Vec<_>>()
+                )
+            });
+        let header = raw_header(&parse(&m.raw), "To");
+        assert!(header.contains(to), "To: {header}");
+    }
+    let taro = msgs
+        .iter()
+        .find(|m| m.rcpt_tos[0].starts_with("taro"))
+        .unwrap();
+
+    // The relay bounces it, naming the address as it was sent.
+    let dsn = hard_dsn(&taro.mail_from, "\"taro..yamada\"@docomo.ne.jp");
+    let (code, stderr) = pipe_bounce(s, dsn.as_bytes());
+    assert_eq!(code, 0, "{stderr}");
+    let evs = wait_for(&mut conn, WAIT, "bounced", |e| count(e, "bounced") == 1);
+    assert_eq!(for_job(&evs, "bounced", "legacy-1").len(), 1, "{evs:?}");
+    assert_eq!(
+        suppression(&mut conn, "taro..yamada@docomo.ne.jp").as_deref(),
+        Some("bounced")
+    );
+    // The CRM's next job to the bare address is suppressed.
+    enqueue(
+        &mut conn,
+        &[email_job("legacy-3", "taro..yamada@docomo.ne.jp")],
+    );
+    let evs = wait_for(&mut conn, WAIT, "suppressed", |e| {
+        !for_job(e, "suppressed", "legacy-3").is_empty()
+    });
+    assert!(for_job(&evs, "sent", "legacy-3").is_empty(), "{evs:?}");
+}
+
 const LONG_ID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
 #[test]

@@ -70,6 +70,9 @@ pub fn python() -> PathBuf {
 pub struct Received {
     pub mail_from: String,
     pub rcpt_tos: Vec<String>,
+    /// The RCPT commands' arguments as written (`TO:<"taro..yamada"@docomo.ne.jp>`):
+    /// `rcpt_tos` holds the addresses as aiosmtpd parsed them, quotes removed.
+    pub rcpt_args: Vec<String>,
     /// The DATA bytes exactly as received (CRLF line endings, dot-unstuffed).
     pub raw: Vec<u8>,
     pub auth_user: Option<String>,
@@ -274,6 +277,14 @@ impl SmtpPeer {
                 Received {
                     mail_from: text("mail_from").unwrap_or_default(),
                     rcpt_tos: meta["rcpt_tos"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    rcpt_args: meta["rcpt_args"]
                         .as_array()
                         .map(|a| {
                             a.iter()

@@ -135,6 +135,7 @@ class Peer:
         meta = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
+            "rcpt_args": list(getattr(envelope, "rcpt_args", [])),
             "helo": session.host_name,
             "auth_user": auth.login.decode("utf-8", "replace") if auth else None,
             "tls": session.ssl is not None
@@ -199,6 +200,15 @@ async def main():
         def connection_lost(self, error):
             peer.bump("closed")
             super().connection_lost(error)
+
+        async def smtp_RCPT(self, arg):
+            # The argument as written (aiosmtpd hands the handler an unquoted
+            # address): the tests check what went on the wire.
+            if self.envelope is not None and arg:
+                if not hasattr(self.envelope, "rcpt_args"):
+                    self.envelope.rcpt_args = []
+                self.envelope.rcpt_args.append(arg)
+            return await super().smtp_RCPT(arg)
 
     def factory():
         peer.connected()

@@ -11,6 +11,14 @@
 //! ([`with_ascii_domain`]), because a bounce report names the address as it was
 //! sent (`taro@xn--r8jz45g.jp`) while the job, an unsubscribe token or an operator
 //! may name it in Unicode (`taro@例え.jp`).
+//!
+//! Japanese mobile carriers issued addresses RFC 5322 does not allow unquoted
+//! (`taro..yamada@docomo.ne.jp`, `hanako.@ezweb.ne.jp`) before they enforced it,
+//! and long-lived customer lists still hold them. For the domains an operator
+//! lists ([`recipient_address`]) such a local part is sent quoted
+//! (`"taro..yamada"@docomo.ne.jp`), as Japanese delivery services do; the
+//! comparison form drops the quotes again, so a bounce naming the quoted form
+//! and a job naming the bare one are the same address.
 
 use std::borrow::Cow;
 
@@ -44,15 +52,61 @@ pub fn ascii_address(address: &str) -> Result<Address, AddressError> {
     Ok(Address::new(local, ascii_domain(domain)?)?)
 }
 
+/// The recipient's address as it goes on the wire: [`ascii_address`], except
+/// that for a domain of `legacy_domains` (lowercase ASCII, e.g. `docomo.ne.jp`)
+/// a local part that is only invalid for its dots (consecutive, leading or
+/// trailing) is accepted and quoted: `taro..yamada@docomo.ne.jp` goes out as
+/// `"taro..yamada"@docomo.ne.jp` in `RCPT TO` and `To:`. Other domains stay strict.
+pub fn recipient_address(
+    address: &str,
+    legacy_domains: &[String],
+) -> Result<Address, AddressError> {
+    let strict = ascii_address(address);
+    let Err(AddressError::Syntax(lettre::address::AddressError::InvalidUser)) = strict else {
+        return strict;
+    };
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return strict;
+    };
+    let domain = ascii_domain(domain)?;
+    let listed = legacy_domains
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(&domain));
+    if !listed || !is_legacy_local_part(local) {
+        return strict;
+    }
+    Ok(Address::new(format!("\"{local}\""), domain)?)
+}
+
+/// A local part made of RFC 5322 `atext` and dots, dots anywhere: what the
+/// carriers issued. Nothing that would need escaping inside quotes (`"`, `\`),
+/// no blanks, at most 64 characters (RFC 5321's limit).
+fn is_legacy_local_part(local: &str) -> bool {
+    const ATEXT_SPECIALS: &str = "!#$%&'*+-/=?^_`{|}~";
+    !local.is_empty()
+        && local.len() <= 64
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || ATEXT_SPECIALS.contains(c))
+}
+
 /// The address with its domain in IDNA form when that domain is non-ASCII and has
-/// one; otherwise the address as given. For comparing addresses (suppression keys,
-/// VERP tags): it never fails, and an ASCII address comes back borrowed, unchanged.
+/// one, and a quoted local part without its quotes (`"taro..yamada"@docomo.ne.jp`
+/// → `taro..yamada@docomo.ne.jp`); otherwise the address as given. For comparing
+/// addresses (suppression keys, VERP tags): it never fails, and an ASCII address
+/// comes back borrowed, unchanged.
 pub fn with_ascii_domain(address: &str) -> Cow<'_, str> {
     let Some((local, domain)) = address.rsplit_once('@') else {
         return Cow::Borrowed(address);
     };
+    let unquoted = local
+        .strip_prefix('"')
+        .and_then(|l| l.strip_suffix('"'))
+        .filter(|l| is_legacy_local_part(l));
+    let local = unquoted.unwrap_or(local);
     match ascii_domain(domain) {
         Ok(Cow::Owned(domain)) => Cow::Owned(format!("{local}@{domain}")),
+        _ if unquoted.is_some() => Cow::Owned(format!("{local}@{domain}")),
         _ => Cow::Borrowed(address),
     }
 }
@@ -132,5 +186,65 @@ mod tests {
         // No ASCII form: compared as given.
         assert_eq!(with_ascii_domain("taro@例え..jp"), "taro@例え..jp");
         assert_eq!(with_ascii_domain("太郎"), "太郎");
+    }
+
+    fn legacy() -> Vec<String> {
+        vec!["docomo.ne.jp".into(), "ezweb.ne.jp".into()]
+    }
+
+    #[test]
+    fn a_carriers_legacy_local_part_goes_out_quoted_on_its_domains_only() {
+        for (given, sent) in [
+            ("taro..yamada@docomo.ne.jp", "\"taro..yamada\"@docomo.ne.jp"),
+            ("hanako.@ezweb.ne.jp", "\"hanako.\"@ezweb.ne.jp"),
+            (".taro@EZweb.ne.jp", "\".taro\"@EZweb.ne.jp"),
+            ("a.-_b..c@docomo.ne.jp", "\"a.-_b..c\"@docomo.ne.jp"),
+            // Valid addresses are sent as they are, on those domains too.
+            ("taro.yamada@docomo.ne.jp", "taro.yamada@docomo.ne.jp"),
+        ] {
+            let a = recipient_address(given, &legacy()).unwrap();
+            assert_eq!(a.to_string(), sent, "{given}");
+            // The comparison form is the bare one, whichever form is given.
+            assert_eq!(with_ascii_domain(sent), with_ascii_domain(given), "{given}");
+        }
+        // Other domains stay strict.
+        for a in ["taro..yamada@example.com", "hanako.@softbank.ne.jp"] {
+            assert_eq!(
+                recipient_address(a, &legacy()),
+                Err(AddressError::Syntax(
+                    lettre::address::AddressError::InvalidUser
+                )),
+                "{a}"
+            );
+        }
+        // Only dots are forgiven: blanks, quotes, backslashes, non-ASCII are not.
+        for a in [
+            "taro yamada@docomo.ne.jp",
+            "taro\"x@docomo.ne.jp",
+            "taro\\x@docomo.ne.jp",
+            "..@docomo.ne.jp..",
+        ] {
+            assert!(recipient_address(a, &legacy()).is_err(), "{a}");
+        }
+        assert_eq!(
+            recipient_address("たろう..@docomo.ne.jp", &legacy()),
+            Err(AddressError::NonAsciiLocalPart)
+        );
+        // An empty list (the operator turned it off) is strict everywhere.
+        assert!(recipient_address("taro..yamada@docomo.ne.jp", &[]).is_err());
+    }
+
+    #[test]
+    fn the_comparison_form_unquotes_only_what_was_quoted_for_dots() {
+        assert_eq!(
+            with_ascii_domain("\"taro..yamada\"@docomo.ne.jp"),
+            "taro..yamada@docomo.ne.jp"
+        );
+        assert_eq!(with_ascii_domain("\"t..y\"@例え.jp"), "t..y@xn--r8jz45g.jp");
+        // A quoted part with a blank is another mailbox: left as it is.
+        assert_eq!(
+            with_ascii_domain("\"taro yamada\"@example.com"),
+            "\"taro yamada\"@example.com"
+        );
     }
 }

@@ -31,6 +31,9 @@ pub struct EmailOptions {
     /// A mailbox that unsubscribes by mail: listed in `List-Unsubscribe` beside the URL.
     pub unsubscribe_mailto: Option<String>,
     pub dkim: Option<DkimKey>,
+    /// Domains whose legacy local parts (`taro..yamada@docomo.ne.jp`) are sent
+    /// quoted ([`address::recipient_address`]); lowercase ASCII. Empty: strict.
+    pub legacy_local_part_domains: Vec<String>,
 }
 
 /// Headers a config may not set: the composer owns them, and a second copy would
@@ -78,6 +81,7 @@ pub struct EmailEncoder {
     headers: Vec<HeaderValue>,
     unsubscribe_mailto: Option<String>,
     dkim: Option<DkimSigner>,
+    legacy_local_part_domains: Vec<String>,
 }
 
 /// A message ready to send: its envelope and its bytes (DKIM-signed if configured).
@@ -145,6 +149,11 @@ impl EmailEncoder {
             headers,
             unsubscribe_mailto,
             dkim,
+            legacy_local_part_domains: opts
+                .legacy_local_part_domains
+                .iter()
+                .map(|d| d.trim().to_ascii_lowercase())
+                .collect(),
         })
     }
 
@@ -171,8 +180,9 @@ impl EmailEncoder {
         };
         // ASCII on the wire (no SMTPUTF8): the To header and, through the envelope
         // lettre derives from it, RCPT TO.
-        let address = address::ascii_address(&message.to.address)
-            .map_err(|e| SendError::unreachable("invalid_address", format!("to.email: {e}")))?;
+        let address =
+            address::recipient_address(&message.to.address, &self.legacy_local_part_domains)
+                .map_err(|e| SendError::unreachable("invalid_address", format!("to.email: {e}")))?;
         // lettre's header Display fails (and `to_string` panics) on a display name with
         // CR/LF; control characters never belong in a name anyway. A name with a word
         // too long for the To line (no real name has one) is left out: it is only

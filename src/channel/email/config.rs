@@ -38,10 +38,21 @@ pub struct EmailSection {
     /// daemons; `"*"` gives every other domain its own bucket at that rate.
     #[serde(default)]
     pub domain_rates: BTreeMap<String, Rate>,
+    /// Recipient domains whose carrier-issued local parts with consecutive,
+    /// leading or trailing dots (`taro..yamada@docomo.ne.jp`) are accepted and
+    /// sent quoted; every other domain stays strict. `[]` turns it off.
+    #[serde(default = "legacy_local_part_domains")]
+    pub legacy_local_part_domains: Vec<String>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// docomo's and au's (KDDI) mail domains, whose old addresses of this shape are
+/// still in Japanese customer lists.
+fn legacy_local_part_domains() -> Vec<String> {
+    vec!["docomo.ne.jp".into(), "ezweb.ne.jp".into()]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -115,6 +126,16 @@ impl EmailSection {
         check(&options, "headers")?;
         options.unsubscribe_mailto = self.unsubscribe_mailto.clone();
         check(&options, "unsubscribe_mailto")?;
+        if let Some(i) = self.legacy_local_part_domains.iter().position(|d| {
+            let d = d.trim();
+            d.is_empty() || !d.is_ascii() || d.contains(|c: char| c == '@' || c.is_whitespace())
+        }) {
+            return Err(KeyError::new(
+                key(&format!("legacy_local_part_domains[{i}]")),
+                "must be a domain in ASCII such as \"docomo.ne.jp\" (no @)",
+            ));
+        }
+        options.legacy_local_part_domains = self.legacy_local_part_domains.clone();
         if let Some(d) = &self.dkim {
             let private_key = std::fs::read_to_string(&d.key_file).map_err(|e| {
                 KeyError::new(
