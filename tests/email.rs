@@ -1071,6 +1071,91 @@ fn a_carriers_legacy_address_goes_out_quoted_and_its_bounce_suppresses_it() {
     assert!(for_job(&evs, "sent", "legacy-3").is_empty(), "{evs:?}");
 }
 
+/// An ARF feedback report (`channels/tests/fixtures/arf`) about the message sent
+/// with return path `verp` to `recipient`, of `feedback_type`.
+fn arf(verp: &str, recipient: &str, feedback_type: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("channels/tests/fixtures/arf/abuse_rfc822.eml"),
+    )
+    .expect("ARF fixture")
+    .replace("bounces+7370-c1001@example.com", verp)
+    .replace("taro@example.net", recipient)
+    .replace(
+        "Feedback-Type: abuse",
+        &format!("Feedback-Type: {feedback_type}"),
+    )
+}
+
+/// A complaint (issue 21) through the bounce pipe: one `complained` event with its
+/// feedback type, the address suppressed, the report's complaint rate; a repeat,
+/// a forgery naming another address, and a `not-spam` report record nothing.
+#[test]
+fn a_complaint_is_recorded_once_suppresses_the_address_and_shows_in_the_report() {
+    let e = env();
+    let s = &e.s;
+    let mut conn = e.redis.conn();
+    let _d = s.start();
+    s.wait_http();
+    let taro = send_one(&e, &mut conn, "fbl-1");
+    let hanako = {
+        let before = e.peer.messages().len();
+        enqueue(&mut conn, &[email_job("fbl-2", "hanako@example.com")]);
+        e.peer.wait_for(before + 1, WAIT).pop().unwrap()
+    };
+    wait_for(&mut conn, WAIT, "both sent", |e| count(e, "sent") == 2);
+
+    // A not-spam report, and a forgery: taro's token naming hanako.
+    for raw in [
+        arf(&taro.mail_from, "taro@example.com", "not-spam"),
+        arf(&taro.mail_from, "hanako@example.com", "abuse"),
+    ] {
+        let (code, stderr) = pipe_bounce(s, raw.as_bytes());
+        assert_eq!(code, 0, "{stderr}");
+    }
+    assert_eq!(count(&events(&mut conn), "complained"), 0);
+    assert_eq!(suppression(&mut conn, "hanako@example.com"), None);
+
+    // taro's provider reports his complaint, twice.
+    let report = arf(&taro.mail_from, "taro@example.com", "abuse");
+    for _ in 0..2 {
+        let (code, stderr) = pipe_bounce(s, report.as_bytes());
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let evs = events(&mut conn);
+    let complained = of_type(&evs, "complained");
+    assert_eq!(complained.len(), 1, "{evs:?}");
+    assert_eq!(complained[0]["job_id"], "fbl-1");
+    assert_eq!(complained[0]["feedback_type"], "abuse");
+    assert_eq!(complained[0]["address"], "taro@example.com");
+    assert_eq!(
+        suppression(&mut conn, "taro@example.com").as_deref(),
+        Some("complained")
+    );
+    // Over HTTP too: hanako's, from her own token.
+    let body = arf(&hanako.mail_from, "hanako@example.com", "fraud");
+    let resp = s
+        .post("/webhooks/bounce", &[], body.as_bytes())
+        .expect("POST /webhooks/bounce");
+    assert_eq!(resp.0, 200, "{}", resp.1);
+    assert!(resp.1.contains("\"complained\":1"), "{}", resp.1);
+
+    // The campaign report: 2 complaints of 2 sent.
+    let out = s
+        .tayori()
+        .args(["report", "--campaign", "test", "--json"])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["channels"]["email"]["counts"]["complained"], 2, "{r}");
+    assert_eq!(r["channels"]["email"]["rates"]["complained"], 1.0, "{r}");
+    // The next job to taro is suppressed.
+    enqueue(&mut conn, &[email_job("fbl-3", "taro@example.com")]);
+    wait_for(&mut conn, WAIT, "suppressed", |e| {
+        !for_job(e, "suppressed", "fbl-3").is_empty()
+    });
+}
+
 const LONG_ID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
 #[test]

@@ -541,7 +541,7 @@ fn median_seconds(sorted: &[i64]) -> Option<f64> {
     }
 }
 
-const COUNT_NAMES: [&str; 13] = [
+const COUNT_NAMES: [&str; 14] = [
     "sent",
     "delivered",
     "opened",
@@ -550,6 +550,7 @@ const COUNT_NAMES: [&str; 13] = [
     "bounced",
     "blocked",
     "unsubscribed",
+    "complained",
     "failed",
     "suppressed",
     "fallback",
@@ -591,6 +592,7 @@ fn check_channel(
         "bounced",
         "blocked",
         "unsubscribed",
+        "complained",
         "failed",
     ] {
         let rate = &c["rates"][k];
@@ -607,7 +609,7 @@ fn check_channel(
     }
     assert_eq!(
         c["rates"].as_object().unwrap().len(),
-        8,
+        9,
         "{name}: {}",
         c["rates"]
     );
@@ -1099,7 +1101,7 @@ fn the_html_report_renders_in_chromium_and_its_charts_show_the_tables_numbers() 
             v[hour] = value;
         }
     }
-    assert_eq!(charted, columns.len() * 9, "9 outcomes per column");
+    assert_eq!(charted, columns.len() * 10, "10 outcomes per column");
     for ch in columns {
         let json = if ch == "total" {
             &r["total"]

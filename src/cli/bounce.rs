@@ -30,6 +30,7 @@ pub async fn run(config: &Config, channels: &Channels) -> anyhow::Result<i32> {
     let bounces = Bounces {
         sealer: tracker.sealer(),
         verp: email.verp_mailbox(),
+        message_id_domain: email.message_id_domain(),
     };
     let mut raw = Vec::new();
     std::io::stdin().take(MAX_BYTES).read_to_end(&mut raw)?;
@@ -52,12 +53,12 @@ pub async fn run(config: &Config, channels: &Channels) -> anyhow::Result<i32> {
     match bounce::record(&recorder, &bounces, &raw).await {
         Ok(s) => {
             eprintln!(
-                "tayori bounce: {} bounced, {} deferred, {} repeated, {} unmatched, {} ignored",
-                s.bounced, s.deferred, s.repeated, s.unmatched, s.ignored
+                "tayori bounce: {} bounced, {} deferred, {} complained, {} repeated, {} unmatched, {} ignored",
+                s.bounced, s.deferred, s.complained, s.repeated, s.unmatched, s.ignored
             );
             Ok(0)
         }
-        Err(e @ (BounceError::NotADsn(_) | BounceError::NoVerp)) => {
+        Err(e @ (BounceError::NotAReport(_) | BounceError::NoVerp)) => {
             eprintln!("tayori bounce: {e}");
             Ok(if matches!(e, BounceError::NoVerp) {
                 EX_CONFIG

@@ -48,7 +48,7 @@ impl Signal {
         Some(match event_type {
             "sent" => Signal::Sent,
             "opened" | "clicked" | "replied" | "delivered" => Signal::Reaction,
-            "bounced" | "blocked" | "unsubscribed" => Signal::Refusal,
+            "bounced" | "blocked" | "unsubscribed" | "complained" => Signal::Refusal,
             _ => return None,
         })
     }

@@ -15,7 +15,7 @@ use super::summary::{ChannelReport, Report, COUNTS};
 use super::table::{columns, duration, span, Cell};
 
 /// The counts drawn as bars, in order.
-const CHARTED: [&str; 9] = [
+const CHARTED: [&str; 10] = [
     "sent",
     "delivered",
     "opened",
@@ -24,6 +24,7 @@ const CHARTED: [&str; 9] = [
     "bounced",
     "blocked",
     "unsubscribed",
+    "complained",
     "failed",
 ];
 
@@ -49,7 +50,7 @@ svg text { font: 12px system-ui, sans-serif; fill: var(--ink); }
 svg text.metric { fill: var(--muted); }
 svg rect.bar { fill: var(--bar); }
 svg rect.bar.opened, svg rect.bar.clicked, svg rect.bar.replied { fill: #12b76a; }
-svg rect.bar.bounced, svg rect.bar.blocked, svg rect.bar.unsubscribed, svg rect.bar.failed { fill: #f04438; }
+svg rect.bar.bounced, svg rect.bar.blocked, svg rect.bar.unsubscribed, svg rect.bar.complained, svg rect.bar.failed { fill: #f04438; }
 svg rect.hour { fill: var(--bar); }
 svg line.axis { stroke: var(--line); }
 "#;

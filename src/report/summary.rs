@@ -48,10 +48,11 @@ enum Kind {
     Duplicate,
     Deferred,
     Unblocked,
+    Complained,
 }
 
 impl Kind {
-    const ALL: [Kind; 15] = [
+    const ALL: [Kind; 16] = [
         Kind::Sent,
         Kind::Delivered,
         Kind::Opened,
@@ -67,6 +68,7 @@ impl Kind {
         Kind::Duplicate,
         Kind::Deferred,
         Kind::Unblocked,
+        Kind::Complained,
     ];
 
     fn parse(s: &str) -> Option<Kind> {
@@ -90,6 +92,7 @@ impl Kind {
             Kind::Duplicate => "duplicate",
             Kind::Deferred => "deferred",
             Kind::Unblocked => "unblocked",
+            Kind::Complained => "complained",
         }
     }
 
@@ -465,6 +468,7 @@ impl Summary {
             bounced: n(Kind::Bounced),
             blocked: n(Kind::Blocked),
             unsubscribed: n(Kind::Unsubscribed),
+            complained: n(Kind::Complained),
             failed: n(Kind::Failed),
             suppressed: n(Kind::Suppressed),
             fallback: n(Kind::Fallback),
@@ -697,6 +701,8 @@ pub struct Counts {
     pub bounced: u64,
     pub blocked: u64,
     pub unsubscribed: u64,
+    /// Recipients who reported the message as spam (feedback-loop reports).
+    pub complained: u64,
     pub failed: u64,
     pub suppressed: u64,
     pub fallback: u64,
@@ -705,7 +711,7 @@ pub struct Counts {
 }
 
 /// Every count, in report order.
-pub const COUNTS: [&str; 13] = [
+pub const COUNTS: [&str; 14] = [
     "sent",
     "delivered",
     "opened",
@@ -714,6 +720,7 @@ pub const COUNTS: [&str; 13] = [
     "bounced",
     "blocked",
     "unsubscribed",
+    "complained",
     "failed",
     "suppressed",
     "fallback",
@@ -722,7 +729,7 @@ pub const COUNTS: [&str; 13] = [
 ];
 
 /// The counts that have a rate (over `sent`).
-pub const RATED: [&str; 8] = [
+pub const RATED: [&str; 9] = [
     "delivered",
     "opened",
     "clicked",
@@ -730,6 +737,7 @@ pub const RATED: [&str; 8] = [
     "bounced",
     "blocked",
     "unsubscribed",
+    "complained",
     "failed",
 ];
 
@@ -744,6 +752,7 @@ impl Counts {
             "bounced" => self.bounced,
             "blocked" => self.blocked,
             "unsubscribed" => self.unsubscribed,
+            "complained" => self.complained,
             "failed" => self.failed,
             "suppressed" => self.suppressed,
             "fallback" => self.fallback,
@@ -764,6 +773,8 @@ pub struct Rates {
     pub bounced: Option<f64>,
     pub blocked: Option<f64>,
     pub unsubscribed: Option<f64>,
+    /// The complaint rate: mailbox providers hold bulk senders under 0.3 %.
+    pub complained: Option<f64>,
     pub failed: Option<f64>,
 }
 
@@ -778,6 +789,7 @@ impl Rates {
             bounced: r(c.bounced),
             blocked: r(c.blocked),
             unsubscribed: r(c.unsubscribed),
+            complained: r(c.complained),
             failed: r(c.failed),
         }
     }
@@ -791,6 +803,7 @@ impl Rates {
             "bounced" => self.bounced,
             "blocked" => self.blocked,
             "unsubscribed" => self.unsubscribed,
+            "complained" => self.complained,
             "failed" => self.failed,
             _ => None,
         }

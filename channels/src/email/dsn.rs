@@ -176,13 +176,13 @@ pub fn parse(raw: &[u8]) -> Result<Dsn, DsnError> {
     })
 }
 
-fn part_is(part: &MessagePart<'_>, ctype: &str, subtypes: &[&str]) -> bool {
+pub(super) fn part_is(part: &MessagePart<'_>, ctype: &str, subtypes: &[&str]) -> bool {
     part.content_type().is_some_and(|ct| {
         ct.ctype().eq_ignore_ascii_case(ctype) && ct.subtype().is_some_and(|s| one_of(s, subtypes))
     })
 }
 
-fn one_of(value: &str, names: &[&str]) -> bool {
+pub(super) fn one_of(value: &str, names: &[&str]) -> bool {
     names.iter().any(|n| value.eq_ignore_ascii_case(n))
 }
 
@@ -227,7 +227,7 @@ fn returned_message_id(part: &MessagePart<'_>) -> Option<String> {
     Some(id.trim().to_owned()).filter(|id| !id.is_empty())
 }
 
-fn envelope_to(headers: &[Header<'_>]) -> Vec<String> {
+pub(super) fn envelope_to(headers: &[Header<'_>]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut add = |addr: &str| {
         let addr = addr.trim().trim_matches(['<', '>']).trim();
@@ -265,13 +265,13 @@ fn strip_type(value: &str) -> &str {
 }
 
 /// One header-like field; the value is borrowed unless it had to be unfolded.
-struct Field<'a> {
-    name: &'a str,
-    value: Cow<'a, str>,
+pub(super) struct Field<'a> {
+    pub(super) name: &'a str,
+    pub(super) value: Cow<'a, str>,
 }
 
 /// The first non-empty field of that name (case-insensitive).
-fn field<'b>(block: &'b [Field<'_>], name: &str) -> Option<&'b str> {
+pub(super) fn field<'b>(block: &'b [Field<'_>], name: &str) -> Option<&'b str> {
     block
         .iter()
         .find(|f| f.name.eq_ignore_ascii_case(name) && !f.value.is_empty())
@@ -279,7 +279,7 @@ fn field<'b>(block: &'b [Field<'_>], name: &str) -> Option<&'b str> {
 }
 
 /// Header-like field blocks separated by blank lines (RFC 3464 §2.1), CRLF or LF.
-fn blocks(text: &str) -> impl Iterator<Item = Vec<Field<'_>>> {
+pub(super) fn blocks(text: &str) -> impl Iterator<Item = Vec<Field<'_>>> {
     let mut lines = text.lines();
     std::iter::from_fn(move || {
         let mut block: Vec<Field<'_>> = Vec::new();

@@ -2,6 +2,7 @@
 //! SMTP ([`smtp::SmtpChannel`]).
 
 pub mod address;
+pub mod arf;
 mod body;
 mod dkim;
 pub mod dsn;
@@ -164,6 +165,11 @@ impl EmailEncoder {
 
     /// The Message-ID for a job: it carries the job id so that any later
     /// reaction (a bounce, a reply) maps back to the job.
+    /// The right-hand side of every Message-ID: the From address's domain.
+    pub fn message_id_domain(&self) -> &str {
+        &self.id_domain
+    }
+
     pub fn message_id(&self, job_id: &str) -> String {
         format!("<{}@{}>", crate::file::file_stem(job_id), self.id_domain)
     }

@@ -133,7 +133,11 @@ impl ChannelPlugin for Email {
             clicks: own.track_clicks,
             verp: own.verp_mailbox()?,
         };
+        let message_id_domain = EmailEncoder::with_options(&options)
+            .ok()
+            .map(|e| e.message_id_domain().to_owned());
         let settings = EmailSettings {
+            message_id_domain,
             domain_rates: own.domain_rates.clone().into_iter().collect(),
             sender_name: own.sender_name(),
             options,
@@ -152,6 +156,8 @@ pub struct EmailSettings {
     tracking: compose::Tracking,
     domain_rates: Vec<(String, Rate)>,
     sender_name: Option<String>,
+    /// The right-hand side of the Message-IDs we write (the From domain).
+    message_id_domain: Option<String>,
 }
 
 impl EmailSettings {
@@ -161,6 +167,11 @@ impl EmailSettings {
             .verp
             .as_ref()
             .map(|(l, d)| (l.as_str(), d.as_str()))
+    }
+
+    /// The domain of our Message-IDs (`<job id@domain>`).
+    pub fn message_id_domain(&self) -> Option<&str> {
+        self.message_id_domain.as_deref()
     }
 
     fn email_encoder(&self) -> Result<EmailEncoder, BuildError> {
@@ -206,6 +217,7 @@ impl ChannelSettings for EmailSettings {
         vec![Arc::new(bounce::BounceWebhook {
             tracker,
             verp: self.tracking.verp.clone(),
+            message_id_domain: self.message_id_domain.clone(),
         })]
     }
 }
