@@ -8,11 +8,13 @@
 
 mod entry;
 mod grouped;
+mod monitor;
 mod schema;
 mod stats;
 
 pub use entry::{Entry, Routing};
 pub use grouped::Grouped;
+pub use monitor::{OldestPending, ResultsGroup, Sample};
 pub use schema::SchemaError;
 pub use stats::{ChannelStats, QueueStats};
 
