@@ -2,7 +2,7 @@
 //! in the first scrape after a start (before any job), the log written to a
 //! file has no colour codes, and the lag gauges (results consumer groups, the
 //! oldest pending job, due delayed jobs) follow what is in Redis, over two
-//! partitions.
+//! partitions and on a Redis Cluster.
 
 mod common;
 
@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::cluster::RedisCluster;
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -46,6 +47,42 @@ fn names_in_deploy_files() -> BTreeSet<String> {
     }
     assert!(names.len() > 10, "found only {names:?} in {files:?}");
     names
+}
+
+/// The `op` label values of `tayori_redis_errors_total` in src/: literal ones at
+/// the counter, and the steps `until_redis_answers` counts under their name.
+fn redis_error_ops_in_source() -> BTreeSet<String> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("src dir") {
+            let path = entry.expect("a src entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(std::fs::read_to_string(&path).expect("read a source file"));
+            }
+        }
+    }
+    let mut sources = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut sources,
+    );
+    let literal_after = |text: &str, marker: &str| -> Vec<String> {
+        text.match_indices(marker)
+            .filter_map(|(at, _)| {
+                let rest = text[at + marker.len()..].trim_start();
+                let rest = rest.strip_prefix('"')?;
+                Some(rest[..rest.find('"')?].to_owned())
+            })
+            .collect()
+    };
+    let mut ops = BTreeSet::new();
+    for text in &sources {
+        ops.extend(literal_after(text, "REDIS_ERRORS, \"op\" =>"));
+        ops.extend(literal_after(text, "until_redis_answers(self.kind,"));
+    }
+    assert!(ops.len() >= 10, "found only {ops:?}");
+    ops
 }
 
 /// The scrape, once housekeeping has sampled Redis (it sets `tayori_redis_up`
@@ -132,6 +169,12 @@ fn the_first_scrape_has_every_metric_the_dashboard_and_alerts_read_and_the_log_n
         assert_eq!(sample(&body, series), Some(0.0), "{series}:\n{body}");
     }
 
+    // Every Redis operation whose failures are counted, as the source names it.
+    for op in redis_error_ops_in_source() {
+        let series = format!("tayori_redis_errors_total{{op=\"{op}\"}}");
+        assert_eq!(sample(&body, &series), Some(0.0), "{series}:\n{body}");
+    }
+
     // The log goes to a file here (the test kit's), not a terminal: plain text.
     let log = d.log_tail(100_000);
     assert!(
@@ -144,57 +187,54 @@ fn the_first_scrape_has_every_metric_the_dashboard_and_alerts_read_and_the_log_n
     );
 }
 
-#[test]
-fn the_lag_gauges_follow_redis_over_two_partitions() {
-    let redis = Redis::start();
-    let s = setup_with_redis(
-        &format!("url = \"{}\"\npartitions = 2", redis.url()),
-        // The job a stopped daemon holds below is not taken over during the test.
-        "reclaim_idle = \"1h\"",
-        r#"
+/// Runs `args` as one command on `conn`.
+fn cmd(conn: &mut redis::Connection, args: &[&str]) -> redis::Value {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query::<redis::Value>(conn)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// The queue config of the lag tests: the job a stopped daemon holds is not taken
+/// over during the test.
+const LAG_QUEUE: &str = "reclaim_idle = \"1h\"";
+const EMAIL_ONLY: &str = r#"
 [channels.email]
 transport = "file"
 dir = "{outbox}/email"
 from = "Example Shop <news@example.com>"
-"#,
-    );
-    let mut conn = redis.conn();
+"#;
+
+/// The lag gauges against what is in Redis, on `partitions` partitions (prefix
+/// `t`), where `conn(key)` is a connection to the server holding `key`.
+fn lag_gauges_follow_redis(s: &Setup, partitions: usize, conn: &dyn Fn(&str) -> redis::Connection) {
+    let key = |p: usize, rest: &str| format!("t:{{{p}}}:{rest}");
+    let run = |k: &str, args: &[&str]| cmd(&mut conn(k), args);
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_millis() as u64;
-    let cmd = |c: &mut redis::Connection, args: &[&str]| {
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        cmd.query::<redis::Value>(c)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-    };
-    // Two CRM readers: `crm` on both partitions, `audit` on partition 0 only.
-    for (stream, group) in [
-        ("t:{0}:results", "crm"),
-        ("t:{1}:results", "crm"),
-        ("t:{0}:results", "audit"),
-    ] {
-        cmd(
-            &mut conn,
-            &["XGROUP", "CREATE", stream, group, "$", "MKSTREAM"],
+    // Two CRM readers: `crm` on every partition, `audit` on partition 0 only.
+    for p in 0..partitions {
+        let results = key(p, "results");
+        run(
+            &results,
+            &["XGROUP", "CREATE", &results, "crm", "$", "MKSTREAM"],
         );
     }
-    // A job read ten minutes ago by a daemon that has since stopped, on partition 1.
+    let results0 = key(0, "results");
+    run(&results0, &["XGROUP", "CREATE", &results0, "audit", "$"]);
+    // A job read ten minutes ago by a daemon that has since stopped, on the last partition.
+    let last = partitions - 1;
+    let stream = key(last, "jobs:email");
     let old_id = format!("{}-0", now_ms - 600_000);
     let ghost_job = job("mon-ghost", "email").to_string();
-    cmd(
-        &mut conn,
-        &["XADD", "t:{1}:jobs:email", &old_id, "job", &ghost_job],
-    );
-    cmd(
-        &mut conn,
-        &["XGROUP", "CREATE", "t:{1}:jobs:email", "tayori", "0"],
-    );
-    cmd(
-        &mut conn,
+    run(&stream, &["XADD", &stream, &old_id, "job", &ghost_job]);
+    run(&stream, &["XGROUP", "CREATE", &stream, "tayori", "0"]);
+    run(
+        &stream,
         &[
             "XREADGROUP",
             "GROUP",
@@ -203,30 +243,23 @@ from = "Example Shop <news@example.com>"
             "COUNT",
             "1",
             "STREAMS",
-            "t:{1}:jobs:email",
+            &stream,
             ">",
         ],
     );
-    // A due delayed job on partition 1, whose mover lease another daemon holds
-    // (so it stays due), and one due in an hour on partition 0.
+    // A due delayed job on the last partition, whose mover lease another daemon
+    // holds (so it stays due), and one due in an hour on partition 0.
+    let (delayed, lease) = (key(last, "delayed"), key(last, "lease:mover"));
     let past = (now_ms - 1_000).to_string();
+    run(&delayed, &["ZADD", &delayed, &past, "due"]);
+    run(&lease, &["SET", &lease, "another-daemon", "PX", "3600000"]);
+    let delayed0 = key(0, "delayed");
     let later = (now_ms + 3_600_000).to_string();
-    cmd(&mut conn, &["ZADD", "t:{1}:delayed", &past, "due"]);
-    cmd(
-        &mut conn,
-        &[
-            "SET",
-            "t:{1}:lease:mover",
-            "another-daemon",
-            "PX",
-            "3600000",
-        ],
-    );
-    cmd(&mut conn, &["ZADD", "t:{0}:delayed", &later, "later"]);
+    run(&delayed0, &["ZADD", &delayed0, &later, "later"]);
 
     let _d = s.start();
     s.wait_http();
-    let body = scrape_when(&s, "the groups", |b| {
+    let body = scrape_when(s, "the groups", |b| {
         b.contains("tayori_results_group_lag{group=\"audit\"}")
     });
     let v = |body: &str, series: &str| {
@@ -250,47 +283,52 @@ from = "Example Shop <news@example.com>"
         );
     }
 
-    // Events for both readers: six jobs over both partitions.
+    // Events for both readers: one `sent` per job (file transport), in the
+    // customer's partition.
     let jobs: Vec<_> = (0..6).map(|i| job(&format!("mon-{i}"), "email")).collect();
     s.enqueue_cli(&jobs);
-    let xlen = |c: &mut redis::Connection, key: &str| match cmd(c, &["XLEN", key]) {
+    let xlen = |k: &str| match run(k, &["XLEN", k]) {
         redis::Value::Int(n) => n as f64,
-        other => panic!("XLEN {key}: {other:?}"),
+        other => panic!("XLEN {k}: {other:?}"),
     };
-    // One `sent` event per job (file transport), in its customer's partition:
-    // customers C-mon-0…3 are in partition 0, C-mon-4 and 5 in partition 1.
     let deadline = Instant::now() + WAIT;
-    let (p0, p1) = loop {
-        let (p0, p1) = (
-            xlen(&mut conn, "t:{0}:results"),
-            xlen(&mut conn, "t:{1}:results"),
-        );
-        if p0 + p1 >= 6.0 {
-            break (p0, p1);
+    let lengths = loop {
+        let lengths: Vec<f64> = (0..partitions).map(|p| xlen(&key(p, "results"))).collect();
+        if lengths.iter().sum::<f64>() >= 6.0 {
+            break lengths;
         }
         assert!(
             Instant::now() < deadline,
-            "the six jobs never ended: {p0} {p1}"
+            "the six jobs never ended: {lengths:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!((p0, p1), (4.0, 2.0));
+    assert_eq!(lengths.iter().sum::<f64>(), 6.0, "{lengths:?}");
+    assert!(
+        lengths.iter().filter(|n| **n > 0.0).count() >= 2,
+        "events in one partition only: {lengths:?}"
+    );
     let lags = |crm: f64, audit: f64| {
         move |b: &str| {
             sample(b, r#"tayori_results_group_lag{group="crm"}"#) == Some(crm)
                 && sample(b, r#"tayori_results_group_lag{group="audit"}"#) == Some(audit)
         }
     };
-    let body = scrape_when(&s, "the lag of both readers", lags(p0 + p1, p0));
-    assert_eq!(v(&body, "tayori_results_size"), p0 + p1);
+    let body = scrape_when(s, "the lag of both readers", lags(6.0, lengths[0]));
+    assert_eq!(v(&body, "tayori_results_size"), 6.0);
     assert_eq!(
         v(&body, r#"tayori_results_group_pending{group="crm"}"#),
         0.0
     );
 
-    // The CRM reads two events of partition 1 and acknowledges none yet.
-    cmd(
-        &mut conn,
+    // The CRM reads two events of its fullest partition and acknowledges none yet.
+    let fullest = (0..partitions)
+        .max_by(|a, b| lengths[*a].total_cmp(&lengths[*b]))
+        .expect("a partition");
+    assert!(lengths[fullest] >= 2.0, "{lengths:?}");
+    let results = key(fullest, "results");
+    run(
+        &results,
         &[
             "XREADGROUP",
             "GROUP",
@@ -299,16 +337,52 @@ from = "Example Shop <news@example.com>"
             "COUNT",
             "2",
             "STREAMS",
-            "t:{1}:results",
+            &results,
             ">",
         ],
     );
-    let body = scrape_when(&s, "the read events pending", |b| {
+    let body = scrape_when(s, "the read events pending", |b| {
         sample(b, r#"tayori_results_group_pending{group="crm"}"#) == Some(2.0)
     });
+    assert_eq!(v(&body, r#"tayori_results_group_lag{group="crm"}"#), 4.0);
     assert_eq!(
-        v(&body, r#"tayori_results_group_lag{group="crm"}"#),
-        p0 + p1 - 2.0
+        v(&body, r#"tayori_results_group_lag{group="audit"}"#),
+        lengths[0]
     );
-    assert_eq!(v(&body, r#"tayori_results_group_lag{group="audit"}"#), p0);
+}
+
+#[test]
+fn the_lag_gauges_follow_redis_over_two_partitions() {
+    let redis = Redis::start();
+    let s = setup_with_redis(
+        &format!("url = \"{}\"\npartitions = 2", redis.url()),
+        LAG_QUEUE,
+        EMAIL_ONLY,
+    );
+    lag_gauges_follow_redis(&s, 2, &|_| redis.conn());
+}
+
+/// On a cluster each partition's keys are on the primary of its hash tag: one
+/// pipeline per partition, each to its own node.
+#[test]
+fn the_lag_gauges_follow_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let partitions = 3;
+    let masters: BTreeSet<u16> = (0..partitions)
+        .map(|p| cluster.master_for_key(&format!("t:{{{p}}}:results")))
+        .collect();
+    assert!(
+        masters.len() >= 2,
+        "every partition on one node: {masters:?}"
+    );
+    let s = setup_with_redis(
+        &cluster.redis_section(&format!("partitions = {partitions}\n")),
+        LAG_QUEUE,
+        EMAIL_ONLY,
+    );
+    lag_gauges_follow_redis(&s, partitions, &|key| {
+        cluster
+            .node_conn(cluster.master_for_key(key))
+            .expect("connect to the key's primary")
+    });
 }
