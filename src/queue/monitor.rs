@@ -67,8 +67,7 @@ impl Queue {
         let keys = self.keys();
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let mut batch = self.batch();
-        self.add_stats(&mut batch, kinds, now_ms);
-        let stats_replies = keys.partitions() as usize * (2 * kinds.len() + 4);
+        let stats_replies = self.add_stats(&mut batch, kinds, now_ms);
         for p in keys.all_partitions() {
             let results = keys.results(p);
             let mut figures = redis::cmd("EVAL");

@@ -72,9 +72,9 @@ impl Queue {
     }
 
     /// Adds the commands of [`Queue::stats`] to `batch`, for
-    /// [`Queue::stats_from`] to read their replies (the first ones): a caller can
-    /// send more commands with them in the same round trip.
-    pub(super) fn add_stats(&self, batch: &mut Grouped, kinds: &[ChannelId], now_ms: i64) {
+    /// [`Queue::stats_from`] to read their replies (the first ones, how many is
+    /// returned): a caller can send more commands with them in the same round trip.
+    pub(super) fn add_stats(&self, batch: &mut Grouped, kinds: &[ChannelId], now_ms: i64) -> usize {
         let keys = self.keys();
         let partitions: Vec<_> = keys.all_partitions().collect();
         for p in &partitions {
@@ -105,6 +105,7 @@ impl Queue {
             results.arg(keys.results(*p));
             batch.add(&tag, results);
         }
+        partitions.len() * (2 * kinds.len() + 4)
     }
 
     /// [`Queue::stats`] out of the replies to [`Queue::add_stats`]'s commands.
