@@ -319,6 +319,7 @@ async fn housekeeping(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut idle_polls = 0;
+    let mut results_groups = ResultsGroupGauges::default();
     // Failed checks in a row: while Redis is down the loop waits longer between
     // rounds (each round is a request per partition), as the readers do.
     let mut failures = 0u32;
@@ -355,11 +356,11 @@ async fn housekeeping(
                 }
             }
         }
-        match queue.stats(&kinds).await {
-            Ok(stats) => {
+        match queue.sample(&kinds).await {
+            Ok(sample) => {
                 failures = 0;
                 health.redis_ok.store(true, Ordering::Relaxed);
-                metrics::gauge!(m::UP).set(1.0);
+                let stats = &sample.stats;
                 for c in &stats.channels {
                     metrics::gauge!(m::QUEUE_BACKLOG, "channel" => c.channel.clone())
                         .set(c.backlog as f64);
@@ -367,14 +368,24 @@ async fn housekeeping(
                         .set(c.pending as f64);
                 }
                 metrics::gauge!(m::DELAYED).set(stats.delayed as f64);
+                metrics::gauge!(m::DELAYED_DUE).set(stats.delayed_due as f64);
                 metrics::gauge!(m::DEAD_LETTER_SIZE).set(stats.dead_letters as f64);
+                metrics::gauge!(m::RESULTS_SIZE).set(stats.results as f64);
+                results_groups.update(&sample.results_groups);
+                for o in &sample.oldest_pending {
+                    let secs = o.age_ms.map_or(0.0, |ms| ms as f64 / 1000.0);
+                    metrics::gauge!(m::OLDEST_PENDING_SECONDS, "channel" => o.channel.label())
+                        .set(secs);
+                }
                 for w in &workers {
                     metrics::gauge!(m::IN_FLIGHT, "channel" => w.kind().label())
                         .set(w.in_flight() as f64);
                 }
+                // Last: once it reads 1, every gauge above holds a sample.
+                metrics::gauge!(m::UP).set(1.0);
                 let busy: usize = workers.iter().map(|w| w.in_flight()).sum();
                 if let Some(idle) = &idle {
-                    idle_polls = if stats.is_idle() && busy == 0 {
+                    idle_polls = if sample.stats.is_idle() && busy == 0 {
                         idle_polls + 1
                     } else {
                         0
@@ -392,6 +403,36 @@ async fn housekeeping(
                 tracing::warn!(error = %e, "Redis check failed");
             }
         }
+    }
+}
+
+/// The gauges of the results streams' consumer groups.
+#[derive(Default)]
+struct ResultsGroupGauges {
+    /// Groups seen in the last sample.
+    seen: Vec<String>,
+}
+
+impl ResultsGroupGauges {
+    fn update(&mut self, groups: &[crate::queue::ResultsGroup]) {
+        for g in groups {
+            // NaN ("unknown") rather than a guess: a lag alert does not fire on it.
+            let lag = g.lag.map_or(f64::NAN, |l| l as f64);
+            metrics::gauge!(m::RESULTS_GROUP_LAG, "group" => g.name.clone()).set(lag);
+            metrics::gauge!(m::RESULTS_GROUP_PENDING, "group" => g.name.clone())
+                .set(g.pending as f64);
+        }
+        // A deleted group waits for nothing; its series cannot be removed, so
+        // they read 0 rather than their last value forever.
+        for gone in self
+            .seen
+            .iter()
+            .filter(|n| !groups.iter().any(|g| &g.name == *n))
+        {
+            metrics::gauge!(m::RESULTS_GROUP_LAG, "group" => gone.clone()).set(0.0);
+            metrics::gauge!(m::RESULTS_GROUP_PENDING, "group" => gone.clone()).set(0.0);
+        }
+        self.seen = groups.iter().map(|g| g.name.clone()).collect();
     }
 }
 

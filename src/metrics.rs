@@ -1,7 +1,8 @@
 //! Prometheus metrics: names, help texts and buckets in one place.
 //!
-//! Labels are bounded: channel, outcome, error class, route, status — never
-//! an address, a job id or a campaign id.
+//! Labels are bounded: channel, outcome, error class, route, status, a results
+//! consumer group's name (the operator's choice) — never an address, a job id
+//! or a campaign id.
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -40,6 +41,32 @@ pub const INLINE_CACHE: &str = "tayori_inline_cache_total";
 pub const RESULTS_TRIMMED: &str = "tayori_results_trimmed_total";
 /// Events older than the retention kept because a results group has not acknowledged them, by `group`.
 pub const RESULTS_HELD_BACK: &str = "tayori_results_held_back";
+/// Entries in the results streams (all partitions).
+pub const RESULTS_SIZE: &str = "tayori_results_size";
+/// Events a results consumer group has not been delivered yet, by `group`.
+pub const RESULTS_GROUP_LAG: &str = "tayori_results_group_lag";
+/// Events a results consumer group read and has not acknowledged, by `group`.
+pub const RESULTS_GROUP_PENDING: &str = "tayori_results_group_pending";
+/// Age of the oldest job read and not yet acknowledged, by `channel`.
+pub const OLDEST_PENDING_SECONDS: &str = "tayori_queue_oldest_pending_seconds";
+/// Delayed jobs already due (the mover is behind when this stays above 0).
+pub const DELAYED_DUE: &str = "tayori_delayed_jobs_due";
+
+/// The `type` values the LINE webhook counts under their own name (others: `other`).
+pub const LINE_EVENT_TYPES: [&str; 12] = [
+    "message",
+    "unsend",
+    "follow",
+    "unfollow",
+    "join",
+    "leave",
+    "memberJoined",
+    "memberLeft",
+    "postback",
+    "videoPlayComplete",
+    "beacon",
+    "accountLink",
+];
 
 /// Every metric family the daemon exports (dashboards and alerts may use only these).
 pub const ALL: &[&str] = &[
@@ -72,11 +99,39 @@ pub const ALL: &[&str] = &[
     INLINE_CACHE,
     RESULTS_TRIMMED,
     RESULTS_HELD_BACK,
+    RESULTS_SIZE,
+    RESULTS_GROUP_LAG,
+    RESULTS_GROUP_PENDING,
+    OLDEST_PENDING_SECONDS,
+    DELAYED_DUE,
 ];
 
-/// Registers the counters a channel can produce at 0, so the first increment is a
-/// change `increase()` and `rate()` can see (a series born at 1 looks flat), and
-/// alerts fire on the first dead letter or bounce after a start.
+/// The `op` labels of [`REDIS_ERRORS`]: every Redis step that counts its failures.
+const REDIS_OPS: [&str; 13] = [
+    "read",
+    "claim",
+    "finish",
+    "reclaim",
+    "heartbeat",
+    "stats",
+    "move_due",
+    "rate_lease",
+    "frequency_cap",
+    "store_records",
+    "suppressions",
+    "profiles",
+    "trim",
+];
+
+/// Registers, at 0, every series a dashboard or an alert reads that would
+/// otherwise be born at its first increment: a series born at 1 looks flat to
+/// `increase()` and `rate()`, so the first dead letter, retry or pause after a
+/// start would go unseen, and a panel would show "no data" instead of 0. Label
+/// values are the ones the call sites emit, so these are the very series
+/// incremented later. Label values that come from a provider's answer (the pause
+/// reason of an SMS gateway's HTTP status, say) cannot be listed; those series
+/// start at their first increment, and the `tayori_channel_paused` gauge, which
+/// alerts use, is here.
 pub fn register_zeroes(kinds: &[crate::channel_id::ChannelId]) {
     const OUTCOMES: [&str; 8] = [
         "sent",
@@ -94,6 +149,9 @@ pub fn register_zeroes(kinds: &[crate::channel_id::ChannelId]) {
         "no_address",
         "internal",
     ];
+    // Only these classes are retried (worker::outcome::retry_or_fail).
+    const RETRY_CLASSES: [&str; 2] = ["transient", "rate_limited"];
+    let enabled = |name: &str| kinds.iter().any(|k| k.label() == name);
     for kind in kinds {
         let ch = kind.label();
         for outcome in OUTCOMES {
@@ -102,20 +160,91 @@ pub fn register_zeroes(kinds: &[crate::channel_id::ChannelId]) {
         for reason in DEAD_REASONS {
             metrics::counter!(DEAD_LETTERS, "channel" => ch, "reason" => reason).increment(0);
         }
+        for class in RETRY_CLASSES {
+            metrics::counter!(RETRIES, "channel" => ch, "class" => class).increment(0);
+        }
+        metrics::counter!(RECLAIMED, "channel" => ch).increment(0);
+        metrics::counter!(RATE_LIMIT_WAITS, "channel" => ch).increment(0);
+        metrics::gauge!(CHANNEL_PAUSED, "channel" => ch).set(0.0);
+        // Pause reasons with a fixed code; the others are a provider's status.
+        let pauses: &[&str] = match ch {
+            "email" => &["smtp_auth", "smtp_session", "domain_throttled"],
+            "line" => &["line_401", "line_403", "line_monthly_limit"],
+            "webhook" => &["endpoint_gone"],
+            _ => &[],
+        };
+        for reason in pauses {
+            metrics::counter!(PAUSES, "channel" => ch, "reason" => *reason).increment(0);
+        }
     }
-    for (source, reason) in [
-        ("line", "bad_signature"),
-        ("line", "bad_body"),
-        ("line", "redis"),
+    // Webhook sources by the channel that receives them; tracking serves every channel.
+    let mut rejected: Vec<(&str, &str)> = vec![
         ("tracking", "bad_token"),
+        ("tracking", "unknown_link"),
         ("tracking", "redis"),
         ("tracking", "repeat"),
-        ("bounce", "bad_body"),
-        ("bounce", "unmatched"),
-        ("twilio", "bad_signature"),
-        ("twilio", "redis"),
-    ] {
+    ];
+    let mut events: Vec<(&str, &str)> = ["opened", "clicked", "unsubscribed"]
+        .map(|t| ("tracking", t))
+        .to_vec();
+    if enabled("line") {
+        rejected.extend([
+            ("line", "bad_signature"),
+            ("line", "bad_body"),
+            ("line", "redis"),
+        ]);
+        events.extend(LINE_EVENT_TYPES.iter().map(|t| ("line", *t)));
+        events.push(("line", "other"));
+    }
+    if enabled("email") {
+        rejected.extend([("bounce", "bad_body"), ("bounce", "unmatched")]);
+        events.extend([
+            ("bounce", "bounced"),
+            ("bounce", "deferred"),
+            ("bounce", "complained"),
+        ]);
+    }
+    if enabled("sms") {
+        rejected.extend([
+            ("twilio", "bad_signature"),
+            ("twilio", "redis"),
+            ("vonage", "bad_signature"),
+            ("vonage", "stale"),
+            ("vonage", "bad_body"),
+            ("vonage", "redis"),
+        ]);
+        for t in [
+            "status",
+            "delivered",
+            "undelivered",
+            "failed",
+            "unsubscribed",
+            "unblocked",
+            "replied",
+            "other",
+        ] {
+            events.push(("twilio", t));
+        }
+        for t in [
+            "status",
+            "delivered",
+            "failed",
+            "unsubscribed",
+            "unblocked",
+            "replied",
+            "other",
+        ] {
+            events.push(("vonage", t));
+        }
+    }
+    for (source, reason) in rejected {
         metrics::counter!(WEBHOOK_REJECTED, "source" => source, "reason" => reason).increment(0);
+    }
+    for (source, kind) in events {
+        metrics::counter!(WEBHOOK_EVENTS, "source" => source, "type" => kind).increment(0);
+    }
+    for op in REDIS_OPS {
+        metrics::counter!(REDIS_ERRORS, "op" => op).increment(0);
     }
     for op in ["finish", "reaction", "event"] {
         metrics::counter!(REDIS_WAIT_SHORT, "op" => op).increment(0);
@@ -193,6 +322,26 @@ fn describe() {
         "Scheduled jobs and retries waiting in the delayed set."
     );
     describe_gauge!(DEAD_LETTER_SIZE, "Entries in the dead-letter stream.");
+    describe_gauge!(
+        DELAYED_DUE,
+        "Delayed jobs already due: above 0 for long, no daemon is moving them back to their streams."
+    );
+    describe_gauge!(
+        RESULTS_SIZE,
+        "Entries in the results streams (events for the CRM), all partitions."
+    );
+    describe_gauge!(
+        RESULTS_GROUP_LAG,
+        "Events of the results streams not yet delivered to a consumer group, by group (all partitions; NaN when Redis cannot tell)."
+    );
+    describe_gauge!(
+        RESULTS_GROUP_PENDING,
+        "Events delivered to a results consumer group and not yet acknowledged (XACK), by group."
+    );
+    describe_gauge!(
+        OLDEST_PENDING_SECONDS,
+        "Age of the oldest job read by a daemon and not yet acknowledged, by channel (0 when none): high when a daemon died holding jobs or a send hangs."
+    );
     describe_gauge!(UP, "1 when the last Redis check succeeded.");
     describe_counter!(
         PAUSES,

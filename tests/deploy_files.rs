@@ -368,8 +368,8 @@ fn the_configmap_config_passes_check_config_with_the_secret() {
 }
 
 #[test]
-fn the_deployment_probes_scrapes_and_stops_in_time() {
-    let yaml = read("deploy/k8s/deployment.yaml");
+fn the_statefulset_probes_scrapes_and_stops_in_time() {
+    let yaml = read("deploy/k8s/statefulset.yaml");
     let container = yaml_block(&yaml, &["spec", "template", "spec", "containers"]);
     let container = container.join("\n");
     for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
@@ -396,6 +396,109 @@ fn the_deployment_probes_scrapes_and_stops_in_time() {
         Duration::from_secs(grace),
         shutdown_grace(&toml),
     );
+}
+
+/// The `- name: …` items of a YAML list block, each as its own block of lines.
+fn yaml_items<'a>(lines: &[&'a str]) -> Vec<Vec<&'a str>> {
+    let base = lines
+        .iter()
+        .filter(|l| is_meaningful(l))
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let mut items: Vec<Vec<&str>> = Vec::new();
+    for l in lines.iter().filter(|l| is_meaningful(l)) {
+        let lead = l.len() - l.trim_start().len();
+        if lead == base && l.trim_start().starts_with("- ") {
+            items.push(Vec::new());
+        }
+        if let Some(item) = items.last_mut() {
+            item.push(l);
+        }
+    }
+    items
+}
+
+#[test]
+fn the_dm_directory_is_on_a_volume_of_its_own_pod_that_outlives_it() {
+    let yaml = read("deploy/k8s/statefulset.yaml");
+    let top = yaml_map(&yaml.lines().collect::<Vec<_>>());
+    // A Deployment's pods share one claim or get none; a StatefulSet gives each its own.
+    assert_eq!(top["kind"], "StatefulSet");
+    let claims = yaml_block(&yaml, &["spec", "volumeClaimTemplates"]);
+    let claims = yaml_items(&claims);
+    assert_eq!(claims.len(), 1, "{claims:?}");
+    let claim = claims[0].join("\n");
+    let name = yaml_map(&yaml_block(&claim, &["metadata"]))["name"].clone();
+    let spec = yaml_block(&claim, &["spec"]).join("\n");
+    // One pod per volume: two daemons never write one DM directory.
+    assert!(spec.contains("accessModes: [\"ReadWriteOnce\"]"), "{spec}");
+    let retention = yaml_map(&yaml_block(
+        &yaml,
+        &["spec", "persistentVolumeClaimRetentionPolicy"],
+    ));
+    assert_eq!(
+        retention["whenScaled"], "Retain",
+        "a scaled-down pod's batches stay"
+    );
+
+    // The claim is mounted, and the configmap's DM dir is inside the mount.
+    let container = yaml_block(&yaml, &["spec", "template", "spec", "containers"]).join("\n");
+    let mounts = yaml_items(&yaml_block(&container, &["volumeMounts"]));
+    let mount = mounts
+        .iter()
+        .map(|m| yaml_map(m))
+        .find(|m| m.get("name") == Some(&name))
+        .unwrap_or_else(|| panic!("the claim {name} is not mounted: {mounts:?}"));
+    let toml: toml::Table = toml::from_str(&configmap_toml()).unwrap();
+    let dm = toml["channels"]["dm"].as_table().expect("[channels.dm]");
+    assert!(
+        dm.get("transport").is_none(),
+        "DM writes print batches on Kubernetes, not a dry run: {dm:?}"
+    );
+    let dir = dm["dir"].as_str().unwrap();
+    assert!(
+        Path::new(dir).starts_with(&mount["mountPath"]),
+        "channels.dm.dir {dir} is not on the volume {name} ({})",
+        mount["mountPath"]
+    );
+    // And no emptyDir (gone with the pod) anywhere in the pod.
+    assert!(!yaml.contains("emptyDir"), "{yaml}");
+}
+
+#[test]
+fn redis_exporter_reads_tayoris_redis_and_is_scraped() {
+    let yaml = read("deploy/k8s/redis-exporter.yaml");
+    let top = yaml_map(&yaml.lines().collect::<Vec<_>>());
+    assert_eq!(top["kind"], "Deployment");
+    let labels = yaml_map(&yaml_block(
+        &yaml,
+        &["spec", "template", "metadata", "labels"],
+    ));
+    let container = yaml_block(&yaml, &["spec", "template", "spec", "containers"]).join("\n");
+    let image = yaml_map(&container.lines().collect::<Vec<_>>())["image"].clone();
+    assert!(image.starts_with("oliver006/redis_exporter:v1."), "{image}");
+    // The same Redis as the daemon: the Secret's URL.
+    let env = yaml_block(&container, &["env"]).join("\n");
+    assert!(env.contains("name: REDIS_ADDR"), "{env}");
+    let secret = yaml_map(&yaml_block(&env, &["valueFrom", "secretKeyRef"]));
+    assert_eq!(secret["name"], "tayori");
+    assert_eq!(secret["key"], "TAYORI_REDIS_URL");
+    assert!(secret_example().contains_key("TAYORI_REDIS_URL"));
+    let port = yaml_map(&yaml_block(&container, &["ports"]));
+    assert_eq!(port["containerPort"], "9121");
+
+    let monitor = read("deploy/k8s/redis-exporter-podmonitor.yaml");
+    assert_eq!(
+        yaml_map(&monitor.lines().collect::<Vec<_>>())["kind"],
+        "PodMonitor"
+    );
+    let selector = yaml_map(&yaml_block(&monitor, &["spec", "selector", "matchLabels"]));
+    for (k, v) in &selector {
+        assert_eq!(labels.get(k), Some(v), "the PodMonitor selects {k}={v}");
+    }
+    let endpoint = yaml_map(&yaml_block(&monitor, &["spec", "podMetricsEndpoints"]));
+    assert_eq!(endpoint["port"], port["name"]);
 }
 
 #[test]
@@ -534,10 +637,10 @@ fn the_dockerfile_builds_from_what_cargo_needs_and_runs_as_non_root() {
 }
 
 #[test]
-fn the_compose_file_runs_tayori_with_redis_prometheus_and_grafana() {
+fn the_compose_file_runs_tayori_with_redis_its_exporter_prometheus_and_grafana() {
     let compose = read("deploy/docker/compose.yaml");
     let services = yaml_block(&compose, &["services"]).join("\n");
-    for service in ["redis", "tayori", "prometheus", "grafana"] {
+    for service in ["redis", "redis-exporter", "tayori", "prometheus", "grafana"] {
         yaml_block(&services, &[service]);
     }
     let build = yaml_map(&yaml_block(&services, &["tayori", "build"]));
@@ -574,12 +677,23 @@ fn the_compose_file_runs_tayori_with_redis_prometheus_and_grafana() {
         "../grafana/tayori.json"
     );
 
-    // Prometheus scrapes tayori as job "tayori" (what the alerts expect) and loads them.
+    // Prometheus scrapes tayori as job "tayori" (what the alerts expect), Redis
+    // through redis_exporter, and loads the alerts.
     let prometheus = read("deploy/docker/prometheus.yml");
     assert!(prometheus.contains("- /etc/prometheus/alerts.yml"));
-    let job = yaml_map(&yaml_block(&prometheus, &["scrape_configs"]));
-    assert_eq!(job["job_name"], "tayori");
-    assert!(prometheus.contains(r#"targets: ["tayori:8080"]"#));
+    let jobs: BTreeMap<String, String> = yaml_items(&yaml_block(&prometheus, &["scrape_configs"]))
+        .iter()
+        .map(|job| {
+            let name = yaml_map(job)["job_name"].clone();
+            let targets = yaml_map(&yaml_block(&job.join("\n"), &["static_configs"]));
+            (name, targets["targets"].clone())
+        })
+        .collect();
+    assert_eq!(jobs["tayori"], r#"["tayori:8080"]"#);
+    assert_eq!(jobs["redis"], r#"["redis-exporter:9121"]"#);
+    let exporter = yaml_map(&yaml_block(&services, &["redis-exporter", "environment"]));
+    let tayori_env = yaml_map(&yaml_block(&services, &["tayori", "environment"]));
+    assert_eq!(exporter["REDIS_ADDR"], tayori_env["TAYORI_REDIS_URL"]);
     // Grafana: the compose Prometheus as default source, the dashboard from its mount.
     let sources = read("deploy/docker/grafana/datasources/prometheus.yaml");
     let source = yaml_map(&yaml_block(&sources, &["datasources"]));

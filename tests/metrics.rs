@@ -276,7 +276,7 @@ fn the_scrape_counts_what_happened_and_passes_promtool() {
             assert!(
                 [
                     "channel", "outcome", "reason", "class", "op", "route", "status", "source",
-                    "type", "result", "le", "quantile"
+                    "type", "result", "le", "quantile", "group",
                 ]
                 .contains(&k.as_str()),
                 "unexpected label {k}={val:?} on {name}"

@@ -8,12 +8,14 @@
 
 mod entry;
 mod grouped;
+mod monitor;
 mod retention;
 mod schema;
 mod stats;
 
 pub use entry::{Entry, Routing};
 pub use grouped::Grouped;
+pub use monitor::{OldestPending, ResultsGroup, Sample};
 pub use retention::{Trimmed, HELD_BACK_COUNT_CAP};
 pub use schema::SchemaError;
 pub use stats::{ChannelStats, QueueStats};

@@ -3,6 +3,7 @@
 use crate::channel_id::ChannelId;
 use redis::Value;
 
+use super::grouped::Grouped;
 use super::{Queue, RedisResult, GROUP};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -63,9 +64,18 @@ impl Queue {
     /// partitions: one pipeline per partition (its keys share a slot), sent at
     /// once.
     pub async fn stats(&self, kinds: &[ChannelId]) -> RedisResult<QueueStats> {
-        let keys = self.keys();
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let mut batch = self.batch();
+        self.add_stats(&mut batch, kinds, now_ms);
+        let replies: Vec<Value> = batch.query(&self.conn()).await?;
+        Ok(Self::stats_from(kinds, &replies))
+    }
+
+    /// Adds the commands of [`Queue::stats`] to `batch`, for
+    /// [`Queue::stats_from`] to read their replies (the first ones, how many is
+    /// returned): a caller can send more commands with them in the same round trip.
+    pub(super) fn add_stats(&self, batch: &mut Grouped, kinds: &[ChannelId], now_ms: i64) -> usize {
+        let keys = self.keys();
         let partitions: Vec<_> = keys.all_partitions().collect();
         for p in &partitions {
             let tag = keys.results(*p);
@@ -95,7 +105,11 @@ impl Queue {
             results.arg(keys.results(*p));
             batch.add(&tag, results);
         }
-        let replies: Vec<Value> = batch.query(&self.conn()).await?;
+        partitions.len() * (2 * kinds.len() + 4)
+    }
+
+    /// [`Queue::stats`] out of the replies to [`Queue::add_stats`]'s commands.
+    pub(super) fn stats_from(kinds: &[ChannelId], replies: &[Value]) -> QueueStats {
         let int = |v: &Value| match v {
             Value::Int(n) => (*n).max(0) as u64,
             _ => 0,
@@ -147,7 +161,7 @@ impl Queue {
             stats.dead_letters += int(&replies[2 * n + 2]);
             stats.results += int(&replies[2 * n + 3]);
         }
-        Ok(stats)
+        stats
     }
 }
 
@@ -224,7 +238,7 @@ impl Queue {
     }
 }
 
-fn group_fields(v: &Value) -> Vec<(String, Value)> {
+pub(super) fn group_fields(v: &Value) -> Vec<(String, Value)> {
     let flat: Vec<Value> = match v {
         Value::Array(a) => a.clone(),
         Value::Map(m) => m.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect(),

@@ -15,21 +15,9 @@ use crate::event::Reaction;
 use crate::event::{Event, EventType};
 use crate::metrics as m;
 
-/// Event types counted under their own name; others as `other` (labels stay bounded).
-const KNOWN_TYPES: [&str; 12] = [
-    "message",
-    "unsend",
-    "follow",
-    "unfollow",
-    "join",
-    "leave",
-    "memberJoined",
-    "memberLeft",
-    "postback",
-    "videoPlayComplete",
-    "beacon",
-    "accountLink",
-];
+/// Event types counted under their own name; others as `other` (labels stay
+/// bounded). In `metrics`, which registers their counters at 0.
+use crate::metrics::LINE_EVENT_TYPES as KNOWN_TYPES;
 
 /// `/webhooks/line`, when the LINE channel has its channel secret.
 pub struct LineWebhook {
