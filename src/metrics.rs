@@ -41,6 +41,8 @@ pub const INLINE_CACHE: &str = "tayori_inline_cache_total";
 pub const RESULTS_TRIMMED: &str = "tayori_results_trimmed_total";
 /// Events older than the retention kept because a results group has not acknowledged them, by `group`.
 pub const RESULTS_HELD_BACK: &str = "tayori_results_held_back";
+/// `complained` events (feedback-loop reports), by channel, counted by the profile updater.
+pub const COMPLAINTS: &str = "tayori_complaints_total";
 /// Entries in the results streams (all partitions).
 pub const RESULTS_SIZE: &str = "tayori_results_size";
 /// Events a results consumer group has not been delivered yet, by `group`.
@@ -99,6 +101,7 @@ pub const ALL: &[&str] = &[
     INLINE_CACHE,
     RESULTS_TRIMMED,
     RESULTS_HELD_BACK,
+    COMPLAINTS,
     RESULTS_SIZE,
     RESULTS_GROUP_LAG,
     RESULTS_GROUP_PENDING,
@@ -154,6 +157,9 @@ pub fn register_zeroes(kinds: &[crate::channel_id::ChannelId]) {
     let enabled = |name: &str| kinds.iter().any(|k| k.label() == name);
     for kind in kinds {
         let ch = kind.label();
+        if ch == "email" {
+            metrics::counter!(COMPLAINTS, "channel" => ch).increment(0);
+        }
         for outcome in OUTCOMES {
             metrics::counter!(MESSAGES, "channel" => ch, "outcome" => outcome).increment(0);
         }
@@ -374,6 +380,10 @@ fn describe() {
     describe_gauge!(
         RESULTS_HELD_BACK,
         "Events older than queue.results_retention still kept because this results group has not acknowledged them (counted up to 10,000 per partition)."
+    );
+    describe_counter!(
+        COMPLAINTS,
+        "Complaints (complained events from feedback-loop reports), by channel; counted once by the daemons' profile updater, whichever process recorded them."
     );
     describe_counter!(
         REDIS_WAIT_SHORT,

@@ -1149,6 +1149,17 @@ fn a_complaint_is_recorded_once_suppresses_the_address_and_shows_in_the_report()
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["channels"]["email"]["counts"]["complained"], 2, "{r}");
     assert_eq!(r["channels"]["email"]["rates"]["complained"], 1.0, "{r}");
+    // Counted for the complaint-rate alert by the daemon's profile updater, which
+    // reads every event once, the pipe's too.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = s.get("/metrics").expect("GET /metrics");
+        if body.contains("tayori_complaints_total{channel=\"email\"} 2\n") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // The next job to taro is suppressed.
     enqueue(&mut conn, &[email_job("fbl-3", "taro@example.com")]);
     wait_for(&mut conn, WAIT, "suppressed", |e| {

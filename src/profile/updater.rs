@@ -177,6 +177,12 @@ async fn apply(
         let Ok(ev) = serde_json::from_slice::<EventView>(raw) else {
             continue;
         };
+        // Counted here, where every event is read once by one daemon (the
+        // group's), whichever process wrote it: `tayori bounce` is not scraped.
+        if ev.kind == "complained" {
+            let channel = ev.channel.unwrap_or("none").to_owned();
+            metrics::counter!(crate::metrics::COMPLAINTS, "channel" => channel).increment(1);
+        }
         let (Some(signal), Some(customer), Some(channel)) =
             (Signal::of(ev.kind), ev.customer_id, ev.channel)
         else {
