@@ -8,6 +8,7 @@ mod dkim;
 pub mod dsn;
 mod header_line;
 mod readable;
+pub mod sendgrid;
 pub mod smtp;
 mod smtp_pool;
 
@@ -35,6 +36,9 @@ pub struct EmailOptions {
     /// Domains whose legacy local parts (`taro..yamada@docomo.ne.jp`) are sent
     /// quoted ([`address::recipient_address`]); lowercase ASCII. Empty: strict.
     pub legacy_local_part_domains: Vec<String>,
+    /// The relay is SendGrid: each message carries its job id in `X-SMTPAPI`,
+    /// which SendGrid returns with every Event Webhook event ([`sendgrid`]).
+    pub sendgrid_job_arg: bool,
 }
 
 /// Headers a config may not set: the composer owns them, and a second copy would
@@ -83,6 +87,7 @@ pub struct EmailEncoder {
     unsubscribe_mailto: Option<String>,
     dkim: Option<DkimSigner>,
     legacy_local_part_domains: Vec<String>,
+    sendgrid_job_arg: bool,
 }
 
 /// A message ready to send: its envelope and its bytes (DKIM-signed if configured).
@@ -155,6 +160,7 @@ impl EmailEncoder {
                 .iter()
                 .map(|d| d.trim().to_ascii_lowercase())
                 .collect(),
+            sendgrid_job_arg: opts.sendgrid_job_arg,
         })
     }
 
@@ -223,6 +229,12 @@ impl EmailEncoder {
         }
         for h in &self.headers {
             builder = builder.raw_header(h.clone());
+        }
+        if self.sendgrid_job_arg {
+            builder = builder.raw_header(ascii_header(
+                "X-SMTPAPI",
+                &sendgrid::smtpapi_header(&message.job_id),
+            )?);
         }
         if let Some(list) = self.list_unsubscribe(extras)? {
             builder = builder.raw_header(list).raw_header(ascii_header(

@@ -43,6 +43,39 @@ pub struct EmailSection {
     /// sent quoted; every other domain stays strict. `[]` turns it off.
     #[serde(default = "legacy_local_part_domains")]
     pub legacy_local_part_domains: Vec<String>,
+    /// The relay is SendGrid: its signed Event Webhook at `/webhooks/sendgrid`.
+    pub sendgrid: Option<SendgridSection>,
+}
+
+/// `[channels.email.sendgrid]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendgridSection {
+    /// The Event Webhook's verification key (Base64, as SendGrid shows it).
+    pub webhook_public_key: String,
+    /// Requests signed longer ago than this are refused. Default: "24h", the
+    /// time SendGrid keeps retrying a delivery that failed.
+    #[serde(default, deserialize_with = "crate::units::duration::optional")]
+    pub max_age: Option<Duration>,
+}
+
+impl SendgridSection {
+    /// The checked key and the age limit.
+    pub fn webhook(
+        &self,
+    ) -> Result<(tayori_channels::email::sendgrid::WebhookKey, Duration), KeyError> {
+        let verifier =
+            tayori_channels::email::sendgrid::WebhookKey::from_base64(&self.webhook_public_key)
+                .map_err(|m| KeyError::new(key("sendgrid.webhook_public_key"), m))?;
+        let max_age = self.max_age.unwrap_or(Duration::from_secs(24 * 3600));
+        if max_age.is_zero() {
+            return Err(KeyError::new(
+                key("sendgrid.max_age"),
+                "must be longer than 0, e.g. \"24h\"",
+            ));
+        }
+        Ok((verifier, max_age))
+    }
 }
 
 fn yes() -> bool {
@@ -136,6 +169,7 @@ impl EmailSection {
             ));
         }
         options.legacy_local_part_domains = self.legacy_local_part_domains.clone();
+        options.sendgrid_job_arg = self.sendgrid.is_some();
         if let Some(d) = &self.dkim {
             let private_key = std::fs::read_to_string(&d.key_file).map_err(|e| {
                 KeyError::new(

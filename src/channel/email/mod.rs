@@ -4,6 +4,7 @@
 pub mod bounce;
 mod compose;
 mod config;
+mod sendgrid_webhook;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -136,7 +137,9 @@ impl ChannelPlugin for Email {
         let message_id_domain = EmailEncoder::with_options(&options)
             .ok()
             .map(|e| e.message_id_domain().to_owned());
+        let sendgrid = own.sendgrid.as_ref().map(|s| s.webhook()).transpose()?;
         let settings = EmailSettings {
+            sendgrid,
             message_id_domain,
             domain_rates: own.domain_rates.clone().into_iter().collect(),
             sender_name: own.sender_name(),
@@ -158,6 +161,8 @@ pub struct EmailSettings {
     sender_name: Option<String>,
     /// The right-hand side of the Message-IDs we write (the From domain).
     message_id_domain: Option<String>,
+    /// `[channels.email.sendgrid]`: the Event Webhook's key and age limit.
+    sendgrid: Option<(tayori_channels::email::sendgrid::WebhookKey, std::time::Duration)>,
 }
 
 impl EmailSettings {
@@ -211,14 +216,21 @@ impl ChannelSettings for EmailSettings {
     }
 
     fn routes(&self, cx: &RouteContext) -> Vec<Arc<dyn Route>> {
-        let Some(tracker) = cx.tracker.clone() else {
-            return Vec::new();
-        };
-        vec![Arc::new(bounce::BounceWebhook {
-            tracker,
-            verp: self.tracking.verp.clone(),
-            message_id_domain: self.message_id_domain.clone(),
-        })]
+        let mut routes: Vec<Arc<dyn Route>> = Vec::new();
+        if let Some(tracker) = cx.tracker.clone() {
+            routes.push(Arc::new(bounce::BounceWebhook {
+                tracker,
+                verp: self.tracking.verp.clone(),
+                message_id_domain: self.message_id_domain.clone(),
+            }));
+        }
+        if let Some((key, max_age)) = &self.sendgrid {
+            routes.push(Arc::new(sendgrid_webhook::SendgridWebhook {
+                key: key.clone(),
+                max_age: *max_age,
+            }));
+        }
+        routes
     }
 }
 
