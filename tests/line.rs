@@ -536,8 +536,11 @@ fn a_suspended_job_still_ends_at_max_age_and_a_new_friend_is_not_an_unblock() {
     assert_eq!(count(&events(&mut conn), "unblocked"), 0);
 }
 
+/// `uri` actions go through the click tracker, and a URL in a text message
+/// becomes a short tracked link (issue 22), stored before the push: both
+/// redirect to the original and record a LINE click.
 #[test]
-fn uri_actions_go_through_the_click_tracker_and_text_urls_do_not() {
+fn uri_actions_and_text_urls_go_through_the_click_tracker() {
     let (redis, api, s, _d) = started_line();
     let mut conn = redis.conn();
     enqueue(
@@ -553,31 +556,50 @@ fn uri_actions_go_through_the_click_tracker_and_text_urls_do_not() {
         .to_owned();
     let base = format!("http://127.0.0.1:{}/t/c/", s.http_port);
     assert!(uri.starts_with(&base), "{uri}");
+    let text = body["messages"][1]["text"].as_str().unwrap();
     assert!(
-        body["messages"][1]["text"]
-            .as_str()
-            .unwrap()
-            .contains("https://shop.example.com/p/1"),
-        "URLs in text stay readable: {body}"
+        !text.contains("https://shop.example.com/p/1"),
+        "the text's URL is tracked: {body}"
     );
+    let short_base = format!("http://127.0.0.1:{}/s/", s.http_port);
+    let short = text
+        .split(&short_base)
+        .nth(1)
+        .map(|rest| &rest[..11])
+        .unwrap_or_else(|| panic!("no short link in {text:?}"));
     let token = &uri[base.len()..];
     let opened = tayori::tracking::Sealer::new(TRACKING_SECRET)
         .open(tayori::tracking::Purpose::Click, token)
         .expect("a click token of ours");
     assert_eq!(opened.channel, tayori::channel::line::ID);
     assert_eq!(opened.job_id, "track-1");
-    // Following it redirects to the original link and records a LINE click.
+    // Following either redirects to the original link and records a LINE click.
     let (status, location) = get_with_location(&s, &uri[base.len() - "/t/c/".len()..]);
     assert_eq!(status, 302);
     assert_eq!(
         location.as_deref(),
         Some("https://shop.example.com/sale?from=line")
     );
-    let evs = wait_for(&mut conn, WAIT, "clicked", |e| count(e, "clicked") == 1);
-    let click = of_type(&evs, "clicked")[0];
-    assert_eq!(click["channel"], "line");
-    assert_eq!(click["job_id"], "track-1");
-    assert_eq!(click["url"], "https://shop.example.com/sale?from=line");
+    let (status, location) = get_with_location(&s, &format!("/s/{short}"));
+    assert_eq!(status, 302);
+    assert_eq!(location.as_deref(), Some("https://shop.example.com/p/1"));
+    let evs = wait_for(&mut conn, WAIT, "two clicks", |e| count(e, "clicked") == 2);
+    let mut urls: Vec<&str> = of_type(&evs, "clicked")
+        .iter()
+        .map(|c| {
+            assert_eq!(c["channel"], "line");
+            assert_eq!(c["job_id"], "track-1");
+            c["url"].as_str().unwrap()
+        })
+        .collect();
+    urls.sort();
+    assert_eq!(
+        urls,
+        [
+            "https://shop.example.com/p/1",
+            "https://shop.example.com/sale?from=line"
+        ]
+    );
 }
 
 /// A plain GET returning the status and the Location header.

@@ -22,9 +22,13 @@ pub struct LineSection {
     /// Send the campaign as `customAggregationUnits` (approved accounts only).
     #[serde(default)]
     pub custom_aggregation_units: bool,
-    /// Route `uri` actions through the click tracker. Default: true.
+    /// Route `uri` actions and the links in text messages through the click
+    /// tracker. Default: true.
     #[serde(default = "yes")]
     pub track_clicks: bool,
+    /// How long a short link in a text message keeps working. Default: "30d".
+    #[serde(default, deserialize_with = "crate::units::duration::optional")]
+    pub link_ttl: Option<Duration>,
 }
 
 fn yes() -> bool {

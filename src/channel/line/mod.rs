@@ -88,6 +88,9 @@ impl ChannelPlugin for Line {
             timeout: own.timeout.unwrap_or(Duration::from_secs(10)),
             aggregation_units: own.custom_aggregation_units,
             track_clicks: own.track_clicks,
+            link_ttl: own
+                .link_ttl
+                .unwrap_or(crate::channel::sms::DEFAULT_LINK_TTL),
             channel_secret: own.secret(),
             token,
         };
@@ -107,6 +110,8 @@ pub struct LineSettings {
     timeout: Duration,
     aggregation_units: bool,
     track_clicks: bool,
+    /// How long the short links of text messages keep working.
+    link_ttl: Duration,
     /// Verifies `/webhooks/line`.
     channel_secret: Option<String>,
 }
@@ -139,7 +144,7 @@ impl ChannelSettings for LineSettings {
     }
 
     fn compose(&self, job: &Job, cx: &Compose<'_>) -> Result<(Content, Records), RenderError> {
-        compose::compose(job, cx, self.track_clicks)
+        compose::compose(job, cx, self.track_clicks, self.link_ttl)
     }
 
     fn routes(&self, _cx: &RouteContext) -> Vec<Arc<dyn Route>> {
