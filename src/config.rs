@@ -74,6 +74,9 @@ pub struct HttpConfig {
     pub listen: String,
     pub public_url: String,
     pub tracking_secret: Option<String>,
+    /// Secrets `tracking_secret` had before a rotation: tokens, short links and
+    /// VERP tags made under them still open; nothing new is made with them.
+    pub previous_tracking_secrets: Vec<String>,
     /// An open or click repeated within this window (per message, link, and
     /// whether it looked automated) is recorded once; `0s` records every hit.
     #[serde(with = "duration")]
@@ -131,6 +134,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
             tracking_secret: None,
+            previous_tracking_secrets: Vec::new(),
             repeat_window: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
@@ -352,6 +356,17 @@ impl Config {
             return key(
                 &format!("http.api.keys[{i}]"),
                 "must be \"sha256:\" and the key's SHA-256 in 64 hex digits (`tayori api-key` makes a key and prints its line)".into(),
+            );
+        }
+        if let Some(i) = self
+            .http
+            .previous_tracking_secrets
+            .iter()
+            .position(|s| s.trim().len() < 16)
+        {
+            return key(
+                &format!("http.previous_tracking_secrets[{i}]"),
+                "must be a former tracking_secret (16+ characters); remove it once the links made with it may expire".into(),
             );
         }
         if self.queue.read_batch == 0 {

@@ -1167,6 +1167,57 @@ fn a_complaint_is_recorded_once_suppresses_the_address_and_shows_in_the_report()
     });
 }
 
+/// Rotating `http.tracking_secret` (issue 21): with the old secret in
+/// `previous_tracking_secrets` a link sent before the rotation still redirects;
+/// once it is removed from the list, the link is a 404, never a redirect.
+#[test]
+fn a_link_sent_before_a_secret_rotation_keeps_working_until_the_old_secret_goes() {
+    let e = env();
+    let s = &e.s;
+    let mut conn = e.redis.conn();
+    let click_url = {
+        let _d = s.start();
+        s.wait_http();
+        let got = send_one(&e, &mut conn, "rot-1");
+        let html = part(&parse(&got.raw), "html");
+        attr_values(&html, "href")
+            .into_iter()
+            .find(|h| h.contains("/t/c/"))
+            .expect("a tracked link")
+    };
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    let old = format!("tracking_secret = \"{TRACKING_SECRET}\"");
+    assert!(config.contains(&old));
+    let rotate = |previous: &str| {
+        let new = format!(
+            "tracking_secret = \"a-brand-new-secret-0123456789\"\nprevious_tracking_secrets = [{previous}]"
+        );
+        std::fs::write(&s.config, config.replace(&old, &new)).unwrap();
+    };
+    let click = || {
+        http(
+            s,
+            "GET",
+            &path_of(s, &click_url),
+            &[("User-Agent", BROWSER)],
+        )
+    };
+    rotate(&format!("\"{TRACKING_SECRET}\""));
+    {
+        let _d = s.start();
+        s.wait_http();
+        let r = click();
+        assert_eq!(r.status, 302);
+        assert_eq!(r.header("location"), Some("https://shop.example.com/p/1"));
+    }
+    rotate("");
+    let _d = s.start();
+    s.wait_http();
+    let r = click();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("location"), None);
+}
+
 const LONG_ID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
 #[test]

@@ -106,6 +106,7 @@ impl Channels {
         let tracker = cx.tracking_secret().map(|secret| {
             Arc::new(Tracker::new(&TrackingSettings {
                 secret: secret.to_owned(),
+                previous_secrets: config.http.previous_tracking_secrets.clone(),
                 public_url: config.http.public_url.clone(),
             }))
         });

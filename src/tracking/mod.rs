@@ -14,6 +14,8 @@ pub use token::{Purpose, Sealer, Tracked};
 #[derive(Debug, Clone)]
 pub struct TrackingSettings {
     pub secret: String,
+    /// `http.previous_tracking_secrets`: open only.
+    pub previous_secrets: Vec<String>,
     /// The public base URL of the HTTP server (`http.public_url`).
     pub public_url: String,
 }
@@ -94,7 +96,7 @@ impl RecipientLinks {
 impl Tracker {
     pub fn new(s: &TrackingSettings) -> Tracker {
         Tracker {
-            sealer: Sealer::new(&s.secret),
+            sealer: Sealer::rotated(&s.secret, &s.previous_secrets),
             base: s.public_url.trim_end_matches('/').to_owned(),
         }
     }

@@ -64,12 +64,42 @@ impl Default for Tracked {
     }
 }
 
-/// Seals and opens tokens under one secret.
+/// Seals tokens under the current secret and opens them under it or any
+/// previous one (`http.previous_tracking_secrets`), so rotating the secret
+/// breaks no link already sent.
 pub struct Sealer {
-    key: LessSafeKey,
+    current: Keys,
+    /// Open only: tokens and VERP tags made before a rotation.
+    previous: Vec<Keys>,
+    nonces: Nonces,
+}
+
+/// The keys derived from one secret.
+struct Keys {
+    aead: LessSafeKey,
     verp: hmac::Key,
     short: hmac::Key,
-    nonces: Nonces,
+}
+
+impl Keys {
+    fn derive(secret: &str) -> Keys {
+        let derive = |label: &[u8]| {
+            let mut ctx = digest::Context::new(&digest::SHA256);
+            ctx.update(label);
+            ctx.update(secret.as_bytes());
+            ctx.finish()
+        };
+        let aead_key = derive(b"tayori tracking token v1\0");
+        let aead = UnboundKey::new(&aead::CHACHA20_POLY1305, aead_key.as_ref())
+            .map(LessSafeKey::new)
+            .unwrap_or_else(|_| unreachable!("a SHA-256 digest is a valid ChaCha20 key"));
+        let verp = hmac::Key::new(hmac::HMAC_SHA256, derive(b"tayori verp v1\0").as_ref());
+        let short = hmac::Key::new(
+            hmac::HMAC_SHA256,
+            derive(b"tayori short link v1\0").as_ref(),
+        );
+        Keys { aead, verp, short }
+    }
 }
 
 /// Unique ChaCha20-Poly1305 nonces without a system call per token: a random
@@ -111,27 +141,22 @@ impl Nonces {
 
 impl Sealer {
     pub fn new(secret: &str) -> Sealer {
-        let derive = |label: &[u8]| {
-            let mut ctx = digest::Context::new(&digest::SHA256);
-            ctx.update(label);
-            ctx.update(secret.as_bytes());
-            ctx.finish()
-        };
-        let aead_key = derive(b"tayori tracking token v1\0");
-        let key = UnboundKey::new(&aead::CHACHA20_POLY1305, aead_key.as_ref())
-            .map(LessSafeKey::new)
-            .unwrap_or_else(|_| unreachable!("a SHA-256 digest is a valid ChaCha20 key"));
-        let verp = hmac::Key::new(hmac::HMAC_SHA256, derive(b"tayori verp v1\0").as_ref());
-        let short = hmac::Key::new(
-            hmac::HMAC_SHA256,
-            derive(b"tayori short link v1\0").as_ref(),
-        );
+        Sealer::rotated(secret, &[])
+    }
+
+    /// Seals under `secret`; opens under it and each of `previous` (tried in
+    /// order after it).
+    pub fn rotated(secret: &str, previous: &[String]) -> Sealer {
         Sealer {
-            key,
-            verp,
-            short,
+            current: Keys::derive(secret),
+            previous: previous.iter().map(|s| Keys::derive(s)).collect(),
             nonces: Nonces::new(),
         }
+    }
+
+    /// The current keys, then the previous ones.
+    fn all_keys(&self) -> impl Iterator<Item = &Keys> {
+        std::iter::once(&self.current).chain(&self.previous)
     }
 
     /// The URL-safe token for `t`.
@@ -171,7 +196,8 @@ impl Sealer {
         let mut body = buf.split_off(start);
         let aad = aead::Aad::from([purpose as u8]);
         if self
-            .key
+            .current
+            .aead
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), aad, &mut body)
             .is_err()
         {
@@ -192,12 +218,18 @@ impl Sealer {
         if raw.len() < NONCE_LEN {
             return None;
         }
-        let mut body = raw.split_off(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(&raw).ok()?;
-        let plain = self
-            .key
-            .open_in_place(nonce, aead::Aad::from([purpose as u8]), &mut body)
-            .ok()?;
+        let sealed = raw.split_off(NONCE_LEN);
+        // Each key opens its own copy: a failed open leaves the buffer unspecified.
+        let mut body = Vec::new();
+        let plain = self.all_keys().find_map(|keys| {
+            let nonce = Nonce::try_assume_unique_for_key(&raw).ok()?;
+            body.clone_from(&sealed);
+            keys.aead
+                .open_in_place(nonce, aead::Aad::from([purpose as u8]), &mut body)
+                .ok()
+                .map(|plain| plain.len())
+        })?;
+        let plain = &body[..plain];
         let (&version, rest) = plain.split_first()?;
         let (v1_channel, rest) = match version {
             1 => {
@@ -237,7 +269,7 @@ impl Sealer {
     /// bits) keyed by the job and the link. Unguessable without the secret, and
     /// the same on every retry of the job, so a retry reuses its link.
     pub fn short_code(&self, job_id: &str, url: &str) -> String {
-        let mut ctx = hmac::Context::with_key(&self.short);
+        let mut ctx = hmac::Context::with_key(&self.current.short);
         ctx.update(job_id.as_bytes());
         ctx.update(&[0]);
         ctx.update(url.as_bytes());
@@ -250,7 +282,7 @@ impl Sealer {
     pub fn verp_token(&self, job_id: &str, address: &str) -> String {
         let mut s = hex(job_id.as_bytes());
         s.push('-');
-        s.push_str(&hex(&self.verp_tag(job_id, address)));
+        s.push_str(&hex(&verp_tag(&self.current, job_id, address)));
         s
     }
 
@@ -259,7 +291,7 @@ impl Sealer {
     /// (`{prefix}:verp:{token}`) before sending; the tag still binds job and
     /// recipient, so a stored token opens only for the address it was made for.
     pub fn stored_verp_token(&self, job_id: &str, address: &str) -> String {
-        format!("s{}", hex(&self.verp_tag(job_id, address)))
+        format!("s{}", hex(&verp_tag(&self.current, job_id, address)))
     }
 
     /// The lookup key of a stored VERP token (lowercase, as MTAs may fold case),
@@ -286,34 +318,39 @@ impl Sealer {
             .is_some_and(|t| self.verp_tag_matches(&t[1..], job_id, address))
     }
 
+    /// Whether the tag was made for this job and address under the current or a
+    /// previous secret.
     fn verp_tag_matches(&self, tag_hex: &str, job_id: &str, address: &str) -> bool {
         let Some(tag) = unhex(tag_hex) else {
             return false;
         };
-        let expected = self.verp_tag(job_id, address);
-        // Compared without an early exit, so timing does not reveal a matching prefix.
-        let diff = tag
-            .iter()
-            .zip(expected)
-            .fold(u8::from(tag.len() != expected.len()), |d, (a, b)| {
-                d | (a ^ b)
-            });
-        diff == 0
+        self.all_keys().any(|keys| {
+            let expected = verp_tag(keys, job_id, address);
+            // Compared without an early exit, so timing does not reveal a matching prefix.
+            let diff = tag
+                .iter()
+                .zip(expected)
+                .fold(u8::from(tag.len() != expected.len()), |d, (a, b)| {
+                    d | (a ^ b)
+                });
+            diff == 0
+        })
     }
+}
 
-    fn verp_tag(&self, job_id: &str, address: &str) -> [u8; 8] {
-        let mut ctx = hmac::Context::with_key(&self.verp);
-        ctx.update(job_id.as_bytes());
-        ctx.update(&[0]);
-        // Compared as sent (an internationalized domain in IDNA form): the bounce
-        // report names the address the relay was given, the job may have it in Unicode.
-        let address = tayori_channels::email::address::with_ascii_domain(address.trim());
-        ctx.update(address.to_lowercase().as_bytes());
-        let tag = ctx.sign();
-        let mut out = [0u8; 8];
-        out.copy_from_slice(&tag.as_ref()[..8]);
-        out
-    }
+/// The 64-bit VERP tag binding a job and its recipient under `keys`.
+fn verp_tag(keys: &Keys, job_id: &str, address: &str) -> [u8; 8] {
+    let mut ctx = hmac::Context::with_key(&keys.verp);
+    ctx.update(job_id.as_bytes());
+    ctx.update(&[0]);
+    // Compared as sent (an internationalized domain in IDNA form): the bounce
+    // report names the address the relay was given, the job may have it in Unicode.
+    let address = tayori_channels::email::address::with_ascii_domain(address.trim());
+    ctx.update(address.to_lowercase().as_bytes());
+    let tag = ctx.sign();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&tag.as_ref()[..8]);
+    out
 }
 
 /// A field: 0xFFFF for none, else a big-endian u16 length and the bytes.
@@ -383,6 +420,38 @@ mod tests {
         let other = Sealer::new("a-secret-of-sixteen-bytes");
         assert_ne!(other.nonces.prefix, sealer.nonces.prefix);
         assert_eq!(other.open(Purpose::Open, &tokens[5]).as_ref(), Some(&t));
+    }
+
+    #[test]
+    fn after_a_rotation_old_tokens_and_verp_tags_open_and_new_ones_use_the_new_secret() {
+        let old = Sealer::new("the-old-secret-of-16");
+        let rotated = Sealer::rotated("the-new-secret-of-16", &["the-old-secret-of-16".into()]);
+        let t = tracked();
+        let before = old.seal(Purpose::Click, &t);
+        assert_eq!(rotated.open(Purpose::Click, &before).as_ref(), Some(&t));
+        // Made now: under the new secret only.
+        let after = rotated.seal(Purpose::Click, &t);
+        assert_eq!(old.open(Purpose::Click, &after), None);
+        assert_eq!(rotated.open(Purpose::Click, &after).as_ref(), Some(&t));
+        // The old secret removed: its tokens no longer open.
+        let dropped = Sealer::new("the-new-secret-of-16");
+        assert_eq!(dropped.open(Purpose::Click, &before), None);
+        // VERP tags likewise, self-contained and stored.
+        let verp = old.verp_token("j1", "taro@example.com");
+        assert_eq!(
+            rotated.open_verp(&verp, "taro@example.com").as_deref(),
+            Some("j1")
+        );
+        assert_eq!(dropped.open_verp(&verp, "taro@example.com"), None);
+        assert_eq!(rotated.open_verp(&verp, "jiro@example.com"), None);
+        let stored = old.stored_verp_token("a-long-job-id", "taro@example.com");
+        assert!(rotated.opens_stored_verp(&stored, "a-long-job-id", "taro@example.com"));
+        assert!(!dropped.opens_stored_verp(&stored, "a-long-job-id", "taro@example.com"));
+        // Short codes (a retry must reuse its link) come from the current secret.
+        assert_eq!(
+            rotated.short_code("j1", "https://x"),
+            dropped.short_code("j1", "https://x")
+        );
     }
 
     #[test]
