@@ -36,6 +36,8 @@ pub const REDIS_WAIT_SHORT: &str = "tayori_redis_wait_short_total";
 pub const API_JOBS: &str = "tayori_api_jobs_total";
 /// Inline job content found compiled in the renderer's cache, by `result` (hit, miss).
 pub const INLINE_CACHE: &str = "tayori_inline_cache_total";
+/// Opens and clicks never written to Redis, by `reason` (src/http/backlog.rs).
+pub const REACTIONS_LOST: &str = "tayori_reactions_lost_total";
 
 /// Every metric family the daemon exports (dashboards and alerts may use only these).
 pub const ALL: &[&str] = &[
@@ -66,6 +68,7 @@ pub const ALL: &[&str] = &[
     REDIS_WAIT_SHORT,
     API_JOBS,
     INLINE_CACHE,
+    REACTIONS_LOST,
 ];
 
 /// Registers the counters a channel can produce at 0, so the first increment is a
@@ -232,4 +235,5 @@ fn describe() {
         CHANNEL_CHOICES,
         "Channels chosen for best-channel jobs, by channel and rule (profile, explore, order)."
     );
+    describe_counter!(REACTIONS_LOST, "Opens and clicks answered but never written to Redis, by reason: full (10,000 already waiting for Redis), expired (Redis away over 10 minutes), shutdown (still waiting at exit).");
 }
