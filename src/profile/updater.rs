@@ -3,11 +3,11 @@
 //! The updater is a consumer group of its own on each partition's results
 //! (`tayori-profiles`), so several daemons share the work and each event counts
 //! once, and it runs on its own connection and task, so sending never waits for
-//! it. Per profile and batch it costs one `add.lua` call (sent together on the
-//! multiplexed connection: one round trip's wait), which adds the events'
-//! weights (one `HINCRBYFLOAT` per field an event touches, one or two), sets the
-//! update time and the expiry, and rescales the profile when its reference time
-//! is due to move (`super::rescale`); per batch (up to 500 events, gathered for
+//! it. Per batch it costs one `add.lua` call (per slot on a cluster), which per
+//! event adds its weights (one `HINCRBYFLOAT` per field it touches, one or two)
+//! and per profile reads its reference time, sets the update time and the
+//! expiry, and rescales it when the reference is due to move
+//! (`super::rescale`); per batch (up to 500 events, gathered for
 //! up to 100 ms) one `XREADGROUP` and one `XACK`. A daemon that dies leaves its unacknowledged events to be claimed by
 //! another after a minute (an event can then count twice: profiles are
 //! estimates, and that is cheaper than a transaction per event).
@@ -207,17 +207,28 @@ async fn apply(
         updated += 1;
     }
     // A customer's events are in its partition's results (a job's partition is
-    // its customer's); each call has its one key, so a cluster routes it alone.
-    let calls = adds.iter().map(|(key, fields)| {
-        let mut inv = ADD.key(key);
-        inv.arg(now_ms)
-            .arg(settings.half_life.as_millis().max(1) as u64)
-            .arg(settings.ttl.as_millis() as u64)
-            .arg(EPOCH_MS)
-            .arg(RESCALE_AFTER);
+    // its customer's), so on a cluster this is one slot's call; grouped by slot
+    // anyway for events a CRM put elsewhere.
+    let cluster = conn.is_cluster();
+    let mut by_slot: std::collections::HashMap<&str, redis::ScriptInvocation<'static>> =
+        std::collections::HashMap::new();
+    for (key, fields) in &adds {
+        let tag = if cluster { crate::keys::hash_tag(key) } else { "" };
+        let inv = by_slot.entry(tag).or_insert_with(|| {
+            let mut inv = ADD.prepare_invoke();
+            inv.arg(now_ms)
+                .arg(settings.half_life.as_millis().max(1) as u64)
+                .arg(settings.ttl.as_millis() as u64)
+                .arg(EPOCH_MS)
+                .arg(RESCALE_AFTER);
+            inv
+        });
+        inv.key(key).arg(fields.len());
         for (field, at_ms) in fields {
             inv.arg(field).arg(at_ms);
         }
+    }
+    let calls = by_slot.into_values().map(|inv| {
         let mut c = conn.clone();
         async move { inv.invoke_async::<i64>(&mut c).await }
     });
