@@ -164,3 +164,89 @@ fn clicks_and_opens_answer_while_redis_is_down_and_their_events_arrive_once_afte
         0.0
     );
 }
+
+/// Frozen rather than gone (SIGSTOP: the socket stays open, nothing answers, as
+/// behind a dropped network path): the recipient is not kept waiting for
+/// Redis's 10-second reply timeout. The click's first try reaches Redis once it
+/// runs again, and the backlog's rewrite with the same event id finds it there.
+#[test]
+fn a_click_does_not_wait_for_a_redis_that_does_not_answer() {
+    let redis = Redis::start();
+    let s = setup(&redis, "", ALL_FILE);
+    let _daemon = s.start();
+    s.wait_http();
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(&mut redis.conn())
+        .unwrap();
+    let pid = info
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .expect("process_id in INFO server")
+        .trim()
+        .to_owned();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    };
+    let sealer = Sealer::new(TRACKING_SECRET);
+    let tracked = Tracked {
+        job_id: "frozen-1".into(),
+        address: "taro@example.com".into(),
+        sent_at: jiff::Timestamp::now().as_second() - 3600,
+        url: Some(URL.into()),
+        ..Tracked::default()
+    };
+    let click = sealer.seal(Purpose::Click, &tracked);
+    // One event first, so Redis has the reaction script and a frozen first try
+    // is a whole write waiting in the socket (not a NOSCRIPT).
+    let warm = sealer.seal(
+        Purpose::Open,
+        &Tracked {
+            job_id: "warm-1".into(),
+            ..tracked.clone()
+        },
+    );
+    assert_eq!(
+        browse(s.http_port, &format!("/t/o/{warm}"), Duration::from_secs(3)).0,
+        200
+    );
+    let opened = "tayori_webhook_events_total{source=\"tracking\",type=\"opened\"}";
+    wait_until("the warm-up open", || {
+        (s.metric(opened) == 1.0).then_some(())
+    });
+
+    signal("-STOP");
+    let asked = Instant::now();
+    let answer = std::panic::catch_unwind(|| {
+        browse(
+            s.http_port,
+            &format!("/t/c/{click}"),
+            Duration::from_secs(3),
+        )
+    });
+    let took = asked.elapsed();
+    signal("-CONT");
+    let (status, headers, _) = answer.expect("an answer while Redis is frozen");
+    eprintln!("click answered in {took:?} with Redis frozen");
+    assert_eq!(status, 302);
+    assert_eq!(header(&headers, "location"), Some(URL));
+
+    let written = || {
+        s.metric("tayori_webhook_events_total{source=\"tracking\",type=\"clicked\"}")
+            + s.metric("tayori_webhook_rejected_total{source=\"tracking\",reason=\"repeat\"}")
+    };
+    wait_until("the click written", || (written() >= 1.0).then_some(()));
+    let evs = reactions(&redis, "frozen-1");
+    assert_eq!(evs.len(), 1, "{evs:#?}");
+    // The first try did land, after its answer was given up on; the rewrite (on
+    // the same connection, so after it) found its claim: a repeat, not a double.
+    assert_eq!(
+        s.metric("tayori_webhook_rejected_total{source=\"tracking\",reason=\"repeat\"}"),
+        1.0
+    );
+    assert_eq!(evs[0]["type"], "clicked");
+}

@@ -213,7 +213,11 @@ async fn apply(
     let mut by_slot: std::collections::HashMap<&str, redis::ScriptInvocation<'static>> =
         std::collections::HashMap::new();
     for (key, fields) in &adds {
-        let tag = if cluster { crate::keys::hash_tag(key) } else { "" };
+        let tag = if cluster {
+            crate::keys::hash_tag(key)
+        } else {
+            ""
+        };
         let inv = by_slot.entry(tag).or_insert_with(|| {
             let mut inv = ADD.prepare_invoke();
             inv.arg(now_ms)
