@@ -472,17 +472,17 @@ impl Sources<'_> {
             let text = self.secret_file(path, &format!("${{{name}}}"), default.is_some())?;
             return Ok(text.unwrap_or_else(|| default.unwrap_or_default().to_owned()));
         }
+        // The variable itself first: a config that worked before `VAR_FILE` was
+        // read (with an unrelated `VAR_FILE` in the environment) works the same.
+        if let Some(value) = (self.env)(name) {
+            return Ok(value);
+        }
         let file_var = format!("{name}{FILE_SUFFIX}");
-        let from_file = (self.env)(&file_var);
-        match ((self.env)(name), from_file) {
-            (Some(_), Some(_)) => Err(format!(
-                "both {name} and {file_var} are set: unset one (the value, or the file that holds it)"
-            )),
-            (Some(value), None) => Ok(value),
-            (None, Some(path)) => Ok(self
+        match (self.env)(&file_var) {
+            Some(path) => Ok(self
                 .secret_file(&path, &format!("from {file_var}"), false)?
                 .unwrap_or_default()),
-            (None, None) => default.map(str::to_owned).ok_or_else(|| {
+            None => default.map(str::to_owned).ok_or_else(|| {
                 format!(
                     "environment variable {name} is not set: export {name}=... (or {file_var}=/path/to/secret) before starting tayori"
                 )
@@ -677,22 +677,13 @@ mod tests {
         let with_default = "[redis]\n[http]\ntracking_secret = \"${LINE_SECRET:-dflt}\"\n";
         let c = parse_files(with_default, &[], &files).unwrap();
         assert_eq!(c.http.tracking_secret.as_deref(), Some("dflt"));
-        // Both set: which one is meant is unclear, so neither is taken.
-        let e = parse_files(
-            text,
-            &[
-                ("LINE_SECRET", "direct"),
-                ("LINE_SECRET_FILE", "/run/secrets/line"),
-            ],
-            &files,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("http.tracking_secret")
-                && e.contains("both LINE_SECRET and LINE_SECRET_FILE are set"),
-            "{e}"
-        );
+        // Both set: the variable, as before `_FILE` was read.
+        let both = [
+            ("LINE_SECRET", "direct"),
+            ("LINE_SECRET_FILE", "/run/secrets/line"),
+        ];
+        let c = parse_files(text, &both, &files).unwrap();
+        assert_eq!(c.http.tracking_secret.as_deref(), Some("direct"));
         // Unset altogether: the message offers both ways.
         let e = parse_files(text, &[], &files).unwrap_err().to_string();
         assert!(e.contains("LINE_SECRET_FILE=/path/to/secret"), "{e}");
