@@ -4,7 +4,8 @@
 //! and the pixel come from the sealed token alone, and the event is written
 //! after at most [`ATTEMPT`] of waiting. What Redis did not take in that time
 //! (down, failing over, not yet connected) waits here, in memory, and one
-//! background task writes it, oldest first, once Redis answers again.
+//! background task writes it, oldest first and 64 at a time, once Redis
+//! answers again.
 //!
 //! Written again with the same event id and `reaction.lua`'s dedupe claim, an
 //! event counts once even when the first try did reach Redis but its answer
@@ -38,6 +39,10 @@ pub const MAX_AGE: Duration = Duration::from_secs(10 * 60);
 /// The shortest dedupe claim of a tracking event: longer than [`MAX_AGE`], so a
 /// rewrite of an event whose first try did land finds its claim.
 pub const DEDUPE_AT_LEAST: Duration = Duration::from_secs(11 * 60);
+/// Events the background writer sends at once: with `redis.wait_replicas` each
+/// write waits for a replica's acknowledgement (about a millisecond), and one at
+/// a time could not keep up with clicks arriving faster than that while it drains.
+const CHUNK: usize = 64;
 /// Between background tries while Redis stays away: 200 ms more per failure.
 const BACKOFF_STEP: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -75,6 +80,16 @@ impl Waiting {
         if let Some((p, _)) = self.queue.pop_front() {
             self.ids.remove(&p.event_id);
         }
+    }
+
+    /// Takes out the events with these ids (written: they were at the front).
+    fn remove(&mut self, ids: &HashSet<&str>) {
+        if ids.is_empty() {
+            return;
+        }
+        self.queue
+            .retain(|(p, _)| !ids.contains(p.event_id.as_str()));
+        self.ids.retain(|id| !ids.contains(id.as_str()));
     }
 }
 
@@ -147,31 +162,60 @@ impl Backlog {
         self.lock().queue.len()
     }
 
-    /// The background writer: oldest first, each removed only once written.
+    /// The background writer: oldest first, `CHUNK` at a time, each removed
+    /// only once written.
     async fn write_all(self: Arc<Self>, webhooks: Arc<Webhooks>) {
         let mut failures = 0u32;
         loop {
-            let front = self.lock().queue.front().cloned();
-            let Some((p, since)) = front else {
-                self.arrived.notified().await;
-                continue;
+            let (expired, chunk) = {
+                let mut waiting = self.lock();
+                // Oldest first: what waited too long is at the front.
+                let mut expired = 0;
+                while waiting
+                    .queue
+                    .front()
+                    .is_some_and(|(_, since)| since.elapsed() > MAX_AGE)
+                {
+                    waiting.pop_front();
+                    expired += 1;
+                }
+                let chunk: Vec<Pending> = waiting
+                    .queue
+                    .iter()
+                    .take(CHUNK)
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                (expired, chunk)
             };
-            if since.elapsed() > MAX_AGE {
-                self.lock().pop_front();
-                lost("expired", 1);
+            if expired > 0 {
+                lost("expired", expired);
+            }
+            if chunk.is_empty() {
+                self.arrived.notified().await;
                 continue;
             }
             let written = match webhooks.queue.get() {
-                Some(queue) => write(queue, &p, RETRY_ATTEMPT).await,
-                None => Err("not connected to Redis yet".to_owned()),
-            };
-            match written {
-                Ok(fresh) => {
-                    self.lock().pop_front();
-                    failures = 0;
-                    counted(p.kind, fresh);
+                Some(queue) => {
+                    let tries = chunk.iter().map(|p| write(queue, p, RETRY_ATTEMPT));
+                    futures_util::future::join_all(tries).await
                 }
-                Err(e) => {
+                None => vec![Err("not connected to Redis yet".to_owned())],
+            };
+            let mut done = HashSet::new();
+            let mut error = None;
+            for (p, result) in chunk.iter().zip(&written) {
+                match result {
+                    Ok(fresh) => {
+                        counted(p.kind, *fresh);
+                        done.insert(p.event_id.as_str());
+                    }
+                    Err(e) => error = Some(e),
+                }
+            }
+            self.lock().remove(&done);
+            match error {
+                None => failures = 0,
+                Some(e) => {
                     failures += 1;
                     if failures == 1 {
                         tracing::warn!(error = %e, waiting = self.len(), "tracking events wait for Redis");
