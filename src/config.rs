@@ -279,18 +279,34 @@ impl Config {
         Self::parse(&text, path, |name| std::env::var(name).ok())
     }
 
-    /// Parses config text; `env` supplies `${VAR}` values (the process environment in production).
+    /// Parses config text; `env` supplies `${VAR}` values (the process environment in production),
+    /// secret files (`${file:…}`, `VAR_FILE`) are read from the file system.
     pub fn parse(
         text: &str,
         path: &Path,
         env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        Self::parse_with(text, path, env, |p| std::fs::read_to_string(p))
+    }
+
+    /// [`Config::parse`] with the secret files read by `read` (tests give it a map).
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+        read: impl Fn(&Path) -> std::io::Result<String>,
     ) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
         let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             file: file.clone(),
             message: e.to_string(),
         })?;
-        expand_env(&mut value, &mut String::new(), &env).map_err(|(key, message)| {
+        let sources = Sources {
+            env: &env,
+            read: &read,
+            dir: path.parent().unwrap_or(Path::new("")),
+        };
+        expand_env(&mut value, &mut String::new(), &sources).map_err(|(key, message)| {
             ConfigError::Key {
                 file: file.clone(),
                 key,
@@ -444,16 +460,90 @@ impl Config {
     }
 }
 
-/// Replaces `${VAR}` (or `${VAR:-default}`) in every string value. Expansion happens on parsed values,
-/// never on the raw text, so a variable cannot inject TOML.
+/// Where `${…}` values come from: the environment and secret files.
+struct Sources<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    read: &'a dyn Fn(&Path) -> std::io::Result<String>,
+    /// The config file's directory: a relative `${file:…}` path is taken from it.
+    dir: &'a Path,
+}
+
+/// `${file:PATH}` reads a secret file.
+const FILE_PREFIX: &str = "file:";
+/// `${VAR}` with `VAR` unset reads the file `VAR_FILE` names.
+const FILE_SUFFIX: &str = "_FILE";
+
+impl Sources<'_> {
+    /// A secret file's content without its one trailing newline (Docker and
+    /// Kubernetes secret files, and `echo … > file`, end in one). `None` when it
+    /// does not exist and `missing_ok`. The message names the path, the reason and
+    /// the fix, never the content.
+    fn secret_file(
+        &self,
+        path: &str,
+        from: &str,
+        missing_ok: bool,
+    ) -> Result<Option<String>, String> {
+        if path.is_empty() {
+            return Err(format!(
+                "{from} names no file: write the secret file's path, e.g. ${{file:/run/secrets/name}}"
+            ));
+        }
+        let full = self.dir.join(path);
+        match (self.read)(&full) {
+            Ok(mut text) => {
+                if text.ends_with('\n') {
+                    text.pop();
+                    if text.ends_with('\r') {
+                        text.pop();
+                    }
+                }
+                Ok(Some(text))
+            }
+            Err(e) if missing_ok && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!(
+                "cannot read secret file {} ({from}): {e}: mount the secret there, fix the path, or let the user tayori runs as read it",
+                full.display()
+            )),
+        }
+    }
+
+    /// One `${…}`'s value: `file:PATH`, or `NAME` from the environment or `NAME_FILE`.
+    fn lookup(&self, name: &str, default: Option<&str>) -> Result<String, String> {
+        if let Some(path) = name.strip_prefix(FILE_PREFIX) {
+            let text = self.secret_file(path, &format!("${{{name}}}"), default.is_some())?;
+            return Ok(text.unwrap_or_else(|| default.unwrap_or_default().to_owned()));
+        }
+        // The variable itself first: a config that worked before `VAR_FILE` was
+        // read (with an unrelated `VAR_FILE` in the environment) works the same.
+        if let Some(value) = (self.env)(name) {
+            return Ok(value);
+        }
+        let file_var = format!("{name}{FILE_SUFFIX}");
+        match (self.env)(&file_var) {
+            Some(path) => Ok(self
+                .secret_file(&path, &format!("from {file_var}"), false)?
+                .unwrap_or_default()),
+            None => default.map(str::to_owned).ok_or_else(|| {
+                format!(
+                    "environment variable {name} is not set: export {name}=... (or {file_var}=/path/to/secret) before starting tayori"
+                )
+            }),
+        }
+    }
+}
+
+/// Replaces `${VAR}` (or `${VAR:-default}`, `${file:PATH}`) in every string value.
+/// Expansion happens on parsed values, never on the raw text, so a variable or a
+/// secret file cannot inject TOML.
 fn expand_env(
     value: &mut toml::Value,
     path: &mut String,
-    env: &impl Fn(&str) -> Option<String>,
+    sources: &Sources<'_>,
 ) -> Result<(), (String, String)> {
     match value {
         toml::Value::String(s) if s.contains("${") => {
-            *s = expand_str(s, env).map_err(|m| (path.clone(), m))?;
+            *s = expand_str(s, sources).map_err(|m| (path.clone(), m))?;
         }
         toml::Value::Table(t) => {
             for (k, v) in t.iter_mut() {
@@ -462,7 +552,7 @@ fn expand_env(
                     path.push('.');
                 }
                 path.push_str(k);
-                expand_env(v, path, env)?;
+                expand_env(v, path, sources)?;
                 path.truncate(len);
             }
         }
@@ -470,7 +560,7 @@ fn expand_env(
             for (i, v) in a.iter_mut().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                expand_env(v, path, env)?;
+                expand_env(v, path, sources)?;
                 path.truncate(len);
             }
         }
@@ -479,7 +569,7 @@ fn expand_env(
     Ok(())
 }
 
-fn expand_str(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+fn expand_str(s: &str, sources: &Sources<'_>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -490,10 +580,7 @@ fn expand_str(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, 
             Some((n, d)) => (n, Some(d)),
             None => (&after[..end], None),
         };
-        let value = env(name).or_else(|| default.map(str::to_owned)).ok_or_else(|| {
-            format!("environment variable {name} is not set: export {name}=... before starting tayori")
-        })?;
-        out.push_str(&value);
+        out.push_str(&sources.lookup(name, default)?);
         rest = &after[end + 1..];
     }
     out.push_str(rest);
@@ -561,6 +648,145 @@ mod tests {
             e.contains("t.toml") && e.contains("http.tracking_secret") && e.contains("NOPE"),
             "{e}"
         );
+    }
+
+    /// A config in `/etc/tayori/` with files from a map (anything else: not found)
+    /// and the environment `vars`.
+    fn parse_files(
+        text: &str,
+        vars: &[(&str, &str)],
+        files: &[(&str, &str)],
+    ) -> Result<Config, ConfigError> {
+        Config::parse_with(
+            text,
+            Path::new("/etc/tayori/tayori.toml"),
+            |v| {
+                vars.iter()
+                    .find(|(k, _)| *k == v)
+                    .map(|(_, x)| x.to_string())
+            },
+            |p| {
+                let p = p.to_str().unwrap_or_default();
+                match files.iter().find(|(k, _)| *k == p) {
+                    Some((_, text)) => Ok(text.to_string()),
+                    None if p.contains("forbidden") => {
+                        Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+                    }
+                    None => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+                }
+            },
+        )
+    }
+
+    const SECRET: &str = "s3cr3t-do-not-print";
+
+    #[test]
+    fn secrets_come_from_files_without_their_trailing_newline() {
+        let files = [
+            ("/run/secrets/tracking", "0123456789abcdef0123\n"),
+            ("/run/secrets/crlf", "user-pass\r\n"),
+            ("/run/secrets/two", "pw\n\n"),
+            ("/etc/tayori/secrets/rel", "beside-config"),
+        ];
+        let c = parse_files(
+            "[redis]\nurl = \"redis://db\"\nusername = \"${file:/run/secrets/crlf}\"\n\
+             password = \"${file:/run/secrets/two}\"\nprefix = \"${file:secrets/rel}\"\n\
+             [http]\ntracking_secret = \"${file:/run/secrets/tracking}\"\n",
+            &[],
+            &files,
+        )
+        .unwrap();
+        assert_eq!(
+            c.http.tracking_secret.as_deref(),
+            Some("0123456789abcdef0123")
+        );
+        // One newline only: a secret that really ends in one keeps it.
+        assert_eq!(c.redis.password.as_deref(), Some("pw\n"));
+        assert_eq!(c.redis.username.as_deref(), Some("user-pass"));
+        // Relative to the config file's directory.
+        assert_eq!(c.redis.prefix, "beside-config");
+    }
+
+    #[test]
+    fn an_unset_var_is_read_from_the_file_its_var_file_names() {
+        let files = [("/run/secrets/line", "line-secret\n")];
+        let text = "[redis]\n[http]\ntracking_secret = \"${LINE_SECRET}\"\n";
+        let c = parse_files(text, &[("LINE_SECRET_FILE", "/run/secrets/line")], &files).unwrap();
+        assert_eq!(c.http.tracking_secret.as_deref(), Some("line-secret"));
+        // The variable itself still works, and a default applies when neither is set.
+        let c = parse_files(text, &[("LINE_SECRET", "direct")], &files).unwrap();
+        assert_eq!(c.http.tracking_secret.as_deref(), Some("direct"));
+        let with_default = "[redis]\n[http]\ntracking_secret = \"${LINE_SECRET:-dflt}\"\n";
+        let c = parse_files(with_default, &[], &files).unwrap();
+        assert_eq!(c.http.tracking_secret.as_deref(), Some("dflt"));
+        // Both set: the variable, as before `_FILE` was read.
+        let both = [
+            ("LINE_SECRET", "direct"),
+            ("LINE_SECRET_FILE", "/run/secrets/line"),
+        ];
+        let c = parse_files(text, &both, &files).unwrap();
+        assert_eq!(c.http.tracking_secret.as_deref(), Some("direct"));
+        // Unset altogether: the message offers both ways.
+        let e = parse_files(text, &[], &files).unwrap_err().to_string();
+        assert!(e.contains("LINE_SECRET_FILE=/path/to/secret"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_file_that_cannot_be_read_is_named_with_the_key_and_the_fix() {
+        let cases = [
+            (
+                "channel_secret = \"${file:/run/secrets/missing}\"",
+                vec![],
+                "/run/secrets/missing",
+            ),
+            (
+                "channel_secret = \"${LINE_SECRET}\"",
+                vec![("LINE_SECRET_FILE", "/run/secrets/gone")],
+                "/run/secrets/gone (from LINE_SECRET_FILE)",
+            ),
+            (
+                "channel_secret = \"${file:/run/forbidden}\"",
+                vec![],
+                "/run/forbidden",
+            ),
+        ];
+        for (line, vars, named) in cases {
+            let text = format!("[redis]\n[channels.line]\n{line}\n");
+            let e = parse_files(&text, &vars, &[("/other", SECRET)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("/etc/tayori/tayori.toml: key `channels.line.channel_secret`: cannot read secret file ")
+                    && e.contains(named)
+                    && e.contains("mount the secret there, fix the path"),
+                "{e}"
+            );
+            assert!(!e.contains(SECRET), "{e}");
+        }
+        let e = parse_files("[redis]\nurl = \"${file:/run/forbidden}\"\n", &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("permission denied"), "{e}");
+        // A default stands in for a missing file, not for one that cannot be read.
+        let c = parse_files("[redis]\nprefix = \"${file:/nope:-dflt}\"\n", &[], &[]).unwrap();
+        assert_eq!(c.redis.prefix, "dflt");
+        assert!(parse_files(
+            "[redis]\nprefix = \"${file:/run/forbidden:-d}\"\n",
+            &[],
+            &[]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_secret_file_cannot_inject_toml_or_further_expansions() {
+        let files = [("/s", "x\"\n[queue]\nread_batch = 0 ${NOPE}\n")];
+        let c = parse_files("[redis]\npassword = \"${file:/s}\"\n", &[], &files).unwrap();
+        assert_eq!(
+            c.redis.password.as_deref(),
+            Some("x\"\n[queue]\nread_batch = 0 ${NOPE}")
+        );
+        assert_eq!(c.queue.read_batch, 256);
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub const LINE_EVENT_TYPES: [&str; 12] = [
     "beacon",
     "accountLink",
 ];
+/// Opens and clicks never written to Redis, by `reason` (src/http/backlog.rs).
+pub const REACTIONS_LOST: &str = "tayori_reactions_lost_total";
 
 /// Every metric family the daemon exports (dashboards and alerts may use only these).
 pub const ALL: &[&str] = &[
@@ -107,10 +109,11 @@ pub const ALL: &[&str] = &[
     RESULTS_GROUP_PENDING,
     OLDEST_PENDING_SECONDS,
     DELAYED_DUE,
+    REACTIONS_LOST,
 ];
 
 /// The `op` labels of [`REDIS_ERRORS`]: every Redis step that counts its failures.
-const REDIS_OPS: [&str; 13] = [
+const REDIS_OPS: [&str; 14] = [
     "read",
     "claim",
     "finish",
@@ -124,6 +127,7 @@ const REDIS_OPS: [&str; 13] = [
     "suppressions",
     "profiles",
     "trim",
+    "tracking",
 ];
 
 /// Registers, at 0, every series a dashboard or an alert reads that would
@@ -405,4 +409,5 @@ fn describe() {
         CHANNEL_CHOICES,
         "Channels chosen for best-channel jobs, by channel and rule (profile, explore, order)."
     );
+    describe_counter!(REACTIONS_LOST, "Opens and clicks answered but never written to Redis, by reason: full (10,000 already waiting for Redis), expired (Redis away over 10 minutes), shutdown (still waiting at exit).");
 }

@@ -2,6 +2,7 @@
 //! enqueue API. Handlers are small; state is explicit.
 
 pub mod api;
+pub mod backlog;
 pub mod serve;
 mod tracking;
 mod unsubscribe;
@@ -147,6 +148,8 @@ pub fn router(state: AppState) -> Router {
                 .post(unsubscribe::one_click)
                 .layer(axum::extract::DefaultBodyLimit::max(4096)),
         )
+        // One backlog per server: the tracking routes' events waiting for Redis.
+        .layer(axum::Extension(Arc::new(backlog::Backlog::default())))
         .layer(middleware::from_fn(count_requests))
         .with_state(state)
 }

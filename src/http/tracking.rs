@@ -5,16 +5,17 @@
 //! looks automated is recorded with `suspected_bot: true` rather than dropped:
 //! the CRM decides what counts.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::backlog::{self, Backlog, Pending, Recorded};
 use super::AppState;
 use crate::event::{Event, EventType};
 use crate::metrics as m;
-use crate::queue::Reaction;
 use crate::tracking::{Purpose, Tracked};
 
 /// The smallest transparent GIF (1×1).
@@ -27,6 +28,9 @@ const PIXEL: &[u8] = &[
 /// Reactions sooner than this after sending are prefetches by gateways and
 /// scanners (Safe Links, Mimecast, Proofpoint check links on arrival).
 const PREFETCH_WINDOW_SECS: i64 = 10;
+
+/// How long a short link's lookup may wait for Redis.
+const SHORT_LINK_WAIT: Duration = Duration::from_secs(1);
 
 /// User-agent fragments of link scanners, proxies and scripts (lowercase).
 const AUTOMATED_AGENTS: &[&str] = &[
@@ -55,6 +59,7 @@ const AUTOMATED_AGENTS: &[&str] = &[
 
 pub async fn open(
     State(state): State<AppState>,
+    Extension(backlog): Extension<Arc<Backlog>>,
     method: Method,
     headers: HeaderMap,
     Path(token): Path<String>,
@@ -62,7 +67,7 @@ pub async fn open(
     let Some(t) = opened(&state, Purpose::Open, &token) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    record(&state, EventType::Opened, &t, &method, &headers).await;
+    record(&state, &backlog, EventType::Opened, &t, &method, &headers).await;
     (
         [
             (header::CONTENT_TYPE, "image/gif"),
@@ -75,17 +80,19 @@ pub async fn open(
 
 pub async fn click(
     State(state): State<AppState>,
+    Extension(backlog): Extension<Arc<Backlog>>,
     method: Method,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
-    follow(&state, &method, &headers, &token).await
+    follow(&state, &backlog, &method, &headers, &token).await
 }
 
 /// `GET /s/{code}`: a short link from an SMS. The code names a sealed click token
 /// kept in Redis; from there it is an ordinary click.
 pub async fn short(
     State(state): State<AppState>,
+    Extension(backlog): Extension<Arc<Backlog>>,
     method: Method,
     headers: HeaderMap,
     Path(code): Path<String>,
@@ -101,22 +108,34 @@ pub async fn short(
             StatusCode::NOT_FOUND.into_response()
         };
     };
-    match queue.short_link(&code).await {
-        Ok(Some(token)) => follow(&state, &method, &headers, &token).await,
-        Ok(None) => {
+    // The code's link is only in Redis: without it there is nothing to redirect
+    // to, but the answer (503) must not wait for Redis either.
+    match tokio::time::timeout(SHORT_LINK_WAIT, queue.short_link(&code)).await {
+        Ok(Ok(Some(token))) => follow(&state, &backlog, &method, &headers, &token).await,
+        Ok(Ok(None)) => {
             metrics::counter!(m::WEBHOOK_REJECTED, "source" => "tracking", "reason" => "unknown_link")
                 .increment(1);
             StatusCode::NOT_FOUND.into_response()
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "short link lookup failed");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+        Err(_) => {
+            tracing::warn!("short link lookup: no answer from Redis within {SHORT_LINK_WAIT:?}");
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
     }
 }
 
 /// Redirects to a click token's link and records the click.
-async fn follow(state: &AppState, method: &Method, headers: &HeaderMap, token: &str) -> Response {
+async fn follow(
+    state: &AppState,
+    backlog: &Arc<Backlog>,
+    method: &Method,
+    headers: &HeaderMap,
+    token: &str,
+) -> Response {
     let Some(t) = opened(state, Purpose::Click, token) else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -131,7 +150,7 @@ async fn follow(state: &AppState, method: &Method, headers: &HeaderMap, token: &
     let Ok(location) = header::HeaderValue::from_str(url) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    record(state, EventType::Clicked, &t, method, headers).await;
+    record(state, backlog, EventType::Clicked, &t, method, headers).await;
     (
         StatusCode::FOUND,
         [
@@ -175,8 +194,9 @@ fn suspected_bot(t: &Tracked, method: &Method, headers: &HeaderMap) -> bool {
     agent.is_empty() || AUTOMATED_AGENTS.iter().any(|a| agent.contains(a))
 }
 
-/// Writes the event; a Redis outage loses it (logged and counted) but never breaks
-/// the recipient's image or link.
+/// Writes the event, waiting at most [`backlog::ATTEMPT`] for Redis: what it
+/// does not take by then waits in the backlog, so an outage never breaks (or
+/// slows) the recipient's image or link.
 ///
 /// A pixel or link fetched again within `http.repeat_window` (a minute by default)
 /// is recorded once: anyone holding a link could otherwise add events to the
@@ -184,6 +204,7 @@ fn suspected_bot(t: &Tracked, method: &Method, headers: &HeaderMap) -> bool {
 /// minute is one click to the CRM.
 async fn record(
     state: &AppState,
+    backlog: &Arc<Backlog>,
     kind: EventType,
     t: &Tracked,
     method: &Method,
@@ -198,35 +219,17 @@ async fn record(
         (Some(url), EventType::Clicked) => event.with("url", url.as_str()),
         _ => event,
     };
-    let json = event.to_json();
-    let reaction = Reaction {
-        source: "tracking",
-        event_id: &event_id,
-        suppress: None,
-        event: Some(&json),
+    let pending = Pending {
+        kind,
+        json: event.to_json(),
+        event_id,
         at_ms: now_ms,
+        dedupe: (2 * window).max(backlog::DEDUPE_AT_LEAST),
     };
-    let result = match state.webhooks.queue.get() {
-        Some(q) => q
-            .record_reaction(&reaction, (2 * window).max(Duration::from_secs(1)))
-            .await
-            .map_err(|e| e.to_string()),
-        None => Err("not connected".to_owned()),
-    };
-    match result {
-        Ok(true) => {
-            metrics::counter!(m::WEBHOOK_EVENTS, "source" => "tracking", "type" => kind.as_str())
-                .increment(1);
-        }
-        Ok(false) => {
-            metrics::counter!(m::WEBHOOK_REJECTED, "source" => "tracking", "reason" => "repeat")
-                .increment(1);
-        }
-        Err(e) => {
-            metrics::counter!(m::WEBHOOK_REJECTED, "source" => "tracking", "reason" => "redis")
-                .increment(1);
-            tracing::warn!(error = %e, event = kind.as_str(), "tracking event lost: Redis unavailable");
-        }
+    match backlog.record(&state.webhooks, pending).await {
+        Recorded::Fresh => backlog::counted(kind, true),
+        Recorded::Repeat => backlog::counted(kind, false),
+        Recorded::Deferred | Recorded::Lost => {}
     }
 }
 

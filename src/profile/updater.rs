@@ -3,10 +3,12 @@
 //! The updater is a consumer group of its own on each partition's results
 //! (`tayori-profiles`), so several daemons share the work and each event counts
 //! once, and it runs on its own connection and task, so sending never waits for
-//! it. Per event it costs one pipelined `HINCRBYFLOAT` per field it touches (one
-//! or two); per profile and batch an `HSET` of the update time and a `PEXPIRE`;
-//! per batch (up to 500 events, gathered for up to 100 ms) one `XREADGROUP`
-//! and one `XACK`. A daemon that dies leaves its unacknowledged events to be claimed by
+//! it. Per batch it costs one `add.lua` call (per slot on a cluster), which per
+//! event adds its weights (one `HINCRBYFLOAT` per field it touches, one or two)
+//! and per profile reads its reference time, sets the update time and the
+//! expiry, and rescales it when the reference is due to move
+//! (`super::rescale`); per batch (up to 500 events, gathered for
+//! up to 100 ms) one `XREADGROUP` and one `XACK`. A daemon that dies leaves its unacknowledged events to be claimed by
 //! another after a minute (an event can then count twice: profiles are
 //! estimates, and that is cheaper than a transaction per event).
 
@@ -20,7 +22,7 @@ use redis::AsyncCommands;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::{hour_of_week, weight, Signal};
+use super::{hour_of_week, Signal, EPOCH_MS, RESCALE_AFTER};
 use crate::metrics as m;
 
 /// The results stream's consumer group for profiles.
@@ -43,6 +45,10 @@ pub struct UpdaterSettings {
     /// A profile untouched this long expires.
     pub ttl: Duration,
 }
+
+/// `add.lua`, hashed once.
+static ADD: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("add.lua")));
 
 /// The fields of an event a profile needs (borrowed from the entry's JSON).
 #[derive(Deserialize)]
@@ -160,15 +166,11 @@ async fn apply(
         return Ok(());
     }
     let now_ms = jiff::Timestamp::now().as_millisecond();
-    let ttl_ms = settings.ttl.as_millis() as i64;
-    // A customer's events are in its partition's results (a job's partition is
-    // its customer's), so on a cluster this is one slot's pipeline; grouped by
-    // slot anyway for events a CRM put elsewhere.
-    let mut batch = crate::queue::Grouped::new(conn.is_cluster());
+    // Per profile, its fields and each event's time (ms), in one script call.
+    let mut adds: std::collections::HashMap<String, Vec<(String, i64)>> =
+        std::collections::HashMap::new();
     let mut ids = Vec::with_capacity(entries.len());
     let mut updated = 0u64;
-    // Each profile's time and expiry once per batch, however many events it got.
-    let mut touched = std::collections::HashSet::new();
     for entry in entries {
         ids.push(entry.id.as_str());
         let Some(redis::Value::BulkString(raw)) = entry.map.get("event") else {
@@ -191,41 +193,56 @@ async fn apply(
         if ev.suspected_bot || customer.is_empty() {
             continue;
         }
+        // An event from the future (a skewed clock, a CRM's typo) counts as now:
+        // it must not weigh more than anything real.
         let at_ms = ev
             .at
             .and_then(|a| a.parse::<jiff::Timestamp>().ok())
-            .map_or(now_ms, |t| t.as_millisecond());
-        let w = weight(at_ms, settings.half_life);
-        let key = settings.keys.profile(customer);
+            .map_or(now_ms, |t| t.as_millisecond())
+            .min(now_ms);
         let field = match signal {
             Signal::Sent => format!("s:{channel}"),
             Signal::Reaction => format!("r:{channel}"),
             Signal::Refusal => format!("x:{channel}"),
         };
-        let mut incr = redis::cmd("HINCRBYFLOAT");
-        incr.arg(&key).arg(field).arg(w);
-        batch.add_ignored(&key, incr);
+        let add = adds.entry(settings.keys.profile(customer)).or_default();
+        add.push((field, at_ms));
         if signal == Signal::Reaction {
-            let mut incr = redis::cmd("HINCRBYFLOAT");
-            incr.arg(&key)
-                .arg(format!("h:{}", hour_of_week(at_ms)))
-                .arg(w);
-            batch.add_ignored(&key, incr);
+            add.push((format!("h:{}", hour_of_week(at_ms)), at_ms));
         }
-        touched.insert(key);
         updated += 1;
     }
-    for key in &touched {
-        let mut set = redis::cmd("HSET");
-        set.arg(key).arg("t").arg(now_ms);
-        batch.add_ignored(key, set);
-        let mut expire = redis::cmd("PEXPIRE");
-        expire.arg(key).arg(ttl_ms);
-        batch.add_ignored(key, expire);
+    // A customer's events are in its partition's results (a job's partition is
+    // its customer's), so on a cluster this is one slot's call; grouped by slot
+    // anyway for events a CRM put elsewhere.
+    let cluster = conn.is_cluster();
+    let mut by_slot: std::collections::HashMap<&str, redis::ScriptInvocation<'static>> =
+        std::collections::HashMap::new();
+    for (key, fields) in &adds {
+        let tag = if cluster {
+            crate::keys::hash_tag(key)
+        } else {
+            ""
+        };
+        let inv = by_slot.entry(tag).or_insert_with(|| {
+            let mut inv = ADD.prepare_invoke();
+            inv.arg(now_ms)
+                .arg(settings.half_life.as_millis().max(1) as u64)
+                .arg(settings.ttl.as_millis() as u64)
+                .arg(EPOCH_MS)
+                .arg(RESCALE_AFTER);
+            inv
+        });
+        inv.key(key).arg(fields.len());
+        for (field, at_ms) in fields {
+            inv.arg(field).arg(at_ms);
+        }
     }
-    if !batch.is_empty() {
-        batch.query(conn).await?;
-    }
+    let calls = by_slot.into_values().map(|inv| {
+        let mut c = conn.clone();
+        async move { inv.invoke_async::<i64>(&mut c).await }
+    });
+    futures_util::future::try_join_all(calls).await?;
     // Acknowledged after the updates: an error before it means the batch is
     // read again (at least once, as before).
     conn.xack::<_, _, _, ()>(results, GROUP, &ids).await?;
