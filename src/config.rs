@@ -77,6 +77,9 @@ pub struct HttpConfig {
     /// Secrets `tracking_secret` had before a rotation: tokens, short links and
     /// VERP tags made under them still open; nothing new is made with them.
     pub previous_tracking_secrets: Vec<String>,
+    /// Your reverse proxies (CIDRs): a request from one of them is taken to come
+    /// from the last `X-Forwarded-For` address they did not add.
+    pub trusted_proxies: Vec<String>,
     /// An open or click repeated within this window (per message, link, and
     /// whether it looked automated) is recorded once; `0s` records every hit.
     #[serde(with = "duration")]
@@ -128,6 +131,27 @@ fn parse_key_hash(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+impl HttpConfig {
+    /// `trusted_proxies`, parsed (checked at load: entries that do not parse are
+    /// refused there, so none is dropped here).
+    pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|n| parse_net(n))
+            .collect()
+    }
+}
+
+/// A CIDR, or a single address as its /32 or /128.
+fn parse_net(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
@@ -135,6 +159,7 @@ impl Default for HttpConfig {
             public_url: "http://127.0.0.1:8080".into(),
             tracking_secret: None,
             previous_tracking_secrets: Vec::new(),
+            trusted_proxies: Vec::new(),
             repeat_window: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
@@ -383,6 +408,17 @@ impl Config {
             return key(
                 &format!("http.previous_tracking_secrets[{i}]"),
                 "must be a former tracking_secret (16+ characters); remove it once the links made with it may expire".into(),
+            );
+        }
+        if let Some(i) = self
+            .http
+            .trusted_proxies
+            .iter()
+            .position(|n| parse_net(n).is_none())
+        {
+            return key(
+                &format!("http.trusted_proxies[{i}]"),
+                "must be an address or a CIDR such as \"10.0.0.0/8\" or \"2001:db8::/32\"".into(),
             );
         }
         if self.queue.read_batch == 0 {

@@ -49,6 +49,7 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
             .iter()
             .flat_map(|c| c.settings.routes(&hooks))
             .collect(),
+        trusted_proxies: config.http.trusted_proxy_nets(),
     });
 
     // POST /v1/jobs, when [http.api] has keys; Redis is set once connected.

@@ -149,6 +149,11 @@ struct ExtraFields {
     url: Option<String>,
     /// `opened`, `clicked`: the request looked automated (a scanner, a prefetch).
     suspected_bot: Option<bool>,
+    /// `opened`: an image proxy fetched it when the mail arrived, not when a
+    /// person read it (Apple Mail Privacy Protection).
+    machine_open: Option<bool>,
+    /// `opened`: the image proxy that fetched it (`apple`, `google`, `yahoo`).
+    proxy: Option<String>,
     /// `suppressed`: why the address is suppressed.
     reason: Option<String>,
     /// The recipient's address (unsubscribes, SMS replies, DSN bounces, complaints).

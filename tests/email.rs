@@ -1218,6 +1218,113 @@ fn a_link_sent_before_a_secret_rotation_keeps_working_until_the_old_secret_goes(
     assert_eq!(r.header("location"), None);
 }
 
+/// Apple Mail Privacy Protection (issue 21): an open fetched by Apple's image
+/// proxy — its bare `Mozilla/5.0` user agent, or an address in 17.0.0.0/8 that a
+/// trusted reverse proxy forwarded — is `machine_open: true, proxy: "apple"`;
+/// the phone's own open stays human. Profiles learn only from the human one and
+/// the report counts machine opens apart.
+#[test]
+fn an_apple_proxy_open_is_a_machine_open_and_teaches_the_profile_nothing() {
+    let peer = SmtpPeer::start();
+    let e = env_with(peer, "");
+    // The test's own requests come from 127.0.0.1: let it play the reverse proxy.
+    let text = std::fs::read_to_string(&e.s.config).unwrap();
+    let old = format!("tracking_secret = \"{TRACKING_SECRET}\"");
+    std::fs::write(
+        &e.s.config,
+        text.replace(&old, &format!("{old}\ntrusted_proxies = [\"127.0.0.1\"]")),
+    )
+    .unwrap();
+    let s = &e.s;
+    let mut conn = e.redis.conn();
+    let _d = s.start();
+    s.wait_http();
+    let got = send_one(&e, &mut conn, "mpp-1");
+    let html = part(&parse(&got.raw), "html");
+    let pixel = attr_values(&html, "src")
+        .into_iter()
+        .find(|h| h.contains("/t/o/"))
+        .expect("the pixel");
+    // Past the prefetch window, so the phone's open is not a suspected bot.
+    let sent_at = sealer()
+        .open(Purpose::Open, token_of(&pixel))
+        .unwrap()
+        .sent_at;
+    while now_secs() - sent_at < 11 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148";
+    let path = path_of(s, &pixel);
+    assert_eq!(
+        http(s, "GET", &path, &[("User-Agent", "Mozilla/5.0")]).status,
+        200
+    );
+    let by_address = [("User-Agent", IPHONE), ("X-Forwarded-For", "17.58.1.2")];
+    assert_eq!(http(s, "GET", &path, &by_address).status, 200);
+    assert_eq!(http(s, "GET", &path, &[("User-Agent", IPHONE)]).status, 200);
+    let evs = wait_for(&mut conn, WAIT, "two opens", |e| count(e, "opened") == 2);
+    let opens = of_type(&evs, "opened");
+    // The proxy's two fetches are one machine open (the same message, window and verdict).
+    assert_eq!(opens[0]["machine_open"], true, "{opens:?}");
+    assert_eq!(opens[0]["proxy"], "apple", "{opens:?}");
+    assert_eq!(opens[1]["machine_open"], false, "{opens:?}");
+    assert!(opens[1].get("proxy").is_none(), "{opens:?}");
+
+    // The profile, once the updater has applied every event: one send, one
+    // reaction (the phone's), equal weights (they are seconds apart).
+    let results = "t:{0}:results";
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(results)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query(&mut conn)
+            .unwrap();
+        let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(results)
+            .query(&mut conn)
+            .unwrap();
+        let done = groups.groups.iter().any(|g| {
+            g.name == "tayori-profiles"
+                && g.pending == 0
+                && last
+                    .ids
+                    .first()
+                    .is_some_and(|l| l.id == g.last_delivered_id)
+        });
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the profile updater lags"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fields: std::collections::HashMap<String, f64> = redis::cmd("HGETALL")
+        .arg("t:{0}:profile:C-mpp-1")
+        .query(&mut conn)
+        .unwrap();
+    let (sent, reacted) = (fields["s:email"], fields["r:email"]);
+    assert!(
+        (reacted / sent - 1.0).abs() < 1e-3,
+        "sent {sent}, reacted {reacted}: {fields:?}"
+    );
+
+    let out = s
+        .tayori()
+        .args(["report", "--campaign", "test", "--json"])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["channels"]["email"]["counts"]["opened"], 1, "{r}");
+    assert_eq!(r["channels"]["email"]["machine_opens"], 1, "{r}");
+}
+
 const LONG_ID: &str = "0f8fad5b-d9cb-469f-a165-70867728950e";
 
 #[test]

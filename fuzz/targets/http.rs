@@ -45,6 +45,7 @@ fn http_kit() -> HttpKit {
         repeat_window: std::time::Duration::from_secs(60),
         tracker: twilio.tracker.clone(),
         routes,
+        trusted_proxies: Vec::new(),
     };
     let app = tayori::http::router(tayori::http::AppState {
         health: Default::default(),

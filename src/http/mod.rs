@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod backlog;
+mod machine_open;
 pub mod serve;
 mod tracking;
 mod unsubscribe;
@@ -58,6 +59,8 @@ pub struct Webhooks {
     pub tracker: Option<Arc<crate::tracking::Tracker>>,
     /// The channels' webhook routes (`/webhooks/line`, …).
     pub routes: Vec<Arc<dyn Route>>,
+    /// `http.trusted_proxies`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Runs a channel's webhook route.

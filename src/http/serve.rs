@@ -65,8 +65,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             // The peer gave up between connecting and our accept: nothing to do.
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
@@ -79,8 +79,16 @@ pub async fn serve(
                 }
             }
         };
-        let conn =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        // The peer's address for handlers that need it (`ConnectInfo`: machine opens).
+        let app = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        );
+        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             // Timeouts and clients hanging up end up here: normal, not worth a warning.

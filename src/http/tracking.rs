@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Extension, Path, State};
+use axum::extract::{ConnectInfo, Extension, Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -60,6 +60,7 @@ const AUTOMATED_AGENTS: &[&str] = &[
 pub async fn open(
     State(state): State<AppState>,
     Extension(backlog): Extension<Arc<Backlog>>,
+    peer: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
     method: Method,
     headers: HeaderMap,
     Path(token): Path<String>,
@@ -67,7 +68,22 @@ pub async fn open(
     let Some(t) = opened(&state, Purpose::Open, &token) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    record(&state, &backlog, EventType::Opened, &t, &method, &headers).await;
+    let client = super::machine_open::client_address(
+        peer.map(|Extension(ConnectInfo(a))| a.ip()),
+        &headers,
+        &state.webhooks.trusted_proxies,
+    );
+    let proxy = super::machine_open::image_proxy(&headers, client);
+    record(
+        &state,
+        &backlog,
+        EventType::Opened,
+        &t,
+        &method,
+        &headers,
+        proxy,
+    )
+    .await;
     (
         [
             (header::CONTENT_TYPE, "image/gif"),
@@ -150,7 +166,16 @@ async fn follow(
     let Ok(location) = header::HeaderValue::from_str(url) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    record(state, backlog, EventType::Clicked, &t, method, headers).await;
+    record(
+        state,
+        backlog,
+        EventType::Clicked,
+        &t,
+        method,
+        headers,
+        None,
+    )
+    .await;
     (
         StatusCode::FOUND,
         [
@@ -209,12 +234,20 @@ async fn record(
     t: &Tracked,
     method: &Method,
     headers: &HeaderMap,
+    proxy: Option<super::machine_open::Proxy>,
 ) {
     let bot = suspected_bot(t, method, headers);
+    let machine = proxy.is_some_and(|p| p.machine);
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let window = state.webhooks.repeat_window;
-    let event_id = reaction_id(kind, t, bot, now_ms, window);
-    let event = tracked_event(kind, t, event_id.clone()).with("suspected_bot", bot);
+    let event_id = reaction_id(kind, t, bot, machine, now_ms, window);
+    let mut event = tracked_event(kind, t, event_id.clone()).with("suspected_bot", bot);
+    if kind == EventType::Opened {
+        event = event.with("machine_open", machine);
+        if let Some(p) = proxy {
+            event = event.with("proxy", p.name);
+        }
+    }
     let event = match (&t.url, kind) {
         (Some(url), EventType::Clicked) => event.with("url", url.as_str()),
         _ => event,
@@ -238,7 +271,14 @@ async fn record(
 /// a digest of the link, the window, and whether it looked automated (a scanner's
 /// prefetch must not hide the recipient's own click a few seconds later). Without
 /// a window, unique per request.
-fn reaction_id(kind: EventType, t: &Tracked, bot: bool, now_ms: i64, window: Duration) -> String {
+fn reaction_id(
+    kind: EventType,
+    t: &Tracked,
+    bot: bool,
+    machine: bool,
+    now_ms: i64,
+    window: Duration,
+) -> String {
     let link = ring::digest::digest(
         &ring::digest::SHA256,
         t.url.as_deref().unwrap_or("").as_bytes(),
@@ -251,7 +291,11 @@ fn reaction_id(kind: EventType, t: &Tracked, bot: bool, now_ms: i64, window: Dur
         Ok(w) if w > 0 => now_ms.div_euclid(w).to_string(),
         _ => format!("{now_ms}-{:04x}", fastrand::u16(..)),
     };
-    let detail = format!("{link}/{slot}{}", if bot { "b" } else { "" });
+    let detail = format!(
+        "{link}/{slot}{}{}",
+        if bot { "b" } else { "" },
+        if machine { "m" } else { "" }
+    );
     crate::event::reaction_id(&t.job_id, t.channel.as_str(), kind, Some(&detail))
 }
 

@@ -63,6 +63,10 @@ struct EventView<'a> {
     at: Option<&'a str>,
     #[serde(default)]
     suspected_bot: bool,
+    /// An image proxy's open on delivery (Apple Mail Privacy Protection): it
+    /// says when the mail arrived, not when it was read.
+    #[serde(default)]
+    machine_open: bool,
 }
 
 /// Reads events until `stop` turns true; reconnects after Redis errors.
@@ -190,7 +194,7 @@ async fn apply(
         else {
             continue;
         };
-        if ev.suspected_bot || customer.is_empty() {
+        if ev.suspected_bot || ev.machine_open || customer.is_empty() {
             continue;
         }
         // An event from the future (a skewed clock, a CRM's typo) counts as now:

@@ -86,14 +86,16 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         out,
         "<p class=\"note\">Counts are jobs (a message opened five times counts once); rates are \
          over sent. Reactions that looked automated (link scanners, prefetches): {} opens, {} \
-         clicks, {}.</p>",
+         clicks, {}. Machine opens (an image proxy on delivery, e.g. Apple Mail Privacy \
+         Protection): {}, not counted.</p>",
         bots.opens,
         bots.clicks,
         if r.include_bots {
             "counted"
         } else {
             "not counted"
-        }
+        },
+        r.total.machine_opens
     );
 
     summary_table(&mut out, &columns);

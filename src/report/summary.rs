@@ -124,6 +124,8 @@ struct RawEvent<'a> {
     url: Option<Cow<'a, str>>,
     #[serde(default)]
     suspected_bot: Option<bool>,
+    #[serde(default)]
+    machine_open: Option<bool>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -162,6 +164,8 @@ struct ChannelTotals {
     replies: u64,
     bot_opens: u64,
     bot_clicks: u64,
+    /// Opens an image proxy made on delivery (never counted as opens).
+    machine_opens: u64,
     duplicates: u64,
 }
 
@@ -235,6 +239,16 @@ impl Summary {
             return;
         };
         let at = ev.at.as_deref().and_then(parse_ms);
+        // An image proxy's open on delivery (Apple Mail Privacy Protection) says
+        // nothing about the recipient: counted apart, never as an open, with or
+        // without --include-bots. Opens always carry their campaign.
+        if kind == Kind::Opened && ev.machine_open == Some(true) {
+            if ev.campaign.as_deref() == Some(self.campaign.as_str()) {
+                self.matched += 1;
+                self.totals[usize::from(channel)].machine_opens += 1;
+            }
+            return;
+        }
         let bot = ev.suspected_bot.unwrap_or(false);
         match (ev.campaign.as_deref(), ev.job_id.as_deref()) {
             (Some(c), Some(job)) if c == self.campaign => {
@@ -456,6 +470,7 @@ impl Summary {
             totals.replies += t.replies;
             totals.bot_opens += t.bot_opens;
             totals.bot_clicks += t.bot_clicks;
+            totals.machine_opens += t.machine_opens;
             totals.duplicates += t.duplicates;
         }
         let n = |k: Kind| counts[k as usize];
@@ -488,6 +503,7 @@ impl Summary {
                 opens: totals.bot_opens,
                 clicks: totals.bot_clicks,
             },
+            machine_opens: totals.machine_opens,
             time_to_first_reaction: TimeToFirstReaction {
                 jobs: waits.len() as u64,
                 median_seconds: median_seconds(&waits),
@@ -674,6 +690,9 @@ pub struct ChannelReport {
     pub events: EventTotals,
     /// Reactions flagged `suspected_bot` (counted above only with `--include-bots`).
     pub suspected_bots: BotTotals,
+    /// Opens an image proxy made when the mail arrived (`machine_open`: Apple Mail
+    /// Privacy Protection): never in the counts above, with or without bots.
+    pub machine_opens: u64,
     pub time_to_first_reaction: TimeToFirstReaction,
     pub top_links: Vec<Link>,
     /// Jobs that reacted in each local hour of the day (index 0 = 00:00–00:59).
@@ -687,6 +706,7 @@ impl ChannelReport {
         COUNTS.iter().all(|m| self.counts.get(m) == 0)
             && self.suspected_bots.opens == 0
             && self.suspected_bots.clicks == 0
+            && self.machine_opens == 0
     }
 }
 

@@ -39,6 +39,13 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
             bots.opens, bots.clicks
         );
     }
+    if r.total.machine_opens > 0 {
+        let _ = writeln!(
+            out,
+            "machine opens (an image proxy on delivery, e.g. Apple Mail Privacy Protection): {}, not counted",
+            r.total.machine_opens
+        );
+    }
     out.push('\n');
 
     let _ = write!(out, "{:<LABEL$}", "");
