@@ -259,13 +259,11 @@ fn json_logs_name_the_job_and_mask_the_address() {
     let mut conn = redis.conn();
     enqueue(&mut conn, &[job("log-1", "email"), job("log-2", "sms")]);
     enqueue_raw(&mut conn, "email", &["{\"id\":\"log-bad\"".to_owned()]);
-    let out = s
-        .tayori()
+    let mut drain = s.tayori();
+    drain
         .args(["--log-format", "json", "run", "--drain"])
-        .env("TAYORI_LOG", "tayori=debug")
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
+        .env("TAYORI_LOG", "tayori=debug");
+    let out = tayori_testkit::daemon::output_within(drain, Duration::from_secs(120));
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<serde_json::Value> = stderr

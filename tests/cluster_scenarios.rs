@@ -106,7 +106,7 @@ fn a_dead_letter_is_listed_and_retried_on_its_partition() {
     let mut j = job("dl-1", "sms");
     j["customer_id"] = "C-dl-1".into();
     xadd(&keys.jobs(p, tayori::channel::email::ID), &j);
-    let out = s.tayori().args(["run", "--drain"]).output().unwrap();
+    let out = drain(&s);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let out = s
         .tayori()
@@ -122,7 +122,7 @@ fn a_dead_letter_is_listed_and_retried_on_its_partition() {
     assert!(name.starts_with(&format!("{p}/")), "{name}");
     let out = s.tayori().args(["dead", "retry", &name]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let out = s.tayori().args(["run", "--drain"]).output().unwrap();
+    let out = drain(&s);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     // Re-driven to the stream it died in (its partition's email stream), read
     // again there, and dead again for the same reason: in the same partition.
@@ -224,4 +224,11 @@ fn a_killed_daemons_jobs_are_reclaimed_on_every_partition_and_end_once() {
     let files: HashSet<String> = s.outbox_files("sms").into_iter().collect();
     assert_eq!(files.len(), n, "one message per job");
     assert_eq!(second.terminate(Duration::from_secs(20)), Some(0));
+}
+
+/// `tayori run --drain`, within 2 minutes.
+fn drain(s: &Setup) -> std::process::Output {
+    let mut cmd = s.tayori();
+    cmd.args(["run", "--drain"]);
+    tayori_testkit::daemon::output_within(cmd, Duration::from_secs(120))
 }

@@ -13,7 +13,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -50,22 +50,7 @@ fn now_ms() -> i64 {
 }
 
 /// Runs a command to its end, killing it after `limit`.
-fn output_within(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tayori");
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("tayori did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
+use tayori_testkit::daemon::output_within;
 
 fn migrate(s: &Setup, args: &[&str], stopped: bool) -> Output {
     let mut cmd = s.tayori();

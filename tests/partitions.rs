@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Output;
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -32,7 +33,9 @@ fn four_partitions(redis: &Redis) -> Setup {
 }
 
 fn run(s: &Setup, args: &[&str]) -> Output {
-    s.tayori().args(args).output().unwrap()
+    let mut cmd = s.tayori();
+    cmd.args(args);
+    tayori_testkit::daemon::output_within(cmd, Duration::from_secs(120))
 }
 
 fn lines(out: &Output) -> Vec<Value> {

@@ -90,7 +90,7 @@ impl ChannelPlugin for Line {
             track_clicks: own.track_clicks,
             link_ttl: own
                 .link_ttl
-                .unwrap_or(crate::channel::sms::DEFAULT_LINK_TTL),
+                .unwrap_or(crate::tracking::DEFAULT_LINK_TTL),
             channel_secret: own.secret(),
             token,
         };

@@ -30,12 +30,7 @@ use crate::render::RenderError;
 use crate::tracking::Records;
 pub use config::{SignatureMethod, SmsSection, VonageSignature};
 
-/// How long a short link in an SMS keeps working when `link_ttl` is not set: 30
-/// days. An SMS is read within hours; almost all clicks on a campaign link come in
-/// its first days, and each kept link costs Redis memory for as long as it is
-/// kept (about 350 bytes: a million linked SMS a day held 90 days was 32 GB, 30
-/// days is a third of that). A link past its time answers 404, never a redirect.
-pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(30 * 86_400);
+pub use crate::tracking::DEFAULT_LINK_TTL;
 
 pub const ID: ChannelId = ChannelId::new("sms");
 
