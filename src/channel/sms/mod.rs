@@ -30,7 +30,7 @@ use crate::render::RenderError;
 use crate::tracking::Records;
 pub use config::{SignatureMethod, SmsSection, VonageSignature};
 
-pub use crate::tracking::DEFAULT_LINK_TTL;
+use crate::tracking::DEFAULT_LINK_TTL;
 
 pub const ID: ChannelId = ChannelId::new("sms");
 
