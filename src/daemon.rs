@@ -107,8 +107,7 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
     let mut kinds = Vec::new();
     for channel in channels.iter() {
         let kind = channel.id;
-        queue
-            .ensure_group(kind)
+        create_groups(&queue, kind)
             .await
             .with_context(|| format!("creating the consumer groups of the {kind} job streams"))?;
         let adapter = channel.sender()?;
@@ -263,6 +262,39 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
 /// itself, and retrying would only fill the log.
 /// How long `run` waits at start for an unreachable Redis before it exits 2.
 const START_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long a start keeps retrying its consumer groups through errors that pass
+/// (a timeout or `TRYAGAIN` while a reshard moves the streams' slots, a failover).
+const GROUPS_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Creates `kind`'s consumer groups, retrying errors that pass by themselves:
+/// a start during a reshard saw its `XGROUP CREATE` time out (CI, a loaded
+/// two-core machine) and the daemon exited. A refused command (`NOPERM`, a key
+/// of the wrong type) fails at once: retrying will not fix it.
+async fn create_groups(
+    queue: &Queue,
+    kind: crate::channel_id::ChannelId,
+) -> redis::RedisResult<()> {
+    let started = Instant::now();
+    let mut failures = 0u32;
+    loop {
+        match queue.ensure_group(kind).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let refused = matches!(e.code(), Some("NOPERM" | "WRONGTYPE" | "NOAUTH" | "ERR"));
+                if refused || started.elapsed() >= GROUPS_DEADLINE {
+                    return Err(e);
+                }
+                failures += 1;
+                tracing::warn!(channel = %kind, error = %e, "creating the consumer groups failed; retrying");
+                tokio::time::sleep(Duration::from_millis(
+                    (100u64 << failures.min(5)).min(2_000),
+                ))
+                .await;
+            }
+        }
+    }
+}
 
 async fn connect_until_up(
     config: &Config,

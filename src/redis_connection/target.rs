@@ -367,10 +367,6 @@ fn cluster_target(c: &RedisConfig) -> Result<RedisTarget, KeyError> {
 }
 
 /// The crate's cluster client for `target` (which must be a cluster), with
-/// How often the cluster client itself resends a request: enough for a MOVED
-/// then an ASK redirection while slots move, no more (see [`cluster_client`]).
-const CLUSTER_RETRIES: u32 = 3;
-
 /// `reply_timeout` for each reply. Connects nowhere until asked.
 pub(super) fn cluster_client(
     target: &TargetInner,
@@ -390,14 +386,7 @@ pub(super) fn cluster_client(
         // … and each attempt a little longer, so the overall timeout ends a slow
         // request first: an attempt timing out on its own is resent by the crate,
         // and a resent XREADGROUP would deliver entries nobody reads.
-        .response_timeout(reply_timeout + std::time::Duration::from_secs(1))
-        // The crate resends a request that found no connection at once, without
-        // a pause, after reconnecting to every seed; with its default of 16
-        // retries a daemon whose whole cluster was down made 2,100 reconnect
-        // rounds a second (11,000 log lines a second; measured with a killed
-        // 3-node cluster). Our callers retry with a growing pause; the crate's
-        // retries only need to cover a MOVED or ASK hop during a reshard.
-        .retries(CLUSTER_RETRIES);
+        .response_timeout(reply_timeout + std::time::Duration::from_secs(1));
     if let Some(u) = target.settings.username() {
         b = b.username(u);
     }
