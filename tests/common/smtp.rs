@@ -274,24 +274,20 @@ impl SmtpPeer {
                 let meta: serde_json::Value =
                     serde_json::from_slice(&meta).expect("the peer's .json");
                 let text = |k: &str| meta[k].as_str().map(str::to_owned);
+                let texts = |k: &str| -> Vec<String> {
+                    meta[k]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
                 Received {
                     mail_from: text("mail_from").unwrap_or_default(),
-                    rcpt_tos: meta["rcpt_tos"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|v| v.as_str().map(str::to_owned))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    rcpt_args: meta["rcpt_args"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|v| v.as_str().map(str::to_owned))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
+                    rcpt_tos: texts("rcpt_tos"),
+                    rcpt_args: texts("rcpt_args"),
                     raw: std::fs::read(&eml).expect("the message's .eml"),
                     auth_user: text("auth_user"),
                     helo: text("helo"),

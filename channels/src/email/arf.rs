@@ -10,9 +10,9 @@
 //! mail-parser does the MIME work; the field blocks are read with the DSN
 //! module's helpers, since both formats are RFC 822-style fields in a part.
 
-use mail_parser::{MessageParser, MessagePart, MimeHeaders};
+use mail_parser::{MessagePart, MimeHeaders};
 
-use super::dsn::{blocks, envelope_to, field, one_of, part_is};
+use super::dsn::{blocks, envelope_to, field, one_of, parse_mail, part_is};
 
 /// A parsed feedback report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,12 +61,7 @@ pub enum ArfError {
 /// Parses a feedback report. Never panics: whatever arrives at the feedback
 /// mailbox is untrusted.
 pub fn parse(raw: &[u8]) -> Result<FeedbackReport, ArfError> {
-    // The same containment as dsn::parse: mail-parser debug-asserts on some
-    // corrupted nested MIME.
-    let message = std::panic::catch_unwind(|| MessageParser::default().parse(raw))
-        .ok()
-        .flatten()
-        .ok_or(ArfError::NotMime)?;
+    let message = parse_mail(raw).ok_or(ArfError::NotMime)?;
     let root = message.parts.first().ok_or(ArfError::NotMime)?;
     let content_type = root.content_type().ok_or(ArfError::NotMime)?;
     if !part_is(root, "multipart", &["report"]) {

@@ -117,16 +117,20 @@ pub enum DsnError {
 
 const STATUS_TYPES: [&str; 2] = ["delivery-status", "global-delivery-status"];
 
-/// Parses a bounce. Never panics: whatever arrives at the bounce address is untrusted.
-pub fn parse(raw: &[u8]) -> Result<Dsn, DsnError> {
-    // mail-parser 0.11.9 has debug_asserts (and an unchecked `pos - 2`) on its
-    // corrupted-MIME recovery paths: a message/rfc822 nested in a message/rfc822 in a
-    // multipart trips one, so debug builds would panic where release builds recover.
-    // Contain it; the input is broken MIME either way.
-    let message = std::panic::catch_unwind(|| MessageParser::default().parse(raw))
+/// Parses untrusted mail without panicking. mail-parser 0.11.9 has debug_asserts
+/// (and an unchecked `pos - 2`) on its corrupted-MIME recovery paths: a
+/// message/rfc822 nested in a message/rfc822 in a multipart trips one, so debug
+/// builds would panic where release builds recover. Contained here; the input is
+/// broken MIME either way. `None`: not MIME at all.
+pub(super) fn parse_mail(raw: &[u8]) -> Option<mail_parser::Message<'_>> {
+    std::panic::catch_unwind(|| MessageParser::default().parse(raw))
         .ok()
         .flatten()
-        .ok_or(DsnError::NotMime)?;
+}
+
+/// Parses a bounce. Never panics: whatever arrives at the bounce address is untrusted.
+pub fn parse(raw: &[u8]) -> Result<Dsn, DsnError> {
+    let message = parse_mail(raw).ok_or(DsnError::NotMime)?;
     let root = message.parts.first().ok_or(DsnError::NotMime)?;
     let content_type = root.content_type().ok_or(DsnError::NotMime)?;
     if !part_is(root, "multipart", &["report"]) {
