@@ -401,3 +401,24 @@ pub fn terminal_by_job(evs: &[Value]) -> HashMap<String, Vec<String>> {
 pub fn xlen(conn: &mut redis::Connection, key: &str) -> usize {
     redis::cmd("XLEN").arg(key).query(conn).unwrap_or(0)
 }
+
+/// An HTTP/1.x response as read off the socket: (status, headers with lowercase
+/// names, body bytes). Panics when there is no complete head.
+pub fn parse_response<H: FromIterator<(String, String)>>(raw: &[u8]) -> (u16, H, Vec<u8>) {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, raw[split + 4..].to_vec())
+}
