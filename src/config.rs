@@ -634,6 +634,24 @@ mod tests {
     }
 
     #[test]
+    fn bad_proxies_short_old_secrets_and_bad_results_groups_are_named() {
+        for (text, key) in [
+            ("[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"not a net\"]\n[redis]\n", "http.trusted_proxies[1]"),
+            ("[http]\nprevious_tracking_secrets = [\"short\"]\n[redis]\n", "http.previous_tracking_secrets[0]"),
+            ("[queue]\nresults_retention = \"7d\"\nresults_groups = [\"crm\", \"two words\"]\n[redis]\n", "queue.results_groups[1]"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains("t.toml") && e.contains(key), "{key}: {e}");
+        }
+        let c = parse("[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]\n[redis]\n")
+            .unwrap();
+        let nets = c.http.trusted_proxy_nets();
+        assert_eq!(nets.len(), 3);
+        assert!(nets[1].contains(&"192.0.2.7".parse::<std::net::IpAddr>().unwrap()));
+        assert!(!nets[1].contains(&"192.0.2.8".parse::<std::net::IpAddr>().unwrap()));
+    }
+
+    #[test]
     fn api_keys_are_sha256_hashes_and_a_bad_one_is_named() {
         let abc = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
         let c = parse(&format!("[redis]\n[http.api]\nkeys = [\"{abc}\"]\n")).unwrap();

@@ -191,6 +191,10 @@ fn sendgrid_events_become_reactions_and_unsigned_or_stale_ones_record_nothing() 
         .0,
         403
     );
+    // A correctly signed body that is not a list of events: 400.
+    let junk = r#"{"event":"delivered"}"#;
+    let junk_sig = key.sign(&fresh, junk.as_bytes());
+    assert_eq!(post(&s, Some(&fresh), Some(&junk_sig), junk).0, 400);
     assert_eq!(
         events(&mut conn).len(),
         before,
