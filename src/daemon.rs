@@ -102,6 +102,14 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
     tracing::info!(consumer = %consumer, "joined consumer group");
 
     let finished = Arc::new(AtomicU64::new(0));
+    // This daemon's copy of the cancels, for jobs waiting on a permit (the
+    // dedupe claim reads Redis itself).
+    let cancels = Arc::new(crate::cancel::CancelBook::default());
+    tokio::spawn(crate::cancel::sweeper::run(
+        queue.clone(),
+        cancels.clone(),
+        stop_rx.clone(),
+    ));
     let mut workers = Vec::new();
     let mut writers = Vec::new();
     let mut kinds = Vec::new();
@@ -120,6 +128,7 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
             adapter,
             &config,
             finished.clone(),
+            cancels.clone(),
         );
         // One blocking reader per group of partitions one XREADGROUP can name.
         for partitions in queue.read_groups() {

@@ -53,11 +53,13 @@ pub enum EventType {
     // The recipient reported the message as spam (a feedback-loop report). A
     // plain comment: a doc comment would make the schema's enum a oneOf.
     Complained,
+    // An operator cancelled the job or its campaign (`tayori cancel`).
+    Cancelled,
 }
 
 impl EventType {
     /// Every type, in declaration order.
-    pub const ALL: [EventType; 16] = [
+    pub const ALL: [EventType; 17] = [
         Self::Sent,
         Self::Delivered,
         Self::Deferred,
@@ -74,6 +76,7 @@ impl EventType {
         Self::Expired,
         Self::Fallback,
         Self::Complained,
+        Self::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +97,7 @@ impl EventType {
             Self::Expired => "expired",
             Self::Fallback => "fallback",
             Self::Complained => "complained",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -154,8 +158,14 @@ struct ExtraFields {
     machine_open: Option<bool>,
     /// `opened`: the image proxy that fetched it (`apple`, `google`, `yahoo`).
     proxy: Option<String>,
-    /// `suppressed`: why the address is suppressed.
+    /// `suppressed`: why the address is suppressed; `cancelled`: the operator's reason.
     reason: Option<String>,
+    /// `cancelled`: who cancelled (`tayori cancel --by`, or the user and host).
+    cancelled_by: Option<String>,
+    /// `cancelled`: when the cancel was made (RFC 3339).
+    cancelled_at: Option<String>,
+    /// `cancelled`: what was cancelled (`campaign`, `campaign/<channel>` or `job`).
+    cancel: Option<String>,
     /// The recipient's address (unsubscribes, SMS replies, DSN bounces, complaints).
     address: Option<String>,
     /// `complained`: the report's `Feedback-Type` (`abuse`, `fraud`, `virus`, `other`).
@@ -348,6 +358,7 @@ mod tests {
             EventType::Expired => 13,
             EventType::Fallback => 14,
             EventType::Complained => 15,
+            EventType::Cancelled => 16,
         };
         for (i, t) in EventType::ALL.iter().enumerate() {
             assert_eq!(index(*t), i, "{t:?}");

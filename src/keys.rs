@@ -26,6 +26,7 @@
 //! | `P:{rate:<scope>}:paused`    | string | rate scope   | the pause        | a pause any daemon set (value: reason) |
 //! | `P:link:<code>`              | string | —            | `link_ttl`       | a short link's sealed click token |
 //! | `P:verp:<token>`             | string | —            | 30 days          | a long job id behind a VERP token |
+//! | `P:cancels`                  | hash   | —            | — (lapsed fields pruned) | `campaign/<channel or *>/<id>` or `job/<id>` → the cancel (JSON) |
 //! | `P:schema`                   | hash   | —            | —                | `version`, `partitions` |
 //!
 //! A job's partition is [`partition_of`] its `customer_id` (its `id` when it has
@@ -237,6 +238,11 @@ impl Keys {
     /// A long job id behind a VERP return path's token.
     pub fn verp(&self, token: &str) -> String {
         format!("{}:verp:{token}", self.prefix)
+    }
+
+    /// Active cancels (see [`crate::cancel`]): one small hash every daemon reads.
+    pub fn cancels(&self) -> String {
+        format!("{}:cancels", self.prefix)
     }
 
     /// The layout's version and partition count.

@@ -1,6 +1,7 @@
 //! Tayori, the daemon: queue, workers, scheduling, HTTP, metrics and CLI.
 //! Protocol code lives in the `tayori-channels` crate; this crate orchestrates.
 
+pub mod cancel;
 pub mod channel;
 pub mod channel_id;
 pub mod cli;

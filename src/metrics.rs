@@ -140,7 +140,7 @@ const REDIS_OPS: [&str; 14] = [
 /// start at their first increment, and the `tayori_channel_paused` gauge, which
 /// alerts use, is here.
 pub fn register_zeroes(kinds: &[crate::channel_id::ChannelId]) {
-    const OUTCOMES: [&str; 8] = [
+    const OUTCOMES: [&str; 9] = [
         "sent",
         "deferred",
         "failed",
@@ -149,6 +149,7 @@ pub fn register_zeroes(kinds: &[crate::channel_id::ChannelId]) {
         "duplicate",
         "expired",
         "fallback",
+        "cancelled",
     ];
     const DEAD_REASONS: [&str; 4] = [
         "invalid_job",

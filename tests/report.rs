@@ -541,7 +541,7 @@ fn median_seconds(sorted: &[i64]) -> Option<f64> {
     }
 }
 
-const COUNT_NAMES: [&str; 14] = [
+const COUNT_NAMES: [&str; 15] = [
     "sent",
     "delivered",
     "opened",
@@ -555,6 +555,7 @@ const COUNT_NAMES: [&str; 14] = [
     "suppressed",
     "fallback",
     "expired",
+    "cancelled",
     "duplicate",
 ];
 

@@ -2,6 +2,7 @@
 //! reported once, in `main`.
 
 mod bounce;
+mod cancel;
 mod dead;
 mod enqueue;
 mod events;
@@ -92,7 +93,43 @@ pub enum Command {
         #[arg(long)]
         connect: bool,
     },
-    /// Per-channel backlog, pending, delayed and dead letters.
+    /// Cancel a campaign (on every channel, or one with --channel) or one job:
+    /// its queued, scheduled, retrying and rate-limited jobs end within seconds
+    /// with a `cancelled` event each, and jobs of it enqueued until --until are
+    /// cancelled too. A job already handed to its provider ends as it would
+    /// have. Also --list (the active cancels) and --lift ID.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["campaign", "job", "list", "lift"])))]
+    Cancel {
+        /// The campaign (the jobs' `campaign` field).
+        #[arg(long, value_name = "ID")]
+        campaign: Option<String>,
+        /// Only the campaign's jobs on this channel.
+        #[arg(long, value_name = "CHANNEL", requires = "campaign")]
+        channel: Option<String>,
+        /// One job (its `id`), on every channel.
+        #[arg(long, value_name = "ID")]
+        job: Option<String>,
+        /// Why: written into every `cancelled` event. Required to cancel.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who cancels [default: user@host].
+        #[arg(long)]
+        by: Option<String>,
+        /// Jobs that arrive until then are cancelled too: an RFC 3339 time or a
+        /// duration from now (48h, 7d) [default: 24h].
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// List the active cancels.
+        #[arg(long)]
+        list: bool,
+        /// Lift the cancel of this campaign or job id (jobs already cancelled stay so).
+        #[arg(long, value_name = "ID")]
+        lift: Option<String>,
+        /// With --list: JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per-channel backlog, pending, delayed and dead letters, and the active cancels.
     Stats {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -264,6 +301,43 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             inspect::check_config(&config, &channels, connect.then_some(&rt))
         }
         Command::Stats { json } => rt.block_on(stats::run(&config, json)),
+        Command::Cancel {
+            campaign,
+            channel,
+            job,
+            reason,
+            by,
+            until,
+            list,
+            lift,
+            json,
+        } => {
+            if list {
+                return rt.block_on(cancel::list(&config, json));
+            }
+            if let Some(id) = lift {
+                return rt.block_on(cancel::lift(&config, &id));
+            }
+            let target = match (campaign, job) {
+                (Some(id), _) => crate::cancel::Target::Campaign {
+                    id,
+                    channel: channel
+                        .map(|c| crate::channel::registry::parse(&c))
+                        .transpose()?,
+                },
+                (None, Some(id)) => crate::cancel::Target::Job { id },
+                (None, None) => anyhow::bail!("say what to cancel: --campaign ID or --job ID"),
+            };
+            rt.block_on(cancel::cancel(
+                &config,
+                cancel::NewCancel {
+                    target,
+                    reason: reason.as_deref().unwrap_or_default(),
+                    by: by.as_deref(),
+                    until: until.as_deref(),
+                },
+            ))
+        }
         Command::Report {
             campaign,
             json,

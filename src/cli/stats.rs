@@ -1,5 +1,5 @@
 //! `tayori stats`: per channel backlog, pending, stream length and consumers, over
-//! every partition. `--json` prints the same figures under the same names as the
+//! every partition, then the active cancels. `--json` prints the same figures under the same names as the
 //! table's columns.
 
 use crate::config::Config;
@@ -9,8 +9,17 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
     let s = q
         .stats_detailed(&crate::channel::registry::ids().collect::<Vec<_>>())
         .await?;
+    let cancels = super::cancel::active(&q).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let mut v = serde_json::to_value(&s)?;
+        if let Some(obj) = v.as_object_mut() {
+            let listed = cancels
+                .iter()
+                .map(|(t, c)| super::cancel::listed_json(t, c))
+                .collect();
+            obj.insert("cancels".into(), serde_json::Value::Array(listed));
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
     println!(
@@ -54,6 +63,13 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
                 k.pending,
                 k.idle_ms as f64 / 1000.0
             );
+        }
+    }
+    if !cancels.is_empty() {
+        println!();
+        println!("active cancels ({}):", cancels.len());
+        for line in super::cancel::table(&cancels) {
+            println!("{line}");
         }
     }
     Ok(0)

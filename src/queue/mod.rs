@@ -6,6 +6,7 @@
 //! re-driven dead letters) carry routing fields beside `job`: `attempt`,
 //! `origin`, `first_at`, `hop`. A CRM only ever writes `job`.
 
+mod cancels;
 mod entry;
 mod grouped;
 mod monitor;
@@ -97,6 +98,13 @@ pub struct Completion {
     pub ops: Vec<Op>,
 }
 
+impl Completion {
+    /// Whether the job comes back later (a retry, a deferral, a schedule).
+    pub fn delays(&self) -> bool {
+        self.ops.iter().any(|o| matches!(o, Op::Delay { .. }))
+    }
+}
+
 /// A job to claim: its id, its origin entry id, and its address on the channel (to
 /// check against the suppression list).
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +112,8 @@ pub struct ClaimRequest<'a> {
     /// The partition of the entry.
     pub partition: Partition,
     pub job_id: &'a str,
+    /// The job's campaign: a cancel of it is looked up in the same batch.
+    pub campaign: Option<&'a str>,
     pub origin: &'a str,
     pub address: Option<&'a str>,
     /// The entry's id when it was delivered before: its starts are counted.
@@ -121,6 +131,8 @@ pub struct Checked {
     pub starts: u32,
     /// Why the address is suppressed on this channel, if it is.
     pub suppressed: Option<String>,
+    /// The cancel that stops the job (its own, or its campaign's), if one does.
+    pub cancelled: Option<crate::cancel::Applied>,
 }
 
 pub use crate::event::Reaction;
@@ -551,8 +563,8 @@ impl Queue {
         Ok(removed)
     }
 
-    /// Claims job ids for deduplication and looks up suppressions, for a whole
-    /// batch in one round trip (one per slot on a cluster: a claim lives in its
+    /// Claims job ids for deduplication and looks up suppressions and cancels,
+    /// for a whole batch in one round trip (one per slot on a cluster: a claim lives in its
     /// job id's partition, a suppression in its address's). The origin (the
     /// entry id a job first arrived as) lets a retry, a fallback or a
     /// redelivery of the same job through while stopping a second job that
@@ -594,7 +606,35 @@ impl Queue {
                 batch.add_ignored(&key, expire);
             }
         }
-        let mut replies = batch.query(&self.conn).await?.into_iter();
+        // Every cancel field any job of the batch could be stopped by, once:
+        // one HMGET of a hash that is empty unless an operator cancelled.
+        let job_fields: Vec<Vec<String>> = claims
+            .iter()
+            .map(|c| crate::cancel::fields_for(c.job_id, c.campaign, kind))
+            .collect();
+        let mut cancel_fields: Vec<&str> =
+            job_fields.iter().flatten().map(String::as_str).collect();
+        cancel_fields.sort_unstable();
+        cancel_fields.dedup();
+        let cancels_key = self.keys.cancels();
+        let mut hmget = redis::cmd("HMGET");
+        hmget.arg(&cancels_key).arg(&cancel_fields);
+        batch.add(&cancels_key, hmget);
+        let mut replies = batch.query(&self.conn).await?;
+        let found: std::collections::HashMap<&str, crate::cancel::Cancel> = match replies.pop() {
+            Some(Value::Array(values)) => cancel_fields
+                .iter()
+                .zip(values)
+                .filter_map(|(f, v)| match v {
+                    Value::BulkString(b) => Some((*f, crate::cancel::Cancel::from_json(&b)?)),
+                    _ => None,
+                })
+                .collect(),
+            _ => Default::default(),
+        };
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let mut job_fields = job_fields.iter();
+        let mut replies = replies.into_iter();
         let text = |v: Option<Value>| match v {
             Some(Value::BulkString(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
             _ => None,
@@ -616,10 +656,15 @@ impl Queue {
                     Some(Value::Int(n)) => u32::try_from(n).unwrap_or(u32::MAX).saturating_add(1),
                     _ => 1,
                 };
+                let cancelled = job_fields.next().and_then(|fields| {
+                    let found = fields.iter().map(|f| (f.as_str(), found.get(f.as_str())));
+                    crate::cancel::first_active(found, now_ms)
+                });
                 Checked {
                     claim,
                     starts,
                     suppressed,
+                    cancelled,
                 }
             })
             .collect())

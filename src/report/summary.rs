@@ -49,10 +49,11 @@ enum Kind {
     Deferred,
     Unblocked,
     Complained,
+    Cancelled,
 }
 
 impl Kind {
-    const ALL: [Kind; 16] = [
+    const ALL: [Kind; 17] = [
         Kind::Sent,
         Kind::Delivered,
         Kind::Opened,
@@ -69,6 +70,7 @@ impl Kind {
         Kind::Deferred,
         Kind::Unblocked,
         Kind::Complained,
+        Kind::Cancelled,
     ];
 
     fn parse(s: &str) -> Option<Kind> {
@@ -93,6 +95,7 @@ impl Kind {
             Kind::Deferred => "deferred",
             Kind::Unblocked => "unblocked",
             Kind::Complained => "complained",
+            Kind::Cancelled => "cancelled",
         }
     }
 
@@ -488,6 +491,7 @@ impl Summary {
             suppressed: n(Kind::Suppressed),
             fallback: n(Kind::Fallback),
             expired: n(Kind::Expired),
+            cancelled: n(Kind::Cancelled),
             duplicate: totals.duplicates,
         };
         waits.sort_unstable();
@@ -727,11 +731,13 @@ pub struct Counts {
     pub suppressed: u64,
     pub fallback: u64,
     pub expired: u64,
+    /// Jobs an operator cancelled (`tayori cancel`).
+    pub cancelled: u64,
     pub duplicate: u64,
 }
 
 /// Every count, in report order.
-pub const COUNTS: [&str; 14] = [
+pub const COUNTS: [&str; 15] = [
     "sent",
     "delivered",
     "opened",
@@ -745,6 +751,7 @@ pub const COUNTS: [&str; 14] = [
     "suppressed",
     "fallback",
     "expired",
+    "cancelled",
     "duplicate",
 ];
 
@@ -777,6 +784,7 @@ impl Counts {
             "suppressed" => self.suppressed,
             "fallback" => self.fallback,
             "expired" => self.expired,
+            "cancelled" => self.cancelled,
             "duplicate" => self.duplicate,
             _ => 0,
         }

@@ -88,6 +88,8 @@ pub struct ChannelWorker {
     profiles: crate::config::ProfilesConfig,
     /// Metric handles for the per-job counters and histograms.
     meters: meters::Meters,
+    /// The active cancels, as this daemon last read them.
+    cancels: Arc<crate::cancel::CancelBook>,
 }
 
 /// How long a job may wait for its domain's next permit while holding a worker
@@ -97,7 +99,8 @@ const DOMAIN_MAX_WAIT: Duration = Duration::from_millis(200);
 /// What the batched first pass decided for an entry.
 enum Prepared {
     Done(Completion),
-    Deliver(Box<Job>),
+    /// With when its claim was sent: cancels this daemon learns of later apply.
+    Deliver(Box<Job>, tokio::time::Instant),
 }
 
 impl ChannelWorker {
@@ -112,6 +115,7 @@ impl ChannelWorker {
         adapter: Arc<dyn Channel>,
         config: &Config,
         finished: Arc<AtomicU64>,
+        cancels: Arc<crate::cancel::CancelBook>,
     ) -> (Arc<ChannelWorker>, tokio::task::JoinHandle<()>) {
         let Some(this) = channels.get(kind) else {
             unreachable!("a worker is spawned only for an enabled channel")
@@ -167,6 +171,7 @@ impl ChannelWorker {
             policy: channels.policy.clone(),
             profiles: config.profiles.clone(),
             meters: meters::Meters::new(kind.label()),
+            cancels,
             channels,
             templates,
         });
@@ -447,11 +452,11 @@ impl ChannelWorker {
                     self.active.fetch_sub(1, Ordering::Relaxed);
                     drop(permit);
                 }
-                Prepared::Deliver(job) => {
+                Prepared::Deliver(job, checked) => {
                     let me = Arc::clone(self);
                     tokio::spawn(async move {
                         // A panicking adapter must not lose the job's outcome (or leak its slot).
-                        let c = match AssertUnwindSafe(me.deliver(&entry, &job))
+                        let c = match AssertUnwindSafe(me.deliver(&entry, &job, checked))
                             .catch_unwind()
                             .await
                         {
@@ -488,12 +493,14 @@ impl ChannelWorker {
                 j.as_ref().ok().map(|j| ClaimRequest {
                     partition: e.partition,
                     job_id: &j.id,
+                    campaign: j.campaign.as_deref(),
                     origin: e.origin(),
                     address: address.as_deref(),
                     redelivered: (e.deliveries > 1).then_some(e.id.as_str()),
                 })
             })
             .collect();
+        let checked = tokio::time::Instant::now();
         let mut verdicts = self.claim_with_retry(&claims).await.into_iter();
         let now = jiff::Timestamp::now();
         jobs.into_iter()
@@ -508,6 +515,7 @@ impl ChannelWorker {
                     claim: Claim::Mine,
                     starts: 1,
                     suppressed: None,
+                    cancelled: None,
                 });
                 if verdict.starts > self.cfg.max_deliveries {
                     let msg = format!(
@@ -525,6 +533,9 @@ impl ChannelWorker {
                         entry,
                         vec![self.event(entry, EventType::Duplicate, &job, attempt).into()],
                     ))
+                } else if let Some(applied) = &verdict.cancelled {
+                    // Before the schedule: a job due hours from now ends now.
+                    Prepared::Done(self.cancelled(entry, &job, attempt, applied))
                 } else if job.expires_at().is_some_and(|t| t <= now) {
                     Prepared::Done(self.complete(
                         entry,
@@ -549,7 +560,7 @@ impl ChannelWorker {
                     // Blocked, unsubscribed or bounced on this channel: never sent here.
                     Prepared::Done(self.not_here(entry, &job, attempt, "suppressed", &reason))
                 } else {
-                    Prepared::Deliver(Box::new(job))
+                    Prepared::Deliver(Box::new(job), checked)
                 }
             })
             .collect()
@@ -655,7 +666,7 @@ impl ChannelWorker {
     }
 
     /// Address → render → rate limit → send → outcome.
-    async fn deliver(&self, entry: &Entry, job: &Job) -> Completion {
+    async fn deliver(&self, entry: &Entry, job: &Job, checked: tokio::time::Instant) -> Completion {
         let attempt = self.attempt(entry);
         if job.is_best() {
             return self.choose_channel(entry, job).await;
@@ -681,9 +692,20 @@ impl ChannelWorker {
             policy_gate::Gate::Send { counted } => counted,
             policy_gate::Gate::Done(done) => return done,
         };
-        let completion = self
-            .send_composed(entry, job, attempt, time_rule.as_deref())
+        let mut completion = self
+            .send_composed(entry, job, attempt, time_rule.as_deref(), checked)
             .await;
+        // A retry or a deferral would bring back a job cancelled meanwhile:
+        // end it now instead (the sweeper covers the delayed set itself).
+        if completion.delays() {
+            let campaign = job.campaign.as_deref();
+            if let Some(applied) = self
+                .cancels
+                .find(&job.id, campaign, self.kind, Some(checked))
+            {
+                completion = self.cancelled(entry, job, attempt, &applied);
+            }
+        }
         if counted && !completion_sent(&completion) {
             self.uncount(job);
         }
@@ -697,6 +719,7 @@ impl ChannelWorker {
         job: &Job,
         attempt: u32,
         time_rule: Option<&str>,
+        checked: tokio::time::Instant,
     ) -> Completion {
         let cx = Compose {
             renderer: &self.templates,
@@ -733,8 +756,26 @@ impl ChannelWorker {
             to: self.plugin.recipient(&job.to),
             content,
         };
-        if let Some(done) = self.rate_permits(entry, job, attempt, &message).await {
-            return done;
+        // A job waiting for a permit ends as soon as it is cancelled; one that
+        // got its permit is checked once more before the provider sees it.
+        // After that, it ends as the provider answers.
+        let campaign = job.campaign.as_deref();
+        tokio::select! {
+            biased;
+            done = self.rate_permits(entry, job, attempt, &message) => {
+                if let Some(done) = done {
+                    return done;
+                }
+            }
+            applied = self.cancels.wait_for(&job.id, campaign, self.kind, checked) => {
+                return self.cancelled(entry, job, attempt, &applied);
+            }
+        }
+        if let Some(applied) = self
+            .cancels
+            .find(&job.id, campaign, self.kind, Some(checked))
+        {
+            return self.cancelled(entry, job, attempt, &applied);
         }
         // The channel may have paused while this job waited: do not call the provider.
         if let Some(code) = self.pause_reason() {

@@ -194,6 +194,28 @@ impl ChannelWorker {
         None
     }
 
+    /// An operator cancelled the job or its campaign: it ends here, on this
+    /// channel, with no fallback and no retry.
+    pub(super) fn cancelled(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        applied: &crate::cancel::Applied,
+    ) -> Completion {
+        let c = &applied.cancel;
+        let at = jiff::Timestamp::from_millisecond(c.at_ms)
+            .map(|t| format!("{t:.3}"))
+            .unwrap_or_default();
+        let ev = self
+            .event(entry, EventType::Cancelled, job, attempt)
+            .with("reason", c.reason.as_str())
+            .with("cancelled_by", c.by.as_str())
+            .with("cancelled_at", at)
+            .with("cancel", applied.scope());
+        self.complete(entry, vec![ev.into()])
+    }
+
     /// This channel cannot deliver the job: move it to the next fallback channel, or fail it.
     pub(super) fn not_here(
         &self,

@@ -352,7 +352,14 @@ pub fn events(conn: &mut redis::Connection) -> Vec<Value> {
         .collect()
 }
 
-pub const TERMINAL: [&str; 5] = ["sent", "failed", "suppressed", "expired", "duplicate"];
+pub const TERMINAL: [&str; 6] = [
+    "sent",
+    "failed",
+    "suppressed",
+    "expired",
+    "duplicate",
+    "cancelled",
+];
 
 /// Waits until `pred(events)` holds, returning the events; panics with them after `timeout`.
 pub fn wait_for(
