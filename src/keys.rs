@@ -26,6 +26,7 @@
 //! | `P:{rate:<scope>}:paused`    | string | rate scope   | the pause        | a pause any daemon set (value: reason) |
 //! | `P:link:<code>`              | string | —            | `link_ttl`       | a short link's sealed click token |
 //! | `P:verp:<token>`             | string | —            | 30 days          | a long job id behind a VERP token |
+//! | `P:line:tag:<tag>`           | string | —            | 7 days           | the job id behind a LINE notification message's delivery tag |
 //! | `P:schema`                   | hash   | —            | —                | `version`, `partitions` |
 //!
 //! A job's partition is [`partition_of`] its `customer_id` (its `id` when it has
@@ -237,6 +238,11 @@ impl Keys {
     /// A long job id behind a VERP return path's token.
     pub fn verp(&self, token: &str) -> String {
         format!("{}:verp:{token}", self.prefix)
+    }
+
+    /// The job id behind a LINE notification message's delivery tag.
+    pub fn line_delivery_tag(&self, tag: &str) -> String {
+        format!("{}:line:tag:{tag}", self.prefix)
     }
 
     /// The layout's version and partition count.

@@ -29,6 +29,14 @@ pub struct LineSection {
     /// How long a short link in a text message keeps working. Default: "30d".
     #[serde(default, deserialize_with = "crate::units::duration::optional")]
     pub link_ttl: Option<Duration>,
+    /// LINE notification messages (PNP, for accounts LINE approved): a
+    /// transactional job with `to.phone` and no `to.line_user_id` goes to
+    /// `POST /bot/pnp/push`. Default: false.
+    #[serde(default)]
+    pub pnp: bool,
+    /// The region national numbers are read in for notification messages.
+    /// Default: `channels.sms.default_region` when set, else "JP".
+    pub pnp_default_region: Option<String>,
 }
 
 fn yes() -> bool {
@@ -49,6 +57,35 @@ impl LineSection {
                     "required for the Messaging API: channel_access_token = \"${LINE_CHANNEL_ACCESS_TOKEN}\"",
                 )
             })
+    }
+
+    /// With `pnp` on, the region notification messages read national numbers
+    /// in: `pnp_default_region`, else the SMS channel's `default_region` (one
+    /// customer list, one reading of its numbers), else "JP". Checked here, at
+    /// start, against the phone-number metadata.
+    pub fn pnp_region(&self, sms_section: Option<&toml::Table>) -> Result<Option<String>, KeyError> {
+        if !self.pnp {
+            return Ok(None);
+        }
+        let (region, key) = match (&self.pnp_default_region, sms_section) {
+            (Some(r), _) => (r.clone(), "channels.line.pnp_default_region"),
+            (None, Some(sms)) => match sms.get("default_region").and_then(|v| v.as_str()) {
+                Some(r) => (r.to_owned(), "channels.sms.default_region"),
+                None => ("JP".to_owned(), "channels.line.pnp_default_region"),
+            },
+            (None, None) => ("JP".to_owned(), "channels.line.pnp_default_region"),
+        };
+        tayori_channels::phone::check_region(&region).map_err(|_| {
+            KeyError::new(
+                key,
+                format!(
+                    "{region:?} is not a region with a numbering plan, and LINE notification \
+                     messages (pnp = true) read national numbers in it: use a two-letter region \
+                     code such as \"JP\""
+                ),
+            )
+        })?;
+        Ok(Some(region.trim().to_ascii_uppercase()))
     }
 
     /// The channel secret, when set (not blank).
