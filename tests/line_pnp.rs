@@ -25,7 +25,10 @@ fn hashed(e164: &str) -> String {
 
 /// The tag Tayori sends for a job on LINE (the README's rule).
 fn tag_of(job_id: &str) -> String {
-    format!("tayori-{}", hex(&sha256(format!("{job_id}/line").as_bytes())))
+    format!(
+        "tayori-{}",
+        hex(&sha256(format!("{job_id}/line").as_bytes()))
+    )
 }
 
 /// A job on LINE with only a phone number: `kind` transactional unless `None`.
@@ -201,7 +204,11 @@ from = "Example Shop <news@example.com>"
 
     // A 5xx may have delivered: never sent again (no retry key to make a retry safe).
     api.script(vec![Reply::ServerError]);
-    s.enqueue_cli(&[phone_job("order-500", "090-1111-2222", Some("transactional"))]);
+    s.enqueue_cli(&[phone_job(
+        "order-500",
+        "090-1111-2222",
+        Some("transactional"),
+    )]);
     let evs = wait_for(&mut conn, WAIT, "order-500 failed", |e| {
         !of_job(e, "order-500", "failed").is_empty()
     });
@@ -218,7 +225,11 @@ from = "Example Shop <news@example.com>"
 
     // A 429 proves nothing was taken: retried, sent once.
     api.script(vec![Reply::TooManyRequests]);
-    s.enqueue_cli(&[phone_job("order-429", "090-1111-3333", Some("transactional"))]);
+    s.enqueue_cli(&[phone_job(
+        "order-429",
+        "090-1111-3333",
+        Some("transactional"),
+    )]);
     let evs = wait_for(&mut conn, WAIT, "order-429 sent", |e| {
         !of_job(e, "order-429", "sent").is_empty()
     });
@@ -298,8 +309,7 @@ pnp = true
     let files = s.outbox_files("line");
     assert_eq!(files.len(), 1);
     let written: Value =
-        serde_json::from_slice(&std::fs::read(s.outbox("line").join(&files[0])).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(s.outbox("line").join(&files[0])).unwrap()).unwrap();
     assert_eq!(written["to"], hashed("+819012345678"));
     assert!(line_api::pnp_violations(&written).is_empty());
 

@@ -94,7 +94,11 @@ pub fn request_error(e: reqwest::Error) -> SendError {
     if e.is_connect() {
         return crate::provider_http::request_error("line", e);
     }
-    let what = if e.is_timeout() { "timed out" } else { "failed" };
+    let what = if e.is_timeout() {
+        "timed out"
+    } else {
+        "failed"
+    };
     SendError::permanent(
         UNCONFIRMED,
         format!(
@@ -152,7 +156,9 @@ mod tests {
         );
         let h = hashed_phone("+819012345678");
         assert_eq!(h.len(), 64);
-        assert!(h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert!(h
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     }
 
     #[test]
@@ -193,14 +199,21 @@ mod tests {
     #[test]
     fn national_and_full_width_numbers_hash_as_their_e164_form() {
         let want = hashed_phone("+819012345678");
-        for raw in ["090-1234-5678", "０９０－１２３４－５６７８", "+81 90 1234 5678"] {
+        for raw in [
+            "090-1234-5678",
+            "０９０－１２３４－５６７８",
+            "+81 90 1234 5678",
+        ] {
             let body = encoder().pnp_body(&notification(raw)).unwrap();
             assert_eq!(body["to"], want, "{raw}");
         }
         let bad = encoder().pnp_body(&notification("12")).unwrap_err();
         assert!(matches!(&bad, SendError::Unreachable { code, .. } if code == "invalid_phone"));
         assert!(bad.message().starts_with("to.phone: "), "{bad}");
-        assert!(!bad.message().contains("12"), "never quotes the number: {bad}");
+        assert!(
+            !bad.message().contains("12"),
+            "never quotes the number: {bad}"
+        );
         let off = LineEncoder::default().pnp_body(&notification("09012345678"));
         assert!(matches!(off, Err(SendError::Permanent { .. })));
     }
@@ -221,11 +234,19 @@ mod tests {
             );
         }
         assert!(matches!(
-            classify(StatusCode::TOO_MANY_REQUESTS, &none, r#"{"message":"slow down"}"#),
+            classify(
+                StatusCode::TOO_MANY_REQUESTS,
+                &none,
+                r#"{"message":"slow down"}"#
+            ),
             Err(SendError::RateLimited { .. })
         ));
         assert!(matches!(
-            classify(StatusCode::UNPROCESSABLE_ENTITY, &none, r#"{"message":"Failed to send messages"}"#),
+            classify(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &none,
+                r#"{"message":"Failed to send messages"}"#
+            ),
             Err(SendError::Unreachable { .. })
         ));
         assert!(matches!(

@@ -96,3 +96,35 @@ impl LineSection {
             .map(str::to_owned)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(text: &str) -> LineSection {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_pnp_region_is_its_own_then_the_sms_channels_then_jp() {
+        let sms: toml::Table = toml::from_str("default_region = \"us\"").unwrap();
+        let empty_sms = toml::Table::new();
+        assert_eq!(section("").pnp_region(Some(&sms)).unwrap(), None, "off");
+        let on = section("pnp = true");
+        assert_eq!(on.pnp_region(None).unwrap().as_deref(), Some("JP"));
+        assert_eq!(on.pnp_region(Some(&empty_sms)).unwrap().as_deref(), Some("JP"));
+        assert_eq!(on.pnp_region(Some(&sms)).unwrap().as_deref(), Some("US"));
+        let own = section("pnp = true\npnp_default_region = \"GB\"");
+        assert_eq!(own.pnp_region(Some(&sms)).unwrap().as_deref(), Some("GB"));
+        let bad = section("pnp = true\npnp_default_region = \"XX\"");
+        let err = bad.pnp_region(None).unwrap_err();
+        assert_eq!(err.key, "channels.line.pnp_default_region");
+        assert!(err.message.contains("\"JP\""), "{}", err.message);
+        // Inherited and bad: the key named is the one to fix.
+        let bad_sms: toml::Table = toml::from_str("default_region = \"XX\"").unwrap();
+        assert_eq!(
+            on.pnp_region(Some(&bad_sms)).unwrap_err().key,
+            "channels.sms.default_region"
+        );
+    }
+}
