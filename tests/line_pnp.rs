@@ -334,3 +334,51 @@ pnp = true
         "{stderr}"
     );
 }
+
+/// One request to the fake, over a plain socket: (status, body).
+fn post_to_fake(api: &LineApi, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", api.port())).unwrap();
+    let mut head = format!(
+        "POST {PNP_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    stream
+        .write_all(format!("{head}\r\n{body}").as_bytes())
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let (status, _, body): (u16, Vec<(String, String)>, Vec<u8>) = parse_response(&raw);
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn the_fake_refuses_a_number_in_clear_and_a_tag_outside_16_to_100_characters() {
+    let api = LineApi::start(TOKEN);
+    let messages = json!([{"type": "text", "text": "ご注文を承りました"}]);
+    let clear = json!({"to": "+819012345678", "messages": messages});
+    let (status, _) = post_to_fake(&api, &[("X-Line-Delivery-Tag", "short")], &clear);
+    assert_eq!(status, 400);
+    let violations = api.violations().join("\n");
+    assert!(
+        violations.contains("to: must be the SHA-256"),
+        "{violations}"
+    );
+    assert!(violations.contains("X-Line-Delivery-Tag"), "{violations}");
+    assert!(api.deliveries().is_empty());
+
+    let long = "t".repeat(101);
+    let hashed_body = json!({"to": hashed("+819012345678"), "messages": messages});
+    let (status, _) = post_to_fake(&api, &[("X-Line-Delivery-Tag", &long)], &hashed_body);
+    assert_eq!(status, 400, "{:?}", api.violations());
+
+    let tag = tag_of("order-1");
+    let (status, body) = post_to_fake(&api, &[("X-Line-Delivery-Tag", &tag)], &hashed_body);
+    assert_eq!((status, body), (200, json!({})));
+    assert_eq!(api.deliveries().len(), 1);
+}
