@@ -490,6 +490,10 @@ mod tests {
         assert_eq!(k.dead(p), "tayori:{3}:dead");
         assert_eq!(k.paused(ChannelId::new("sms")), "tayori:{rate:sms}:paused");
         assert_eq!(k.short_link("ab12"), "tayori:link:ab12");
+        assert_eq!(
+            k.line_delivery_tag("tayori-00ff"),
+            "tayori:line:tag:tayori-00ff"
+        );
         assert_eq!(k.schema(), "tayori:schema");
         assert_eq!(k.partition_of_stream("tayori:{3}:jobs:line"), Some(p));
         assert_eq!(k.partition_of_stream("tayori:{4}:jobs:line"), None);
