@@ -176,6 +176,9 @@ struct ExtraFields {
     line_user_id: Option<String>,
     /// A provider's report: when it happened at the provider.
     occurred_at: Option<String>,
+    /// `sent`, `delivered` on LINE: `pnp` for a notification message (sent to
+    /// the user of a phone number).
+    via: Option<String>,
     /// `channel: "best"` jobs: how the channel was chosen.
     channel_choice: Option<Value>,
 }

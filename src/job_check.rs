@@ -186,7 +186,11 @@ impl JobChecker {
         };
         for (_, e) in enabled {
             let key = e.plugin.address_key();
-            match e.plugin.address(&job.to) {
+            let address = e
+                .plugin
+                .address(&job.to)
+                .or_else(|| e.settings.alternate_address(job, &self.renderer));
+            match address {
                 Some(address) => {
                     e.settings
                         .check_address(address)

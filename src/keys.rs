@@ -26,6 +26,7 @@
 //! | `P:{rate:<scope>}:paused`    | string | rate scope   | the pause        | a pause any daemon set (value: reason) |
 //! | `P:link:<code>`              | string | —            | `link_ttl`       | a short link's sealed click token |
 //! | `P:verp:<token>`             | string | —            | 30 days          | a long job id behind a VERP token |
+//! | `P:line:tag:<tag>`           | string | —            | 7 days           | the job id behind a LINE notification message's delivery tag |
 //! | `P:cancels`                  | hash   | —            | — (lapsed fields pruned) | `campaign/<channel or *>/<id>` or `job/<id>` → the cancel (JSON) |
 //! | `P:schema`                   | hash   | —            | —                | `version`, `partitions` |
 //!
@@ -238,6 +239,11 @@ impl Keys {
     /// A long job id behind a VERP return path's token.
     pub fn verp(&self, token: &str) -> String {
         format!("{}:verp:{token}", self.prefix)
+    }
+
+    /// The job id behind a LINE notification message's delivery tag.
+    pub fn line_delivery_tag(&self, tag: &str) -> String {
+        format!("{}:line:tag:{tag}", self.prefix)
     }
 
     /// Active cancels (see [`crate::cancel`]): one small hash every daemon reads.
@@ -490,6 +496,10 @@ mod tests {
         assert_eq!(k.dead(p), "tayori:{3}:dead");
         assert_eq!(k.paused(ChannelId::new("sms")), "tayori:{rate:sms}:paused");
         assert_eq!(k.short_link("ab12"), "tayori:link:ab12");
+        assert_eq!(
+            k.line_delivery_tag("tayori-00ff"),
+            "tayori:line:tag:tayori-00ff"
+        );
         assert_eq!(k.schema(), "tayori:schema");
         assert_eq!(k.partition_of_stream("tayori:{3}:jobs:line"), Some(p));
         assert_eq!(k.partition_of_stream("tayori:{4}:jobs:line"), None);

@@ -55,7 +55,7 @@ pub const OLDEST_PENDING_SECONDS: &str = "tayori_queue_oldest_pending_seconds";
 pub const DELAYED_DUE: &str = "tayori_delayed_jobs_due";
 
 /// The `type` values the LINE webhook counts under their own name (others: `other`).
-pub const LINE_EVENT_TYPES: [&str; 12] = [
+pub const LINE_EVENT_TYPES: [&str; 13] = [
     "message",
     "unsend",
     "follow",
@@ -68,6 +68,7 @@ pub const LINE_EVENT_TYPES: [&str; 12] = [
     "videoPlayComplete",
     "beacon",
     "accountLink",
+    "delivery",
 ];
 /// Opens and clicks never written to Redis, by `reason` (src/http/backlog.rs).
 pub const REACTIONS_LOST: &str = "tayori_reactions_lost_total";

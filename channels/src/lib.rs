@@ -13,6 +13,7 @@ pub mod line;
 mod message;
 #[cfg(test)]
 mod one_shot;
+pub mod phone;
 pub mod provider_http;
 pub mod sms;
 pub mod webhook;

@@ -65,6 +65,14 @@ pub enum Content {
     Line {
         messages: Vec<serde_json::Value>,
     },
+    /// A LINE notification message (PNP): LINE message objects for the user
+    /// LINE finds by a phone number, for a transactional job without a user id.
+    LineNotification {
+        messages: Vec<serde_json::Value>,
+        /// The job's `to.phone` as given: the encoder normalizes it to E.164 and
+        /// sends only its SHA-256.
+        phone: String,
+    },
     Sms {
         text: String,
     },

@@ -22,6 +22,11 @@ pub trait Recorder: Send + Sync {
 
     /// The job id stored under a VERP token too long to carry it.
     async fn verp_job(&self, token: &str) -> Result<Option<String>, RecordError>;
+
+    /// The job id stored under a LINE notification message's delivery tag.
+    async fn line_tag_job(&self, _tag: &str) -> Result<Option<String>, RecordError> {
+        Ok(None)
+    }
 }
 
 /// Redis did not take a reaction: the provider should deliver it again (503).

@@ -187,6 +187,13 @@ pub trait ChannelSettings: Send + Sync {
         None
     }
 
+    /// The job's address here when it gives none under the channel's own key
+    /// (LINE with `pnp`: a transactional job's `to.phone`, sent as a
+    /// notification message). `None` by default: such a job has no address here.
+    fn alternate_address<'a>(&self, _job: &'a Job, _renderer: &Renderer) -> Option<&'a str> {
+        None
+    }
+
     /// Whether a provider's "slow down" with a time (429 and Retry-After)
     /// speaks for the whole channel (one account: LINE, Twilio), which then
     /// pauses for every daemon, or only for one destination (a webhook

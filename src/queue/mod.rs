@@ -166,6 +166,16 @@ impl crate::channel::inbound::Recorder for ReactionRecorder<'_> {
             .await
             .map_err(|e| crate::channel::inbound::RecordError(e.to_string()))
     }
+
+    async fn line_tag_job(
+        &self,
+        tag: &str,
+    ) -> Result<Option<String>, crate::channel::inbound::RecordError> {
+        self.queue
+            .line_tag_job(tag)
+            .await
+            .map_err(|e| crate::channel::inbound::RecordError(e.to_string()))
+    }
 }
 
 impl From<crate::event::Event> for Op {
@@ -202,6 +212,13 @@ pub struct Queue {
 /// How long a VERP token's job id is kept: bounce reports come within days (MTAs
 /// give up on a message after about 5), late ones within weeks.
 pub const VERP_RECORD_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How long a LINE delivery tag's job id is kept. LINE sends the delivery
+/// event when the message reaches the phone (seconds, or when a phone that was
+/// off comes back); a week covers a phone off over a holiday. A key takes 168
+/// bytes (`MEMORY USAGE`, Redis 7.0, a 19-byte job id; 456 for a 256-byte
+/// one): a million notification messages a week keep ~170 MB.
+pub const DELIVERY_TAG_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Reply timeout for ordinary commands (redis-rs's default of 500 ms is too
 /// tight for a big scripted batch on a busy server).
@@ -712,8 +729,8 @@ impl Queue {
     }
 
     /// Stores what a message needs before it is sent, in one round trip: short
-    /// links (code → sealed click token) for `link_ttl`, and a VERP token's job id
-    /// for [`VERP_RECORD_TTL`].
+    /// links (code → sealed click token) for `link_ttl`, a VERP token's job id
+    /// for [`VERP_RECORD_TTL`], a LINE delivery tag's for [`DELIVERY_TAG_TTL`].
     pub async fn store_records(&self, records: &crate::tracking::Records) -> RedisResult<()> {
         let link_ttl = records.link_ttl;
         let mut batch = self.batch();
@@ -733,10 +750,27 @@ impl Queue {
                 .arg(VERP_RECORD_TTL.as_secs());
             batch.add_ignored(&key, set);
         }
+        if let Some(t) = &records.delivery_tag {
+            let key = self.keys.line_delivery_tag(&t.tag);
+            let mut set = redis::cmd("SET");
+            set.arg(&key)
+                .arg(&t.job_id)
+                .arg("EX")
+                .arg(DELIVERY_TAG_TTL.as_secs());
+            batch.add_ignored(&key, set);
+        }
         if batch.is_empty() {
             return Ok(());
         }
         batch.query(&self.conn).await.map(drop)
+    }
+
+    /// The job id behind a LINE notification message's delivery tag, if still kept.
+    pub async fn line_tag_job(&self, tag: &str) -> RedisResult<Option<String>> {
+        self.conn
+            .clone()
+            .get(self.keys.line_delivery_tag(tag))
+            .await
     }
 
     /// The job id stored under a VERP token, if it is still kept.

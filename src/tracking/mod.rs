@@ -40,6 +40,15 @@ pub struct VerpRecord {
     pub job_id: String,
 }
 
+/// A LINE notification message's delivery tag and its job, stored before the
+/// message goes out (`{prefix}:line:tag:{tag}` → `job_id`): LINE's delivery
+/// event names only the tag, and a job id may be longer than a tag can be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryTag {
+    pub tag: String,
+    pub job_id: String,
+}
+
 /// What a message needs in Redis before it is sent, so that what comes back
 /// (a click on a short link, a bounce) can be traced to it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -48,11 +57,12 @@ pub struct Records {
     /// How long the short links keep working.
     pub link_ttl: std::time::Duration,
     pub verp: Option<VerpRecord>,
+    pub delivery_tag: Option<DeliveryTag>,
 }
 
 impl Records {
     pub fn is_empty(&self) -> bool {
-        self.short_links.is_empty() && self.verp.is_none()
+        self.short_links.is_empty() && self.verp.is_none() && self.delivery_tag.is_none()
     }
 }
 

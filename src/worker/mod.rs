@@ -600,9 +600,11 @@ impl ChannelWorker {
     /// The job's address on this channel, or where the channel sends a job
     /// without one (a webhook's default endpoint).
     fn address<'a>(&'a self, job: &'a Job) -> Option<&'a str> {
+        let settings = || self.channels.get(self.kind).map(|c| &c.settings);
         self.plugin
             .address(&job.to)
-            .or_else(|| self.channels.get(self.kind)?.settings.default_address())
+            .or_else(|| settings()?.alternate_address(job, &self.templates))
+            .or_else(|| settings()?.default_address())
     }
 
     /// A job's address on any channel as suppressions are keyed (phone numbers in E.164).

@@ -1,5 +1,8 @@
 //! A real HTTP server that plays the LINE Messaging API push endpoint
-//! (`POST /v2/bot/message/push`) for the integration tests, and checks every request
+//! (`POST /v2/bot/message/push`) and the notification message endpoint
+//! (`POST /bot/pnp/push`: `to` must be a SHA-256 in lowercase hex, 200 answers
+//! `{}`, 422 is [`Reply::Unprocessable`], and there is no retry key) for the
+//! integration tests, and checks every request
 //! against LINE's official OpenAPI description (`tests/specs/line-messaging-api.json`,
 //! embedded at compile time) plus the limits the description does not encode
 //! (`/work/shared/specs/README.md`: text ≤ 5000 UTF-16 code units, altText ≤ 1500,
@@ -37,6 +40,8 @@ use schema::{Validator, Violation};
 
 /// The push endpoint's path, as in the spec.
 pub const PUSH_PATH: &str = "/v2/bot/message/push";
+/// The notification message (PNP) endpoint's path, as in the spec.
+pub const PNP_PATH: &str = "/bot/pnp/push";
 /// Text message limit in UTF-16 code units (not in the spec).
 pub const MAX_TEXT_UTF16: usize = 5000;
 /// `altText` limit (not in the spec), counted in UTF-16 code units like `text`.
@@ -96,6 +101,36 @@ fn utf16_len(s: &str) -> usize {
 /// then the limits LINE documents but the spec leaves out.
 pub fn push_violations(body: &Value) -> Vec<Violation> {
     let mut out = request_body_violations(messaging_api_spec(), "POST", PUSH_PATH, body);
+    out.extend(message_limit_violations(body));
+    out
+}
+
+/// Everything wrong with a notification message body: the spec's
+/// `PnpMessagesRequest`, the message limits, and `to` as LINE describes it ("a
+/// phone number normalized to E.164 and hashed with SHA256": 64 lowercase hex
+/// digits, never the number itself).
+pub fn pnp_violations(body: &Value) -> Vec<Violation> {
+    let mut out = request_body_violations(messaging_api_spec(), "POST", PNP_PATH, body);
+    out.extend(message_limit_violations(body));
+    if let Some(to) = body.get("to").and_then(Value::as_str) {
+        let hashed = to.len() == 64
+            && to
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hashed {
+            out.push(Violation::new(
+                "to",
+                "must be the SHA-256 (lowercase hex) of an E.164 number",
+            ));
+        }
+    }
+    out
+}
+
+/// The limits LINE documents for `messages` and `customAggregationUnits` but
+/// the spec leaves out.
+fn message_limit_violations(body: &Value) -> Vec<Violation> {
+    let mut out = Vec::new();
     if let Some(messages) = body.get("messages").and_then(Value::as_array) {
         for (i, m) in messages.iter().enumerate() {
             let is_text = matches!(
@@ -168,6 +203,9 @@ pub enum Reply {
     MonthlyLimit,
     /// 500 `"Internal server error"`.
     ServerError,
+    /// 422 `{"message": <the string>}`: a notification message LINE could not
+    /// deliver (no LINE user for the number, or one who has not agreed).
+    Unprocessable(String),
     /// Waits, then answers like [`Reply::Ok`]: for client timeouts. The message counts as
     /// delivered (status 200 is recorded, and the retry key is accepted) as soon as the
     /// request arrives, like a real send whose answer the client never saw; a retry with
@@ -420,10 +458,11 @@ fn decide(st: &mut ServerState, req: &Incoming) -> (Response, Option<Duration>) 
     };
 
     // 1. Route.
-    if path != PUSH_PATH {
+    let pnp = path == PNP_PATH;
+    if path != PUSH_PATH && !pnp {
         let v = Violation::new(
             "(path)",
-            format!("{method} {path}: this server plays only POST {PUSH_PATH}"),
+            format!("{method} {path}: this server plays only POST {PUSH_PATH} and {PNP_PATH}"),
         );
         record(st, 404, &[v]);
         return (
@@ -443,7 +482,7 @@ fn decide(st: &mut ServerState, req: &Incoming) -> (Response, Option<Duration>) 
         );
     }
     let spec = messaging_api_spec();
-    let op = operation(spec, "POST", PUSH_PATH).expect("the spec has POST /v2/bot/message/push");
+    let op = operation(spec, "POST", &path).expect("the spec has both POST paths");
 
     // 2. Authentication (security scheme `Bearer`: http, scheme bearer).
     let authorized = match header("authorization") {
@@ -533,6 +572,7 @@ fn decide(st: &mut ServerState, req: &Incoming) -> (Response, Option<Duration>) 
 
     // The body, against the spec and the documented limits.
     match &parsed {
+        Ok(body) if pnp => violations.extend(pnp_violations(body)),
         Ok(body) => violations.extend(push_violations(body)),
         Err(e) => violations.push(Violation::new("(body)", format!("not valid JSON: {e}"))),
     }
@@ -562,8 +602,9 @@ fn decide(st: &mut ServerState, req: &Incoming) -> (Response, Option<Duration>) 
         return (respond(400, &request_id, &body, &[]), None);
     }
 
-    // 4. A retry key already accepted.
-    if let Some(accepted) = retry_key.as_ref().and_then(|k| st.accepted.get(k)) {
+    // 4. A retry key already accepted (push only: PNP has none).
+    let replay_key = retry_key.as_ref().filter(|_| !pnp);
+    if let Some(accepted) = replay_key.and_then(|k| st.accepted.get(k)) {
         let original = accepted.request_id.clone();
         let body = json!({
             "message": "The retry key is already accepted",
@@ -586,7 +627,7 @@ fn decide(st: &mut ServerState, req: &Incoming) -> (Response, Option<Duration>) 
                 .map_or(1, Vec::len);
             let sent: Vec<Value> = (0..count).map(|_| st.sent_message()).collect();
             let sent = Value::Array(sent);
-            if let Some(key) = &retry_key {
+            if let Some(key) = replay_key {
                 st.accepted.insert(
                     key.clone(),
                     Accepted {
@@ -599,8 +640,15 @@ fn decide(st: &mut ServerState, req: &Incoming) -> (Response, Option<Duration>) 
                 Reply::Slow(d) => Some(d),
                 _ => None,
             };
-            (200, json!({ "sentMessages": sent }), delay)
+            // PNP's 200 has no body in the spec; LINE sends `{}`.
+            let body = if pnp {
+                json!({})
+            } else {
+                json!({ "sentMessages": sent })
+            };
+            (200, body, delay)
         }
+        Reply::Unprocessable(message) => (422, error_body(&message), None),
         Reply::BadRequest(message) => (400, json!({"message": message, "details": []}), None),
         Reply::Unauthorized => (
             401,

@@ -6,8 +6,8 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::{retry_key, LineEncoder};
-use crate::{Channel, Message, SendError, Sent};
+use super::{pnp, retry_key, LineEncoder};
+use crate::{Channel, Content, Message, SendError, Sent};
 
 /// LINE's wording for an exhausted monthly quota (a 429 that retrying cannot fix).
 const MONTHLY_LIMIT: &str = "monthly limit";
@@ -15,6 +15,8 @@ const MONTHLY_LIMIT: &str = "monthly limit";
 pub struct LineClient {
     http: reqwest::Client,
     push_url: String,
+    /// `POST /bot/pnp/push`: notification messages ([`pnp`]).
+    pnp_url: String,
     /// `Bearer {token}`, marked sensitive so it is never printed.
     authorization: HeaderValue,
     encoder: LineEncoder,
@@ -37,6 +39,7 @@ impl LineClient {
         Ok(Self {
             http,
             push_url: format!("{}/v2/bot/message/push", api_base.trim_end_matches('/')),
+            pnp_url: format!("{}{}", api_base.trim_end_matches('/'), pnp::PNP_PATH),
             authorization,
             encoder,
         })
@@ -55,6 +58,9 @@ pub fn authorization(token: &str) -> Result<HeaderValue, String> {
 #[async_trait::async_trait]
 impl Channel for LineClient {
     async fn send(&self, message: &Message) -> Result<Sent, SendError> {
+        if let Content::LineNotification { .. } = &message.content {
+            return self.send_notification(message).await;
+        }
         let body = self.encoder.push_body(message)?;
         let response = self
             .http
@@ -73,6 +79,31 @@ impl Channel for LineClient {
         let headers = response.headers().clone();
         let text = read_capped(response).await;
         classify(status, &headers, &text)
+    }
+}
+
+impl LineClient {
+    /// A notification message: tagged so the delivery event finds the job, and
+    /// without a retry key, which PNP does not have ([`pnp::classify`] decides
+    /// what may be retried).
+    async fn send_notification(&self, message: &Message) -> Result<Sent, SendError> {
+        let body = self.encoder.pnp_body(message)?;
+        let response = self
+            .http
+            .post(&self.pnp_url)
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header(
+                pnp::DELIVERY_TAG_HEADER,
+                pnp::delivery_tag(&message.idempotency_key),
+            )
+            .json(&body)
+            .send()
+            .await
+            .map_err(pnp::request_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = read_capped(response).await;
+        pnp::classify(status, &headers, &text)
     }
 }
 

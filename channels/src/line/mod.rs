@@ -2,6 +2,7 @@
 //! its spec ([`client`] sends it; [`webhook`] verifies and reads what LINE reports back).
 
 pub mod client;
+pub mod pnp;
 pub mod webhook;
 
 pub use client::LineClient;
@@ -21,6 +22,9 @@ pub struct LineEncoder {
     /// Send the campaign as `customAggregationUnits` (LINE allows it only for
     /// approved accounts, so it is off unless the config turns it on).
     pub aggregation_units: bool,
+    /// The region national numbers are read in for notification messages
+    /// ([`pnp`]); `None`: notification messages are off.
+    pub pnp_region: Option<String>,
 }
 
 impl LineEncoder {
@@ -52,7 +56,11 @@ impl Encode for LineEncoder {
         "json"
     }
     fn encode(&self, message: &Message) -> Result<Vec<u8>, SendError> {
-        serde_json::to_vec(&self.push_body(message)?)
+        let body = match &message.content {
+            Content::LineNotification { .. } => self.pnp_body(message)?,
+            _ => self.push_body(message)?,
+        };
+        serde_json::to_vec(&body)
             .map_err(|e| SendError::permanent("invalid_message", e.to_string()))
     }
 }
@@ -156,6 +164,7 @@ mod tests {
         };
         let on = LineEncoder {
             aggregation_units: true,
+            ..LineEncoder::default()
         };
         assert_eq!(
             on.push_body(&msg("spring_26")).unwrap()["customAggregationUnits"],

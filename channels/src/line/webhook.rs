@@ -29,7 +29,8 @@ pub struct WebhookEvent {
     /// Milliseconds since the epoch, as LINE stamps it.
     pub timestamp: i64,
     pub redelivery: bool,
-    /// The text of a text message, or a postback's `data`.
+    /// The text of a text message, a postback's `data`, or a delivery
+    /// completion's `delivery.data` (a notification message's delivery tag).
     pub detail: Option<String>,
     /// For `follow`: the user had blocked the account and unblocked it (`follow.isUnblocked`).
     pub unblocked: bool,
@@ -57,7 +58,9 @@ pub fn parse(body: &[u8]) -> Result<Vec<WebhookEvent>, String> {
                     .pointer("/deliveryContext/isRedelivery")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
-                detail: str_at("/message/text").or_else(|| str_at("/postback/data")),
+                detail: str_at("/message/text")
+                    .or_else(|| str_at("/postback/data"))
+                    .or_else(|| str_at("/delivery/data")),
                 unblocked: e
                     .pointer("/follow/isUnblocked")
                     .and_then(Value::as_bool)

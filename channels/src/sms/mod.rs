@@ -2,7 +2,9 @@
 //! modules (`twilio`).
 
 pub mod http_gateway;
-pub mod phone;
+/// Phone numbers to E.164: channel-neutral (LINE notification messages use it
+/// too), kept reachable here where SMS code and its callers always found it.
+pub use crate::phone;
 pub mod segments;
 pub mod signatures;
 pub mod twilio;

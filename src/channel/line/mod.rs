@@ -11,7 +11,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
-use tayori_channels::line::{LineClient, LineEncoder};
+use tayori_channels::line::{pnp, LineClient, LineEncoder};
 use tayori_channels::{Channel, Content, Encode};
 
 use crate::channel::inbound::{Route, RouteContext};
@@ -21,14 +21,18 @@ use crate::channel::{
 };
 use crate::channel_id::ChannelId;
 use crate::config::KeyError;
-use crate::job::{Job, JobError};
-use crate::render::RenderError;
-use crate::tracking::Records;
+use crate::job::{Job, JobError, JobKind};
+use crate::render::{RenderError, Renderer};
+use crate::tracking::{DeliveryTag, Records};
 pub use config::LineSection;
 
 pub const ID: ChannelId = ChannelId::new("line");
 
 pub struct Line;
+
+/// Where a job keeps the customer's phone number: the SMS channel's address
+/// key, read here (not through the SMS channel) for notification messages.
+const PHONE_KEY: &str = "phone";
 
 /// `content.line`: LINE message objects; every string in them is a template.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -73,9 +77,10 @@ impl ChannelPlugin for Line {
     fn configure(
         &self,
         section: &toml::Table,
-        _cx: &ConfigContext<'_>,
+        cx: &ConfigContext<'_>,
     ) -> Result<(Common, Box<dyn ChannelSettings>), KeyError> {
         let (common, own) = section::split::<LineSection>(ID, section)?;
+        let pnp_region = own.pnp_region(cx.config.channels.get("sms"))?;
         let token = match common.transport(ID, self.transports())? {
             Transport::Native => Some(own.token()?),
             _ => None,
@@ -93,6 +98,7 @@ impl ChannelPlugin for Line {
                 .unwrap_or(crate::tracking::DEFAULT_LINK_TTL),
             channel_secret: own.secret(),
             token,
+            pnp_region,
         };
         // A token that cannot be a header would fail every push: say so now.
         if let Some(token) = &settings.token {
@@ -114,13 +120,29 @@ pub struct LineSettings {
     link_ttl: Duration,
     /// Verifies `/webhooks/line`.
     channel_secret: Option<String>,
+    /// With `pnp` on: the region national numbers are read in.
+    pnp_region: Option<String>,
 }
 
 impl LineSettings {
     fn line_encoder(&self) -> LineEncoder {
         LineEncoder {
             aggregation_units: self.aggregation_units,
+            pnp_region: self.pnp_region.clone(),
         }
+    }
+
+    /// The phone number a job's message goes to as a notification message:
+    /// with `pnp` on, a transactional job (by its `kind` or its template's) with
+    /// `to.phone` and no `to.line_user_id`. Marketing never goes through PNP.
+    fn notification_phone<'a>(&self, job: &'a Job, renderer: &Renderer) -> Option<&'a str> {
+        self.pnp_region.as_ref()?;
+        if Line.address(&job.to).is_some() {
+            return None;
+        }
+        let transactional =
+            job.kind == Some(JobKind::Transactional) || renderer.options(job).transactional;
+        transactional.then(|| job.to.text(PHONE_KEY)).flatten()
     }
 }
 
@@ -144,7 +166,28 @@ impl ChannelSettings for LineSettings {
     }
 
     fn compose(&self, job: &Job, cx: &Compose<'_>) -> Result<(Content, Records), RenderError> {
-        compose::compose(job, cx, self.track_clicks, self.link_ttl)
+        let (content, mut records) = compose::compose(job, cx, self.track_clicks, self.link_ttl)?;
+        let Some(phone) = self.notification_phone(job, cx.renderer) else {
+            return Ok((content, records));
+        };
+        let Content::Line { messages } = content else {
+            return Ok((content, records));
+        };
+        // Stored before the send, so the delivery event, however soon it comes,
+        // finds the job.
+        records.delivery_tag = Some(DeliveryTag {
+            tag: pnp::delivery_tag(&format!("{}/{ID}", job.id)),
+            job_id: job.id.clone(),
+        });
+        let content = Content::LineNotification {
+            messages,
+            phone: phone.to_owned(),
+        };
+        Ok((content, records))
+    }
+
+    fn alternate_address<'a>(&self, job: &'a Job, renderer: &Renderer) -> Option<&'a str> {
+        self.notification_phone(job, renderer)
     }
 
     fn routes(&self, _cx: &RouteContext) -> Vec<Arc<dyn Route>> {

@@ -8,9 +8,10 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use tayori_channels::line::pnp;
 use tayori_channels::line::webhook::{self, WebhookEvent};
 
-use crate::channel::inbound::{Recorder, Request, Route};
+use crate::channel::inbound::{RecordError, Recorder, Request, Route};
 use crate::event::Reaction;
 use crate::event::{Event, EventType};
 use crate::metrics as m;
@@ -67,7 +68,18 @@ async fn receive(
         return StatusCode::SERVICE_UNAVAILABLE;
     };
     for ev in &events {
-        let (suppress, event) = effect(ev);
+        let (suppress, event) = match ev.kind.as_str() {
+            "delivery" => match delivered(ev, recorder).await {
+                Ok(event) => (None, event),
+                Err(e) => {
+                    metrics::counter!(m::WEBHOOK_REJECTED, "source" => "line", "reason" => "redis")
+                        .increment(1);
+                    tracing::warn!(error = %e, "LINE webhook: Redis unavailable; answering 503 so LINE redelivers");
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+            },
+            _ => effect(ev),
+        };
         let json = event.map(|e| e.to_json());
         let reaction = Reaction {
             source: "line",
@@ -96,6 +108,29 @@ async fn receive(
         }
     }
     StatusCode::OK
+}
+
+/// A notification message's delivery completion: `delivered` for the job its
+/// tag was stored for. `None` for a tag that is not Tayori's (a send without
+/// one reports the hashed number) or no longer kept.
+async fn delivered(
+    ev: &WebhookEvent,
+    recorder: &dyn Recorder,
+) -> Result<Option<Event>, RecordError> {
+    let Some(tag) = ev.detail.as_deref().filter(|t| t.starts_with(pnp::TAG_PREFIX)) else {
+        return Ok(None);
+    };
+    let Some(job_id) = recorder.line_tag_job(tag).await? else {
+        tracing::debug!("LINE delivery event for a tag no longer kept");
+        return Ok(None);
+    };
+    let mut event = Event::reaction(EventType::Delivered, "line", format!("line/{}", ev.id));
+    event.job_id = Some(job_id);
+    event = event.with("via", "pnp");
+    if let Ok(at) = jiff::Timestamp::from_millisecond(ev.timestamp) {
+        event = event.with("occurred_at", format!("{at:.3}"));
+    }
+    Ok(Some(event))
 }
 
 /// What a LINE event means for Tayori: a suppression change (`Some(Some(reason))`

@@ -1,4 +1,5 @@
-//! Phone numbers to E.164 (`+819012345678`), the form every SMS gateway takes.
+//! Phone numbers to E.164 (`+819012345678`), the form every SMS gateway takes
+//! and LINE notification messages hash (`line::pnp`).
 //!
 //! Parsing and validation are libphonenumber's (through the `phonenumber`
 //! crate, which bundles Google's metadata): which lengths and prefixes a region
