@@ -255,7 +255,17 @@ max_delay = "1s"
     let report = tayori_ok(&s, &["report", "--campaign", "spring", "--json"]);
     let report: Value = serde_json::from_str(&report).expect("report JSON");
     assert_eq!(report["channels"]["sms"]["counts"]["cancelled"], 300);
-    assert_eq!(report["channels"]["email"]["counts"]["cancelled"], 600);
+    // The immediate emails went out or not depending on the machine's speed.
+    let email_cancelled = ids("now", 500)
+        .chain(ids("later", 500))
+        .chain(ids("late", 100))
+        .filter(|id| outcome(id) == "cancelled")
+        .count();
+    assert!(email_cancelled >= 600);
+    assert_eq!(
+        report["channels"]["email"]["counts"]["cancelled"],
+        email_cancelled
+    );
     assert_eq!(
         report["channels"]["line"]["counts"]["cancelled"],
         line_cancelled
