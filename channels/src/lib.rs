@@ -78,6 +78,11 @@ pub enum SendError {
     /// The message can never be sent as it is (invalid content, rejected address).
     #[error("permanent failure ({code}): {message}")]
     Permanent { code: String, message: String },
+    /// The provider may have taken the message and nothing can tell (a request
+    /// cut off, or a 5xx, where the provider has no retry key): the job fails,
+    /// neither retried nor sent on another channel, so nobody gets it twice.
+    #[error("outcome unknown ({code}): {message}")]
+    Unconfirmed { code: String, message: String },
     /// The whole channel cannot send now (credentials revoked, monthly quota used
     /// up): nothing is wrong with this message. The channel should pause and the
     /// job wait, rather than every queued job failing or burning its retries.
@@ -117,6 +122,7 @@ impl SendError {
             | Self::Bounced { code, .. }
             | Self::OptedOut { code, .. }
             | Self::Permanent { code, .. }
+            | Self::Unconfirmed { code, .. }
             | Self::Suspended { code, .. } => code,
         }
     }
@@ -129,11 +135,12 @@ impl SendError {
             | Self::Bounced { message, .. }
             | Self::OptedOut { message, .. }
             | Self::Permanent { message, .. }
+            | Self::Unconfirmed { message, .. }
             | Self::Suspended { message, .. } => message,
         }
     }
 
-    /// A short label for metrics: transient, rate_limited, unreachable, bounced, permanent, suspended.
+    /// A short label for metrics: transient, rate_limited, unreachable, bounced, permanent, suspended, unconfirmed.
     pub fn class(&self) -> &'static str {
         match self {
             Self::Transient { .. } => "transient",
@@ -143,6 +150,7 @@ impl SendError {
             Self::OptedOut { .. } => "opted_out",
             Self::Permanent { .. } => "permanent",
             Self::Suspended { .. } => "suspended",
+            Self::Unconfirmed { .. } => "unconfirmed",
         }
     }
 }

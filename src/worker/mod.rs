@@ -832,6 +832,14 @@ impl ChannelWorker {
                 self.retry_or_fail(entry, job, attempt, &e)
             }
             Err(e @ SendError::Transient { .. }) => self.retry_or_fail(entry, job, attempt, &e),
+            // The provider may have it: another channel or another try could
+            // make the recipient get it twice.
+            Err(e @ SendError::Unconfirmed { .. }) => {
+                let ev = self
+                    .event(entry, EventType::Failed, job, attempt)
+                    .with_error(e.code(), e.message());
+                self.complete(entry, vec![ev.into()])
+            }
             Err(e) => self.not_here(entry, job, attempt, e.code(), e.message()),
         }
     }

@@ -99,14 +99,14 @@ pub fn request_error(e: reqwest::Error) -> SendError {
     } else {
         "failed"
     };
-    SendError::permanent(
-        UNCONFIRMED,
-        format!(
+    SendError::Unconfirmed {
+        code: UNCONFIRMED.into(),
+        message: format!(
             "the notification message request {what} ({}); LINE may have delivered it, and a \
              notification message has no retry key, so it is not sent again",
             e.without_url()
         ),
-    )
+    }
 }
 
 /// Maps LINE's answer to `POST /bot/pnp/push` to an outcome.
@@ -128,14 +128,14 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Result<S
         422 => Err(SendError::unreachable("line_pnp_422", message())),
         // Without a retry key a 409 is no replay of ours: say what LINE said.
         409 => Err(SendError::permanent("line_409", message())),
-        s if s >= 500 => Err(SendError::permanent(
-            UNCONFIRMED,
-            format!(
+        s if s >= 500 => Err(SendError::Unconfirmed {
+            code: UNCONFIRMED.into(),
+            message: format!(
                 "LINE answered {s} ({}); it may have delivered the notification message, \
                  which has no retry key, so it is not sent again",
                 message()
             ),
-        )),
+        }),
         // 400 (refused as written), 401/403 (the token: the channel pauses) and
         // 429 (nothing taken: retried, or a pause for the monthly limit) mean
         // what they mean for a push.
@@ -229,7 +229,7 @@ mod tests {
         for s in [500, 502, 503, 504] {
             let e = classify(StatusCode::from_u16(s).unwrap(), &none, "{}").unwrap_err();
             assert!(
-                matches!(&e, SendError::Permanent { code, .. } if code == UNCONFIRMED),
+                matches!(&e, SendError::Unconfirmed { code, .. } if code == UNCONFIRMED),
                 "{s}: {e:?}"
             );
         }
