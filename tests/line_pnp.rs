@@ -202,18 +202,18 @@ from = "Example Shop <news@example.com>"
         assert_eq!(delivered[0]["occurred_at"], "2026-09-21T14:13:20.000Z");
     }
 
-    // A 5xx may have delivered: never sent again (no retry key to make a retry safe).
+    // A 5xx may have delivered: never sent again (no retry key to make a retry
+    // safe), and not on the fallback channel either.
     api.script(vec![Reply::ServerError]);
-    s.enqueue_cli(&[phone_job(
-        "order-500",
-        "090-1111-2222",
-        Some("transactional"),
-    )]);
+    let mut j = phone_job("order-500", "090-1111-2222", Some("transactional"));
+    j["fallback"] = json!(["email"]);
+    s.enqueue_cli(&[j]);
     let evs = wait_for(&mut conn, WAIT, "order-500 failed", |e| {
         !of_job(e, "order-500", "failed").is_empty()
     });
     let failed = of_job(&evs, "order-500", "failed")[0];
     assert_eq!(failed["error"]["code"], "line_pnp_unconfirmed");
+    assert!(of_job(&evs, "order-500", "fallback").is_empty());
     let tag = tag_of("order-500");
     let tried = |api: &LineApi, tag: &str| {
         pnp_requests(api)
