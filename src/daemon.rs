@@ -137,6 +137,25 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
         kinds.push(kind);
     }
     m::register_zeroes(&kinds);
+    // LINE's quota readings pause (or resume) this daemon's LINE worker.
+    if let Some(line) = workers
+        .iter()
+        .find(|w| w.kind() == crate::channel::line::ID)
+        .cloned()
+    {
+        let on_reading: crate::line_reads::OnReading = Arc::new(move |used_up| {
+            if used_up {
+                line.pause_for_quota(
+                    tayori_channels::line::reads::QUOTA_PAUSE,
+                    "line_monthly_limit",
+                    "LINE's quota reading says this month's messages are used up",
+                );
+            } else {
+                line.quota_available();
+            }
+        });
+        crate::line_reads::spawn(&channels, &queue, &consumer, on_reading, stop_rx.clone());
+    }
     if workers.is_empty() {
         tracing::warn!("no channel is enabled: add a [channels.email] (or line, sms, dm) section");
     }

@@ -53,11 +53,13 @@ pub enum EventType {
     // The recipient reported the message as spam (a feedback-loop report). A
     // plain comment: a doc comment would make the schema's enum a oneOf.
     Complained,
+    // LINE's own per-unit statistics of a campaign for one day (no job).
+    LineStats,
 }
 
 impl EventType {
     /// Every type, in declaration order.
-    pub const ALL: [EventType; 16] = [
+    pub const ALL: [EventType; 17] = [
         Self::Sent,
         Self::Delivered,
         Self::Deferred,
@@ -74,6 +76,7 @@ impl EventType {
         Self::Expired,
         Self::Fallback,
         Self::Complained,
+        Self::LineStats,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,6 +97,7 @@ impl EventType {
             Self::Expired => "expired",
             Self::Fallback => "fallback",
             Self::Complained => "complained",
+            Self::LineStats => "line_stats",
         }
     }
 }
@@ -154,7 +158,8 @@ struct ExtraFields {
     machine_open: Option<bool>,
     /// `opened`: the image proxy that fetched it (`apple`, `google`, `yahoo`).
     proxy: Option<String>,
-    /// `suppressed`: why the address is suppressed.
+    /// `suppressed`: why the address is suppressed; `fallback`: `quota` when the
+    /// channel's monthly quota was used up.
     reason: Option<String>,
     /// The recipient's address (unsubscribes, SMS replies, DSN bounces, complaints).
     address: Option<String>,
@@ -168,6 +173,14 @@ struct ExtraFields {
     occurred_at: Option<String>,
     /// `channel: "best"` jobs: how the channel was chosen.
     channel_choice: Option<Value>,
+    /// `line_stats`: the aggregation unit (the campaign) and LINE's day (`YYYY-MM-DD`, UTC+9).
+    unit: Option<String>,
+    day: Option<String>,
+    /// `line_stats`: LINE's figures as it returns them (nulls kept): `overview`
+    /// (uniqueImpression, uniqueClick, …), `messages` (per bubble) and `clicks` (per URL).
+    overview: Option<Value>,
+    messages: Option<Value>,
+    clicks: Option<Value>,
 }
 
 #[derive(JsonSchema)]
@@ -348,6 +361,7 @@ mod tests {
             EventType::Expired => 13,
             EventType::Fallback => 14,
             EventType::Complained => 15,
+            EventType::LineStats => 16,
         };
         for (i, t) in EventType::ALL.iter().enumerate() {
             assert_eq!(index(*t), i, "{t:?}");

@@ -239,6 +239,22 @@ impl Keys {
         format!("{}:verp:{token}", self.prefix)
     }
 
+    /// LINE's monthly quota at the last reading (hash: `limit`, `used`, `read_at`).
+    pub fn line_quota(&self) -> String {
+        format!("{}:line:quota", self.prefix)
+    }
+
+    /// Campaigns sent as LINE aggregation units, by LINE's day (sorted set:
+    /// member `yyyyMMdd:unit`, score the day as the number yyyyMMdd).
+    pub fn line_units(&self) -> String {
+        format!("{}:line:units", self.prefix)
+    }
+
+    /// The lease of the daemon that fetches LINE's per-unit statistics.
+    pub fn line_stats_lease(&self) -> String {
+        format!("{}:line:stats_lease", self.prefix)
+    }
+
     /// The layout's version and partition count.
     pub fn schema(&self) -> String {
         format!("{}:schema", self.prefix)

@@ -71,6 +71,12 @@ pub const LINE_EVENT_TYPES: [&str; 12] = [
 ];
 /// Opens and clicks never written to Redis, by `reason` (src/http/backlog.rs).
 pub const REACTIONS_LOST: &str = "tayori_reactions_lost_total";
+/// LINE's monthly message limit at the last reading (+Inf: LINE sets none).
+pub const LINE_QUOTA_LIMIT: &str = "tayori_line_quota_limit";
+/// Messages LINE counts as sent this month at the last reading.
+pub const LINE_QUOTA_USED: &str = "tayori_line_quota_used";
+/// Reads of LINE's quota and statistics endpoints, by `endpoint` (quota, stats) and `result` (ok, error).
+pub const LINE_READS: &str = "tayori_line_reads_total";
 
 /// Every metric family the daemon exports (dashboards and alerts may use only these).
 pub const ALL: &[&str] = &[
@@ -110,6 +116,9 @@ pub const ALL: &[&str] = &[
     OLDEST_PENDING_SECONDS,
     DELAYED_DUE,
     REACTIONS_LOST,
+    LINE_QUOTA_LIMIT,
+    LINE_QUOTA_USED,
+    LINE_READS,
 ];
 
 /// The `op` labels of [`REDIS_ERRORS`]: every Redis step that counts its failures.
@@ -198,6 +207,12 @@ pub fn register_zeroes(kinds: &[crate::channel_id::ChannelId]) {
         .map(|t| ("tracking", t))
         .to_vec();
     if enabled("line") {
+        for endpoint in ["quota", "stats"] {
+            for result in ["ok", "error"] {
+                metrics::counter!(LINE_READS, "endpoint" => endpoint, "result" => result)
+                    .increment(0);
+            }
+        }
         rejected.extend([
             ("line", "bad_signature"),
             ("line", "bad_body"),
@@ -408,6 +423,18 @@ fn describe() {
     describe_counter!(
         CHANNEL_CHOICES,
         "Channels chosen for best-channel jobs, by channel and rule (profile, explore, order)."
+    );
+    describe_gauge!(
+        LINE_QUOTA_LIMIT,
+        "LINE's monthly message limit (GET /v2/bot/message/quota) at the last reading; +Inf when LINE sets no limit (type none)."
+    );
+    describe_gauge!(
+        LINE_QUOTA_USED,
+        "Messages LINE counts as sent this month (GET /v2/bot/message/quota/consumption) at the last reading."
+    );
+    describe_counter!(
+        LINE_READS,
+        "Reads of LINE's quota and per-unit statistics endpoints, by endpoint (quota, stats) and result (ok, error)."
     );
     describe_counter!(REACTIONS_LOST, "Opens and clicks answered but never written to Redis, by reason: full (10,000 already waiting for Redis), expired (Redis away over 10 minutes), shutdown (still waiting at exit).");
 }

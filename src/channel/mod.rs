@@ -195,6 +195,13 @@ pub trait ChannelSettings: Send + Sync {
         true
     }
 
+    /// Whether a job with a fallback channel moves on to it when the channel's
+    /// monthly quota is used up (LINE's `on_quota = "fallback"`), rather than
+    /// waiting with the others for the pause to end.
+    fn falls_back_on_quota(&self) -> bool {
+        false
+    }
+
     /// Rates per destination (email: per recipient domain), shared by all daemons.
     fn destination_rates(&self) -> &[(String, Rate)] {
         &[]

@@ -76,6 +76,10 @@ pub struct ChannelWorker {
     pause: Duration,
     /// After a pause, one job at a time probes the provider until one gets through.
     probing: std::sync::atomic::AtomicBool,
+    /// The pause is for a used-up monthly quota ([`SendError::QuotaExhausted`]).
+    quota_paused: std::sync::atomic::AtomicBool,
+    /// Jobs with a fallback move on to it while the quota is used up (`on_quota`).
+    falls_back_on_quota: bool,
     /// Jobs brought to an outcome (for the drain summary).
     pub finished: Arc<AtomicU64>,
     /// The channel's rate for all daemons together (`rate_scope = "global"`).
@@ -161,6 +165,8 @@ impl ChannelWorker {
             paused: std::sync::Mutex::new(None),
             pause: ch.pause,
             probing: std::sync::atomic::AtomicBool::new(false),
+            quota_paused: std::sync::atomic::AtomicBool::new(false),
+            falls_back_on_quota: this.settings.falls_back_on_quota(),
             finished,
             shared,
             domains,
@@ -737,6 +743,9 @@ impl ChannelWorker {
             return done;
         }
         // The channel may have paused while this job waited: do not call the provider.
+        if let Some(quota) = self.quota_pause() {
+            return self.over_quota(entry, job, attempt, &quota);
+        }
         if let Some(code) = self.pause_reason() {
             let err = SendError::Suspended {
                 code,
@@ -747,7 +756,10 @@ impl ChannelWorker {
         }
         let started = Instant::now();
         let result = self.adapter.send(&message).await;
-        if !matches!(result, Err(SendError::Suspended { .. })) {
+        if !matches!(
+            result,
+            Err(SendError::Suspended { .. } | SendError::QuotaExhausted { .. })
+        ) {
             self.probing.store(false, Ordering::Relaxed);
         }
         self.meters.send_seconds.record(started.elapsed());
@@ -778,6 +790,7 @@ impl ChannelWorker {
                 self.complete(entry, vec![ev.into()])
             }
             Err(e @ SendError::Suspended { .. }) => self.suspend(entry, job, attempt, &e),
+            Err(e @ SendError::QuotaExhausted { .. }) => self.over_quota(entry, job, attempt, &e),
             Err(e @ SendError::Bounced { .. }) => {
                 self.address_dead(entry, job, attempt, &e, EventType::Bounced, "bounced")
             }

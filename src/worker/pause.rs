@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tayori_channels::SendError;
 use tokio::sync::watch;
 
 use super::ChannelWorker;
@@ -41,8 +42,45 @@ impl ChannelWorker {
         });
     }
 
+    /// Pauses the channel for a used-up monthly quota (from a send's answer, or
+    /// the quota reading of `line_reads`, which calls it through the daemon).
+    pub fn pause_for_quota(&self, wait: Duration, code: &str, message: &str) {
+        self.quota_paused.store(true, Ordering::Relaxed);
+        self.pause_for(wait, code, message);
+    }
+
+    /// Ends a quota pause early: a reading shows room again (a new month, a
+    /// raised limit). Other pauses are left alone.
+    pub fn quota_available(&self) {
+        if !self.quota_paused.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(mut p) = self.paused.lock() {
+            if let Some((until, _)) = p.as_mut() {
+                *until = tokio::time::Instant::now();
+            }
+        }
+    }
+
+    /// While the channel is paused for its quota: the error a job gets without
+    /// calling the provider, waiting until the pause ends.
+    pub(super) fn quota_pause(&self) -> Option<SendError> {
+        if !self.quota_paused.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (until, code) = self.paused.lock().ok()?.clone()?;
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        Some(SendError::QuotaExhausted {
+            code,
+            message: "the channel's monthly quota is used up".into(),
+            retry_after: Some(left.max(Duration::from_millis(1))),
+        })
+    }
+
     /// Sleeps out a pause; then the next job probes whether the provider accepts us
-    /// again. False if the daemon is stopping.
+    /// again. False if the daemon is stopping. A quota pause with
+    /// `on_quota = "fallback"` is not slept out: jobs keep being read, so those
+    /// with a fallback move on to it (the others are put back until the pause ends).
     pub(super) async fn wait_while_paused(&self, stop: &mut watch::Receiver<bool>) -> bool {
         loop {
             let until = match self.paused.lock() {
@@ -50,15 +88,25 @@ impl ChannelWorker {
                 Err(_) => None,
             };
             let Some(until) = until else { return true };
-            tokio::select! {
-                _ = tokio::time::sleep_until(until) => {}
-                _ = stop.changed() => return false,
+            let reading_on = self.falls_back_on_quota && self.quota_paused.load(Ordering::Relaxed);
+            if reading_on && until > tokio::time::Instant::now() {
+                // Not a busy loop: the reader blocks in XREADGROUP for new jobs.
+                return true;
+            }
+            if !reading_on {
+                // A second at a time: a quota reading may end the pause early.
+                let next = until.min(tokio::time::Instant::now() + Duration::from_secs(1));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = stop.changed() => return false,
+                }
             }
             if let Ok(mut p) = self.paused.lock() {
                 if p.as_ref()
                     .is_some_and(|(u, _)| *u <= tokio::time::Instant::now())
                 {
                     *p = None;
+                    self.quota_paused.store(false, Ordering::Relaxed);
                     self.probing.store(true, Ordering::Relaxed);
                     metrics::gauge!(m::CHANNEL_PAUSED, "channel" => self.kind.label()).set(0.0);
                     tracing::info!(channel = %self.kind, "pause over: trying the provider again");

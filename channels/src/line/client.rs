@@ -6,6 +6,9 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use std::sync::Arc;
+
+use super::reads::SentUnits;
 use super::{retry_key, LineEncoder};
 use crate::{Channel, Message, SendError, Sent};
 
@@ -18,6 +21,8 @@ pub struct LineClient {
     /// `Bearer {token}`, marked sensitive so it is never printed.
     authorization: HeaderValue,
     encoder: LineEncoder,
+    /// Where sends with an aggregation unit are noted, for fetching its statistics.
+    units: Option<Arc<SentUnits>>,
 }
 
 /// LINE's answers are small; a larger body is cut, not read into memory.
@@ -39,7 +44,14 @@ impl LineClient {
             push_url: format!("{}/v2/bot/message/push", api_base.trim_end_matches('/')),
             authorization,
             encoder,
+            units: None,
         })
+    }
+
+    /// Notes in `units` each (aggregation unit, day) this client sends with.
+    pub fn with_units(mut self, units: Arc<SentUnits>) -> Self {
+        self.units = Some(units);
+        self
     }
 }
 
@@ -72,7 +84,13 @@ impl Channel for LineClient {
         let status = response.status();
         let headers = response.headers().clone();
         let text = read_capped(response).await;
-        classify(status, &headers, &text)
+        let outcome = classify(status, &headers, &text);
+        if let (Ok(_), Some(units)) = (&outcome, &self.units) {
+            if let Some(unit) = body["customAggregationUnits"][0].as_str() {
+                units.note(unit);
+            }
+        }
+        outcome
     }
 }
 
@@ -134,10 +152,10 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Result<S
             message: format!("the channel access token was refused: {message}"),
             retry_after: None,
         }),
-        429 if message.to_ascii_lowercase().contains(MONTHLY_LIMIT) => Err(SendError::Suspended {
+        429 if message.to_ascii_lowercase().contains(MONTHLY_LIMIT) => Err(SendError::QuotaExhausted {
             code: "line_monthly_limit".into(),
             message,
-            retry_after: Some(Duration::from_secs(3600)),
+            retry_after: Some(super::reads::QUOTA_PAUSE),
         }),
         429 => Err(SendError::RateLimited {
             code: "line_429".into(),
@@ -236,7 +254,7 @@ mod tests {
             r#"{"message":"You have reached your monthly limit."}"#,
         );
         assert!(
-            matches!(quota, Err(SendError::Suspended { ref code, .. }) if code == "line_monthly_limit")
+            matches!(quota, Err(SendError::QuotaExhausted { ref code, .. }) if code == "line_monthly_limit")
         );
         let busy = classify(
             StatusCode::TOO_MANY_REQUESTS,

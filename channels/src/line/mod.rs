@@ -2,6 +2,7 @@
 //! its spec ([`client`] sends it; [`webhook`] verifies and reads what LINE reports back).
 
 pub mod client;
+pub mod reads;
 pub mod webhook;
 
 pub use client::LineClient;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
+use tayori_channels::line::reads::SentUnits;
 use tayori_channels::line::{LineClient, LineEncoder};
 use tayori_channels::{Channel, Content, Encode};
 
@@ -24,7 +25,7 @@ use crate::config::KeyError;
 use crate::job::{Job, JobError};
 use crate::render::RenderError;
 use crate::tracking::Records;
-pub use config::LineSection;
+pub use config::{LineSection, OnQuota};
 
 pub const ID: ChannelId = ChannelId::new("line");
 
@@ -93,7 +94,29 @@ impl ChannelPlugin for Line {
                 .unwrap_or(crate::tracking::DEFAULT_LINK_TTL),
             channel_secret: own.secret(),
             token,
+            on_quota: own.on_quota,
+            quota_poll: own.quota_poll.unwrap_or(Duration::from_secs(300)),
+            stats_poll: own.stats_poll.unwrap_or(Duration::from_secs(3600)),
+            stats_days: own.stats_days.unwrap_or(14),
+            units: Arc::default(),
         };
+        for (key, every) in [
+            ("quota_poll", settings.quota_poll),
+            ("stats_poll", settings.stats_poll),
+        ] {
+            if every.is_zero() {
+                return Err(KeyError::new(
+                    &format!("channels.line.{key}"),
+                    "must be longer than 0 s, e.g. \"5m\"",
+                ));
+            }
+        }
+        if settings.stats_days == 0 {
+            return Err(KeyError::new(
+                "channels.line.stats_days",
+                "must be at least 1 (days after sending that statistics are fetched)",
+            ));
+        }
         // A token that cannot be a header would fail every push: say so now.
         if let Some(token) = &settings.token {
             tayori_channels::line::client::authorization(token)
@@ -114,6 +137,41 @@ pub struct LineSettings {
     link_ttl: Duration,
     /// Verifies `/webhooks/line`.
     channel_secret: Option<String>,
+    on_quota: OnQuota,
+    quota_poll: Duration,
+    stats_poll: Duration,
+    stats_days: u32,
+    /// The (unit, day) pairs the client sent with, for the statistics fetch.
+    units: Arc<SentUnits>,
+}
+
+/// What the daemon needs to read LINE's quota and statistics.
+pub struct LineReads {
+    pub api_base: String,
+    pub token: String,
+    pub timeout: Duration,
+    /// Campaigns are sent as aggregation units: their statistics are fetched.
+    pub aggregation_units: bool,
+    pub quota_poll: Duration,
+    pub stats_poll: Duration,
+    pub stats_days: u32,
+    pub units: Arc<SentUnits>,
+}
+
+impl LineSettings {
+    /// The reading side, when the channel sends through the Messaging API.
+    pub fn reads(&self) -> Option<LineReads> {
+        Some(LineReads {
+            api_base: self.api_base.clone(),
+            token: self.token.clone()?,
+            timeout: self.timeout,
+            aggregation_units: self.aggregation_units,
+            quota_poll: self.quota_poll,
+            stats_poll: self.stats_poll,
+            stats_days: self.stats_days,
+            units: self.units.clone(),
+        })
+    }
 }
 
 impl LineSettings {
@@ -139,8 +197,13 @@ impl ChannelSettings for LineSettings {
             .as_deref()
             .ok_or_else(|| BuildError::new(ID, "channel_access_token is required"))?;
         let client = LineClient::new(&self.api_base, token, self.timeout, self.line_encoder())
-            .map_err(|m| BuildError::new(ID, m))?;
+            .map_err(|m| BuildError::new(ID, m))?
+            .with_units(self.units.clone());
         Ok(Arc::new(client))
+    }
+
+    fn falls_back_on_quota(&self) -> bool {
+        self.on_quota == OnQuota::Fallback
     }
 
     fn compose(&self, job: &Job, cx: &Compose<'_>) -> Result<(Content, Records), RenderError> {
