@@ -1,6 +1,7 @@
 //! `tayori stats`: per channel backlog, pending, stream length and consumers, over
 //! every partition. `--json` prints the same figures under the same names as the
-//! table's columns.
+//! table's columns. With LINE's quota read by a daemon, its last reading too
+//! (`line_quota` in JSON: `limit`, null when LINE sets none, `used`, `read_at`).
 
 use crate::config::Config;
 
@@ -9,8 +10,13 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
     let s = q
         .stats_detailed(&crate::channel::registry::ids().collect::<Vec<_>>())
         .await?;
+    let line_quota = crate::line_reads::quota::load(&q).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let mut v = serde_json::to_value(&s)?;
+        if let (Some(obj), Some(quota)) = (v.as_object_mut(), &line_quota) {
+            obj.insert("line_quota".into(), serde_json::to_value(quota)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
     println!(
@@ -35,6 +41,9 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
         "delayed {}   delayed_due {}   dead_letters {}   results {}",
         s.delayed, s.delayed_due, s.dead_letters, s.results
     );
+    if let Some(quota) = &line_quota {
+        println!("{}", line_quota_line(quota));
+    }
     let consumers: Vec<_> = s
         .channels
         .iter()
@@ -57,4 +66,25 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `line quota: 950 of 1000 messages this month (95.0 %), read at …`.
+fn line_quota_line(q: &crate::line_reads::quota::StoredQuota) -> String {
+    match q.limit {
+        Some(limit) => {
+            let pct = if limit == 0 {
+                100.0
+            } else {
+                q.used as f64 * 100.0 / limit as f64
+            };
+            format!(
+                "line quota: {} of {limit} messages this month ({pct:.1} %), read at {}",
+                q.used, q.read_at
+            )
+        }
+        None => format!(
+            "line quota: {} messages this month, no limit, read at {}",
+            q.used, q.read_at
+        ),
+    }
 }
