@@ -144,15 +144,11 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
         .cloned()
     {
         let on_reading: crate::line_reads::OnReading = Arc::new(move |used_up| {
-            if used_up {
-                line.pause_for_quota(
-                    tayori_channels::line::reads::QUOTA_PAUSE,
-                    "line_monthly_limit",
-                    "LINE's quota reading says this month's messages are used up",
-                );
-            } else {
-                line.quota_available();
-            }
+            line.quota_reading(
+                used_up,
+                tayori_channels::line::client::MONTHLY_LIMIT_CODE,
+                tayori_channels::line::reads::QUOTA_PAUSE,
+            )
         });
         crate::line_reads::spawn(&channels, &queue, &consumer, on_reading, stop_rx.clone());
     }

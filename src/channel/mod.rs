@@ -202,6 +202,12 @@ pub trait ChannelSettings: Send + Sync {
         false
     }
 
+    /// The pause reason of a used-up quota (a `SendError::QuotaExhausted`
+    /// code): a pause another daemon shares under this reason is a quota pause here too.
+    fn quota_code(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Rates per destination (email: per recipient domain), shared by all daemons.
     fn destination_rates(&self) -> &[(String, Rate)] {
         &[]

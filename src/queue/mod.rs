@@ -741,6 +741,18 @@ impl Queue {
             .await
     }
 
+    /// Ends a channel's pause early, if it is still the one for `reason`.
+    pub async fn end_pause(&self, kind: ChannelId, reason: &str) -> RedisResult<()> {
+        redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 0",
+        )
+        .key(self.keys.paused(kind))
+        .arg(reason)
+        .invoke_async::<i64>(&mut self.conn.clone())
+        .await
+        .map(drop)
+    }
+
     /// Records a provider's webhook event once: deduplicated by its event id,
     /// the suppression change and the event written atomically (in the
     /// address's partition). Returns false for a redelivery already recorded.

@@ -78,8 +78,12 @@ pub struct ChannelWorker {
     probing: std::sync::atomic::AtomicBool,
     /// The pause is for a used-up monthly quota ([`SendError::QuotaExhausted`]).
     quota_paused: std::sync::atomic::AtomicBool,
+    /// That pause was started by a quota reading (which may end it early).
+    quota_by_reading: std::sync::atomic::AtomicBool,
     /// Jobs with a fallback move on to it while the quota is used up (`on_quota`).
     falls_back_on_quota: bool,
+    /// The pause reason of a used-up quota, if the channel has one.
+    quota_code: Option<&'static str>,
     /// Jobs brought to an outcome (for the drain summary).
     pub finished: Arc<AtomicU64>,
     /// The channel's rate for all daemons together (`rate_scope = "global"`).
@@ -166,7 +170,9 @@ impl ChannelWorker {
             pause: ch.pause,
             probing: std::sync::atomic::AtomicBool::new(false),
             quota_paused: std::sync::atomic::AtomicBool::new(false),
+            quota_by_reading: std::sync::atomic::AtomicBool::new(false),
             falls_back_on_quota: this.settings.falls_back_on_quota(),
+            quota_code: this.settings.quota_code(),
             finished,
             shared,
             domains,
@@ -739,6 +745,10 @@ impl ChannelWorker {
             to: self.plugin.recipient(&job.to),
             content,
         };
+        // While the quota is used up a job waits for no rate permit.
+        if let Some(quota) = self.quota_pause() {
+            return self.over_quota(entry, job, attempt, &quota);
+        }
         if let Some(done) = self.rate_permits(entry, job, attempt, &message).await {
             return done;
         }
@@ -829,6 +839,16 @@ impl ChannelWorker {
         }
         if let Some(shared) = &self.shared {
             if let Permit::Paused { reason, wait } = shared.acquire().await {
+                // Another daemon met the used-up quota: the same rules here.
+                if self.quota_code == Some(reason.as_str()) {
+                    let err = SendError::QuotaExhausted {
+                        code: reason,
+                        message: "the channel's monthly quota is used up (by this or another daemon)"
+                            .into(),
+                        retry_after: Some(wait),
+                    };
+                    return Some(self.over_quota(entry, job, attempt, &err));
+                }
                 let err = SendError::Suspended {
                     code: reason,
                     message: "the channel is paused (by this or another daemon)".into(),

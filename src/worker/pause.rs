@@ -42,17 +42,27 @@ impl ChannelWorker {
         });
     }
 
-    /// Pauses the channel for a used-up monthly quota (from a send's answer, or
-    /// the quota reading of `line_reads`, which calls it through the daemon).
-    pub fn pause_for_quota(&self, wait: Duration, code: &str, message: &str) {
+    /// Pauses the channel for a used-up monthly quota (a send's answer).
+    pub(super) fn pause_for_quota(&self, wait: Duration, code: &str, message: &str) {
         self.quota_paused.store(true, Ordering::Relaxed);
         self.pause_for(wait, code, message);
     }
 
-    /// Ends a quota pause early: a reading shows room again (a new month, a
-    /// raised limit). Other pauses are left alone.
-    pub fn quota_available(&self) {
-        if !self.quota_paused.load(Ordering::Relaxed) {
+    /// A quota reading (`line_reads`, through the daemon): used up, the channel
+    /// pauses as for LINE's 429; with room again (a new month, a raised limit),
+    /// a pause an earlier reading started ends now. A pause a send's 429 started
+    /// runs its time: LINE's answer outranks a reading, which may lag.
+    pub fn quota_reading(&self, used_up: bool, code: &str, wait: Duration) {
+        if used_up {
+            self.pause_for_quota(
+                wait,
+                code,
+                "the quota reading says this month's messages are used up",
+            );
+            self.quota_by_reading.store(true, Ordering::Relaxed);
+            return;
+        }
+        if !self.quota_by_reading.swap(false, Ordering::Relaxed) {
             return;
         }
         if let Ok(mut p) = self.paused.lock() {
@@ -60,6 +70,13 @@ impl ChannelWorker {
                 *until = tokio::time::Instant::now();
             }
         }
+        // The pause every daemon sees (`rate_scope = "global"`, `tayori stats`) too.
+        let (queue, kind, code) = (self.queue.clone(), self.kind, code.to_owned());
+        tokio::spawn(async move {
+            if let Err(e) = queue.end_pause(kind, &code).await {
+                tracing::debug!(channel = %kind, error = %e, "could not end the pause in Redis");
+            }
+        });
     }
 
     /// While the channel is paused for its quota: the error a job gets without
@@ -107,6 +124,7 @@ impl ChannelWorker {
                 {
                     *p = None;
                     self.quota_paused.store(false, Ordering::Relaxed);
+                    self.quota_by_reading.store(false, Ordering::Relaxed);
                     self.probing.store(true, Ordering::Relaxed);
                     metrics::gauge!(m::CHANNEL_PAUSED, "channel" => self.kind.label()).set(0.0);
                     tracing::info!(channel = %self.kind, "pause over: trying the provider again");

@@ -348,18 +348,32 @@ impl LineApi {
         self.lock().reads.unit_stats.insert(unit.to_owned(), answer);
     }
 
-    /// Everything received, in order.
+    /// Everything received, in order, except the quota and statistics reads
+    /// (a daemon makes them on its own schedule; [`LineApi::reads`] has them).
     pub fn requests(&self) -> Vec<Recorded> {
-        self.lock().requests.clone()
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| !reads::is_read(&r.path))
+            .cloned()
+            .collect()
+    }
+
+    /// The quota and statistics reads received, in order.
+    pub fn reads(&self) -> Vec<Recorded> {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| reads::is_read(&r.path))
+            .cloned()
+            .collect()
     }
 
     /// Requests that delivered a message: answered 200 (a 409 replay is not one).
     pub fn deliveries(&self) -> Vec<Recorded> {
-        self.lock()
-            .requests
-            .iter()
+        self.requests()
+            .into_iter()
             .filter(|r| r.status == 200)
-            .cloned()
             .collect()
     }
 

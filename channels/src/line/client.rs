@@ -14,6 +14,8 @@ use crate::{Channel, Message, SendError, Sent};
 
 /// LINE's wording for an exhausted monthly quota (a 429 that retrying cannot fix).
 const MONTHLY_LIMIT: &str = "monthly limit";
+/// The code of [`SendError::QuotaExhausted`] for it (and of the channel's pause).
+pub const MONTHLY_LIMIT_CODE: &str = "line_monthly_limit";
 
 pub struct LineClient {
     http: reqwest::Client,
@@ -153,7 +155,7 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Result<S
             retry_after: None,
         }),
         429 if message.to_ascii_lowercase().contains(MONTHLY_LIMIT) => Err(SendError::QuotaExhausted {
-            code: "line_monthly_limit".into(),
+            code: MONTHLY_LIMIT_CODE.into(),
             message,
             retry_after: Some(super::reads::QUOTA_PAUSE),
         }),

@@ -206,6 +206,10 @@ impl ChannelSettings for LineSettings {
         self.on_quota == OnQuota::Fallback
     }
 
+    fn quota_code(&self) -> Option<&'static str> {
+        Some(tayori_channels::line::client::MONTHLY_LIMIT_CODE)
+    }
+
     fn compose(&self, job: &Job, cx: &Compose<'_>) -> Result<(Content, Records), RenderError> {
         compose::compose(job, cx, self.track_clicks, self.link_ttl)
     }

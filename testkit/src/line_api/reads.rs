@@ -63,6 +63,11 @@ pub fn empty_unit_stats() -> Value {
     })
 }
 
+/// Whether `path` is one of the read endpoints.
+pub fn is_read(path: &str) -> bool {
+    spec_for(path).is_some()
+}
+
 fn spec_for(path: &str) -> Option<&'static Value> {
     match path {
         QUOTA_PATH | CONSUMPTION_PATH => Some(super::messaging_api_spec()),
