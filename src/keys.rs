@@ -239,20 +239,20 @@ impl Keys {
         format!("{}:verp:{token}", self.prefix)
     }
 
-    /// LINE's monthly quota at the last reading (hash: `limit`, `used`, `read_at`).
-    pub fn line_quota(&self) -> String {
-        format!("{}:line:quota", self.prefix)
+    /// A channel's monthly quota at the last reading (hash: `limit`, `used`, `read_at`).
+    pub fn quota(&self, kind: ChannelId) -> String {
+        format!("{}:quota:{kind}", self.prefix)
     }
 
-    /// Campaigns sent as LINE aggregation units, by LINE's day (sorted set:
-    /// member `yyyyMMdd:unit`, score the day as the number yyyyMMdd).
-    pub fn line_units(&self) -> String {
-        format!("{}:line:units", self.prefix)
+    /// Campaigns a channel sent for, by day (LINE: aggregation units; sorted
+    /// set: member `yyyyMMdd:campaign`, score the day as the number yyyyMMdd).
+    pub fn campaign_days(&self, kind: ChannelId) -> String {
+        format!("{}:campaign_days:{kind}", self.prefix)
     }
 
-    /// The lease of the daemon that fetches LINE's per-unit statistics.
-    pub fn line_stats_lease(&self) -> String {
-        format!("{}:line:stats_lease", self.prefix)
+    /// The lease of a channel's background `task` (LINE: `stats`).
+    pub fn channel_lease(&self, kind: ChannelId, task: &str) -> String {
+        format!("{}:lease:{task}:{kind}", self.prefix)
     }
 
     /// The layout's version and partition count.

@@ -12,7 +12,6 @@ pub mod job;
 pub mod job_check;
 pub mod job_intake;
 pub mod keys;
-pub mod line_reads;
 pub mod metrics;
 pub mod policy;
 pub mod profile;

@@ -71,12 +71,13 @@ pub const LINE_EVENT_TYPES: [&str; 12] = [
 ];
 /// Opens and clicks never written to Redis, by `reason` (src/http/backlog.rs).
 pub const REACTIONS_LOST: &str = "tayori_reactions_lost_total";
-/// LINE's monthly message limit at the last reading (+Inf: LINE sets none).
-pub const LINE_QUOTA_LIMIT: &str = "tayori_line_quota_limit";
-/// Messages LINE counts as sent this month at the last reading.
-pub const LINE_QUOTA_USED: &str = "tayori_line_quota_used";
-/// Reads of LINE's quota and statistics endpoints, by `endpoint` (quota, stats) and `result` (ok, error).
-pub const LINE_READS: &str = "tayori_line_reads_total";
+/// A channel's monthly message limit at the last reading, by `channel` (+Inf: none).
+pub const QUOTA_LIMIT: &str = "tayori_channel_quota_limit";
+/// Messages a channel's provider counts as sent this month at the last reading, by `channel`.
+pub const QUOTA_USED: &str = "tayori_channel_quota_used";
+/// Reads of a provider's account endpoints, by `channel`, `endpoint` (quota,
+/// stats) and `result` (ok, error).
+pub const ACCOUNT_READS: &str = "tayori_channel_account_reads_total";
 
 /// Every metric family the daemon exports (dashboards and alerts may use only these).
 pub const ALL: &[&str] = &[
@@ -116,9 +117,9 @@ pub const ALL: &[&str] = &[
     OLDEST_PENDING_SECONDS,
     DELAYED_DUE,
     REACTIONS_LOST,
-    LINE_QUOTA_LIMIT,
-    LINE_QUOTA_USED,
-    LINE_READS,
+    QUOTA_LIMIT,
+    QUOTA_USED,
+    ACCOUNT_READS,
 ];
 
 /// The `op` labels of [`REDIS_ERRORS`]: every Redis step that counts its failures.
@@ -209,7 +210,7 @@ pub fn register_zeroes(kinds: &[crate::channel_id::ChannelId]) {
     if enabled("line") {
         for endpoint in ["quota", "stats"] {
             for result in ["ok", "error"] {
-                metrics::counter!(LINE_READS, "endpoint" => endpoint, "result" => result)
+                metrics::counter!(ACCOUNT_READS, "channel" => "line", "endpoint" => endpoint, "result" => result)
                     .increment(0);
             }
         }
@@ -425,16 +426,16 @@ fn describe() {
         "Channels chosen for best-channel jobs, by channel and rule (profile, explore, order)."
     );
     describe_gauge!(
-        LINE_QUOTA_LIMIT,
-        "LINE's monthly message limit (GET /v2/bot/message/quota) at the last reading; +Inf when LINE sets no limit (type none)."
+        QUOTA_LIMIT,
+        "A channel's monthly message limit at the last reading, by channel (LINE: GET /v2/bot/message/quota); +Inf when the provider sets none (LINE: type none)."
     );
     describe_gauge!(
-        LINE_QUOTA_USED,
-        "Messages LINE counts as sent this month (GET /v2/bot/message/quota/consumption) at the last reading."
+        QUOTA_USED,
+        "Messages the provider counts as sent this month at the last reading, by channel (LINE: GET /v2/bot/message/quota/consumption)."
     );
     describe_counter!(
-        LINE_READS,
-        "Reads of LINE's quota and per-unit statistics endpoints, by endpoint (quota, stats) and result (ok, error)."
+        ACCOUNT_READS,
+        "Reads of a provider's account endpoints, by channel, endpoint (quota, stats: LINE's per-unit statistics) and result (ok, error)."
     );
     describe_counter!(REACTIONS_LOST, "Opens and clicks answered but never written to Redis, by reason: full (10,000 already waiting for Redis), expired (Redis away over 10 minutes), shutdown (still waiting at exit).");
 }

@@ -237,9 +237,9 @@ fn quota_readings_reach_the_metrics_the_stats_and_the_channel() {
     let mut conn = redis.conn();
     let _d = s.start();
     s.wait_http();
-    wait_metric(&s, "tayori_line_quota_limit", 1000.0);
-    wait_metric(&s, "tayori_line_quota_used", 950.0);
-    assert!(s.metric("tayori_line_reads_total{endpoint=\"quota\",result=\"ok\"}") >= 1.0);
+    wait_metric(&s, "tayori_channel_quota_limit{channel=\"line\"}", 1000.0);
+    wait_metric(&s, "tayori_channel_quota_used{channel=\"line\"}", 950.0);
+    assert!(s.metric("tayori_channel_account_reads_total{channel=\"line\",endpoint=\"quota\",result=\"ok\"}") >= 1.0);
     let table = stats_text(&s);
     assert!(
         table.contains("line quota: 950 of 1000 messages this month (95.0 %)"),
@@ -247,8 +247,8 @@ fn quota_readings_reach_the_metrics_the_stats_and_the_channel() {
     );
     let out = s.tayori().args(["stats", "--json"]).output().unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["line_quota"]["limit"], 1000, "{v}");
-    assert_eq!(v["line_quota"]["used"], 950);
+    assert_eq!(v["quotas"]["line"]["limit"], 1000, "{v}");
+    assert_eq!(v["quotas"]["line"]["used"], 950);
 
     // Used up: the channel pauses before any push gets LINE's 429.
     api.set_consumption(1000);
@@ -269,7 +269,7 @@ fn quota_readings_reach_the_metrics_the_stats_and_the_channel() {
 
     // No limit: the gauge reads +Inf (used / limit is 0, no alert), stats say so.
     api.set_quota(json!({"type": "none"}));
-    wait_metric(&s, "tayori_line_quota_limit", f64::INFINITY);
+    wait_metric(&s, "tayori_channel_quota_limit{channel=\"line\"}", f64::INFINITY);
     let deadline = Instant::now() + WAIT;
     while !stats_text(&s).contains("no limit") {
         assert!(Instant::now() < deadline, "{}", stats_text(&s));

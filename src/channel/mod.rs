@@ -5,6 +5,7 @@
 //!
 //! Adding a channel is a folder here plus one line in `registry.rs`.
 
+pub mod background;
 mod enabled;
 pub mod inbound;
 pub mod mask;
@@ -206,6 +207,12 @@ pub trait ChannelSettings: Send + Sync {
     /// code): a pause another daemon shares under this reason is a quota pause here too.
     fn quota_code(&self) -> Option<&'static str> {
         None
+    }
+
+    /// Tasks the channel runs beside sending, for the daemon to spawn (LINE:
+    /// its quota and statistics reads).
+    fn background(&self, _cx: background::Background) -> background::Tasks {
+        Vec::new()
     }
 
     /// Rates per destination (email: per recipient domain), shared by all daemons.

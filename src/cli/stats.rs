@@ -1,7 +1,8 @@
 //! `tayori stats`: per channel backlog, pending, stream length and consumers, over
 //! every partition. `--json` prints the same figures under the same names as the
-//! table's columns. With LINE's quota read by a daemon, its last reading too
-//! (`line_quota` in JSON: `limit`, null when LINE sets none, `used`, `read_at`).
+//! table's columns. Each channel's last quota reading too (LINE's), when a
+//! daemon made one (`quotas` in JSON, by channel: `limit`, null when the
+//! provider sets none, `used`, `read_at`).
 
 use crate::config::Config;
 
@@ -10,11 +11,20 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
     let s = q
         .stats_detailed(&crate::channel::registry::ids().collect::<Vec<_>>())
         .await?;
-    let line_quota = crate::line_reads::quota::load(&q).await?;
+    let mut quotas = Vec::new();
+    for kind in crate::channel::registry::ids() {
+        if let Some(reading) = q.quota_reading(kind).await? {
+            quotas.push((kind, reading));
+        }
+    }
     if json {
         let mut v = serde_json::to_value(&s)?;
-        if let (Some(obj), Some(quota)) = (v.as_object_mut(), &line_quota) {
-            obj.insert("line_quota".into(), serde_json::to_value(quota)?);
+        if let (Some(obj), false) = (v.as_object_mut(), quotas.is_empty()) {
+            let by_channel: serde_json::Map<String, serde_json::Value> = quotas
+                .iter()
+                .map(|(k, r)| Ok((k.label().to_owned(), serde_json::to_value(r)?)))
+                .collect::<Result<_, serde_json::Error>>()?;
+            obj.insert("quotas".into(), by_channel.into());
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
@@ -41,8 +51,8 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
         "delayed {}   delayed_due {}   dead_letters {}   results {}",
         s.delayed, s.delayed_due, s.dead_letters, s.results
     );
-    if let Some(quota) = &line_quota {
-        println!("{}", line_quota_line(quota));
+    for (kind, reading) in &quotas {
+        println!("{}", quota_line(kind.label(), reading));
     }
     let consumers: Vec<_> = s
         .channels
@@ -69,7 +79,7 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
 }
 
 /// `line quota: 950 of 1000 messages this month (95.0 %), read at …`.
-fn line_quota_line(q: &crate::line_reads::quota::StoredQuota) -> String {
+fn quota_line(channel: &str, q: &crate::channel::background::QuotaReading) -> String {
     match q.limit {
         Some(limit) => {
             let pct = if limit == 0 {
@@ -78,12 +88,12 @@ fn line_quota_line(q: &crate::line_reads::quota::StoredQuota) -> String {
                 q.used as f64 * 100.0 / limit as f64
             };
             format!(
-                "line quota: {} of {limit} messages this month ({pct:.1} %), read at {}",
+                "{channel} quota: {} of {limit} messages this month ({pct:.1} %), read at {}",
                 q.used, q.read_at
             )
         }
         None => format!(
-            "line quota: {} messages this month, no limit, read at {}",
+            "{channel} quota: {} messages this month, no limit, read at {}",
             q.used, q.read_at
         ),
     }

@@ -6,6 +6,7 @@
 //! re-driven dead letters) carry routing fields beside `job`: `attempt`,
 //! `origin`, `first_at`, `hop`. A CRM only ever writes `job`.
 
+mod account;
 mod entry;
 mod grouped;
 mod monitor;

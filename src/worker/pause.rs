@@ -4,6 +4,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tayori_channels::SendError;
+
+/// How long a quota reading that finds the month used up pauses the channel
+/// (as long as LINE's monthly-limit 429 does): a reading with room ends it earlier.
+const QUOTA_PAUSE: Duration = Duration::from_secs(3600);
 use tokio::sync::watch;
 
 use super::ChannelWorker;
@@ -52,10 +56,13 @@ impl ChannelWorker {
     /// pauses as for LINE's 429; with room again (a new month, a raised limit),
     /// a pause an earlier reading started ends now. A pause a send's 429 started
     /// runs its time: LINE's answer outranks a reading, which may lag.
-    pub fn quota_reading(&self, used_up: bool, code: &str, wait: Duration) {
+    pub fn quota_reading(&self, used_up: bool) {
+        let Some(code) = self.quota_code else {
+            return;
+        };
         if used_up {
             self.pause_for_quota(
-                wait,
+                QUOTA_PAUSE,
                 code,
                 "the quota reading says this month's messages are used up",
             );

@@ -3,6 +3,7 @@
 
 mod compose;
 mod config;
+mod reads;
 mod webhook;
 
 use std::sync::Arc;
@@ -11,10 +12,11 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
-use tayori_channels::line::reads::SentUnits;
+use tayori_channels::line::reads::{LineReader, SentUnits};
 use tayori_channels::line::{LineClient, LineEncoder};
 use tayori_channels::{Channel, Content, Encode};
 
+use crate::channel::background::{Background, Tasks};
 use crate::channel::inbound::{Route, RouteContext};
 use crate::channel::section::{self, Common};
 use crate::channel::{
@@ -145,35 +147,6 @@ pub struct LineSettings {
     units: Arc<SentUnits>,
 }
 
-/// What the daemon needs to read LINE's quota and statistics.
-pub struct LineReads {
-    pub api_base: String,
-    pub token: String,
-    pub timeout: Duration,
-    /// Campaigns are sent as aggregation units: their statistics are fetched.
-    pub aggregation_units: bool,
-    pub quota_poll: Duration,
-    pub stats_poll: Duration,
-    pub stats_days: u32,
-    pub units: Arc<SentUnits>,
-}
-
-impl LineSettings {
-    /// The reading side, when the channel sends through the Messaging API.
-    pub fn reads(&self) -> Option<LineReads> {
-        Some(LineReads {
-            api_base: self.api_base.clone(),
-            token: self.token.clone()?,
-            timeout: self.timeout,
-            aggregation_units: self.aggregation_units,
-            quota_poll: self.quota_poll,
-            stats_poll: self.stats_poll,
-            stats_days: self.stats_days,
-            units: self.units.clone(),
-        })
-    }
-}
-
 impl LineSettings {
     fn line_encoder(&self) -> LineEncoder {
         LineEncoder {
@@ -208,6 +181,29 @@ impl ChannelSettings for LineSettings {
 
     fn quota_code(&self) -> Option<&'static str> {
         Some(tayori_channels::line::client::MONTHLY_LIMIT_CODE)
+    }
+
+    fn background(&self, cx: Background) -> Tasks {
+        // Only with the Messaging API (a file transport has no account to read).
+        let Some(token) = &self.token else {
+            return Vec::new();
+        };
+        let reader = match LineReader::new(&self.api_base, token, self.timeout) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "LINE's quota and statistics cannot be read");
+                return Vec::new();
+            }
+        };
+        let settings = reads::ReadSettings {
+            quota_poll: self.quota_poll,
+            stats: self.aggregation_units.then_some(reads::Schedule {
+                every: self.stats_poll,
+                days: self.stats_days,
+            }),
+            units: self.units.clone(),
+        };
+        reads::tasks(reader, settings, cx)
     }
 
     fn compose(&self, job: &Job, cx: &Compose<'_>) -> Result<(Content, Records), RenderError> {
