@@ -183,7 +183,10 @@ fn the_monthly_limit_moves_jobs_with_a_fallback_on_and_the_others_wait() {
             && has(e, "with-fb-2", "sent")
     });
     assert_eq!(pushes(&api), before, "no push while the quota is used up");
-    assert_eq!(event(&evs, "with-fb-2", "fallback").unwrap()["reason"], "quota");
+    assert_eq!(
+        event(&evs, "with-fb-2", "fallback").unwrap()["reason"],
+        "quota"
+    );
     for job in ["with-fb-1", "with-fb-2"] {
         assert_eq!(event(&evs, job, "sent").unwrap()["channel"], "email");
     }
@@ -239,7 +242,11 @@ fn quota_readings_reach_the_metrics_the_stats_and_the_channel() {
     s.wait_http();
     wait_metric(&s, "tayori_channel_quota_limit{channel=\"line\"}", 1000.0);
     wait_metric(&s, "tayori_channel_quota_used{channel=\"line\"}", 950.0);
-    assert!(s.metric("tayori_channel_account_reads_total{channel=\"line\",endpoint=\"quota\",result=\"ok\"}") >= 1.0);
+    assert!(
+        s.metric(
+            "tayori_channel_account_reads_total{channel=\"line\",endpoint=\"quota\",result=\"ok\"}"
+        ) >= 1.0
+    );
     let table = stats_text(&s);
     assert!(
         table.contains("line quota: 950 of 1000 messages this month (95.0 %)"),
@@ -257,7 +264,10 @@ fn quota_readings_reach_the_metrics_the_stats_and_the_channel() {
     let evs = wait_results(&mut conn, "q3", "the fallback", |e| {
         has(e, "read-fb", "fallback")
     });
-    assert_eq!(event(&evs, "read-fb", "fallback").unwrap()["reason"], "quota");
+    assert_eq!(
+        event(&evs, "read-fb", "fallback").unwrap()["reason"],
+        "quota"
+    );
     assert_eq!(pushes(&api), 0);
 
     // A new month: the reading ends the pause, and jobs go to LINE again.
@@ -269,7 +279,11 @@ fn quota_readings_reach_the_metrics_the_stats_and_the_channel() {
 
     // No limit: the gauge reads +Inf (used / limit is 0, no alert), stats say so.
     api.set_quota(json!({"type": "none"}));
-    wait_metric(&s, "tayori_channel_quota_limit{channel=\"line\"}", f64::INFINITY);
+    wait_metric(
+        &s,
+        "tayori_channel_quota_limit{channel=\"line\"}",
+        f64::INFINITY,
+    );
     let deadline = Instant::now() + WAIT;
     while !stats_text(&s).contains("no limit") {
         assert!(Instant::now() < deadline, "{}", stats_text(&s));
@@ -315,8 +329,15 @@ fn line_statistics_land_in_the_report_once_per_day() {
     assert_eq!(ev["campaign"], unit);
     assert_eq!(ev["channel"], "line");
     assert_eq!(ev["job_id"], Value::Null);
-    assert_eq!(ev["day"], format!("{}-{}-{}", &day[..4], &day[4..6], &day[6..]));
-    assert_eq!(ev["overview"]["uniqueClick"], Value::Null, "nulls stay null");
+    assert_eq!(
+        ev["day"],
+        format!("{}-{}-{}", &day[..4], &day[4..6], &day[6..])
+    );
+    assert_eq!(
+        ev["overview"]["uniqueClick"],
+        Value::Null,
+        "nulls stay null"
+    );
     assert_eq!(ev["clicks"][0]["click"], 35);
     let fetches: Vec<_> = api
         .reads()
@@ -360,7 +381,10 @@ fn line_statistics_land_in_the_report_once_per_day() {
         .find(|l| l.ends_with("https://shop.example.com/p/1") && !l.contains("clickers"))
         .filter(|l| l.split_whitespace().count() == 5)
         .unwrap_or_else(|| panic!("no per-URL row:\n{text}"));
-    assert!(url_line.contains(" 60 ") && url_line.contains(" 25 "), "{url_line}");
+    assert!(
+        url_line.contains(" 60 ") && url_line.contains(" 25 "),
+        "{url_line}"
+    );
     let out = s
         .tayori()
         .args(["report", "--campaign", unit, "--json"])

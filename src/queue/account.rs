@@ -21,9 +21,11 @@ impl Queue {
             .arg(self.keys().quota(kind))
             .query_async(&mut self.conn())
             .await?;
-        let (Some(limit), Some(used), Some(read_at)) =
-            (fields.get("limit"), fields.get("used"), fields.get("read_at"))
-        else {
+        let (Some(limit), Some(used), Some(read_at)) = (
+            fields.get("limit"),
+            fields.get("used"),
+            fields.get("read_at"),
+        ) else {
             return Ok(None);
         };
         Ok(Some(QuotaReading {

@@ -22,7 +22,9 @@ pub struct LineStatsDay {
 impl LineStatsDay {
     /// `overview.uniqueImpression`: users who opened the message.
     pub fn unique_opens(&self) -> Option<u64> {
-        self.overview.get("uniqueImpression").and_then(Value::as_u64)
+        self.overview
+            .get("uniqueImpression")
+            .and_then(Value::as_u64)
     }
 
     /// `overview.uniqueClick`: users who opened any URL in it.

@@ -153,7 +153,8 @@ fn line_rows(out: &mut String, r: &Report, columns: &[(&'static str, &ChannelRep
         return;
     }
     let shown = |n: Option<u64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
-    let rows: [(&str, fn(&LineStatsDay) -> Option<u64>); 3] = [
+    type Figure = fn(&LineStatsDay) -> Option<u64>;
+    let rows: [(&str, Figure); 3] = [
         ("LINE* unique opens", LineStatsDay::unique_opens),
         ("LINE* unique clicks", LineStatsDay::unique_clicks),
         ("LINE* impressions", LineStatsDay::impressions),
@@ -215,7 +216,9 @@ fn line_rows(out: &mut String, r: &Report, columns: &[(&'static str, &ChannelRep
                 n("seq"),
                 n("click"),
                 n("uniqueClick"),
-                c.get("url").and_then(serde_json::Value::as_str).unwrap_or("")
+                c.get("url")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("")
             );
         }
     }

@@ -843,8 +843,9 @@ impl ChannelWorker {
                 if self.quota_code == Some(reason.as_str()) {
                     let err = SendError::QuotaExhausted {
                         code: reason,
-                        message: "the channel's monthly quota is used up (by this or another daemon)"
-                            .into(),
+                        message:
+                            "the channel's monthly quota is used up (by this or another daemon)"
+                                .into(),
                         retry_after: Some(wait),
                     };
                     return Some(self.over_quota(entry, job, attempt, &err));

@@ -180,9 +180,14 @@ impl ChannelWorker {
         };
         self.pause_for_quota(wait, err.code(), err.message());
         if self.falls_back_on_quota {
-            if let Some(ops) =
-                self.fallback(entry, job, attempt, err.code(), err.message(), Some("quota"))
-            {
+            if let Some(ops) = self.fallback(
+                entry,
+                job,
+                attempt,
+                err.code(),
+                err.message(),
+                Some("quota"),
+            ) {
                 return self.complete(entry, ops);
             }
         }

@@ -154,11 +154,13 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Result<S
             message: format!("the channel access token was refused: {message}"),
             retry_after: None,
         }),
-        429 if message.to_ascii_lowercase().contains(MONTHLY_LIMIT) => Err(SendError::QuotaExhausted {
-            code: MONTHLY_LIMIT_CODE.into(),
-            message,
-            retry_after: Some(super::reads::QUOTA_PAUSE),
-        }),
+        429 if message.to_ascii_lowercase().contains(MONTHLY_LIMIT) => {
+            Err(SendError::QuotaExhausted {
+                code: MONTHLY_LIMIT_CODE.into(),
+                message,
+                retry_after: Some(super::reads::QUOTA_PAUSE),
+            })
+        }
         429 => Err(SendError::RateLimited {
             code: "line_429".into(),
             message,

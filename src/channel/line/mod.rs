@@ -108,7 +108,7 @@ impl ChannelPlugin for Line {
         ] {
             if every.is_zero() {
                 return Err(KeyError::new(
-                    &format!("channels.line.{key}"),
+                    format!("channels.line.{key}"),
                     "must be longer than 0 s, e.g. \"5m\"",
                 ));
             }

@@ -86,7 +86,10 @@ pub(super) fn check_answer(path: &str, answer: &Value) {
     assert!(
         v.is_empty(),
         "LINE never answers GET {path} with {answer}: {}",
-        v.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
     );
 }
 
@@ -249,7 +252,10 @@ fn query_violations(spec: &Value, op: &Value, query: &[(String, String)]) -> Vec
     };
     if let (Some(from), Some(to)) = (date("from"), date("to")) {
         if to < from {
-            out.push(Violation::new("to", "the end date is before the start date"));
+            out.push(Violation::new(
+                "to",
+                "the end date is before the start date",
+            ));
         } else if days(to) - days(from) > 30 {
             out.push(Violation::new(
                 "to",
