@@ -75,8 +75,8 @@ pub const REACTIONS_LOST: &str = "tayori_reactions_lost_total";
 pub const QUOTA_LIMIT: &str = "tayori_channel_quota_limit";
 /// Messages a channel's provider counts as sent this month at the last reading, by `channel`.
 pub const QUOTA_USED: &str = "tayori_channel_quota_used";
-/// Reads of a provider's account endpoints, by `channel`, `endpoint` (quota,
-/// stats) and `result` (ok, error).
+/// Reads of a provider's account endpoints, by `channel`, `op` (quota, stats)
+/// and `result` (ok, error).
 pub const ACCOUNT_READS: &str = "tayori_channel_account_reads_total";
 
 /// Every metric family the daemon exports (dashboards and alerts may use only these).
@@ -208,9 +208,9 @@ pub fn register_zeroes(kinds: &[crate::channel_id::ChannelId]) {
         .map(|t| ("tracking", t))
         .to_vec();
     if enabled("line") {
-        for endpoint in ["quota", "stats"] {
+        for op in ["quota", "stats"] {
             for result in ["ok", "error"] {
-                metrics::counter!(ACCOUNT_READS, "channel" => "line", "endpoint" => endpoint, "result" => result)
+                metrics::counter!(ACCOUNT_READS, "channel" => "line", "op" => op, "result" => result)
                     .increment(0);
             }
         }
@@ -435,7 +435,7 @@ fn describe() {
     );
     describe_counter!(
         ACCOUNT_READS,
-        "Reads of a provider's account endpoints, by channel, endpoint (quota, stats: LINE's per-unit statistics) and result (ok, error)."
+        "Reads of a provider's account endpoints, by channel, op (quota, stats: LINE's per-unit statistics) and result (ok, error)."
     );
     describe_counter!(REACTIONS_LOST, "Opens and clicks answered but never written to Redis, by reason: full (10,000 already waiting for Redis), expired (Redis away over 10 minutes), shutdown (still waiting at exit).");
 }

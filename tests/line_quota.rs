@@ -243,9 +243,8 @@ fn quota_readings_reach_the_metrics_the_stats_and_the_channel() {
     wait_metric(&s, "tayori_channel_quota_limit{channel=\"line\"}", 1000.0);
     wait_metric(&s, "tayori_channel_quota_used{channel=\"line\"}", 950.0);
     assert!(
-        s.metric(
-            "tayori_channel_account_reads_total{channel=\"line\",endpoint=\"quota\",result=\"ok\"}"
-        ) >= 1.0
+        s.metric("tayori_channel_account_reads_total{channel=\"line\",op=\"quota\",result=\"ok\"}")
+            >= 1.0
     );
     let table = stats_text(&s);
     assert!(

@@ -227,4 +227,21 @@ mod tests {
         assert!(check_unit_stats(&json!({"overview":{},"messages":[],"clicks":[]})).is_ok());
         assert!(check_unit_stats(&json!({"overview":{}})).is_err());
     }
+
+    #[test]
+    fn days_are_lines_utc_plus_9_and_each_pair_is_handed_over_once() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        assert_eq!(line_day(t("2026-03-01T14:59:59Z")), "20260301");
+        assert_eq!(line_day(t("2026-03-01T15:00:00Z")), "20260302");
+        let units = SentUnits::default();
+        units.note("spring_26");
+        units.note("spring_26");
+        units.note("autumn");
+        let taken = units.take();
+        assert_eq!(taken.len(), 2, "{taken:?}");
+        units.note("spring_26");
+        assert!(units.take().is_empty(), "already handed over");
+        units.give_back(taken);
+        assert_eq!(units.take().len(), 2, "given back after a failed write");
+    }
 }

@@ -70,7 +70,7 @@ async fn quota_loop(reader: Arc<LineReader>, every: Duration, mut cx: Background
         }
         match reader.quota().await {
             Ok(q) => {
-                metrics::counter!(m::ACCOUNT_READS, "channel" => "line", "endpoint" => "quota", "result" => "ok")
+                metrics::counter!(m::ACCOUNT_READS, "channel" => "line", "op" => "quota", "result" => "ok")
                     .increment(1);
                 // No limit reads as +Inf: `used / limit` is then 0 and no alert fires.
                 metrics::gauge!(m::QUOTA_LIMIT, "channel" => "line")
@@ -87,7 +87,7 @@ async fn quota_loop(reader: Arc<LineReader>, every: Duration, mut cx: Background
                 }
             }
             Err(e) => {
-                metrics::counter!(m::ACCOUNT_READS, "channel" => "line", "endpoint" => "quota", "result" => "error")
+                metrics::counter!(m::ACCOUNT_READS, "channel" => "line", "op" => "quota", "result" => "error")
                     .increment(1);
                 tracing::warn!(error = %e, "reading LINE's monthly quota failed");
             }
@@ -172,12 +172,12 @@ async fn fetch_all(
     for (unit, day) in pairs {
         let stats = match reader.unit_stats(&unit, &day, &day).await {
             Ok(s) => {
-                metrics::counter!(m::ACCOUNT_READS, "channel" => "line", "endpoint" => "stats", "result" => "ok")
+                metrics::counter!(m::ACCOUNT_READS, "channel" => "line", "op" => "stats", "result" => "ok")
                     .increment(1);
                 s
             }
             Err(e) => {
-                metrics::counter!(m::ACCOUNT_READS, "channel" => "line", "endpoint" => "stats", "result" => "error")
+                metrics::counter!(m::ACCOUNT_READS, "channel" => "line", "op" => "stats", "result" => "error")
                     .increment(1);
                 // Rate limited: the next round tries again.
                 if matches!(e, ReadError::Refused { status: 429, .. }) {
