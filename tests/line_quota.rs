@@ -384,6 +384,20 @@ fn line_statistics_land_in_the_report_once_per_day() {
         url_line.contains(" 60 ") && url_line.contains(" 25 "),
         "{url_line}"
     );
+    let html = s.dir.path().join("report.html");
+    let out = s
+        .tayori()
+        .args(["report", "--campaign", unit, "--html"])
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("LINE's aggregate figures")
+            && page.contains("https://shop.example.com/p/1 (60 clicks, 25 users)"),
+        "{page}"
+    );
     let out = s
         .tayori()
         .args(["report", "--campaign", unit, "--json"])
