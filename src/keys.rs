@@ -27,6 +27,9 @@
 //! | `P:link:<code>`              | string | —            | `link_ttl`       | a short link's sealed click token |
 //! | `P:verp:<token>`             | string | —            | 30 days          | a long job id behind a VERP token |
 //! | `P:schema`                   | hash   | —            | —                | `version`, `partitions` |
+//! | `P:quota:<channel>`          | hash   | —            | —                | the last quota reading: `limit`, `used`, `read_at` |
+//! | `P:campaign_days:<channel>`  | zset   | —            | —                | `yyyyMMdd:campaign` sent with (LINE units), by day |
+//! | `P:lease:<task>:<channel>`   | string | —            | lease            | which daemon runs a channel's task (LINE `stats`) |
 //!
 //! A job's partition is [`partition_of`] its `customer_id` (its `id` when it has
 //! none): CRC-32 (IEEE, as `zlib.crc32`) of the UTF-8 bytes, modulo `N`. A CRM
