@@ -93,7 +93,8 @@ impl ChannelWorker {
             return None;
         }
         let (until, code) = self.paused.lock().ok()?.clone()?;
-        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        // Over, and not yet cleared by the reader: the job may go.
+        let left = until.checked_duration_since(tokio::time::Instant::now())?;
         Some(SendError::QuotaExhausted {
             code,
             message: "the channel's monthly quota is used up".into(),
