@@ -144,6 +144,52 @@ fn stats_text(s: &Setup) -> String {
 }
 
 #[test]
+fn the_fake_checks_reads_against_lines_specs() {
+    let api = LineApi::start(TOKEN);
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = [("Authorization", bearer.as_str())];
+    let stats = |query: &str| {
+        api.request(
+            "GET",
+            &format!("{}?{query}", reads::UNIT_STATS_PATH),
+            &auth,
+            "",
+        )
+    };
+    let (status, body) = stats("customAggregationUnit=spring_26&from=20261201&to=20261207");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["overview"]["uniqueImpression"], Value::Null);
+    api.assert_no_violations();
+    // A unit LINE refuses, a missing `to`, a period over 30 days.
+    for (query, property) in [
+        (
+            "customAggregationUnit=spring-26&from=20261201&to=20261207",
+            "customAggregationUnit",
+        ),
+        ("customAggregationUnit=spring_26&from=20261201", "to"),
+        (
+            "customAggregationUnit=spring_26&from=20261101&to=20261207",
+            "to",
+        ),
+    ] {
+        let before = api.violations().len();
+        assert_eq!(stats(query).0, 400, "{query}");
+        let found = api.violations();
+        assert!(
+            found[before..].iter().any(|v| v.contains(property)),
+            "{query}: {found:?}"
+        );
+    }
+    assert_eq!(api.request("GET", reads::QUOTA_PATH, &[], "").0, 401);
+    assert_eq!(
+        api.request("POST", reads::CONSUMPTION_PATH, &auth, "").0,
+        405
+    );
+    assert_eq!(api.reads().len(), 6);
+}
+
+#[test]
 fn the_monthly_limit_moves_jobs_with_a_fallback_on_and_the_others_wait() {
     let redis = redis();
     let api = LineApi::start(TOKEN);
@@ -222,12 +268,18 @@ fn with_on_quota_pause_a_job_with_a_fallback_waits_too() {
     );
     assert!(!has(&evs, "fb-waits", "fallback"), "{evs:#?}");
 
-    // A value that is neither is refused, naming the key.
-    let bad = line_setup(&redis, "q2", &api, "on_quota = \"stop\"");
-    let out = bad.tayori().arg("check-config").output().unwrap();
-    assert_ne!(out.status.code(), Some(0));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("on_quota"), "{err}");
+    // Bad values are refused, naming the key.
+    for (line, key) in [
+        ("on_quota = \"stop\"", "channels.line.on_quota"),
+        ("quota_poll = \"0s\"", "channels.line.quota_poll"),
+        ("stats_days = 0", "channels.line.stats_days"),
+    ] {
+        let bad = line_setup(&redis, "q2", &api, line);
+        let out = bad.tayori().arg("check-config").output().unwrap();
+        assert_ne!(out.status.code(), Some(0), "{line}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{line}: {err}");
+    }
 }
 
 #[test]

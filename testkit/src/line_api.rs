@@ -359,6 +359,18 @@ impl LineApi {
             .collect()
     }
 
+    /// A raw HTTP/1.1 request to the server (a test's own, e.g. one the spec
+    /// forbids): (HTTP status, body).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        self.server.request(method, path, headers, body)
+    }
+
     /// The quota and statistics reads received, in order.
     pub fn reads(&self) -> Vec<Recorded> {
         self.lock()
