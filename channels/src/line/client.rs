@@ -1,12 +1,11 @@
 //! The LINE Messaging API push call, and what each answer means.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
 use serde_json::Value;
-
-use std::sync::Arc;
 
 use super::reads::SentUnits;
 use super::{retry_key, LineEncoder};
