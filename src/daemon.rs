@@ -146,6 +146,24 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
         kinds.push(kind);
     }
     m::register_zeroes(&kinds);
+    // What channels run beside sending (LINE: quota and statistics reads); a
+    // quota reading pauses, or resumes, the channel's worker in this daemon.
+    let store: Arc<dyn crate::channel::background::AccountStore> = Arc::new(queue.clone());
+    for worker in &workers {
+        let Some(channel) = channels.get(worker.kind()) else {
+            continue;
+        };
+        let w = worker.clone();
+        let cx = crate::channel::background::Background {
+            store: store.clone(),
+            consumer: consumer.clone(),
+            on_quota: Arc::new(move |used_up| w.quota_reading(used_up)),
+            stop: stop_rx.clone(),
+        };
+        for task in channel.settings.background(cx) {
+            tokio::spawn(task);
+        }
+    }
     if workers.is_empty() {
         tracing::warn!("no channel is enabled: add a [channels.email] (or line, sms, dm) section");
     }

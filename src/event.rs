@@ -55,11 +55,13 @@ pub enum EventType {
     Complained,
     // An operator cancelled the job or its campaign (`tayori cancel`).
     Cancelled,
+    // LINE's own per-unit statistics of a campaign for one day (no job).
+    LineStats,
 }
 
 impl EventType {
     /// Every type, in declaration order.
-    pub const ALL: [EventType; 17] = [
+    pub const ALL: [EventType; 18] = [
         Self::Sent,
         Self::Delivered,
         Self::Deferred,
@@ -77,6 +79,7 @@ impl EventType {
         Self::Fallback,
         Self::Complained,
         Self::Cancelled,
+        Self::LineStats,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +101,7 @@ impl EventType {
             Self::Fallback => "fallback",
             Self::Complained => "complained",
             Self::Cancelled => "cancelled",
+            Self::LineStats => "line_stats",
         }
     }
 }
@@ -158,7 +162,8 @@ struct ExtraFields {
     machine_open: Option<bool>,
     /// `opened`: the image proxy that fetched it (`apple`, `google`, `yahoo`).
     proxy: Option<String>,
-    /// `suppressed`: why the address is suppressed; `cancelled`: the operator's reason.
+    /// `suppressed`: why the address is suppressed; `cancelled`: the operator's
+    /// reason; `fallback`: `quota` when the channel's monthly quota was used up.
     reason: Option<String>,
     /// `cancelled`: who cancelled (`tayori cancel --by`, or the user and host).
     cancelled_by: Option<String>,
@@ -181,6 +186,14 @@ struct ExtraFields {
     via: Option<String>,
     /// `channel: "best"` jobs: how the channel was chosen.
     channel_choice: Option<Value>,
+    /// `line_stats`: the aggregation unit (the campaign) and LINE's day (`YYYY-MM-DD`, UTC+9).
+    unit: Option<String>,
+    day: Option<String>,
+    /// `line_stats`: LINE's figures as it returns them (nulls kept): `overview`
+    /// (uniqueImpression, uniqueClick, …), `messages` (per bubble) and `clicks` (per URL).
+    overview: Option<Value>,
+    messages: Option<Value>,
+    clicks: Option<Value>,
 }
 
 #[derive(JsonSchema)]
@@ -362,6 +375,7 @@ mod tests {
             EventType::Fallback => 14,
             EventType::Complained => 15,
             EventType::Cancelled => 16,
+            EventType::LineStats => 17,
         };
         for (i, t) in EventType::ALL.iter().enumerate() {
             assert_eq!(index(*t), i, "{t:?}");

@@ -29,6 +29,9 @@
 //! | `P:line:tag:<tag>`           | string | —            | 7 days           | the job id behind a LINE notification message's delivery tag |
 //! | `P:cancels`                  | hash   | —            | — (lapsed fields pruned) | `campaign/<channel or *>/<id>` or `job/<id>` → the cancel (JSON) |
 //! | `P:schema`                   | hash   | —            | —                | `version`, `partitions` |
+//! | `P:quota:<channel>`          | hash   | —            | —                | the last quota reading: `limit`, `used`, `read_at` |
+//! | `P:campaign_days:<channel>`  | zset   | —            | —                | `yyyyMMdd:campaign` sent with (LINE units), by day |
+//! | `P:lease:<task>:<channel>`   | string | —            | lease            | which daemon runs a channel's task (LINE `stats`) |
 //!
 //! A job's partition is [`partition_of`] its `customer_id` (its `id` when it has
 //! none): CRC-32 (IEEE, as `zlib.crc32`) of the UTF-8 bytes, modulo `N`. A CRM
@@ -249,6 +252,22 @@ impl Keys {
     /// Active cancels (see [`crate::cancel`]): one small hash every daemon reads.
     pub fn cancels(&self) -> String {
         format!("{}:cancels", self.prefix)
+    }
+
+    /// A channel's monthly quota at the last reading (hash: `limit`, `used`, `read_at`).
+    pub fn quota(&self, kind: ChannelId) -> String {
+        format!("{}:quota:{kind}", self.prefix)
+    }
+
+    /// Campaigns a channel sent for, by day (LINE: aggregation units; sorted
+    /// set: member `yyyyMMdd:campaign`, score the day as the number yyyyMMdd).
+    pub fn campaign_days(&self, kind: ChannelId) -> String {
+        format!("{}:campaign_days:{kind}", self.prefix)
+    }
+
+    /// The lease of a channel's background `task` (LINE: `stats`).
+    pub fn channel_lease(&self, kind: ChannelId, task: &str) -> String {
+        format!("{}:lease:{task}:{kind}", self.prefix)
     }
 
     /// The layout's version and partition count.

@@ -72,6 +72,13 @@ pub const LINE_EVENT_TYPES: [&str; 13] = [
 ];
 /// Opens and clicks never written to Redis, by `reason` (src/http/backlog.rs).
 pub const REACTIONS_LOST: &str = "tayori_reactions_lost_total";
+/// A channel's monthly message limit at the last reading, by `channel` (+Inf: none).
+pub const QUOTA_LIMIT: &str = "tayori_channel_quota_limit";
+/// Messages a channel's provider counts as sent this month at the last reading, by `channel`.
+pub const QUOTA_USED: &str = "tayori_channel_quota_used";
+/// Reads of a provider's account endpoints, by `channel`, `op` (quota, stats)
+/// and `result` (ok, error).
+pub const ACCOUNT_READS: &str = "tayori_channel_account_reads_total";
 
 /// Every metric family the daemon exports (dashboards and alerts may use only these).
 pub const ALL: &[&str] = &[
@@ -111,6 +118,9 @@ pub const ALL: &[&str] = &[
     OLDEST_PENDING_SECONDS,
     DELAYED_DUE,
     REACTIONS_LOST,
+    QUOTA_LIMIT,
+    QUOTA_USED,
+    ACCOUNT_READS,
 ];
 
 /// The `op` labels of [`REDIS_ERRORS`]: every Redis step that counts its failures.
@@ -200,6 +210,12 @@ pub fn register_zeroes(kinds: &[crate::channel_id::ChannelId]) {
         .map(|t| ("tracking", t))
         .to_vec();
     if enabled("line") {
+        for op in ["quota", "stats"] {
+            for result in ["ok", "error"] {
+                metrics::counter!(ACCOUNT_READS, "channel" => "line", "op" => op, "result" => result)
+                    .increment(0);
+            }
+        }
         rejected.extend([
             ("line", "bad_signature"),
             ("line", "bad_body"),
@@ -410,6 +426,18 @@ fn describe() {
     describe_counter!(
         CHANNEL_CHOICES,
         "Channels chosen for best-channel jobs, by channel and rule (profile, explore, order)."
+    );
+    describe_gauge!(
+        QUOTA_LIMIT,
+        "A channel's monthly message limit at the last reading, by channel (LINE: GET /v2/bot/message/quota); +Inf when the provider sets none (LINE: type none)."
+    );
+    describe_gauge!(
+        QUOTA_USED,
+        "Messages the provider counts as sent this month at the last reading, by channel (LINE: GET /v2/bot/message/quota/consumption)."
+    );
+    describe_counter!(
+        ACCOUNT_READS,
+        "Reads of a provider's account endpoints, by channel, op (quota, stats: LINE's per-unit statistics) and result (ok, error)."
     );
     describe_counter!(REACTIONS_LOST, "Opens and clicks answered but never written to Redis, by reason: full (10,000 already waiting for Redis), expired (Redis away over 10 minutes), shutdown (still waiting at exit).");
 }

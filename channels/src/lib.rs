@@ -92,6 +92,16 @@ pub enum SendError {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// The channel's monthly message quota is used up (LINE's "You have reached
+    /// your monthly limit."): the channel pauses like [`SendError::Suspended`],
+    /// but a job with a fallback channel may move on to it (the config decides)
+    /// instead of waiting for the next month.
+    #[error("quota exhausted ({code}): {message}")]
+    QuotaExhausted {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
 }
 
 impl SendError {
@@ -123,7 +133,8 @@ impl SendError {
             | Self::OptedOut { code, .. }
             | Self::Permanent { code, .. }
             | Self::Unconfirmed { code, .. }
-            | Self::Suspended { code, .. } => code,
+            | Self::Suspended { code, .. }
+            | Self::QuotaExhausted { code, .. } => code,
         }
     }
 
@@ -136,11 +147,13 @@ impl SendError {
             | Self::OptedOut { message, .. }
             | Self::Permanent { message, .. }
             | Self::Unconfirmed { message, .. }
-            | Self::Suspended { message, .. } => message,
+            | Self::Suspended { message, .. }
+            | Self::QuotaExhausted { message, .. } => message,
         }
     }
 
-    /// A short label for metrics: transient, rate_limited, unreachable, bounced, permanent, suspended, unconfirmed.
+    /// A short label for metrics: transient, rate_limited, unreachable, bounced,
+    /// opted_out, permanent, suspended, quota_exhausted, unconfirmed.
     pub fn class(&self) -> &'static str {
         match self {
             Self::Transient { .. } => "transient",
@@ -151,6 +164,7 @@ impl SendError {
             Self::Permanent { .. } => "permanent",
             Self::Suspended { .. } => "suspended",
             Self::Unconfirmed { .. } => "unconfirmed",
+            Self::QuotaExhausted { .. } => "quota_exhausted",
         }
     }
 }

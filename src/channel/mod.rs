@@ -5,6 +5,7 @@
 //!
 //! Adding a channel is a folder here plus one line in `registry.rs`.
 
+pub mod background;
 mod enabled;
 pub mod inbound;
 pub mod mask;
@@ -200,6 +201,25 @@ pub trait ChannelSettings: Send + Sync {
     /// endpoint), when only that job waits.
     fn pauses_on_rate_limit(&self) -> bool {
         true
+    }
+
+    /// Whether a job with a fallback channel moves on to it when the channel's
+    /// monthly quota is used up (LINE's `on_quota = "fallback"`), rather than
+    /// waiting with the others for the pause to end.
+    fn falls_back_on_quota(&self) -> bool {
+        false
+    }
+
+    /// The pause reason of a used-up quota (a `SendError::QuotaExhausted`
+    /// code): a pause another daemon shares under this reason is a quota pause here too.
+    fn quota_code(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Tasks the channel runs beside sending, for the daemon to spawn (LINE:
+    /// its quota and statistics reads).
+    fn background(&self, _cx: background::Background) -> background::Tasks {
+        Vec::new()
     }
 
     /// Rates per destination (email: per recipient domain), shared by all daemons.

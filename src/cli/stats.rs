@@ -1,6 +1,9 @@
 //! `tayori stats`: per channel backlog, pending, stream length and consumers, over
-//! every partition, then the active cancels. `--json` prints the same figures under the same names as the
-//! table's columns.
+//! every partition, then the active cancels. `--json` prints the same figures
+//! under the same names as the table's columns (`cancels`: as `tayori cancel
+//! --list --json` prints them). Each channel's last quota reading too (LINE's),
+//! when a daemon made one (`quotas` in JSON, by channel: `limit`, null when the
+//! provider sets none, `used`, `read_at`).
 
 use crate::config::Config;
 
@@ -10,6 +13,12 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
         .stats_detailed(&crate::channel::registry::ids().collect::<Vec<_>>())
         .await?;
     let cancels = super::cancel::active(&q).await?;
+    let mut quotas = Vec::new();
+    for kind in crate::channel::registry::ids() {
+        if let Some(reading) = q.quota_reading(kind).await? {
+            quotas.push((kind, reading));
+        }
+    }
     if json {
         let mut v = serde_json::to_value(&s)?;
         if let Some(obj) = v.as_object_mut() {
@@ -18,6 +27,13 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
                 .map(|(t, c)| super::cancel::listed_json(t, c))
                 .collect();
             obj.insert("cancels".into(), serde_json::Value::Array(listed));
+        }
+        if let (Some(obj), false) = (v.as_object_mut(), quotas.is_empty()) {
+            let by_channel: serde_json::Map<String, serde_json::Value> = quotas
+                .iter()
+                .map(|(k, r)| Ok((k.label().to_owned(), serde_json::to_value(r)?)))
+                .collect::<Result<_, serde_json::Error>>()?;
+            obj.insert("quotas".into(), by_channel.into());
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
@@ -44,6 +60,9 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
         "delayed {}   delayed_due {}   dead_letters {}   results {}",
         s.delayed, s.delayed_due, s.dead_letters, s.results
     );
+    for (kind, reading) in &quotas {
+        println!("{}", quota_line(kind.label(), reading));
+    }
     let consumers: Vec<_> = s
         .channels
         .iter()
@@ -73,4 +92,25 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `line quota: 950 of 1000 messages this month (95.0 %), read at …`.
+fn quota_line(channel: &str, q: &crate::channel::background::QuotaReading) -> String {
+    match q.limit {
+        Some(limit) => {
+            let pct = if limit == 0 {
+                100.0
+            } else {
+                q.used as f64 * 100.0 / limit as f64
+            };
+            format!(
+                "{channel} quota: {} of {limit} messages this month ({pct:.1} %), read at {}",
+                q.used, q.read_at
+            )
+        }
+        None => format!(
+            "{channel} quota: {} messages this month, no limit, read at {}",
+            q.used, q.read_at
+        ),
+    }
 }

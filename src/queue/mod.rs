@@ -6,6 +6,7 @@
 //! re-driven dead letters) carry routing fields beside `job`: `attempt`,
 //! `origin`, `first_at`, `hop`. A CRM only ever writes `job`.
 
+mod account;
 mod cancels;
 mod entry;
 mod grouped;
@@ -818,6 +819,18 @@ impl Queue {
     ) -> RedisResult<()> {
         self.set_pause_key(&self.keys.paused(kind), reason, wait)
             .await
+    }
+
+    /// Ends a channel's pause early, if it is still the one for `reason`.
+    pub async fn end_pause(&self, kind: ChannelId, reason: &str) -> RedisResult<()> {
+        redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 0",
+        )
+        .key(self.keys.paused(kind))
+        .arg(reason)
+        .invoke_async::<i64>(&mut self.conn.clone())
+        .await
+        .map(drop)
     }
 
     /// Records a provider's webhook event once: deduplicated by its event id,

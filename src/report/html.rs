@@ -126,6 +126,8 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         }
     }
 
+    line_stats_table(&mut out, &r.line_stats);
+
     if r.unattributed.events > 0 {
         out.push_str(
             "<h2>Not attributable</h2>\n<p class=\"note\">Events without a job (a LINE block or \
@@ -145,6 +147,52 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
     }
     out.push_str("</body>\n</html>\n");
     out
+}
+
+/// LINE's own per-unit statistics, per day: marked as LINE's aggregate figures.
+fn line_stats_table(out: &mut String, days: &[super::line_stats::LineStatsDay]) {
+    if days.is_empty() {
+        return;
+    }
+    let shown = |n: Option<u64>| n.map_or_else(|| "–".to_owned(), |n| n.to_string());
+    out.push_str(
+        "<h2>LINE's aggregate figures</h2>\n<p class=\"note\">LINE's own per-unit statistics \
+         of the campaign (not counted from events), the latest fetch of each day (UTC+9); \
+         – where LINE gave none.</p>\n<table id=\"line-stats\"><thead><tr><th>day</th>\
+         <th>unique opens</th><th>unique clicks</th><th>impressions</th><th>clicks per URL</th>\
+         </tr></thead><tbody>\n",
+    );
+    for d in days {
+        let clicks: Vec<String> = d
+            .clicks
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let n = |k: &str| shown(c.get(k).and_then(serde_json::Value::as_u64));
+                format!(
+                    "{} ({} clicks, {} users)",
+                    text(
+                        c.get("url")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or("")
+                    ),
+                    n("click"),
+                    n("uniqueClick")
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            text(&d.day),
+            shown(d.unique_opens()),
+            shown(d.unique_clicks()),
+            shown(d.impressions()),
+            clicks.join("<br>")
+        );
+    }
+    out.push_str("</tbody></table>\n");
 }
 
 fn summary_table(out: &mut String, columns: &[(&'static str, &ChannelReport)]) {

@@ -6,6 +6,7 @@
 //! pass, and `table` and `html` print what `--json` would.
 
 pub mod html;
+pub mod line_stats;
 pub mod stream;
 pub mod summary;
 pub mod table;

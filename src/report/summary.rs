@@ -200,6 +200,8 @@ pub struct Summary {
     matched: u64,
     first_at: i64,
     last_at: i64,
+    /// LINE's own statistics of the campaign (`line_stats` events).
+    line: super::line_stats::LineStats,
 }
 
 impl Summary {
@@ -225,6 +227,7 @@ impl Summary {
             matched: 0,
             first_at: i64::MAX,
             last_at: i64::MIN,
+            line: Default::default(),
         }
     }
 
@@ -235,6 +238,16 @@ impl Summary {
             self.unreadable += 1;
             return;
         };
+        // LINE's figures for a whole campaign and day: kept apart, never counted per job.
+        if ev.kind == "line_stats" {
+            if ev.campaign.as_deref() == Some(self.campaign.as_str()) {
+                if let Ok(full) = serde_json::from_slice::<serde_json::Value>(event) {
+                    self.matched += 1;
+                    self.line.add(&full);
+                }
+            }
+            return;
+        }
         let (Some(kind), Some(channel)) = (
             Kind::parse(&ev.kind),
             ev.channel.as_deref().and_then(|c| self.channel_index(c)),
@@ -441,6 +454,7 @@ impl Summary {
                 events: unattributed_events,
                 by_channel,
             },
+            line_stats: self.line.finish(),
         }
     }
 
@@ -647,6 +661,10 @@ pub struct Report {
     /// All channels together: each (job, channel) pair counted once.
     pub total: ChannelReport,
     pub unattributed: Unattributed,
+    /// LINE's own per-unit statistics of the campaign, one entry per day (the
+    /// latest fetch), as LINE returned them. Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub line_stats: Vec<super::line_stats::LineStatsDay>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -84,6 +84,8 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         out.push('\n');
     }
 
+    line_rows(&mut out, r, &columns);
+
     for (name, c) in &columns {
         if c.top_links.is_empty() {
             continue;
@@ -140,6 +142,86 @@ pub fn render(r: &Report, tz: &TimeZone) -> String {
         .join("\n");
     trimmed.push('\n');
     trimmed
+}
+
+/// LINE's own figures (`line_stats`): rows in the LINE column, marked, and
+/// each day's figures with its clicks per URL.
+fn line_rows(out: &mut String, r: &Report, columns: &[(&'static str, &ChannelReport)]) {
+    use super::line_stats::{total, LineStatsDay};
+    let days = &r.line_stats;
+    if days.is_empty() {
+        return;
+    }
+    let shown = |n: Option<u64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    type Figure = fn(&LineStatsDay) -> Option<u64>;
+    let rows: [(&str, Figure); 3] = [
+        ("LINE* unique opens", LineStatsDay::unique_opens),
+        ("LINE* unique clicks", LineStatsDay::unique_clicks),
+        ("LINE* impressions", LineStatsDay::impressions),
+    ];
+    for (label, figure) in rows {
+        let _ = write!(out, "{label:<LABEL$}");
+        for (name, _) in columns {
+            let value = if *name == "line" {
+                shown(total(days, figure))
+            } else {
+                String::new()
+            };
+            let _ = write!(out, "{value:>8}{:width$}", "", width = COLUMN - 8);
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "* LINE's aggregate figures (its per-unit statistics, not counted from events), summed over {} day(s); \"-\": LINE gave none",
+        days.len()
+    );
+    let _ = writeln!(
+        out,
+        "\nLINE's aggregate figures per day (UTC+9)\n{:<12} {:>12} {:>13} {:>11}  fetched",
+        "day", "unique opens", "unique clicks", "impressions"
+    );
+    for d in days {
+        let _ = writeln!(
+            out,
+            "{:<12} {:>12} {:>13} {:>11}  {}",
+            d.day,
+            shown(d.unique_opens()),
+            shown(d.unique_clicks()),
+            shown(d.impressions()),
+            d.fetched_at
+        );
+    }
+    let clicks: Vec<(&str, &serde_json::Value)> = days
+        .iter()
+        .flat_map(|d| {
+            d.clicks
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |c| (d.day.as_str(), c))
+        })
+        .collect();
+    if !clicks.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nLINE's clicks per URL\n{:<12} {:>4} {:>8} {:>8}  url",
+            "day", "seq", "clicks", "users"
+        );
+        for (day, c) in clicks {
+            let n = |k: &str| shown(c.get(k).and_then(serde_json::Value::as_u64));
+            let _ = writeln!(
+                out,
+                "{day:<12} {:>4} {:>8} {:>8}  {}",
+                n("seq"),
+                n("click"),
+                n("uniqueClick"),
+                c.get("url")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("")
+            );
+        }
+    }
 }
 
 /// The channels that saw anything, then the total.

@@ -76,6 +76,14 @@ pub struct ChannelWorker {
     pause: Duration,
     /// After a pause, one job at a time probes the provider until one gets through.
     probing: std::sync::atomic::AtomicBool,
+    /// The pause is for a used-up monthly quota ([`SendError::QuotaExhausted`]).
+    quota_paused: std::sync::atomic::AtomicBool,
+    /// That pause was started by a quota reading (which may end it early).
+    quota_by_reading: std::sync::atomic::AtomicBool,
+    /// Jobs with a fallback move on to it while the quota is used up (`on_quota`).
+    falls_back_on_quota: bool,
+    /// The pause reason of a used-up quota, if the channel has one.
+    quota_code: Option<&'static str>,
     /// Jobs brought to an outcome (for the drain summary).
     pub finished: Arc<AtomicU64>,
     /// The channel's rate for all daemons together (`rate_scope = "global"`).
@@ -165,6 +173,10 @@ impl ChannelWorker {
             paused: std::sync::Mutex::new(None),
             pause: ch.pause,
             probing: std::sync::atomic::AtomicBool::new(false),
+            quota_paused: std::sync::atomic::AtomicBool::new(false),
+            quota_by_reading: std::sync::atomic::AtomicBool::new(false),
+            falls_back_on_quota: this.settings.falls_back_on_quota(),
+            quota_code: this.settings.quota_code(),
             finished,
             shared,
             domains,
@@ -758,6 +770,10 @@ impl ChannelWorker {
             to: self.plugin.recipient(&job.to),
             content,
         };
+        // While the quota is used up a job waits for no rate permit.
+        if let Some(quota) = self.quota_pause() {
+            return self.over_quota(entry, job, attempt, &quota);
+        }
         // A job waiting for a permit ends as soon as it is cancelled; one that
         // got its permit is checked once more before the provider sees it.
         // After that, it ends as the provider answers.
@@ -780,6 +796,9 @@ impl ChannelWorker {
             return self.cancelled(entry, job, attempt, &applied);
         }
         // The channel may have paused while this job waited: do not call the provider.
+        if let Some(quota) = self.quota_pause() {
+            return self.over_quota(entry, job, attempt, &quota);
+        }
         if let Some(code) = self.pause_reason() {
             let err = SendError::Suspended {
                 code,
@@ -790,7 +809,10 @@ impl ChannelWorker {
         }
         let started = Instant::now();
         let result = self.adapter.send(&message).await;
-        if !matches!(result, Err(SendError::Suspended { .. })) {
+        if !matches!(
+            result,
+            Err(SendError::Suspended { .. } | SendError::QuotaExhausted { .. })
+        ) {
             self.probing.store(false, Ordering::Relaxed);
         }
         self.meters.send_seconds.record(started.elapsed());
@@ -821,6 +843,7 @@ impl ChannelWorker {
                 self.complete(entry, vec![ev.into()])
             }
             Err(e @ SendError::Suspended { .. }) => self.suspend(entry, job, attempt, &e),
+            Err(e @ SendError::QuotaExhausted { .. }) => self.over_quota(entry, job, attempt, &e),
             Err(e @ SendError::Bounced { .. }) => {
                 self.address_dead(entry, job, attempt, &e, EventType::Bounced, "bounced")
             }
@@ -867,6 +890,17 @@ impl ChannelWorker {
         }
         if let Some(shared) = &self.shared {
             if let Permit::Paused { reason, wait } = shared.acquire().await {
+                // Another daemon met the used-up quota: the same rules here.
+                if self.quota_code == Some(reason.as_str()) {
+                    let err = SendError::QuotaExhausted {
+                        code: reason,
+                        message:
+                            "the channel's monthly quota is used up (by this or another daemon)"
+                                .into(),
+                        retry_after: Some(wait),
+                    };
+                    return Some(self.over_quota(entry, job, attempt, &err));
+                }
                 let err = SendError::Suspended {
                     code: reason,
                     message: "the channel is paused (by this or another daemon)".into(),

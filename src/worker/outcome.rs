@@ -54,6 +54,10 @@ impl ChannelWorker {
             SendError::Suspended {
                 retry_after: Some(d),
                 ..
+            }
+            | SendError::QuotaExhausted {
+                retry_after: Some(d),
+                ..
             } => *d,
             _ => self.pause,
         };
@@ -150,14 +154,48 @@ impl ChannelWorker {
             });
         }
         ops.extend(
-            self.fallback(entry, job, attempt, err.code(), err.message())
+            self.fallback(entry, job, attempt, err.code(), err.message(), None)
                 .unwrap_or_default(),
         );
         self.complete(entry, ops)
     }
 
-    /// The `fallback` event and the job appended to the next enabled channel in its
-    /// fallback list, if there is one.
+    /// The channel's monthly quota is used up: the channel pauses; with
+    /// `on_quota = "fallback"` a job with a fallback moves on to it (a `fallback`
+    /// event with `reason: "quota"`), any other waits for the channel like a
+    /// [`suspend`](Self::suspend)ed one.
+    pub(super) fn over_quota(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        err: &SendError,
+    ) -> Completion {
+        let wait = match err {
+            SendError::QuotaExhausted {
+                retry_after: Some(d),
+                ..
+            } => *d,
+            _ => self.pause,
+        };
+        self.pause_for_quota(wait, err.code(), err.message());
+        if self.falls_back_on_quota {
+            if let Some(ops) = self.fallback(
+                entry,
+                job,
+                attempt,
+                err.code(),
+                err.message(),
+                Some("quota"),
+            ) {
+                return self.complete(entry, ops);
+            }
+        }
+        self.suspend(entry, job, attempt, err)
+    }
+
+    /// The `fallback` event (with `reason`, when given) and the job appended to
+    /// the next enabled channel in its fallback list, if there is one.
     fn fallback(
         &self,
         entry: &Entry,
@@ -165,14 +203,18 @@ impl ChannelWorker {
         attempt: u32,
         code: &str,
         message: &str,
+        reason: Option<&str>,
     ) -> Option<Vec<Op>> {
         let mut hop = entry.routing.hop + 1;
         while let Some(next) = job.channel_at(hop) {
             if self.enabled.contains(&next) {
-                let ev = self
+                let mut ev = self
                     .event(entry, EventType::Fallback, job, attempt)
                     .with("to_channel", next.as_str())
                     .with_error(code, message);
+                if let Some(reason) = reason {
+                    ev = ev.with("reason", reason);
+                }
                 let routing = queue::Routing {
                     attempt: 0,
                     origin: Some(entry.origin().to_owned()),
@@ -225,7 +267,7 @@ impl ChannelWorker {
         code: &str,
         message: &str,
     ) -> Completion {
-        if let Some(ops) = self.fallback(entry, job, attempt, code, message) {
+        if let Some(ops) = self.fallback(entry, job, attempt, code, message, None) {
             return self.complete(entry, ops);
         }
         if code == "suppressed" {

@@ -12,6 +12,7 @@
 //! [`FakeServer`](crate::server::FakeServer).
 //!
 //! How a request is answered, in this order:
+//! 0. the quota and per-unit statistics reads (`GET`): as [`reads`] says;
 //! 1. a path other than the push endpoint: 404 (and a violation); another method: 405;
 //! 2. no `Authorization: Bearer …` header at all: 401 and a violation; a wrong token: 401
 //!    (no violation: a revoked token is a situation to handle, not a client bug);
@@ -25,6 +26,7 @@
 //! 401 still records its violations. Only step 5 consumes the script. Every answer
 //! carries a fresh `x-line-request-id`.
 
+pub mod reads;
 pub mod schema;
 
 use std::collections::{HashMap, VecDeque};
@@ -232,6 +234,8 @@ pub struct Recorded {
     pub violations: Vec<String>,
     /// The `x-line-request-id` the server answered with.
     pub request_id: String,
+    /// The query string, as sent (empty without one).
+    pub query: String,
 }
 
 impl Recorded {
@@ -257,6 +261,8 @@ struct ServerState {
     requests: Vec<Recorded>,
     accepted: HashMap<String, Accepted>,
     rng: u64,
+    /// What the quota and statistics endpoints answer ([`reads`]).
+    reads: reads::Reads,
 }
 
 impl ServerState {
@@ -319,6 +325,7 @@ impl LineApi {
             requests: Vec::new(),
             accepted: HashMap::new(),
             rng: seed | 1,
+            reads: reads::Reads::default(),
         };
         // Parse the spec here, so a broken spec fails the test, not a request.
         messaging_api_spec();
@@ -359,18 +366,64 @@ impl LineApi {
         self.lock().token = token.to_string();
     }
 
-    /// Everything received, in order.
+    /// What `GET /v2/bot/message/quota` answers (initially `{"type":"none"}`);
+    /// panics if the spec does not allow it.
+    pub fn set_quota(&self, answer: Value) {
+        reads::check_answer(reads::QUOTA_PATH, &answer);
+        self.lock().reads.quota = answer;
+    }
+
+    /// The `totalUsage` `GET /v2/bot/message/quota/consumption` answers (initially 0).
+    pub fn set_consumption(&self, total_usage: u64) {
+        self.lock().reads.consumption = json!({ "totalUsage": total_usage });
+    }
+
+    /// What the per-unit statistics endpoint answers for `unit` (whatever the
+    /// dates); other units get [`reads::empty_unit_stats`]. Panics if the spec
+    /// does not allow it.
+    pub fn set_unit_stats(&self, unit: &str, answer: Value) {
+        reads::check_answer(reads::UNIT_STATS_PATH, &answer);
+        self.lock().reads.unit_stats.insert(unit.to_owned(), answer);
+    }
+
+    /// Everything received, in order, except the quota and statistics reads
+    /// (a daemon makes them on its own schedule; [`LineApi::reads`] has them).
     pub fn requests(&self) -> Vec<Recorded> {
-        self.lock().requests.clone()
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| !reads::is_read(&r.path))
+            .cloned()
+            .collect()
+    }
+
+    /// A raw HTTP/1.1 request to the server (a test's own, e.g. one the spec
+    /// forbids): (HTTP status, body).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        self.server.request(method, path, headers, body)
+    }
+
+    /// The quota and statistics reads received, in order.
+    pub fn reads(&self) -> Vec<Recorded> {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| reads::is_read(&r.path))
+            .cloned()
+            .collect()
     }
 
     /// Requests that delivered a message: answered 200 (a 409 replay is not one).
     pub fn deliveries(&self) -> Vec<Recorded> {
-        self.lock()
-            .requests
-            .iter()
+        self.requests()
+            .into_iter()
             .filter(|r| r.status == 200)
-            .cloned()
             .collect()
     }
 
@@ -454,8 +507,15 @@ fn decide(st: &mut ServerState, req: &Incoming) -> (Response, Option<Duration>) 
             status,
             violations: violations.iter().map(ToString::to_string).collect(),
             request_id: request_id.clone(),
+            query: req.uri.query().unwrap_or("").to_owned(),
         });
     };
+
+    // 0. The quota and statistics reads.
+    if let Some((status, body, violations)) = reads::answer(st, req) {
+        record(st, status, &violations);
+        return (respond(status, &request_id, &body, &[]), None);
+    }
 
     // 1. Route.
     let pnp = path == PNP_PATH;

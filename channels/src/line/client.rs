@@ -1,16 +1,20 @@
 //! The LINE Messaging API push call, and what each answer means.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use super::reads::SentUnits;
 use super::{pnp, retry_key, LineEncoder};
 use crate::{Channel, Content, Message, SendError, Sent};
 
 /// LINE's wording for an exhausted monthly quota (a 429 that retrying cannot fix).
 const MONTHLY_LIMIT: &str = "monthly limit";
+/// The code of [`SendError::QuotaExhausted`] for it (and of the channel's pause).
+pub const MONTHLY_LIMIT_CODE: &str = "line_monthly_limit";
 
 pub struct LineClient {
     http: reqwest::Client,
@@ -20,6 +24,8 @@ pub struct LineClient {
     /// `Bearer {token}`, marked sensitive so it is never printed.
     authorization: HeaderValue,
     encoder: LineEncoder,
+    /// Where sends with an aggregation unit are noted, for fetching its statistics.
+    units: Option<Arc<SentUnits>>,
 }
 
 /// LINE's answers are small; a larger body is cut, not read into memory.
@@ -42,7 +48,14 @@ impl LineClient {
             pnp_url: format!("{}{}", api_base.trim_end_matches('/'), pnp::PNP_PATH),
             authorization,
             encoder,
+            units: None,
         })
+    }
+
+    /// Notes in `units` each (aggregation unit, day) this client sends with.
+    pub fn with_units(mut self, units: Arc<SentUnits>) -> Self {
+        self.units = Some(units);
+        self
     }
 }
 
@@ -78,7 +91,13 @@ impl Channel for LineClient {
         let status = response.status();
         let headers = response.headers().clone();
         let text = read_capped(response).await;
-        classify(status, &headers, &text)
+        let outcome = classify(status, &headers, &text);
+        if let (Ok(_), Some(units)) = (&outcome, &self.units) {
+            if let Some(unit) = body["customAggregationUnits"][0].as_str() {
+                units.note(unit);
+            }
+        }
+        outcome
     }
 }
 
@@ -165,11 +184,13 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> Result<S
             message: format!("the channel access token was refused: {message}"),
             retry_after: None,
         }),
-        429 if message.to_ascii_lowercase().contains(MONTHLY_LIMIT) => Err(SendError::Suspended {
-            code: "line_monthly_limit".into(),
-            message,
-            retry_after: Some(Duration::from_secs(3600)),
-        }),
+        429 if message.to_ascii_lowercase().contains(MONTHLY_LIMIT) => {
+            Err(SendError::QuotaExhausted {
+                code: MONTHLY_LIMIT_CODE.into(),
+                message,
+                retry_after: Some(super::reads::QUOTA_PAUSE),
+            })
+        }
         429 => Err(SendError::RateLimited {
             code: "line_429".into(),
             message,
@@ -267,7 +288,7 @@ mod tests {
             r#"{"message":"You have reached your monthly limit."}"#,
         );
         assert!(
-            matches!(quota, Err(SendError::Suspended { ref code, .. }) if code == "line_monthly_limit")
+            matches!(quota, Err(SendError::QuotaExhausted { ref code, .. }) if code == "line_monthly_limit")
         );
         let busy = classify(
             StatusCode::TOO_MANY_REQUESTS,

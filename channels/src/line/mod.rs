@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod pnp;
+pub mod reads;
 pub mod webhook;
 
 pub use client::LineClient;

@@ -37,6 +37,29 @@ pub struct LineSection {
     /// The region national numbers are read in for notification messages.
     /// Default: `channels.sms.default_region` when set, else "JP".
     pub pnp_default_region: Option<String>,
+    /// What a used-up monthly quota does to a job with a fallback channel:
+    /// `"fallback"` (default) moves it on; `"pause"` keeps it waiting like the others.
+    #[serde(default)]
+    pub on_quota: OnQuota,
+    /// How often the quota and its consumption are read. Default: "5m".
+    #[serde(default, deserialize_with = "crate::units::duration::optional")]
+    pub quota_poll: Option<Duration>,
+    /// How often LINE's per-unit statistics are fetched (with
+    /// `custom_aggregation_units`). Default: "1h".
+    #[serde(default, deserialize_with = "crate::units::duration::optional")]
+    pub stats_poll: Option<Duration>,
+    /// For how many days after a day's sends its statistics are fetched again. Default: 14.
+    #[serde(default)]
+    pub stats_days: Option<u32>,
+}
+
+/// `on_quota`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnQuota {
+    #[default]
+    Fallback,
+    Pause,
 }
 
 fn yes() -> bool {

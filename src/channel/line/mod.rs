@@ -3,6 +3,7 @@
 
 mod compose;
 mod config;
+mod reads;
 mod webhook;
 
 use std::sync::Arc;
@@ -11,9 +12,11 @@ use std::time::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
+use tayori_channels::line::reads::{LineReader, SentUnits};
 use tayori_channels::line::{pnp, LineClient, LineEncoder};
 use tayori_channels::{Channel, Content, Encode};
 
+use crate::channel::background::{Background, Tasks};
 use crate::channel::inbound::{Route, RouteContext};
 use crate::channel::section::{self, Common};
 use crate::channel::{
@@ -24,7 +27,7 @@ use crate::config::KeyError;
 use crate::job::{Job, JobError, JobKind};
 use crate::render::{RenderError, Renderer};
 use crate::tracking::{DeliveryTag, Records};
-pub use config::LineSection;
+pub use config::{LineSection, OnQuota};
 
 pub const ID: ChannelId = ChannelId::new("line");
 
@@ -99,7 +102,29 @@ impl ChannelPlugin for Line {
             channel_secret: own.secret(),
             token,
             pnp_region,
+            on_quota: own.on_quota,
+            quota_poll: own.quota_poll.unwrap_or(Duration::from_secs(300)),
+            stats_poll: own.stats_poll.unwrap_or(Duration::from_secs(3600)),
+            stats_days: own.stats_days.unwrap_or(14),
+            units: Arc::default(),
         };
+        for (key, every) in [
+            ("quota_poll", settings.quota_poll),
+            ("stats_poll", settings.stats_poll),
+        ] {
+            if every.is_zero() {
+                return Err(KeyError::new(
+                    format!("channels.line.{key}"),
+                    "must be longer than 0 s, e.g. \"5m\"",
+                ));
+            }
+        }
+        if settings.stats_days == 0 {
+            return Err(KeyError::new(
+                "channels.line.stats_days",
+                "must be at least 1 (days after sending that statistics are fetched)",
+            ));
+        }
         // A token that cannot be a header would fail every push: say so now.
         if let Some(token) = &settings.token {
             tayori_channels::line::client::authorization(token)
@@ -122,6 +147,12 @@ pub struct LineSettings {
     channel_secret: Option<String>,
     /// With `pnp` on: the region national numbers are read in.
     pnp_region: Option<String>,
+    on_quota: OnQuota,
+    quota_poll: Duration,
+    stats_poll: Duration,
+    stats_days: u32,
+    /// The (unit, day) pairs the client sent with, for the statistics fetch.
+    units: Arc<SentUnits>,
 }
 
 impl LineSettings {
@@ -161,8 +192,40 @@ impl ChannelSettings for LineSettings {
             .as_deref()
             .ok_or_else(|| BuildError::new(ID, "channel_access_token is required"))?;
         let client = LineClient::new(&self.api_base, token, self.timeout, self.line_encoder())
-            .map_err(|m| BuildError::new(ID, m))?;
+            .map_err(|m| BuildError::new(ID, m))?
+            .with_units(self.units.clone());
         Ok(Arc::new(client))
+    }
+
+    fn falls_back_on_quota(&self) -> bool {
+        self.on_quota == OnQuota::Fallback
+    }
+
+    fn quota_code(&self) -> Option<&'static str> {
+        Some(tayori_channels::line::client::MONTHLY_LIMIT_CODE)
+    }
+
+    fn background(&self, cx: Background) -> Tasks {
+        // Only with the Messaging API (a file transport has no account to read).
+        let Some(token) = &self.token else {
+            return Vec::new();
+        };
+        let reader = match LineReader::new(&self.api_base, token, self.timeout) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "LINE's quota and statistics cannot be read");
+                return Vec::new();
+            }
+        };
+        let settings = reads::ReadSettings {
+            quota_poll: self.quota_poll,
+            stats: self.aggregation_units.then_some(reads::Schedule {
+                every: self.stats_poll,
+                days: self.stats_days,
+            }),
+            units: self.units.clone(),
+        };
+        reads::tasks(reader, settings, cx)
     }
 
     fn compose(&self, job: &Job, cx: &Compose<'_>) -> Result<(Content, Records), RenderError> {
