@@ -105,7 +105,7 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
     // This daemon's copy of the cancels, for jobs waiting on a permit (the
     // dedupe claim reads Redis itself).
     let cancels = Arc::new(crate::cancel::CancelBook::default());
-    tokio::spawn(crate::cancel::sweeper::run(
+    tokio::spawn(crate::cancel_sweeper::run(
         queue.clone(),
         cancels.clone(),
         stop_rx.clone(),

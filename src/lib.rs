@@ -2,6 +2,7 @@
 //! Protocol code lives in the `tayori-channels` crate; this crate orchestrates.
 
 pub mod cancel;
+pub mod cancel_sweeper;
 pub mod channel;
 pub mod channel_id;
 pub mod cli;

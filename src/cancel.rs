@@ -9,15 +9,13 @@
 //!   job's three possible fields with one `HMGET` per batch), so a job enqueued
 //!   after the cancel never starts;
 //! - against this daemon's copy, the [`CancelBook`], refreshed every second by
-//!   the [`sweeper`], while the job waits for a rate permit and before it is
+//!   [`crate::cancel_sweeper`], while the job waits for a rate permit and before it is
 //!   handed to the provider.
 //!
 //! Jobs that wait in the delayed set (scheduled ahead, retrying, put aside by a
 //! throttled domain) are made due at once by the sweeper, so they come back to
 //! a worker within a poll and end there, `cancelled`, through the ordinary
 //! finish script (one event, acknowledged once).
-
-pub mod sweeper;
 
 use std::collections::HashMap;
 use std::fmt;

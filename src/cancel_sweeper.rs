@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use super::CancelBook;
+use crate::cancel::CancelBook;
 use crate::channel_id::ChannelId;
 use crate::metrics as m;
 use crate::queue::Queue;
