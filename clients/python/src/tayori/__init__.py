@@ -8,9 +8,9 @@ from .job_types import Job
 from .layout import LayoutError, job_stream, partition_of, results_stream
 
 __all__ = [
-    "Cancel",
     "PIPELINE_CHUNK",
     "TERMINAL_TYPES",
+    "Cancel",
     "ConsumerStats",
     "Event",
     "Handler",
