@@ -3,7 +3,9 @@
 //! The acceptance programs enqueue jobs through the client, let the daemon deliver
 //! them (file transports, 4 partitions), read the events with the client's
 //! consumer, SIGKILL it twice mid-stream, and check that every event was handled
-//! exactly once and every job has exactly one terminal outcome.
+//! exactly once and every job has exactly one terminal outcome. The cancel
+//! programs cancel jobs scheduled an hour ahead through the client and read their
+//! `cancelled` events with the client's consumer.
 //!
 //! Python: the test venv (`scripts/python-env.sh`, which installs the client
 //! editable). Node: `node` on PATH and the client built by `scripts/node-env.sh`.
@@ -228,4 +230,50 @@ fn node_client_on_a_redis_cluster() {
     let (_s, _daemon) = daemon_on_cluster(&cluster);
     let s = drive(Client::Node, &cluster.seeds()[0], true, 12, JOBS);
     assert_outcomes(&s, JOBS);
+}
+
+/// A client's cancel program (`acceptance.* cancel`): jobs scheduled an hour ahead,
+/// a campaign cancelled on every channel, another on sms only, a job; one
+/// `cancelled` event per cancelled job (reason and `by` as given), the other job
+/// still waiting, the list, the lifts. It prints a summary line.
+fn cancel_through(client: Client, url: &str, jobs: usize) -> serde_json::Value {
+    let (mut cmd, what, tag) = match client {
+        Client::Python => {
+            let mut c = Command::new(python());
+            c.arg(repo().join("clients/python/tests/acceptance.py"));
+            (c, "python cancel", "py")
+        }
+        Client::Node => {
+            let mut c = Command::new("node");
+            c.arg(node_client().join("../test/acceptance.mjs"));
+            (c, "node cancel", "node")
+        }
+    };
+    let out = cmd
+        .args(["cancel", "--url", url, "--prefix", "t", "--partitions", "4"])
+        .args(["--jobs", &jobs.to_string(), "--tag", tag])
+        .output()
+        .expect("run the client (scripts/python-env.sh and scripts/node-env.sh install them)");
+    summary(&assert_ok(what, out))
+}
+
+/// Both clients on one daemon, at the same time (their campaigns, jobs and
+/// consumer groups are their own).
+#[test]
+fn python_and_node_clients_cancel_campaigns_and_jobs_through_the_daemon() {
+    const JOBS: usize = 30;
+    let redis = Redis::start();
+    let (_s, _daemon) = daemon_on_four_partitions(&redis);
+    let url = redis.url();
+    let (py, node) = std::thread::scope(|t| {
+        let py = t.spawn(|| cancel_through(Client::Python, &url, JOBS));
+        let node = t.spawn(|| cancel_through(Client::Node, &url, JOBS));
+        (py.join(), node.join())
+    });
+    for s in [py.expect("python"), node.expect("node")] {
+        // The campaign's jobs, the sms one of the other campaign, the single job.
+        assert_eq!(s["cancelled"], JOBS + 2);
+        assert_eq!(s["listed"], 3);
+        assert_eq!(s["lifted"], 3);
+    }
 }

@@ -2,6 +2,17 @@
 
 import { Cluster, Redis } from "ioredis";
 
+import {
+  type Cancel,
+  type CancelOptions,
+  type CampaignCancelOptions,
+  activeCancels,
+  cancelField,
+  cancelJson,
+  cancelsKey,
+  fieldsOf,
+  newCancel,
+} from "./cancels";
 import type { BestTime, Job } from "./job-types";
 import { checkLayout, jobStream, partitionOf, resultsStream, schemaKey } from "./layout";
 
@@ -135,6 +146,44 @@ export class Tayori {
     }
     if (wanted > 0 && prepared.length > 0 && acked < wanted) throw new ReplicationError(wanted, acked, ids);
     return ids;
+  }
+
+  /**
+   * Stops every job of `campaign` (on `opts.channel` only, when given) wherever it
+   * waits, on every daemon within seconds; jobs of it enqueued until `opts.until`
+   * are cancelled too. Each ends with one `cancelled` event carrying `reason` and
+   * `by` (`cancelled_by`; default user@host). `until`: a `Date` or seconds from
+   * now; default 24 h. Resolves to what was written; a cancel of the same target is
+   * replaced. Throws a `TypeError` naming a bad argument (nothing is written).
+   */
+  async cancelCampaign(campaign: string, opts: CampaignCancelOptions): Promise<Cancel> {
+    return this.record(newCancel("campaign", campaign, opts));
+  }
+
+  /** Stops one job (on every channel it goes through); see `cancelCampaign`. */
+  async cancelJob(jobId: string, opts: CancelOptions): Promise<Cancel> {
+    return this.record(newCancel("job", jobId, opts));
+  }
+
+  /** The active cancels, oldest first (lapsed and unreadable fields left out, as the daemons leave them out). */
+  async cancels(): Promise<Cancel[]> {
+    return activeCancels(await this.redis.hgetall(cancelsKey(this.prefix)));
+  }
+
+  /**
+   * Removes every cancel of the campaign or job `id` (every channel's); resolves to
+   * how many were removed. Jobs already cancelled stay cancelled; jobs enqueued from
+   * now on are sent.
+   */
+  async lift(id: string): Promise<number> {
+    const key = cancelsKey(this.prefix);
+    const fields = fieldsOf(await this.redis.hgetall(key), id);
+    return fields.length > 0 ? this.redis.hdel(key, ...fields) : 0;
+  }
+
+  private async record(cancel: Cancel): Promise<Cancel> {
+    await this.redis.hset(cancelsKey(this.prefix), cancelField(cancel), cancelJson(cancel));
+    return cancel;
   }
 }
 

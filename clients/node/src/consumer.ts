@@ -9,7 +9,7 @@ import type { Tayori } from "./client";
  * Event types that end a job's path (one per job entry). A `bounced` at the relay
  * is one too when no `fallback` event follows it; see the README's "## Events".
  */
-export const TERMINAL_TYPES: ReadonlySet<string> = new Set(["sent", "failed", "duplicate", "expired", "suppressed"]);
+export const TERMINAL_TYPES: ReadonlySet<string> = new Set(["sent", "failed", "duplicate", "expired", "suppressed", "cancelled"]);
 
 /** An event (README "## Events"): the common fields; each type adds its own. */
 export interface TayoriEvent {

@@ -5,6 +5,7 @@
 // clients/python/tests/acceptance.py:
 //
 //   node test/acceptance.mjs drive --url redis://… --prefix t --partitions 4 --jobs 2000 --dir /tmp/x
+//   node test/acceptance.mjs cancel --url redis://… --prefix t --partitions 4 --jobs 30 --tag node
 //
 // The consumer child stops inside its handler at a given event (before recording
 // it), so each kill lands with entries read and unacknowledged, with no timing
@@ -15,9 +16,10 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import assert from "node:assert/strict";
 import { Cluster, Redis } from "ioredis";
 
-import { ResultsConsumer, TERMINAL_TYPES, Tayori } from "../dist/index.js";
+import { ResultsConsumer, TERMINAL_TYPES, Tayori, cancelField } from "../dist/index.js";
 
 const GROUP = "crm";
 const CHANNELS = ["email", "line", "sms"];
@@ -183,12 +185,121 @@ async function drive(a) {
   await r.quit();
 }
 
+/**
+ * Job id → due time (ms) over every partition's delayed set (README "Redis keys":
+ * `P:{k}:delayed`, members `{"c": channel, "f": [field, value, …]}` with the `job` field).
+ */
+async function delayedJobs(r, t) {
+  const out = new Map();
+  for (let k = 0; k < t.partitions; k++) {
+    const key = `${t.prefix}:{${k}}:delayed`;
+    let cursor = "0";
+    do {
+      const [next, flat] = await r.zscan(key, cursor, "COUNT", 1000);
+      for (let i = 0; i < flat.length; i += 2) {
+        const f = JSON.parse(flat[i]).f;
+        const j = f.findIndex((v, n) => n % 2 === 0 && v === "job");
+        if (j >= 0) out.set(JSON.parse(f[j + 1]).id, Number(flat[i + 1]));
+      }
+      cursor = next;
+    } while (cursor !== "0");
+  }
+  return out;
+}
+
+/** Polls `done()` until true; fails after `timeoutMs` (a bound for a hung daemon, not a measurement). */
+async function until(what, done, timeoutMs = 90_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
+// Jobs scheduled an hour ahead, cancelled through the client: a campaign on every
+// channel, another on one channel, one job. Each cancelled job ends with one
+// `cancelled` event carrying the reason and `by` given, read with the client's
+// consumer; the job on the other channel is still waiting; cancels() lists the
+// three; lift removes them. Same plan as acceptance.py's `cancel`.
+async function cancel(a) {
+  const r = connect(a);
+  const t = await Tayori.connect(r, { prefix: a.prefix, partitions: Number(a.partitions) });
+  const tag = a.tag;
+  const by = `crm-test-${tag}`;
+  const campaign = `cancel-${tag}`;
+  const oneChannel = `cancel-${tag}-sms`;
+  const inAnHour = new Date(Date.now() + 3_600_000);
+  const job = (id, channel, campaign) => ({
+    id, campaign, customer_id: `C-${id}`, channel, send_at: inAnHour,
+    to: { name: "山田 太郎", email: "taro@example.com", line_user_id: "U4af4980629a1b2c3d4e5f60718293a4b", phone: "090-1234-5678" },
+    template: "spring_sale", vars: { points: 1, items: [{ name: "化粧水", url: "https://shop.example.com/p/1" }] },
+  });
+  const n = Number(a.jobs);
+  const jobs = Array.from({ length: n }, (_, i) => job(`${campaign}-${i}`, CHANNELS[i % CHANNELS.length], campaign));
+  jobs.push(job(`${oneChannel}-sms`, "sms", oneChannel), job(`${oneChannel}-email`, "email", oneChannel));
+  jobs.push(job(`${tag}-solo`, "line", `other-${tag}`));
+  const kept = `${oneChannel}-email`;
+  const ours = new Set(jobs.map((j) => j.id));
+  await t.enqueueMany(jobs);
+  // The daemon has put every job aside until its send_at: the cancels must reach them there.
+  await until("the jobs in the delayed sets", async () => {
+    const delayed = await delayedJobs(r, t);
+    return [...ours].every((id) => delayed.has(id));
+  });
+
+  const started = Date.now();
+  const made = [
+    await t.cancelCampaign(campaign, { reason: `wrong coupon (${tag})`, by }),
+    await t.cancelCampaign(oneChannel, { channel: "sms", reason: `SMS copy typo (${tag})`, by }),
+    await t.cancelJob(`${tag}-solo`, { reason: `customer asked (${tag})`, by }),
+  ];
+  const byField = (cs) => [...cs].sort((x, y) => (cancelField(x) < cancelField(y) ? -1 : 1));
+  const listed = (await t.cancels()).filter((c) => c.by === by);
+  assert.deepEqual(byField(listed), byField(made));
+
+  const expected = new Map(jobs.slice(0, n).map((j) => [j.id, made[0]]));
+  expected.set(`${oneChannel}-sms`, made[1]);
+  expected.set(`${tag}-solo`, made[2]);
+  const events = new Map();
+  const c = new ResultsConsumer(t, `crm-cancel-${tag}`, "c1", { blockMs: 100 });
+  await c.createGroups();
+  const handle = (e) => {
+    if (ours.has(e.job_id)) events.set(e.job_id, [...(events.get(e.job_id) ?? []), e]);
+  };
+  await until("a cancelled event for every cancelled job", async () => {
+    await c.poll(handle);
+    return [...expected.keys()].every((id) => events.has(id));
+  });
+  const seconds = (Date.now() - started) / 1000;
+  for (const [id, made] of expected) {
+    const evs = events.get(id);
+    assert.equal(evs.length, 1, `${id}: one event, got ${JSON.stringify(evs)}`);
+    const e = evs[0];
+    assert.deepEqual(
+      { type: e.type, reason: e.reason, cancelled_by: e.cancelled_by, cancel: e.cancel },
+      { type: "cancelled", reason: made.reason, cancelled_by: by, cancel: made.kind }, id);
+    assert.equal(new Date(e.cancelled_at).getTime(), made.at.getTime(), `${id}: cancelled_at`);
+  }
+  // The campaign was cancelled on sms only: its email job still waits for its send_at.
+  assert.ok(!events.has(kept), `${kept}: ${JSON.stringify(events.get(kept))}`);
+  const due = (await delayedJobs(r, t)).get(kept);
+  assert.ok(due !== undefined && due > Date.now(), `${kept} waits in the delayed set until its send_at: due ${due}`);
+
+  let lifted = 0;
+  for (const id of [campaign, oneChannel, `${tag}-solo`]) lifted += await t.lift(id);
+  assert.equal(lifted, 3);
+  assert.deepEqual((await t.cancels()).filter((x) => x.by === by), [], "nothing listed after the lifts");
+  console.log(JSON.stringify({ cancelled: expected.size, listed: listed.length, lifted, cancel_to_all_events_s: seconds }));
+  await r.quit();
+}
+
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: Object.fromEntries(["url", "prefix", "partitions", "jobs", "dir", "name", "log", "expect", "block-at", "marker", "claim-idle-ms"]
+  options: Object.fromEntries(["url", "prefix", "partitions", "jobs", "dir", "name", "log", "expect", "block-at", "marker", "claim-idle-ms", "tag"]
     .map((k) => [k, { type: "string" }]).concat([["cluster", { type: "boolean" }]])),
 });
 const mode = positionals[0];
 if (mode === "drive") await drive({ prefix: "tayori", jobs: "2000", ...values });
 else if (mode === "consume") await consume(values);
-else throw new Error("usage: acceptance.mjs drive|consume --url … --partitions N …");
+else if (mode === "cancel") await cancel({ prefix: "tayori", jobs: "30", tag: "node", ...values });
+else throw new Error("usage: acceptance.mjs drive|consume|cancel --url … --partitions N …");

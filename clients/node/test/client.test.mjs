@@ -8,7 +8,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 
-import { LayoutError, PIPELINE_CHUNK, ReplicationError, ResultsConsumer, Tayori, partitionOf } from "../dist/index.js";
+import { LayoutError, PIPELINE_CHUNK, ReplicationError, ResultsConsumer, TERMINAL_TYPES, Tayori, cancelField, cancelJson, partitionOf } from "../dist/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const url = process.env.TAYORI_TEST_REDIS_URL;
@@ -163,5 +163,94 @@ describe("consumer", () => {
     assert.equal(c.stats.malformed, 2);
     assert.equal(logged.length, 2);
     assert.equal(await pending(t, "crm"), 0);
+  });
+});
+
+describe("cancels", () => {
+  const stored = async (t, field) => {
+    const raw = await r.hget(`${t.prefix}:cancels`, field);
+    assert.ok(raw !== null, field);
+    return JSON.parse(raw);
+  };
+
+  test("the JSON written is exactly the four keys the daemon reads", async () => {
+    const t = await fresh(1);
+    const c = await t.cancelCampaign("spring/26 セール", { reason: "wrong coupon", by: "crm" });
+    assert.deepEqual([c.kind, c.id, c.channel, cancelField(c)], ["campaign", "spring/26 セール", null, "campaign/*/spring/26 セール"]);
+    const value = await stored(t, "campaign/*/spring/26 セール");
+    // The daemon reads it with unknown keys denied: any other key would make it ignored.
+    assert.deepEqual(Object.keys(value).sort(), ["at_ms", "by", "reason", "until_ms"]);
+    assert.deepEqual([value.reason, value.by], ["wrong coupon", "crm"]);
+    assert.ok(Number.isInteger(value.at_ms) && Number.isInteger(value.until_ms));
+    assert.equal(value.until_ms - value.at_ms, 24 * 3600 * 1000); // the default: 24 h
+    assert.deepEqual([value.at_ms, value.until_ms], [c.at.getTime(), c.until.getTime()]);
+    assert.equal(cancelJson(c), await r.hget(`${t.prefix}:cancels`, cancelField(c)));
+  });
+
+  test("one channel, a job, and the forms of until", async () => {
+    const t = await fresh(1);
+    const c = await t.cancelCampaign("spring", { reason: "SMS copy typo", channel: "sms", until: 7200 });
+    assert.equal(cancelField(c), "campaign/sms/spring");
+    const v = await stored(t, "campaign/sms/spring");
+    assert.equal(v.until_ms - v.at_ms, 7200 * 1000);
+    assert.match(c.by, /@/); // the default: user@host
+    const j = await t.cancelJob("spring-C1/x", { reason: "customer asked", until: 90 });
+    assert.deepEqual([j.kind, j.id, j.channel, cancelField(j)], ["job", "spring-C1/x", null, "job/spring-C1/x"]);
+    const end = new Date("2099-03-01T09:00:00+09:00");
+    const k = await t.cancelJob("j2", { reason: "x", until: end });
+    assert.equal((await stored(t, "job/j2")).until_ms, end.getTime());
+    assert.equal(k.until.getTime(), end.getTime());
+  });
+
+  test("bad arguments are named and nothing is written", async () => {
+    const t = await fresh(1);
+    const past = new Date(Date.now() - 60_000);
+    for (const [opts, named] of [
+      [{ reason: "" }, "`reason`"],
+      [{ reason: "  " }, "`reason`"],
+      [{}, "`reason`"],
+      [{ reason: "x", channel: "SMS" }, "`channel`"],
+      [{ reason: "x", channel: "sms/x" }, "`channel`"],
+      [{ reason: "x", channel: "best" }, "`channel`"],
+      [{ reason: "x", until: past }, "`until`"],
+      [{ reason: "x", until: -5 }, "`until`"],
+      [{ reason: "x", until: NaN }, "`until`"],
+      [{ reason: "x", until: new Date("nonsense") }, "`until`"],
+      [{ reason: "x", until: "48h" }, "`until`"],
+      [{ reason: "x", by: "" }, "`by`"],
+    ]) {
+      await assert.rejects(t.cancelCampaign("spring", opts), (e) => e instanceof TypeError && e.message.includes(named), JSON.stringify(opts));
+    }
+    await assert.rejects(t.cancelCampaign("", { reason: "x" }), /campaign id/);
+    await assert.rejects(t.cancelJob("", { reason: "x" }), /job id/);
+    await assert.rejects(t.cancelJob("j1", { reason: "x", channel: "sms" }), /`channel`/);
+    assert.equal(await r.hlen(`${t.prefix}:cancels`), 0);
+  });
+
+  test("list shows the active ones; lift removes every cancel of an id", async () => {
+    const t = await fresh(1);
+    const key = `${t.prefix}:cancels`;
+    const a = await t.cancelCampaign("spring", { reason: "wrong coupon", by: "crm" });
+    const b = await t.cancelCampaign("spring", { reason: "SMS typo", by: "crm", channel: "sms" });
+    const j = await t.cancelJob("spring", { reason: "a job of the same name", by: "crm" });
+    const other = await t.cancelJob("j9", { reason: "customer asked", by: "ops" });
+    // What the daemons ignore is left out: lapsed, unreadable, other keys, unknown kinds.
+    await r.hset(key, "campaign/*/old", JSON.stringify({ reason: "x", by: "y", at_ms: 1, until_ms: 2 }));
+    await r.hset(key, "campaign/*/broken", "not json");
+    await r.hset(key, "campaign/*/extra", JSON.stringify({ reason: "x", by: "y", at_ms: 1, until_ms: 2 ** 52, note: "n" }));
+    await r.hset(key, "campaign/Bad!/x", cancelJson(a));
+    await r.hset(key, "segment/x", cancelJson(a));
+    const listed = await t.cancels();
+    assert.deepEqual(new Set(listed.map(cancelField)), new Set([a, b, j, other].map(cancelField)));
+    assert.deepEqual(listed.find((c) => cancelField(c) === cancelField(b)), b); // what was written is what is read
+    assert.equal(await t.lift("spring"), 3); // the campaign's on every channel and on sms, and the job's
+    assert.deepEqual((await t.cancels()).map(cancelField), [cancelField(other)]);
+    assert.equal(await t.lift("spring"), 0);
+    assert.equal(await t.lift("old"), 1); // a lapsed one is removed too
+    assert.equal(await r.hexists(key, "job/j9"), 1);
+  });
+
+  test("cancelled ends a job", () => {
+    assert.ok(TERMINAL_TYPES.has("cancelled"));
   });
 });

@@ -4,6 +4,7 @@ child process, SIGKILL it mid-stream twice, and check every event was handled
 exactly once and every job has exactly one terminal outcome.
 
     python acceptance.py drive --url redis://… --prefix t --partitions 4 --jobs 10000 --dir /tmp/x
+    python acceptance.py cancel --url redis://… --prefix t --partitions 4 --jobs 30 --tag py
 
 The consumer child stops inside its handler at a given event (before recording it),
 so the kill lands with entries read and not acknowledged every time, with no
@@ -29,7 +30,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from tayori import TERMINAL_TYPES, Job, ResultsConsumer, Tayori
+from tayori import TERMINAL_TYPES, Cancel, Job, ResultsConsumer, Tayori
 
 GROUP = "crm"
 CHANNELS = ("email", "line", "sms")
@@ -202,9 +203,105 @@ def drive(args: argparse.Namespace) -> int:
     return 0
 
 
+def delayed_jobs(r: Any, t: Tayori) -> dict[str, float]:
+    """Job id → due time (ms) over every partition's delayed set (README "Redis keys":
+    `P:{k}:delayed`, members `{"c": channel, "f": [field, value, …]}` with the `job` field)."""
+    out: dict[str, float] = {}
+    for k in range(t.partitions):
+        for member, score in r.zscan_iter(f"{t.prefix}:{{{k}}}:delayed"):
+            fields = json.loads(member)["f"]
+            job = dict(zip(fields[::2], fields[1::2])).get("job")
+            if job is not None:
+                out[json.loads(job)["id"]] = score
+    return out
+
+
+def until(what: str, done: Any, timeout: float = 90) -> None:
+    """Polls `done()` until true; fails after `timeout` s (a bound for a hung daemon, not a measurement)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def cancel(args: argparse.Namespace) -> int:
+    """Jobs scheduled an hour ahead, cancelled through the client: a campaign on every
+    channel, another on one channel, one job. Each cancelled job ends with one
+    `cancelled` event carrying the reason and `by` given, read with the client's
+    consumer; the job on the other channel is still waiting; `cancels()` lists the
+    three; `lift` removes them."""
+    r = connect(args)
+    t = Tayori(r, prefix=args.prefix, partitions=args.partitions)
+    tag, by = args.tag, f"crm-test-{args.tag}"
+    campaign, one_channel = f"cancel-{tag}", f"cancel-{tag}-sms"
+    in_an_hour = datetime.now(timezone.utc) + timedelta(hours=1)
+
+    def job(job_id: str, channel: str, campaign: str) -> Job:
+        return {
+            "id": job_id, "campaign": campaign, "customer_id": f"C-{job_id}", "channel": channel,
+            "send_at": in_an_hour,  # type: ignore[typeddict-item]  # a datetime: the client writes RFC 3339
+            "to": {"name": "山田 太郎", "email": "taro@example.com", "line_user_id": "U4af4980629a1b2c3d4e5f60718293a4b", "phone": "090-1234-5678"},
+            "template": "spring_sale", "vars": {"points": 1, "items": [{"name": "化粧水", "url": "https://shop.example.com/p/1"}]},
+        }
+
+    jobs = [job(f"{campaign}-{i}", CHANNELS[i % len(CHANNELS)], campaign) for i in range(args.jobs)]
+    jobs += [job(f"{one_channel}-sms", "sms", one_channel), job(f"{one_channel}-email", "email", one_channel)]
+    jobs.append(job(f"{tag}-solo", "line", f"other-{tag}"))
+    kept = f"{one_channel}-email"
+    ours = {j["id"] for j in jobs}
+    t.enqueue_many(jobs)
+    # The daemon has put every job aside until its send_at: the cancels must reach them there.
+    until("the jobs in the delayed sets", lambda: ours <= delayed_jobs(r, t).keys())
+
+    started = time.monotonic()
+    made: list[Cancel] = [
+        t.cancel_campaign(campaign, reason=f"wrong coupon ({tag})", by=by),
+        t.cancel_campaign(one_channel, channel="sms", reason=f"SMS copy typo ({tag})", by=by),
+        t.cancel_job(f"{tag}-solo", reason=f"customer asked ({tag})", by=by),
+    ]
+    listed = [c for c in t.cancels() if c.by == by]
+    assert sorted(listed, key=lambda c: c.field) == sorted(made, key=lambda c: c.field), f"listed {listed}, made {made}"
+
+    expected = {j["id"]: made[0] for j in jobs[: args.jobs]}
+    expected[f"{one_channel}-sms"] = made[1]
+    expected[f"{tag}-solo"] = made[2]
+    events: dict[str, list[dict[str, Any]]] = {}
+    c = ResultsConsumer(t, f"crm-cancel-{tag}", "c1", block_ms=100)
+    c.create_groups()
+
+    def handle(event: dict[str, Any]) -> None:
+        if event.get("job_id") in ours:
+            events.setdefault(event["job_id"], []).append(event)
+
+    def all_read() -> bool:
+        c.poll(handle)
+        return expected.keys() <= events.keys()
+
+    until("a cancelled event for every cancelled job", all_read)
+    seconds = time.monotonic() - started
+    for job_id, by_what in expected.items():
+        evs = events[job_id]
+        assert len(evs) == 1, f"{job_id}: one event, got {evs}"
+        e = evs[0]
+        want = {"type": "cancelled", "reason": by_what.reason, "cancelled_by": by, "cancel": by_what.kind}
+        assert {k: e.get(k) for k in want} == want, f"{job_id}: {e}"
+        assert datetime.fromisoformat(e["cancelled_at"]) == by_what.at, f"{job_id}: cancelled_at {e['cancelled_at']}, made {by_what.at}"
+    # The campaign was cancelled on sms only: its email job still waits for its send_at.
+    assert kept not in events, f"{kept}: {events.get(kept)}"
+    due = delayed_jobs(r, t).get(kept)
+    assert due is not None and due > time.time() * 1000, f"{kept} waits in the delayed set until its send_at: due {due}"
+
+    lifted = sum(t.lift(x) for x in (campaign, one_channel, f"{tag}-solo"))
+    assert lifted == 3, f"lifted {lifted}"
+    assert not [x for x in t.cancels() if x.by == by], "nothing listed after the lifts"
+    print(json.dumps({"cancelled": len(expected), "listed": len(listed), "lifted": lifted, "cancel_to_all_events_s": round(seconds, 3)}))
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["drive", "consume"])
+    p.add_argument("mode", choices=["drive", "consume", "cancel"])
     p.add_argument("--url", required=True)
     p.add_argument("--prefix", default="tayori")
     p.add_argument("--partitions", type=int, required=True)
@@ -217,8 +314,9 @@ def main() -> int:
     p.add_argument("--marker")
     p.add_argument("--claim-idle-ms", type=int, default=60_000)
     p.add_argument("--cluster", action="store_true", help="--url is a seed node of a Redis Cluster")
+    p.add_argument("--tag", default="py", help="cancel: names this run's campaigns and jobs")
     args = p.parse_args()
-    return drive(args) if args.mode == "drive" else consume(args)
+    return {"drive": drive, "consume": consume, "cancel": cancel}[args.mode](args)
 
 
 if __name__ == "__main__":

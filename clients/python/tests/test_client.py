@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 import tayori
-from tayori import LayoutError, ReplicationError, ResultsConsumer, Tayori, partition_of
+from tayori import Cancel, LayoutError, ReplicationError, ResultsConsumer, Tayori, partition_of
 
 HERE = Path(__file__).resolve().parent
 
@@ -212,6 +212,95 @@ class Consumer(unittest.TestCase):
             self.assertEqual(c.poll(lambda e: self.fail(f"handled {e}")), 2)
         self.assertEqual(c.stats.malformed, 2)
         self.assertEqual(self.pending(t, "crm"), 0)
+
+
+class Cancels(unittest.TestCase):
+    def setUp(self) -> None:
+        self.r = connect()
+
+    def stored(self, t: Tayori, field: str) -> dict[str, Any]:
+        raw = self.r.hget(f"{t.prefix}:cancels", field)
+        self.assertIsNotNone(raw, field)
+        value: dict[str, Any] = json.loads(raw)  # type: ignore[arg-type]
+        return value
+
+    def test_the_json_written_is_exactly_the_four_keys_the_daemon_reads(self) -> None:
+        t = fresh(self.r, 1)
+        c = t.cancel_campaign("spring/26 セール", reason="wrong coupon", by="crm")
+        self.assertEqual((c.kind, c.id, c.channel, c.field), ("campaign", "spring/26 セール", None, "campaign/*/spring/26 セール"))
+        value = self.stored(t, "campaign/*/spring/26 セール")
+        # The daemon reads it with unknown keys denied: any other key would make it ignored.
+        self.assertEqual(sorted(value), ["at_ms", "by", "reason", "until_ms"])
+        self.assertEqual((value["reason"], value["by"]), ("wrong coupon", "crm"))
+        self.assertIs(type(value["at_ms"]), int)
+        self.assertIs(type(value["until_ms"]), int)
+        self.assertEqual(value["until_ms"] - value["at_ms"], 24 * 3600 * 1000)  # the default: 24 h
+        self.assertEqual(value["at_ms"], int(c.at.timestamp() * 1000))
+        self.assertEqual(value["until_ms"], int(c.until.timestamp() * 1000))
+
+    def test_one_channel_a_job_and_the_forms_of_until(self) -> None:
+        t = fresh(self.r, 1)
+        c = t.cancel_campaign("spring", reason="SMS copy typo", channel="sms", until=timedelta(hours=2))
+        self.assertEqual(c.field, "campaign/sms/spring")
+        self.assertEqual(self.stored(t, "campaign/sms/spring")["until_ms"] - self.stored(t, "campaign/sms/spring")["at_ms"], 2 * 3600 * 1000)
+        self.assertIn("@", c.by)  # the default: user@host
+        j = t.cancel_job("spring-C1/x", reason="customer asked", until=90)
+        self.assertEqual((j.kind, j.id, j.channel, j.field), ("job", "spring-C1/x", None, "job/spring-C1/x"))
+        self.assertEqual(j.until - j.at, timedelta(seconds=90))
+        end = datetime(2099, 3, 1, 9, 0, tzinfo=timezone(timedelta(hours=9)))
+        k = t.cancel_job("j2", reason="x", until=end)
+        self.assertEqual(self.stored(t, "job/j2")["until_ms"], int(end.timestamp()) * 1000)
+        self.assertEqual(k.until, end)
+
+    def test_bad_arguments_are_named_and_nothing_is_written(self) -> None:
+        t = fresh(self.r, 1)
+        past = datetime.now(timezone.utc) - timedelta(minutes=1)
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"reason": ""}, "`reason`"),
+            ({"reason": "  "}, "`reason`"),
+            ({"reason": "x", "channel": "SMS"}, "`channel`"),
+            ({"reason": "x", "channel": "sms/x"}, "`channel`"),
+            ({"reason": "x", "channel": "best"}, "`channel`"),
+            ({"reason": "x", "until": past}, "`until`"),
+            ({"reason": "x", "until": -5}, "`until`"),
+            ({"reason": "x", "until": datetime(2099, 1, 1)}, "naive"),
+            ({"reason": "x", "until": float("nan")}, "`until`"),
+            ({"reason": "x", "by": ""}, "`by`"),
+        ]
+        for kwargs, named in cases:
+            with self.assertRaises(ValueError, msg=kwargs) as e:
+                t.cancel_campaign("spring", **kwargs)
+            self.assertIn(named, str(e.exception))
+        with self.assertRaises(ValueError) as e:
+            t.cancel_campaign("", reason="x")
+        self.assertIn("campaign id", str(e.exception))
+        with self.assertRaises(ValueError):
+            t.cancel_job("", reason="x")
+        self.assertEqual(self.r.hlen(f"{t.prefix}:cancels"), 0)
+
+    def test_list_shows_the_active_ones_and_lift_removes_every_cancel_of_an_id(self) -> None:
+        t = fresh(self.r, 1)
+        key = f"{t.prefix}:cancels"
+        a = t.cancel_campaign("spring", reason="wrong coupon", by="crm")
+        b = t.cancel_campaign("spring", reason="SMS typo", by="crm", channel="sms")
+        j = t.cancel_job("spring", reason="a job of the same name", by="crm")
+        other = t.cancel_job("j9", reason="customer asked", by="ops")
+        # What the daemons ignore is left out: lapsed, unreadable, other keys, unknown kinds.
+        self.r.hset(key, "campaign/*/old", json.dumps({"reason": "x", "by": "y", "at_ms": 1, "until_ms": 2}))
+        self.r.hset(key, "campaign/*/broken", "not json")
+        self.r.hset(key, "campaign/*/extra", json.dumps({"reason": "x", "by": "y", "at_ms": 1, "until_ms": 2**52, "note": "n"}))
+        self.r.hset(key, "campaign/Bad!/x", a.to_json())
+        self.r.hset(key, "segment/x", a.to_json())
+        listed = t.cancels()
+        self.assertEqual({c.field for c in listed}, {a.field, b.field, j.field, other.field})
+        self.assertEqual(next(c for c in listed if c.field == b.field), b)  # what was written is what is read
+        self.assertTrue(all(isinstance(c, Cancel) for c in listed))
+        self.assertEqual(t.lift("spring"), 3)  # the campaign's on every channel and on sms, and the job's
+        self.assertEqual([c.field for c in t.cancels()], [other.field])
+        self.assertEqual(t.lift("spring"), 0)
+        self.assertEqual(t.lift("old"), 1)  # a lapsed one is removed too
+        self.assertIn("cancelled", tayori.TERMINAL_TYPES)
+        self.assertTrue(self.r.hexists(key, "job/j9"))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
+from .cancels import Cancel, Until, active_cancels, cancels_key, fields_of, new_cancel
 from .layout import check_layout, job_stream, partition_of, results_stream, schema_key
 
 #: Jobs per pipeline round trip: bounds the client's and Redis's buffers while
@@ -108,6 +109,44 @@ class Tayori:
         if wait_replicas > 0 and prepared:
             self._wait(wait_replicas, wait_timeout_ms, [prepared[ix[0]][0] for ix in groups.values()], ids)
         return ids
+
+    def cancel_campaign(
+        self,
+        campaign: str,
+        *,
+        reason: str,
+        channel: str | None = None,
+        by: str | None = None,
+        until: Until | None = None,
+    ) -> Cancel:
+        """Stops every job of `campaign` (on `channel` only, when given) wherever it
+        waits, on every daemon within seconds; jobs of it enqueued until `until` are
+        cancelled too. Each ends with one `cancelled` event carrying `reason` and `by`
+        (`cancelled_by`; default user@host). `until`: an aware datetime, a timedelta
+        or seconds from now; default 24 h. Returns what was written; a cancel of the
+        same target is replaced. Raises `ValueError` naming a bad argument."""
+        return self._record(new_cancel("campaign", campaign, reason=reason, channel=channel, by=by, until=until))
+
+    def cancel_job(self, job_id: str, *, reason: str, by: str | None = None, until: Until | None = None) -> Cancel:
+        """Stops one job (on every channel it goes through); see `cancel_campaign`."""
+        return self._record(new_cancel("job", job_id, reason=reason, by=by, until=until))
+
+    def cancels(self) -> list[Cancel]:
+        """The active cancels, oldest first (lapsed and unreadable fields left out,
+        as the daemons leave them out)."""
+        return active_cancels(self.redis.hgetall(cancels_key(self.prefix)))
+
+    def lift(self, target_id: str) -> int:
+        """Removes every cancel of the campaign or job `target_id` (every channel's);
+        returns how many were removed. Jobs already cancelled stay cancelled; jobs
+        enqueued from now on are sent."""
+        key = cancels_key(self.prefix)
+        fields = fields_of(self.redis.hgetall(key), target_id)
+        return int(self.redis.hdel(key, *fields)) if fields else 0
+
+    def _record(self, cancel: Cancel) -> Cancel:
+        self.redis.hset(cancels_key(self.prefix), cancel.field, cancel.to_json())
+        return cancel
 
     def _wait(self, wanted: int, timeout_ms: int, streams: list[str], ids: list[str]) -> None:
         if self.cluster:

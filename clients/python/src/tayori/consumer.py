@@ -21,7 +21,7 @@ log = logging.getLogger("tayori.consumer")
 
 #: Event types that end a job's path (one per job entry). A `bounced` at the relay
 #: is one too when no `fallback` event follows it; see the README's "## Events".
-TERMINAL_TYPES = frozenset({"sent", "failed", "duplicate", "expired", "suppressed"})
+TERMINAL_TYPES = frozenset({"sent", "failed", "duplicate", "expired", "suppressed", "cancelled"})
 
 
 class Event(TypedDict, total=False):
