@@ -124,7 +124,7 @@ pub const ALL: &[&str] = &[
 ];
 
 /// The `op` labels of [`REDIS_ERRORS`]: every Redis step that counts its failures.
-const REDIS_OPS: [&str; 14] = [
+const REDIS_OPS: [&str; 15] = [
     "read",
     "claim",
     "finish",
@@ -139,6 +139,7 @@ const REDIS_OPS: [&str; 14] = [
     "profiles",
     "trim",
     "tracking",
+    "cancels",
 ];
 
 /// Registers, at 0, every series a dashboard or an alert reads that would
@@ -175,6 +176,13 @@ pub fn register_zeroes(kinds: &[crate::channel_id::ChannelId]) {
         let ch = kind.label();
         if ch == "email" {
             metrics::counter!(COMPLAINTS, "channel" => ch).increment(0);
+        }
+        if ch == "line" {
+            // Before the first reading (and with a file transport, which has no
+            // quota): no limit known. The quota task overwrites both; it starts
+            // after this.
+            metrics::gauge!(QUOTA_LIMIT, "channel" => ch).set(f64::INFINITY);
+            metrics::gauge!(QUOTA_USED, "channel" => ch).set(0.0);
         }
         for outcome in OUTCOMES {
             metrics::counter!(MESSAGES, "channel" => ch, "outcome" => outcome).increment(0);
