@@ -31,22 +31,6 @@ fn second_daemon(s: &Setup) -> (Daemon, u16) {
     (daemon, port)
 }
 
-/// A sample's value on the daemon listening on `port` (0 when absent).
-fn metric_at(port: u16, sample: &str) -> f64 {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return 0.0;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
-    let mut body = String::new();
-    let _ = stream.read_to_string(&mut body);
-    body.lines()
-        .find_map(|l| l.strip_prefix(sample))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn tayori_ok(s: &Setup, args: &[&str]) -> String {
     let out = s.tayori().args(args).output().expect("run tayori");
     assert!(

@@ -40,18 +40,7 @@ impl Peer {
     /// `tayori_messages_total{channel,outcome="sent"}` as this daemon counts it.
     fn sent(&self, channel: &str) -> f64 {
         let sample = format!("tayori_messages_total{{channel=\"{channel}\",outcome=\"sent\"}}");
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return 0.0;
-        };
-        use std::io::{Read, Write};
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
-        let mut body = String::new();
-        let _ = stream.read_to_string(&mut body);
-        body.lines()
-            .find_map(|l| l.strip_prefix(&sample))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
+        metric_at(self.port, &sample)
     }
 
     fn kill9(&mut self) {

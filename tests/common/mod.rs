@@ -223,29 +223,7 @@ impl Setup {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).ok()?;
-        // The server may answer (413) before reading a large body: a failed write is fine.
-        let _ = stream.write_all(body);
-        let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw);
-        let raw = String::from_utf8_lossy(&raw).into_owned();
-        let status = raw.split(' ').nth(1)?.parse().ok()?;
-        let body = raw
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Some((status, body))
+        http_request(self.http_port, method, path, headers, body)
     }
 
     /// Waits until the daemon answers HTTP and, if Redis is up, has connected to it
@@ -268,16 +246,7 @@ impl Setup {
 
     /// The value of a metric sample (exact name with labels), 0 when absent.
     pub fn metric(&self, sample: &str) -> f64 {
-        let Some((_, body)) = self.get("/metrics") else {
-            return 0.0;
-        };
-        body.lines()
-            .find_map(|l| {
-                l.strip_prefix(sample)
-                    .and_then(|rest| rest.strip_prefix(' '))
-                    .and_then(|v| v.trim().parse().ok())
-            })
-            .unwrap_or(0.0)
+        metric_at(self.http_port, sample)
     }
 
     pub fn start(&self) -> Daemon {
@@ -428,4 +397,53 @@ pub fn parse_response<H: FromIterator<(String, String)>>(raw: &[u8]) -> (u16, H,
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     (status, headers, raw[split + 4..].to_vec())
+}
+
+/// A plain HTTP/1.0 request to a daemon on `port`: (status, body). `None` while
+/// it is not listening.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    // The server may answer (413) before reading a large body: a failed write is fine.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let status = raw.split(' ').nth(1)?.parse().ok()?;
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// A sample's value on the daemon listening on `port` (`sample` is the series,
+/// labels included); 0 when it is absent or the daemon does not answer.
+pub fn metric_at(port: u16, sample: &str) -> f64 {
+    let Some((_, body)) = http_request(port, "GET", "/metrics", &[], b"") else {
+        return 0.0;
+    };
+    body.lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
 }
