@@ -41,16 +41,10 @@ impl ChannelWorker {
         }
     }
 
-    /// The provider refuses the whole channel: pause it, and let this job wait for
-    /// the channel without spending one of its attempts.
-    pub(super) fn suspend(
-        &self,
-        entry: &Entry,
-        job: &Job,
-        attempt: u32,
-        err: &SendError,
-    ) -> Completion {
-        let wait = match err {
+    /// How long a refused channel pauses: as long as the provider said, else
+    /// the channel's `pause`.
+    fn pause_wait(&self, err: &SendError) -> Duration {
+        match err {
             SendError::Suspended {
                 retry_after: Some(d),
                 ..
@@ -60,7 +54,19 @@ impl ChannelWorker {
                 ..
             } => *d,
             _ => self.pause,
-        };
+        }
+    }
+
+    /// The provider refuses the whole channel: pause it, and let this job wait for
+    /// the channel without spending one of its attempts.
+    pub(super) fn suspend(
+        &self,
+        entry: &Entry,
+        job: &Job,
+        attempt: u32,
+        err: &SendError,
+    ) -> Completion {
+        let wait = self.pause_wait(err);
         self.pause_for(wait, err.code(), err.message());
         // Waiting for the channel does not spend attempts, but the job's age still
         // bounds it (and keeps it inside LINE's 24 h retry-key window).
@@ -171,13 +177,7 @@ impl ChannelWorker {
         attempt: u32,
         err: &SendError,
     ) -> Completion {
-        let wait = match err {
-            SendError::QuotaExhausted {
-                retry_after: Some(d),
-                ..
-            } => *d,
-            _ => self.pause,
-        };
+        let wait = self.pause_wait(err);
         self.pause_for_quota(wait, err.code(), err.message());
         if self.falls_back_on_quota {
             if let Some(ops) = self.fallback(
