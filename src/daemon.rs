@@ -96,6 +96,7 @@ pub async fn run(config: Config, channels: Channels, opts: RunOptions) -> anyhow
             keys: queue.keys().clone(),
             durability: config.redis.durability(),
             window: config.queue.dedupe_window,
+            claims: queue.claims().clone(),
         });
     }
     let consumer = consumer_name();

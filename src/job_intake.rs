@@ -2,10 +2,10 @@
 //! `tayori enqueue` and `POST /v1/jobs`), and the API's idempotent add.
 //!
 //! The API answers a repost of a job id with the entry the job first arrived
-//! as, without adding a second. It writes the daemon's own dedupe claim,
-//! `P:{k}:seen:<job id>` (see [`crate::keys`]), whose value is the job's origin:
-//! the daemon, claiming the job when it reads it (`SET NX GET`), finds its own
-//! origin there and goes on. Two ways, by where the claim lives:
+//! as, without adding a second. It writes the daemon's own dedupe claim
+//! (`crate::queue::claims`), whose value is the job's origin: the daemon,
+//! claiming the job when it reads it, finds its own origin there and goes on.
+//! Two ways, by where the claim lives:
 //!
 //! * claim and stream share a hash tag (always on one Redis server; on a
 //!   cluster, a job whose customer partition is its id's): one script checks
@@ -23,6 +23,7 @@ use redis::Value;
 use crate::channel_id::ChannelId;
 use crate::job::{Job, JobError};
 use crate::keys::{hash_tag, Keys};
+use crate::queue::claims::{first_claim, unpack, ClaimArgs, Claims};
 use crate::queue::Grouped;
 use crate::redis_connection::{Durability, RedisConnection};
 
@@ -50,23 +51,6 @@ pub enum IntakeError {
     Reply(String),
 }
 
-/// Checks the claim, adds the entry and claims the job id with the entry id.
-/// KEYS: seen, stream; ARGV: job, window (s). Replies `{1, id}` (added) or
-/// `{0, first id}` (a duplicate).
-const ADD_SCRIPT: &str = r#"
-local first = redis.call('GET', KEYS[1])
-if first then return {0, first} end
-local id = redis.call('XADD', KEYS[2], '*', 'job', ARGV[1])
-redis.call('SET', KEYS[1], id, 'EX', ARGV[2])
-return {1, id}
-"#;
-
-/// Releases a claim still holding `ARGV[1]`.
-const RELEASE_SCRIPT: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
-
 /// The Redis side of the API's adds.
 #[derive(Clone)]
 pub struct Intake {
@@ -75,6 +59,8 @@ pub struct Intake {
     pub durability: Durability,
     /// `queue.dedupe_window`: how long a claim lasts.
     pub window: Duration,
+    /// The claims' scripts, as the daemon's queue read `P:schema`.
+    pub claims: Claims,
 }
 
 /// One job to add: the job, its JSON as posted.
@@ -88,7 +74,7 @@ impl Intake {
     /// `redis.wait_replicas` on each primary written to. Returns each job's
     /// fate and whether the replicas confirmed the adds.
     pub async fn add(&self, jobs: &[ToAdd<'_>]) -> Result<(Vec<Added>, bool), IntakeError> {
-        let window = self.window.as_secs().max(1);
+        let window = self.window;
         let by_slot = self.conn.is_cluster();
         let mut out: Vec<Option<Added>> = vec![None; jobs.len()];
         let mut written: Vec<String> = Vec::new();
@@ -99,25 +85,19 @@ impl Intake {
         for (i, j) in jobs.iter().enumerate() {
             let (stream, _) =
                 stream_of(&self.keys, j.job).map_err(|e| IntakeError::Reply(e.to_string()))?;
-            let seen = self.keys.seen(&j.job.id);
-            if by_slot && hash_tag(&seen) != hash_tag(&stream) {
-                split.push((i, seen, stream));
+            let claims = self.claims.prefix_of(&j.job.id, window);
+            if by_slot && hash_tag(&claims) != hash_tag(&stream) {
+                split.push((i, claims, stream));
                 continue;
             }
-            let mut eval = redis::cmd("EVAL");
-            eval.arg(ADD_SCRIPT)
-                .arg(2)
-                .arg(&seen)
-                .arg(&stream)
-                .arg(j.raw)
-                .arg(window);
-            batch.add(&stream, eval);
+            batch.add(&stream, self.claims.add(&j.job.id, &stream, j.raw, window));
             scripted.push((i, stream));
         }
         if !scripted.is_empty() {
             let replies = batch.query(&self.conn).await?;
             for ((i, stream), reply) in scripted.into_iter().zip(replies) {
                 let (fresh, id) = pair(reply)?;
+                let id = if fresh { id } else { unpack(&id) };
                 out[i] = Some(if fresh {
                     written.push(stream);
                     Added::Enqueued(id)
@@ -148,7 +128,7 @@ impl Intake {
         &self,
         jobs: &[ToAdd<'_>],
         split: &[(usize, String, String)],
-        window: u64,
+        window: Duration,
         out: &mut [Option<Added>],
         written: &mut Vec<String>,
     ) -> Result<(), IntakeError> {
@@ -157,28 +137,27 @@ impl Intake {
             .iter()
             .map(|_| format!("{now_ms}-api{:016x}", fastrand::u64(..)))
             .collect();
+        // One claim script per job: a split job's claim is alone in its slot
+        // as often as not, and the API's batches are small.
         let mut claims = Grouped::new(true);
-        for ((_, seen, _), token) in split.iter().zip(&tokens) {
-            let mut set = redis::cmd("SET");
-            set.arg(seen)
-                .arg(token)
-                .arg("NX")
-                .arg("GET")
-                .arg("EX")
-                .arg(window);
-            claims.add(seen, set);
+        for ((i, prefix, _), token) in split.iter().zip(&tokens) {
+            let one = [ClaimArgs {
+                job_id: &jobs[*i].job.id,
+                origin: token,
+            }];
+            claims.add(prefix, self.claims.claim_batch(prefix, &one, window));
         }
         let replies = claims.query(&self.conn).await?;
         let mut adds = Grouped::new(true);
         let mut added = Vec::new();
-        for (((i, seen, stream), token), reply) in split.iter().zip(&tokens).zip(replies) {
-            match reply {
-                Value::BulkString(first) => {
-                    out[*i] = Some(Added::Duplicate(
-                        String::from_utf8_lossy(&first).into_owned(),
-                    ))
-                }
-                _ => {
+        for (((i, prefix, stream), token), reply) in split.iter().zip(&tokens).zip(replies) {
+            let first = match &reply {
+                Value::Array(answers) => answers.first().and_then(|a| first_claim(a, token)),
+                _ => return Err(IntakeError::Reply(format!("{reply:?}"))),
+            };
+            match first {
+                Some(first) => out[*i] = Some(Added::Duplicate(first)),
+                None => {
                     let mut xadd = redis::cmd("XADD");
                     xadd.arg(stream)
                         .arg("*")
@@ -189,7 +168,7 @@ impl Intake {
                         .arg("first_at")
                         .arg(now_ms);
                     adds.add(stream, xadd);
-                    added.push((*i, seen, stream, token));
+                    added.push((*i, prefix, stream, token));
                 }
             }
         }
@@ -213,10 +192,10 @@ impl Intake {
                 // of the two (its own claim stops the other). Best effort: the
                 // error is the answer either way.
                 let mut release = Grouped::new(true);
-                for (_, seen, _, token) in &added {
-                    let mut eval = redis::cmd("EVAL");
-                    eval.arg(RELEASE_SCRIPT).arg(1).arg(*seen).arg(*token);
-                    release.add_ignored(seen, eval);
+                for (i, prefix, _, token) in &added {
+                    let job_id = &jobs[*i].job.id;
+                    let eval = self.claims.release(job_id, Some(token.as_str()), window);
+                    release.add_ignored(prefix, eval);
                 }
                 let _ = release.query(&self.conn).await;
                 Err(e.into())
@@ -225,7 +204,7 @@ impl Intake {
     }
 }
 
-/// `{1|0, id}` from [`ADD_SCRIPT`].
+/// `{1|0, id}` from the claims' add script.
 fn pair(reply: Value) -> Result<(bool, String), IntakeError> {
     if let Value::Array(items) = &reply {
         if let [Value::Int(flag), Value::BulkString(id)] = items.as_slice() {

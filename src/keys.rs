@@ -14,7 +14,9 @@
 //! | `P:{k}:dead`                 | stream | partition    | —                | dead letters with their reason |
 //! | `P:{k}:starts:<ch>:<entry>`  | string | partition    | dedupe window    | workers that started a redelivered entry |
 //! | `P:{k}:lease:mover`          | string | partition    | lease            | which daemon moves the partition's due jobs |
-//! | `P:{k}:seen:<job id>`        | string | of the job id| dedupe window    | dedupe claim: the job's origin entry id |
+//! | `P:{k}:claims:<w>:<b>`       | hash   | of the job id (1) | 2 windows   | a claims bucket: `gens` (shard counts), `n` (claims) |
+//! | `P:{k}:claims:<w>:<b>:<s>:<i>` | hash | of the job id (1) | 2 windows   | dedupe claims: 12 bytes of the id's SHA-256 → origin (`queue::claims`) |
+//! | `P:{k}:seen:<job id>`        | string | of the job id| dedupe window    | dedupe claim of the layout before (read one window after an upgrade) |
 //! | `P:{k}:suppressed:<ch>`      | hash   | of the address | —              | address → reason |
 //! | `P:{k}:suppressed:<ch>:at`   | hash   | of the address | —              | address → time of its last change (ms) |
 //! | `P:{k}:suppressed:<ch>:by`   | hash   | of the address | —              | address → marks of the reactions that changed it |
@@ -33,6 +35,10 @@
 //! | `P:campaign_days:<channel>`  | zset   | —            | —                | `yyyyMMdd:campaign` sent with (LINE units), by day |
 //! | `P:lease:<task>:<channel>`   | string | —            | lease            | which daemon runs a channel's task (LINE `stats`) |
 //!
+//! (1) among `P:schema` `claims_partitions`, the partition count when compact
+//! claims started: a claim keeps a digest of its id, not the id, so `tayori
+//! migrate` cannot move it, and it stays where it was written.
+//!
 //! A job's partition is [`partition_of`] its `customer_id` (its `id` when it has
 //! none): CRC-32 (IEEE, as `zlib.crc32`) of the UTF-8 bytes, modulo `N`. A CRM
 //! computes it the same way to pick the stream (docs/scaling.md). Everything
@@ -40,7 +46,9 @@
 //! to the partition of the entry it came from.
 //!
 //! Scripts never build a key: each gets every key it touches in KEYS, from the
-//! `*_keys` functions below, whose keys share one tag (tested below).
+//! `*_keys` functions below, whose keys share one tag (tested below). The one
+//! exception is the claim scripts: which shard keys exist is decided inside
+//! the script, so they get the claims prefix and add suffixes, in its slot.
 
 use std::fmt;
 
@@ -189,9 +197,19 @@ impl Keys {
 
     // --- spread by their own ids ---------------------------------------------
 
-    /// The dedupe claim of a job id, in the id's partition (a re-enqueued job is
-    /// caught whatever its customer).
-    pub fn seen(&self, job_id: &str) -> String {
+    /// The prefix of a partition's dedupe claims for a window (`queue::claims`:
+    /// buckets and shards are this plus a suffix). A claim lives in its job id's
+    /// partition (a re-enqueued job is caught whatever its customer), among
+    /// `P:schema` `claims_partitions`.
+    pub fn claims(&self, p: Partition, window: std::time::Duration) -> String {
+        // The partition's tag: on a cluster the API's add, whose job has no
+        // customer or one of the id's partition, claims in the stream's slot.
+        self.in_partition(p, format_args!("claims:{}:", window.as_secs().max(1)))
+    }
+
+    /// A dedupe claim of the layout before `claims` (a string key per id), read
+    /// for one window after an upgrade and written by `tayori migrate`.
+    pub fn legacy_seen(&self, job_id: &str) -> String {
         let p = partition_of(job_id, self.partitions);
         self.in_partition(p, format_args!("seen:{job_id}"))
     }

@@ -1189,7 +1189,7 @@ impl Migration {
                     continue;
                 };
                 let target = match kind {
-                    PerId::Seen => self.keys.seen(id),
+                    PerId::Seen => self.keys.legacy_seen(id),
                     PerId::Profile => self.keys.profile(id),
                     PerId::Cap => match id.split_once(':') {
                         Some((scope, customer)) if is_cap_scope(scope) => {
@@ -1583,7 +1583,8 @@ impl Migration {
         );
         if n < from {
             println!(
-                "Partitions {n} to {} are gone: a CRM still reading or writing them must stop.",
+                "Partitions {n} to {} are gone: a CRM still reading or writing them must stop. \
+                 (Tayori's dedupe claims stay there: docs/scaling.md.)",
                 from - 1
             );
         }
@@ -2032,7 +2033,7 @@ impl Migration {
                 }
                 let removed = k >= n;
                 let (kind, target) = if let Some(id) = rest.strip_prefix("seen:") {
-                    (PerId::Seen, self.keys.seen(id))
+                    (PerId::Seen, self.keys.legacy_seen(id))
                 } else if let Some(customer) = rest.strip_prefix("profile:") {
                     (PerId::Profile, self.keys.profile(customer))
                 } else if let Some(cap) = rest.strip_prefix("cap:") {
@@ -2048,6 +2049,11 @@ impl Migration {
                             continue;
                         }
                     }
+                } else if rest.starts_with("claims:") {
+                    // Compact claims keep no job id, so they cannot follow their
+                    // id to a new partition: they stay where they are, spread
+                    // over `P:schema` `claims_partitions` (queue::claims).
+                    continue;
                 } else if rest.starts_with("starts:")
                     || rest == "lease:mover"
                     || rest.starts_with("reaction:")

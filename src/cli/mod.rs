@@ -6,6 +6,7 @@ mod cancel;
 mod dead;
 mod enqueue;
 mod events;
+mod forget;
 mod inspect;
 mod migrate;
 mod profile;
@@ -165,6 +166,14 @@ pub enum Command {
         /// IANA time zone of the hours [default: policy.timezone].
         #[arg(long, value_name = "TZ")]
         timezone: Option<String>,
+    },
+    /// Drop the dedupe claims of job ids: a job with one of these ids is then
+    /// sent again instead of ending as a `duplicate` within queue.dedupe_window.
+    /// Exit 1 when an id had no claim.
+    Forget {
+        /// Job ids (the jobs' `id`).
+        #[arg(required = true)]
+        ids: Vec<String>,
     },
     /// Inspect and re-drive dead letters.
     Dead {
@@ -375,6 +384,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                     include_invalid,
                 },
         } => rt.block_on(dead::retry(&config, &ids, include_invalid)),
+        Command::Forget { ids } => rt.block_on(forget::run(&config, &ids)),
         Command::Bounce => rt.block_on(bounce::run(&config, &channels)),
         Command::Schema { .. } => Ok(0),
         Command::Events {

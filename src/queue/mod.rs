@@ -8,6 +8,7 @@
 
 mod account;
 mod cancels;
+pub mod claims;
 mod entry;
 mod grouped;
 mod monitor;
@@ -205,6 +206,8 @@ pub struct Queue {
     reaction: Script,
     lease: Script,
     trim_results: Script,
+    /// The dedupe claims' scripts (`claims.rs`).
+    claims: claims::Claims,
     /// `redis.wait_replicas` and `redis.wait_timeout`: replicas that must have a
     /// write before it counts as recorded (0: none asked).
     wait: Durability,
@@ -239,6 +242,7 @@ impl Queue {
         let conn = connect(target, REPLY_TIMEOUT).await?;
         Ok(Queue {
             conn,
+            claims: claims::Claims::new(keys.clone()),
             keys,
             finish: Script::new(include_str!("finish.lua")),
             suppress: Script::new(include_str!("suppress.lua")),
@@ -272,6 +276,11 @@ impl Queue {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The dedupe claims' scripts (the API's adds claim with them too).
+    pub fn claims(&self) -> &claims::Claims {
+        &self.claims
     }
 
     pub fn conn(&self) -> RedisConnection {
@@ -598,15 +607,6 @@ impl Queue {
         }
         let mut batch = self.batch();
         for c in claims {
-            let seen = self.keys.seen(c.job_id);
-            let mut set = redis::cmd("SET");
-            set.arg(&seen)
-                .arg(c.origin)
-                .arg("NX")
-                .arg("GET")
-                .arg("EX")
-                .arg(window.as_secs().max(1));
-            batch.add(&seen, set);
             if let Some(address) = c.address {
                 let address = suppression_key(kind, address);
                 let hash = self.keys.suppressed(kind, &address);
@@ -623,6 +623,25 @@ impl Queue {
                 expire.arg(&key).arg(window.as_millis().max(1) as u64);
                 batch.add_ignored(&key, expire);
             }
+        }
+        // The claims: one script per partition of the job ids (claims.rs).
+        let mut by_partition: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, c) in claims.iter().enumerate() {
+            let prefix = self.claims.prefix_of(c.job_id, window);
+            match by_partition.iter_mut().find(|(p, _)| *p == prefix) {
+                Some((_, members)) => members.push(i),
+                None => by_partition.push((prefix, vec![i])),
+            }
+        }
+        for (prefix, members) in &by_partition {
+            let args: Vec<claims::ClaimArgs> = members
+                .iter()
+                .map(|&i| claims::ClaimArgs {
+                    job_id: claims[i].job_id,
+                    origin: claims[i].origin,
+                })
+                .collect();
+            batch.add(prefix, self.claims.claim_batch(prefix, &args, window));
         }
         // Every cancel field any job of the batch could be stopped by, once:
         // one HMGET of a hash that is empty unless an operator cancelled.
@@ -652,6 +671,21 @@ impl Queue {
         };
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let mut job_fields = job_fields.iter();
+        // The scripts' answers, back in the claims' order.
+        let scripts = replies.split_off(replies.len() - by_partition.len());
+        let mut answers = vec![Value::Nil; claims.len()];
+        for ((_, members), reply) in by_partition.iter().zip(scripts) {
+            let Value::Array(items) = reply else {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::UnexpectedReturnType,
+                    "claim script answered with no list",
+                )));
+            };
+            for (&i, item) in members.iter().zip(items) {
+                answers[i] = item;
+            }
+        }
+        let mut answers = answers.into_iter();
         let mut replies = replies.into_iter();
         let text = |v: Option<Value>| match v {
             Some(Value::BulkString(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
@@ -660,9 +694,11 @@ impl Queue {
         Ok(claims
             .iter()
             .map(|c| {
-                let claim = match text(replies.next()) {
+                let claim = match answers
+                    .next()
+                    .and_then(|a| claims::first_claim(&a, c.origin))
+                {
                     None => Claim::Mine,
-                    Some(old) if old == c.origin => Claim::Mine,
                     Some(_) => Claim::Duplicate,
                 };
                 let suppressed = if c.address.is_some() {

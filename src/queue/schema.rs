@@ -34,6 +34,66 @@ pub enum SchemaError {
 }
 
 impl Queue {
+    /// Where and since when dedupe claims are compact (`claims.rs`): a marker
+    /// written before them gets `claims_since` now (the string claims of the
+    /// layout before are read for one window more) and `claims_partitions` the
+    /// partition count (claims stay where they are when partitions change).
+    async fn read_claims_layout(
+        &self,
+        schema: &str,
+        recorded: &[(String, String)],
+    ) -> Result<(), SchemaError> {
+        let get = |f: &str| {
+            recorded
+                .iter()
+                .find(|(k, _)| k == f)
+                .map(|(_, v)| v.clone())
+        };
+        let (mut since, mut partitions) = (get("claims_since"), get("claims_partitions"));
+        if since.is_none() || partitions.is_none() {
+            let mut c = self.conn();
+            let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut c).await?;
+            let (s, p): (String, String) = redis::pipe()
+                .cmd("HSETNX")
+                .arg(schema)
+                .arg("claims_since")
+                .arg(secs * 1000 + micros / 1000)
+                .ignore()
+                .cmd("HSETNX")
+                .arg(schema)
+                .arg("claims_partitions")
+                .arg(self.keys().partitions())
+                .ignore()
+                .cmd("HGET")
+                .arg(schema)
+                .arg("claims_since")
+                .cmd("HGET")
+                .arg(schema)
+                .arg("claims_partitions")
+                .query_async(&mut c)
+                .await?;
+            (since, partitions) = (Some(s), Some(p));
+        }
+        let since = since.and_then(|s| s.parse::<i64>().ok());
+        let partitions = partitions
+            .and_then(|p| p.parse::<u32>().ok())
+            .filter(|p| (1..=crate::keys::MAX_PARTITIONS).contains(p));
+        match (since, partitions) {
+            (Some(since), Some(partitions)) => {
+                self.claims().set_layout(since, partitions);
+                Ok(())
+            }
+            _ => Err(SchemaError::Unknown {
+                schema: schema.to_owned(),
+                found: format!(
+                    "claims_since {:?}, claims_partitions {:?}",
+                    get("claims_since"),
+                    get("claims_partitions")
+                ),
+            }),
+        }
+    }
+
     /// Checks `P:schema` against this build and `redis.partitions`; on a Redis
     /// with no marker and no schema-1 data, writes the marker. Two starts racing
     /// with different partition counts: the first marker written wins and the
@@ -65,6 +125,7 @@ impl Queue {
             return Err(SchemaError::Old { key: key.clone() });
         }
         if recorded.is_empty() {
+            // A new Redis never had the claims' string keys: `claims_since` 0.
             let _: () = redis::pipe()
                 .cmd("HSETNX")
                 .arg(&schema)
@@ -74,6 +135,16 @@ impl Queue {
                 .cmd("HSETNX")
                 .arg(&schema)
                 .arg("partitions")
+                .arg(keys.partitions())
+                .ignore()
+                .cmd("HSETNX")
+                .arg(&schema)
+                .arg("claims_since")
+                .arg(0)
+                .ignore()
+                .cmd("HSETNX")
+                .arg(&schema)
+                .arg("claims_partitions")
                 .arg(keys.partitions())
                 .ignore()
                 .query_async(&mut c)
@@ -98,7 +169,10 @@ impl Queue {
             });
         }
         match get("partitions").parse::<u32>() {
-            Ok(n) if n == keys.partitions() => Ok(()),
+            Ok(n) if n == keys.partitions() => {
+                self.read_claims_layout(&schema, &recorded).await?;
+                Ok(())
+            }
             Ok(n) => Err(SchemaError::Partitions {
                 schema,
                 recorded: n,
