@@ -142,6 +142,9 @@ fn a_busy_bucket_grows_and_every_shard_stays_a_listpack() {
     let s = setup(&redis, "dedupe_window = \"1h\"", "");
     let rt = rt();
     let (q, window) = queue(&rt, &s);
+    // 64 shards to start with instead of 65,536: a bucket that grows with
+    // thousands of claims, not millions.
+    q.claims().set_min_shards(64);
     let ids: Vec<String> = (0..30_000).map(|i| format!("job-{i}")).collect();
     let origins: Vec<String> = (0..30_000)
         .map(|i| format!("1733600000000-{}", i % 4096))
@@ -290,7 +293,8 @@ fn forget_frees_an_id() {
         .args(["forget", "f-1", "never-sent"])
         .output()
         .expect("tayori forget");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "an id without a claim: {text}");
     assert!(text.contains("forgot f-1"), "{text}");
     assert!(text.contains("never-sent: no claim"), "{text}");

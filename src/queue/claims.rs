@@ -16,10 +16,12 @@
 //!   looked up in it and the one before, so it is seen for at least one window
 //!   and at most two; a bucket's keys expire one window after it ends.
 //! * A bucket is split into shards (hashes) small enough to stay listpacks:
-//!   its shard count is sized from the bucket before (48 claims a shard), and
+//!   its shard count is sized from the bucket before (16 claims a shard), and
 //!   when a bucket outgrows it (a first bucket, a sudden rise) it adds a
 //!   generation four times larger. Lookups read every generation of both
-//!   buckets, oldest first — two `HGET`s once the sizes have settled.
+//!   buckets, oldest first; the newest is checked and written by one
+//!   `HSETNX`. Once sizes have settled a claim is an `HGET` in the bucket
+//!   before, an `HSETNX` and a `PTTL` (its shard's expiry, set once).
 //! * The field is 12 bytes of SHA-256(job id); 4 more choose the shard. Two ids
 //!   share a field with probability about n²/2⁹⁷ (3·10⁻¹⁴ for 70 million claims
 //!   in a bucket): a false `duplicate` that rare is below any other failure.
@@ -45,17 +47,16 @@ use crate::keys::Keys;
 /// The shared functions (layout, lookup, write), before each script's body.
 const LIB: &str = include_str!("claims.lua");
 
-/// Checks and claims a batch of one partition. ARGV after the window: per
+/// Checks and claims a batch of one partition. ARGV after the window and shards: per
 /// claim, field, shard hash, value, legacy key (or ''). Replies per claim 1
 /// (claimed now, or already this value's) or the first claim's value.
 const CLAIM_BODY: &str = r#"
 local prev, cur = gens_of(prev_meta), current_gens()
 local out, added = {}, 0
-for i = 2, #ARGV, 4 do
-  local field, h, value = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local found = find(prev, cur, field, h, ARGV[i + 3])
+for i = 3, #ARGV, 4 do
+  local value = ARGV[i + 2]
+  local found = claim(prev, cur, ARGV[i], tonumber(ARGV[i + 1]), value, ARGV[i + 3])
   if not found then
-    write(cur, field, h, value)
     added = added + 1
     out[#out + 1] = 1
   elseif found == value then
@@ -68,37 +69,39 @@ count(cur, added)
 return out
 "#;
 
-/// The API's add: KEYS[2] the stream; ARGV after the window: field, shard
+/// The API's add: KEYS[2] the stream; ARGV after the window and shards: field, shard
 /// hash, legacy key, job. Replies `{1, entry id}` (added and claimed with it)
 /// or `{0, first claim's value}`.
 const ADD_BODY: &str = r#"
 local prev, cur = gens_of(prev_meta), current_gens()
-local h = tonumber(ARGV[3])
-local found = find(prev, cur, ARGV[2], h, ARGV[4])
+local h = tonumber(ARGV[4])
+local found = find(prev, cur, ARGV[3], h, ARGV[5])
 if found then return {0, found} end
-local id = redis.call('XADD', KEYS[2], '*', 'job', ARGV[5])
-write(cur, ARGV[2], h, pack(id))
+local id = redis.call('XADD', KEYS[2], '*', 'job', ARGV[6])
+-- Nothing was found above and a script runs alone: this writes.
+write(cur, ARGV[3], h, pack(id))
 count(cur, 1)
 return {1, id}
 "#;
 
-/// Deletes a claim: every copy with ARGV[5]'s value, or every copy when
-/// ARGV[5] is ''. ARGV after the window: field, shard hash, legacy key, value.
+/// Deletes a claim: every copy with ARGV[6]'s value, or every copy when
+/// ARGV[6] is ''. ARGV after the window and shards: field, shard hash, legacy
+/// key, value.
 /// Replies how many it deleted.
 const RELEASE_BODY: &str = r#"
 local prev, cur = gens_of(prev_meta), gens_of(cur_meta)
-local h, gone = tonumber(ARGV[3]), 0
+local h, gone = tonumber(ARGV[4]), 0
 for _ = 1, 3 do
-  local v, key = find(prev, cur, ARGV[2], h, ARGV[4])
-  if not v or (ARGV[5] ~= '' and v ~= ARGV[5]) then break end
-  -- The old string key: an expiry of 1 ms deletes it as surely as DEL, which
-  -- the documented ACL does not allow.
+  local v, key = find(prev, cur, ARGV[3], h, ARGV[5])
+  if not v or (ARGV[6] ~= '' and v ~= ARGV[6]) then break end
   gone = gone + 1
-  if key == ARGV[4] then
+  if key == ARGV[5] then
+    -- The old string key: an expiry of 1 ms deletes it as surely as DEL,
+    -- which the documented ACL does not allow.
     redis.call('PEXPIRE', key, 1)
     break
   end
-  redis.call('HDEL', key, ARGV[2])
+  redis.call('HDEL', key, ARGV[3])
 end
 return gone
 "#;
@@ -165,7 +168,14 @@ pub struct Claims {
     /// they started (`P:schema` `claims_partitions`). A claim keeps no job id,
     /// only a digest, so `tayori migrate` could not move it to a new count.
     partitions: Arc<AtomicU32>,
+    /// The shard count a first bucket starts with.
+    min_shards: Arc<AtomicU32>,
 }
+
+/// A first bucket's shards: room for 65,536 × 40 = 2.6 million claims before
+/// it grows a generation (another lookup per claim). Shards that hold nothing
+/// do not exist, so a small deployment pays nothing for them.
+pub const MIN_SHARDS: u32 = 65_536;
 
 /// One job's claim in a batch.
 pub struct ClaimArgs<'a> {
@@ -179,7 +189,15 @@ impl Claims {
             partitions: Arc::new(AtomicU32::new(keys.partitions())),
             keys,
             legacy_since: Arc::new(AtomicI64::new(i64::MAX)),
+            min_shards: Arc::new(AtomicU32::new(MIN_SHARDS)),
         }
+    }
+
+    /// Starts first buckets with `shards` (a power of two) instead of
+    /// [`MIN_SHARDS`]: tests that watch a bucket grow.
+    pub fn set_min_shards(&self, shards: u32) {
+        self.min_shards
+            .store(shards.max(1).next_power_of_two(), Ordering::Relaxed);
     }
 
     /// What `P:schema` says: when the compact claims started (ms; 0: never
@@ -208,7 +226,7 @@ impl Claims {
         self.keys.claims(p, window)
     }
 
-    fn eval(script_body: &str, prefix: &str, keys: &[&str], window: Duration) -> Cmd {
+    fn eval(&self, script_body: &str, prefix: &str, keys: &[&str], window: Duration) -> Cmd {
         let mut eval = redis::cmd("EVAL");
         // EVAL with the text, not EVALSHA: one script per batch, so the text
         // costs little, and a restarted or failed-over Redis never answers
@@ -217,13 +235,14 @@ impl Claims {
             .arg(1 + keys.len())
             .arg(prefix)
             .arg(keys)
-            .arg(window_ms(window));
+            .arg(window_ms(window))
+            .arg(self.min_shards.load(Ordering::Relaxed));
         eval
     }
 
     /// The script claiming a batch of ids of one partition (`prefix`).
     pub fn claim_batch(&self, prefix: &str, claims: &[ClaimArgs<'_>], window: Duration) -> Cmd {
-        let mut eval = Claims::eval(CLAIM_BODY, prefix, &[], window);
+        let mut eval = self.eval(CLAIM_BODY, prefix, &[], window);
         for c in claims {
             let id = ClaimId::of(c.job_id);
             eval.arg(&id.field[..])
@@ -238,7 +257,7 @@ impl Claims {
     /// with the entry id it gets.
     pub fn add(&self, job_id: &str, stream: &str, job: &str, window: Duration) -> Cmd {
         let prefix = self.prefix_of(job_id, window);
-        let mut eval = Claims::eval(ADD_BODY, &prefix, &[stream], window);
+        let mut eval = self.eval(ADD_BODY, &prefix, &[stream], window);
         let id = ClaimId::of(job_id);
         eval.arg(&id.field[..])
             .arg(id.shard_hash)
@@ -250,7 +269,7 @@ impl Claims {
     /// Deletes `job_id`'s claim: only one holding `origin` when given, else any.
     pub fn release(&self, job_id: &str, origin: Option<&str>, window: Duration) -> Cmd {
         let prefix = self.prefix_of(job_id, window);
-        let mut eval = Claims::eval(RELEASE_BODY, &prefix, &[], window);
+        let mut eval = self.eval(RELEASE_BODY, &prefix, &[], window);
         let id = ClaimId::of(job_id);
         eval.arg(&id.field[..])
             .arg(id.shard_hash)
