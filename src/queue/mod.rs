@@ -744,8 +744,9 @@ impl Queue {
             let mut set = redis::cmd("HSET");
             set.arg(&key).arg(&l.field[..]).arg(&l.record[..]);
             batch.add_ignored(&key, set);
-            let mut expire = redis::cmd("EXPIRE");
-            expire.arg(&key).arg(secs);
+            // PEXPIRE: the command the documented ACL already grants (docs/security.md).
+            let mut expire = redis::cmd("PEXPIRE");
+            expire.arg(&key).arg(secs.saturating_mul(1000));
             batch.add_ignored(&key, expire);
             // Written again by every job of the campaign: the content outlives
             // each record that names it.
@@ -763,8 +764,8 @@ impl Queue {
             let mut set = redis::cmd("HSET");
             set.arg(&key).arg(&v.tag[..]).arg(job_id);
             batch.add_ignored(&key, set);
-            let mut expire = redis::cmd("EXPIRE");
-            expire.arg(&key).arg(VERP_RECORD_TTL.as_secs());
+            let mut expire = redis::cmd("PEXPIRE");
+            expire.arg(&key).arg(VERP_RECORD_TTL.as_millis() as u64);
             batch.add_ignored(&key, expire);
         }
         if let Some(t) = &records.delivery_tag {
