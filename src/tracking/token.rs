@@ -286,9 +286,11 @@ impl Sealer {
         })
     }
 
-    /// The code of a short link (`/s/{code}`, SMS): 11 URL-safe characters (64
-    /// bits) keyed by the job and the link. Unguessable without the secret, and
-    /// the same on every retry of the job, so a retry reuses its link.
+    /// The code of a short link of the form before buckets (`/s/{code}`, kept
+    /// under `{prefix}:link:{code}`): 11 URL-safe characters (64 bits) keyed by
+    /// the job and the link. No longer made by the daemon (see
+    /// [`seal_link`](Self::seal_link)); kept for tests and tools that write a link
+    /// of the old form.
     pub fn short_code(&self, job_id: &str, url: &str) -> String {
         let mut ctx = hmac::Context::with_key(&self.current.short);
         ctx.update(job_id.as_bytes());
@@ -375,7 +377,7 @@ impl Sealer {
 
     /// The VERP token for a message: `{hex job id}-{hex tag}`, self-contained.
     /// A local part may have at most 64 bytes, so this fits job ids up to about
-    /// 19 bytes; longer ones use [`stored_verp_token`](Self::stored_verp_token).
+    /// 19 bytes; longer ones use [`bucketed_verp_token`](Self::bucketed_verp_token).
     pub fn verp_token(&self, job_id: &str, address: &str) -> String {
         let mut s = hex(job_id.as_bytes());
         s.push('-');
@@ -383,10 +385,12 @@ impl Sealer {
         s
     }
 
-    /// The VERP token for a message whose job id is too long to carry:
-    /// `s{hex tag}` (17 characters). The sender stores the job id under it
-    /// (`{prefix}:verp:{token}`) before sending; the tag still binds job and
-    /// recipient, so a stored token opens only for the address it was made for.
+    /// The VERP token of the form before buckets for a message whose job id is
+    /// too long to carry: `s{hex tag}` (17 characters), the job id stored under it
+    /// (`{prefix}:verp:{token}`). No longer made by the daemon (see
+    /// [`bucketed_verp_token`](Self::bucketed_verp_token)), still opened; the
+    /// tag still binds job and recipient, so a stored token opens only for the
+    /// address it was made for.
     pub fn stored_verp_token(&self, job_id: &str, address: &str) -> String {
         format!("s{}", hex(&verp_tag(&self.current, job_id, address)))
     }
@@ -394,7 +398,8 @@ impl Sealer {
     /// The VERP token of a message whose job id is stored in bucket `bucket`:
     /// `b{hex bucket}{hex tag}` (25 characters). The job id is kept as the field
     /// `tag` of the bucket's hash (`{prefix}:verps:{hex bucket}`), a few dozen
-    /// bytes where a key of its own (`s{tag}`, before) cost about 190.
+    /// 34 bytes a record where a key of its own (`s{tag}`, before) cost 177
+    /// (benches/footprint_links.rs, UUID job ids).
     pub fn bucketed_verp_token(
         &self,
         bucket: [u8; VERP_BUCKET_LEN],
