@@ -245,7 +245,8 @@ fn main() {
         &config(&format!("{rate}/s"), (rate / 100).max(1)),
     );
     let observed = observed_rate(&limited_reqs);
-    // Every short link of run 2 is kept in Redis (`{prefix}:link:{code}`).
+    // Every short link of run 2 is kept in Redis: a field of its bucket's hash
+    // (`{prefix}:links:{bucket}`), both named by its code.
     let codes: Vec<String> = linked_reqs
         .iter()
         .filter_map(|r| r.body.split_once("/s/"))
@@ -253,7 +254,14 @@ fn main() {
         .collect();
     let mut pipe = redis::pipe();
     for c in &codes {
-        pipe.exists(format!("bench:link:{c}"));
+        let (bucket, field) = tayori::tracking::token::link_code_parts(c)
+            .unwrap_or_else(|| panic!("a bucketed short link code: {c:?}"));
+        pipe.hexists(
+            bench
+                .keys
+                .link_bucket(&tayori::tracking::token::link_bucket_name(bucket)),
+            &field[..],
+        );
     }
     let kept: Vec<bool> = pipe.query(&mut bench.conn).expect("EXISTS");
     assert!(

@@ -26,8 +26,11 @@
 //! | `P:{rate:<scope>}`           | string | rate scope   | burst            | the shared bucket's arrival time (µs) |
 //! | `P:{rate:<scope>}:daemons`   | zset   | rate scope   | 60 s             | daemons sharing the bucket |
 //! | `P:{rate:<scope>}:paused`    | string | rate scope   | the pause        | a pause any daemon set (value: reason) |
-//! | `P:link:<code>`              | string | —            | `link_ttl`       | a short link's sealed click token |
-//! | `P:verp:<token>`             | string | —            | 30 days          | a long job id behind a VERP token |
+//! | `P:links:<bucket>`           | hash   | —            | `link_ttl` (+10 min) | short links: 6-byte field → sealed record (job, address, customer, sent_at, content ref) |
+//! | `P:linkc:<ref>`              | string | —            | `link_ttl` (+10 min) | a link's content, shared by a campaign's jobs: a sealed click token without recipient |
+//! | `P:link:<code>`              | string | —            | `link_ttl`       | a short link's sealed click token (before buckets: read, no longer written) |
+//! | `P:verps:<bucket>`           | hash   | —            | 30 days (+10 min) | VERP: 8-byte tag → the packed long job id |
+//! | `P:verp:<token>`             | string | —            | 30 days          | a long job id behind a VERP token (before buckets: read, no longer written) |
 //! | `P:line:tag:<tag>`           | string | —            | 7 days           | the job id behind a LINE notification message's delivery tag |
 //! | `P:cancels`                  | hash   | —            | — (lapsed fields pruned) | `campaign/<channel or *>/<id>` or `job/<id>` → the cancel (JSON) |
 //! | `P:schema`                   | hash   | —            | —                | `version`, `partitions` |
@@ -252,9 +255,25 @@ impl Keys {
 
     // --- single keys -----------------------------------------------------------
 
-    /// A short link's sealed click token (SMS), by its code.
+    /// A short link's sealed click token (SMS), by its code: the form before
+    /// buckets, still read until its last record expires.
     pub fn short_link(&self, code: &str) -> String {
         format!("{}:link:{code}", self.prefix)
+    }
+
+    /// A bucket of short-link records (a hash), by the bucket's name.
+    pub fn link_bucket(&self, bucket: &str) -> String {
+        format!("{}:links:{bucket}", self.prefix)
+    }
+
+    /// A link's content (channel, campaign, URL), by its reference's name.
+    pub fn link_content(&self, content_ref: &str) -> String {
+        format!("{}:linkc:{content_ref}", self.prefix)
+    }
+
+    /// A bucket of VERP records (a hash), by the bucket's name.
+    pub fn verp_bucket(&self, bucket: &str) -> String {
+        format!("{}:verps:{bucket}", self.prefix)
     }
 
     /// A long job id behind a VERP return path's token.
@@ -533,6 +552,9 @@ mod tests {
         assert_eq!(k.dead(p), "tayori:{3}:dead");
         assert_eq!(k.paused(ChannelId::new("sms")), "tayori:{rate:sms}:paused");
         assert_eq!(k.short_link("ab12"), "tayori:link:ab12");
+        assert_eq!(k.link_bucket("ab12"), "tayori:links:ab12");
+        assert_eq!(k.link_content("ab12"), "tayori:linkc:ab12");
+        assert_eq!(k.verp_bucket("00ff00ff"), "tayori:verps:00ff00ff");
         assert_eq!(
             k.line_delivery_tag("tayori-00ff"),
             "tayori:line:tag:tayori-00ff"

@@ -1394,9 +1394,17 @@ fn bounce_reports_map_back_to_their_jobs_and_forgeries_do_not() {
     let jiro_verp = verp_of("jiro@example.com");
     let local = jiro_verp.split('@').next().unwrap();
     assert!(
-        local.len() <= 64 && local.starts_with("bounces+s"),
+        local.len() <= 64 && local.starts_with("bounces+b"),
         "{jiro_verp}"
     );
+    // Kept as a field of a bucket hash (`P:verps:<bucket>`), not a key of its own.
+    let token = local.trim_start_matches("bounces+");
+    let bucket_key = format!("t:verps:{}", &token[1..9]);
+    let kind: String = redis::cmd("TYPE")
+        .arg(&bucket_key)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(kind, "hash", "{bucket_key}");
     let forged = hard_dsn(&jiro_verp, "someone-else@example.com");
     let (status, body) = s
         .post(
@@ -1429,6 +1437,35 @@ fn bounce_reports_map_back_to_their_jobs_and_forgeries_do_not() {
         suppression(&mut conn, "jiro@example.com").as_deref(),
         Some("bounced")
     );
+
+    // A stored token of the form before buckets (`s{tag}` → `P:verp:<token>`),
+    // written before an upgrade, still resolves while it is kept; its tag still
+    // binds the recipient.
+    let old_id = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+    let old_token = sealer().stored_verp_token(old_id, "saburo@example.com");
+    let _: () = redis::cmd("SET")
+        .arg(format!("t:verp:{old_token}"))
+        .arg(old_id)
+        .arg("EX")
+        .arg(600)
+        .query(&mut conn)
+        .unwrap();
+    let old_path = format!("bounces+{old_token}@example.com");
+    for (rcpt, bounced) in [("someone-else@example.com", 0), ("saburo@example.com", 1)] {
+        let dsn = hard_dsn(&old_path, rcpt);
+        let (status, body) = s
+            .post(
+                "/webhooks/bounce",
+                &[("Content-Type", "message/rfc822")],
+                dsn.as_bytes(),
+            )
+            .expect("POST /webhooks/bounce");
+        assert_eq!(status, 200, "{body}");
+        let summary: Value = serde_json::from_str(&body).expect("a JSON summary");
+        assert_eq!(summary["bounced"], bounced, "{rcpt}: {summary}");
+    }
+    let evs = events(&mut conn);
+    assert_eq!(evs.last().unwrap()["job_id"], old_id);
     let (status, _) = s
         .post(
             "/webhooks/bounce",

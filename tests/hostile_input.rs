@@ -1562,12 +1562,13 @@ fn the_documented_redis_acl_is_enough_and_no_secret_or_address_is_logged() {
         .unwrap()
         .split("/s/")
         .nth(1)
-        .map(|r| format!("/s/{}", &r[..11]))
+        .map(|r| format!("/s/{}", &r[..12]))
         .expect("a short link in the SMS");
     assert_eq!(get(&s, &short).0, 302);
-    // Kept for link_ttl's default, 30 days.
+    // Kept for link_ttl's default, 30 days: the code's first 4 characters name its
+    // bucket (`P:links:<bucket>`).
     let ttl: i64 = redis::cmd("PTTL")
-        .arg(format!("t:link:{}", &short[3..]))
+        .arg(format!("t:links:{}", &short[3..7]))
         .query(&mut conn)
         .unwrap();
     let day_ms = 86_400_000;

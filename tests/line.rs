@@ -565,7 +565,7 @@ fn uri_actions_and_text_urls_go_through_the_click_tracker() {
     let short = text
         .split(&short_base)
         .nth(1)
-        .map(|rest| &rest[..11])
+        .map(|rest| &rest[..12])
         .unwrap_or_else(|| panic!("no short link in {text:?}"));
     let token = &uri[base.len()..];
     let opened = tayori::tracking::Sealer::new(TRACKING_SECRET)

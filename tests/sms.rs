@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
+use tayori::channel_id::ChannelId;
+use tayori::tracking::{Purpose, Sealer, Tracked};
 use tayori_testkit::twilio_api::{self, form_encode, form_escape, Reply, TwilioApi};
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
@@ -1094,8 +1096,8 @@ fn links_in_sms_become_short_tracked_links_that_redirect_and_record_clicks() {
     assert_eq!(codes.len(), 2, "both links shortened: {body}");
     assert!(!body.contains("shop.example.com"), "{body}");
     assert!(
-        codes.iter().all(|c| c.len() == 11),
-        "short codes of 11 characters: {codes:?}"
+        codes.iter().all(|c| c.len() == 12),
+        "short codes of 12 characters: {codes:?}"
     );
     assert!(
         body.starts_with("セール開催中 ") && body.contains(" 詳細は "),
@@ -1134,4 +1136,117 @@ fn links_in_sms_become_short_tracked_links_that_redirect_and_record_clicks() {
     }
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(count(&events(&mut conn), "clicked"), 2);
+
+    // The record behind a code: a field of its bucket's hash (a listpack), and
+    // the link's content once for the campaign's URL.
+    let bucket = format!("t:links:{}", &codes[0][..4]);
+    let encoding: String = redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg(&bucket)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(encoding, "listpack", "{bucket}");
+    let fields: Vec<Vec<u8>> = redis::cmd("HKEYS").arg(&bucket).query(&mut conn).unwrap();
+    assert_eq!(fields.len(), 2, "both links of the job in one bucket");
+
+    // A changed record, or a record of ours under another code, never redirects.
+    let field = |code: &str| {
+        let raw = base64_url(code);
+        raw[3..].to_vec()
+    };
+    let record: Vec<u8> = redis::cmd("HGET")
+        .arg(&bucket)
+        .arg(field(codes[0]))
+        .query(&mut conn)
+        .unwrap();
+    let mut changed = record.clone();
+    let last = changed.len() - 1;
+    changed[last] ^= 1;
+    let _: () = redis::cmd("HSET")
+        .arg(&bucket)
+        .arg(field(codes[0]))
+        .arg(&changed)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        get_location(&s, &format!("/s/{}", codes[0])),
+        (404, None),
+        "a changed record"
+    );
+    let _: () = redis::cmd("HSET")
+        .arg(&bucket)
+        .arg(field(codes[0]))
+        .arg(&record)
+        .arg(field(codes[1]))
+        .arg(&record)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        get_location(&s, &format!("/s/{}", codes[1])),
+        (404, None),
+        "moved"
+    );
+    // A code whose bucket part is changed names nothing.
+    let mut other_bucket: Vec<u8> = codes[0].bytes().collect();
+    other_bucket[1] = if other_bucket[1] == b'A' { b'B' } else { b'A' };
+    let other_bucket = String::from_utf8(other_bucket).unwrap();
+    assert_eq!(get_location(&s, &format!("/s/{other_bucket}")), (404, None));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(&events(&mut conn), "clicked"), 2);
+
+    // A link stored before buckets (an 11-character code, `P:link:<code>` → a sealed
+    // click token) still redirects, and its click carries the token's fields.
+    let old = Tracked {
+        channel: ChannelId::new("sms"),
+        job_id: "before-upgrade-1".into(),
+        address: "+819011112222".into(),
+        campaign: Some("spring26".into()),
+        customer_id: Some("C-9".into()),
+        sent_at: jiff::Timestamp::now().as_second() - 3600,
+        url: Some("https://shop.example.com/old".into()),
+    };
+    let sealer = Sealer::new(TRACKING_SECRET);
+    let old_code = sealer.short_code(&old.job_id, "https://shop.example.com/old");
+    assert_eq!(old_code.len(), 11);
+    let _: () = redis::cmd("SET")
+        .arg(format!("t:link:{old_code}"))
+        .arg(sealer.seal(Purpose::Click, &old))
+        .arg("EX")
+        .arg(600)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(
+        get_location(&s, &format!("/s/{old_code}")),
+        (302, Some("https://shop.example.com/old".to_owned()))
+    );
+    let evs = wait_for(&mut conn, WAIT, "clicked", |e| count(e, "clicked") == 3);
+    let clicked = evs
+        .iter()
+        .find(|e| e["type"] == "clicked" && e["job_id"] == "before-upgrade-1")
+        .expect("the old link's click");
+    assert_eq!(clicked["channel"], "sms", "{clicked}");
+    assert_eq!(clicked["url"], "https://shop.example.com/old", "{clicked}");
+}
+
+/// URL-safe base64 without padding, decoded (a short link's code).
+fn base64_url(code: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        _ => 63,
+    };
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in code.bytes() {
+        bits = (bits << 6) | u32::from(value(c));
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
 }

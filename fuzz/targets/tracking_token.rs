@@ -54,6 +54,42 @@ pub fn tracking_token(data: &[u8]) {
         let stored = s.stored_verp_token(&t.job_id, &t.address);
         assert!(s.opens_stored_verp(&stored, &t.job_id, &t.address));
         assert!(!s.opens_stored_verp(&stored, &t.job_id, &format!("{}x", t.address.trim())));
+        if let Some(key) = Sealer::stored_verp_key(&p[5]) {
+            let _ = Sealer::verp_bucket(&key);
+        }
+        let bucketed = s.bucketed_verp_token([1, 2, 3, 4], &t.job_id, &t.address);
+        assert!(s.opens_stored_verp(&bucketed, &t.job_id, &t.address));
+
+        // Short-link records: any bytes under any code open to nothing or to a
+        // well-formed record, never a panic; a sealed one opens to itself, and one
+        // changed byte to nothing.
+        if let Some((bucket, field)) = tayori::tracking::token::link_code_parts(&p[5]) {
+            let _ = s.open_link(bucket, field, data);
+        }
+        let bucket = [data.first().copied().unwrap_or(0), 1, 2];
+        let content = s.content_ref(&t);
+        let (field, value) = s.seal_link(bucket, &t, content);
+        let opened = s
+            .open_link(bucket, field, &value)
+            .expect("a sealed link record opens");
+        assert_eq!(
+            (
+                opened.job_id.as_str(),
+                opened.address.as_str(),
+                opened.customer_id.as_deref(),
+                opened.content_ref
+            ),
+            (
+                t.job_id.as_str(),
+                t.address.as_str(),
+                t.customer_id.as_deref(),
+                content
+            )
+        );
+        let mut changed = value.clone();
+        let i = pick(data, changed.len());
+        changed[i] ^= 1;
+        assert_eq!(s.open_link(bucket, field, &changed), None, "changed at {i}");
     });
 }
 

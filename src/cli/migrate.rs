@@ -48,7 +48,7 @@
 //! `P:paused:*` (rate buckets and pauses, rebuilt within a second), `P:lease:*`
 //! and `P:reaction:*` (the dedupe of provider webhooks within their window: a
 //! provider that redelivers an event inside that window after the migration has
-//! it recorded twice). `P:link:*` and `P:verp:*` have the same names in both
+//! it recorded twice). `P:link:*`, `P:links:*`, `P:linkc:*`, `P:verp:*` and `P:verps:*` have the same names in both
 //! schemas and stay.
 //!
 //! ## Interruption

@@ -104,8 +104,9 @@ pub async fn click(
     follow(&state, &backlog, &method, &headers, &token).await
 }
 
-/// `GET /s/{code}`: a short link from an SMS. The code names a sealed click token
-/// kept in Redis; from there it is an ordinary click.
+/// `GET /s/{code}`: a short link from an SMS or a LINE text. The code names a
+/// record kept in Redis: a field in a bucket (12 characters) or, for links made
+/// before buckets, a sealed click token (11); from there it is an ordinary click.
 pub async fn short(
     State(state): State<AppState>,
     Extension(backlog): Extension<Arc<Backlog>>,
@@ -113,7 +114,7 @@ pub async fn short(
     headers: HeaderMap,
     Path(code): Path<String>,
 ) -> Response {
-    let well_formed = code.len() == 11
+    let well_formed = (code.len() == 11 || code.len() == 12)
         && code
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -126,8 +127,18 @@ pub async fn short(
     };
     // The code's link is only in Redis: without it there is nothing to redirect
     // to, but the answer (503) must not wait for Redis either.
-    match tokio::time::timeout(SHORT_LINK_WAIT, queue.short_link(&code)).await {
-        Ok(Ok(Some(token))) => follow(&state, &backlog, &method, &headers, &token).await,
+    match tokio::time::timeout(SHORT_LINK_WAIT, stored_link(&state, queue, &code)).await {
+        Ok(Ok(Some(Stored::Token(token)))) => {
+            follow(&state, &backlog, &method, &headers, &token).await
+        }
+        Ok(Ok(Some(Stored::Click(t)))) => {
+            follow_opened(&state, &backlog, &method, &headers, t).await
+        }
+        Ok(Ok(Some(Stored::Refused))) => {
+            metrics::counter!(m::WEBHOOK_REJECTED, "source" => "tracking", "reason" => "bad_token")
+                .increment(1);
+            StatusCode::NOT_FOUND.into_response()
+        }
         Ok(Ok(None)) => {
             metrics::counter!(m::WEBHOOK_REJECTED, "source" => "tracking", "reason" => "unknown_link")
                 .increment(1);
@@ -144,6 +155,44 @@ pub async fn short(
     }
 }
 
+/// What a short link's code stands for in Redis.
+enum Stored {
+    /// A sealed click token (a code made before buckets).
+    Token(String),
+    /// A bucketed record and its content, opened.
+    Click(Tracked),
+    /// A bucketed record that is not ours or does not match its content: the
+    /// same 404 as an unknown code.
+    Refused,
+}
+
+async fn stored_link(
+    state: &AppState,
+    queue: &crate::queue::Queue,
+    code: &str,
+) -> redis::RedisResult<Option<Stored>> {
+    let Some((bucket, field)) = crate::tracking::token::link_code_parts(code) else {
+        return Ok(queue.short_link(code).await?.map(Stored::Token));
+    };
+    let Some(record) = queue.link_record(bucket, field).await? else {
+        return Ok(None);
+    };
+    let Some(tracker) = state.webhooks.tracker.as_ref() else {
+        return Ok(Some(Stored::Refused));
+    };
+    let Some(opened) = tracker.sealer().open_link(bucket, field, &record) else {
+        return Ok(Some(Stored::Refused));
+    };
+    let Some(content) = queue.link_content(&opened.content_ref).await? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        tracker
+            .short_link_click(opened, &content)
+            .map_or(Stored::Refused, Stored::Click),
+    ))
+}
+
 /// Redirects to a click token's link and records the click.
 async fn follow(
     state: &AppState,
@@ -155,6 +204,17 @@ async fn follow(
     let Some(t) = opened(state, Purpose::Click, token) else {
         return StatusCode::NOT_FOUND.into_response();
     };
+    follow_opened(state, backlog, method, headers, t).await
+}
+
+/// Redirects to an opened click's link and records the click.
+async fn follow_opened(
+    state: &AppState,
+    backlog: &Arc<Backlog>,
+    method: &Method,
+    headers: &HeaderMap,
+    t: Tracked,
+) -> Response {
     // Sealed by us from a link we rewrote, which was http(s); checked again anyway.
     let Some(url) = t
         .url

@@ -213,9 +213,7 @@ pub struct Queue {
     wait: Durability,
 }
 
-/// How long a VERP token's job id is kept: bounce reports come within days (MTAs
-/// give up on a message after about 5), late ones within weeks.
-pub const VERP_RECORD_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+pub use crate::tracking::VERP_RECORD_TTL;
 
 /// How long a LINE delivery tag's job id is kept. LINE sends the delivery
 /// event when the message reaches the phone (seconds, or when a phone that was
@@ -766,26 +764,45 @@ impl Queue {
     }
 
     /// Stores what a message needs before it is sent, in one round trip: short
-    /// links (code → sealed click token) for `link_ttl`, a VERP token's job id
-    /// for [`VERP_RECORD_TTL`], a LINE delivery tag's for [`DELIVERY_TAG_TTL`].
+    /// links (a field in a bucket hash, and the link's content) for `link_ttl`,
+    /// a VERP token's job id for [`VERP_RECORD_TTL`], a LINE delivery tag's for
+    /// [`DELIVERY_TAG_TTL`]. A bucket's EXPIRE is renewed by each record written
+    /// to it: it lives as long as its last record (at most
+    /// [`crate::tracking::BUCKET_OPEN_FOR`] past its first's).
     pub async fn store_records(&self, records: &crate::tracking::Records) -> RedisResult<()> {
+        use crate::tracking::token;
         let link_ttl = records.link_ttl;
         let mut batch = self.batch();
         let secs = link_ttl.as_secs().max(1);
+        let open_for = crate::tracking::BUCKET_OPEN_FOR.as_secs();
         for l in &records.short_links {
-            let key = self.keys.short_link(&l.code);
+            let key = self.keys.link_bucket(&token::link_bucket_name(l.bucket));
+            let mut set = redis::cmd("HSET");
+            set.arg(&key).arg(&l.field[..]).arg(&l.record[..]);
+            batch.add_ignored(&key, set);
+            // PEXPIRE: the command the documented ACL already grants (docs/security.md).
+            let mut expire = redis::cmd("PEXPIRE");
+            expire.arg(&key).arg(secs.saturating_mul(1000));
+            batch.add_ignored(&key, expire);
+            // Written again by every job of the campaign: the content outlives
+            // each record that names it.
+            let key = self
+                .keys
+                .link_content(&token::content_ref_name(&l.content_ref));
             let mut set = redis::cmd("SET");
-            set.arg(&key).arg(&l.token).arg("EX").arg(secs);
+            set.arg(&key).arg(&l.content).arg("EX").arg(secs + open_for);
             batch.add_ignored(&key, set);
         }
         if let Some(v) = &records.verp {
-            let key = self.keys.verp(&v.token);
-            let mut set = redis::cmd("SET");
-            set.arg(&key)
-                .arg(&v.job_id)
-                .arg("EX")
-                .arg(VERP_RECORD_TTL.as_secs());
+            let key = self.keys.verp_bucket(&token::verp_bucket_name(v.bucket));
+            let mut job_id = Vec::with_capacity(v.job_id.len() + 1);
+            token::pack_id(&mut job_id, Some(&v.job_id));
+            let mut set = redis::cmd("HSET");
+            set.arg(&key).arg(&v.tag[..]).arg(job_id);
             batch.add_ignored(&key, set);
+            let mut expire = redis::cmd("PEXPIRE");
+            expire.arg(&key).arg(VERP_RECORD_TTL.as_millis() as u64);
+            batch.add_ignored(&key, expire);
         }
         if let Some(t) = &records.delivery_tag {
             let key = self.keys.line_delivery_tag(&t.tag);
@@ -810,14 +827,44 @@ impl Queue {
             .await
     }
 
-    /// The job id stored under a VERP token, if it is still kept.
+    /// The job id stored under a VERP token's lookup key
+    /// ([`Sealer::stored_verp_key`](crate::tracking::Sealer::stored_verp_key)),
+    /// if it is still kept: in its bucket, or under a key of its own (tokens
+    /// made before buckets).
     pub async fn verp_job(&self, token: &str) -> RedisResult<Option<String>> {
-        self.conn.clone().get(self.keys.verp(token)).await
+        use crate::tracking::token;
+        let Some((bucket, tag)) = crate::tracking::Sealer::verp_bucket(token) else {
+            return self.conn.clone().get(self.keys.verp(token)).await;
+        };
+        let key = self.keys.verp_bucket(&token::verp_bucket_name(bucket));
+        let packed: Option<Vec<u8>> = self.conn.clone().hget(key, &tag[..]).await?;
+        Ok(packed.and_then(|p| token::unpack_id(&mut p.as_slice()).flatten()))
     }
 
-    /// The sealed click token behind a short link's code, if it is still kept.
+    /// The sealed click token behind a short link's code of the form before
+    /// buckets (11 characters), if it is still kept.
     pub async fn short_link(&self, code: &str) -> RedisResult<Option<String>> {
         self.conn.clone().get(self.keys.short_link(code)).await
+    }
+
+    /// A bucketed short link's record, if it is still kept.
+    pub async fn link_record(
+        &self,
+        bucket: [u8; crate::tracking::token::LINK_BUCKET_LEN],
+        field: [u8; crate::tracking::token::LINK_FIELD_LEN],
+    ) -> RedisResult<Option<Vec<u8>>> {
+        let key = self
+            .keys
+            .link_bucket(&crate::tracking::token::link_bucket_name(bucket));
+        self.conn.clone().hget(key, &field[..]).await
+    }
+
+    /// A link's content (a sealed click token without recipient), if still kept.
+    pub async fn link_content(&self, content_ref: &[u8]) -> RedisResult<Option<String>> {
+        let key = self
+            .keys
+            .link_content(&crate::tracking::token::content_ref_name(content_ref));
+        self.conn.clone().get(key).await
     }
 
     /// Takes or renews the lease `key` (from [`Keys`]) for `holder`: true while

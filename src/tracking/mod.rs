@@ -13,9 +13,15 @@ pub use token::{Purpose, Sealer, Tracked};
 /// How long a short link (SMS, LINE text) keeps working when `link_ttl` is not set: 30
 /// days. An SMS is read within hours; almost all clicks on a campaign link come in
 /// its first days, and each kept link costs Redis memory for as long as it is
-/// kept (about 350 bytes: a million linked SMS a day held 90 days was 32 GB, 30
-/// days is a third of that). A link past its time answers 404, never a redirect.
+/// kept: 449 bytes as a key of its own (a UUID job id; benches/footprint_links.rs),
+/// so a million linked SMS a day held 90 days was 40 GB; in buckets 66 bytes, and
+/// 30 days of them 2 GB (docs/scaling.md, "Redis memory per job"). A link past its
+/// time answers 404, never a redirect.
 pub const DEFAULT_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// How long a VERP token's job id is kept: bounce reports come within days (MTAs
+/// give up on a message after about 5), late ones within weeks.
+pub const VERP_RECORD_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 /// What every tracked link is made from: `http.tracking_secret` and `http.public_url`.
 #[derive(Debug, Clone)]
@@ -30,13 +36,83 @@ pub struct TrackingSettings {
 pub struct Tracker {
     sealer: Sealer,
     base: String,
+    links: Buckets<{ token::LINK_BUCKET_LEN }>,
+    verps: Buckets<{ token::VERP_BUCKET_LEN }>,
 }
 
-/// A job id to store for a VERP return path too short to carry it:
-/// `{prefix}:verp:{token}` → `job_id`, before the message goes out.
+/// How many records a bucket (one hash) takes before the next is opened. A
+/// hash of at most `hash-max-listpack-entries` (128) fields, each value at most
+/// `hash-max-listpack-value` (64) bytes, is one listpack: a few bytes a field,
+/// where a key of its own costs about 100 before its value. 64, not 128: two
+/// daemons that draw the same random bucket still stay under 128 together.
+pub const LINKS_PER_BUCKET: u32 = 64;
+
+/// How long a bucket takes records. The hash lives until its last record's TTL
+/// (its EXPIRE is renewed by each write), so a record may outlive its own TTL by
+/// this much: a short link works up to 10 minutes past `link_ttl`.
+pub const BUCKET_OPEN_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The bucket being filled, per TTL (links of different TTLs never share one, so
+/// a bucket's EXPIRE is right for all of its records).
+struct Buckets<const N: usize> {
+    open: std::sync::Mutex<Vec<OpenBucket<N>>>,
+}
+
+struct OpenBucket<const N: usize> {
+    ttl: std::time::Duration,
+    id: [u8; N],
+    taken: u32,
+    opened: std::time::Instant,
+}
+
+impl<const N: usize> Buckets<N> {
+    fn new() -> Self {
+        Buckets {
+            open: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A bucket with room for one more record kept `ttl`: random ids, so
+    /// daemons need not agree on anything (two that draw the same id share it).
+    fn take(&self, ttl: std::time::Duration) -> [u8; N] {
+        use ring::rand::SecureRandom as _;
+        let fresh = || {
+            let mut id = [0u8; N];
+            // The system RNG does not fail on Linux once booted; a zero id would
+            // only crowd one bucket, never mix records (each field is a MAC).
+            let _ = ring::rand::SystemRandom::new().fill(&mut id);
+            OpenBucket {
+                ttl,
+                id,
+                taken: 0,
+                opened: std::time::Instant::now(),
+            }
+        };
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let i = match open.iter().position(|b| b.ttl == ttl) {
+            Some(i) => i,
+            None => {
+                open.push(fresh());
+                open.len() - 1
+            }
+        };
+        let b = &mut open[i];
+        if b.taken >= LINKS_PER_BUCKET || b.opened.elapsed() >= BUCKET_OPEN_FOR {
+            *b = fresh();
+        }
+        b.taken += 1;
+        b.id
+    }
+}
+
+/// A job id to store for a VERP return path too short to carry it: the field
+/// `tag` of `{prefix}:verps:{bucket}` → the packed job id, before the message
+/// goes out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerpRecord {
     pub token: String,
+    pub bucket: [u8; token::VERP_BUCKET_LEN],
+    pub tag: [u8; 8],
     pub job_id: String,
 }
 
@@ -66,12 +142,19 @@ impl Records {
     }
 }
 
-/// A short link to store before the message that carries it goes out:
-/// `{prefix}:link:{code}` → the sealed click token.
+/// A short link to store before the message that carries it goes out: its
+/// record, the field `field` of `{prefix}:links:{bucket}` (see
+/// [`Sealer::seal_link`]), and its content, `{prefix}:linkc:{content_ref}` → a
+/// sealed click token without recipient (channel, campaign, URL), one for all
+/// the jobs of a campaign's link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShortLink {
     pub code: String,
-    pub token: String,
+    pub bucket: [u8; token::LINK_BUCKET_LEN],
+    pub field: [u8; token::LINK_FIELD_LEN],
+    pub record: Vec<u8>,
+    pub content_ref: [u8; token::CONTENT_REF_LEN],
+    pub content: String,
 }
 
 /// Web links found inside the recipient's own data (`to`: a name or an address a
@@ -115,6 +198,8 @@ impl Tracker {
         Tracker {
             sealer: Sealer::rotated(&s.secret, &s.previous_secrets),
             base: s.public_url.trim_end_matches('/').to_owned(),
+            links: Buckets::new(),
+            verps: Buckets::new(),
         }
     }
 
@@ -161,19 +246,70 @@ impl Tracker {
         )
     }
 
-    /// A short tracked link for `url` (`{public_url}/s/{code}`): a sealed click
-    /// token is too long for a text message, so the token is stored under the
-    /// code, and the caller must save the returned record before sending.
-    pub fn short_link(&self, t: &Tracked, url: &str) -> (String, ShortLink) {
-        let code = self.sealer.short_code(&t.job_id, url);
-        let token = self.sealer.seal(
-            Purpose::Click,
-            &Tracked {
-                url: Some(url.to_owned()),
-                ..t.clone()
-            },
-        );
-        (self.short_url(&code), ShortLink { code, token })
+    /// A short tracked link for `url` (`{public_url}/s/{code}`) kept `ttl`: a
+    /// sealed click token is too long for a text message, so what it would carry
+    /// is stored under the code, and the caller must save the returned record
+    /// before sending. Each call makes a new code (a retry's message has links
+    /// of its own; the earlier ones keep working).
+    pub fn short_link(
+        &self,
+        t: &Tracked,
+        url: &str,
+        ttl: std::time::Duration,
+    ) -> (String, ShortLink) {
+        let content = Tracked {
+            channel: t.channel,
+            campaign: t.campaign.clone(),
+            url: Some(url.to_owned()),
+            ..Tracked::default()
+        };
+        let content_ref = self.sealer.content_ref(&content);
+        let bucket = self.links.take(ttl);
+        let (field, record) = self.sealer.seal_link(bucket, t, content_ref);
+        let code = token::link_code(bucket, field);
+        let link = ShortLink {
+            code,
+            bucket,
+            field,
+            record,
+            content_ref,
+            content: self.sealer.seal(Purpose::Click, &content),
+        };
+        (self.short_url(&link.code), link)
+    }
+
+    /// The click a bucketed short link's record (opened by
+    /// [`Sealer::open_link`]) and its content record stand for, if the content
+    /// is ours and is the one the record names.
+    pub fn short_link_click(&self, r: token::LinkRecord, content: &str) -> Option<Tracked> {
+        let c = self.sealer.open(Purpose::Click, content)?;
+        if !self.sealer.content_matches(&r.content_ref, &c) {
+            return None;
+        }
+        Some(Tracked {
+            channel: c.channel,
+            job_id: r.job_id,
+            address: r.address,
+            campaign: c.campaign,
+            customer_id: r.customer_id,
+            sent_at: r.sent_at,
+            url: c.url,
+        })
+    }
+
+    /// A VERP token whose job id is stored (see [`VerpRecord`]).
+    pub fn stored_verp(&self, t: &Tracked) -> VerpRecord {
+        let bucket = self.verps.take(VERP_RECORD_TTL);
+        let token = self
+            .sealer
+            .bucketed_verp_token(bucket, &t.job_id, &t.address);
+        let (_, tag) = Sealer::verp_bucket(&token).unwrap_or((bucket, [0; 8]));
+        VerpRecord {
+            token,
+            bucket,
+            tag,
+            job_id: t.job_id.clone(),
+        }
     }
 
     pub fn short_url(&self, code: &str) -> String {

@@ -79,6 +79,11 @@ struct Keys {
     aead: LessSafeKey,
     verp: hmac::Key,
     short: hmac::Key,
+    /// Bucketed short-link records (see [`Sealer::seal_link`]): the MAC that is
+    /// both the record's field in its bucket and its synthetic IV, and the
+    /// stream key that hides the record.
+    link_mac: hmac::Key,
+    link_stream: LessSafeKey,
 }
 
 impl Keys {
@@ -98,7 +103,23 @@ impl Keys {
             hmac::HMAC_SHA256,
             derive(b"tayori short link v1\0").as_ref(),
         );
-        Keys { aead, verp, short }
+        let link_mac = hmac::Key::new(
+            hmac::HMAC_SHA256,
+            derive(b"tayori short link record v2\0").as_ref(),
+        );
+        let link_stream = UnboundKey::new(
+            &aead::CHACHA20_POLY1305,
+            derive(b"tayori short link stream v2\0").as_ref(),
+        )
+        .map(LessSafeKey::new)
+        .unwrap_or_else(|_| unreachable!("a SHA-256 digest is a valid ChaCha20 key"));
+        Keys {
+            aead,
+            verp,
+            short,
+            link_mac,
+            link_stream,
+        }
     }
 }
 
@@ -265,9 +286,11 @@ impl Sealer {
         })
     }
 
-    /// The code of a short link (`/s/{code}`, SMS): 11 URL-safe characters (64
-    /// bits) keyed by the job and the link. Unguessable without the secret, and
-    /// the same on every retry of the job, so a retry reuses its link.
+    /// The code of a short link of the form before buckets (`/s/{code}`, kept
+    /// under `{prefix}:link:{code}`): 11 URL-safe characters (64 bits) keyed by
+    /// the job and the link. No longer made by the daemon (see
+    /// [`seal_link`](Self::seal_link)); kept for tests and tools that write a link
+    /// of the old form.
     pub fn short_code(&self, job_id: &str, url: &str) -> String {
         let mut ctx = hmac::Context::with_key(&self.current.short);
         ctx.update(job_id.as_bytes());
@@ -276,9 +299,85 @@ impl Sealer {
         B64.encode(&ctx.sign().as_ref()[..8])
     }
 
+    /// The reference of a link's content (channel, campaign, URL): the key of the
+    /// one record of a campaign's link that all its short links share.
+    pub fn content_ref(&self, t: &Tracked) -> [u8; CONTENT_REF_LEN] {
+        content_ref(&self.current, t)
+    }
+
+    /// Whether `r` is the reference of `t`'s content under any key: a content
+    /// record found under another reference (moved or swapped in Redis) is refused.
+    pub fn content_matches(&self, r: &[u8], t: &Tracked) -> bool {
+        self.all_keys()
+            .any(|keys| constant_time_eq(r, &content_ref(keys, t)))
+    }
+
+    /// A short link's record in bucket `bucket`: its field (6 bytes, also the
+    /// secret half of the code) and its value. The value is the send time in the
+    /// clear (what the key's TTL showed before buckets) and, hidden under a
+    /// ChaCha20 stream, the content reference, job id, address and customer id.
+    /// The field is a MAC over all of it and seeds the stream (a synthetic IV, as
+    /// in SIV): the same field means the same record, so no stream is ever reused
+    /// for other bytes, and a changed byte anywhere fails the MAC. 64 bits of
+    /// authentication were 16 bytes of Poly1305 tag plus 12 of nonce per link; a
+    /// listpack keeps a hash compact only while each value is ≤ 64 bytes.
+    pub fn seal_link(
+        &self,
+        bucket: [u8; LINK_BUCKET_LEN],
+        t: &Tracked,
+        content: [u8; CONTENT_REF_LEN],
+    ) -> ([u8; LINK_FIELD_LEN], Vec<u8>) {
+        let sent_at = u32::try_from(t.sent_at).unwrap_or(0).to_be_bytes();
+        let mut plain = Vec::with_capacity(CONTENT_REF_LEN + 3 + t.job_id.len() + t.address.len());
+        plain.extend_from_slice(&content);
+        pack_id(&mut plain, Some(&t.job_id));
+        pack_id(&mut plain, Some(&t.address));
+        pack_id(&mut plain, t.customer_id.as_deref());
+        let field = link_mac(&self.current, bucket, sent_at, &plain);
+        link_stream(&self.current, bucket, field, &mut plain);
+        let mut value = Vec::with_capacity(4 + plain.len());
+        value.extend_from_slice(&sent_at);
+        value.extend_from_slice(&plain);
+        (field, value)
+    }
+
+    /// What a short link's record holds, if `value` was sealed by us for this
+    /// bucket and field (under the current or a previous secret).
+    pub fn open_link(
+        &self,
+        bucket: [u8; LINK_BUCKET_LEN],
+        field: [u8; LINK_FIELD_LEN],
+        value: &[u8],
+    ) -> Option<LinkRecord> {
+        if value.len() < 4 + CONTENT_REF_LEN || value.len() > 64 * 1024 {
+            return None;
+        }
+        let (at, sealed) = value.split_at(4);
+        let sent_at: [u8; 4] = at.try_into().ok()?;
+        self.all_keys().find_map(|keys| {
+            let mut plain = sealed.to_vec();
+            link_stream(keys, bucket, field, &mut plain);
+            if !constant_time_eq(&link_mac(keys, bucket, sent_at, &plain), &field) {
+                return None;
+            }
+            let (content, mut rest) = plain.split_at(CONTENT_REF_LEN);
+            let content_ref: [u8; CONTENT_REF_LEN] = content.try_into().ok()?;
+            let job_id = unpack_id(&mut rest)??;
+            let address = unpack_id(&mut rest)??;
+            let customer_id = unpack_id(&mut rest)?;
+            rest.is_empty().then(|| LinkRecord {
+                content_ref,
+                job_id,
+                address,
+                customer_id,
+                sent_at: i64::from(u32::from_be_bytes(sent_at)),
+            })
+        })
+    }
+
     /// The VERP token for a message: `{hex job id}-{hex tag}`, self-contained.
     /// A local part may have at most 64 bytes, so this fits job ids up to about
-    /// 19 bytes; longer ones use [`stored_verp_token`](Self::stored_verp_token).
+    /// 19 bytes; longer ones use [`bucketed_verp_token`](Self::bucketed_verp_token).
     pub fn verp_token(&self, job_id: &str, address: &str) -> String {
         let mut s = hex(job_id.as_bytes());
         s.push('-');
@@ -286,20 +385,55 @@ impl Sealer {
         s
     }
 
-    /// The VERP token for a message whose job id is too long to carry:
-    /// `s{hex tag}` (17 characters). The sender stores the job id under it
-    /// (`{prefix}:verp:{token}`) before sending; the tag still binds job and
-    /// recipient, so a stored token opens only for the address it was made for.
+    /// The VERP token of the form before buckets for a message whose job id is
+    /// too long to carry: `s{hex tag}` (17 characters), the job id stored under it
+    /// (`{prefix}:verp:{token}`). No longer made by the daemon (see
+    /// [`bucketed_verp_token`](Self::bucketed_verp_token)), still opened; the
+    /// tag still binds job and recipient, so a stored token opens only for the
+    /// address it was made for.
     pub fn stored_verp_token(&self, job_id: &str, address: &str) -> String {
         format!("s{}", hex(&verp_tag(&self.current, job_id, address)))
     }
 
-    /// The lookup key of a stored VERP token (lowercase, as MTAs may fold case),
-    /// or `None` for a self-contained one.
+    /// The VERP token of a message whose job id is stored in bucket `bucket`:
+    /// `b{hex bucket}{hex tag}` (25 characters). The job id is kept as the field
+    /// `tag` of the bucket's hash (`{prefix}:verps:{hex bucket}`), a few dozen
+    /// 34 bytes a record where a key of its own (`s{tag}`, before) cost 177
+    /// (benches/footprint_links.rs, UUID job ids).
+    pub fn bucketed_verp_token(
+        &self,
+        bucket: [u8; VERP_BUCKET_LEN],
+        job_id: &str,
+        address: &str,
+    ) -> String {
+        format!(
+            "b{}{}",
+            hex(&bucket),
+            hex(&verp_tag(&self.current, job_id, address))
+        )
+    }
+
+    /// The lookup key of a stored VERP token (lowercase, as MTAs may fold case):
+    /// `s{tag}` (a key of its own) or `b{bucket}{tag}` (a field in a bucket), or
+    /// `None` for a self-contained one.
     pub fn stored_verp_key(token: &str) -> Option<String> {
         let token = token.to_ascii_lowercase();
-        let tag = token.strip_prefix('s')?;
-        (tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit())).then_some(token)
+        let hex_of =
+            |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        if let Some(tag) = token.strip_prefix('s') {
+            return hex_of(tag, 16).then_some(token);
+        }
+        let rest = token.strip_prefix('b')?;
+        hex_of(rest, 2 * VERP_BUCKET_LEN + 16).then_some(token)
+    }
+
+    /// The bucket and tag (the hash and its field) of a bucketed VERP key from
+    /// [`stored_verp_key`](Self::stored_verp_key); `None` for any other.
+    pub fn verp_bucket(key: &str) -> Option<([u8; VERP_BUCKET_LEN], [u8; 8])> {
+        let rest = key.strip_prefix('b')?;
+        let raw = unhex(rest)?;
+        let (bucket, tag) = raw.split_at_checked(VERP_BUCKET_LEN)?;
+        Some((bucket.try_into().ok()?, tag.try_into().ok()?))
     }
 
     /// The job id in a self-contained VERP token, if the token was made for this
@@ -314,8 +448,11 @@ impl Sealer {
 
     /// Whether a stored VERP token was made for `job_id` (found under it) and `address`.
     pub fn opens_stored_verp(&self, token: &str, job_id: &str, address: &str) -> bool {
-        Self::stored_verp_key(token)
-            .is_some_and(|t| self.verp_tag_matches(&t[1..], job_id, address))
+        Self::stored_verp_key(token).is_some_and(|t| {
+            // The tag is the last 16 hex digits in both forms.
+            let tag = &t[t.len() - 16..];
+            self.verp_tag_matches(tag, job_id, address)
+        })
     }
 
     /// Whether the tag was made for this job and address under the current or a
@@ -336,6 +473,188 @@ impl Sealer {
             diff == 0
         })
     }
+}
+
+/// Bytes of a short link's bucket id, then of its field: a code is the two in
+/// URL-safe base64, 12 characters (11 before buckets). A bucket holds at most
+/// [`crate::tracking::LINKS_PER_BUCKET`] links, so 48 bits of field make a guess
+/// at someone else's link in a bucket one knows (from a link of one's own) a
+/// 1 in 4·10^12 shot; an 11-character code of before was checked against every
+/// live link, 1 in 6·10^11 with 30 million kept.
+pub const LINK_BUCKET_LEN: usize = 3;
+pub const LINK_FIELD_LEN: usize = 6;
+/// Bytes of a content reference (channel, campaign, URL).
+pub const CONTENT_REF_LEN: usize = 8;
+/// Bytes of a VERP bucket's id: hex in the token, so case folding cannot hurt it.
+pub const VERP_BUCKET_LEN: usize = 4;
+
+/// What a short link's bucketed record holds (see [`Sealer::seal_link`]); with
+/// its content record (channel, campaign, URL) it is the whole click token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRecord {
+    pub content_ref: [u8; CONTENT_REF_LEN],
+    pub job_id: String,
+    pub address: String,
+    pub customer_id: Option<String>,
+    pub sent_at: i64,
+}
+
+/// The bucket and field of a short link's code, if it is one of the bucketed
+/// form (12 characters); an 11-character code is of the form before buckets.
+pub fn link_code_parts(code: &str) -> Option<([u8; LINK_BUCKET_LEN], [u8; LINK_FIELD_LEN])> {
+    if code.len() != 4 * (LINK_BUCKET_LEN + LINK_FIELD_LEN) / 3 {
+        return None;
+    }
+    let raw = B64.decode(code).ok()?;
+    let (bucket, field) = raw.split_at_checked(LINK_BUCKET_LEN)?;
+    Some((bucket.try_into().ok()?, field.try_into().ok()?))
+}
+
+/// The code of a bucketed short link.
+pub fn link_code(bucket: [u8; LINK_BUCKET_LEN], field: [u8; LINK_FIELD_LEN]) -> String {
+    let mut raw = [0u8; LINK_BUCKET_LEN + LINK_FIELD_LEN];
+    raw[..LINK_BUCKET_LEN].copy_from_slice(&bucket);
+    raw[LINK_BUCKET_LEN..].copy_from_slice(&field);
+    B64.encode(raw)
+}
+
+/// A bucket id as it appears in a key: URL-safe base64 (links) or hex (VERP).
+pub fn link_bucket_name(bucket: [u8; LINK_BUCKET_LEN]) -> String {
+    B64.encode(bucket)
+}
+
+pub fn verp_bucket_name(bucket: [u8; VERP_BUCKET_LEN]) -> String {
+    hex(&bucket)
+}
+
+/// A content reference as it appears in a key.
+pub fn content_ref_name(r: &[u8]) -> String {
+    B64.encode(r)
+}
+
+fn content_ref(keys: &Keys, t: &Tracked) -> [u8; CONTENT_REF_LEN] {
+    let mut ctx = hmac::Context::with_key(&keys.short);
+    // 0xFF never starts a job id (UTF-8), so these never equal a short code's input.
+    ctx.update(b"\xffcontent\0");
+    let mut buf = Vec::new();
+    put(&mut buf, Some(t.channel.as_str()));
+    put(&mut buf, t.campaign.as_deref());
+    put(&mut buf, t.url.as_deref());
+    ctx.update(&buf);
+    let mut out = [0u8; CONTENT_REF_LEN];
+    out.copy_from_slice(&ctx.sign().as_ref()[..CONTENT_REF_LEN]);
+    out
+}
+
+fn link_mac(
+    keys: &Keys,
+    bucket: [u8; LINK_BUCKET_LEN],
+    sent_at: [u8; 4],
+    plain: &[u8],
+) -> [u8; LINK_FIELD_LEN] {
+    let mut ctx = hmac::Context::with_key(&keys.link_mac);
+    ctx.update(&bucket);
+    ctx.update(&sent_at);
+    ctx.update(plain);
+    let mut out = [0u8; LINK_FIELD_LEN];
+    out.copy_from_slice(&ctx.sign().as_ref()[..LINK_FIELD_LEN]);
+    out
+}
+
+/// XORs `buf` with the ChaCha20 stream of (bucket, field): ChaCha20-Poly1305's
+/// encryption is that stream (from block 1), so sealing ciphertext gives the
+/// plaintext back; its tag is not kept (the field authenticates instead).
+fn link_stream(
+    keys: &Keys,
+    bucket: [u8; LINK_BUCKET_LEN],
+    field: [u8; LINK_FIELD_LEN],
+    buf: &mut [u8],
+) {
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce[..LINK_BUCKET_LEN].copy_from_slice(&bucket);
+    nonce[LINK_BUCKET_LEN..LINK_BUCKET_LEN + LINK_FIELD_LEN].copy_from_slice(&field);
+    // Fails only past 256 GiB; such a record would not open (its MAC fails).
+    let _ = keys.link_stream.seal_in_place_separate_tag(
+        Nonce::assume_unique_for_key(nonce),
+        aead::Aad::empty(),
+        buf,
+    );
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// An id (job id, address, customer id) in a record, compactly: a canonical
+/// lowercase UUID as 0xFE and its 16 bytes (a UUID job id is 17 bytes, not 37),
+/// none as 0xFF, up to 252 bytes as a length byte and the bytes, longer as 0xFD,
+/// a big-endian u16 length and the bytes.
+pub fn pack_id(out: &mut Vec<u8>, id: Option<&str>) {
+    let Some(id) = id else {
+        out.push(0xFF);
+        return;
+    };
+    if let Some(raw) = uuid_bytes(id) {
+        out.push(0xFE);
+        out.extend_from_slice(&raw);
+    } else if let Some(len) = u8::try_from(id.len()).ok().filter(|l| *l < 0xFD) {
+        out.push(len);
+        out.extend_from_slice(id.as_bytes());
+    } else {
+        let bytes = &id.as_bytes()[..id.len().min(u16::MAX as usize)];
+        out.push(0xFD);
+        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+}
+
+/// The next id packed by [`pack_id`]: `None` if malformed, `Some(None)` for none.
+pub fn unpack_id(rest: &mut &[u8]) -> Option<Option<String>> {
+    let (&head, tail) = rest.split_first()?;
+    *rest = tail;
+    let len = match head {
+        0xFF => return Some(None),
+        0xFE => {
+            let (raw, tail) = rest.split_at_checked(16)?;
+            *rest = tail;
+            let h = hex(raw);
+            return Some(Some(format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            )));
+        }
+        0xFD => {
+            let (len, tail) = rest.split_at_checked(2)?;
+            *rest = tail;
+            usize::from(u16::from_be_bytes([len[0], len[1]]))
+        }
+        n => usize::from(n),
+    };
+    let (bytes, tail) = rest.split_at_checked(len)?;
+    *rest = tail;
+    Some(Some(std::str::from_utf8(bytes).ok()?.to_owned()))
+}
+
+/// The 16 bytes of a canonical lowercase UUID (`8-4-4-4-12` hex digits), which
+/// unpack to the same text.
+fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
+    let b = id.as_bytes();
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    let digits: String = id.chars().filter(|&c| c != '-').collect();
+    if digits.len() != 32
+        || !digits
+            .bytes()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    unhex(&digits)?.try_into().ok()
 }
 
 /// The 64-bit VERP tag binding a job and its recipient under `keys`.
@@ -558,5 +877,130 @@ mod tests {
         assert!(!Sealer::new("other").opens_stored_verp(&t, id, "taro@example.com"));
         assert_eq!(Sealer::stored_verp_key("abc-0123456789abcdef"), None);
         assert_eq!(Sealer::stored_verp_key("s0123"), None);
+    }
+
+    #[test]
+    fn a_link_record_opens_to_what_was_sealed_and_hides_the_recipient() {
+        let s = Sealer::new("secret");
+        let t = Tracked {
+            job_id: "0f8fad5b-d9cb-469f-a165-70867728950e".into(),
+            address: "+819012345678".into(),
+            customer_id: Some("C0001234".into()),
+            ..tracked()
+        };
+        let content = s.content_ref(&t);
+        let bucket = [1, 2, 3];
+        let (field, value) = s.seal_link(bucket, &t, content);
+        // A UUID job id packs to 16 bytes: the value stays within a listpack's 64.
+        assert!(value.len() <= 64, "{} bytes", value.len());
+        assert!(!value.windows(4).any(|w| w == b"9012"), "address in clear");
+        let opened = s.open_link(bucket, field, &value).expect("opens");
+        assert_eq!(
+            opened,
+            LinkRecord {
+                content_ref: content,
+                job_id: t.job_id.clone(),
+                address: t.address.clone(),
+                customer_id: t.customer_id.clone(),
+                sent_at: t.sent_at,
+            }
+        );
+        let code = link_code(bucket, field);
+        assert_eq!(code.len(), 12, "{code}");
+        assert_eq!(link_code_parts(&code), Some((bucket, field)));
+        // Codes of the form before buckets are not taken for bucketed ones.
+        assert_eq!(link_code_parts(&s.short_code("j1", "https://x")), None);
+        // The content reference binds channel, campaign and URL.
+        assert!(s.content_matches(&content, &t));
+        for other in [
+            Tracked {
+                url: Some("https://evil.example/".into()),
+                ..t.clone()
+            },
+            Tracked {
+                campaign: None,
+                ..t.clone()
+            },
+            Tracked {
+                channel: ChannelId::new("sms"),
+                ..t.clone()
+            },
+        ] {
+            assert!(!s.content_matches(&content, &other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_changed_or_moved_link_record_does_not_open() {
+        let s = Sealer::new("secret");
+        let t = tracked();
+        let bucket = [9, 9, 9];
+        let (field, value) = s.seal_link(bucket, &t, s.content_ref(&t));
+        for i in 0..value.len() {
+            let mut v = value.clone();
+            v[i] ^= 1;
+            assert_eq!(s.open_link(bucket, field, &v), None, "flip at {i}");
+        }
+        let mut f = field;
+        f[0] ^= 1;
+        assert_eq!(s.open_link(bucket, f, &value), None, "another field");
+        assert_eq!(
+            s.open_link([9, 9, 8], field, &value),
+            None,
+            "another bucket"
+        );
+        assert_eq!(s.open_link(bucket, field, &value[..value.len() - 1]), None);
+        assert_eq!(s.open_link(bucket, field, b""), None);
+        assert_eq!(Sealer::new("other").open_link(bucket, field, &value), None);
+        // Made before a rotation: still opens.
+        let rotated = Sealer::rotated("new-secret", &["secret".into()]);
+        assert!(rotated.open_link(bucket, field, &value).is_some());
+        assert!(rotated.content_matches(&s.content_ref(&t), &t));
+    }
+
+    #[test]
+    fn ids_pack_compactly_and_unpack_to_the_same_text() {
+        for id in [
+            Some("0f8fad5b-d9cb-469f-a165-70867728950e"),
+            Some("0F8FAD5B-D9CB-469F-A165-70867728950E"),
+            Some("spring26-C1001"),
+            Some(""),
+            None,
+        ] {
+            let mut buf = Vec::new();
+            pack_id(&mut buf, id);
+            let mut rest = buf.as_slice();
+            assert_eq!(unpack_id(&mut rest), Some(id.map(str::to_owned)), "{id:?}");
+            assert!(rest.is_empty());
+        }
+        let long = "x".repeat(300);
+        let mut buf = Vec::new();
+        pack_id(&mut buf, Some(&long));
+        assert_eq!(unpack_id(&mut buf.as_slice()), Some(Some(long)));
+        let mut uuid = Vec::new();
+        pack_id(&mut uuid, Some("0f8fad5b-d9cb-469f-a165-70867728950e"));
+        assert_eq!(uuid.len(), 17);
+        assert_eq!(unpack_id(&mut &uuid[..10]), None, "cut short");
+    }
+
+    #[test]
+    fn bucketed_verp_tokens_bind_job_and_address_and_name_their_bucket() {
+        let s = Sealer::new("secret");
+        let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let t = s.bucketed_verp_token([0xde, 0xad, 0xbe, 0xef], id, "Taro@Example.com");
+        assert_eq!(t.len(), 25, "{t}");
+        assert!(t.starts_with("bdeadbeef"), "{t}");
+        let key = Sealer::stored_verp_key(&t.to_uppercase()).expect("a stored token");
+        assert_eq!(key, t);
+        let (bucket, tag) = Sealer::verp_bucket(&key).expect("bucketed");
+        assert_eq!(bucket, [0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(hex(&tag), t[9..]);
+        assert!(s.opens_stored_verp(&key, id, "taro@example.com"));
+        assert!(!s.opens_stored_verp(&key, id, "someone-else@example.com"));
+        assert!(!s.opens_stored_verp(&key, "another-job", "taro@example.com"));
+        // The form before buckets has no bucket.
+        let old = s.stored_verp_token(id, "taro@example.com");
+        assert_eq!(Sealer::verp_bucket(&old), None);
+        assert_eq!(Sealer::stored_verp_key("bdeadbeef0123"), None);
     }
 }

@@ -134,12 +134,8 @@ fn return_path(
     if local.len() + 1 + inline.len() <= MAX_LOCAL_PART {
         return Some((format!("{local}+{inline}@{domain}"), None));
     }
-    let token = sealer.stored_verp_token(&t.job_id, &t.address);
-    let path = format!("{local}+{token}@{domain}");
-    let record = VerpRecord {
-        token,
-        job_id: t.job_id.clone(),
-    };
+    let record = tracker.stored_verp(t);
+    let path = format!("{local}+{}@{domain}", record.token);
     Some((path, Some(record)))
 }
 

@@ -44,7 +44,7 @@ pub fn compose(
         let mut short_links = Vec::new();
         for m in &mut messages {
             track_links(tracker, &t, &theirs, m);
-            shorten_text_links(tracker, &t, &theirs, m, &mut short_links);
+            shorten_text_links(tracker, &t, &theirs, m, &mut short_links, link_ttl);
         }
         let records = Records {
             short_links,
@@ -64,6 +64,7 @@ fn shorten_text_links(
     theirs: &RecipientLinks,
     message: &mut Value,
     short_links: &mut Vec<ShortLink>,
+    link_ttl: std::time::Duration,
 ) {
     let Value::Object(map) = message else {
         return;
@@ -79,7 +80,7 @@ fn shorten_text_links(
             if !tracker.may_track(url, theirs) {
                 return None;
             }
-            let (short, record) = tracker.short_link(t, url);
+            let (short, record) = tracker.short_link(t, url, link_ttl);
             short_links.push(record);
             Some(short)
         });

@@ -39,7 +39,7 @@ pub fn compose(
         if !tracker.may_track(url, &theirs) {
             return None;
         }
-        let (short, record) = tracker.short_link(&t, url);
+        let (short, record) = tracker.short_link(&t, url, link_ttl);
         short_links.push(record);
         Some(short)
     });
