@@ -12,6 +12,7 @@ pub mod claims;
 mod entry;
 mod grouped;
 mod monitor;
+mod recent;
 mod retention;
 mod schema;
 mod stats;
@@ -208,6 +209,8 @@ pub struct Queue {
     trim_results: Script,
     /// The dedupe claims' scripts (`claims.rs`).
     claims: claims::Claims,
+    /// Link and VERP buckets given their expiry, content records written.
+    recent: std::sync::Arc<recent::RecentWrites>,
     /// `redis.wait_replicas` and `redis.wait_timeout`: replicas that must have a
     /// write before it counts as recorded (0: none asked).
     wait: Durability,
@@ -221,6 +224,10 @@ pub use crate::tracking::VERP_RECORD_TTL;
 /// bytes (`MEMORY USAGE`, Redis 7.0, a 19-byte job id; 456 for a 256-byte
 /// one): a million notification messages a week keep ~170 MB.
 pub const DELIVERY_TAG_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often a campaign URL's content record is rewritten while its links
+/// are made (each write renews its expiry).
+const CONTENT_REWRITE: Duration = Duration::from_secs(60);
 
 /// Reply timeout for ordinary commands (redis-rs's default of 500 ms is too
 /// tight for a big scripted batch on a busy server).
@@ -241,6 +248,7 @@ impl Queue {
         Ok(Queue {
             conn,
             claims: claims::Claims::new(keys.clone()),
+            recent: Default::default(),
             keys,
             finish: Script::new(include_str!("finish.lua")),
             suppress: Script::new(include_str!("suppress.lua")),
@@ -773,25 +781,37 @@ impl Queue {
         use crate::tracking::token;
         let link_ttl = records.link_ttl;
         let mut batch = self.batch();
-        let secs = link_ttl.as_secs().max(1);
-        let open_for = crate::tracking::BUCKET_OPEN_FOR.as_secs();
+        let open_for = crate::tracking::BUCKET_OPEN_FOR;
+        // A bucket is filled for at most `open_for` after its first record, so
+        // one expiry then, `open_for` longer, outlives every record in it.
+        let bucket_ttl = |ttl: Duration| (ttl + open_for).as_millis() as u64;
+        let mut written = Vec::new();
         for l in &records.short_links {
             let key = self.keys.link_bucket(&token::link_bucket_name(l.bucket));
             let mut set = redis::cmd("HSET");
             set.arg(&key).arg(&l.field[..]).arg(&l.record[..]);
             batch.add_ignored(&key, set);
-            // PEXPIRE: the command the documented ACL already grants (docs/security.md).
-            let mut expire = redis::cmd("PEXPIRE");
-            expire.arg(&key).arg(secs.saturating_mul(1000));
-            batch.add_ignored(&key, expire);
-            // Written again by every job of the campaign: the content outlives
-            // each record that names it.
+            if !self.recent.fresh(&key, open_for) {
+                // PEXPIRE: the command the documented ACL already grants (docs/security.md).
+                let mut expire = redis::cmd("PEXPIRE");
+                expire.arg(&key).arg(bucket_ttl(link_ttl));
+                batch.add_ignored(&key, expire);
+                written.push(key);
+            }
+            // The content outlives each record that names it: rewritten with
+            // `open_for` to spare at least once a minute while the campaign sends.
             let key = self
                 .keys
                 .link_content(&token::content_ref_name(&l.content_ref));
-            let mut set = redis::cmd("SET");
-            set.arg(&key).arg(&l.content).arg("EX").arg(secs + open_for);
-            batch.add_ignored(&key, set);
+            if !self.recent.fresh(&key, CONTENT_REWRITE) {
+                let mut set = redis::cmd("SET");
+                set.arg(&key)
+                    .arg(&l.content)
+                    .arg("EX")
+                    .arg((link_ttl + open_for).as_secs().max(1));
+                batch.add_ignored(&key, set);
+                written.push(key);
+            }
         }
         if let Some(v) = &records.verp {
             let key = self.keys.verp_bucket(&token::verp_bucket_name(v.bucket));
@@ -800,9 +820,12 @@ impl Queue {
             let mut set = redis::cmd("HSET");
             set.arg(&key).arg(&v.tag[..]).arg(job_id);
             batch.add_ignored(&key, set);
-            let mut expire = redis::cmd("PEXPIRE");
-            expire.arg(&key).arg(VERP_RECORD_TTL.as_millis() as u64);
-            batch.add_ignored(&key, expire);
+            if !self.recent.fresh(&key, open_for) {
+                let mut expire = redis::cmd("PEXPIRE");
+                expire.arg(&key).arg(bucket_ttl(VERP_RECORD_TTL));
+                batch.add_ignored(&key, expire);
+                written.push(key);
+            }
         }
         if let Some(t) = &records.delivery_tag {
             let key = self.keys.line_delivery_tag(&t.tag);
@@ -816,7 +839,9 @@ impl Queue {
         if batch.is_empty() {
             return Ok(());
         }
-        batch.query(&self.conn).await.map(drop)
+        batch.query(&self.conn).await?;
+        self.recent.mark(written);
+        Ok(())
     }
 
     /// The job id behind a LINE notification message's delivery tag, if still kept.

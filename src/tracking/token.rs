@@ -378,8 +378,14 @@ impl Sealer {
     /// The VERP token for a message: `{hex job id}-{hex tag}`, self-contained.
     /// A local part may have at most 64 bytes, so this fits job ids up to about
     /// 19 bytes; longer ones use [`bucketed_verp_token`](Self::bucketed_verp_token).
+    /// A canonical lowercase UUID job id (the commonest long one) is carried as
+    /// `u{its 16 bytes in hex}-{hex tag}` (50 characters): no record at all,
+    /// where a stored one cost 34 bytes of Redis.
     pub fn verp_token(&self, job_id: &str, address: &str) -> String {
-        let mut s = hex(job_id.as_bytes());
+        let mut s = match uuid_bytes(job_id) {
+            Some(raw) => format!("u{}", hex(&raw)),
+            None => hex(job_id.as_bytes()),
+        };
         s.push('-');
         s.push_str(&hex(&verp_tag(&self.current, job_id, address)));
         s
@@ -441,7 +447,10 @@ impl Sealer {
     pub fn open_verp(&self, token: &str, address: &str) -> Option<String> {
         let token = token.to_ascii_lowercase();
         let (id_hex, tag_hex) = token.rsplit_once('-')?;
-        let job_id = String::from_utf8(unhex(id_hex)?).ok()?;
+        let job_id = match id_hex.strip_prefix('u') {
+            Some(uuid) => uuid_text(&unhex(uuid)?.try_into().ok()?),
+            None => String::from_utf8(unhex(id_hex)?).ok()?,
+        };
         self.verp_tag_matches(tag_hex, &job_id, address)
             .then_some(job_id)
     }
@@ -589,7 +598,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// An id (job id, address, customer id) in a record, compactly: a canonical
 /// lowercase UUID as 0xFE and its 16 bytes (a UUID job id is 17 bytes, not 37),
-/// none as 0xFF, up to 252 bytes as a length byte and the bytes, longer as 0xFD,
+/// a LINE user id (`U` and 32 lowercase hex digits) as 0xFC and its 16 bytes (a
+/// LINE record then stays within the 64 bytes that keep its bucket a listpack:
+/// 118 bytes a link measured with the id as text, the bucket a hash table),
+/// none as 0xFF, up to 251 bytes as a length byte and the bytes, longer as 0xFD,
 /// a big-endian u16 length and the bytes.
 pub fn pack_id(out: &mut Vec<u8>, id: Option<&str>) {
     let Some(id) = id else {
@@ -599,7 +611,10 @@ pub fn pack_id(out: &mut Vec<u8>, id: Option<&str>) {
     if let Some(raw) = uuid_bytes(id) {
         out.push(0xFE);
         out.extend_from_slice(&raw);
-    } else if let Some(len) = u8::try_from(id.len()).ok().filter(|l| *l < 0xFD) {
+    } else if let Some(raw) = line_user_bytes(id) {
+        out.push(0xFC);
+        out.extend_from_slice(&raw);
+    } else if let Some(len) = u8::try_from(id.len()).ok().filter(|l| *l < 0xFC) {
         out.push(len);
         out.extend_from_slice(id.as_bytes());
     } else {
@@ -629,6 +644,11 @@ pub fn unpack_id(rest: &mut &[u8]) -> Option<Option<String>> {
                 &h[20..]
             )));
         }
+        0xFC => {
+            let (raw, tail) = rest.split_at_checked(16)?;
+            *rest = tail;
+            return Some(Some(format!("U{}", hex(raw))));
+        }
         0xFD => {
             let (len, tail) = rest.split_at_checked(2)?;
             *rest = tail;
@@ -639,6 +659,20 @@ pub fn unpack_id(rest: &mut &[u8]) -> Option<Option<String>> {
     let (bytes, tail) = rest.split_at_checked(len)?;
     *rest = tail;
     Some(Some(std::str::from_utf8(bytes).ok()?.to_owned()))
+}
+
+/// The 16 bytes of a LINE user id (`U` and 32 lowercase hex digits), which
+/// unpack to the same text.
+fn line_user_bytes(id: &str) -> Option<[u8; 16]> {
+    let digits = id.strip_prefix('U')?;
+    if digits.len() != 32
+        || !digits
+            .bytes()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    unhex(digits)?.try_into().ok()
 }
 
 /// The 16 bytes of a canonical lowercase UUID (`8-4-4-4-12` hex digits), which
@@ -657,6 +691,19 @@ fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
         return None;
     }
     unhex(&digits)?.try_into().ok()
+}
+
+/// A UUID's 16 bytes as its canonical lowercase text (what [`uuid_bytes`] read).
+fn uuid_text(raw: &[u8; 16]) -> String {
+    let h = hex(raw);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// The 64-bit VERP tag binding a job and its recipient under `keys`.
@@ -840,6 +887,28 @@ mod tests {
     }
 
     #[test]
+    fn a_uuid_job_id_rides_in_its_verp_token() {
+        let sealer = Sealer::new("a-secret-of-sixteen-bytes");
+        let id = "3f2c9a1e-7b4d-4e8a-9c61-0a5b2d7e4f19";
+        let token = sealer.verp_token(id, "taro@example.com");
+        assert_eq!(token.len(), 50, "{token}");
+        assert!("bounces+".len() + token.len() <= 64, "fits a local part");
+        assert_eq!(Sealer::stored_verp_key(&token), None, "nothing to look up");
+        assert_eq!(
+            sealer
+                .open_verp(&token.to_uppercase(), "Taro@Example.com")
+                .as_deref(),
+            Some(id)
+        );
+        assert_eq!(sealer.open_verp(&token, "hanako@example.com"), None);
+        // Not a canonical UUID (upper case): carried as text, as before.
+        let upper = id.to_uppercase();
+        assert!(!sealer
+            .verp_token(&upper, "taro@example.com")
+            .starts_with('u'));
+    }
+
+    #[test]
     fn verp_tokens_bind_job_and_address_and_survive_case_changes() {
         let s = Sealer::new("secret");
         let t = s.verp_token("spring26-C1001", "Taro@Example.com");
@@ -966,6 +1035,10 @@ mod tests {
             Some("0f8fad5b-d9cb-469f-a165-70867728950e"),
             Some("0F8FAD5B-D9CB-469F-A165-70867728950E"),
             Some("spring26-C1001"),
+            Some("U4af4980629a0c3e2f6b5d3e8a6c2b1f0"),
+            Some("U4AF4980629A0C3E2F6B5D3E8A6C2B1F0"),
+            Some(&"y".repeat(251)),
+            Some(&"y".repeat(252)),
             Some(""),
             None,
         ] {
@@ -982,6 +1055,9 @@ mod tests {
         let mut uuid = Vec::new();
         pack_id(&mut uuid, Some("0f8fad5b-d9cb-469f-a165-70867728950e"));
         assert_eq!(uuid.len(), 17);
+        let mut line = Vec::new();
+        pack_id(&mut line, Some("U4af4980629a0c3e2f6b5d3e8a6c2b1f0"));
+        assert_eq!(line.len(), 17);
         assert_eq!(unpack_id(&mut &uuid[..10]), None, "cut short");
     }
 
