@@ -134,15 +134,33 @@ def drive(args: argparse.Namespace) -> int:
     per_partition = Counter(int(s.split("{")[1].split("}")[0]) for s in map(t.stream_of, jobs))
     assert len(per_partition) == args.partitions, f"jobs in every partition: {per_partition}"
 
+    children: list[subprocess.Popen[bytes]] = []
+
     def child(name: str, block_at: int, claim_idle_ms: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
+        c = subprocess.Popen(
             [sys.executable, __file__, "consume", "--url", args.url, "--prefix", args.prefix,
              "--partitions", str(args.partitions), "--name", name, "--log", str(log),
              "--expect", str(len(jobs)), f"--block-at={block_at}", "--marker", str(work / f"blocked.{name}.{block_at}"),
              "--claim-idle-ms", str(claim_idle_ms), *(["--cluster"] if args.cluster else [])],
             stdout=subprocess.PIPE,
         )
+        children.append(c)
+        return c
 
+    try:
+        return drive_runs(args, r, t, work, log, jobs, expect, started, enqueue_s, child)
+    finally:
+        # A failed check must not leave a consumer blocked in its handler: it
+        # holds the caller's pipes open, and the caller would wait for ever.
+        for c in children:
+            if c.poll() is None:
+                c.kill()
+                c.wait()
+
+
+def drive_runs(args: argparse.Namespace, r: Any, t: Tayori, work: Path, log: Path,
+               jobs: list[Job], expect: dict[str, str], started: float, enqueue_s: float,
+               child: Any) -> int:
     # Run 1: crm-1 handles a third, then is killed inside its handler.
     first_stop = len(jobs) // 3
     c1 = child("crm-1", first_stop, 3_600_000)
@@ -152,8 +170,14 @@ def drive(args: argparse.Namespace) -> int:
     pending_1 = pending_of(r, t, "crm-1")
     assert pending_1 > 0, "the kill left crm-1 with read, unacknowledged entries"
 
-    # Run 2: crm-1 again (the same name): its own pending entries first.
-    second_stop = 2 * len(jobs) // 3
+    # Run 2: crm-1 again (the same name): its own pending entries first. Its stop
+    # lies past them (a fast daemon lets one poll read hundreds), so it stops in
+    # the new entries it reads, after writing what it recovered; the file of run 1
+    # is removed so a stale count can never be read.
+    handled_1 = len(log.read_text().splitlines())
+    second_stop = max(2 * len(jobs) // 3, handled_1 + pending_1 + 1)
+    assert second_stop < len(jobs), f"crm-1 held {pending_1} pending entries: no room for a second stop"
+    Path(f"{log}.crm-1.recovered").unlink(missing_ok=True)
     c2 = child("crm-1", second_stop, 3_600_000)
     wait_for(work / f"blocked.crm-1.{second_stop}", c2, "the second stop")
     recovered = int((Path(f"{log}.crm-1.recovered")).read_text())
