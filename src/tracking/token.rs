@@ -292,11 +292,11 @@ impl Sealer {
     /// [`seal_link`](Self::seal_link)); kept for tests and tools that write a link
     /// of the old form.
     pub fn short_code(&self, job_id: &str, url: &str) -> String {
-        let mut ctx = hmac::Context::with_key(&self.current.short);
-        ctx.update(job_id.as_bytes());
-        ctx.update(&[0]);
-        ctx.update(url.as_bytes());
-        B64.encode(&ctx.sign().as_ref()[..8])
+        let mac: [u8; 8] = truncated_mac(
+            &self.current.short,
+            &[job_id.as_bytes(), &[0], url.as_bytes()],
+        );
+        B64.encode(mac)
     }
 
     /// The reference of a link's content (channel, campaign, URL): the key of the
@@ -470,17 +470,8 @@ impl Sealer {
         let Some(tag) = unhex(tag_hex) else {
             return false;
         };
-        self.all_keys().any(|keys| {
-            let expected = verp_tag(keys, job_id, address);
-            // Compared without an early exit, so timing does not reveal a matching prefix.
-            let diff = tag
-                .iter()
-                .zip(expected)
-                .fold(u8::from(tag.len() != expected.len()), |d, (a, b)| {
-                    d | (a ^ b)
-                });
-            diff == 0
-        })
+        self.all_keys()
+            .any(|keys| constant_time_eq(&tag, &verp_tag(keys, job_id, address)))
     }
 }
 
@@ -541,18 +532,24 @@ pub fn content_ref_name(r: &[u8]) -> String {
     B64.encode(r)
 }
 
+/// The first `N` bytes of HMAC-SHA256 under `key` over `parts`, in order.
+fn truncated_mac<const N: usize>(key: &hmac::Key, parts: &[&[u8]]) -> [u8; N] {
+    let mut ctx = hmac::Context::with_key(key);
+    for part in parts {
+        ctx.update(part);
+    }
+    let mut out = [0u8; N];
+    out.copy_from_slice(&ctx.sign().as_ref()[..N]);
+    out
+}
+
 fn content_ref(keys: &Keys, t: &Tracked) -> [u8; CONTENT_REF_LEN] {
-    let mut ctx = hmac::Context::with_key(&keys.short);
-    // 0xFF never starts a job id (UTF-8), so these never equal a short code's input.
-    ctx.update(b"\xffcontent\0");
     let mut buf = Vec::new();
     put(&mut buf, Some(t.channel.as_str()));
     put(&mut buf, t.campaign.as_deref());
     put(&mut buf, t.url.as_deref());
-    ctx.update(&buf);
-    let mut out = [0u8; CONTENT_REF_LEN];
-    out.copy_from_slice(&ctx.sign().as_ref()[..CONTENT_REF_LEN]);
-    out
+    // 0xFF never starts a job id (UTF-8), so these never equal a short code's input.
+    truncated_mac(&keys.short, &[b"\xffcontent\0", &buf])
 }
 
 fn link_mac(
@@ -561,13 +558,7 @@ fn link_mac(
     sent_at: [u8; 4],
     plain: &[u8],
 ) -> [u8; LINK_FIELD_LEN] {
-    let mut ctx = hmac::Context::with_key(&keys.link_mac);
-    ctx.update(&bucket);
-    ctx.update(&sent_at);
-    ctx.update(plain);
-    let mut out = [0u8; LINK_FIELD_LEN];
-    out.copy_from_slice(&ctx.sign().as_ref()[..LINK_FIELD_LEN]);
-    out
+    truncated_mac(&keys.link_mac, &[&bucket, &sent_at, plain])
 }
 
 /// XORs `buf` with the ChaCha20 stream of (bucket, field): ChaCha20-Poly1305's
@@ -634,15 +625,7 @@ pub fn unpack_id(rest: &mut &[u8]) -> Option<Option<String>> {
         0xFE => {
             let (raw, tail) = rest.split_at_checked(16)?;
             *rest = tail;
-            let h = hex(raw);
-            return Some(Some(format!(
-                "{}-{}-{}-{}-{}",
-                &h[..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..]
-            )));
+            return Some(Some(uuid_text(raw.try_into().ok()?)));
         }
         0xFC => {
             let (raw, tail) = rest.split_at_checked(16)?;
@@ -708,17 +691,11 @@ fn uuid_text(raw: &[u8; 16]) -> String {
 
 /// The 64-bit VERP tag binding a job and its recipient under `keys`.
 fn verp_tag(keys: &Keys, job_id: &str, address: &str) -> [u8; 8] {
-    let mut ctx = hmac::Context::with_key(&keys.verp);
-    ctx.update(job_id.as_bytes());
-    ctx.update(&[0]);
     // Compared as sent (an internationalized domain in IDNA form): the bounce
     // report names the address the relay was given, the job may have it in Unicode.
     let address = tayori_channels::email::address::with_ascii_domain(address.trim());
-    ctx.update(address.to_lowercase().as_bytes());
-    let tag = ctx.sign();
-    let mut out = [0u8; 8];
-    out.copy_from_slice(&tag.as_ref()[..8]);
-    out
+    let address = address.to_lowercase();
+    truncated_mac(&keys.verp, &[job_id.as_bytes(), &[0], address.as_bytes()])
 }
 
 /// A field: 0xFFFF for none, else a big-endian u16 length and the bytes.
